@@ -1,0 +1,51 @@
+import path from 'node:path'
+import { z } from 'zod'
+
+// Every process reads its configuration from the environment once, at start, through a schema:
+// a bad value stops the process with one clear line instead of failing later.
+
+export const bool = z.union([z.boolean(), z.string()]).transform((v) => v === true || v === 'true' || v === '1' || v === 'yes')
+export const port = z.coerce.number().int().min(0).max(65535)
+export const positiveInt = z.coerce.number().int().positive()
+export const hexKey = z.string().regex(/^[0-9a-f]{64}$/i, 'expected a 64-character hex public key')
+export const keyList = z.string().default('').transform((s) => s.split(/[\s,]+/).filter(Boolean)).pipe(z.array(hexKey))
+
+export function stateDir (env: NodeJS.ProcessEnv = process.env): string {
+  return path.resolve(env.HYPERINFER_HOME ?? '.hyperinfer')
+}
+
+export function bootstrapList (value: string | undefined): Array<{ host: string, port: number }> | undefined {
+  if (!value) return undefined
+  return value.split(/[\s,]+/).filter(Boolean).map((entry) => {
+    const i = entry.lastIndexOf(':')
+    const host = i > 0 ? entry.slice(0, i) : '127.0.0.1'
+    const p = Number(entry.slice(i + 1))
+    if (!Number.isInteger(p) || p <= 0 || p > 65535) throw new Error(`bad bootstrap entry '${entry}', expected host:port`)
+    return { host, port: p }
+  })
+}
+
+export class ConfigError extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'ConfigError'
+  }
+}
+
+export function loadConfig<S extends z.ZodType> (schema: S, env: NodeJS.ProcessEnv = process.env): z.infer<S> {
+  const result = schema.safeParse(env)
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`)
+    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`)
+  }
+  return result.data
+}
+
+/** Common settings every mesh process understands. */
+export const meshEnv = {
+  HYPERINFER_HOME: z.string().optional(),
+  HYPERINFER_BOOTSTRAP: z.string().optional(),
+  HYPERINFER_HOST: z.string().default('127.0.0.1'),
+  HYPERINFER_MESH_ALLOW: keyList,
+  LOG_LEVEL: z.string().default('info')
+}

@@ -1,0 +1,61 @@
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import pg from 'pg'
+import type { Logger } from './log.ts'
+
+export type Pool = pg.Pool
+export const MIGRATIONS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations')
+
+export function createPool (connectionString: string, max = 10): pg.Pool {
+  const pool = new pg.Pool({ connectionString, max, idleTimeoutMillis: 30_000 })
+  // an idle client losing its server must not crash the process; the next query reconnects
+  pool.on('error', () => {})
+  return pool
+}
+
+export interface MigrationResult { applied: string[], skipped: string[] }
+
+/**
+ * Forward-only migrations: every migrations/NNN_name.sql runs once, in order, in its own transaction,
+ * under an advisory lock (so concurrent starters serialise). A file whose content changed after it was
+ * applied is an error, never a silent re-run.
+ */
+export async function migrate (pool: pg.Pool, dir = MIGRATIONS_DIR, log?: Logger): Promise<MigrationResult> {
+  const files = fs.readdirSync(dir).filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f)).sort()
+  const client = await pool.connect()
+  const result: MigrationResult = { applied: [], skipped: [] }
+  try {
+    await client.query('SELECT pg_advisory_lock(727274)')
+    await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      name text PRIMARY KEY, checksum char(64) NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`)
+    const { rows } = await client.query<{ name: string, checksum: string }>('SELECT name, checksum FROM schema_migrations')
+    const done = new Map(rows.map((r) => [r.name, r.checksum]))
+    for (const file of files) {
+      const sql = fs.readFileSync(path.join(dir, file), 'utf8')
+      const checksum = crypto.createHash('sha256').update(sql).digest('hex')
+      const prior = done.get(file)
+      if (prior !== undefined) {
+        if (prior !== checksum) throw new Error(`migration ${file} was changed after it was applied (checksum mismatch)`)
+        result.skipped.push(file)
+        continue
+      }
+      await client.query('BEGIN')
+      try {
+        await client.query(sql)
+        await client.query('INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)', [file, checksum])
+        await client.query('COMMIT')
+      } catch (err) {
+        await client.query('ROLLBACK')
+        throw new Error(`migration ${file} failed: ${(err as Error).message}`)
+      }
+      result.applied.push(file)
+      log?.info({ migration: file }, 'migration applied')
+    }
+  } finally {
+    await client.query('SELECT pg_advisory_unlock(727274)').catch(() => {})
+    client.release()
+  }
+  return result
+}

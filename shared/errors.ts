@@ -1,0 +1,91 @@
+// Coded errors that survive the wire. A handler throws a MeshError; the RPC layer sends
+// `{ code, message, details }`; the caller gets a MeshError with the same code back.
+// Callers branch on `err.code`, never on message text.
+
+export const ErrorCodes = {
+  BAD_REQUEST: 'BAD_REQUEST', // payload failed schema validation
+  UNKNOWN_METHOD: 'UNKNOWN_METHOD',
+  UNAUTHENTICATED: 'UNAUTHENTICATED', // missing / invalid / expired session token
+  INVALID_API_KEY: 'INVALID_API_KEY', // unknown, revoked or expired API key
+  FORBIDDEN: 'FORBIDDEN', // authenticated but not allowed (firewall, scopes, ownership)
+  NOT_FOUND: 'NOT_FOUND',
+  CONFLICT: 'CONFLICT', // duplicate username / email
+  INVALID_CREDENTIALS: 'INVALID_CREDENTIALS',
+  RATE_LIMITED: 'RATE_LIMITED',
+  PROMPT_TOO_LARGE: 'PROMPT_TOO_LARGE',
+  UNKNOWN_MODEL: 'UNKNOWN_MODEL',
+  NO_WORKER: 'NO_WORKER', // model is known but no connected worker can serve it now
+  BACKEND_ERROR: 'BACKEND_ERROR', // the AI backend failed
+  UNAVAILABLE: 'UNAVAILABLE', // a mesh dependency (auth, db) is not reachable
+  TIMEOUT: 'TIMEOUT',
+  CANCELLED: 'CANCELLED',
+  SHUTTING_DOWN: 'SHUTTING_DOWN',
+  INTERNAL: 'INTERNAL'
+} as const
+
+export type ErrorCode = typeof ErrorCodes[keyof typeof ErrorCodes]
+
+export interface WireError {
+  code: string
+  message: string
+  details?: Record<string, unknown>
+}
+
+export class MeshError extends Error {
+  readonly code: string
+  readonly details?: Record<string, unknown>
+
+  constructor (code: string, message: string, details?: Record<string, unknown>) {
+    super(`${code}: ${message}`)
+    this.name = 'MeshError'
+    this.code = code
+    this.details = details
+  }
+
+  /** The message without the code prefix, as sent on the wire. */
+  get reason (): string {
+    return this.message.slice(this.code.length + 2)
+  }
+
+  toWire (): WireError {
+    const out: WireError = { code: this.code, message: this.reason }
+    if (this.details) out.details = this.details
+    return out
+  }
+
+  static fromWire (e: WireError): MeshError {
+    return new MeshError(String(e.code), String(e.message), e.details)
+  }
+
+  static BAD_REQUEST (msg: string, details?: Record<string, unknown>) { return new MeshError(ErrorCodes.BAD_REQUEST, msg, details) }
+  static UNAUTHENTICATED (msg = 'session token missing, invalid or expired') { return new MeshError(ErrorCodes.UNAUTHENTICATED, msg) }
+  static INVALID_API_KEY (msg = 'API key is invalid, revoked or expired') { return new MeshError(ErrorCodes.INVALID_API_KEY, msg) }
+  static FORBIDDEN (msg: string) { return new MeshError(ErrorCodes.FORBIDDEN, msg) }
+  static NOT_FOUND (msg: string) { return new MeshError(ErrorCodes.NOT_FOUND, msg) }
+  static CONFLICT (msg: string, details?: Record<string, unknown>) { return new MeshError(ErrorCodes.CONFLICT, msg, details) }
+  static INVALID_CREDENTIALS () { return new MeshError(ErrorCodes.INVALID_CREDENTIALS, 'email or password is wrong') }
+  static RATE_LIMITED (msg: string, retryAfterSeconds: number, details: Record<string, unknown> = {}) {
+    return new MeshError(ErrorCodes.RATE_LIMITED, msg, { ...details, retryAfterSeconds })
+  }
+  static PROMPT_TOO_LARGE (msg: string) { return new MeshError(ErrorCodes.PROMPT_TOO_LARGE, msg) }
+  static UNKNOWN_MODEL (model: string, available: string[]) {
+    return new MeshError(ErrorCodes.UNKNOWN_MODEL, `model '${model}' is not served by any worker`, { model, available })
+  }
+  static NO_WORKER (msg: string) { return new MeshError(ErrorCodes.NO_WORKER, msg) }
+  static BACKEND_ERROR (msg: string, details?: Record<string, unknown>) { return new MeshError(ErrorCodes.BACKEND_ERROR, msg, details) }
+  static UNAVAILABLE (msg: string) { return new MeshError(ErrorCodes.UNAVAILABLE, msg) }
+  static TIMEOUT (msg: string) { return new MeshError(ErrorCodes.TIMEOUT, msg) }
+  static CANCELLED (msg = 'request cancelled') { return new MeshError(ErrorCodes.CANCELLED, msg) }
+  static SHUTTING_DOWN () { return new MeshError(ErrorCodes.SHUTTING_DOWN, 'service is shutting down') }
+  static INTERNAL (msg = 'internal error') { return new MeshError(ErrorCodes.INTERNAL, msg) }
+}
+
+export function isMeshError (err: unknown): err is MeshError {
+  return err instanceof MeshError
+}
+
+/** Turn anything thrown into something safe to send: unknown errors never leak their text. */
+export function toWireError (err: unknown): WireError {
+  if (err instanceof MeshError) return err.toWire()
+  return { code: ErrorCodes.INTERNAL, message: 'internal error' }
+}

@@ -1,0 +1,134 @@
+import { EventEmitter, once } from 'node:events'
+import type RPC from '@hyperswarm/rpc'
+import type { Client } from '@hyperswarm/rpc'
+import { MeshError } from '../errors.ts'
+import type { Logger } from '../log.ts'
+import type { MethodDef } from './method.ts'
+import { Peer, type HandlerTable, type StreamOptions } from './peer.ts'
+
+// A long-lived connection to one peer by public key: reconnects with capped exponential backoff and
+// jitter, and every call carries a timeout. Built on rpc.connect(); never the pooled rpc.request(),
+// whose linger timer can destroy a call that runs longer than the linger.
+
+export interface MeshClientOptions {
+  name: string
+  log?: Logger
+  /** handlers this side serves on the same channel (e.g. a worker serving its gateway) */
+  handlers?: HandlerTable
+  /** run on every (re)connect before the client counts as connected; a throw drops the connection */
+  onOpen?: (peer: Peer) => Promise<void> | void
+  minBackoff?: number
+  maxBackoff?: number
+  defaultTimeout?: number
+}
+
+export class MeshClient extends EventEmitter {
+  readonly publicKey: Buffer
+  readonly name: string
+  private readonly rpc: RPC
+  private readonly opts: MeshClientOptions
+  private client: Client | null = null
+  private peer: Peer | null = null
+  private ready = false
+  private closing = false
+  private backoff: number
+  private retryTimer: NodeJS.Timeout | null = null
+  private attempts = 0
+
+  constructor (rpc: RPC, publicKey: Buffer, opts: MeshClientOptions) {
+    super()
+    this.setMaxListeners(0)
+    this.rpc = rpc
+    this.publicKey = publicKey
+    this.name = opts.name
+    this.opts = opts
+    this.backoff = opts.minBackoff ?? 100
+    this.connect()
+  }
+
+  get connected (): boolean { return this.ready && this.peer !== null && !this.peer.isClosed }
+  get connectAttempts (): number { return this.attempts }
+
+  private connect (): void {
+    if (this.closing) return
+    this.attempts++
+    const client = this.rpc.connect(this.publicKey)
+    this.client = client
+    const channel = client.rpc
+    if (!channel) throw new Error('rpc channel missing')
+    const peer = new Peer(channel, { handlers: this.opts.handlers, authorize: () => true, log: this.opts.log })
+    this.peer = peer
+    client.on('open', async () => {
+      try {
+        if (this.opts.onOpen) await this.opts.onOpen(peer)
+        if (this.client !== client) return
+        this.ready = true
+        this.backoff = this.opts.minBackoff ?? 100
+        this.opts.log?.info({ peer: this.name }, 'connected')
+        this.emit('open', peer)
+      } catch (err) {
+        this.opts.log?.warn({ peer: this.name, code: (err as MeshError).code }, 'connection setup failed')
+        client.destroy()
+      }
+    })
+    client.on('close', () => {
+      if (this.client !== client) return
+      const wasReady = this.ready
+      this.ready = false
+      this.peer = null
+      this.client = null
+      if (wasReady) this.opts.log?.warn({ peer: this.name }, 'disconnected')
+      this.emit('close')
+      this.scheduleReconnect()
+    })
+  }
+
+  private scheduleReconnect (): void {
+    if (this.closing || this.retryTimer) return
+    const delay = Math.round(this.backoff * (0.5 + Math.random() / 2))
+    this.backoff = Math.min(this.backoff * 2, this.opts.maxBackoff ?? 5000)
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null
+      this.connect()
+    }, delay)
+  }
+
+  /** Wait until connected, or fail with UNAVAILABLE after `timeout` ms. */
+  async waitOpen (timeout: number): Promise<Peer> {
+    if (this.connected && this.peer) return this.peer
+    if (this.closing) throw MeshError.UNAVAILABLE(`${this.name}: client closed`)
+    const ac = new AbortController()
+    const timer = setTimeout(() => ac.abort(), timeout)
+    try {
+      const [peer] = await once(this, 'open', { signal: ac.signal }) as [Peer]
+      return peer
+    } catch {
+      throw MeshError.UNAVAILABLE(`${this.name} is not reachable (no connection within ${timeout} ms)`)
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  async call<Req, Res> (def: MethodDef<Req, Res, any>, req: Req, timeout = this.opts.defaultTimeout ?? 10_000): Promise<Res> {
+    const started = Date.now()
+    const peer = await this.waitOpen(timeout)
+    return peer.call(def, req, { timeout: Math.max(1, timeout - (Date.now() - started)) })
+  }
+
+  async stream<Req, Res, Chunk> (def: MethodDef<Req, Res, Chunk>, req: Req, opts: StreamOptions<Chunk> & { connectTimeout?: number }): Promise<Res> {
+    const peer = await this.waitOpen(opts.connectTimeout ?? opts.idleTimeout)
+    return peer.stream(def, req, opts)
+  }
+
+  async close (): Promise<void> {
+    if (this.closing) return
+    this.closing = true
+    if (this.retryTimer) clearTimeout(this.retryTimer)
+    this.retryTimer = null
+    const client = this.client
+    this.client = null
+    this.peer = null
+    this.ready = false
+    if (client) client.destroy()
+  }
+}

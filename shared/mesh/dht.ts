@@ -1,0 +1,16 @@
+import DHT, { type KeyPair } from 'hyperdht'
+
+export type Bootstrap = Array<{ host: string, port: number }>
+
+function isLoopback (host: string): boolean {
+  return host === 'localhost' || host.startsWith('127.') || host === '::1'
+}
+
+/**
+ * A DHT node for one process. With a loopback bootstrap (a local `npm start` or a test testnet) the
+ * node binds and announces 127.0.0.1; otherwise it uses the given host or hyperdht's default.
+ */
+export function createDHT (opts: { keyPair: KeyPair, bootstrap?: Bootstrap, host?: string }): DHT {
+  const host = opts.host ?? (opts.bootstrap && opts.bootstrap.length > 0 && opts.bootstrap.every((b) => isLoopback(b.host)) ? '127.0.0.1' : undefined)
+  return new DHT({ keyPair: opts.keyPair, bootstrap: opts.bootstrap, ...(host ? { host } : {}) })
+}

@@ -1,0 +1,29 @@
+import type { z } from 'zod'
+
+// A method of a service's protocol: its wire name, who may call it, the schema its request must
+// pass, and (for streams) the type of the frames it emits. Server, client and tests all import
+// the same definition, so the three can never disagree about a name or a shape.
+
+export type Access = 'public' | 'internal'
+
+export interface MethodDef<Req = unknown, Res = unknown, Chunk = never> {
+  readonly name: string
+  readonly access: Access
+  readonly request: z.ZodType<Req>
+  readonly stream: boolean
+  /** phantom fields carrying the response / chunk types */
+  readonly _res?: Res
+  readonly _chunk?: Chunk
+}
+
+export function method<Req, Res> (name: string, access: Access, request: z.ZodType<Req>): MethodDef<Req, Res, never> {
+  return { name, access, request, stream: false }
+}
+
+export function streamMethod<Req, Res, Chunk> (name: string, access: Access, request: z.ZodType<Req>): MethodDef<Req, Res, Chunk> {
+  return { name, access, request, stream: true }
+}
+
+export type RequestOf<M> = M extends MethodDef<infer R, any, any> ? R : never
+export type ResponseOf<M> = M extends MethodDef<any, infer R, any> ? R : never
+export type ChunkOf<M> = M extends MethodDef<any, any, infer C> ? C : never

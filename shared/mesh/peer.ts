@@ -1,0 +1,215 @@
+import type ProtomuxRPC from 'protomux-rpc'
+import { MeshError, toWireError, type WireError } from '../errors.ts'
+import type { MethodDef } from './method.ts'
+import type { Logger } from '../log.ts'
+
+// One encrypted RPC channel seen from our side. The same channel can both serve our handlers and
+// carry our calls to the remote, which is how a worker that dialled a gateway gets work from it.
+//
+// Wire conventions (all values are JSON via compact-encoding's json):
+//   response            { ok: true, value } | { ok: false, error: { code, message, details? } }
+//   stream frames       event '_chunk'  { id, data }   (sent before the response, same channel: ordered)
+//   stream cancellation event '_cancel' { id }         (caller → server)
+//   a streaming request carries its stream id in `_sid`
+
+export interface HandlerContext<Chunk = unknown> {
+  /** hex public key of the remote peer (the caller) */
+  readonly remoteKey: string
+  readonly peer: Peer
+  /** aborted when the caller cancels the stream or the channel closes */
+  readonly signal: AbortSignal
+  /** send one stream frame to the caller (stream methods only) */
+  emit: (chunk: Chunk) => void
+}
+
+export type Handler<Req = any, Res = any, Chunk = any> = (req: Req, ctx: HandlerContext<Chunk>) => Promise<Res> | Res
+
+export interface HandlerEntry { def: MethodDef<any, any, any>, fn: Handler }
+export type HandlerTable = Map<string, HandlerEntry>
+
+export function handlers (): HandlerBuilder { return new HandlerBuilder() }
+
+export class HandlerBuilder {
+  readonly table: HandlerTable = new Map()
+  on<Req, Res, Chunk> (def: MethodDef<Req, Res, Chunk>, fn: Handler<Req, Res, Chunk>): this {
+    this.table.set(def.name, { def, fn })
+    return this
+  }
+}
+
+export interface PeerOptions {
+  handlers?: HandlerTable
+  /** decides whether the remote may call an internal method */
+  authorize?: (remoteKey: string, def: MethodDef<any, any, any>) => boolean
+  log?: Logger
+}
+
+interface Envelope { ok: boolean, value?: unknown, error?: WireError }
+
+interface OpenStream { onChunk: (data: any) => void, touch: () => void }
+
+export interface CallOptions { timeout: number }
+export interface StreamOptions<Chunk> {
+  onChunk: (chunk: Chunk) => void
+  /** aborting cancels the remote call */
+  signal?: AbortSignal
+  /** fail with TIMEOUT when no frame or response arrives for this long */
+  idleTimeout: number
+}
+
+let nextStreamId = 1
+
+export class Peer {
+  readonly channel: ProtomuxRPC
+  readonly remoteKey: string
+  private readonly opts: PeerOptions
+  private readonly inflight = new Map<number, AbortController>() // server side, by stream id
+  private readonly running = new Set<AbortController>() // every handler in progress
+  private readonly streams = new Map<number, OpenStream>() // caller side
+  private closed = false
+
+  constructor (channel: ProtomuxRPC, opts: PeerOptions = {}) {
+    this.channel = channel
+    this.opts = opts
+    this.remoteKey = channel.stream?.remotePublicKey?.toString('hex') ?? ''
+    channel.respond('_chunk', (msg: { id: number, data: unknown }) => {
+      const s = msg && this.streams.get(msg.id)
+      if (s) s.onChunk(msg.data)
+    })
+    channel.respond('_cancel', (msg: { id: number }) => {
+      const ac = msg && this.inflight.get(msg.id)
+      if (ac) ac.abort(MeshError.CANCELLED('cancelled by caller'))
+    })
+    for (const [name, entry] of opts.handlers ?? []) {
+      channel.respond(name, (req: unknown) => this.serve(entry, req))
+    }
+    channel.on('close', () => this.onClose())
+  }
+
+  get isClosed (): boolean { return this.closed || this.channel.closed }
+
+  private remoteKeyNow (): string {
+    // the stream's remote key is known once the handshake finished; read it late
+    return this.remoteKey || (this.channel.stream?.remotePublicKey?.toString('hex') ?? '')
+  }
+
+  private async serve (entry: HandlerEntry, raw: unknown): Promise<Envelope> {
+    const { def, fn } = entry
+    const remoteKey = this.remoteKeyNow()
+    const ac = new AbortController()
+    let sid = 0
+    try {
+      if (def.access === 'internal' && !(this.opts.authorize?.(remoteKey, def) ?? false)) {
+        throw MeshError.FORBIDDEN(`method '${def.name}' is internal to the mesh`)
+      }
+      if (def.stream && raw && typeof raw === 'object' && '_sid' in raw) {
+        const { _sid, ...rest } = raw as Record<string, unknown>
+        sid = Number(_sid) || 0
+        raw = rest
+      }
+      const parsed = def.request.safeParse(raw ?? {})
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0]
+        const where = issue?.path?.length ? issue.path.join('.') + ': ' : ''
+        throw MeshError.BAD_REQUEST(`invalid ${def.name} request: ${where}${issue?.message ?? 'malformed'}`, { issues: parsed.error.issues.length })
+      }
+      if (sid) this.inflight.set(sid, ac)
+      this.running.add(ac)
+      const emit = (data: unknown) => {
+        if (!sid || ac.signal.aborted || this.channel.closed) return
+        this.channel.event('_chunk', { id: sid, data })
+      }
+      const value = await fn(parsed.data, { remoteKey, peer: this, signal: ac.signal, emit })
+      return { ok: true, value: value ?? null }
+    } catch (err) {
+      if (!(err instanceof MeshError)) this.opts.log?.error({ err, method: def.name }, 'handler failed')
+      return { ok: false, error: toWireError(err) }
+    } finally {
+      this.running.delete(ac)
+      if (sid) this.inflight.delete(sid)
+    }
+  }
+
+  async call<Req, Res> (def: MethodDef<Req, Res, any>, req: Req, opts: CallOptions): Promise<Res> {
+    if (this.isClosed) throw MeshError.UNAVAILABLE('connection closed')
+    let env: Envelope
+    try {
+      env = await this.channel.request(def.name, req, { timeout: opts.timeout })
+    } catch (err) {
+      throw translateTransportError(err, def.name, opts.timeout)
+    }
+    return unwrap(env) as Res
+  }
+
+  async stream<Req, Res, Chunk> (def: MethodDef<Req, Res, Chunk>, req: Req, opts: StreamOptions<Chunk>): Promise<Res> {
+    if (this.isClosed) throw MeshError.UNAVAILABLE('connection closed')
+    if (opts.signal?.aborted) throw MeshError.CANCELLED()
+    const id = nextStreamId++
+    let timer: NodeJS.Timeout | null = null
+    let fail: (err: Error) => void = () => {}
+    const failed = new Promise<never>((_resolve, reject) => { fail = reject })
+    failed.catch(() => {})
+    const touch = () => {
+      if (timer) clearTimeout(timer)
+      timer = setTimeout(() => {
+        this.cancelRemote(id)
+        fail(MeshError.TIMEOUT(`${def.name}: no data for ${opts.idleTimeout} ms`))
+      }, opts.idleTimeout)
+    }
+    const onAbort = () => {
+      this.cancelRemote(id)
+      fail(MeshError.CANCELLED())
+    }
+    this.streams.set(id, { onChunk: (d) => { touch(); opts.onChunk(d as Chunk) }, touch })
+    opts.signal?.addEventListener('abort', onAbort, { once: true })
+    touch()
+    try {
+      const request = this.channel.request(def.name, { ...(req as object), _sid: id }).then(
+        (env: Envelope) => unwrap(env) as Res,
+        (err: unknown) => { throw translateTransportError(err, def.name, opts.idleTimeout) }
+      )
+      request.catch(() => {}) // settled later than the race when cancelled; handled there
+      return await Promise.race([request, failed])
+    } finally {
+      if (timer) clearTimeout(timer)
+      this.streams.delete(id)
+      opts.signal?.removeEventListener('abort', onAbort)
+    }
+  }
+
+  private cancelRemote (id: number): void {
+    if (this.channel.closed) return
+    try { this.channel.event('_cancel', { id }) } catch {}
+  }
+
+  private onClose (): void {
+    this.closed = true
+    for (const ac of this.running) ac.abort(MeshError.CANCELLED('connection closed'))
+    this.running.clear()
+    this.inflight.clear()
+  }
+
+  destroy (): void {
+    this.channel.destroy()
+  }
+}
+
+function unwrap (env: Envelope): unknown {
+  if (!env || typeof env !== 'object') throw MeshError.INTERNAL('malformed response from peer')
+  if (env.ok) return env.value
+  throw MeshError.fromWire(env.error ?? { code: 'INTERNAL', message: 'malformed error from peer' })
+}
+
+/** protomux-rpc's own failures (timeouts, closed channels, unknown methods) as coded errors. */
+export function translateTransportError (err: unknown, methodName: string, timeout: number): MeshError {
+  if (err instanceof MeshError) return err
+  const code = (err as { code?: string })?.code
+  switch (code) {
+    case 'TIMEOUT_EXCEEDED': return MeshError.TIMEOUT(`${methodName} timed out after ${timeout} ms`)
+    case 'CHANNEL_CLOSED':
+    case 'CHANNEL_DESTROYED': return MeshError.UNAVAILABLE(`connection closed during ${methodName}`)
+    case 'UNKNOWN_METHOD': return new MeshError('UNKNOWN_METHOD', `remote does not serve '${methodName}'`)
+    case 'DECODE_ERROR': return MeshError.BAD_REQUEST(`remote could not decode ${methodName} request`)
+    default: return MeshError.UNAVAILABLE(`${methodName} failed: transport error`)
+  }
+}

@@ -1,0 +1,37 @@
+import { z } from 'zod'
+import { method, streamMethod } from '../mesh/method.ts'
+import { modelName } from './common.ts'
+
+// The inference worker. Gateways call these over the channel the worker opened to them (or over the
+// worker's own server, for mesh members).
+
+export const chatMessage = z.object({
+  role: z.enum(['system', 'user', 'assistant']),
+  content: z.string().max(1_000_000)
+}).strict()
+export type ChatMessage = z.infer<typeof chatMessage>
+
+export const generationParams = {
+  maxTokens: z.number().int().min(1).max(32_768).optional(),
+  temperature: z.number().min(0).max(2).optional()
+}
+
+export const processPromptRequest = z.object({
+  requestId: z.string().min(1).max(100),
+  model: modelName,
+  messages: z.array(chatMessage).min(1).max(256),
+  ...generationParams
+}).strict()
+
+export interface TokenChunk { text: string }
+export interface Usage { promptTokens: number, completionTokens: number }
+export interface PromptResult { model: string, backend: string, usage: Usage, finishReason: 'stop' | 'length' | 'cancelled', ttftMs: number | null }
+
+export interface ModelInfo { id: string, backend: string, contextLength?: number }
+export interface ModelStatus { model: string, available: boolean, backend: string | null, inflight: number, served: number, errors: number }
+
+export const InferenceProtocol = {
+  processPrompt: streamMethod<z.infer<typeof processPromptRequest>, PromptResult, TokenChunk>('processPrompt', 'internal', processPromptRequest),
+  listAvailableModels: method<Record<string, never>, { models: ModelInfo[] }>('listAvailableModels', 'internal', z.object({}).strict()),
+  getModelStatus: method<{ model: string }, ModelStatus>('getModelStatus', 'internal', z.object({ model: modelName }).strict())
+}
