@@ -34,7 +34,7 @@ export async function startEmbeddedPostgres (dir: string, opts: { port?: number,
     persistent: true,
     createPostgresUser: typeof process.getuid === 'function' && process.getuid() === 0,
     onLog: opts.onLog ?? (() => {}),
-    onError: opts.onLog ?? (() => {})
+    onError: (m: unknown) => opts.onLog?.(String(m))
   })
   if (fresh) await pgServer.initialise()
   await pgServer.start()

@@ -42,6 +42,8 @@ export interface PeerOptions {
   /** decides whether the remote may call an internal method */
   authorize?: (remoteKey: string, def: MethodDef<any, any, any>) => boolean
   log?: Logger
+  /** called once per served request with its outcome ('ok' or an error code) */
+  observe?: (method: string, outcome: string, seconds: number) => void
 }
 
 interface Envelope { ok: boolean, value?: unknown, error?: WireError }
@@ -97,6 +99,8 @@ export class Peer {
     const { def, fn } = entry
     const remoteKey = this.remoteKeyNow()
     const ac = new AbortController()
+    const started = process.hrtime.bigint()
+    let outcome = 'ok'
     let sid = 0
     try {
       if (def.access === 'internal' && !(this.opts.authorize?.(remoteKey, def) ?? false)) {
@@ -123,8 +127,11 @@ export class Peer {
       return { ok: true, value: value ?? null }
     } catch (err) {
       if (!(err instanceof MeshError)) this.opts.log?.error({ err, method: def.name }, 'handler failed')
-      return { ok: false, error: toWireError(err) }
+      const wire = toWireError(err)
+      outcome = wire.code
+      return { ok: false, error: wire }
     } finally {
+      this.opts.observe?.(def.name, outcome, Number(process.hrtime.bigint() - started) / 1e9)
       this.running.delete(ac)
       if (sid) this.inflight.delete(sid)
     }

@@ -8,6 +8,8 @@ import { MeshClient, type MeshClientOptions } from './client.ts'
 import { Peer, type HandlerTable } from './peer.ts'
 import type { MethodDef } from './method.ts'
 import type { Logger } from '../log.ts'
+import { ServiceMetrics } from '../metrics.ts'
+import { CommonProtocol } from '../protocol/common.ts'
 
 // The base every hyperinfer process extends: a stable key pair, one DHT node, an RPC server whose
 // internal methods only mesh members may call, long-lived clients to other services, and an explicit
@@ -25,6 +27,8 @@ export interface MeshServiceOptions {
   privateOnly?: boolean
 }
 
+export const VERSION = '0.1.0'
+
 export abstract class MeshService {
   readonly name: string
   readonly keyPair: KeyPair
@@ -38,6 +42,8 @@ export abstract class MeshService {
   private server: Server | null = null
   private readonly clients = new Set<MeshClient>()
   readonly peers = new Set<Peer>()
+  readonly metrics: ServiceMetrics
+  readonly startedAt = Date.now()
   private opening: Promise<void> | null = null
   private closing: Promise<void> | null = null
 
@@ -49,6 +55,7 @@ export abstract class MeshService {
     this.privateOnly = opts.privateOnly ?? false
     this.bootstrap = opts.bootstrap
     this.host = opts.host
+    this.metrics = new ServiceMetrics(opts.name)
   }
 
   get publicKey (): string { return this.keyPair.publicKey.toString('hex') }
@@ -83,11 +90,14 @@ export abstract class MeshService {
     this.dht = createDHT({ keyPair: this.keyPair, bootstrap: this.bootstrap, host: this.host })
     this.rpcInstance = new RPC({ keyPair: this.keyPair, dht: this.dht, valueEncoding: c.json })
     const table = this.handlers()
+    table.set(CommonProtocol.serviceInfo.name, { def: CommonProtocol.serviceInfo, fn: () => this.info() })
+    table.set(CommonProtocol.metricsText.name, { def: CommonProtocol.metricsText, fn: async () => ({ contentType: this.metrics.registry.contentType, text: await this.metrics.registry.metrics() }) })
+    const observe = (m: string, outcome: string, seconds: number) => this.metrics.observeRequest(m, outcome, seconds)
     const server = this.rpcInstance.createServer({
       firewall: (remotePublicKey: Buffer) => this.privateOnly && !this.isMeshMember(remotePublicKey.toString('hex'))
     })
     server.on('connection', (channel: ProtomuxRPC) => {
-      const peer = new Peer(channel, { handlers: table, authorize: (k, d) => this.authorize(k, d), log: this.log })
+      const peer = new Peer(channel, { handlers: table, authorize: (k, d) => this.authorize(k, d), log: this.log, observe })
       this.peers.add(peer)
       channel.on('close', () => this.peers.delete(peer))
       this.onPeer(peer)
@@ -96,6 +106,16 @@ export abstract class MeshService {
     this.server = server
     await this.onOpen()
     this.log.info({ publicKey: this.publicKey }, `${this.name} listening`)
+  }
+
+  info () {
+    return {
+      service: this.name,
+      publicKey: this.publicKey,
+      version: VERSION,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      pid: process.pid
+    }
   }
 
   /** A long-lived client to another mesh member, closed with this service. */

@@ -1,0 +1,19 @@
+import crypto from 'node:crypto'
+
+// API keys: `hi_` + 43 base64url characters (32 random bytes). Only the SHA-256 is stored; the first
+// 10 characters are kept as a display prefix so a user can tell keys apart.
+
+export const KEY_PREFIX = 'hi_'
+
+export function newApiKey (): { key: string, hash: string, prefix: string } {
+  const key = KEY_PREFIX + crypto.randomBytes(32).toString('base64url')
+  return { key, hash: hashApiKey(key), prefix: key.slice(0, 10) }
+}
+
+export function hashApiKey (key: string): string {
+  return crypto.createHash('sha256').update(key).digest('hex')
+}
+
+export function sha256Hex (text: string): string {
+  return crypto.createHash('sha256').update(text).digest('hex')
+}

@@ -1,0 +1,49 @@
+import { ConfigError } from './config.ts'
+import type { Logger } from './log.ts'
+
+export interface Runnable { open (): Promise<void>, close (): Promise<void>, readonly log: Logger }
+
+/**
+ * Process entry for a service: build it from validated config, open it, print a ready line, and close
+ * it cleanly on SIGINT/SIGTERM. A bad config is one clear line on stderr and exit code 2.
+ */
+export interface Built<S extends Runnable> { service: S, cleanup?: () => Promise<void> }
+
+export async function runService<S extends Runnable> (name: string, build: () => Promise<Built<S>> | Built<S>, ready: (svc: S) => string): Promise<void> {
+  let svc: S
+  let cleanup: () => Promise<void> = async () => {}
+  try {
+    const built = await build()
+    svc = built.service
+    if (built.cleanup) cleanup = built.cleanup
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${name}: ${err.message}\n`)
+      process.exit(2)
+    }
+    throw err
+  }
+  let stopping = false
+  const stop = async (signal: string) => {
+    if (stopping) return
+    stopping = true
+    svc.log.info({ signal }, 'stopping')
+    const timer = setTimeout(() => { svc.log.error('graceful stop timed out'); process.exit(1) }, 10_000)
+    timer.unref()
+    try { await svc.close(); await cleanup() } finally { process.exit(0) }
+  }
+  process.on('SIGINT', () => { void stop('SIGINT') })
+  process.on('SIGTERM', () => { void stop('SIGTERM') })
+  process.on('unhandledRejection', (err) => { svc.log.error({ err }, 'unhandled rejection') })
+  try {
+    await svc.open()
+  } catch (err) {
+    process.stderr.write(`${name}: failed to start: ${(err as Error).message}\n`)
+    await svc.close().catch(() => {})
+    await cleanup().catch(() => {})
+    process.exit(1)
+  }
+  // one machine-readable line the orchestrator and tests wait for
+  process.stdout.write(ready(svc) + '\n')
+  if (process.send) process.send({ ready: true })
+}
