@@ -19,7 +19,7 @@ export interface HandlerContext<Chunk = unknown> {
   /** aborted when the caller cancels the stream or the channel closes */
   readonly signal: AbortSignal
   /** send one stream frame to the caller (stream methods only) */
-  emit: (chunk: Chunk) => void
+  emit (chunk: Chunk): void
 }
 
 export type Handler<Req = any, Res = any, Chunk = any> = (req: Req, ctx: HandlerContext<Chunk>) => Promise<Res> | Res

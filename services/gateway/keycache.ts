@@ -1,0 +1,75 @@
+import { hashApiKey } from '../../shared/apikey.ts'
+import { MeshError } from '../../shared/errors.ts'
+import type { KeyIdentity } from '../../shared/protocol/auth.ts'
+
+// API key → identity, cached so the hot path costs no auth round trip. Correctness of revocation does
+// not rest on the TTL: auth pushes `keyRevoked` to every connected gateway, and the whole cache is
+// dropped whenever the connection to auth drops (a push may have been missed). Concurrent lookups of
+// one key share a single auth call.
+
+export class KeyCache {
+  private readonly entries = new Map<string, { identity: KeyIdentity, until: number }>()
+  private readonly byKeyId = new Map<string, string>()
+  private readonly pending = new Map<string, Promise<KeyIdentity>>()
+  private readonly invalid = new Map<string, number>()
+  private readonly ttlMs: number
+  private readonly validate: (keyHash: string) => Promise<KeyIdentity>
+  private generation = 0
+
+  constructor (validate: (keyHash: string) => Promise<KeyIdentity>, ttlMs = 60_000) {
+    this.validate = validate
+    this.ttlMs = ttlMs
+  }
+
+  get size (): number { return this.entries.size }
+
+  async resolve (apiKey: string): Promise<KeyIdentity> {
+    const hash = hashApiKey(apiKey)
+    const now = Date.now()
+    const hit = this.entries.get(hash)
+    if (hit && hit.until > now) {
+      if (hit.identity.expiresAt && Date.parse(hit.identity.expiresAt) <= now) {
+        this.drop(hash)
+        throw MeshError.INVALID_API_KEY('API key has expired')
+      }
+      return hit.identity
+    }
+    // a short negative cache keeps a flood of bad keys off auth
+    const bad = this.invalid.get(hash)
+    if (bad && bad > now) throw MeshError.INVALID_API_KEY()
+    let p = this.pending.get(hash)
+    if (!p) {
+      const gen = this.generation
+      p = this.validate(hash).then((identity) => {
+        if (gen === this.generation) {
+          this.entries.set(hash, { identity, until: Date.now() + this.ttlMs })
+          this.byKeyId.set(identity.keyId, hash)
+        }
+        return identity
+      }, (err) => {
+        if ((err as MeshError).code === 'INVALID_API_KEY') this.invalid.set(hash, Date.now() + 1000)
+        throw err
+      }).finally(() => this.pending.delete(hash))
+      this.pending.set(hash, p)
+    }
+    return p
+  }
+
+  dropKeyId (keyId: string): void {
+    const hash = this.byKeyId.get(keyId)
+    if (hash) this.drop(hash)
+  }
+
+  private drop (hash: string): void {
+    const e = this.entries.get(hash)
+    if (e) this.byKeyId.delete(e.identity.keyId)
+    this.entries.delete(hash)
+  }
+
+  clear (): void {
+    this.generation++ // answers already in flight must not repopulate a cache we just cleared
+    this.entries.clear()
+    this.byKeyId.clear()
+    this.invalid.clear()
+  }
+}

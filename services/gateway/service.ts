@@ -1,0 +1,244 @@
+import crypto from 'node:crypto'
+import type pg from 'pg'
+import client from 'prom-client'
+import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.ts'
+import { handlers, type HandlerContext, type HandlerTable } from '../../shared/mesh/peer.ts'
+import type { MeshClient } from '../../shared/mesh/client.ts'
+import type { RequestOf } from '../../shared/mesh/method.ts'
+import { AuthEvents, AuthProtocol, type KeyIdentity } from '../../shared/protocol/auth.ts'
+import { GatewayProtocol, type GatewayHealth, type InferResult, type Quota } from '../../shared/protocol/gateway.ts'
+import { InferenceProtocol, type ChatMessage, type TokenChunk } from '../../shared/protocol/inference.ts'
+import { MeshError } from '../../shared/errors.ts'
+import { sha256Hex } from '../../shared/apikey.ts'
+import { KeyCache } from './keycache.ts'
+import { RateLimiter } from './ratelimit.ts'
+import { UsageRecorder } from './usage.ts'
+import { WorkerPool, type WorkerConn } from './workers.ts'
+
+// The public entry of the mesh. Per inference request: validate → authenticate the key (cached) →
+// check the model → take a rate-limit slot → pick a worker → stream tokens back → record usage.
+
+export interface GatewayOptions extends Omit<MeshServiceOptions, 'name' | 'privateOnly'> {
+  pool: pg.Pool
+  authKey: string
+  workerToken?: string
+  rateLimits?: { default: number, premium: number }
+  maxPromptChars?: number
+  defaultModel?: string
+  keyCacheTtlMs?: number
+  /** no token or response from a worker for this long fails the attempt */
+  workerIdleTimeoutMs?: number
+  maxAttempts?: number
+  usageFlushMs?: number
+}
+
+const RETRYABLE = new Set(['UNAVAILABLE', 'TIMEOUT', 'BACKEND_ERROR', 'SHUTTING_DOWN', 'INTERNAL', 'UNKNOWN_MODEL'])
+
+export class GatewayService extends MeshService {
+  private readonly pool: pg.Pool
+  private readonly opts: GatewayOptions
+  private auth!: MeshClient
+  readonly workers = new WorkerPool()
+  readonly keys: KeyCache
+  readonly limiter: RateLimiter
+  readonly usage: UsageRecorder
+  private sweepTimer: NodeJS.Timeout | null = null
+  private dbOk = true
+  private readonly rateLimited: client.Counter<'service'>
+  private readonly tokens: client.Counter<'model' | 'direction'>
+  private readonly ttft: client.Histogram<'model'>
+
+  constructor (opts: GatewayOptions) {
+    super({ ...opts, name: 'gateway' })
+    this.opts = opts
+    this.pool = opts.pool
+    this.keys = new KeyCache((keyHash) => this.auth.call(AuthProtocol.validateApiKey, { keyHash }, 5000), opts.keyCacheTtlMs)
+    this.limiter = new RateLimiter({ history: (keyId, since) => this.keyHistory(keyId, since) })
+    this.usage = new UsageRecorder(this.pool, { intervalMs: opts.usageFlushMs, log: this.log })
+    const registers = [this.metrics.registry]
+    this.rateLimited = new client.Counter({ name: 'ai_platform_rate_limit_violations_total', help: 'Requests refused by the rate limiter', labelNames: ['service'], registers })
+    this.tokens = new client.Counter({ name: 'ai_platform_tokens_total', help: 'Tokens processed, by model and direction (in/out)', labelNames: ['model', 'direction'], registers })
+    this.ttft = new client.Histogram({ name: 'ai_platform_time_to_first_token_seconds', help: 'Time from dispatch to first token', labelNames: ['model'], buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10], registers })
+  }
+
+  private limitFor (identity: KeyIdentity): number {
+    const l = this.opts.rateLimits ?? { default: 100, premium: 1000 }
+    return identity.tier === 'premium' ? l.premium : l.default
+  }
+
+  protected handlers (): HandlerTable {
+    // account and key methods are proxied to auth, so a CLI needs nothing but the gateway's key
+    const t = 15_000
+    return handlers()
+      .on(GatewayProtocol.register, (req) => this.auth.call(AuthProtocol.registerUser, req, t))
+      .on(GatewayProtocol.login, (req) => this.auth.call(AuthProtocol.loginUser, req, t))
+      .on(GatewayProtocol.createKey, (req) => this.auth.call(AuthProtocol.generateApiKey, req, t))
+      .on(GatewayProtocol.listKeys, (req) => this.auth.call(AuthProtocol.listApiKeys, req, t))
+      .on(GatewayProtocol.revokeKey, (req) => this.auth.call(AuthProtocol.revokeApiKey, req, t))
+      .on(GatewayProtocol.usage, (req) => this.auth.call(AuthProtocol.getUserUsage, req, t))
+      .on(GatewayProtocol.infer, (req, ctx) => this.infer(req, ctx))
+      .on(GatewayProtocol.models, () => ({ models: this.workers.listing() }))
+      .on(GatewayProtocol.getServiceHealth, () => this.health())
+      .on(GatewayProtocol.getUserQuota, (req) => this.quota(req.apiKey))
+      .on(GatewayProtocol.registerWorker, (req, ctx) => this.registerWorker(req, ctx))
+      .table
+  }
+
+  protected async onOpen (): Promise<void> {
+    this.auth = this.connectTo(this.opts.authKey, {
+      name: 'auth',
+      handlers: handlers().on(AuthEvents.keyRevoked, (ev) => { this.keys.dropKeyId(ev.keyId) }).table
+    })
+    // a revocation pushed while we were disconnected would be missed: forget every cached key
+    this.auth.on('close', () => this.keys.clear())
+    this.auth.on('open', () => this.keys.clear())
+    this.usage.start()
+    this.sweepTimer = setInterval(() => this.limiter.sweep(), 60_000)
+    this.sweepTimer.unref()
+  }
+
+  protected async onClose (): Promise<void> {
+    if (this.sweepTimer) clearInterval(this.sweepTimer)
+    await this.usage.close()
+  }
+
+  private async keyHistory (keyId: string, since: Date): Promise<number[]> {
+    const { rows } = await this.pool.query<{ t: string }>(
+      'SELECT (extract(epoch FROM created_at) * 1000)::bigint AS t FROM request_logs WHERE api_key_id = $1 AND created_at > $2', [keyId, since])
+    return rows.map((r) => Number(r.t))
+  }
+
+  private registerWorker (req: RequestOf<typeof GatewayProtocol.registerWorker>, ctx: HandlerContext<any>) {
+    const member = this.isMeshMember(ctx.remoteKey)
+    const token = this.opts.workerToken
+    const tokenOk = !!token && !!req.token && req.token.length === token.length &&
+      crypto.timingSafeEqual(Buffer.from(req.token), Buffer.from(token))
+    if (!member && !tokenOk) throw MeshError.FORBIDDEN('worker is not admitted: present the network worker token')
+    const w = this.workers.upsert(ctx.peer, req.models, req.capacity ?? 64, req.label ?? null)
+    this.log.info({ worker: w.publicKey.slice(0, 16), models: req.models.map((m) => m.id) }, 'worker registered')
+    return { accepted: true as const, gateway: this.publicKey }
+  }
+
+  async infer (req: RequestOf<typeof GatewayProtocol.infer>, ctx: HandlerContext<TokenChunk>): Promise<InferResult> {
+    const started = Date.now()
+    const messages: ChatMessage[] = req.messages ?? [{ role: 'user', content: req.prompt ?? '' }]
+    const chars = messages.reduce((n, m) => n + m.content.length, 0)
+    const max = this.opts.maxPromptChars ?? 100_000
+    if (chars > max) throw MeshError.PROMPT_TOO_LARGE(`prompt is ${chars} characters; the limit is ${max}`)
+    if (chars === 0) throw MeshError.BAD_REQUEST('prompt is empty')
+
+    const identity = await this.keys.resolve(req.apiKey)
+    if (!identity.scopes.includes('inference')) throw MeshError.FORBIDDEN('this API key lacks the inference scope')
+
+    const model = req.model ?? this.defaultModel()
+    if (!this.workers.serves(model)) throw MeshError.UNKNOWN_MODEL(model, this.workers.modelIds())
+
+    try {
+      await this.limiter.take(identity.keyId, this.limitFor(identity))
+    } catch (err) {
+      if ((err as MeshError).code === 'RATE_LIMITED') this.rateLimited.inc({ service: 'gateway' })
+      throw err
+    }
+
+    const promptHash = sha256Hex(req.prompt ?? JSON.stringify(messages))
+    const id = UsageRecorder.newId()
+    const tried = new Set<string>()
+    const attempts = this.opts.maxAttempts ?? 3
+    let text = ''
+    let lastErr: unknown = null
+    let worker: WorkerConn | null = null
+    let firstTokenAt: number | null = null
+
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      worker = this.workers.pick(model, tried)
+      if (!worker) break
+      tried.add(worker.publicKey)
+      worker.inflight++
+      const dispatched = Date.now()
+      try {
+        const result = await worker.peer.stream(InferenceProtocol.processPrompt, {
+          requestId: id, model, messages, maxTokens: req.maxTokens, temperature: req.temperature
+        }, {
+          signal: ctx.signal,
+          idleTimeout: this.opts.workerIdleTimeoutMs ?? 60_000,
+          onChunk: (chunk) => {
+            if (firstTokenAt === null) {
+              firstTokenAt = Date.now()
+              this.ttft.observe({ model }, (firstTokenAt - dispatched) / 1000)
+            }
+            if (req.stream) ctx.emit(chunk)
+            else text += chunk.text
+          }
+        })
+        worker.served++
+        const durationMs = Date.now() - started
+        this.tokens.inc({ model, direction: 'in' }, result.usage.promptTokens)
+        this.tokens.inc({ model, direction: 'out' }, result.usage.completionTokens)
+        this.record(id, identity, promptHash, model, worker.publicKey, started, firstTokenAt, result.usage.promptTokens, result.usage.completionTokens, 'success', null)
+        return {
+          id, model, worker: worker.publicKey, text: req.stream ? '' : text, usage: result.usage,
+          finishReason: result.finishReason, ttftMs: firstTokenAt === null ? null : firstTokenAt - started, durationMs
+        }
+      } catch (err) {
+        lastErr = err
+        worker.failures++
+        const code = (err as MeshError).code
+        // once a token reached the caller, another worker would repeat it: fail instead of retrying
+        if (firstTokenAt !== null || ctx.signal.aborted || !RETRYABLE.has(code)) break
+        this.log.warn({ worker: worker.publicKey.slice(0, 16), code, attempt }, 'worker failed before first token; retrying elsewhere')
+      } finally {
+        worker.inflight--
+      }
+    }
+
+    const err = lastErr ?? MeshError.NO_WORKER(`no worker could serve '${model}'`)
+    const code = ctx.signal.aborted ? 'CANCELLED' : ((err as MeshError).code ?? 'INTERNAL')
+    const status = code === 'CANCELLED' ? 'cancelled' : code === 'TIMEOUT' ? 'timeout' : 'error'
+    this.record(id, identity, promptHash, model, worker?.publicKey ?? null, started, firstTokenAt, 0, 0, status, code)
+    if (err instanceof MeshError) throw err
+    throw MeshError.INTERNAL()
+  }
+
+  private record (id: string, identity: KeyIdentity, promptHash: string, model: string, worker: string | null, started: number,
+    firstTokenAt: number | null, tokensIn: number, tokensOut: number, status: 'success' | 'error' | 'timeout' | 'cancelled', errorCode: string | null): void {
+    this.usage.record({
+      id, userId: identity.userId, keyId: identity.keyId, promptHash, model, worker,
+      responseTimeMs: Date.now() - started, ttftMs: firstTokenAt === null ? null : firstTokenAt - started,
+      tokensIn, tokensOut, status, errorCode, createdAt: new Date(started)
+    })
+  }
+
+  private defaultModel (): string {
+    const preferred = this.opts.defaultModel
+    if (preferred) return preferred
+    const ids = this.workers.modelIds()
+    if (ids.length === 0) throw MeshError.NO_WORKER('no inference worker is connected')
+    return ids[0]!
+  }
+
+  async quota (apiKey: string): Promise<Quota> {
+    const identity = await this.keys.resolve(apiKey)
+    const s = await this.limiter.peek(identity.keyId, this.limitFor(identity))
+    return { tier: identity.tier, limit: s.limit, used: s.used, remaining: s.remaining, windowSeconds: 3600, resetsAt: s.resetsAt ? new Date(s.resetsAt).toISOString() : null }
+  }
+
+  async health (): Promise<GatewayHealth> {
+    try {
+      await this.pool.query('SELECT 1')
+      this.dbOk = true
+    } catch {
+      this.dbOk = false
+    }
+    const authUp = this.auth.connected
+    return {
+      status: authUp && this.dbOk && this.workers.size > 0 ? 'ok' : 'degraded',
+      publicKey: this.publicKey,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      auth: authUp ? 'connected' : 'disconnected',
+      database: this.dbOk ? 'ok' : 'error',
+      workers: this.workers.summaries(),
+      models: this.workers.modelIds(),
+      inflight: this.workers.inflight()
+    }
+  }
+}

@@ -1,0 +1,172 @@
+import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.ts'
+import { handlers, type HandlerContext, type HandlerTable } from '../../shared/mesh/peer.ts'
+import type { MeshClient } from '../../shared/mesh/client.ts'
+import { InferenceProtocol, type ModelInfo, type ModelStatus, type PromptResult, type TokenChunk } from '../../shared/protocol/inference.ts'
+import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
+import type { RequestOf } from '../../shared/mesh/method.ts'
+import { MeshError } from '../../shared/errors.ts'
+import type { Backend } from './backends/types.ts'
+
+// An inference worker: one or more backends behind the adapter interface. It dials the gateways it is
+// given and serves them over that same channel, so a worker behind NAT needs no open port; mesh
+// members may also call it directly on its own key.
+
+export interface InferenceServiceOptions extends Omit<MeshServiceOptions, 'name'> {
+  backends: Backend[]
+  /** hex public keys of the gateways to join */
+  gateways: string[]
+  /** the network's worker token, presented to gateways that do not know this worker's key */
+  workerToken?: string
+  capacity?: number
+  label?: string
+  modelRefreshMs?: number
+}
+
+interface ModelStats { inflight: number, served: number, errors: number }
+
+export class InferenceService extends MeshService {
+  private readonly backends: Backend[]
+  private readonly opts: InferenceServiceOptions
+  private catalog = new Map<string, { info: ModelInfo, backend: Backend }>()
+  private readonly stats = new Map<string, ModelStats>()
+  private readonly gatewayClients: MeshClient[] = []
+  private refreshTimer: NodeJS.Timeout | null = null
+  private draining = false
+
+  constructor (opts: InferenceServiceOptions) {
+    super({ ...opts, name: 'inference' })
+    this.opts = opts
+    this.backends = opts.backends
+  }
+
+  get models (): ModelInfo[] { return [...this.catalog.values()].map((m) => m.info) }
+
+  protected handlers (): HandlerTable {
+    return handlers()
+      .on(InferenceProtocol.processPrompt, (req, ctx) => this.processPrompt(req, ctx))
+      .on(InferenceProtocol.listAvailableModels, () => ({ models: this.models }))
+      .on(InferenceProtocol.getModelStatus, (req) => this.getModelStatus(req.model))
+      .table
+  }
+
+  protected async onOpen (): Promise<void> {
+    await this.refreshModels()
+    const table = this.handlers()
+    for (const key of this.opts.gateways) {
+      const client = this.connectTo(key, {
+        name: `gateway:${key.slice(0, 8)}`,
+        handlers: table,
+        // every (re)connect announces what this worker serves
+        onOpen: (peer) => peer.call(GatewayProtocol.registerWorker, this.registration(), { timeout: 10_000 }).then(() => {})
+      })
+      this.gatewayClients.push(client)
+    }
+    this.refreshTimer = setInterval(() => { void this.refreshAndAnnounce() }, this.opts.modelRefreshMs ?? 30_000)
+    this.refreshTimer.unref()
+  }
+
+  protected async onClose (): Promise<void> {
+    this.draining = true
+    if (this.refreshTimer) clearInterval(this.refreshTimer)
+    // drain: let in-flight streams finish (bounded), take no new ones
+    const deadline = Date.now() + 5000
+    while (this.inflight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    for (const b of this.backends) await b.close?.().catch(() => {})
+  }
+
+  private inflight (): number {
+    let n = 0
+    for (const s of this.stats.values()) n += s.inflight
+    return n
+  }
+
+  private registration () {
+    return {
+      token: this.opts.workerToken,
+      models: this.models.map((m) => ({ id: m.id, backend: m.backend, ...(m.contextLength ? { contextLength: m.contextLength } : {}) })),
+      capacity: this.opts.capacity,
+      label: this.opts.label
+    }
+  }
+
+  /** Ask every backend for its models; a backend that is down simply contributes none for now. */
+  async refreshModels (): Promise<boolean> {
+    const next = new Map<string, { info: ModelInfo, backend: Backend }>()
+    for (const backend of this.backends) {
+      const ac = new AbortController()
+      const timer = setTimeout(() => ac.abort(), 3000)
+      try {
+        for (const info of await backend.listModels(ac.signal)) {
+          if (!next.has(info.id)) next.set(info.id, { info, backend })
+        }
+      } catch (err) {
+        this.log.warn({ backend: backend.name, code: (err as MeshError).code }, 'backend did not list its models')
+      } finally {
+        clearTimeout(timer)
+      }
+    }
+    const changed = [...next.keys()].sort().join('\n') !== [...this.catalog.keys()].sort().join('\n')
+    this.catalog = next
+    return changed
+  }
+
+  private async refreshAndAnnounce (): Promise<void> {
+    if (!(await this.refreshModels())) return
+    this.log.info({ models: [...this.catalog.keys()] }, 'model catalog changed')
+    for (const client of this.gatewayClients) {
+      if (client.connected) await client.call(GatewayProtocol.registerWorker, this.registration()).catch(() => {})
+    }
+  }
+
+  private statsFor (model: string): ModelStats {
+    let s = this.stats.get(model)
+    if (!s) { s = { inflight: 0, served: 0, errors: 0 }; this.stats.set(model, s) }
+    return s
+  }
+
+  async processPrompt (req: RequestOf<typeof InferenceProtocol.processPrompt>, ctx: HandlerContext<TokenChunk>): Promise<PromptResult> {
+    if (this.draining) throw MeshError.SHUTTING_DOWN()
+    const entry = this.catalog.get(req.model)
+    if (!entry) throw MeshError.UNKNOWN_MODEL(req.model, [...this.catalog.keys()])
+    const stats = this.statsFor(req.model)
+    stats.inflight++
+    const started = Date.now()
+    let ttftMs: number | null = null
+    let completionTokens = 0
+    let usage = null as PromptResult['usage'] | null
+    let finishReason: PromptResult['finishReason'] = 'stop'
+    try {
+      const chunks = entry.backend.chat({ model: req.model, messages: req.messages, maxTokens: req.maxTokens, temperature: req.temperature }, ctx.signal)
+      for await (const chunk of chunks) {
+        if (chunk.type === 'token') {
+          if (ttftMs === null) ttftMs = Date.now() - started
+          completionTokens++
+          ctx.emit({ text: chunk.text })
+        } else {
+          usage = chunk.usage
+          if (chunk.finishReason) finishReason = chunk.finishReason
+        }
+      }
+      stats.served++
+      const promptTokens = usage?.promptTokens ?? estimateTokens(req.messages.map((m) => m.content).join(' '))
+      return { model: req.model, backend: entry.backend.name, usage: { promptTokens, completionTokens: usage?.completionTokens ?? completionTokens }, finishReason, ttftMs }
+    } catch (err) {
+      stats.errors++
+      if (ctx.signal.aborted) throw MeshError.CANCELLED()
+      throw err instanceof MeshError ? err : MeshError.BACKEND_ERROR(`${entry.backend.name} failed`)
+    } finally {
+      stats.inflight--
+    }
+  }
+
+  getModelStatus (model: string): ModelStatus {
+    const entry = this.catalog.get(model)
+    const s = this.stats.get(model) ?? { inflight: 0, served: 0, errors: 0 }
+    return { model, available: !!entry, backend: entry?.backend.name ?? null, ...s }
+  }
+}
+
+/** Rough count for backends that report no usage: ~4 characters a token. */
+export function estimateTokens (text: string): number {
+  return Math.max(1, Math.ceil(text.length / 4))
+}
