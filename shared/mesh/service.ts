@@ -39,7 +39,7 @@ export abstract class MeshService {
   private readonly host?: string
   private dht: DHT | null = null
   private rpcInstance: RPC | null = null
-  private server: Server | null = null
+  private rpcServer: Server | null = null
   private readonly clients = new Set<MeshClient>()
   readonly peers = new Set<Peer>()
   readonly metrics: ServiceMetrics
@@ -103,7 +103,7 @@ export abstract class MeshService {
       this.onPeer(peer)
     })
     await server.listen(this.keyPair)
-    this.server = server
+    this.rpcServer = server
     await this.onOpen()
     this.log.info({ publicKey: this.publicKey }, `${this.name} listening`)
   }
@@ -136,7 +136,7 @@ export abstract class MeshService {
     try { await this.onClose() } catch (err) { this.log.error({ err }, 'close failed') }
     for (const client of this.clients) await client.close()
     this.clients.clear()
-    if (this.server) await this.server.close().catch(() => {})
+    if (this.rpcServer) await this.rpcServer.close().catch(() => {})
     if (this.rpcInstance) await this.rpcInstance.destroy({ force: true }).catch(() => {})
     if (this.dht) await this.dht.destroy().catch(() => {})
     this.log.info(`${this.name} closed`)

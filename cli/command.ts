@@ -1,0 +1,33 @@
+import type { ParseArgsConfig } from 'node:util'
+import type { CliContext } from './context.ts'
+import { UsageError } from './context.ts'
+
+export interface Parsed { values: Record<string, string | boolean | undefined>, positionals: string[] }
+
+export interface Command {
+  name: string
+  summary: string
+  usage: string
+  options: NonNullable<ParseArgsConfig['options']>
+  positionals?: boolean
+  run (ctx: CliContext, args: Parsed): Promise<void>
+}
+
+export function required (values: Parsed['values'], name: string): string {
+  const v = values[name]
+  if (typeof v !== 'string' || v === '') throw new UsageError(`--${name} is required`)
+  return v
+}
+
+export async function readStdin (): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+export async function readPassword (values: Parsed['values']): Promise<string> {
+  if (values['password-stdin']) return (await readStdin()).replace(/\r?\n$/, '')
+  const pw = values.password ?? process.env.HYPERINFER_PASSWORD
+  if (typeof pw !== 'string' || !pw) throw new UsageError('--password (or --password-stdin, or HYPERINFER_PASSWORD) is required')
+  return pw
+}

@@ -1,0 +1,49 @@
+import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
+import { UsageError } from '../context.ts'
+import { printJson } from '../output.ts'
+import { type Command, readStdin } from '../command.ts'
+
+export const infer: Command = {
+  name: 'infer',
+  summary: 'run a prompt and stream the answer (prompt from stdin when no argument)',
+  usage: 'infer [--key K] [--model M] [--max-tokens N] [--temperature T] ["prompt"]',
+  options: { key: { type: 'string' }, model: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' }, stats: { type: 'boolean' } },
+  positionals: true,
+  async run (ctx, { values, positionals }) {
+    const apiKey = ctx.apiKey(values.key as string | undefined)
+    let prompt = positionals.join(' ')
+    if (!prompt) {
+      if (process.stdin.isTTY) throw new UsageError('give a prompt as an argument or on stdin')
+      prompt = (await readStdin()).trim()
+    }
+    if (!prompt) throw new UsageError('the prompt is empty')
+    const maxTokens = values['max-tokens'] === undefined ? undefined : Number(values['max-tokens'])
+    const temperature = values.temperature === undefined ? undefined : Number(values.temperature)
+    if (maxTokens !== undefined && !Number.isInteger(maxTokens)) throw new UsageError('--max-tokens must be a whole number')
+    if (temperature !== undefined && Number.isNaN(temperature)) throw new UsageError('--temperature must be a number')
+
+    const gw = await ctx.gateway()
+    const ac = new AbortController()
+    const onSigint = () => ac.abort()
+    process.once('SIGINT', onSigint)
+    const stream = !ctx.globals.json
+    let wrote = false
+    try {
+      const res = await gw.stream(GatewayProtocol.infer, {
+        apiKey, prompt, stream, ...(values.model ? { model: values.model as string } : {}),
+        ...(maxTokens !== undefined ? { maxTokens } : {}), ...(temperature !== undefined ? { temperature } : {})
+      }, {
+        signal: ac.signal,
+        idleTimeout: Math.max(ctx.globals.timeout, 60_000),
+        connectTimeout: ctx.globals.timeout,
+        onChunk: (chunk) => { wrote = true; process.stdout.write(chunk.text) }
+      })
+      if (ctx.globals.json) return printJson(res)
+      if (wrote) process.stdout.write('\n')
+      if (values.stats) process.stderr.write(`[${res.model} · ${res.usage.promptTokens}→${res.usage.completionTokens} tokens · ttft ${res.ttftMs ?? '-'} ms · ${res.durationMs} ms · worker ${res.worker.slice(0, 8)}]\n`)
+    } finally {
+      process.off('SIGINT', onSigint)
+      if (wrote && ac.signal.aborted) process.stdout.write('\n')
+    }
+  }
+}

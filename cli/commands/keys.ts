@@ -1,0 +1,49 @@
+import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
+import type { ApiKeyInfo } from '../../shared/protocol/auth.ts'
+import { UsageError } from '../context.ts'
+import { printJson, table } from '../output.ts'
+import { type Command, required } from '../command.ts'
+
+// `keys create|list|revoke`: one command with a sub-verb as its first positional.
+export const keys: Command = {
+  name: 'keys',
+  summary: 'create, list and revoke API keys',
+  usage: 'keys create --name N [--expires-in-days D] [--quiet] | keys list | keys revoke <id>',
+  options: { name: { type: 'string' }, 'expires-in-days': { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
+  positionals: true,
+  async run (ctx, { values, positionals }) {
+    const [verb, id] = positionals
+    const token = ctx.sessionToken()
+    if (verb === 'create') {
+      const days = values['expires-in-days'] === undefined ? undefined : Number(values['expires-in-days'])
+      if (days !== undefined && !Number.isInteger(days)) throw new UsageError('--expires-in-days must be a whole number')
+      const gw = await ctx.gateway()
+      const res = await gw.call(GatewayProtocol.createKey, { token, name: required(values, 'name'), ...(days ? { expiresInDays: days } : {}) }, ctx.globals.timeout)
+      if (ctx.globals.json) return printJson(res)
+      if (values.quiet) return console.log(res.key)
+      console.log(`created key '${res.name}' (${res.id})\n\n  ${res.key}\n\nThis is the only time the key is shown. Keep it somewhere safe, e.g.\n  export HYPERINFER_API_KEY=${res.key.slice(0, 6)}…`)
+      return
+    }
+    if (verb === 'list') {
+      const gw = await ctx.gateway()
+      const res = await gw.call(GatewayProtocol.listKeys, { token }, ctx.globals.timeout)
+      if (ctx.globals.json) return printJson(res)
+      if (res.keys.length === 0) return console.log('no API keys yet: hyperinfer keys create --name N')
+      console.log(table([['ID', 'NAME', 'PREFIX', 'STATUS', 'CREATED', 'LAST USED'], ...res.keys.map(row)]))
+      return
+    }
+    if (verb === 'revoke') {
+      if (!id) throw new UsageError('usage: hyperinfer keys revoke <id>')
+      const gw = await ctx.gateway()
+      const res = await gw.call(GatewayProtocol.revokeKey, { token, id }, ctx.globals.timeout)
+      if (ctx.globals.json) return printJson(res)
+      console.log(`revoked key '${res.name}' (${res.id})`)
+      return
+    }
+    throw new UsageError(`usage: hyperinfer ${this.usage}`)
+  }
+}
+
+function row (k: ApiKeyInfo): string[] {
+  return [k.id, k.name, k.prefix + '…', k.status, k.createdAt.slice(0, 19).replace('T', ' '), k.lastUsedAt ? k.lastUsedAt.slice(0, 19).replace('T', ' ') : '-']
+}

@@ -1,0 +1,79 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { CliContext, UsageError } from './context.ts'
+import { reportError } from './output.ts'
+import type { Command } from './command.ts'
+import { login, register, usage } from './commands/account.ts'
+import { keys } from './commands/keys.ts'
+import { infer } from './commands/infer.ts'
+import { models, quota, status, workerToken } from './commands/info.ts'
+
+const COMMANDS: Command[] = [register, login, keys, infer, models, status, quota, usage, workerToken]
+
+const GLOBAL: NonNullable<ParseArgsConfig['options']> = {
+  json: { type: 'boolean' },
+  gateway: { type: 'string' },
+  bootstrap: { type: 'string' },
+  timeout: { type: 'string' },
+  help: { type: 'boolean', short: 'h' }
+}
+
+const GLOBAL_HELP = `global options:
+  --gateway HEX     gateway public key (default: $HYPERINFER_GATEWAY, else the local mesh file)
+  --bootstrap H:P   DHT bootstrap list (default: $HYPERINFER_BOOTSTRAP, else the local mesh file)
+  --timeout MS      connect/call timeout (default 10000)
+  --json            print one JSON object on stdout
+  -h, --help        help`
+
+function mainHelp (): string {
+  const w = Math.max(...COMMANDS.map((c) => c.name.length))
+  return `hyperinfer — AI inference over a peer-to-peer mesh
+
+usage: hyperinfer <command> [options]
+
+commands:
+${COMMANDS.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`).join('\n')}
+
+${GLOBAL_HELP}
+
+Run 'hyperinfer <command> --help' for a command's options.`
+}
+
+async function main (argv: string[]): Promise<number> {
+  const idx = argv.findIndex((a) => !a.startsWith('-'))
+  const name = idx >= 0 ? argv[idx] : undefined
+  const cmd = COMMANDS.find((c) => c.name === name)
+  const wantsJson = argv.includes('--json')
+  if (!cmd) {
+    if (name === undefined || argv.includes('--help') || argv.includes('-h') || name === 'help') {
+      console.log(mainHelp())
+      return name === undefined && !argv.includes('--help') && !argv.includes('-h') ? 2 : 0
+    }
+    return reportError(new UsageError(`unknown command '${name}'; run 'hyperinfer --help'`), wantsJson)
+  }
+  const rest = [...argv.slice(0, idx), ...argv.slice(idx + 1)]
+  let parsed
+  try {
+    parsed = parseArgs({ args: rest, options: { ...GLOBAL, ...cmd.options }, allowPositionals: cmd.positionals ?? false, strict: true })
+  } catch (err) {
+    return reportError(new UsageError(`${(err as Error).message.split('\n')[0]}\nusage: hyperinfer ${cmd.usage}`), wantsJson)
+  }
+  const values = parsed.values as Record<string, string | boolean | undefined>
+  if (values.help) {
+    console.log(`usage: hyperinfer ${cmd.usage}\n\n${cmd.summary}\n\n${GLOBAL_HELP}`)
+    return 0
+  }
+  const timeout = values.timeout === undefined ? 10_000 : Number(values.timeout)
+  if (!Number.isFinite(timeout) || timeout <= 0) return reportError(new UsageError('--timeout must be a positive number of milliseconds'), wantsJson)
+  const ctx = new CliContext({ json: values.json === true, gateway: values.gateway as string | undefined, bootstrap: values.bootstrap as string | undefined, timeout })
+  try {
+    await cmd.run(ctx, { values, positionals: parsed.positionals })
+    return 0
+  } catch (err) {
+    return reportError(err, ctx.globals.json)
+  } finally {
+    await ctx.close()
+  }
+}
+
+const code = await main(process.argv.slice(2))
+process.exit(code)

@@ -1,0 +1,26 @@
+import { z } from 'zod'
+import { hexKey, loadConfig, port, positiveInt } from '../../shared/config.ts'
+import { runService } from '../../shared/run.ts'
+import { meshOptions } from '../../shared/service-env.ts'
+import { WebService } from './service.ts'
+
+const schema = z.object({
+  WEB_SERVICE_PORT: port.default(3000),
+  WEB_HOST: z.string().default('127.0.0.1'),
+  HYPERINFER_AUTH_KEY: hexKey,
+  HYPERINFER_GATEWAY_KEY: hexKey,
+  WEB_RPC_TIMEOUT_MS: positiveInt.default(10_000)
+})
+
+await runService('web', () => {
+  const cfg = loadConfig(schema)
+  const svc = new WebService({
+    ...meshOptions('web'),
+    authKey: cfg.HYPERINFER_AUTH_KEY,
+    gatewayKey: cfg.HYPERINFER_GATEWAY_KEY,
+    port: cfg.WEB_SERVICE_PORT,
+    host: cfg.WEB_HOST,
+    rpcTimeoutMs: cfg.WEB_RPC_TIMEOUT_MS
+  })
+  return { service: svc }
+}, (svc) => `web ready ${svc.url}`)

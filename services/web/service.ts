@@ -1,0 +1,237 @@
+import crypto from 'node:crypto'
+import type { AddressInfo } from 'node:net'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.ts'
+import type { MeshClient } from '../../shared/mesh/client.ts'
+import type { HandlerTable } from '../../shared/mesh/peer.ts'
+import { MeshError } from '../../shared/errors.ts'
+import { AuthProtocol } from '../../shared/protocol/auth.ts'
+import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
+import { landingPage } from './landing.ts'
+
+// The HTTP edge of the mesh for browsers and plain HTTP clients. No business logic lives here: every
+// route checks the shape of the request just enough to forward it, calls auth or the gateway over
+// RPC (which validate with zod), and maps the coded error that comes back to an HTTP status and an
+// OpenAI-style error body.
+
+export interface WebServiceOptions extends Omit<MeshServiceOptions, 'name' | 'privateOnly'> {
+  /** hex public key of the auth service */
+  authKey: string
+  /** hex public key of the gateway */
+  gatewayKey: string
+  port: number
+  host?: string
+  /** timeout of each RPC call, including waiting for the connection, ms */
+  rpcTimeoutMs?: number
+}
+
+export const BODY_LIMIT = 1024 * 1024
+const INFER_IDLE_TIMEOUT_MS = 60_000
+
+const STATUS_BY_CODE: Record<string, number> = {
+  BAD_REQUEST: 400,
+  UNAUTHENTICATED: 401,
+  INVALID_API_KEY: 401,
+  INVALID_CREDENTIALS: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  UNKNOWN_MODEL: 404,
+  CONFLICT: 409,
+  PROMPT_TOO_LARGE: 413,
+  PAYLOAD_TOO_LARGE: 413,
+  RATE_LIMITED: 429,
+  BACKEND_ERROR: 502,
+  NO_WORKER: 503,
+  UNAVAILABLE: 503,
+  SHUTTING_DOWN: 503,
+  TIMEOUT: 504
+}
+
+export function httpStatusOf (code: string): number {
+  return STATUS_BY_CODE[code] ?? 500
+}
+
+function errorType (status: number): string {
+  if (status === 401) return 'authentication_error'
+  if (status === 403) return 'permission_error'
+  if (status === 429) return 'rate_limit_error'
+  return status < 500 ? 'invalid_request_error' : 'server_error'
+}
+
+type Body = Record<string, unknown>
+
+export class WebService extends MeshService {
+  private readonly authKey: string
+  private readonly gatewayKey: string
+  private readonly httpPort: number
+  private readonly httpHost: string
+  private readonly rpcTimeoutMs: number
+  private auth: MeshClient | null = null
+  private gateway: MeshClient | null = null
+  private app: FastifyInstance | null = null
+
+  constructor (opts: WebServiceOptions) {
+    super({ ...opts, name: 'web', privateOnly: true })
+    this.authKey = opts.authKey.toLowerCase()
+    this.gatewayKey = opts.gatewayKey.toLowerCase()
+    this.httpPort = opts.port
+    this.httpHost = opts.host ?? '127.0.0.1'
+    this.rpcTimeoutMs = opts.rpcTimeoutMs ?? 10_000
+  }
+
+  get url (): string {
+    const addr = this.app?.server.address() as AddressInfo | null | undefined
+    if (!addr) throw new Error('web is not listening')
+    return `http://${this.httpHost}:${addr.port}`
+  }
+
+  protected handlers (): HandlerTable { return new Map() }
+
+  protected async onOpen (): Promise<void> {
+    this.auth = this.connectTo(this.authKey, { name: 'auth', defaultTimeout: this.rpcTimeoutMs })
+    this.gateway = this.connectTo(this.gatewayKey, { name: 'gateway', defaultTimeout: this.rpcTimeoutMs })
+    const app = this.buildApp()
+    await app.listen({ port: this.httpPort, host: this.httpHost })
+    this.app = app
+  }
+
+  protected async onClose (): Promise<void> {
+    const app = this.app
+    this.app = null
+    if (app) await app.close()
+  }
+
+  private client (which: 'auth' | 'gateway'): MeshClient {
+    const c = which === 'auth' ? this.auth : this.gateway
+    if (!c) throw MeshError.UNAVAILABLE(`${which} is not connected`)
+    return c
+  }
+
+  private buildApp (): FastifyInstance {
+    const app = Fastify({
+      logger: false,
+      bodyLimit: BODY_LIMIT,
+      genReqId: (req) => {
+        const given = req.headers['x-request-id']
+        return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : crypto.randomUUID()
+      },
+      frameworkErrors: (err, req, reply) => { this.sendError(err, req, reply) }
+    })
+
+    app.addHook('onRequest', async (req, reply) => {
+      reply.header('x-request-id', req.id)
+      reply.header('x-content-type-options', 'nosniff')
+    })
+    app.addHook('onResponse', async (req, reply) => {
+      // path only: a query string is never logged, and no header or body ever is
+      this.log.info({ reqId: req.id, method: req.method, path: req.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'http')
+    })
+    app.setErrorHandler((err, req, reply) => { this.sendError(err, req, reply) })
+    app.setNotFoundHandler((req, reply) => { this.sendError(MeshError.NOT_FOUND(`no route for ${req.method} ${req.url.split('?')[0]}`), req, reply) })
+
+    app.get('/', async (_req, reply) => {
+      reply.header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'")
+      reply.type('text/html; charset=utf-8').send(landingPage(this.gatewayKey))
+    })
+    app.get('/health', async () => ({
+      status: this.auth?.connected && this.gateway?.connected ? 'ok' : 'degraded',
+      service: this.name,
+      publicKey: this.publicKey,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      auth: this.auth?.connected ? 'connected' : 'disconnected',
+      gateway: this.gateway?.connected ? 'connected' : 'disconnected'
+    }))
+
+    app.post('/api/auth/register', async (req, reply) => {
+      reply.code(201)
+      return this.client('auth').call(AuthProtocol.registerUser, objectBody(req) as any)
+    })
+    app.post('/api/auth/login', async (req) => this.client('auth').call(AuthProtocol.loginUser, objectBody(req) as any))
+    app.post('/api/auth/api-keys', async (req, reply) => {
+      const token = bearer(req)
+      const res = await this.client('auth').call(AuthProtocol.generateApiKey, { ...objectBody(req), token } as any)
+      reply.code(201)
+      return res
+    })
+    app.get('/api/auth/api-keys', async (req) => this.client('auth').call(AuthProtocol.listApiKeys, { token: bearer(req) }))
+    app.delete<{ Params: { id: string } }>('/api/auth/api-keys/:id', async (req) => {
+      return this.client('auth').call(AuthProtocol.revokeApiKey, { token: bearer(req), id: req.params.id })
+    })
+    app.get<{ Querystring: { days?: string } }>('/api/usage', async (req) => {
+      const token = bearer(req)
+      const days = req.query.days
+      return this.client('auth').call(AuthProtocol.getUserUsage, days === undefined ? { token } : { token, days: Number(days) })
+    })
+
+    app.post('/api/inference', async (req, reply) => {
+      const header = req.headers['x-api-key']
+      if (typeof header !== 'string' || !header) throw MeshError.INVALID_API_KEY('missing X-API-Key header')
+      const body = objectBody(req)
+      // a client that hangs up cancels the generation on the worker
+      const ac = new AbortController()
+      const onClose = () => { if (!reply.raw.writableFinished) ac.abort() }
+      reply.raw.once('close', onClose)
+      try {
+        return await this.client('gateway').stream(GatewayProtocol.infer, { ...body, apiKey: header, stream: false } as any, {
+          onChunk () {},
+          signal: ac.signal,
+          idleTimeout: INFER_IDLE_TIMEOUT_MS,
+          connectTimeout: this.rpcTimeoutMs
+        })
+      } finally {
+        reply.raw.off('close', onClose)
+      }
+    })
+    app.get('/api/models', async () => this.client('gateway').call(GatewayProtocol.models, {}))
+
+    return app
+  }
+
+  /** Any error, ours, fastify's or the mesh's, as one HTTP status and an OpenAI-style body. */
+  private sendError (err: unknown, req: FastifyRequest, reply: FastifyReply): void {
+    let code: string
+    let message: string
+    if (err instanceof MeshError) {
+      code = err.code
+      message = err.reason
+      if (code === 'INTERNAL' || httpStatusOf(code) === 500) {
+        this.log.warn({ reqId: req.id, code }, 'mesh call failed')
+        message = 'internal error'
+      }
+    } else {
+      const e = err as { statusCode?: number, code?: string, message?: string }
+      if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+        code = 'PAYLOAD_TOO_LARGE'
+        message = `request body exceeds ${BODY_LIMIT} bytes`
+      } else if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+        // fastify's own request errors (malformed JSON, unsupported content type, bad URL) have fixed,
+        // safe messages that never quote the body
+        code = 'BAD_REQUEST'
+        message = e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'Content-Type must be application/json' : String(e.message ?? 'bad request')
+      } else {
+        this.log.error({ reqId: req.id, err }, 'request failed')
+        code = 'INTERNAL'
+        message = 'internal error'
+      }
+    }
+    const status = httpStatusOf(code)
+    if (code === 'RATE_LIMITED') {
+      const retry = Number((err as MeshError).details?.retryAfterSeconds)
+      if (Number.isFinite(retry) && retry >= 0) reply.header('retry-after', String(Math.ceil(retry)))
+    }
+    reply.header('x-request-id', req.id)
+    reply.code(status).type('application/json; charset=utf-8').send({ error: { message, type: errorType(status), code } })
+  }
+}
+
+function objectBody (req: FastifyRequest): Body {
+  const body = req.body
+  if (!body || typeof body !== 'object' || Array.isArray(body)) throw MeshError.BAD_REQUEST('request body must be a JSON object')
+  return body as Body
+}
+
+function bearer (req: FastifyRequest): string {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')
+  if (!m) throw MeshError.UNAUTHENTICATED('missing Authorization: Bearer <token> header')
+  return m[1]!
+}

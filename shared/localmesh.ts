@@ -1,0 +1,198 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import createTestnet, { type Testnet } from 'hyperdht/testnet'
+import { createPool, migrate } from './db.ts'
+import { startEmbeddedPostgres, freePort, type EmbeddedDatabase } from './embedded-pg.ts'
+import { serviceKeyPair } from './keys.ts'
+import { readMeshFile, writeMeshFile, type MeshFile } from './meshfile.ts'
+import { loadSecret } from './service-env.ts'
+import { safeUrl } from './log.ts'
+
+// A whole mesh on one machine, every service its own child process: a DHT bootstrapper on 127.0.0.1,
+// PostgreSQL (DATABASE_URL, or embedded in the state dir), migrations, then auth, gateway, metrics,
+// web and inference workers. Used by `npm start`, the end-to-end tests and the benchmark.
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const SERVICES = ['auth', 'gateway', 'metrics', 'web'] as const
+type ServiceName = typeof SERVICES[number]
+
+export interface LocalMeshOptions {
+  home: string
+  databaseUrl?: string
+  webPort?: number
+  metricsPort?: number
+  dhtPort?: number
+  /** extra env for every child, and per service */
+  env?: Record<string, string>
+  serviceEnv?: Partial<Record<ServiceName | 'inference', Record<string, string>>>
+  /** how many workers to start (default 1) */
+  workers?: number
+  /** pipe child output to the console instead of log files */
+  inheritLogs?: boolean
+  onLog?: (line: string) => void
+}
+
+export interface ChildInfo { name: string, proc: ChildProcess, readyLine: string, publicKey: string }
+
+export class LocalMesh {
+  readonly opts: LocalMeshOptions
+  readonly home: string
+  testnet: Testnet | null = null
+  db: EmbeddedDatabase | null = null
+  databaseUrl = ''
+  bootstrap: string[] = []
+  readonly children = new Map<string, ChildInfo>()
+  keys: Record<string, string> = {}
+  workerToken = ''
+  webUrl: string | null = null
+  metricsUrl: string | null = null
+  private stopping: Promise<void> | null = null
+
+  constructor (opts: LocalMeshOptions) {
+    this.opts = opts
+    this.home = path.resolve(opts.home)
+  }
+
+  get gatewayKey (): string { return this.keys.gateway! }
+  get bootstrapString (): string { return this.bootstrap.join(',') }
+
+  private log (line: string): void { this.opts.onLog?.(line) }
+
+  async start (): Promise<MeshFile> {
+    fs.mkdirSync(path.join(this.home, 'logs'), { recursive: true, mode: 0o700 })
+    const previous = readMeshFile(this.home)
+
+    // the bootstrapper keeps its port across restarts when it can, so running workers find it again
+    const prevPort = previous?.bootstrap[0] ? Number(previous.bootstrap[0].split(':').pop()) : 0
+    const port = await freePort(this.opts.dhtPort ?? prevPort ?? 0)
+    this.testnet = await createTestnet(3, { host: '127.0.0.1', port })
+    this.bootstrap = this.testnet.bootstrap.map((b) => `${b.host}:${b.port}`)
+    this.log(`DHT bootstrapper on ${this.bootstrap[0]}`)
+
+    if (this.opts.databaseUrl) {
+      this.databaseUrl = this.opts.databaseUrl
+      this.log(`PostgreSQL: ${safeUrl(this.databaseUrl)}`)
+    } else {
+      this.db = await startEmbeddedPostgres(path.join(this.home, 'pg'))
+      this.databaseUrl = this.db.url
+      this.log(`PostgreSQL: embedded, port ${this.db.port}, data in ${path.join(this.home, 'pg')}`)
+    }
+    const pool = createPool(this.databaseUrl, 1)
+    try {
+      const res = await migrate(pool)
+      this.log(`migrations: ${res.applied.length} applied, ${res.skipped.length} already in place`)
+    } finally {
+      await pool.end()
+    }
+
+    const workerNames = Array.from({ length: this.opts.workers ?? 1 }, (_, i) => i === 0 ? 'inference' : `inference-${i + 1}`)
+    for (const name of [...SERVICES, ...workerNames]) this.keys[name] = serviceKeyPair(this.home, name).publicKey.toString('hex')
+    this.workerToken = loadSecret(this.home, 'worker-token').toString('hex')
+    const members = Object.values(this.keys).join(',')
+
+    const common: Record<string, string> = {
+      HYPERINFER_HOME: this.home,
+      HYPERINFER_BOOTSTRAP: this.bootstrapString,
+      HYPERINFER_MESH_ALLOW: members,
+      ...(this.opts.env ?? {})
+    }
+    const se = this.opts.serviceEnv ?? {}
+    await this.spawn('auth', { ...common, DATABASE_URL: this.databaseUrl, ...se.auth })
+    await this.spawn('gateway', { ...common, DATABASE_URL: this.databaseUrl, HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_WORKER_TOKEN: this.workerToken, ...se.gateway })
+    const targets = Object.entries(this.keys).filter(([n]) => n !== 'metrics').map(([n, k]) => `${n}=${k}`).join(',')
+    const webPort = this.opts.webPort ?? 3000
+    const metricsPort = this.opts.metricsPort ?? 3004
+    await Promise.all([
+      this.spawn('metrics', { ...common, METRICS_SERVICE_PORT: String(metricsPort), HYPERINFER_METRICS_TARGETS: targets, ...se.metrics }),
+      this.spawn('web', { ...common, WEB_SERVICE_PORT: String(webPort), HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_GATEWAY_KEY: this.keys.gateway!, ...se.web }),
+      ...workerNames.map((name) => this.spawn(name, {
+        ...common, HYPERINFER_WORKER_NAME: name, HYPERINFER_GATEWAYS: this.keys.gateway!, ...se.inference
+      }, 'inference'))
+    ])
+    this.webUrl = /(https?:\/\/\S+)/.exec(this.children.get('web')!.readyLine)?.[1] ?? null
+    this.metricsUrl = /(https?:\/\/\S+)/.exec(this.children.get('metrics')!.readyLine)?.[1] ?? null
+
+    const mesh: MeshFile = {
+      version: 1,
+      bootstrap: this.bootstrap,
+      services: { auth: this.keys.auth!, gateway: this.keys.gateway!, metrics: this.keys.metrics!, web: this.keys.web!, inference: workerNames.map((n) => this.keys[n]!) },
+      web: this.webUrl,
+      metrics: this.metricsUrl,
+      startedAt: new Date().toISOString(),
+      pid: process.pid
+    }
+    writeMeshFile(this.home, mesh)
+    return mesh
+  }
+
+  /** Start one service process and wait for its ready line. */
+  async spawn (name: string, env: Record<string, string>, service = name, timeoutMs = 60_000): Promise<ChildInfo> {
+    const entry = path.join(ROOT, 'services', service, 'index.ts')
+    const logFile = path.join(this.home, 'logs', `${name}.log`)
+    const out = this.opts.inheritLogs ? null : fs.openSync(logFile, 'a')
+    const proc = spawn(process.execPath, ['--import', 'tsx', entry], {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    const info: ChildInfo = { name, proc, readyLine: '', publicKey: this.keys[name] ?? '' }
+    this.children.set(name, info)
+    let stderrTail = ''
+    proc.stderr!.on('data', (d: Buffer) => {
+      stderrTail = (stderrTail + d.toString()).slice(-2000)
+      if (out !== null) fs.writeSync(out, d)
+      else process.stderr.write(d)
+    })
+    return new Promise<ChildInfo>((resolve, reject) => {
+      let buf = ''
+      const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`${name} did not start within ${timeoutMs} ms`)) }, timeoutMs)
+      proc.stdout!.on('data', (d: Buffer) => {
+        if (out !== null) fs.writeSync(out, d)
+        if (info.readyLine) return
+        buf += d.toString()
+        const m = new RegExp(`^${service} ready .*$`, 'm').exec(buf)
+        if (m) { info.readyLine = m[0]; clearTimeout(timer); resolve(info) }
+      })
+      proc.on('exit', (code, signal) => {
+        if (out !== null) { try { fs.closeSync(out) } catch {} }
+        if (!info.readyLine) {
+          clearTimeout(timer)
+          reject(new Error(`${name} exited before it was ready (code ${code ?? signal}): ${stderrTail.trim().split('\n').slice(-3).join(' | ')}`))
+        }
+      })
+    })
+  }
+
+  /** SIGTERM one service and wait for it to exit. */
+  async stopChild (name: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const c = this.children.get(name)
+    if (!c || c.proc.exitCode !== null || c.proc.signalCode !== null) return
+    const exited = new Promise<void>((resolve) => c.proc.once('exit', () => resolve()))
+    c.proc.kill(signal)
+    const t = setTimeout(() => c.proc.kill('SIGKILL'), 12_000)
+    await exited
+    clearTimeout(t)
+  }
+
+  stop (): Promise<void> {
+    if (!this.stopping) this.stopping = this.doStop()
+    return this.stopping
+  }
+
+  private async doStop (): Promise<void> {
+    // workers and edges first, the gateway next (it flushes usage), auth last
+    const order = [...this.children.keys()].sort((a, b) => rank(a) - rank(b))
+    for (const name of order) await this.stopChild(name)
+    if (this.db) await this.db.stop().catch(() => {})
+    if (this.testnet) await this.testnet.destroy().catch(() => {})
+  }
+}
+
+function rank (name: string): number {
+  if (name.startsWith('inference')) return 0
+  if (name === 'web' || name === 'metrics') return 1
+  if (name === 'gateway') return 2
+  return 3
+}
