@@ -14,6 +14,7 @@ const mesh = new LocalMesh({
   webPort: Number(process.env.WEB_SERVICE_PORT ?? 3000),
   metricsPort: Number(process.env.METRICS_SERVICE_PORT ?? 3004),
   env,
+  publicHost: process.env.HYPERINFER_PUBLIC_HOST || undefined,
   serviceEnv: { inference: inferenceEnv },
   onLog: (line) => console.log(`  ${line}`)
 })

@@ -24,11 +24,15 @@ export interface LocalMeshOptions {
   webPort?: number
   metricsPort?: number
   dhtPort?: number
+  /** address other machines reach this one at; the bootstrapper then binds all interfaces */
+  publicHost?: string
   /** extra env for every child, and per service */
   env?: Record<string, string>
   serviceEnv?: Partial<Record<ServiceName | 'inference', Record<string, string>>>
   /** how many workers to start (default 1) */
   workers?: number
+  /** more hex keys allowed to call internal methods (e.g. a benchmark client) */
+  extraAllow?: string[]
   /** pipe child output to the console instead of log files */
   inheritLogs?: boolean
   onLog?: (line: string) => void
@@ -67,7 +71,7 @@ export class LocalMesh {
     // the bootstrapper keeps its port across restarts when it can, so running workers find it again
     const prevPort = previous?.bootstrap[0] ? Number(previous.bootstrap[0].split(':').pop()) : 0
     const port = await freePort(this.opts.dhtPort ?? prevPort ?? 0)
-    this.testnet = await createTestnet(3, { host: '127.0.0.1', port })
+    this.testnet = await createTestnet(3, { host: this.opts.publicHost ?? '127.0.0.1', port })
     this.bootstrap = this.testnet.bootstrap.map((b) => `${b.host}:${b.port}`)
     this.log(`DHT bootstrapper on ${this.bootstrap[0]}`)
 
@@ -90,7 +94,7 @@ export class LocalMesh {
     const workerNames = Array.from({ length: this.opts.workers ?? 1 }, (_, i) => i === 0 ? 'inference' : `inference-${i + 1}`)
     for (const name of [...SERVICES, ...workerNames]) this.keys[name] = serviceKeyPair(this.home, name).publicKey.toString('hex')
     this.workerToken = loadSecret(this.home, 'worker-token').toString('hex')
-    const members = Object.values(this.keys).join(',')
+    const members = [...Object.values(this.keys), ...(this.opts.extraAllow ?? [])].join(',')
 
     const common: Record<string, string> = {
       HYPERINFER_HOME: this.home,

@@ -84,7 +84,7 @@ export class MetricsService extends MeshService {
   get url (): string {
     const addr = this.server?.address() as AddressInfo | null
     if (!addr) throw new Error('metrics is not listening')
-    return `http://${this.httpHost}:${addr.port}`
+    return `http://${this.httpHost.includes(':') ? `[${this.httpHost}]` : this.httpHost}:${addr.port}`
   }
 
   protected handlers (): HandlerTable {

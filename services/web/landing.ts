@@ -41,9 +41,10 @@ export function landingPage (gatewayKey: string): string {
   <h2>Use it from the command line</h2>
   <div class="card"><pre>export HYPERINFER_GATEWAY=${key}
 
-npx hyperinfer register --username alice --email alice@example.com
-npx hyperinfer login --email alice@example.com
-npx hyperinfer keys create my-laptop
+npx hyperinfer register --username alice --email alice@example.com --password-stdin
+npx hyperinfer login --email alice@example.com --password-stdin
+npx hyperinfer keys create --name my-laptop
+npx hyperinfer models
 npx hyperinfer infer "Why is the sky blue?"</pre></div>
 
   <h2>Or over HTTP</h2>

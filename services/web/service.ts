@@ -82,7 +82,7 @@ export class WebService extends MeshService {
   get url (): string {
     const addr = this.app?.server.address() as AddressInfo | null | undefined
     if (!addr) throw new Error('web is not listening')
-    return `http://${this.httpHost}:${addr.port}`
+    return `http://${this.httpHost.includes(':') ? `[${this.httpHost}]` : this.httpHost}:${addr.port}`
   }
 
   protected handlers (): HandlerTable { return new Map() }
@@ -143,8 +143,9 @@ export class WebService extends MeshService {
     }))
 
     app.post('/api/auth/register', async (req, reply) => {
+      const res = await this.client('auth').call(AuthProtocol.registerUser, objectBody(req) as any)
       reply.code(201)
-      return this.client('auth').call(AuthProtocol.registerUser, objectBody(req) as any)
+      return res
     })
     app.post('/api/auth/login', async (req) => this.client('auth').call(AuthProtocol.loginUser, objectBody(req) as any))
     app.post('/api/auth/api-keys', async (req, reply) => {

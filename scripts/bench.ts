@@ -1,0 +1,135 @@
+// `npm run bench`: latency and throughput of the mesh, measured in one run on real processes.
+// Synthetic backend at zero delay, so what is measured is the mesh itself:
+//   direct   bench client → worker (processPrompt over RPC; the worker's own server)
+//   gateway  bench client → gateway (API key auth, rate limit, usage recording on) → worker
+// at concurrency 1, 100 and 1000. Prints a table and writes bench-results/latest.json.
+// BENCH_SCALE=0.2 shortens the run; DATABASE_URL uses that server instead of an embedded one.
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import RPC from '@hyperswarm/rpc'
+import c from 'compact-encoding'
+import DHT from 'hyperdht'
+import { LocalMesh } from '../shared/localmesh.ts'
+import { MeshClient } from '../shared/mesh/client.ts'
+import { createDHT } from '../shared/mesh/dht.ts'
+import { bootstrapList } from '../shared/config.ts'
+import { GatewayProtocol } from '../shared/protocol/gateway.ts'
+import { InferenceProtocol } from '../shared/protocol/inference.ts'
+
+const SCALE = Number(process.env.BENCH_SCALE ?? 1)
+const LEVELS = [
+  { concurrency: 1, requests: Math.max(50, Math.round(500 * SCALE)) },
+  { concurrency: 100, requests: Math.max(200, Math.round(5000 * SCALE)) },
+  { concurrency: 1000, requests: Math.max(1000, Math.round(10000 * SCALE)) }
+]
+const MAX_TOKENS = 16
+
+interface Row { path: string, concurrency: number, requests: number, errors: number, p50: number, p99: number, rps: number }
+
+function percentile (sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
+}
+
+async function run (name: string, concurrency: number, requests: number, once: (i: number) => Promise<unknown>): Promise<Row> {
+  const latencies: number[] = []
+  let errors = 0
+  let next = 0
+  const started = process.hrtime.bigint()
+  const loop = async () => {
+    while (next < requests) {
+      const i = next++
+      const t0 = process.hrtime.bigint()
+      try { await once(i) } catch { errors++; continue }
+      latencies.push(Number(process.hrtime.bigint() - t0) / 1e6)
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, loop))
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9
+  latencies.sort((a, b) => a - b)
+  return { path: name, concurrency, requests, errors, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), rps: latencies.length / seconds }
+}
+
+const home = fs.mkdtempSync(path.join(os.tmpdir(), 'hyperinfer-bench-'))
+const benchKeyPair = DHT.keyPair(crypto.randomBytes(32))
+const mesh = new LocalMesh({
+  home,
+  databaseUrl: process.env.DATABASE_URL || undefined,
+  webPort: 0,
+  metricsPort: 0,
+  extraAllow: [benchKeyPair.publicKey.toString('hex')],
+  serviceEnv: {
+    gateway: { DEFAULT_RATE_LIMIT: '100000000', LOG_LEVEL: 'warn' },
+    inference: { SYNTHETIC_TOKENS_PER_SEC: '0', WORKER_CAPACITY: '100000', LOG_LEVEL: 'warn' },
+    auth: { LOG_LEVEL: 'warn' }
+  }
+})
+
+let exitCode = 0
+let rpc: RPC | null = null
+let dht: DHT | null = null
+try {
+  console.log('bench: starting the mesh (real processes, local DHT, PostgreSQL)…')
+  await mesh.start()
+  dht = createDHT({ keyPair: benchKeyPair, bootstrap: bootstrapList(mesh.bootstrapString) })
+  rpc = new RPC({ keyPair: benchKeyPair, dht, valueEncoding: c.json })
+  const gateway = new MeshClient(rpc, Buffer.from(mesh.gatewayKey, 'hex'), { name: 'gateway' })
+  const worker = new MeshClient(rpc, Buffer.from(mesh.keys.inference!, 'hex'), { name: 'worker' })
+  await gateway.waitOpen(15_000)
+  await worker.waitOpen(15_000)
+
+  const email = `bench-${Date.now()}@example.com`
+  await gateway.call(GatewayProtocol.register, { username: 'bench' + Date.now(), email, password: 'bench password' })
+  const { token } = await gateway.call(GatewayProtocol.login, { email, password: 'bench password' })
+  const { key } = await gateway.call(GatewayProtocol.createKey, { token, name: 'bench' })
+
+  const direct = (i: number) => worker.stream(InferenceProtocol.processPrompt,
+    { requestId: 'b' + i, model: 'synthetic', messages: [{ role: 'user', content: `bench prompt ${i}` }], maxTokens: MAX_TOKENS },
+    { onChunk: () => {}, idleTimeout: 60_000 })
+  const viaGateway = (i: number) => gateway.stream(GatewayProtocol.infer,
+    { apiKey: key, prompt: `bench prompt ${i}`, maxTokens: MAX_TOKENS, stream: true },
+    { onChunk: () => {}, idleTimeout: 60_000 })
+
+  // warm both paths (JIT, key cache, connection)
+  await run('warmup', 20, 400, direct)
+  await run('warmup', 20, 400, viaGateway)
+
+  const rows: Row[] = []
+  for (const level of LEVELS) {
+    rows.push(await run('direct → worker', level.concurrency, level.requests, direct))
+    rows.push(await run('gateway → worker', level.concurrency, level.requests, viaGateway))
+    const [d, g] = rows.slice(-2) as [Row, Row]
+    console.log(`  c=${level.concurrency}: direct ${d.rps.toFixed(0)} req/s, gateway ${g.rps.toFixed(0)} req/s`)
+  }
+
+  const header = ['path', 'concurrency', 'requests', 'errors', 'p50 ms', 'p99 ms', 'req/s', 'gateway/direct rps']
+  const lines = rows.map((r, i) => {
+    const ratio = i % 2 === 1 ? (r.rps / rows[i - 1]!.rps).toFixed(2) : ''
+    return [r.path, String(r.concurrency), String(r.requests), String(r.errors), r.p50.toFixed(2), r.p99.toFixed(2), r.rps.toFixed(0), ratio]
+  })
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)))
+  const fmt = (cells: string[]) => '| ' + cells.map((cell, i) => cell.padEnd(widths[i]!)).join(' | ') + ' |'
+  console.log('\n' + fmt(header))
+  console.log('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|')
+  for (const l of lines) console.log(fmt(l))
+  console.log(`\n${MAX_TOKENS} tokens per request, streamed; synthetic backend at zero delay; ${os.cpus().length} CPUs; node ${process.version}`)
+
+  const outDir = path.resolve('bench-results')
+  fs.mkdirSync(outDir, { recursive: true })
+  const report = { at: new Date().toISOString(), node: process.version, cpus: os.cpus().length, tokensPerRequest: MAX_TOKENS, scale: SCALE, rows }
+  fs.writeFileSync(path.join(outDir, 'latest.json'), JSON.stringify(report, null, 2) + '\n')
+  console.log(`wrote ${path.join(outDir, 'latest.json')}`)
+  await gateway.close()
+  await worker.close()
+} catch (err) {
+  console.error(`bench failed: ${(err as Error).message}`)
+  exitCode = 1
+} finally {
+  await rpc?.destroy({ force: true }).catch(() => {})
+  await dht?.destroy().catch(() => {})
+  await mesh.stop()
+  fs.rmSync(home, { recursive: true, force: true })
+}
+process.exit(exitCode)

@@ -1,0 +1,94 @@
+import test from 'brittle'
+import c from 'compact-encoding'
+import { startTestMesh, gatewayClient, userWithKey, alive } from '../../../shared/testing/harness.ts'
+import { GatewayProtocol } from '../../../shared/protocol/gateway.ts'
+import { CommonProtocol } from '../../../shared/protocol/common.ts'
+import { MeshError } from '../../../shared/errors.ts'
+
+// The gateway's contract with strangers, on real processes: rate limits exact under concurrency,
+// revocation within a second, and bad input answered with coded errors while every process stays up.
+
+test('gateway: request 101 in the hour is refused with retry-after, exactly, under 200 concurrent calls', { timeout: 180_000 }, async (t) => {
+  const { mesh } = await startTestMesh(t, { serviceEnv: { gateway: { DEFAULT_RATE_LIMIT: '100' } } })
+  const { client } = await gatewayClient(t, mesh)
+  const { key } = await userWithKey(client)
+
+  const calls = Array.from({ length: 200 }, (_, i) => client.call(GatewayProtocol.infer, { apiKey: key, prompt: `request ${i}`, maxTokens: 2 }, 60_000)
+    .then(() => 'ok', (err: MeshError) => err))
+  const results = await Promise.all(calls)
+  const ok = results.filter((r) => r === 'ok').length
+  const limited = results.filter((r) => r instanceof MeshError && r.code === 'RATE_LIMITED') as MeshError[]
+  t.is(ok, 100, '100 admitted')
+  t.is(limited.length, 100, '100 refused with RATE_LIMITED')
+  t.ok(limited.every((e) => Number(e.details?.retryAfterSeconds) > 3500 && Number(e.details?.retryAfterSeconds) <= 3600), 'each says when to retry (~1 h)')
+
+  const next = await client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'one more', maxTokens: 2 }).catch((e) => e)
+  t.is(next.code, 'RATE_LIMITED', 'request 201 is refused too')
+  const quota = await client.call(GatewayProtocol.getUserQuota, { apiKey: key })
+  t.alike([quota.limit, quota.used, quota.remaining], [100, 100, 0], 'getUserQuota agrees')
+
+  const other = await userWithKey(client)
+  const fresh = await client.call(GatewayProtocol.infer, { apiKey: other.key, prompt: 'hi', maxTokens: 2 })
+  t.ok(fresh.text.length > 0, 'another key has its own allowance')
+})
+
+test('gateway: a revoked key is refused within 1 s', { timeout: 120_000 }, async (t) => {
+  const { mesh } = await startTestMesh(t)
+  const { client } = await gatewayClient(t, mesh)
+  const { key, keyId, token } = await userWithKey(client)
+  const first = await client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'warm the cache', maxTokens: 2 })
+  t.ok(first.text, 'the key works (and is now cached by the gateway)')
+  await client.call(GatewayProtocol.revokeKey, { token, id: keyId })
+  const revokedAt = Date.now()
+  let deniedAfter = -1
+  while (Date.now() - revokedAt < 3000) {
+    const r = await client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'still?', maxTokens: 1 }).catch((e) => e)
+    if (r instanceof MeshError && r.code === 'INVALID_API_KEY') { deniedAfter = Date.now() - revokedAt; break }
+  }
+  t.ok(deniedAfter >= 0 && deniedAfter <= 1000, `denied ${deniedAfter} ms after the revoke returned`)
+})
+
+test('gateway: bad input gets coded errors and changes nothing; every process stays up', { timeout: 120_000 }, async (t) => {
+  const { mesh, db } = await startTestMesh(t, { serviceEnv: { gateway: { MAX_PROMPT_CHARS: '1000' } } })
+  const { client } = await gatewayClient(t, mesh)
+  const { key } = await userWithKey(client)
+  const before = await db.pool.query('SELECT count(*)::int AS n FROM request_logs')
+
+  const cases: Array<[string, Promise<unknown>, string]> = [
+    ['oversized prompt', client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'x'.repeat(1001) }), 'PROMPT_TOO_LARGE'],
+    ['unknown model', client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'hi', model: 'nope' }), 'UNKNOWN_MODEL'],
+    ['wrong type', client.call(GatewayProtocol.infer, { apiKey: key, prompt: 42 } as any), 'BAD_REQUEST'],
+    ['both prompt and messages', client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'a', messages: [{ role: 'user', content: 'b' }] }), 'BAD_REQUEST'],
+    ['negative max tokens', client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'a', maxTokens: -5 }), 'BAD_REQUEST'],
+    ['unexpected field', client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'a', admin: true } as any), 'BAD_REQUEST'],
+    ['missing api key', client.call(GatewayProtocol.infer, { prompt: 'a' } as any), 'BAD_REQUEST'],
+    ['made-up api key', client.call(GatewayProtocol.infer, { apiKey: 'hi_' + 'A'.repeat(43), prompt: 'a' }), 'INVALID_API_KEY'],
+    ['null payload', client.call(GatewayProtocol.infer, null as any), 'BAD_REQUEST'],
+    ['array payload', client.call(GatewayProtocol.register, [1, 2, 3] as any), 'BAD_REQUEST'],
+    ['weak password', client.call(GatewayProtocol.register, { username: 'bob', email: 'bob@example.com', password: 'short' }), 'BAD_REQUEST'],
+    ['bad email', client.call(GatewayProtocol.register, { username: 'bob', email: 'not-an-email', password: 'long enough pw' }), 'BAD_REQUEST'],
+    ['forged session', client.call(GatewayProtocol.listKeys, { token: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.invalidsignature' }), 'UNAUTHENTICATED'],
+    ['internal method from a stranger', client.call(CommonProtocol.serviceInfo, {}), 'FORBIDDEN'],
+    ['worker without the token', client.call(GatewayProtocol.registerWorker, { models: [{ id: 'evil', backend: 'x' }] }), 'FORBIDDEN']
+  ]
+  for (const [name, p, code] of cases) {
+    const err = await p.then(() => null, (e) => e)
+    t.is(err?.code, code, `${name} → ${code}`)
+    t.ok(typeof err?.message === 'string' && err.message.length > 0, `${name} has a message`)
+  }
+
+  // raw bytes that are not JSON at all, and a method that does not exist
+  const channel = (client as any).peer.channel
+  const garbage = await channel.request('infer', Buffer.from([0xff, 0x00, 0x13, 0x37]), { requestEncoding: c.raw, timeout: 5000 }).catch((e: any) => e)
+  t.is(garbage?.code, 'DECODE_ERROR', 'undecodable payload refused by the transport')
+  const unknown = await channel.request('dropTables', {}, { timeout: 5000 }).catch((e: any) => e)
+  t.is(unknown?.code, 'UNKNOWN_METHOD')
+
+  const after = await db.pool.query('SELECT count(*)::int AS n FROM request_logs')
+  t.is(after.rows[0].n, before.rows[0].n, 'no request was logged or counted for refused input')
+  const users = await db.pool.query(`SELECT count(*)::int AS n FROM users WHERE username = 'bob'`)
+  t.is(users.rows[0].n, 0, 'no user was created from bad input')
+  t.alike(alive(mesh), ['auth', 'gateway', 'inference', 'metrics', 'web'], 'every process is still up')
+  const ok = await client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'still working?', maxTokens: 3 })
+  t.is(ok.usage.completionTokens, 3, 'and the gateway still serves')
+})
