@@ -27,14 +27,14 @@ export class CliContext {
   constructor (globals: Globals) { this.globals = globals }
 
   gatewayKey (): string {
-    const key = this.globals.gateway ?? process.env.HYPERINFER_GATEWAY ?? readMeshFile(this.home)?.services.gateway
+    const key = this.globals.gateway || process.env.HYPERINFER_GATEWAY || readMeshFile(this.home)?.services.gateway
     if (!key) throw new UsageError('no gateway: pass --gateway <hex key>, set HYPERINFER_GATEWAY, or run `npm start` here first')
     if (!/^[0-9a-f]{64}$/i.test(key)) throw new UsageError('the gateway key must be 64 hex characters')
     return key.toLowerCase()
   }
 
   bootstrap (): Array<{ host: string, port: number }> | undefined {
-    const value = this.globals.bootstrap ?? process.env.HYPERINFER_BOOTSTRAP ?? readMeshFile(this.home)?.bootstrap.join(',')
+    const value = this.globals.bootstrap || process.env.HYPERINFER_BOOTSTRAP || readMeshFile(this.home)?.bootstrap.join(',')
     try { return bootstrapList(value) } catch (err) { throw new UsageError((err as Error).message) }
   }
 
@@ -73,7 +73,7 @@ export class CliContext {
   }
 
   apiKey (flag?: string): string {
-    const key = flag ?? process.env.HYPERINFER_API_KEY
+    const key = flag || process.env.HYPERINFER_API_KEY
     if (!key) throw new UsageError('no API key: pass --key or set HYPERINFER_API_KEY (create one with `hyperinfer keys create --name N`)')
     return key
   }

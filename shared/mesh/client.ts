@@ -19,6 +19,8 @@ export interface MeshClientOptions {
   onOpen?: (peer: Peer) => Promise<void> | void
   minBackoff?: number
   maxBackoff?: number
+  /** an attempt whose RPC channel has not opened by then is dropped and retried (half-open links) */
+  attemptTimeout?: number
   defaultTimeout?: number
 }
 
@@ -58,7 +60,9 @@ export class MeshClient extends EventEmitter {
     if (!channel) throw new Error('rpc channel missing')
     const peer = new Peer(channel, { handlers: this.opts.handlers, authorize: () => true, log: this.opts.log })
     this.peer = peer
+    const attemptTimer = setTimeout(() => { if (this.client === client && !this.ready) client.destroy() }, this.opts.attemptTimeout ?? 3000)
     client.on('open', async () => {
+      clearTimeout(attemptTimer)
       try {
         if (this.opts.onOpen) await this.opts.onOpen(peer)
         if (this.client !== client) return
@@ -72,6 +76,7 @@ export class MeshClient extends EventEmitter {
       }
     })
     client.on('close', () => {
+      clearTimeout(attemptTimer)
       if (this.client !== client) return
       const wasReady = this.ready
       this.ready = false

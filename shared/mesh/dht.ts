@@ -11,6 +11,9 @@ function isLoopback (host: string): boolean {
  * node binds and announces 127.0.0.1; otherwise it uses the given host or hyperdht's default.
  */
 export function createDHT (opts: { keyPair: KeyPair, bootstrap?: Bootstrap, host?: string }): DHT {
-  const host = opts.host ?? (opts.bootstrap && opts.bootstrap.length > 0 && opts.bootstrap.every((b) => isLoopback(b.host)) ? '127.0.0.1' : undefined)
-  return new DHT({ keyPair: opts.keyPair, bootstrap: opts.bootstrap, ...(host ? { host } : {}) })
+  const loopback = !!opts.bootstrap && opts.bootstrap.length > 0 && opts.bootstrap.every((b) => isLoopback(b.host))
+  const host = opts.host ?? (loopback ? '127.0.0.1' : undefined)
+  // On loopback every node is reachable. A fresh node otherwise calls itself firewalled until its NAT
+  // check finishes, and the server's holepunch path then drops about half of loopback connections.
+  return new DHT({ keyPair: opts.keyPair, bootstrap: opts.bootstrap, ...(host ? { host } : {}), ...(loopback ? { firewalled: false } : {}) })
 }

@@ -99,7 +99,9 @@ export abstract class MeshService {
     server.on('connection', (channel: ProtomuxRPC) => {
       const peer = new Peer(channel, { handlers: table, authorize: (k, d) => this.authorize(k, d), log: this.log, observe })
       this.peers.add(peer)
-      channel.on('close', () => this.peers.delete(peer))
+      this.log.debug({ peer: peer.remoteKey.slice(0, 16) }, 'peer connected')
+      channel.on('open', () => this.log.debug({ peer: peer.remoteKey.slice(0, 16) }, 'peer channel open'))
+      channel.on('close', () => { this.peers.delete(peer); this.log.debug({ peer: peer.remoteKey.slice(0, 16) }, 'peer closed') })
       this.onPeer(peer)
     })
     await server.listen(this.keyPair)

@@ -1,0 +1,76 @@
+import crypto from 'node:crypto'
+import { MeshError } from '../../../shared/errors.ts'
+import type { ChatMessage, ModelInfo } from '../../../shared/protocol/inference.ts'
+import type { Backend, BackendHealth, ChatChunk, ChatRequest } from './types.ts'
+
+// A built-in backend with no model weights: the text is derived from the prompt (same prompt, same
+// text), at a configurable token rate. For offline use, demos, tests and benchmarks.
+
+const WORDS = ('the mesh routes every request to a worker that streams tokens back over encrypted ' +
+  'peer connections while gateways count usage and keys stay hashed so nodes join from anywhere ' +
+  'behind any network and models answer quickly with latency measured per token in order').split(' ')
+
+export interface SyntheticOptions { models?: string[], tokensPerSecond?: number, defaultMaxTokens?: number }
+
+/** The exact text the synthetic backend produces for these messages and token budget. */
+export function syntheticText (messages: ChatMessage[], maxTokens: number): string {
+  return syntheticTokens(messages, maxTokens).join('')
+}
+
+function syntheticTokens (messages: ChatMessage[], count: number): string[] {
+  const last = [...messages].reverse().find((m) => m.role === 'user') ?? messages[messages.length - 1]
+  let seed = crypto.createHash('sha256').update(last?.content ?? '').digest()
+  const out: string[] = []
+  let i = 0
+  while (out.length < count) {
+    if (i + 2 > seed.length) { seed = crypto.createHash('sha256').update(seed).digest(); i = 0 }
+    const word = WORDS[seed.readUInt16BE(i) % WORDS.length]!
+    i += 2
+    out.push(out.length === 0 ? word : ' ' + word)
+  }
+  return out
+}
+
+function countWords (messages: ChatMessage[]): number {
+  return Math.max(1, messages.reduce((n, m) => n + m.content.split(/\s+/).filter(Boolean).length, 0))
+}
+
+export class SyntheticBackend implements Backend {
+  readonly name = 'synthetic'
+  private readonly models: string[]
+  private readonly delayMs: number
+  private readonly defaultMaxTokens: number
+
+  constructor (opts: SyntheticOptions = {}) {
+    this.models = opts.models ?? ['synthetic']
+    this.delayMs = opts.tokensPerSecond && opts.tokensPerSecond > 0 ? 1000 / opts.tokensPerSecond : 0
+    this.defaultMaxTokens = opts.defaultMaxTokens ?? 32
+  }
+
+  async listModels (): Promise<ModelInfo[]> {
+    return this.models.map((id) => ({ id, backend: this.name, contextLength: 8192 }))
+  }
+
+  async health (): Promise<BackendHealth> { return { ok: true } }
+
+  async * chat (req: ChatRequest, signal: AbortSignal): AsyncIterable<ChatChunk> {
+    if (!this.models.includes(req.model)) throw MeshError.BACKEND_ERROR(`synthetic: no model '${req.model}'`, { status: 404 })
+    const count = req.maxTokens ?? this.defaultMaxTokens
+    const tokens = syntheticTokens(req.messages, count)
+    for (let i = 0; i < tokens.length; i++) {
+      if (signal.aborted) throw MeshError.CANCELLED()
+      if (this.delayMs > 0) await sleep(this.delayMs, signal)
+      else if (i > 0 && i % 64 === 0) await new Promise((r) => setImmediate(r)) // stay fair under load
+      yield { type: 'token', text: tokens[i]! }
+    }
+    yield { type: 'usage', usage: { promptTokens: countWords(req.messages), completionTokens: tokens.length }, finishReason: req.maxTokens !== undefined ? 'length' : 'stop' }
+  }
+}
+
+function sleep (ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve() }, ms)
+    const onAbort = () => { clearTimeout(timer); reject(MeshError.CANCELLED()) }
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+}
