@@ -71,7 +71,12 @@ test('e2e: a new user goes from register to a streamed answer, and a revoked key
   t.is(rows[0].worker, mesh.keys.inference, 'the row names the worker that served it')
   const { rows: leaked } = await db.pool.query(`SELECT count(*)::int AS n FROM request_logs r WHERE r::text LIKE '%haiku%'`)
   t.is(leaked[0].n, 0, 'the prompt itself is stored nowhere')
-  const { rows: daily } = await db.pool.query('SELECT request_count, tokens_out FROM usage_stats WHERE api_key_id = $1', [created.json.id])
+  let daily: any[] = []
+  for (let i = 0; i < 40; i++) {
+    daily = (await db.pool.query('SELECT request_count, tokens_out FROM usage_stats WHERE api_key_id = $1', [created.json.id])).rows
+    if (daily[0]?.request_count === 2) break
+    await new Promise((r) => setTimeout(r, 100))
+  }
   t.is(daily[0]?.request_count, 2, 'usage_stats counts both requests')
   t.is(Number(daily[0]?.tokens_out), 17)
 

@@ -54,25 +54,25 @@ test('gateway: bad input gets coded errors and changes nothing; every process st
   const { key } = await userWithKey(client)
   const before = await db.pool.query('SELECT count(*)::int AS n FROM request_logs')
 
-  const cases: Array<[string, Promise<unknown>, string]> = [
-    ['oversized prompt', client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'x'.repeat(1001) }), 'PROMPT_TOO_LARGE'],
-    ['unknown model', client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'hi', model: 'nope' }), 'UNKNOWN_MODEL'],
-    ['wrong type', client.call(GatewayProtocol.infer, { apiKey: key, prompt: 42 } as any), 'BAD_REQUEST'],
-    ['both prompt and messages', client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'a', messages: [{ role: 'user', content: 'b' }] }), 'BAD_REQUEST'],
-    ['negative max tokens', client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'a', maxTokens: -5 }), 'BAD_REQUEST'],
-    ['unexpected field', client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'a', admin: true } as any), 'BAD_REQUEST'],
-    ['missing api key', client.call(GatewayProtocol.infer, { prompt: 'a' } as any), 'BAD_REQUEST'],
-    ['made-up api key', client.call(GatewayProtocol.infer, { apiKey: 'hi_' + 'A'.repeat(43), prompt: 'a' }), 'INVALID_API_KEY'],
-    ['null payload', client.call(GatewayProtocol.infer, null as any), 'BAD_REQUEST'],
-    ['array payload', client.call(GatewayProtocol.register, [1, 2, 3] as any), 'BAD_REQUEST'],
-    ['weak password', client.call(GatewayProtocol.register, { username: 'bob', email: 'bob@example.com', password: 'short' }), 'BAD_REQUEST'],
-    ['bad email', client.call(GatewayProtocol.register, { username: 'bob', email: 'not-an-email', password: 'long enough pw' }), 'BAD_REQUEST'],
-    ['forged session', client.call(GatewayProtocol.listKeys, { token: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.invalidsignature' }), 'UNAUTHENTICATED'],
-    ['internal method from a stranger', client.call(CommonProtocol.serviceInfo, {}), 'FORBIDDEN'],
-    ['worker without the token', client.call(GatewayProtocol.registerWorker, { models: [{ id: 'evil', backend: 'x' }] }), 'FORBIDDEN']
+  const cases: Array<[string, () => Promise<unknown>, string]> = [
+    ['oversized prompt', () => client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'x'.repeat(1001) }), 'PROMPT_TOO_LARGE'],
+    ['unknown model', () => client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'hi', model: 'nope' }), 'UNKNOWN_MODEL'],
+    ['wrong type', () => client.call(GatewayProtocol.infer, { apiKey: key, prompt: 42 } as any), 'BAD_REQUEST'],
+    ['both prompt and messages', () => client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'a', messages: [{ role: 'user', content: 'b' }] }), 'BAD_REQUEST'],
+    ['negative max tokens', () => client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'a', maxTokens: -5 }), 'BAD_REQUEST'],
+    ['unexpected field', () => client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'a', admin: true } as any), 'BAD_REQUEST'],
+    ['missing api key', () => client.call(GatewayProtocol.infer, { prompt: 'a' } as any), 'BAD_REQUEST'],
+    ['made-up api key', () => client.call(GatewayProtocol.infer, { apiKey: 'hi_' + 'A'.repeat(43), prompt: 'a' }), 'INVALID_API_KEY'],
+    ['null payload', () => client.call(GatewayProtocol.infer, null as any), 'BAD_REQUEST'],
+    ['array payload', () => client.call(GatewayProtocol.register, [1, 2, 3] as any), 'BAD_REQUEST'],
+    ['weak password', () => client.call(GatewayProtocol.register, { username: 'bob', email: 'bob@example.com', password: 'short' }), 'BAD_REQUEST'],
+    ['bad email', () => client.call(GatewayProtocol.register, { username: 'bob', email: 'not-an-email', password: 'long enough pw' }), 'BAD_REQUEST'],
+    ['forged session', () => client.call(GatewayProtocol.listKeys, { token: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.invalidsignature' }), 'UNAUTHENTICATED'],
+    ['internal method from a stranger', () => client.call(CommonProtocol.serviceInfo, {}), 'FORBIDDEN'],
+    ['worker without the token', () => client.call(GatewayProtocol.registerWorker, { models: [{ id: 'evil', backend: 'x' }] }), 'FORBIDDEN']
   ]
   for (const [name, p, code] of cases) {
-    const err = await p.then(() => null, (e) => e)
+    const err = await p().then(() => null, (e) => e)
     t.is(err?.code, code, `${name} → ${code}`)
     t.ok(typeof err?.message === 'string' && err.message.length > 0, `${name} has a message`)
   }
