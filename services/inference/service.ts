@@ -147,6 +147,7 @@ export class InferenceService extends MeshService {
           if (chunk.finishReason) finishReason = chunk.finishReason
         }
       }
+      if (ctx.signal.aborted) throw MeshError.CANCELLED()
       stats.served++
       const promptTokens = usage?.promptTokens ?? estimateTokens(req.messages.map((m) => m.content).join(' '))
       return { model: req.model, backend: entry.backend.name, usage: { promptTokens, completionTokens: usage?.completionTokens ?? completionTokens }, finishReason, ttftMs }
