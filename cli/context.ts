@@ -43,7 +43,7 @@ export class CliContext {
     if (this.client) return this.client
     const key = this.gatewayKey()
     const keyPair = DHT.keyPair(crypto.randomBytes(32))
-    this.dht = createDHT({ keyPair, bootstrap: this.bootstrap() })
+    this.dht = createDHT({ keyPair, bootstrap: this.bootstrap(), clientOnly: true })
     this.rpc = new RPC({ keyPair, dht: this.dht, valueEncoding: c.json })
     this.client = new MeshClient(this.rpc, Buffer.from(key, 'hex'), { name: `gateway ${key.slice(0, 8)}…`, maxBackoff: 1000 })
     try {

@@ -73,7 +73,7 @@ let dht: DHT | null = null
 try {
   console.log('bench: starting the mesh (real processes, local DHT, PostgreSQL)…')
   await mesh.start()
-  dht = createDHT({ keyPair: benchKeyPair, bootstrap: bootstrapList(mesh.bootstrapString) })
+  dht = createDHT({ keyPair: benchKeyPair, bootstrap: bootstrapList(mesh.bootstrapString), clientOnly: true })
   rpc = new RPC({ keyPair: benchKeyPair, dht, valueEncoding: c.json })
   const gateway = new MeshClient(rpc, Buffer.from(mesh.gatewayKey, 'hex'), { name: 'gateway' })
   const worker = new MeshClient(rpc, Buffer.from(mesh.keys.inference!, 'hex'), { name: 'worker' })

@@ -8,7 +8,7 @@ import type { Logger } from '../log.ts'
 //
 // Wire conventions (all values are JSON via compact-encoding's json):
 //   response            { ok: true, value } | { ok: false, error: { code, message, details? } }
-//   stream frames       event '_chunk'  { id, data }   (sent before the response, same channel: ordered)
+//   stream frames       event '_chunk'  { id, batch: [frame, …] }  (before the response, same channel: ordered)
 //   stream cancellation event '_cancel' { id }         (caller → server)
 //   a streaming request carries its stream id in `_sid`
 
@@ -74,9 +74,10 @@ export class Peer {
     this.channel = channel
     this.opts = opts
     this.remoteKey = channel.stream?.remotePublicKey?.toString('hex') ?? ''
-    channel.respond('_chunk', (msg: { id: number, data: unknown }) => {
+    channel.respond('_chunk', (msg: { id: number, batch: unknown[] }) => {
       const s = msg && this.streams.get(msg.id)
-      if (s) s.onChunk(msg.data)
+      if (!s || !Array.isArray(msg.batch)) return
+      for (const data of msg.batch) s.onChunk(data)
     })
     channel.respond('_cancel', (msg: { id: number }) => {
       const ac = msg && this.inflight.get(msg.id)
@@ -102,6 +103,15 @@ export class Peer {
     const started = process.hrtime.bigint()
     let outcome = 'ok'
     let sid = 0
+    let pending: unknown[] = []
+    let scheduled = false
+    const flush = () => {
+      scheduled = false
+      if (pending.length === 0) return
+      const batch = pending
+      pending = []
+      if (!ac.signal.aborted && !this.channel.closed) this.channel.event('_chunk', { id: sid, batch })
+    }
     try {
       if (def.access === 'internal' && !(this.opts.authorize?.(remoteKey, def) ?? false)) {
         throw MeshError.FORBIDDEN(`method '${def.name}' is internal to the mesh`)
@@ -119,14 +129,19 @@ export class Peer {
       }
       if (sid) this.inflight.set(sid, ac)
       this.running.add(ac)
+      // frames emitted in one event-loop turn travel as one message: a burst of tokens costs one
+      // frame instead of one each, and a slow stream still sends every token as it comes
       const emit = (data: unknown) => {
         if (!sid || ac.signal.aborted || this.channel.closed) return
-        this.channel.event('_chunk', { id: sid, data })
+        pending.push(data)
+        if (!scheduled) { scheduled = true; setImmediate(flush) }
       }
       const value = await fn(parsed.data, { remoteKey, peer: this, signal: ac.signal, emit })
+      flush() // every frame goes out before the response, on the same ordered channel
       return { ok: true, value: value ?? null }
     } catch (err) {
       if (!(err instanceof MeshError)) this.opts.log?.error({ err, method: def.name }, 'handler failed')
+      flush() // tokens produced before a failure still reach the caller, ahead of the error
       const wire = toWireError(err)
       outcome = wire.code
       return { ok: false, error: wire }

@@ -62,7 +62,7 @@ export function runCli (home: string, args: string[], opts: { stdin?: string, en
 /** An in-process RPC client to the mesh's gateway, with a fresh identity (a stranger to the mesh). */
 export async function gatewayClient (t: { teardown: (fn: () => unknown, o?: { order?: number }) => void }, mesh: LocalMesh, key = mesh.gatewayKey): Promise<{ client: MeshClient, rpc: RPC }> {
   const keyPair = DHT.keyPair(crypto.randomBytes(32))
-  const dht = createDHT({ keyPair, bootstrap: bootstrapList(mesh.bootstrapString) })
+  const dht = createDHT({ keyPair, bootstrap: bootstrapList(mesh.bootstrapString), clientOnly: true })
   const rpc = new RPC({ keyPair, dht, valueEncoding: c.json })
   const client = new MeshClient(rpc, Buffer.from(key, 'hex'), { name: 'test-client' })
   t.teardown(async () => { await client.close(); await rpc.destroy({ force: true }); await dht.destroy() }, { order: 0 })
