@@ -1,79 +1,117 @@
-import { Ollama } from 'ollama'
+import { Ollama, type AbortableAsyncIterator, type ChatResponse } from 'ollama'
 import { MeshError } from '../../../shared/errors.ts'
 import type { ModelInfo } from '../../../shared/protocol/inference.ts'
 import type { Backend, BackendHealth, ChatChunk, ChatRequest } from './types.ts'
 
-// Ollama through the official `ollama` client. Each call gets a client whose fetch is bound to the
-// caller's AbortSignal, so a cancel aborts the HTTP request at any point, even before the first byte.
+// A local or remote Ollama server, through the official client.
+
+export interface OllamaOptions {
+  /** e.g. http://127.0.0.1:11434; credentials in the URL are sent as Basic auth */
+  url: string
+  fetch?: typeof fetch
+  healthTimeoutMs?: number
+}
 
 export class OllamaBackend implements Backend {
   readonly name = 'ollama'
-  private readonly url: string
+  private readonly host: string
+  /** the server's address without credentials: the only form that may appear in errors */
+  private readonly origin: string
+  private readonly headers: Record<string, string> = {}
+  private readonly fetch: typeof fetch
+  private readonly healthTimeoutMs: number
 
-  constructor (opts: { url: string }) {
-    this.url = opts.url
+  constructor (opts: OllamaOptions) {
+    const url = new URL(opts.url)
+    // fetch refuses URLs that carry credentials, so they travel as a header instead
+    if (url.username || url.password) {
+      this.headers.Authorization = 'Basic ' + Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')
+      url.username = ''
+      url.password = ''
+    }
+    this.host = url.href.replace(/\/+$/, '')
+    this.origin = url.origin
+    this.fetch = opts.fetch ?? globalThis.fetch
+    this.healthTimeoutMs = opts.healthTimeoutMs ?? 2000
   }
 
+  // The client's non-streaming calls take no signal, so each call gets a client whose fetch carries one.
   private client (signal?: AbortSignal): Ollama {
-    return new Ollama({
-      host: this.url,
-      fetch: (input, init) => fetch(input, { ...init, signal: signal && init?.signal ? AbortSignal.any([signal, init.signal]) : (signal ?? init?.signal) })
-    })
+    const base = this.fetch
+    const fetch: typeof globalThis.fetch = signal
+      ? (input, init) => base(input, { ...init, signal: init?.signal ? AbortSignal.any([init.signal, signal]) : signal })
+      : base
+    return new Ollama({ host: this.host, headers: this.headers, fetch })
   }
 
   async listModels (signal?: AbortSignal): Promise<ModelInfo[]> {
     try {
-      const res = await this.client(signal).list()
-      return res.models.map((m) => ({ id: m.name, backend: this.name }))
+      const { models } = await this.client(signal).list()
+      return models.map((m) => ({ id: m.name, backend: this.name }))
     } catch (err) {
-      throw toMeshError(err, signal)
+      throw signal?.aborted ? MeshError.CANCELLED() : this.toMeshError(err)
     }
   }
 
   async health (signal?: AbortSignal): Promise<BackendHealth> {
+    const timeout = AbortSignal.timeout(this.healthTimeoutMs)
     try {
-      await this.client(signal ?? AbortSignal.timeout(2000)).version()
+      await this.client(signal ? AbortSignal.any([signal, timeout]) : timeout).version()
       return { ok: true }
     } catch (err) {
-      return { ok: false, detail: toMeshError(err).reason }
+      return { ok: false, detail: timeout.aborted ? `ollama: no answer from ${this.origin} within ${this.healthTimeoutMs} ms` : this.toMeshError(err).reason }
     }
   }
 
   async * chat (req: ChatRequest, signal: AbortSignal): AsyncIterable<ChatChunk> {
-    let stream
+    if (signal.aborted) throw MeshError.CANCELLED()
+    let stream: AbortableAsyncIterator<ChatResponse> | undefined
+    const onAbort = () => stream?.abort()
+    signal.addEventListener('abort', onAbort, { once: true })
     try {
+      // `signal` also reaches fetch, so an abort before the response headers cancels the request too
       stream = await this.client(signal).chat({
         model: req.model,
         messages: req.messages,
         stream: true,
-        options: { ...(req.maxTokens !== undefined ? { num_predict: req.maxTokens } : {}), ...(req.temperature !== undefined ? { temperature: req.temperature } : {}) }
+        options: { ...(req.maxTokens !== undefined && { num_predict: req.maxTokens }), ...(req.temperature !== undefined && { temperature: req.temperature }) }
       })
-    } catch (err) {
-      throw toMeshError(err, signal)
-    }
-    try {
+      let tokens = 0
       for await (const part of stream) {
-        if (part.message?.content) yield { type: 'token', text: part.message.content }
+        if (part.message?.content) {
+          tokens++
+          yield { type: 'token', text: part.message.content }
+        }
         if (part.done) {
           yield {
             type: 'usage',
-            usage: { promptTokens: part.prompt_eval_count ?? 0, completionTokens: part.eval_count ?? 0 },
+            usage: { promptTokens: part.prompt_eval_count ?? 0, completionTokens: part.eval_count ?? tokens },
             finishReason: part.done_reason === 'length' ? 'length' : 'stop'
           }
+          return
         }
       }
     } catch (err) {
-      throw toMeshError(err, signal)
+      throw signal.aborted ? MeshError.CANCELLED() : this.toMeshError(err)
     } finally {
-      stream.abort()
+      signal.removeEventListener('abort', onAbort)
+      // closes the HTTP request if the consumer stopped early; a no-op after a complete response
+      stream?.abort()
     }
+  }
+
+  private toMeshError (err: unknown): MeshError {
+    if (err instanceof MeshError) return err
+    const e = err as { message?: string, status_code?: unknown, code?: string, cause?: { code?: string } }
+    // ResponseError (not exported by the client): the server answered with an HTTP error
+    if (typeof e?.status_code === 'number') return MeshError.BACKEND_ERROR(`ollama: ${short(e.message)}`, { status: e.status_code })
+    const code = e?.cause?.code ?? e?.code
+    if (code) return MeshError.BACKEND_ERROR(`ollama: cannot reach ${this.origin} (${code})`)
+    return MeshError.BACKEND_ERROR(`ollama: ${short(e?.message)}`)
   }
 }
 
-function toMeshError (err: unknown, signal?: AbortSignal): MeshError {
-  if (err instanceof MeshError) return err
-  if (signal?.aborted || (err as Error)?.name === 'AbortError') return MeshError.CANCELLED()
-  const status = (err as { status_code?: number }).status_code
-  if (typeof status === 'number') return MeshError.BACKEND_ERROR(`ollama: ${status} ${String((err as Error).message).slice(0, 200)}`, { status })
-  return MeshError.BACKEND_ERROR('ollama: not reachable')
+function short (msg: unknown): string {
+  const s = String(msg ?? 'unknown error').replace(/\s+/g, ' ').trim()
+  return s.length > 200 ? s.slice(0, 200) + '…' : s
 }

@@ -1,79 +1,107 @@
 import OpenAI from 'openai'
 import { MeshError } from '../../../shared/errors.ts'
-import type { ModelInfo } from '../../../shared/protocol/inference.ts'
+import type { ModelInfo, Usage } from '../../../shared/protocol/inference.ts'
 import type { Backend, BackendHealth, ChatChunk, ChatRequest } from './types.ts'
 
 // OpenAI, or any server speaking its API (vLLM, llama.cpp, LM Studio, …), through the official
-// `openai` client. Usage comes from the stream itself (stream_options.include_usage). The provider
-// key never appears in an error: messages are rebuilt from the status and the provider's own text.
+// client. The provider key must never reach an error: provider messages are redacted before use.
 
-export interface OpenAIOptions { baseURL: string, apiKey: string, models?: string[] }
+export interface OpenAIOptions {
+  baseURL: string
+  apiKey: string
+  /** advertised when the server has no usable /models */
+  models?: string[]
+  /** backend name, when a worker runs several OpenAI-compatible providers */
+  name?: string
+  healthTimeoutMs?: number
+}
 
 export class OpenAIBackend implements Backend {
-  readonly name = 'openai'
+  readonly name: string
   private readonly client: OpenAI
   private readonly apiKey: string
+  private readonly origin: string
   private readonly staticModels?: string[]
+  private readonly healthTimeoutMs: number
 
   constructor (opts: OpenAIOptions) {
+    this.name = opts.name ?? 'openai'
     this.apiKey = opts.apiKey
+    this.origin = new URL(opts.baseURL).origin
     this.staticModels = opts.models
-    this.client = new OpenAI({ baseURL: opts.baseURL, apiKey: opts.apiKey, maxRetries: 0, timeout: 120_000 })
+    this.healthTimeoutMs = opts.healthTimeoutMs ?? 2000
+    this.client = new OpenAI({ baseURL: opts.baseURL, apiKey: opts.apiKey, maxRetries: 0 })
   }
 
   async listModels (signal?: AbortSignal): Promise<ModelInfo[]> {
     try {
-      const ids: string[] = []
-      for await (const m of this.client.models.list({ signal })) ids.push(m.id)
-      return ids.map((id) => ({ id, backend: this.name }))
+      const page = await this.client.models.list({ signal })
+      return page.data.map((m) => ({ id: m.id, backend: this.name }))
     } catch (err) {
+      if (signal?.aborted) throw MeshError.CANCELLED()
       if (this.staticModels) return this.staticModels.map((id) => ({ id, backend: this.name }))
-      throw this.toMeshError(err, signal)
+      throw this.toMeshError(err)
     }
   }
 
   async health (signal?: AbortSignal): Promise<BackendHealth> {
+    const timeout = AbortSignal.timeout(this.healthTimeoutMs)
     try {
-      await this.client.models.list({ signal: signal ?? AbortSignal.timeout(2000) })
+      await this.client.models.list({ signal: signal ? AbortSignal.any([signal, timeout]) : timeout })
       return { ok: true }
     } catch (err) {
-      return { ok: false, detail: this.toMeshError(err).reason }
+      const e = this.toMeshError(err)
+      // a server without /models still answers; with a static model list that is enough
+      if (this.staticModels && e.details?.status === 404) return { ok: true }
+      return { ok: false, detail: timeout.aborted ? `${this.name}: no answer from ${this.origin} within ${this.healthTimeoutMs} ms` : e.reason }
     }
   }
 
   async * chat (req: ChatRequest, signal: AbortSignal): AsyncIterable<ChatChunk> {
+    if (signal.aborted) throw MeshError.CANCELLED()
     try {
       const stream = await this.client.chat.completions.create({
         model: req.model,
         messages: req.messages,
         stream: true,
         stream_options: { include_usage: true },
-        ...(req.maxTokens !== undefined ? { max_tokens: req.maxTokens } : {}),
-        ...(req.temperature !== undefined ? { temperature: req.temperature } : {})
+        max_tokens: req.maxTokens,
+        temperature: req.temperature
       }, { signal })
-      let finish: 'stop' | 'length' = 'stop'
+      let usage: Usage | undefined
+      let finishReason: 'stop' | 'length' = 'stop'
       for await (const chunk of stream) {
         const choice = chunk.choices[0]
         if (choice?.delta?.content) yield { type: 'token', text: choice.delta.content }
-        if (choice?.finish_reason === 'length') finish = 'length'
-        if (chunk.usage) {
-          yield { type: 'usage', usage: { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens }, finishReason: finish }
-        }
+        if (choice?.finish_reason) finishReason = choice.finish_reason === 'length' ? 'length' : 'stop'
+        if (chunk.usage) usage = { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens }
       }
-      // the SDK ends an aborted stream quietly; the caller must not mistake it for a complete answer
+      // the SDK ends an aborted stream quietly; that must not pass for a complete answer
       if (signal.aborted) throw MeshError.CANCELLED()
+      if (usage) yield { type: 'usage', usage, finishReason }
     } catch (err) {
-      throw this.toMeshError(err, signal)
+      throw signal.aborted ? MeshError.CANCELLED() : this.toMeshError(err)
     }
   }
 
-  private toMeshError (err: unknown, signal?: AbortSignal): MeshError {
+  private toMeshError (err: unknown): MeshError {
     if (err instanceof MeshError) return err
-    if (signal?.aborted || err instanceof OpenAI.APIUserAbortError) return MeshError.CANCELLED()
-    if (err instanceof OpenAI.APIError && typeof err.status === 'number') {
-      const text = String((err.error as { message?: string } | undefined)?.message ?? '').split(this.apiKey).join('[redacted]').slice(0, 200)
-      return MeshError.BACKEND_ERROR(`openai: ${err.status}${text ? ' ' + text : ''}`, { status: err.status })
+    if (err instanceof OpenAI.APIUserAbortError) return MeshError.CANCELLED()
+    if (err instanceof OpenAI.APIConnectionTimeoutError) return MeshError.BACKEND_ERROR(`${this.name}: ${this.origin} timed out`)
+    if (err instanceof OpenAI.APIConnectionError) return MeshError.BACKEND_ERROR(`${this.name}: cannot reach ${this.origin}`)
+    if (err instanceof OpenAI.APIError) {
+      const text = this.redact((err.error as { message?: unknown } | undefined)?.message ?? err.message)
+      // a status-less APIError is an error event inside an already-open stream
+      return typeof err.status === 'number'
+        ? MeshError.BACKEND_ERROR(`${this.name}: ${err.status} ${text}`, { status: err.status })
+        : MeshError.BACKEND_ERROR(`${this.name}: ${text}`)
     }
-    return MeshError.BACKEND_ERROR('openai: not reachable')
+    return MeshError.BACKEND_ERROR(`${this.name}: ${this.redact((err as Error)?.message)}`)
+  }
+
+  private redact (msg: unknown): string {
+    let s = String(msg ?? 'unknown error').replace(/\s+/g, ' ').trim()
+    if (this.apiKey) s = s.split(this.apiKey).join('[redacted]')
+    return s.length > 200 ? s.slice(0, 200) + '…' : s
   }
 }

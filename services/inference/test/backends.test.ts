@@ -1,126 +1,217 @@
-import test from 'brittle'
+import test, { type Assertion } from 'brittle'
 import { MeshError } from '../../../shared/errors.ts'
-import { fakeTokens, startFakeOllama, startFakeOpenAI, type FakeBackend } from '../../../shared/testing/fake-backends.ts'
-import type { Backend, ChatChunk } from '../backends/types.ts'
+import type { ChatMessage } from '../../../shared/protocol/inference.ts'
+import { FAKE_DEFAULT_TOKENS, FAIL_MODEL, SLOW_MODEL, countWords, fakeTokens, type FakeServer } from '../../../shared/testing/fake-llm.ts'
+import { startFakeOllama } from '../../../shared/testing/fake-ollama.ts'
+import { FAKE_OPENAI_KEY, startFakeOpenAI } from '../../../shared/testing/fake-openai.ts'
 import { OllamaBackend } from '../backends/ollama.ts'
 import { OpenAIBackend } from '../backends/openai.ts'
 import { SyntheticBackend, syntheticText } from '../backends/synthetic.ts'
+import type { Backend, ChatChunk } from '../backends/types.ts'
 
 // One contract, every adapter: what the worker (and so the user) sees must not depend on which
-// backend serves. The HTTP backends run against servers speaking their real wire protocol.
+// backend serves. The HTTP adapters run through their official clients against fake servers that
+// speak the real wire protocols.
 
 interface Subject {
   backend: Backend
+  /** every model listModels must report */
+  models: string[]
   model: string
-  expected: (n: number) => string
-  server: FakeBackend | null
-  /** the adapter's own closing, e.g. the fake server */
-  close: () => Promise<void>
+  expectedText (messages: ChatMessage[], maxTokens?: number): string
+  defaultTokens: number
+  /** a backend and model that stream slowly, for cancelling */
+  slow: { backend: Backend, model: string }
+  /** the HTTP fake behind the adapter */
+  server?: FakeServer
 }
 
-const OPENAI_KEY = 'sk-test-0123456789abcdef'
+const SYNTHETIC_DEFAULT = 12
 
-const subjects: Record<string, () => Promise<Subject>> = {
-  ollama: async () => {
+const subjects: Record<string, (t: Assertion) => Promise<Subject>> = {
+  async ollama (t) {
     const server = await startFakeOllama()
-    return { backend: new OllamaBackend({ url: server.url }), model: 'llama3.2', expected: (n) => fakeTokens('llama3.2', n).join(''), server, close: () => server.close() }
+    t.teardown(() => server.close())
+    const backend = new OllamaBackend({ url: server.url })
+    return { backend, server, models: ['tiny', SLOW_MODEL, FAIL_MODEL], model: 'tiny', expectedText: (_, n) => fakeTokens('tiny', n).join(''), defaultTokens: FAKE_DEFAULT_TOKENS, slow: { backend, model: SLOW_MODEL } }
   },
-  openai: async () => {
-    const server = await startFakeOpenAI({ apiKey: OPENAI_KEY })
-    return { backend: new OpenAIBackend({ baseURL: server.url + '/v1', apiKey: OPENAI_KEY }), model: 'gpt-fake', expected: (n) => fakeTokens('gpt-fake', n).join(''), server, close: () => server.close() }
+  async openai (t) {
+    const server = await startFakeOpenAI()
+    t.teardown(() => server.close())
+    const backend = new OpenAIBackend({ baseURL: server.baseURL, apiKey: FAKE_OPENAI_KEY })
+    return { backend, server, models: ['gpt-fake', SLOW_MODEL, FAIL_MODEL], model: 'gpt-fake', expectedText: (_, n) => fakeTokens('gpt-fake', n).join(''), defaultTokens: FAKE_DEFAULT_TOKENS, slow: { backend, model: SLOW_MODEL } }
   },
-  synthetic: async () => ({
-    backend: new SyntheticBackend({ models: ['synthetic', 'slow'], defaultMaxTokens: 8 }),
-    model: 'synthetic',
-    expected: (n) => syntheticText([{ role: 'user', content: 'say hello' }], n),
-    server: null,
-    close: async () => {}
-  })
-}
-
-async function collect (it: AsyncIterable<ChatChunk>): Promise<{ text: string, tokens: number, usage: ChatChunk | null }> {
-  let text = ''
-  let tokens = 0
-  let usage: ChatChunk | null = null
-  for await (const c of it) {
-    if (c.type === 'token') { text += c.text; tokens++ } else usage = c
+  async synthetic () {
+    return {
+      backend: new SyntheticBackend({ models: ['synthetic', 'other'], defaultMaxTokens: SYNTHETIC_DEFAULT }),
+      models: ['synthetic', 'other'],
+      model: 'synthetic',
+      expectedText: (messages, n) => syntheticText(messages, n ?? SYNTHETIC_DEFAULT),
+      defaultTokens: SYNTHETIC_DEFAULT,
+      slow: { backend: new SyntheticBackend({ models: ['synthetic'], tokensPerSecond: 20 }), model: 'synthetic' }
+    }
   }
-  return { text, tokens, usage }
 }
 
-for (const [name, make] of Object.entries(subjects)) {
-  test(`backend contract: ${name}`, async (t) => {
-    const s = await make()
-    t.teardown(() => s.close())
-    const b = s.backend
+const messages: ChatMessage[] = [
+  { role: 'system', content: 'You are terse.' },
+  { role: 'user', content: 'say hello to the mesh' }
+]
 
-    const models = await b.listModels()
-    t.ok(models.some((m) => m.id === s.model), 'lists the model it serves')
-    t.ok(models.every((m) => m.backend === b.name), 'each model names its backend')
+async function collect (it: AsyncIterable<ChatChunk>) {
+  const tokens: string[] = []
+  const chunks: ChatChunk[] = []
+  for await (const c of it) {
+    chunks.push(c)
+    if (c.type === 'token') tokens.push(c.text)
+  }
+  const last = chunks[chunks.length - 1]
+  return { tokens, text: tokens.join(''), usage: last?.type === 'usage' ? last : null, usageCount: chunks.filter((c) => c.type === 'usage').length }
+}
 
-    const r = await collect(b.chat({ model: s.model, messages: [{ role: 'user', content: 'say hello' }], maxTokens: 6 }, new AbortController().signal))
-    t.is(r.text, s.expected(6), 'streams the tokens in order; their concatenation is the answer')
-    t.is(r.tokens, 6, 'maxTokens is honoured')
-    t.ok(r.usage?.type === 'usage' && r.usage.usage.completionTokens === 6 && r.usage.usage.promptTokens === 2, 'reports usage')
-    t.is(r.usage?.type === 'usage' ? r.usage.finishReason : null, 'length', 'a capped answer finishes with length')
+const failure = (p: Promise<unknown>) => p.then(() => null, (e) => e)
+const never = () => new AbortController().signal
 
+async function until (cond: () => boolean, ms = 2000): Promise<boolean> {
+  for (const end = Date.now() + ms; !cond() && Date.now() < end;) await new Promise((resolve) => setTimeout(resolve, 20))
+  return cond()
+}
+
+function contract (name: string, make: (t: Assertion) => Promise<Subject>): void {
+  test(`${name}: lists the served models`, async (t) => {
+    const s = await make(t)
+    const models = await s.backend.listModels()
+    t.alike(models.map((m) => m.id).sort(), [...s.models].sort())
+    t.ok(models.every((m) => m.backend === name), 'each model names its backend')
+  })
+
+  test(`${name}: streams the tokens in order, then the usage`, async (t) => {
+    const s = await make(t)
+    const r = await collect(s.backend.chat({ model: s.model, messages }, never()))
+    t.is(r.text, s.expectedText(messages), 'the concatenated tokens are the answer')
+    t.is(r.tokens.length, s.defaultTokens)
+    t.is(r.usageCount, 1, 'one usage chunk, last')
+    t.alike(r.usage?.usage, { promptTokens: countWords(messages), completionTokens: s.defaultTokens }, 'the backend\'s own counts')
+    t.is(r.usage?.finishReason, 'stop')
+  })
+
+  test(`${name}: maxTokens caps the answer`, async (t) => {
+    const s = await make(t)
+    const r = await collect(s.backend.chat({ model: s.model, messages, maxTokens: 3, temperature: 0.2 }, never()))
+    t.is(r.tokens.length, 3)
+    t.is(r.text, s.expectedText(messages, 3))
+    t.is(r.usage?.usage.completionTokens, 3)
+    t.is(r.usage?.finishReason, 'length')
+  })
+
+  test(`${name}: aborting mid-stream ends it with CANCELLED and drops the upstream request`, async (t) => {
+    const s = await make(t)
     const ac = new AbortController()
-    let got = 0
-    const cancelled = await (async () => {
-      for await (const c of b.chat({ model: name === 'synthetic' ? 'slow' : 'slow', messages: [{ role: 'user', content: 'go on' }], maxTokens: name === 'synthetic' ? 10_000 : undefined }, ac.signal)) {
-        if (c.type === 'token' && ++got === 3) ac.abort()
+    let seen = 0
+    let abortedAt = 0
+    const err = await failure((async () => {
+      for await (const c of s.slow.backend.chat({ model: s.slow.model, messages }, ac.signal)) {
+        if (c.type === 'token' && ++seen === 2) { abortedAt = Date.now(); ac.abort() }
+        if (seen > 20) break // the abort did not take: fail rather than stream for minutes
       }
-    })().then(() => null, (e) => e)
-    t.is(cancelled?.code, 'CANCELLED', 'aborting mid-stream ends it with CANCELLED')
+    })())
+    t.ok(err instanceof MeshError, 'a MeshError')
+    t.is(err?.code, 'CANCELLED')
+    t.ok(Date.now() - abortedAt < 500, 'promptly')
+    t.is(seen, 2, 'no tokens after the abort')
     if (s.server) {
       const server = s.server
-      for (let i = 0; i < 40 && server.aborted === 0; i++) await new Promise((r) => setTimeout(r, 50))
-      t.is(server.aborted, 1, 'and the backend saw its HTTP request go away')
+      t.ok(await until(() => server.aborted === 1), 'the backend saw its client disconnect')
     }
+  })
 
-    const unknown = await collect(b.chat({ model: 'no-such-model', messages: [{ role: 'user', content: 'x' }] }, new AbortController().signal)).catch((e) => e)
-    t.ok(unknown instanceof MeshError && unknown.code === 'BACKEND_ERROR', 'unknown model → BACKEND_ERROR')
-    t.is(unknown.details?.status, 404, 'with the backend status 404')
+  test(`${name}: unknown model -> BACKEND_ERROR 404`, async (t) => {
+    const s = await make(t)
+    const err = await failure(collect(s.backend.chat({ model: 'no-such-model', messages }, never())))
+    t.is(err?.code, 'BACKEND_ERROR')
+    t.is(err?.details?.status, 404)
+  })
 
-    if (s.server) {
-      const failed = await collect(b.chat({ model: 'fail-500', messages: [{ role: 'user', content: 'x' }] }, new AbortController().signal)).catch((e) => e)
-      t.is(failed.code, 'BACKEND_ERROR', 'backend 500 → BACKEND_ERROR')
-      t.is(failed.details?.status, 500)
-    }
+  test(`${name}: health`, async (t) => {
+    const s = await make(t)
+    t.is((await s.backend.health()).ok, true, 'ok while the backend answers')
+    if (!s.server) return
+    await s.server.close()
+    const h = await s.backend.health()
+    t.is(h.ok, false, 'not ok once it is gone')
+    t.ok(h.detail, h.detail)
+    const err = await failure(collect(s.backend.chat({ model: s.model, messages }, never())))
+    t.is(err?.code, 'BACKEND_ERROR', 'chat with the backend down -> BACKEND_ERROR')
+    t.absent(err?.details?.status, 'with no HTTP status')
+  })
 
-    t.alike(await b.health(), { ok: true }, 'healthy while the backend answers')
-    if (s.server) {
-      await s.server.close()
-      const h = await b.health()
-      t.is(h.ok, false, 'unhealthy once it is gone')
-      const down = await collect(b.chat({ model: s.model, messages: [{ role: 'user', content: 'x' }] }, new AbortController().signal)).catch((e) => e)
-      t.is(down.code, 'BACKEND_ERROR', 'a backend that is down → BACKEND_ERROR')
-    }
+  test(`${name}: backend HTTP 500 -> BACKEND_ERROR 500`, async (t) => {
+    const s = await make(t)
+    if (!s.server) return t.pass('no HTTP behind this backend')
+    const err = await failure(collect(s.backend.chat({ model: FAIL_MODEL, messages }, never())))
+    t.is(err?.code, 'BACKEND_ERROR')
+    t.is(err?.details?.status, 500)
   })
 }
 
+for (const [name, make] of Object.entries(subjects)) contract(name, make)
+
 test('openai: the provider key never appears in an error', async (t) => {
-  const server = await startFakeOpenAI({ apiKey: OPENAI_KEY })
+  const server = await startFakeOpenAI()
   t.teardown(() => server.close())
   const wrongKey = 'sk-wrong-key-must-not-leak-42'
-  const b = new OpenAIBackend({ baseURL: server.url + '/v1', apiKey: wrongKey })
-  const err = await collect(b.chat({ model: 'gpt-fake', messages: [{ role: 'user', content: 'x' }] }, new AbortController().signal)).catch((e) => e)
-  t.is(err.code, 'BACKEND_ERROR')
-  t.is(err.details?.status, 401)
-  t.absent(err.message.includes(wrongKey), 'the key is redacted from the provider message: ' + err.message)
-  t.absent(JSON.stringify(err.toWire()).includes(wrongKey), 'and from what crosses the wire')
+  const backend = new OpenAIBackend({ baseURL: server.baseURL, apiKey: wrongKey })
+  const err = await failure(collect(backend.chat({ model: 'gpt-fake', messages }, never())))
+  t.is(err?.code, 'BACKEND_ERROR')
+  t.is(err?.details?.status, 401)
+  t.absent(String(err?.message).includes(wrongKey), err?.message)
+  t.absent(JSON.stringify(err?.toWire()).includes(wrongKey), 'nor in what crosses the wire')
+  const h = await backend.health()
+  t.is(h.ok, false)
+  t.absent(String(h.detail).includes(wrongKey), 'nor in the health detail')
+})
+
+test('openai: a static model list stands in when /models is unavailable', async (t) => {
+  const server = await startFakeOpenAI()
+  await server.close()
+  const backend = new OpenAIBackend({ baseURL: server.baseURL, apiKey: FAKE_OPENAI_KEY, models: ['gpt-a', 'gpt-b'], name: 'vllm' })
+  t.alike(await backend.listModels(), [{ id: 'gpt-a', backend: 'vllm' }, { id: 'gpt-b', backend: 'vllm' }])
+})
+
+test('ollama: URL credentials are sent as auth and never shown in errors', async (t) => {
+  const server = await startFakeOllama()
+  const url = new URL(server.url)
+  url.username = 'me'
+  url.password = 's3cret-pw'
+  const backend = new OllamaBackend({ url: url.href })
+  t.alike((await backend.listModels()).map((m) => m.id), ['tiny', SLOW_MODEL, FAIL_MODEL], 'works with credentials in the URL')
+  await server.close()
+  const err = await failure(collect(backend.chat({ model: 'tiny', messages }, never())))
+  t.is(err?.code, 'BACKEND_ERROR')
+  t.ok(/cannot reach http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/.test(err?.message), err?.message)
+  t.absent(String(err?.message).includes('s3cret-pw'))
+  t.absent(String((await backend.health()).detail).includes('s3cret-pw'))
 })
 
 test('synthetic: deterministic, and exactly syntheticText', async (t) => {
-  const b = new SyntheticBackend()
-  const msgs = [{ role: 'user' as const, content: 'the same prompt' }]
-  const a = await collect(b.chat({ model: 'synthetic', messages: msgs, maxTokens: 20 }, new AbortController().signal))
-  const c = await collect(b.chat({ model: 'synthetic', messages: msgs, maxTokens: 20 }, new AbortController().signal))
-  t.is(a.text, c.text, 'same prompt, same text')
-  t.is(a.text, syntheticText(msgs, 20))
-  const other = await collect(b.chat({ model: 'synthetic', messages: [{ role: 'user', content: 'another prompt' }], maxTokens: 20 }, new AbortController().signal))
-  t.not(other.text, a.text, 'a different prompt gives different text')
-  const dflt = await collect(b.chat({ model: 'synthetic', messages: msgs }, new AbortController().signal))
-  t.is(dflt.tokens, 32, 'default length')
-  t.is(dflt.usage?.type === 'usage' ? dflt.usage.finishReason : null, 'stop')
+  const backend = new SyntheticBackend()
+  const a = await collect(backend.chat({ model: 'synthetic', messages, maxTokens: 20 }, never()))
+  const b = await collect(backend.chat({ model: 'synthetic', messages, maxTokens: 20 }, never()))
+  t.is(a.text, b.text, 'same messages, same text')
+  t.is(a.text, syntheticText(messages, 20))
+  t.ok(a.tokens.slice(1).every((w) => w.startsWith(' ')) && !a.tokens[0]!.startsWith(' '), 'a word per token, space-led after the first')
+  const other = await collect(backend.chat({ model: 'synthetic', messages: [{ role: 'user', content: 'another prompt' }], maxTokens: 20 }, never()))
+  t.not(other.text, a.text, 'a different prompt gives a different text')
+  const dflt = await collect(backend.chat({ model: 'synthetic', messages }, never()))
+  t.is(dflt.tokens.length, 32, 'default length')
+  t.is(dflt.usage?.finishReason, 'stop')
+})
+
+test('synthetic: 1000 concurrent streams each get their own complete, correct answer', async (t) => {
+  // speed is measured by `npm run bench`, not here
+  const backend = new SyntheticBackend()
+  const results = await Promise.all(Array.from({ length: 1000 }, (_, i) =>
+    collect(backend.chat({ model: 'synthetic', messages: [{ role: 'user', content: `prompt ${i}` }], maxTokens: 128 }, never()))))
+  t.ok(results.every((r) => r.tokens.length === 128), 'every stream is complete')
+  t.ok(results.every((r, i) => r.tokens.join('') === syntheticText([{ role: 'user', content: `prompt ${i}` }], 128)), 'and none got another stream\'s tokens')
 })

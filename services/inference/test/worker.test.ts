@@ -1,13 +1,15 @@
 import test from 'brittle'
 import { startTestMesh, gatewayClient, userWithKey } from '../../../shared/testing/harness.ts'
-import { fakeTokens, startFakeOllama, startFakeOpenAI } from '../../../shared/testing/fake-backends.ts'
+import { fakeTokens } from '../../../shared/testing/fake-llm.ts'
+import { startFakeOllama } from '../../../shared/testing/fake-ollama.ts'
+import { startFakeOpenAI } from '../../../shared/testing/fake-openai.ts'
 import { GatewayProtocol } from '../../../shared/protocol/gateway.ts'
 
 // A worker process with all three backends, reached through the gateway like any user would: each
 // backend answers through its official client, and a caller that goes away aborts the backend call.
 
 test('worker: Ollama, OpenAI-compatible and synthetic models behind one gateway; cancel reaches the backend', { timeout: 120_000 }, async (t) => {
-  const ollama = await startFakeOllama(['llama3.2', 'slow'])
+  const ollama = await startFakeOllama({ models: ['llama3.2', 'slow'] })
   const openai = await startFakeOpenAI({ apiKey: 'sk-worker-test', models: ['gpt-fake', 'slow-openai'] })
   t.teardown(async () => { await ollama.close(); await openai.close() }, { order: 2 })
   const { mesh } = await startTestMesh(t, {
