@@ -75,5 +75,8 @@ async function main (argv: string[]): Promise<number> {
   }
 }
 
+// `hyperinfer status | head -1`: a reader that stops early is not an error
+process.stdout.on('error', (err: NodeJS.ErrnoException) => { if (err.code === 'EPIPE') process.exit(0); throw err })
+
 const code = await main(process.argv.slice(2))
 process.exit(code)

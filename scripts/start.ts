@@ -6,7 +6,11 @@ import { stateDir } from '../shared/config.ts'
 
 const home = stateDir()
 const env: Record<string, string> = {}
-const inferenceEnv: Record<string, string> = { OLLAMA_URL: process.env.OLLAMA_URL ?? 'http://127.0.0.1:11434' }
+const inferenceEnv: Record<string, string> = {
+  OLLAMA_URL: process.env.OLLAMA_URL ?? 'http://127.0.0.1:11434',
+  // a visible stream for people trying it out; `npm run bench` measures at zero delay
+  SYNTHETIC_TOKENS_PER_SEC: process.env.SYNTHETIC_TOKENS_PER_SEC ?? '40'
+}
 
 const mesh = new LocalMesh({
   home,

@@ -40,6 +40,7 @@ export async function startEmbeddedPostgres (dir: string, opts: { port?: number,
     onError: (m: unknown) => opts.onLog?.(String(m))
   })
   if (fresh) await pgServer.initialise()
+  else await stopStalePostmaster(dir)
   await pgServer.start()
   const database = opts.database ?? 'hyperinfer'
   if (fresh) await pgServer.createDatabase(database).catch(() => {})
@@ -64,4 +65,24 @@ function allowTraverse (dir: string): void {
     if (st.uid === 0 && (st.mode & 0o001) === 0) fs.chmodSync(d, (st.mode & 0o7777) | 0o011)
     if (path.dirname(d) === d) break
   }
+}
+
+/**
+ * A previous run that was killed (SIGKILL, power loss of the terminal) can leave its postmaster
+ * running and holding the data dir. Ask it for a fast shutdown before starting our own.
+ */
+async function stopStalePostmaster (dir: string): Promise<void> {
+  let pid: number
+  try {
+    pid = Number(fs.readFileSync(path.join(dir, 'postmaster.pid'), 'utf8').split('\n')[0])
+  } catch {
+    return
+  }
+  if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) return
+  try { process.kill(pid, 'SIGINT') } catch { return }
+  for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100))
+}
+
+function alive (pid: number): boolean {
+  try { process.kill(pid, 0); return true } catch { return false }
 }

@@ -175,7 +175,8 @@ export class LocalMesh {
     const proc = spawn(process.execPath, ['--import', 'tsx', entry], {
       cwd: ROOT,
       env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe']
+      // the IPC channel closes when this process dies, however it dies; the child then stops itself
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc']
     })
     const info: ChildInfo = { name, proc, readyLine: '', publicKey: this.keys[name] ?? '' }
     this.children.set(name, info)

@@ -34,6 +34,8 @@ export async function runService<S extends Runnable> (name: string, build: () =>
   }
   process.on('SIGINT', () => { void stop('SIGINT') })
   process.on('SIGTERM', () => { void stop('SIGTERM') })
+  // started by a supervisor (npm start, tests): never outlive it, even if it dies without a word
+  if (process.send) process.on('disconnect', () => { void stop('parent exited') })
   process.on('unhandledRejection', (err) => { svc.log.error({ err }, 'unhandled rejection') })
   try {
     await svc.open()
