@@ -157,7 +157,7 @@ export class GatewayService extends MeshService {
       const dispatched = Date.now()
       try {
         const result = await worker.peer.stream(InferenceProtocol.processPrompt, {
-          requestId: id, model, messages, maxTokens: req.maxTokens, temperature: req.temperature
+          requestId: id, model, messages, maxTokens: req.maxTokens, temperature: req.temperature, ...(req.stop ? { stop: req.stop } : {})
         }, {
           signal: ctx.signal,
           idleTimeout: this.opts.workerIdleTimeoutMs ?? 60_000,

@@ -6,6 +6,7 @@ import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
 import type { RequestOf } from '../../shared/mesh/method.ts'
 import { MeshError } from '../../shared/errors.ts'
 import type { Backend } from './backends/types.ts'
+import { StopFilter } from './stop.ts'
 
 // An inference worker: one or more backends behind the adapter interface. It dials the gateways it is
 // given and serves them over that same channel, so a worker behind NAT needs no open port; mesh
@@ -135,18 +136,34 @@ export class InferenceService extends MeshService {
     let completionTokens = 0
     let usage = null as PromptResult['usage'] | null
     let finishReason: PromptResult['finishReason'] = 'stop'
+    const stop = new StopFilter(req.stop)
+    // our own signal as well as the caller's: a stop sequence ends the backend request early
+    const upstream = new AbortController()
+    const onAbort = () => upstream.abort()
+    ctx.signal.addEventListener('abort', onAbort, { once: true })
+    const emit = (text: string) => {
+      if (!text) return
+      if (ttftMs === null) ttftMs = Date.now() - started
+      ctx.emit({ text })
+    }
     try {
-      const chunks = entry.backend.chat({ model: req.model, messages: req.messages, maxTokens: req.maxTokens, temperature: req.temperature }, ctx.signal)
+      const chunks = entry.backend.chat({ model: req.model, messages: req.messages, maxTokens: req.maxTokens, temperature: req.temperature }, upstream.signal)
       for await (const chunk of chunks) {
         if (chunk.type === 'token') {
-          if (ttftMs === null) ttftMs = Date.now() - started
           completionTokens++
-          ctx.emit({ text: chunk.text })
+          emit(stop.push(chunk.text))
+          if (stop.stopped) {
+            finishReason = 'stop'
+            usage = null // the backend's count would include what it generated past the stop
+            upstream.abort()
+            break
+          }
         } else {
           usage = chunk.usage
           if (chunk.finishReason) finishReason = chunk.finishReason
         }
       }
+      emit(stop.flush())
       if (ctx.signal.aborted) throw MeshError.CANCELLED()
       stats.served++
       const promptTokens = usage?.promptTokens ?? estimateTokens(req.messages.map((m) => m.content).join(' '))
@@ -156,6 +173,7 @@ export class InferenceService extends MeshService {
       if (ctx.signal.aborted) throw MeshError.CANCELLED()
       throw err instanceof MeshError ? err : MeshError.BACKEND_ERROR(`${entry.backend.name} failed`)
     } finally {
+      ctx.signal.removeEventListener('abort', onAbort)
       stats.inflight--
     }
   }

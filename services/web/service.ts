@@ -8,6 +8,7 @@ import { MeshError } from '../../shared/errors.ts'
 import { AuthProtocol } from '../../shared/protocol/auth.ts'
 import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
 import { landingPage } from './landing.ts'
+import { registerOpenAIRoutes } from './openai.ts'
 
 // The HTTP edge of the mesh for browsers and plain HTTP clients. No business logic lives here: every
 // route checks the shape of the request just enough to forward it, calls auth or the gateway over
@@ -184,6 +185,7 @@ export class WebService extends MeshService {
       }
     })
     app.get('/api/models', async () => this.client('gateway').call(GatewayProtocol.models, {}))
+    registerOpenAIRoutes(app, { gateway: () => this.client('gateway'), rpcTimeoutMs: this.rpcTimeoutMs })
 
     return app
   }
@@ -221,7 +223,8 @@ export class WebService extends MeshService {
       if (Number.isFinite(retry) && retry >= 0) reply.header('retry-after', String(Math.ceil(retry)))
     }
     reply.header('x-request-id', req.id)
-    reply.code(status).type('application/json; charset=utf-8').send({ error: { message, type: errorType(status), code } })
+    const param = err instanceof MeshError && typeof err.details?.param === 'string' ? err.details.param : null
+    reply.code(status).type('application/json; charset=utf-8').send({ error: { message, type: errorType(status), param, code } })
   }
 }
 

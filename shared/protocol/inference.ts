@@ -13,7 +13,9 @@ export type ChatMessage = z.infer<typeof chatMessage>
 
 export const generationParams = {
   maxTokens: z.number().int().min(1).max(32_768).optional(),
-  temperature: z.number().min(0).max(2).optional()
+  temperature: z.number().min(0).max(2).optional(),
+  /** generation ends before the first of these; the text never contains it */
+  stop: z.array(z.string().min(1).max(100)).max(4).optional()
 }
 
 export const processPromptRequest = z.object({
