@@ -3,7 +3,7 @@ import OpenAI from 'openai'
 import { startTestMesh, gatewayClient, userWithKey, alive } from '../shared/testing/harness.ts'
 import { startFakeOllama } from '../shared/testing/fake-ollama.ts'
 import { SLOW_MODEL } from '../shared/testing/fake-llm.ts'
-import { syntheticText } from '../services/inference/backends/synthetic.ts'
+import { syntheticEmbedding, syntheticText } from '../services/inference/backends/synthetic.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 
 // Code written for OpenAI works unchanged: the official `openai` package, pointed at our base URL
@@ -53,6 +53,16 @@ test('openai compat: chat, streaming with usage, completions, models, stop, and 
   t.is(completion.object, 'text_completion')
   t.is(completion.choices[0]!.text, syntheticText([{ role: 'user', content: 'Explain quantum computing' }], 5), '/v1/completions')
 
+  const emb = await openai.embeddings.create({ model: 'synthetic', input: ['peer to peer', 'mesh'] })
+  t.is(emb.data.length, 2, '/v1/embeddings: one vector per input')
+  t.is(emb.data[0]!.embedding.length, 64)
+  t.alike(emb.data[0]!.embedding.map((x) => Math.round(x * 1e4)), syntheticEmbedding('peer to peer').map((x) => Math.round(x * 1e4)), 'the worker\'s vector, decoded by the SDK from base64')
+  const floats = await fetch(mesh.webUrl + '/v1/embeddings', { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'synthetic', input: 'mesh', encoding_format: 'float' }) }).then((r) => r.json()) as any
+  t.alike(floats.data[0].embedding.map((x: number) => Math.round(x * 1e4)), syntheticEmbedding('mesh').map((x) => Math.round(x * 1e4)), 'and as plain floats')
+  t.is(floats.usage.prompt_tokens, 1)
+  const noEmbed = await openai.embeddings.create({ model: SLOW_MODEL, input: 'x' }).catch((e) => e)
+  t.is(noEmbed.status, 502, 'a backend that fails to embed → 502')
+
   const models = await openai.models.list()
   t.alike(models.data.map((m) => m.id).sort(), ['slow', 'synthetic'], '/v1/models lists what the workers serve')
   const one = await openai.models.retrieve('synthetic')
@@ -84,7 +94,7 @@ test('openai compat: chat, streaming with usage, completions, models, stop, and 
   for (let i = 0; i < 60 && ollama.aborted === 0; i++) await new Promise((r) => setTimeout(r, 50))
   t.is(ollama.aborted, 1, 'and the backend saw its request cancelled')
 
-  // the limit: 30 per hour for this tier; this key has made 8 calls that counted
+  // the limit: 30 per hour for this tier; this key has made some calls that counted
   let limited: any = null
   for (let i = 0; i < 40 && !limited; i++) {
     limited = await openai.completions.create({ model: 'synthetic', prompt: 'x', max_tokens: 1 }).then(() => null, (e) => e)

@@ -77,6 +77,7 @@ export class GatewayService extends MeshService {
       .on(GatewayProtocol.revokeKey, (req) => this.auth.call(AuthProtocol.revokeApiKey, req, t))
       .on(GatewayProtocol.usage, (req) => this.auth.call(AuthProtocol.getUserUsage, req, t))
       .on(GatewayProtocol.infer, (req, ctx) => this.infer(req, ctx))
+      .on(GatewayProtocol.embed, (req, ctx) => this.embed(req, ctx))
       .on(GatewayProtocol.models, () => ({ models: this.workers.listing() }))
       .on(GatewayProtocol.getServiceHealth, () => this.health())
       .on(GatewayProtocol.getUserQuota, (req) => this.quota(req.apiKey))
@@ -127,76 +128,114 @@ export class GatewayService extends MeshService {
     if (chars > max) throw MeshError.PROMPT_TOO_LARGE(`prompt is ${chars} characters; the limit is ${max}`)
     if (chars === 0) throw MeshError.BAD_REQUEST('prompt is empty')
 
-    const identity = await this.keys.resolve(req.apiKey)
+    const { identity, model } = await this.admit(req.apiKey, req.model)
+
+    const promptHash = sha256Hex(req.prompt ?? JSON.stringify(messages))
+    const id = UsageRecorder.newId()
+    let text = ''
+    let firstTokenAt: number | null = null
+    const out = await this.dispatch(model, ctx.signal, (worker) => {
+      const dispatched = Date.now()
+      return worker.peer.stream(InferenceProtocol.processPrompt, {
+        requestId: id, model, messages, maxTokens: req.maxTokens, temperature: req.temperature, ...(req.stop ? { stop: req.stop } : {})
+      }, {
+        signal: ctx.signal,
+        idleTimeout: this.opts.workerIdleTimeoutMs ?? 60_000,
+        onChunk: (chunk) => {
+          if (firstTokenAt === null) {
+            firstTokenAt = Date.now()
+            this.ttft.observe({ model }, (firstTokenAt - dispatched) / 1000)
+          }
+          if (req.stream) ctx.emit(chunk)
+          else text += chunk.text
+        }
+      })
+    // once a token reached the caller, another worker would repeat it: fail instead of retrying
+    }, () => firstTokenAt === null)
+
+    if (!out.ok) throw this.failed(out, id, identity, promptHash, model, started, firstTokenAt, ctx.signal)
+    const result = out.value
+    this.tokens.inc({ model, direction: 'in' }, result.usage.promptTokens)
+    this.tokens.inc({ model, direction: 'out' }, result.usage.completionTokens)
+    this.record(id, identity, promptHash, model, out.worker.publicKey, started, firstTokenAt, result.usage.promptTokens, result.usage.completionTokens, 'success', null)
+    return {
+      id, model, worker: out.worker.publicKey, text: req.stream ? '' : text, usage: result.usage,
+      finishReason: result.finishReason, ttftMs: firstTokenAt === null ? null : firstTokenAt - started, durationMs: Date.now() - started
+    }
+  }
+
+  async embed (req: RequestOf<typeof GatewayProtocol.embed>, ctx: HandlerContext<any>) {
+    const started = Date.now()
+    const input = typeof req.input === 'string' ? [req.input] : req.input
+    const chars = input.reduce((n, t) => n + t.length, 0)
+    const max = this.opts.maxPromptChars ?? 100_000
+    if (chars > max) throw MeshError.PROMPT_TOO_LARGE(`input is ${chars} characters; the limit is ${max}`)
+    const { identity } = await this.admit(req.apiKey, req.model)
+    const id = UsageRecorder.newId()
+    const promptHash = sha256Hex(JSON.stringify(input))
+    const out = await this.dispatch(req.model, ctx.signal, (worker) =>
+      worker.peer.call(InferenceProtocol.embed, { requestId: id, model: req.model, input }, { timeout: this.opts.workerIdleTimeoutMs ?? 60_000 }), () => true)
+    if (!out.ok) throw this.failed(out, id, identity, promptHash, req.model, started, null, ctx.signal)
+    this.tokens.inc({ model: req.model, direction: 'in' }, out.value.usage.promptTokens)
+    this.record(id, identity, promptHash, req.model, out.worker.publicKey, started, null, out.value.usage.promptTokens, 0, 'success', null)
+    return { ...out.value, id, worker: out.worker.publicKey }
+  }
+
+  /** Authenticate, check the model exists and take a rate-limit slot: the gate every request passes. */
+  private async admit (apiKey: string, requested: string | undefined): Promise<{ identity: KeyIdentity, model: string }> {
+    const identity = await this.keys.resolve(apiKey)
     if (!identity.scopes.includes('inference')) throw MeshError.FORBIDDEN('this API key lacks the inference scope')
-
-    const model = req.model ?? this.defaultModel()
+    const model = requested ?? this.defaultModel()
     if (!this.workers.serves(model)) throw MeshError.UNKNOWN_MODEL(model, this.workers.modelIds())
-
     try {
       await this.limiter.take(identity.keyId, this.limitFor(identity))
     } catch (err) {
       if ((err as MeshError).code === 'RATE_LIMITED') this.rateLimited.inc({ service: 'gateway' })
       throw err
     }
+    return { identity, model }
+  }
 
-    const promptHash = sha256Hex(req.prompt ?? JSON.stringify(messages))
-    const id = UsageRecorder.newId()
+  /**
+   * Run `attempt` on the least-loaded worker that serves `model`. If it fails with a retryable code
+   * while `mayRetry()` holds, the next worker gets the request; each worker is tried at most once.
+   */
+  private async dispatch<T> (model: string, signal: AbortSignal, attempt: (w: WorkerConn) => Promise<T>, mayRetry: () => boolean):
+    Promise<{ ok: true, value: T, worker: WorkerConn } | { ok: false, err: unknown, worker: WorkerConn | null }> {
     const tried = new Set<string>()
-    const attempts = this.opts.maxAttempts ?? 3
-    let text = ''
-    let lastErr: unknown = null
-    let worker: WorkerConn | null = null
-    let firstTokenAt: number | null = null
-
-    for (let attempt = 0; attempt < attempts; attempt++) {
-      worker = this.workers.pick(model, tried)
+    let err: unknown = MeshError.NO_WORKER(`no worker could serve '${model}'`)
+    let last: WorkerConn | null = null
+    for (let i = 0; i < (this.opts.maxAttempts ?? 3); i++) {
+      const worker = this.workers.pick(model, tried)
       if (!worker) break
       tried.add(worker.publicKey)
+      last = worker
       worker.inflight++
-      const dispatched = Date.now()
       try {
-        const result = await worker.peer.stream(InferenceProtocol.processPrompt, {
-          requestId: id, model, messages, maxTokens: req.maxTokens, temperature: req.temperature, ...(req.stop ? { stop: req.stop } : {})
-        }, {
-          signal: ctx.signal,
-          idleTimeout: this.opts.workerIdleTimeoutMs ?? 60_000,
-          onChunk: (chunk) => {
-            if (firstTokenAt === null) {
-              firstTokenAt = Date.now()
-              this.ttft.observe({ model }, (firstTokenAt - dispatched) / 1000)
-            }
-            if (req.stream) ctx.emit(chunk)
-            else text += chunk.text
-          }
-        })
+        const value = await attempt(worker)
         worker.served++
-        const durationMs = Date.now() - started
-        this.tokens.inc({ model, direction: 'in' }, result.usage.promptTokens)
-        this.tokens.inc({ model, direction: 'out' }, result.usage.completionTokens)
-        this.record(id, identity, promptHash, model, worker.publicKey, started, firstTokenAt, result.usage.promptTokens, result.usage.completionTokens, 'success', null)
-        return {
-          id, model, worker: worker.publicKey, text: req.stream ? '' : text, usage: result.usage,
-          finishReason: result.finishReason, ttftMs: firstTokenAt === null ? null : firstTokenAt - started, durationMs
-        }
-      } catch (err) {
-        lastErr = err
+        return { ok: true, value, worker }
+      } catch (e) {
+        err = e
         worker.failures++
-        const code = (err as MeshError).code
-        // once a token reached the caller, another worker would repeat it: fail instead of retrying
-        if (firstTokenAt !== null || ctx.signal.aborted || !RETRYABLE.has(code)) break
-        this.log.warn({ worker: worker.publicKey.slice(0, 16), code, attempt }, 'worker failed before first token; retrying elsewhere')
+        const code = (e as MeshError).code
+        if (signal.aborted || !RETRYABLE.has(code) || !mayRetry()) break
+        this.log.warn({ worker: worker.publicKey.slice(0, 16), code, attempt: i }, 'worker failed before answering; retrying elsewhere')
       } finally {
         worker.inflight--
       }
     }
+    return { ok: false, err, worker: last }
+  }
 
-    const err = lastErr ?? MeshError.NO_WORKER(`no worker could serve '${model}'`)
-    const code = ctx.signal.aborted ? 'CANCELLED' : ((err as MeshError).code ?? 'INTERNAL')
+  /** Log a failed request and return the error to throw. */
+  private failed (out: { err: unknown, worker: WorkerConn | null }, id: string, identity: KeyIdentity, promptHash: string, model: string,
+    started: number, firstTokenAt: number | null, signal: AbortSignal): MeshError {
+    const err = out.err instanceof MeshError ? out.err : MeshError.INTERNAL()
+    const code = signal.aborted ? 'CANCELLED' : err.code
     const status = code === 'CANCELLED' ? 'cancelled' : code === 'TIMEOUT' ? 'timeout' : 'error'
-    this.record(id, identity, promptHash, model, worker?.publicKey ?? null, started, firstTokenAt, 0, 0, status, code)
-    if (err instanceof MeshError) throw err
-    throw MeshError.INTERNAL()
+    this.record(id, identity, promptHash, model, out.worker?.publicKey ?? null, started, firstTokenAt, 0, 0, status, code)
+    return err
   }
 
   private record (id: string, identity: KeyIdentity, promptHash: string, model: string, worker: string | null, started: number,

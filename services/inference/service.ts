@@ -1,7 +1,7 @@
 import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.ts'
 import { handlers, type HandlerContext, type HandlerTable } from '../../shared/mesh/peer.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
-import { InferenceProtocol, type ModelInfo, type ModelStatus, type PromptResult, type TokenChunk } from '../../shared/protocol/inference.ts'
+import { InferenceProtocol, type EmbedResult, type ModelInfo, type ModelStatus, type PromptResult, type TokenChunk } from '../../shared/protocol/inference.ts'
 import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
 import type { RequestOf } from '../../shared/mesh/method.ts'
 import { MeshError } from '../../shared/errors.ts'
@@ -45,6 +45,7 @@ export class InferenceService extends MeshService {
   protected handlers (): HandlerTable {
     return handlers()
       .on(InferenceProtocol.processPrompt, (req, ctx) => this.processPrompt(req, ctx))
+      .on(InferenceProtocol.embed, (req, ctx) => this.embed(req, ctx.signal))
       .on(InferenceProtocol.listAvailableModels, () => ({ models: this.models }))
       .on(InferenceProtocol.getModelStatus, (req) => this.getModelStatus(req.model))
       .table
@@ -174,6 +175,27 @@ export class InferenceService extends MeshService {
       throw err instanceof MeshError ? err : MeshError.BACKEND_ERROR(`${entry.backend.name} failed`)
     } finally {
       ctx.signal.removeEventListener('abort', onAbort)
+      stats.inflight--
+    }
+  }
+
+  async embed (req: RequestOf<typeof InferenceProtocol.embed>, signal: AbortSignal): Promise<EmbedResult> {
+    if (this.draining) throw MeshError.SHUTTING_DOWN()
+    const entry = this.catalog.get(req.model)
+    if (!entry) throw MeshError.UNKNOWN_MODEL(req.model, [...this.catalog.keys()])
+    const embed = entry.backend.embed?.bind(entry.backend)
+    if (!embed) throw MeshError.BAD_REQUEST(`model '${req.model}' (${entry.backend.name}) does not make embeddings`)
+    const stats = this.statsFor(req.model)
+    stats.inflight++
+    try {
+      const r = await embed({ model: req.model, input: req.input }, signal)
+      if (r.embeddings.length !== req.input.length) throw MeshError.BACKEND_ERROR(`${entry.backend.name} returned ${r.embeddings.length} embeddings for ${req.input.length} inputs`)
+      stats.served++
+      return { model: req.model, embeddings: r.embeddings, usage: { promptTokens: r.promptTokens || estimateTokens(req.input.join(' ')) } }
+    } catch (err) {
+      stats.errors++
+      throw err instanceof MeshError ? err : MeshError.BACKEND_ERROR(`${entry.backend.name} failed`)
+    } finally {
       stats.inflight--
     }
   }

@@ -40,6 +40,13 @@ export const completionSchema = z.object({
   prompt: z.union([text, z.array(text).length(1)])
 }).passthrough()
 
+export const embeddingSchema = z.object({
+  model: z.string().min(1).max(200),
+  input: z.union([z.string().min(1).max(100_000), z.array(z.string().min(1).max(100_000)).min(1).max(256)]),
+  encoding_format: z.enum(['float', 'base64']).nullish(),
+  user: z.string().max(256).nullish()
+}).passthrough()
+
 type ChatBody = z.infer<typeof chatCompletionSchema>
 type CompletionBody = z.infer<typeof completionSchema>
 
@@ -209,6 +216,22 @@ export function registerOpenAIRoutes (app: FastifyInstance, deps: OpenAIRouteDep
       stream: body.stream === true,
       includeUsage: body.stream_options?.include_usage === true
     })
+  })
+
+  app.post('/v1/embeddings', async (req) => {
+    const apiKey = apiKeyOf(req)
+    const body = parse(embeddingSchema, req.body)
+    const r = await deps.gateway().call(GatewayProtocol.embed, { apiKey, model: body.model, input: body.input }, 60_000)
+    // the official SDK asks for base64 (little-endian float32) and decodes it itself
+    const encode = body.encoding_format === 'base64'
+      ? (v: number[]) => Buffer.from(new Float32Array(v).buffer).toString('base64')
+      : (v: number[]) => v
+    return {
+      object: 'list',
+      data: r.embeddings.map((embedding, index) => ({ object: 'embedding', index, embedding: encode(embedding) })),
+      model: r.model,
+      usage: { prompt_tokens: r.usage.promptTokens, total_tokens: r.usage.promptTokens }
+    }
   })
 
   app.get('/v1/models', async (req) => {

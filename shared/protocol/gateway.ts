@@ -2,7 +2,7 @@ import { z } from 'zod'
 import { method, streamMethod } from '../mesh/method.ts'
 import { AuthProtocol, createKeyRequest, listKeysRequest, loginRequest, registerRequest, revokeKeyRequest, usageRequest } from './auth.ts'
 import { apiKey, modelName } from './common.ts'
-import { chatMessage, generationParams, type ModelInfo, type TokenChunk, type Usage } from './inference.ts'
+import { chatMessage, generationParams, type EmbedResult, type ModelInfo, type TokenChunk, type Usage } from './inference.ts'
 import type { ResponseOf } from '../mesh/method.ts'
 
 // The gateway: the one public RPC entry of the mesh. Strangers may call the public methods; the
@@ -53,7 +53,14 @@ export const registerWorkerRequest = z.object({
   label: z.string().max(100).optional()
 }).strict()
 
+export const gatewayEmbedRequest = z.object({
+  apiKey,
+  model: modelName,
+  input: z.union([z.string().min(1).max(100_000), z.array(z.string().min(1).max(100_000)).min(1).max(256)])
+}).strict()
+
 export const GatewayProtocol = {
+  embed: method<z.infer<typeof gatewayEmbedRequest>, EmbedResult & { id: string, worker: string }>('embed', 'public', gatewayEmbedRequest),
   register: method<z.infer<typeof registerRequest>, ResponseOf<typeof AuthProtocol.registerUser>>('register', 'public', registerRequest),
   login: method<z.infer<typeof loginRequest>, ResponseOf<typeof AuthProtocol.loginUser>>('login', 'public', loginRequest),
   createKey: method<z.infer<typeof createKeyRequest>, ResponseOf<typeof AuthProtocol.generateApiKey>>('createKey', 'public', createKeyRequest),

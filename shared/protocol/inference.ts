@@ -32,7 +32,15 @@ export interface PromptResult { model: string, backend: string, usage: Usage, fi
 export interface ModelInfo { id: string, backend: string, contextLength?: number }
 export interface ModelStatus { model: string, available: boolean, backend: string | null, inflight: number, served: number, errors: number }
 
+export const embedRequest = z.object({
+  requestId: z.string().min(1).max(100),
+  model: modelName,
+  input: z.array(z.string().min(1).max(100_000)).min(1).max(256)
+}).strict()
+export interface EmbedResult { model: string, embeddings: number[][], usage: { promptTokens: number } }
+
 export const InferenceProtocol = {
+  embed: method<z.infer<typeof embedRequest>, EmbedResult>('embed', 'internal', embedRequest),
   processPrompt: streamMethod<z.infer<typeof processPromptRequest>, PromptResult, TokenChunk>('processPrompt', 'internal', processPromptRequest),
   listAvailableModels: method<Record<string, never>, { models: ModelInfo[] }>('listAvailableModels', 'internal', z.object({}).strict()),
   getModelStatus: method<{ model: string }, ModelStatus>('getModelStatus', 'internal', z.object({ model: modelName }).strict())

@@ -1,7 +1,7 @@
 import { Ollama, type AbortableAsyncIterator, type ChatResponse } from 'ollama'
 import { MeshError } from '../../../shared/errors.ts'
 import type { ModelInfo } from '../../../shared/protocol/inference.ts'
-import type { Backend, BackendHealth, ChatChunk, ChatRequest } from './types.ts'
+import type { Backend, BackendHealth, ChatChunk, ChatRequest, EmbedRequest, EmbedResult } from './types.ts'
 
 // A local or remote Ollama server, through the official client.
 
@@ -60,6 +60,15 @@ export class OllamaBackend implements Backend {
       return { ok: true }
     } catch (err) {
       return { ok: false, detail: timeout.aborted ? `ollama: no answer from ${this.origin} within ${this.healthTimeoutMs} ms` : this.toMeshError(err).reason }
+    }
+  }
+
+  async embed (req: EmbedRequest, signal: AbortSignal): Promise<EmbedResult> {
+    try {
+      const res = await this.client(signal).embed({ model: req.model, input: req.input })
+      return { embeddings: res.embeddings, promptTokens: (res as { prompt_eval_count?: number }).prompt_eval_count ?? 0 }
+    } catch (err) {
+      throw signal.aborted ? MeshError.CANCELLED() : this.toMeshError(err)
     }
   }
 

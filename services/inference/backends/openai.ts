@@ -1,7 +1,7 @@
 import OpenAI from 'openai'
 import { MeshError } from '../../../shared/errors.ts'
 import type { ModelInfo, Usage } from '../../../shared/protocol/inference.ts'
-import type { Backend, BackendHealth, ChatChunk, ChatRequest } from './types.ts'
+import type { Backend, BackendHealth, ChatChunk, ChatRequest, EmbedRequest, EmbedResult } from './types.ts'
 
 // OpenAI, or any server speaking its API (vLLM, llama.cpp, LM Studio, …), through the official
 // client. The provider key must never reach an error: provider messages are redacted before use.
@@ -54,6 +54,16 @@ export class OpenAIBackend implements Backend {
       // a server without /models still answers; with a static model list that is enough
       if (this.staticModels && e.details?.status === 404) return { ok: true }
       return { ok: false, detail: timeout.aborted ? `${this.name}: no answer from ${this.origin} within ${this.healthTimeoutMs} ms` : e.reason }
+    }
+  }
+
+  async embed (req: EmbedRequest, signal: AbortSignal): Promise<EmbedResult> {
+    try {
+      const res = await this.client.embeddings.create({ model: req.model, input: req.input }, { signal })
+      const ordered = [...res.data].sort((a, b) => a.index - b.index)
+      return { embeddings: ordered.map((d) => d.embedding), promptTokens: res.usage?.prompt_tokens ?? 0 }
+    } catch (err) {
+      throw signal.aborted ? MeshError.CANCELLED() : this.toMeshError(err)
     }
   }
 

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto'
 import { MeshError } from '../../../shared/errors.ts'
 import type { ChatMessage, ModelInfo } from '../../../shared/protocol/inference.ts'
-import type { Backend, BackendHealth, ChatChunk, ChatRequest } from './types.ts'
+import type { Backend, BackendHealth, ChatChunk, ChatRequest, EmbedRequest, EmbedResult } from './types.ts'
 
 // A built-in backend with no model weights: the text is derived from the prompt (same prompt, same
 // text), at a configurable token rate. For offline use, demos, tests and benchmarks.
@@ -35,6 +35,13 @@ function countWords (messages: ChatMessage[]): number {
   return Math.max(1, messages.reduce((n, m) => n + m.content.split(/\s+/).filter(Boolean).length, 0))
 }
 
+export function syntheticEmbedding (text: string): number[] {
+  const bytes = Buffer.concat([crypto.createHash('sha256').update(text).digest(), crypto.createHash('sha256').update('\0' + text).digest()])
+  const v = Array.from({ length: 64 }, (_, i) => (bytes[i % bytes.length]! - 127.5) / 127.5)
+  const norm = Math.hypot(...v) || 1
+  return v.map((x) => x / norm)
+}
+
 export class SyntheticBackend implements Backend {
   readonly name = 'synthetic'
   private readonly models: string[]
@@ -52,6 +59,13 @@ export class SyntheticBackend implements Backend {
   }
 
   async health (): Promise<BackendHealth> { return { ok: true } }
+
+  /** A deterministic unit vector per input (64 dimensions), so equal texts embed equally. */
+  async embed (req: EmbedRequest, signal: AbortSignal): Promise<EmbedResult> {
+    if (!this.models.includes(req.model)) throw MeshError.BACKEND_ERROR(`synthetic: no model '${req.model}'`, { status: 404 })
+    if (signal.aborted) throw MeshError.CANCELLED()
+    return { embeddings: req.input.map(syntheticEmbedding), promptTokens: req.input.reduce((n, t) => n + Math.max(1, t.split(/\s+/).filter(Boolean).length), 0) }
+  }
 
   async * chat (req: ChatRequest, signal: AbortSignal): AsyncIterable<ChatChunk> {
     if (!this.models.includes(req.model)) throw MeshError.BACKEND_ERROR(`synthetic: no model '${req.model}'`, { status: 404 })

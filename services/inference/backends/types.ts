@@ -18,6 +18,9 @@ export type ChatChunk =
 
 export interface BackendHealth { ok: boolean, detail?: string }
 
+export interface EmbedRequest { model: string, input: string[] }
+export interface EmbedResult { embeddings: number[][], promptTokens: number }
+
 export interface Backend {
   /** short stable name: 'ollama', 'openai', 'synthetic' */
   readonly name: string
@@ -28,5 +31,7 @@ export interface Backend {
    */
   chat (req: ChatRequest, signal: AbortSignal): AsyncIterable<ChatChunk>
   health (signal?: AbortSignal): Promise<BackendHealth>
+  /** one vector per input, in order; absent on backends that cannot embed */
+  embed? (req: EmbedRequest, signal: AbortSignal): Promise<EmbedResult>
   close? (): Promise<void>
 }
