@@ -91,3 +91,8 @@ export function sendJson (res: http.ServerResponse, status: number, body: unknow
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(data) })
   res.end(data)
 }
+
+/** Deterministic 8-dimension vectors, so tests can check each input got its own. */
+export function fakeEmbedding (text: string): number[] {
+  return Array.from({ length: 8 }, (_, i) => ((text.charCodeAt(i % Math.max(1, text.length)) || 0) % 17) / 17 + i)
+}

@@ -1,5 +1,5 @@
 import type http from 'node:http'
-import { FAIL_MODEL, FakeServer, SLOW_MODEL, countWords, plan, readJson, sendJson } from './fake-llm.ts'
+import { FAIL_MODEL, FakeServer, SLOW_MODEL, countWords, fakeEmbedding, plan, readJson, sendJson } from './fake-llm.ts'
 
 // A stand-in Ollama server speaking the real HTTP API: GET /api/tags, GET /api/version,
 // POST /api/chat and /api/generate (NDJSON when streaming, one object otherwise).
@@ -10,7 +10,17 @@ export class FakeOllama extends FakeServer {
     if (req.method === 'GET' && path === '/api/tags') return sendJson(res, 200, { models: this.models.map(tagEntry) })
     if (req.method === 'GET' && path === '/api/version') return sendJson(res, 200, { version: '0.12.6' })
     if (req.method === 'POST' && (path === '/api/chat' || path === '/api/generate')) return this.generate(req, res, path === '/api/chat')
+    if (req.method === 'POST' && path === '/api/embed') return this.embed(req, res)
     sendJson(res, 404, { error: '404 page not found' })
+  }
+
+  private async embed (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const body = await readJson(req)
+    if (!body || typeof body.model !== 'string') return sendJson(res, 400, { error: 'invalid request body' })
+    if (!this.models.includes(body.model)) return sendJson(res, 404, { error: `model '${body.model}' not found` })
+    if (body.model === FAIL_MODEL) return sendJson(res, 500, { error: 'llama runner process has terminated: exit status 2' })
+    const input: string[] = typeof body.input === 'string' ? [body.input] : body.input
+    sendJson(res, 200, { model: body.model, embeddings: input.map(fakeEmbedding), total_duration: 1000, load_duration: 100, prompt_eval_count: countWords(input.map((content) => ({ content }))) })
   }
 
   private async generate (req: http.IncomingMessage, res: http.ServerResponse, chat: boolean): Promise<void> {

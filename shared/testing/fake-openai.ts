@@ -1,6 +1,6 @@
 import crypto from 'node:crypto'
 import type http from 'node:http'
-import { FAIL_MODEL, FakeServer, SLOW_MODEL, countWords, plan, readJson, sendJson } from './fake-llm.ts'
+import { FAIL_MODEL, FakeServer, SLOW_MODEL, countWords, fakeEmbedding, plan, readJson, sendJson } from './fake-llm.ts'
 
 // A stand-in OpenAI-compatible server speaking the real wire protocol: GET /v1/models and
 // POST /v1/chat/completions (SSE chunks, optional usage chunk, `data: [DONE]`), bearer auth,
@@ -34,7 +34,21 @@ export class FakeOpenAI extends FakeServer {
       return sendJson(res, 200, { object: 'list', data: this.models.map((id) => ({ id, object: 'model', created: 1_700_000_000, owned_by: 'fake' })) })
     }
     if (req.method === 'POST' && path === '/v1/chat/completions') return this.completions(req, res)
+    if (req.method === 'POST' && path === '/v1/embeddings') return this.embeddings(req, res)
     apiError(res, 404, `Invalid URL (${req.method} ${path})`, 'invalid_request_error', null)
+  }
+
+  private async embeddings (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const body = await readJson(req)
+    if (!body || typeof body.model !== 'string') return apiError(res, 400, 'model is required', 'invalid_request_error', null)
+    if (!this.models.includes(body.model)) return apiError(res, 404, `The model \`${body.model}\` does not exist or you do not have access to it.`, 'invalid_request_error', 'model_not_found')
+    if (body.model === FAIL_MODEL) return apiError(res, 500, 'The server had an error while processing your request. Sorry about that!', 'server_error', null)
+    const input: string[] = typeof body.input === 'string' ? [body.input] : body.input
+    const encode = (v: number[]) => body.encoding_format === 'base64' ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v
+    const tokens = countWords(input.map((content) => ({ content })))
+    // the real API may list data out of order only in theory; reversed here so adapters must sort by index
+    const data = input.map((text, index) => ({ object: 'embedding', index, embedding: encode(fakeEmbedding(text)) })).reverse()
+    sendJson(res, 200, { object: 'list', data, model: body.model, usage: { prompt_tokens: tokens, total_tokens: tokens } })
   }
 
   private async completions (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

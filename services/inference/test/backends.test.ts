@@ -1,12 +1,12 @@
 import test, { type Assertion } from 'brittle'
 import { MeshError } from '../../../shared/errors.ts'
 import type { ChatMessage } from '../../../shared/protocol/inference.ts'
-import { FAKE_DEFAULT_TOKENS, FAIL_MODEL, SLOW_MODEL, countWords, fakeTokens, type FakeServer } from '../../../shared/testing/fake-llm.ts'
+import { FAKE_DEFAULT_TOKENS, FAIL_MODEL, SLOW_MODEL, countWords, fakeTokens, type FakeServer, fakeEmbedding } from '../../../shared/testing/fake-llm.ts'
 import { startFakeOllama } from '../../../shared/testing/fake-ollama.ts'
 import { FAKE_OPENAI_KEY, startFakeOpenAI } from '../../../shared/testing/fake-openai.ts'
 import { OllamaBackend } from '../backends/ollama.ts'
 import { OpenAIBackend } from '../backends/openai.ts'
-import { SyntheticBackend, syntheticText } from '../backends/synthetic.ts'
+import { SyntheticBackend, syntheticEmbedding, syntheticText } from '../backends/synthetic.ts'
 import type { Backend, ChatChunk } from '../backends/types.ts'
 
 // One contract, every adapter: what the worker (and so the user) sees must not depend on which
@@ -143,6 +143,18 @@ function contract (name: string, make: (t: Assertion) => Promise<Subject>): void
     const err = await failure(collect(s.backend.chat({ model: s.model, messages }, never())))
     t.is(err?.code, 'BACKEND_ERROR', 'chat with the backend down -> BACKEND_ERROR')
     t.absent(err?.details?.status, 'with no HTTP status')
+  })
+
+  test(`${name}: embed returns one vector per input, in order, with usage`, async (t) => {
+    const s = await make(t)
+    const expected = name === 'synthetic' ? syntheticEmbedding : fakeEmbedding
+    const r = await s.backend.embed!({ model: s.model, input: ['alpha beta', 'gamma'] }, never())
+    const round = (v: number[]) => v.map((x) => Math.round(x * 1e4))
+    t.alike(r.embeddings.map(round), [expected('alpha beta'), expected('gamma')].map(round), 'each input its own vector, in input order')
+    t.is(r.promptTokens, 3, 'usage counted')
+    const err = await s.backend.embed!({ model: 'no-such-model', input: ['x'] }, never()).then(() => null, (e) => e)
+    t.is(err?.code, 'BACKEND_ERROR')
+    t.is(err?.details?.status, 404)
   })
 
   test(`${name}: backend HTTP 500 -> BACKEND_ERROR 500`, async (t) => {
