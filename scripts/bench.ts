@@ -104,6 +104,32 @@ try {
     console.log(`  c=${level.concurrency}: direct ${d.rps.toFixed(0)} req/s, gateway ${g.rps.toFixed(0)} req/s`)
   }
 
+  // the HTTP edge: OpenAI-compatible /v1/chat/completions through web → gateway → worker, against
+  // the same request over RPC, at concurrency 100, streamed and not
+  const httpRows: Row[] = []
+  const httpN = Math.max(500, Math.round(3000 * SCALE))
+  const body = (i: number, stream: boolean) => JSON.stringify({ model: 'synthetic', messages: [{ role: 'user', content: `bench prompt ${i}` }], max_tokens: MAX_TOKENS, stream })
+  const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' }
+  const httpWhole = async (i: number) => {
+    const res = await fetch(mesh.webUrl + '/v1/chat/completions', { method: 'POST', headers, body: body(i, false) })
+    if (res.status !== 200) throw new Error(`HTTP ${res.status}`)
+    await res.json()
+  }
+  const httpStream = async (i: number) => {
+    const res = await fetch(mesh.webUrl + '/v1/chat/completions', { method: 'POST', headers, body: body(i, true) })
+    if (res.status !== 200) throw new Error(`HTTP ${res.status}`)
+    const text = await res.text()
+    if (!text.endsWith('data: [DONE]\n\n')) throw new Error('stream did not finish')
+  }
+  const rpcWhole = (i: number) => gateway.stream(GatewayProtocol.infer, { apiKey: key, prompt: `bench prompt ${i}`, maxTokens: MAX_TOKENS, stream: false }, { onChunk: () => {}, idleTimeout: 60_000 })
+  // warm at the measured concurrency, so the HTTP client's connection pool is already open
+  await run('warmup', 100, 400, httpWhole)
+  await run('warmup', 100, 400, httpStream)
+  httpRows.push(await run('RPC, whole answer', 100, httpN, rpcWhole))
+  httpRows.push(await run('HTTP /v1, whole answer', 100, httpN, httpWhole))
+  httpRows.push(await run('RPC, streamed', 100, httpN, viaGateway))
+  httpRows.push(await run('HTTP /v1, streamed (SSE)', 100, httpN, httpStream))
+
   const header = ['path', 'concurrency', 'requests', 'errors', 'p50 ms', 'p99 ms', 'req/s', 'gateway/direct rps']
   const lines = rows.map((r, i) => {
     const ratio = i % 2 === 1 ? (r.rps / rows[i - 1]!.rps).toFixed(2) : ''
@@ -116,9 +142,18 @@ try {
   for (const l of lines) console.log(fmt(l))
   console.log(`\n${MAX_TOKENS} tokens per request, streamed; synthetic backend at zero delay; ${os.cpus().length} CPUs; node ${process.version}`)
 
+  const h2 = ['edge (gateway → worker behind both)', 'concurrency', 'requests', 'errors', 'p50 ms', 'p99 ms', 'req/s', 'HTTP/RPC rps']
+  const l2 = httpRows.map((r, i) => [r.path, String(r.concurrency), String(r.requests), String(r.errors), r.p50.toFixed(2), r.p99.toFixed(2), r.rps.toFixed(0),
+    i % 2 === 1 ? (r.rps / httpRows[i - 1]!.rps).toFixed(2) : ''])
+  const w2 = h2.map((h, i) => Math.max(h.length, ...l2.map((l) => l[i]!.length)))
+  const f2 = (cells: string[]) => '| ' + cells.map((cell, i) => cell.padEnd(w2[i]!)).join(' | ') + ' |'
+  console.log('\n' + f2(h2))
+  console.log('|' + w2.map((w) => '-'.repeat(w + 2)).join('|') + '|')
+  for (const l of l2) console.log(f2(l))
+
   const outDir = path.resolve('bench-results')
   fs.mkdirSync(outDir, { recursive: true })
-  const report = { at: new Date().toISOString(), node: process.version, cpus: os.cpus().length, tokensPerRequest: MAX_TOKENS, scale: SCALE, rows }
+  const report = { at: new Date().toISOString(), node: process.version, cpus: os.cpus().length, tokensPerRequest: MAX_TOKENS, scale: SCALE, rows, httpVsRpc: httpRows }
   fs.writeFileSync(path.join(outDir, 'latest.json'), JSON.stringify(report, null, 2) + '\n')
   console.log(`wrote ${path.join(outDir, 'latest.json')}`)
   await gateway.close()
