@@ -1,14 +1,9 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import crypto from 'node:crypto'
-import RPC from '@hyperswarm/rpc'
-import c from 'compact-encoding'
-import DHT from 'hyperdht'
 import { bootstrapList, stateDir } from '../shared/config.ts'
-import { createDHT } from '../shared/mesh/dht.ts'
-import { MeshClient } from '../shared/mesh/client.ts'
+import type { MeshClient } from '../shared/mesh/client.ts'
 import { readMeshFile } from '../shared/meshfile.ts'
-import { MeshError } from '../shared/errors.ts'
+import { AIInferenceClient, GatewayConnection } from '../shared/sdk/index.ts'
 
 // Where the CLI finds things: flags, then env (HYPERINFER_GATEWAY, HYPERINFER_API_KEY,
 // HYPERINFER_BOOTSTRAP), then the mesh file of a local `npm start` in HYPERINFER_HOME.
@@ -20,9 +15,9 @@ export interface Globals { json: boolean, gateway?: string, bootstrap?: string, 
 export class CliContext {
   readonly home = stateDir()
   readonly globals: Globals
-  private rpc: RPC | null = null
-  private dht: DHT | null = null
-  private client: MeshClient | null = null
+  // at most one of the two per run: inference commands use the SDK, account commands the raw gateway
+  private connection: GatewayConnection | null = null
+  private sdkClient: AIInferenceClient | null = null
 
   constructor (globals: Globals) { this.globals = globals }
 
@@ -38,20 +33,25 @@ export class CliContext {
     try { return bootstrapList(value) } catch (err) { throw new UsageError((err as Error).message) }
   }
 
-  /** A connection to the gateway; fails with UNAVAILABLE when it cannot be reached in time. */
+  /** The raw gateway connection (account and key commands); UNAVAILABLE when it cannot be reached in time. */
   async gateway (): Promise<MeshClient> {
-    if (this.client) return this.client
-    const key = this.gatewayKey()
-    const keyPair = DHT.keyPair(crypto.randomBytes(32))
-    this.dht = createDHT({ keyPair, bootstrap: this.bootstrap(), clientOnly: true })
-    this.rpc = new RPC({ keyPair, dht: this.dht, valueEncoding: c.json })
-    this.client = new MeshClient(this.rpc, Buffer.from(key, 'hex'), { name: `gateway ${key.slice(0, 8)}…`, maxBackoff: 1000 })
-    try {
-      await this.client.waitOpen(this.globals.timeout)
-    } catch {
-      throw MeshError.UNAVAILABLE(`gateway ${key.slice(0, 12)}… is not reachable (no answer within ${Math.round(this.globals.timeout / 1000)} s); check the key and the bootstrap list`)
-    }
-    return this.client
+    this.connection ??= new GatewayConnection({ gateway: this.gatewayKey(), bootstrap: this.bootstrap(), connectTimeoutMs: this.globals.timeout })
+    return this.connection.open()
+  }
+
+  /**
+   * The SDK over RPC to the same gateway, for infer, models and quota. `timeoutMs` is the per-request
+   * timeout; connecting is bounded by --timeout, as for every command. Each command calls it once.
+   */
+  sdk (opts: { apiKey?: string, timeoutMs?: number } = {}): AIInferenceClient {
+    this.sdkClient ??= new AIInferenceClient({
+      gateway: this.gatewayKey(),
+      bootstrap: this.bootstrap(),
+      connectTimeoutMs: this.globals.timeout,
+      apiKey: opts.apiKey ?? '',
+      timeoutMs: opts.timeoutMs ?? this.globals.timeout
+    })
+    return this.sdkClient
   }
 
   sessionFile (): string { return path.join(this.home, 'session.json') }
@@ -79,8 +79,7 @@ export class CliContext {
   }
 
   async close (): Promise<void> {
-    await this.client?.close()
-    await this.rpc?.destroy({ force: true }).catch(() => {})
-    await this.dht?.destroy().catch(() => {})
+    await this.sdkClient?.close()
+    await this.connection?.close()
   }
 }

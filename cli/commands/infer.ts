@@ -1,4 +1,3 @@
-import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
 import { UsageError } from '../context.ts'
 import { printJson } from '../output.ts'
 import { type Command, readStdin } from '../command.ts'
@@ -22,25 +21,23 @@ export const infer: Command = {
     if (maxTokens !== undefined && !Number.isInteger(maxTokens)) throw new UsageError('--max-tokens must be a whole number')
     if (temperature !== undefined && Number.isNaN(temperature)) throw new UsageError('--temperature must be a number')
 
-    const gw = await ctx.gateway()
+    // a generation may pause longer than a connect may take: the per-token timeout is at least 60 s
+    const client = ctx.sdk({ apiKey, timeoutMs: Math.max(ctx.globals.timeout, 60_000) })
     const ac = new AbortController()
     const onSigint = () => ac.abort()
     process.once('SIGINT', onSigint)
-    const stream = !ctx.globals.json
+    const request = {
+      prompt, ...(values.model ? { model: values.model as string } : {}),
+      ...(maxTokens !== undefined ? { maxTokens } : {}), ...(temperature !== undefined ? { temperature } : {})
+    }
     let wrote = false
     try {
-      const res = await gw.stream(GatewayProtocol.infer, {
-        apiKey, prompt, stream, ...(values.model ? { model: values.model as string } : {}),
-        ...(maxTokens !== undefined ? { maxTokens } : {}), ...(temperature !== undefined ? { temperature } : {})
-      }, {
-        signal: ac.signal,
-        idleTimeout: Math.max(ctx.globals.timeout, 60_000),
-        connectTimeout: ctx.globals.timeout,
-        onChunk: (chunk) => { wrote = true; process.stdout.write(chunk.text) }
-      })
-      if (ctx.globals.json) return printJson(res)
+      if (ctx.globals.json) return printJson(await client.inference(request, { signal: ac.signal }))
+      const stream = client.stream(request, { signal: ac.signal })
+      for await (const text of stream) { wrote = true; process.stdout.write(text) }
+      const res = await stream.result
       if (wrote) process.stdout.write('\n')
-      if (values.stats) process.stderr.write(`[${res.model} · ${res.usage.promptTokens}→${res.usage.completionTokens} tokens · ttft ${res.ttftMs ?? '-'} ms · ${res.durationMs} ms · worker ${res.worker.slice(0, 8)}]\n`)
+      if (values.stats) process.stderr.write(`[${res.model} · ${res.usage.promptTokens}→${res.usage.completionTokens} tokens · ttft ${res.ttftMs ?? '-'} ms · ${res.durationMs ?? '-'} ms · worker ${res.worker?.slice(0, 8) ?? '-'}]\n`)
     } finally {
       process.off('SIGINT', onSigint)
       if (wrote && ac.signal.aborted) process.stdout.write('\n')

@@ -11,11 +11,10 @@ export const models: Command = {
   usage: 'models',
   options: {},
   async run (ctx) {
-    const gw = await ctx.gateway()
-    const res = await gw.call(GatewayProtocol.models, {}, ctx.globals.timeout)
-    if (ctx.globals.json) return printJson(res)
-    if (res.models.length === 0) return console.log('no models: no inference worker is connected')
-    console.log(table([['MODEL', 'BACKEND', 'WORKERS'], ...res.models.map((m) => [m.id, m.backend, String(m.workers)])]))
+    const models = await ctx.sdk().models()
+    if (ctx.globals.json) return printJson({ models })
+    if (models.length === 0) return console.log('no models: no inference worker is connected')
+    console.log(table([['MODEL', 'BACKEND', 'WORKERS'], ...models.map((m) => [m.id, m.backend ?? '-', String(m.workers ?? '-')])]))
   }
 }
 
@@ -43,8 +42,7 @@ export const quota: Command = {
   usage: 'quota [--key K]',
   options: { key: { type: 'string' } },
   async run (ctx, { values }) {
-    const gw = await ctx.gateway()
-    const q = await gw.call(GatewayProtocol.getUserQuota, { apiKey: ctx.apiKey(values.key as string | undefined) }, ctx.globals.timeout)
+    const q = await ctx.sdk({ apiKey: ctx.apiKey(values.key as string | undefined) }).quota()
     if (ctx.globals.json) return printJson(q)
     console.log(`${q.used}/${q.limit} requests used this hour (${q.tier} tier), ${q.remaining} left${q.resetsAt ? `; oldest frees at ${q.resetsAt}` : ''}`)
   }

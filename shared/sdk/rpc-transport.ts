@@ -1,0 +1,127 @@
+import crypto from 'node:crypto'
+import RPC from '@hyperswarm/rpc'
+import c from 'compact-encoding'
+import DHT from 'hyperdht'
+import { bootstrapList } from '../config.ts'
+import { MeshError } from '../errors.ts'
+import { MeshClient } from '../mesh/client.ts'
+import { createDHT, type Bootstrap } from '../mesh/dht.ts'
+import { GatewayProtocol, type Quota } from '../protocol/gateway.ts'
+import type { RequestOf } from '../mesh/method.ts'
+import type { InferenceRequest, InferenceResult, ModelEntry, Transport } from './index.ts'
+
+// The SDK over the mesh itself: a client-only DHT node with a fresh identity, @hyperswarm/rpc on it,
+// and one long-lived MeshClient to the gateway's public key. The CLI opens its gateway connection
+// through the same GatewayConnection, so there is one way to reach a gateway.
+
+export interface GatewayConnectionOptions {
+  /** the gateway's 64-character hex public key */
+  gateway: string
+  /** DHT bootstrap nodes, as a list or as HYPERINFER_BOOTSTRAP's "host:port,host:port"; default: the public DHT */
+  bootstrap?: string | Bootstrap
+  /** how long a request waits for the connection before failing with UNAVAILABLE (default 10000) */
+  connectTimeoutMs?: number
+}
+
+export class GatewayConnection {
+  readonly key: string
+  readonly client: MeshClient
+  readonly connectTimeoutMs: number
+  private readonly rpc: RPC
+  private readonly dht: DHT
+  private closed = false
+
+  constructor (opts: GatewayConnectionOptions) {
+    const key = opts.gateway.toLowerCase()
+    if (!/^[0-9a-f]{64}$/.test(key)) throw MeshError.BAD_REQUEST('the gateway key must be 64 hex characters')
+    let bootstrap: Bootstrap | undefined
+    try {
+      bootstrap = typeof opts.bootstrap === 'string' ? bootstrapList(opts.bootstrap) : opts.bootstrap
+    } catch (err) {
+      throw MeshError.BAD_REQUEST((err as Error).message)
+    }
+    this.key = key
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000
+    // a fresh identity per connection: callers are strangers to the mesh, and the key says nothing about them
+    const keyPair = DHT.keyPair(crypto.randomBytes(32))
+    this.dht = createDHT({ keyPair, bootstrap, clientOnly: true })
+    this.rpc = new RPC({ keyPair, dht: this.dht, valueEncoding: c.json })
+    this.client = new MeshClient(this.rpc, Buffer.from(key, 'hex'), { name: `gateway ${key.slice(0, 8)}…`, maxBackoff: 1000 })
+  }
+
+  /** The connected client; UNAVAILABLE naming the gateway when it cannot be reached in time. */
+  async open (): Promise<MeshClient> {
+    if (this.closed) throw MeshError.UNAVAILABLE('the gateway connection is closed')
+    try {
+      await this.client.waitOpen(this.connectTimeoutMs)
+    } catch {
+      throw MeshError.UNAVAILABLE(`gateway ${this.key.slice(0, 12)}… is not reachable (no answer within ${Math.round(this.connectTimeoutMs / 1000)} s); check the key and the bootstrap list`)
+    }
+    return this.client
+  }
+
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.client.close()
+    await this.rpc.destroy({ force: true }).catch(() => {})
+    await this.dht.destroy().catch(() => {})
+  }
+}
+
+export class RpcTransport implements Transport {
+  readonly kind = 'rpc' as const
+  private readonly conn: GatewayConnection
+  private readonly apiKey: string
+  private readonly timeoutMs: number
+
+  constructor (opts: GatewayConnectionOptions & { apiKey: string, timeoutMs: number }) {
+    this.conn = new GatewayConnection(opts)
+    this.apiKey = opts.apiKey
+    this.timeoutMs = opts.timeoutMs
+  }
+
+  private request (req: InferenceRequest, stream: boolean): RequestOf<typeof GatewayProtocol.infer> {
+    // named fields only: the gateway's schema is strict, and a caller's extra keys are not its business
+    const { prompt, messages, model, maxTokens, temperature } = req
+    return { apiKey: this.apiKey, prompt, messages, model, maxTokens, temperature, stream }
+  }
+
+  async inference (req: InferenceRequest, signal?: AbortSignal): Promise<InferenceResult> {
+    const gw = await this.conn.open()
+    // infer is a stream method; with stream:false no frames come and the result carries the text,
+    // so the idle timeout bounds the whole request
+    return gw.stream(GatewayProtocol.infer, this.request(req, false), {
+      onChunk () {}, signal, idleTimeout: this.timeoutMs, connectTimeout: this.conn.connectTimeoutMs
+    })
+  }
+
+  async stream (req: InferenceRequest, onDelta: (text: string) => void, signal: AbortSignal): Promise<InferenceResult> {
+    const gw = await this.conn.open()
+    let text = ''
+    const res = await gw.stream(GatewayProtocol.infer, this.request(req, true), {
+      onChunk (chunk) {
+        if (!chunk.text) return
+        text += chunk.text
+        onDelta(chunk.text)
+      },
+      signal,
+      idleTimeout: this.timeoutMs,
+      connectTimeout: this.conn.connectTimeoutMs
+    })
+    // a streamed result's text is empty on the wire: the frames were the text
+    return { ...res, text }
+  }
+
+  async models (): Promise<ModelEntry[]> {
+    const gw = await this.conn.open()
+    return (await gw.call(GatewayProtocol.models, {}, this.timeoutMs)).models
+  }
+
+  async quota (): Promise<Quota> {
+    const gw = await this.conn.open()
+    return gw.call(GatewayProtocol.getUserQuota, { apiKey: this.apiKey }, this.timeoutMs)
+  }
+
+  close (): Promise<void> { return this.conn.close() }
+}
