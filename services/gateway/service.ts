@@ -6,7 +6,7 @@ import { handlers, type HandlerContext, type HandlerTable } from '../../shared/m
 import type { MeshClient } from '../../shared/mesh/client.ts'
 import type { RequestOf } from '../../shared/mesh/method.ts'
 import { AuthEvents, AuthProtocol, type KeyIdentity } from '../../shared/protocol/auth.ts'
-import { GatewayProtocol, type GatewayHealth, type InferResult, type Quota } from '../../shared/protocol/gateway.ts'
+import { GatewayProtocol, type AiResponse, type GatewayHealth, type InferResult, type Quota } from '../../shared/protocol/gateway.ts'
 import { InferenceProtocol, type ChatMessage, type TokenChunk } from '../../shared/protocol/inference.ts'
 import { MeshError } from '../../shared/errors.ts'
 import { sha256Hex } from '../../shared/apikey.ts'
@@ -14,6 +14,7 @@ import { KeyCache } from './keycache.ts'
 import { RateLimiter } from './ratelimit.ts'
 import { UsageRecorder } from './usage.ts'
 import { WorkerPool, type WorkerConn } from './workers.ts'
+import { DEFAULT_PREFERENCES, route } from './router.ts'
 
 // The public entry of the mesh. Per inference request: validate → authenticate the key (cached) →
 // check the model → take a rate-limit slot → pick a worker → stream tokens back → record usage.
@@ -44,6 +45,8 @@ export class GatewayService extends MeshService {
   readonly usage: UsageRecorder
   private sweepTimer: NodeJS.Timeout | null = null
   private dbOk = true
+  /** moving average of time to first token per model, as this gateway measured it */
+  private readonly ttftAvg = new Map<string, number>()
   private readonly rateLimited: client.Counter<'service'>
   private readonly tokens: client.Counter<'model' | 'direction'>
   private readonly ttft: client.Histogram<'model'>
@@ -78,6 +81,7 @@ export class GatewayService extends MeshService {
       .on(GatewayProtocol.usage, (req) => this.auth.call(AuthProtocol.getUserUsage, req, t))
       .on(GatewayProtocol.infer, (req, ctx) => this.infer(req, ctx))
       .on(GatewayProtocol.embed, (req, ctx) => this.embed(req, ctx))
+      .on(GatewayProtocol.aiRequest, (req, ctx) => this.aiRequest(req, ctx))
       .on(GatewayProtocol.models, () => ({ models: this.workers.listing() }))
       .on(GatewayProtocol.getServiceHealth, () => this.health())
       .on(GatewayProtocol.getUserQuota, (req) => this.quota(req.apiKey))
@@ -144,7 +148,10 @@ export class GatewayService extends MeshService {
         onChunk: (chunk) => {
           if (firstTokenAt === null) {
             firstTokenAt = Date.now()
-            this.ttft.observe({ model }, (firstTokenAt - dispatched) / 1000)
+            const ms = firstTokenAt - dispatched
+            this.ttft.observe({ model }, ms / 1000)
+            const prev = this.ttftAvg.get(model)
+            this.ttftAvg.set(model, prev === undefined ? ms : prev * 0.8 + ms * 0.2)
           }
           if (req.stream) ctx.emit(chunk)
           else text += chunk.text
@@ -179,6 +186,50 @@ export class GatewayService extends MeshService {
     this.tokens.inc({ model: req.model, direction: 'in' }, out.value.usage.promptTokens)
     this.record(id, identity, promptHash, req.model, out.worker.publicKey, started, null, out.value.usage.promptTokens, 0, 'success', null)
     return { ...out.value, id, worker: out.worker.publicKey }
+  }
+
+  /**
+   * Seed 000's task-level request: the caller names a task and preferences, the router picks the
+   * model. Embedding tasks try embedding-named models first and move on from models that cannot embed.
+   */
+  async aiRequest (req: RequestOf<typeof GatewayProtocol.aiRequest>, ctx: HandlerContext<any>): Promise<AiResponse> {
+    await this.keys.resolve(req.apiKey) // a bad key is refused before anything is routed
+    const prefs = req.preferences ? { speed: req.preferences.speed ?? 0, cost: req.preferences.cost ?? 0, quality: req.preferences.quality ?? 0 } : DEFAULT_PREFERENCES
+    const candidates = this.workers.listing().map((m) => ({ id: m.id, backend: m.backend, workers: m.workers, ttftMs: this.ttftAvg.get(m.id) ?? null, inflight: this.workers.inflightFor(m.id) }))
+    const routing = route(candidates, prefs)
+    if (routing.ranked.length === 0) throw MeshError.NO_WORKER('no inference worker is connected')
+    const backendOf = new Map(candidates.map((c) => [c.id, c.backend]))
+    const costOf = (model: string) => backendOf.get(model) === 'synthetic' || backendOf.get(model) === 'ollama' ? 0 : null
+
+    if (/^embed(ding)?s?$/i.test(req.task)) {
+      const input = typeof req.input === 'string' ? req.input : req.input.map((m) => m.content).join('\n')
+      const order = [...routing.ranked].sort((a, b) => Number(/embed/i.test(b.id)) - Number(/embed/i.test(a.id)))
+      let last: unknown = null
+      for (const choice of order.slice(0, 3)) {
+        try {
+          const r = await this.embed({ apiKey: req.apiKey, model: choice.id, input }, ctx)
+          const reason = choice.id === routing.ranked[0]!.id ? routing.reason : `${choice.id}: the first model that makes embeddings, in order of score`
+          return { id: r.id, model: r.model, worker: r.worker, response: r.embeddings, usage: { tokens: r.usage.promptTokens, promptTokens: r.usage.promptTokens, completionTokens: 0, cost: costOf(r.model) }, routing: { ...routing, reason } }
+        } catch (err) {
+          last = err
+          const code = (err as MeshError).code
+          if (code !== 'BAD_REQUEST' && code !== 'BACKEND_ERROR') throw err
+        }
+      }
+      throw last instanceof MeshError ? last : MeshError.NO_WORKER('no model could make embeddings')
+    }
+
+    const model = routing.ranked[0]!.id
+    const r = await this.infer({
+      apiKey: req.apiKey, model, stream: false,
+      ...(typeof req.input === 'string' ? { prompt: req.input } : { messages: req.input }),
+      ...(req.maxTokens !== undefined ? { maxTokens: req.maxTokens } : {})
+    }, ctx)
+    return {
+      id: r.id, model: r.model, worker: r.worker, response: r.text,
+      usage: { tokens: r.usage.promptTokens + r.usage.completionTokens, promptTokens: r.usage.promptTokens, completionTokens: r.usage.completionTokens, cost: costOf(r.model) },
+      routing
+    }
   }
 
   /** Authenticate, check the model exists and take a rate-limit slot: the gate every request passes. */

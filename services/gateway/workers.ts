@@ -86,6 +86,12 @@ export class WorkerPool {
     }))
   }
 
+  inflightFor (model: string): number {
+    let n = 0
+    for (const w of this.workers.values()) if (w.models.has(model)) n += w.inflight
+    return n
+  }
+
   inflight (): number {
     let n = 0
     for (const w of this.workers.values()) n += w.inflight

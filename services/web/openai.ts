@@ -234,6 +234,17 @@ export function registerOpenAIRoutes (app: FastifyInstance, deps: OpenAIRouteDep
     }
   })
 
+  // seed 000: { task, input, preferences } → the gateway's router picks the model
+  app.post('/v1/ai/request', async (req) => {
+    const apiKey = apiKeyOf(req)
+    const body = req.body
+    if (!body || typeof body !== 'object' || Array.isArray(body)) throw MeshError.BAD_REQUEST('request body must be a JSON object')
+    const { task, input, preferences, max_tokens: maxTokens } = body as Record<string, unknown>
+    return deps.gateway().call(GatewayProtocol.aiRequest, {
+      apiKey, task, input, ...(preferences !== undefined ? { preferences } : {}), ...(maxTokens !== undefined ? { maxTokens } : {})
+    } as never, 60_000)
+  })
+
   app.get('/v1/models', async (req) => {
     // the key is checked like any other call (cheap: the gateway caches it); listing costs no quota
     await deps.gateway().call(GatewayProtocol.getUserQuota, { apiKey: apiKeyOf(req) }, deps.rpcTimeoutMs)

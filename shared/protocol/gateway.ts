@@ -59,7 +59,33 @@ export const gatewayEmbedRequest = z.object({
   input: z.union([z.string().min(1).max(100_000), z.array(z.string().min(1).max(100_000)).min(1).max(256)])
 }).strict()
 
+const weight = z.number().min(0).max(1)
+export const aiRequestSchema = z.object({
+  apiKey,
+  task: z.string().trim().min(1).max(50),
+  input: z.union([z.string().min(1), z.array(chatMessage).min(1).max(256)]),
+  preferences: z.object({ speed: weight.optional(), cost: weight.optional(), quality: weight.optional() }).strict().optional(),
+  maxTokens: generationParams.maxTokens
+}).strict()
+
+export interface RoutingInfo {
+  strategy: string
+  reason: string
+  ranked: Array<{ id: string, score: number, signals: { speed: number, cost: number, quality: number } }>
+}
+
+export interface AiResponse {
+  id: string
+  model: string
+  worker: string
+  response: string | number[][]
+  /** cost is null while the model has no price (the registry adds prices) */
+  usage: { tokens: number, promptTokens: number, completionTokens: number, cost: number | null }
+  routing: RoutingInfo
+}
+
 export const GatewayProtocol = {
+  aiRequest: method<z.infer<typeof aiRequestSchema>, AiResponse>('aiRequest', 'public', aiRequestSchema),
   embed: method<z.infer<typeof gatewayEmbedRequest>, EmbedResult & { id: string, worker: string }>('embed', 'public', gatewayEmbedRequest),
   register: method<z.infer<typeof registerRequest>, ResponseOf<typeof AuthProtocol.registerUser>>('register', 'public', registerRequest),
   login: method<z.infer<typeof loginRequest>, ResponseOf<typeof AuthProtocol.loginUser>>('login', 'public', loginRequest),
