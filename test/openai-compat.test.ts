@@ -2,7 +2,7 @@ import test from 'brittle'
 import OpenAI from 'openai'
 import { startTestMesh, gatewayClient, userWithKey, alive } from '../shared/testing/harness.ts'
 import { startFakeOllama } from '../shared/testing/fake-ollama.ts'
-import { SLOW_MODEL } from '../shared/testing/fake-llm.ts'
+import { FAIL_MODEL, SLOW_MODEL } from '../shared/testing/fake-llm.ts'
 import { syntheticEmbedding, syntheticText } from '../services/inference/backends/synthetic.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 
@@ -10,11 +10,11 @@ import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 // with one of our API keys, against a real mesh.
 
 test('openai compat: chat, streaming with usage, completions, models, stop, and every error as the SDK sees it', { timeout: 180_000 }, async (t) => {
-  const ollama = await startFakeOllama({ models: [SLOW_MODEL] })
+  const ollama = await startFakeOllama({ models: [SLOW_MODEL, FAIL_MODEL] })
   t.teardown(() => ollama.close(), { order: 2 })
   const { mesh } = await startTestMesh(t, { serviceEnv: { gateway: { DEFAULT_RATE_LIMIT: '30' }, inference: { OLLAMA_URL: ollama.url } } })
   const { client: rpc } = await gatewayClient(t, mesh)
-  const { key } = await userWithKey(rpc)
+  const { key, token } = await userWithKey(rpc)
   const openai = new OpenAI({ baseURL: mesh.webUrl + '/v1', apiKey: key, maxRetries: 0 })
   const messages = [{ role: 'system' as const, content: 'be brief' }, { role: 'user' as const, content: 'Explain quantum computing' }]
   const expected = (n: number) => syntheticText(messages, n)
@@ -66,7 +66,7 @@ test('openai compat: chat, streaming with usage, completions, models, stop, and 
   t.is(noModel.status, 404, 'unknown embedding model → 404')
 
   const models = await openai.models.list()
-  t.alike(models.data.map((m) => m.id).sort(), ['slow', 'synthetic'], '/v1/models lists what the workers serve')
+  t.alike(models.data.map((m) => m.id).sort(), [FAIL_MODEL, 'slow', 'synthetic'].sort(), '/v1/models lists what the workers serve')
   const one = await openai.models.retrieve('synthetic')
   t.is(one.owned_by, 'synthetic')
 
@@ -84,6 +84,14 @@ test('openai compat: chat, streaming with usage, completions, models, stop, and 
   t.is(e400.param, 'temperature', 'naming the parameter')
   const e400b = await openai.chat.completions.create({ model: 'synthetic', messages: [] }).catch((e) => e)
   t.is(e400b.status, 400, 'empty messages → 400')
+
+  const scoped = await rpc.call(GatewayProtocol.createKey, { token, name: 'models only', scopes: ['models'] })
+  const e403 = await new OpenAI({ baseURL: mesh.webUrl + '/v1', apiKey: scoped.key, maxRetries: 0 }).chat.completions.create({ model: 'synthetic', messages }).catch((e) => e)
+  t.ok(e403 instanceof OpenAI.PermissionDeniedError, 'a key without the inference scope → PermissionDeniedError')
+  t.is(e403.status, 403)
+  const e502 = await openai.chat.completions.create({ model: FAIL_MODEL, messages }).catch((e) => e)
+  t.ok(e502 instanceof OpenAI.InternalServerError && e502.status === 502, 'the backend failing → 502')
+  t.is(e502.code, 'BACKEND_ERROR')
 
   // a client that goes away cancels the backend request, two hops away
   const ac = new AbortController()
@@ -115,4 +123,10 @@ test('openai compat: chat, streaming with usage, completions, models, stop, and 
   const noAuth = await fetch(mesh.webUrl + '/v1/models')
   t.is(noAuth.status, 401)
   t.alike(alive(mesh), ['auth', 'gateway', 'inference', 'metrics', 'web'], 'every process still up')
+
+  // the gateway going away is a 503 from the edge, not a hang or a crash
+  await mesh.stopChild('gateway')
+  const e503 = await new OpenAI({ baseURL: mesh.webUrl + '/v1', apiKey: key, maxRetries: 0, timeout: 30_000 }).chat.completions.create({ model: 'synthetic', messages }).catch((e) => e)
+  t.ok(e503 instanceof OpenAI.InternalServerError && e503.status === 503, 'gateway unreachable → 503')
+  t.is(e503.code, 'UNAVAILABLE')
 })
