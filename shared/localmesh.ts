@@ -9,13 +9,8 @@ import { serviceKeyPair } from './keys.ts'
 import { readMeshFile, writeMeshFile, type MeshFile } from './meshfile.ts'
 import { loadSecret } from './service-env.ts'
 import { safeUrl } from './log.ts'
-import crypto from 'node:crypto'
-import RPC from '@hyperswarm/rpc'
-import c from 'compact-encoding'
-import DHT from 'hyperdht'
-import { createDHT } from './mesh/dht.ts'
-import { MeshClient } from './mesh/client.ts'
 import { GatewayProtocol } from './protocol/gateway.ts'
+import { GatewayConnection } from './sdk/rpc-transport.ts'
 
 // A whole mesh on one machine, every service its own child process: a DHT bootstrapper on 127.0.0.1,
 // PostgreSQL (DATABASE_URL, or embedded in the state dir), migrations, then auth, gateway, metrics,
@@ -144,15 +139,12 @@ export class LocalMesh {
    * auth and every worker has registered. Ask the gateway itself, as a client would.
    */
   private async waitUsable (workers: number, timeoutMs = 45_000): Promise<void> {
-    const keyPair = DHT.keyPair(crypto.randomBytes(32))
-    const dht = createDHT({ keyPair, bootstrap: this.testnet!.bootstrap, clientOnly: true })
-    const rpc = new RPC({ keyPair, dht, valueEncoding: c.json })
-    const client = new MeshClient(rpc, Buffer.from(this.gatewayKey, 'hex'), { name: 'gateway' })
+    const conn = new GatewayConnection({ gateway: this.gatewayKey, bootstrap: this.testnet!.bootstrap, connectTimeoutMs: 5000 })
     const deadline = Date.now() + timeoutMs
     let last = 'no answer from the gateway'
     try {
       while (Date.now() < deadline) {
-        const h = await client.call(GatewayProtocol.getServiceHealth, {}, 5000).catch(() => null)
+        const h = await conn.open().then((client) => client.call(GatewayProtocol.getServiceHealth, {}, 5000)).catch(() => null)
         if (h) {
           if (h.auth === 'connected' && h.workers.length >= workers) return
           last = `auth ${h.auth}, ${h.workers.length}/${workers} workers registered`
@@ -161,9 +153,7 @@ export class LocalMesh {
       }
       throw new Error(`the mesh did not become usable within ${timeoutMs / 1000} s (${last})`)
     } finally {
-      await client.close()
-      await rpc.destroy({ force: true }).catch(() => {})
-      await dht.destroy().catch(() => {})
+      await conn.close()
     }
   }
 

@@ -4,14 +4,10 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import RPC from '@hyperswarm/rpc'
-import c from 'compact-encoding'
-import DHT from 'hyperdht'
 import { LocalMesh, type LocalMeshOptions } from '../localmesh.ts'
 import { createTestDatabase, type TestDatabase } from './db.ts'
-import { createDHT } from '../mesh/dht.ts'
-import { MeshClient } from '../mesh/client.ts'
-import { bootstrapList } from '../config.ts'
+import type { MeshClient } from '../mesh/client.ts'
+import { GatewayConnection } from '../sdk/rpc-transport.ts'
 
 // Real processes for end-to-end tests: a fresh database, a temp state dir, the whole mesh via
 // LocalMesh, the real CLI binary, and a real RPC client — the same parts a user runs.
@@ -60,14 +56,10 @@ export function runCli (home: string, args: string[], opts: { stdin?: string, en
 }
 
 /** An in-process RPC client to the mesh's gateway, with a fresh identity (a stranger to the mesh). */
-export async function gatewayClient (t: { teardown: (fn: () => unknown, o?: { order?: number }) => void }, mesh: LocalMesh, key = mesh.gatewayKey): Promise<{ client: MeshClient, rpc: RPC }> {
-  const keyPair = DHT.keyPair(crypto.randomBytes(32))
-  const dht = createDHT({ keyPair, bootstrap: bootstrapList(mesh.bootstrapString), clientOnly: true })
-  const rpc = new RPC({ keyPair, dht, valueEncoding: c.json })
-  const client = new MeshClient(rpc, Buffer.from(key, 'hex'), { name: 'test-client' })
-  t.teardown(async () => { await client.close(); await rpc.destroy({ force: true }); await dht.destroy() }, { order: 0 })
-  await client.waitOpen(15_000)
-  return { client, rpc }
+export async function gatewayClient (t: { teardown: (fn: () => unknown, o?: { order?: number }) => void }, mesh: LocalMesh, key = mesh.gatewayKey): Promise<{ client: MeshClient }> {
+  const conn = new GatewayConnection({ gateway: key, bootstrap: mesh.bootstrapString, connectTimeoutMs: 15_000 })
+  t.teardown(() => conn.close(), { order: 0 })
+  return { client: await conn.open() }
 }
 
 /** Register, log in and create a key over RPC: the fixture most tests need. */
