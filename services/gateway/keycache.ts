@@ -7,6 +7,8 @@ import type { KeyIdentity } from '../../shared/protocol/auth.ts'
 // dropped whenever the connection to auth drops (a push may have been missed). Concurrent lookups of
 // one key share a single auth call.
 
+const MAX_INVALID = 10_000
+
 export class KeyCache {
   private readonly entries = new Map<string, { identity: KeyIdentity, until: number }>()
   private readonly byKeyId = new Map<string, string>()
@@ -47,7 +49,11 @@ export class KeyCache {
         }
         return identity
       }, (err) => {
-        if ((err as MeshError).code === 'INVALID_API_KEY') this.invalid.set(hash, Date.now() + 1000)
+        if ((err as MeshError).code === 'INVALID_API_KEY') {
+          // random keys from a stranger must not grow memory: this cache only shields auth, so it may forget
+          if (this.invalid.size >= MAX_INVALID) this.invalid.clear()
+          this.invalid.set(hash, Date.now() + 1000)
+        }
         throw err
       }).finally(() => this.pending.delete(hash))
       this.pending.set(hash, p)
@@ -64,6 +70,12 @@ export class KeyCache {
     const e = this.entries.get(hash)
     if (e) this.byKeyId.delete(e.identity.keyId)
     this.entries.delete(hash)
+  }
+
+  /** Forget entries past their time, so memory follows the keys in use. */
+  sweep (now = Date.now()): void {
+    for (const [hash, e] of this.entries) if (e.until <= now) this.drop(hash)
+    for (const [hash, until] of this.invalid) if (until <= now) this.invalid.delete(hash)
   }
 
   clear (): void {

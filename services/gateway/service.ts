@@ -44,7 +44,7 @@ export class GatewayService extends MeshService {
   readonly limiter: RateLimiter
   readonly usage: UsageRecorder
   private sweepTimer: NodeJS.Timeout | null = null
-  private dbOk = true
+  private dbProbe: { at: number, ok: Promise<boolean> } | null = null
   /** moving average of time to first token per model, as this gateway measured it */
   private readonly ttftAvg = new Map<string, number>()
   private readonly rateLimited: client.Counter<'service'>
@@ -98,7 +98,7 @@ export class GatewayService extends MeshService {
     this.auth.on('close', () => this.keys.clear())
     this.auth.on('open', () => this.keys.clear())
     this.usage.start()
-    this.sweepTimer = setInterval(() => this.limiter.sweep(), 60_000)
+    this.sweepTimer = setInterval(() => { this.limiter.sweep(); this.keys.sweep() }, 60_000)
     this.sweepTimer.unref()
   }
 
@@ -116,8 +116,9 @@ export class GatewayService extends MeshService {
   private registerWorker (req: RequestOf<typeof GatewayProtocol.registerWorker>, ctx: HandlerContext<any>) {
     const member = this.isMeshMember(ctx.remoteKey)
     const token = this.opts.workerToken
-    const tokenOk = !!token && !!req.token && req.token.length === token.length &&
-      crypto.timingSafeEqual(Buffer.from(req.token), Buffer.from(token))
+    // compare digests: equal length whatever the input, so the comparison is constant-time and cannot throw
+    const digest = (v: string) => crypto.createHash('sha256').update(v).digest()
+    const tokenOk = !!token && !!req.token && crypto.timingSafeEqual(digest(req.token), digest(token))
     if (!member && !tokenOk) throw MeshError.FORBIDDEN('worker is not admitted: present the network worker token')
     const w = this.workers.upsert(ctx.peer, req.models, req.capacity ?? 64, req.label ?? null)
     this.log.info({ worker: w.publicKey.slice(0, 16), models: req.models.map((m) => m.id) }, 'worker registered')
@@ -312,20 +313,27 @@ export class GatewayService extends MeshService {
     return { tier: identity.tier, limit: s.limit, used: s.used, remaining: s.remaining, windowSeconds: 3600, resetsAt: s.resetsAt ? new Date(s.resetsAt).toISOString() : null }
   }
 
-  async health (): Promise<GatewayHealth> {
-    try {
-      await this.pool.query('SELECT 1')
-      this.dbOk = true
-    } catch {
-      this.dbOk = false
+  /**
+   * getServiceHealth is public: strangers calling it in a loop must not become database load. One
+   * probe at a time, its answer reused for a second.
+   */
+  private databaseOk (): Promise<boolean> {
+    const now = Date.now()
+    if (!this.dbProbe || now - this.dbProbe.at > 1000) {
+      this.dbProbe = { at: now, ok: this.pool.query('SELECT 1').then(() => true, () => false) }
     }
+    return this.dbProbe.ok
+  }
+
+  async health (): Promise<GatewayHealth> {
+    const dbOk = await this.databaseOk()
     const authUp = this.auth.connected
     return {
-      status: authUp && this.dbOk && this.workers.size > 0 ? 'ok' : 'degraded',
+      status: authUp && dbOk && this.workers.size > 0 ? 'ok' : 'degraded',
       publicKey: this.publicKey,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       auth: authUp ? 'connected' : 'disconnected',
-      database: this.dbOk ? 'ok' : 'error',
+      database: dbOk ? 'ok' : 'error',
       workers: this.workers.summaries(),
       models: this.workers.modelIds(),
       inflight: this.workers.inflight()

@@ -69,7 +69,9 @@ test('gateway: bad input gets coded errors and changes nothing; every process st
     ['bad email', () => client.call(GatewayProtocol.register, { username: 'bob', email: 'not-an-email', password: 'long enough pw' }), 'BAD_REQUEST'],
     ['forged session', () => client.call(GatewayProtocol.listKeys, { token: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.invalidsignature' }), 'UNAUTHENTICATED'],
     ['internal method from a stranger', () => client.call(CommonProtocol.serviceInfo, {}), 'FORBIDDEN'],
-    ['worker without the token', () => client.call(GatewayProtocol.registerWorker, { models: [{ id: 'evil', backend: 'x' }] }), 'FORBIDDEN']
+    ['worker without the token', () => client.call(GatewayProtocol.registerWorker, { models: [{ id: 'evil', backend: 'x' }] }), 'FORBIDDEN'],
+    // same length in characters as the real (64 hex) token, twice as long in bytes
+    ['worker with a wrong multi-byte token', () => client.call(GatewayProtocol.registerWorker, { token: 'ü'.repeat(64), models: [{ id: 'evil', backend: 'x' }] }), 'FORBIDDEN']
   ]
   for (const [name, p, code] of cases) {
     const err = await p().then(() => null, (e) => e)
