@@ -105,3 +105,75 @@ declare module 'compact-encoding' {
   }
   export default c
 }
+
+// --- hypercore / corestore / hyperbee: as far as shared/registry uses them ---
+
+declare module 'hypercore' {
+  import { EventEmitter } from 'node:events'
+  export interface HypercoreGetOptions { wait?: boolean, timeout?: number }
+  export interface HypercoreDownload { ready (): Promise<void>, done (): Promise<void>, destroy (): void }
+  export default class Hypercore extends EventEmitter {
+    readonly key: Buffer | null
+    readonly discoveryKey: Buffer | null
+    readonly length: number
+    readonly fork: number
+    readonly writable: boolean
+    readonly readable: boolean
+    readonly opened: boolean
+    readonly closed: boolean
+    readonly peers: unknown[]
+    ready (): Promise<void>
+    close (): Promise<void>
+    update (opts?: { wait?: boolean, force?: boolean }): Promise<boolean>
+    /** `{ start: 0, end: -1 }` keeps downloading every block as it is appended */
+    download (range?: { start?: number, end?: number, linear?: boolean }): HypercoreDownload
+    has (start: number, end?: number): Promise<boolean>
+  }
+}
+
+declare module 'corestore' {
+  import { EventEmitter } from 'node:events'
+  import Hypercore from 'hypercore'
+  /** A Hyperswarm/HyperDHT NoiseSecretStream (e.g. ProtomuxRPC's `.stream`), or a stream corestore made. */
+  export interface ReplicationStream {
+    readonly remotePublicKey?: Buffer | null
+    destroy (err?: Error): void
+  }
+  export default class Corestore extends EventEmitter {
+    constructor (storage: string, opts?: { readOnly?: boolean })
+    readonly opened: boolean
+    readonly closed: boolean
+    ready (): Promise<void>
+    close (): Promise<void>
+    /** `name`: a writable core whose key is derived from the store's primary key; `key`: someone else's core */
+    get (opts: { name: string } | { key: Buffer | string, writable?: boolean }): Hypercore
+    /** attach replication of every open core to a stream; the stream is not destroyed on store close */
+    replicate (stream: ReplicationStream): ReplicationStream
+    replicate (isInitiator: boolean): ReplicationStream & NodeJS.ReadWriteStream
+  }
+}
+
+declare module 'hyperbee' {
+  import Hypercore from 'hypercore'
+  export interface BeeEntry<V> { seq: number, key: string, value: V }
+  export interface BeeHistoryEntry<V> extends BeeEntry<V> { type: 'put' | 'del' }
+  export interface BeeRange { gt?: string, gte?: string, lt?: string, lte?: string, limit?: number, reverse?: boolean }
+  export interface BeeReadOptions { wait?: boolean, timeout?: number, update?: boolean }
+  export interface BeeHistoryOptions extends BeeReadOptions { gt?: number, gte?: number, lt?: number, lte?: number, limit?: number, reverse?: boolean, live?: boolean }
+  export default class Hyperbee<V = unknown> {
+    constructor (core: Hypercore, opts?: { keyEncoding?: 'utf-8' | 'binary' | 'json', valueEncoding?: 'json' | 'utf-8' | 'binary' })
+    readonly core: Hypercore
+    readonly version: number
+    readonly key: Buffer
+    readonly discoveryKey: Buffer
+    readonly writable: boolean
+    readonly readable: boolean
+    ready (): Promise<void>
+    close (): Promise<void>
+    put (key: string, value: V): Promise<void>
+    del (key: string): Promise<void>
+    get (key: string, opts?: BeeReadOptions): Promise<BeeEntry<V> | null>
+    createReadStream (range?: BeeRange, opts?: BeeReadOptions): AsyncIterable<BeeEntry<V>>
+    createHistoryStream (opts?: BeeHistoryOptions): AsyncIterable<BeeHistoryEntry<V>>
+  }
+}
