@@ -38,6 +38,11 @@ export class InferenceService extends MeshService {
     super({ ...opts, name: 'inference' })
     this.opts = opts
     this.backends = opts.backends
+    // worker gauges read the live per-model stats at scrape time
+    this.metrics.trackWorkerLoad(() => ({
+      capacity: opts.capacity ?? 64,
+      inflight: new Map([...this.stats].map(([model, s]) => [model, s.inflight]))
+    }))
   }
 
   get models (): ModelInfo[] { return [...this.catalog.values()].map((m) => m.info) }
@@ -168,14 +173,20 @@ export class InferenceService extends MeshService {
       if (ctx.signal.aborted) throw MeshError.CANCELLED()
       stats.served++
       const promptTokens = usage?.promptTokens ?? estimateTokens(req.messages.map((m) => m.content).join(' '))
-      return { model: req.model, backend: entry.backend.name, usage: { promptTokens, completionTokens: usage?.completionTokens ?? completionTokens }, finishReason, ttftMs }
+      const outTokens = usage?.completionTokens ?? completionTokens
+      this.metrics.countTokens(req.model, promptTokens, outTokens)
+      if (ttftMs !== null) this.metrics.observeTtft(req.model, ttftMs / 1000)
+      return { model: req.model, backend: entry.backend.name, usage: { promptTokens, completionTokens: outTokens }, finishReason, ttftMs }
     } catch (err) {
       stats.errors++
       if (ctx.signal.aborted) throw MeshError.CANCELLED()
-      throw err instanceof MeshError ? err : MeshError.BACKEND_ERROR(`${entry.backend.name} failed`)
+      const failure = err instanceof MeshError ? err : MeshError.BACKEND_ERROR(`${entry.backend.name} failed`)
+      this.metrics.backendError(entry.backend.name, failure.code)
+      throw failure
     } finally {
       ctx.signal.removeEventListener('abort', onAbort)
       stats.inflight--
+      this.metrics.observeInference(req.model, (Date.now() - started) / 1000)
     }
   }
 
@@ -187,16 +198,22 @@ export class InferenceService extends MeshService {
     if (!embed) throw MeshError.BAD_REQUEST(`model '${req.model}' (${entry.backend.name}) does not make embeddings`)
     const stats = this.statsFor(req.model)
     stats.inflight++
+    const started = Date.now()
     try {
       const r = await embed({ model: req.model, input: req.input }, signal)
       if (r.embeddings.length !== req.input.length) throw MeshError.BACKEND_ERROR(`${entry.backend.name} returned ${r.embeddings.length} embeddings for ${req.input.length} inputs`)
       stats.served++
-      return { model: req.model, embeddings: r.embeddings, usage: { promptTokens: r.promptTokens || estimateTokens(req.input.join(' ')) } }
+      const promptTokens = r.promptTokens || estimateTokens(req.input.join(' '))
+      this.metrics.countTokens(req.model, promptTokens, 0)
+      return { model: req.model, embeddings: r.embeddings, usage: { promptTokens } }
     } catch (err) {
       stats.errors++
-      throw err instanceof MeshError ? err : MeshError.BACKEND_ERROR(`${entry.backend.name} failed`)
+      const failure = err instanceof MeshError ? err : MeshError.BACKEND_ERROR(`${entry.backend.name} failed`)
+      if (!signal.aborted) this.metrics.backendError(entry.backend.name, failure.code)
+      throw failure
     } finally {
       stats.inflight--
+      this.metrics.observeInference(req.model, (Date.now() - started) / 1000)
     }
   }
 

@@ -89,9 +89,10 @@ export abstract class MeshService {
   private async doOpen (): Promise<void> {
     this.dht = createDHT({ keyPair: this.keyPair, bootstrap: this.bootstrap, host: this.host })
     this.rpcInstance = new RPC({ keyPair: this.keyPair, dht: this.dht, valueEncoding: c.json })
-    const table = this.handlers()
+    // handlers are tracked while they run (in-flight, oldest age); the observe hook counts and times them
+    const table = this.metrics.instrument(this.handlers(), { count: false })
     table.set(CommonProtocol.serviceInfo.name, { def: CommonProtocol.serviceInfo, fn: () => this.info() })
-    table.set(CommonProtocol.metricsText.name, { def: CommonProtocol.metricsText, fn: async () => ({ contentType: this.metrics.registry.contentType, text: await this.metrics.registry.metrics() }) })
+    table.set(CommonProtocol.metricsText.name, { def: CommonProtocol.metricsText, fn: () => this.metrics.text() })
     const observe = (m: string, outcome: string, seconds: number) => this.metrics.observeRequest(m, outcome, seconds)
     const server = this.rpcInstance.createServer({
       firewall: (remotePublicKey: Buffer) => this.privateOnly && !this.isMeshMember(remotePublicKey.toString('hex'))
@@ -123,7 +124,9 @@ export abstract class MeshService {
   /** A long-lived client to another mesh member, closed with this service. */
   connectTo (publicKey: string | Buffer, opts: MeshClientOptions): MeshClient {
     const key = typeof publicKey === 'string' ? Buffer.from(publicKey, 'hex') : publicKey
-    const client = new MeshClient(this.rpc, key, { log: this.log, ...opts })
+    // handlers served on a connection we dialled have no server-side observe hook: they count themselves
+    const served = opts.handlers ? { handlers: this.metrics.instrument(opts.handlers, { count: true }) } : {}
+    const client = new MeshClient(this.rpc, key, { log: this.log, ...opts, ...served })
     this.clients.add(client)
     return client
   }
