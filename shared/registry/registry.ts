@@ -154,8 +154,10 @@ export abstract class RegistryBase extends EventEmitter {
   get key (): string { return this.requireCore().key!.toString('hex') }
   /** hex; safe to announce (it does not let anyone read the registry) */
   get discoveryKey (): string { return this.requireCore().discoveryKey!.toString('hex') }
-  /** the version every 'change' so far has brought us to */
-  get version (): number { return this.processed }
+  /** the bee's version (its core length, at least 1): what reads see now */
+  get version (): number { return Math.max(1, this.core?.length ?? 0) }
+  /** the version the 'change' events emitted so far have reached (lags `version` by a tick) */
+  get changedVersion (): number { return this.processed }
   /** peers this core replicates with right now */
   get peerCount (): number { return this.core?.peers.length ?? 0 }
 
@@ -221,8 +223,11 @@ export abstract class RegistryBase extends EventEmitter {
     return () => { this.off('change', fn) }
   }
 
-  /** Resolves once change events up to `version` have been emitted (TIMEOUT otherwise). */
-  async waitForVersion (version: number, timeoutMs = 5000): Promise<void> {
+  /**
+   * Resolves once 'change' events up to `version` have been emitted (TIMEOUT otherwise). On a
+   * replica, `await replica.waitForVersion(writerVersion)` means reads show the writer's state then.
+   */
+  async waitForVersion (version: number = this.version, timeoutMs = 5000): Promise<void> {
     if (this.processed >= version) return
     const ac = new AbortController()
     const timer = setTimeout(() => ac.abort(), timeoutMs)
@@ -544,7 +549,7 @@ export class RegistryReplica extends RegistryBase {
 
 /** The read side both classes share, for code that should not care which one it holds. */
 export type RegistryReader = Pick<RegistryBase,
-  'open' | 'close' | 'key' | 'discoveryKey' | 'version' | 'replicate' | 'getModel' | 'listModels' |
+  'open' | 'close' | 'key' | 'discoveryKey' | 'version' | 'changedVersion' | 'replicate' | 'getModel' | 'listModels' |
   'getWorker' | 'listWorkers' | 'history' | 'watch' | 'waitForVersion' | 'on' | 'off'>
 
 function prefixRange (prefix: string): { gte: string, lt: string } {
