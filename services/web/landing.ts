@@ -27,12 +27,17 @@ export function landingPage (gatewayKey: string): string {
   .key { display: block; overflow-wrap: anywhere; color: var(--accent); }
   .muted { color: var(--muted); font-size: .9rem; }
   ul { padding-left: 1.2rem; }
+  .cta { display: flex; gap: .75rem; flex-wrap: wrap; margin: 1.5rem 0 0; }
+  .btn { display: inline-block; padding: .55rem 1.1rem; border-radius: 8px; font-weight: 600; text-decoration: none; border: 1px solid var(--accent); }
+  .btn-main { background: var(--accent); color: var(--bg); }
+  .btn-alt { color: var(--accent); }
 </style>
 </head>
 <body>
 <main>
   <h1>hyper<span>infer</span></h1>
   <p class="lead">A peer-to-peer AI-inference mesh. Workers with GPUs join over encrypted Hyperswarm RPC, a gateway routes prompts to them, and you reach it from anywhere by its public key &mdash; no open ports, no central server.</p>
+  <p class="cta"><a class="btn btn-main" href="/register">Create an account</a><a class="btn btn-alt" href="/login">Log in to the dashboard</a></p>
 
   <h2>Gateway public key</h2>
   <div class="card"><code class="key">${key}</code></div>

@@ -9,6 +9,10 @@ import { AuthProtocol } from '../../shared/protocol/auth.ts'
 import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
 import { landingPage } from './landing.ts'
 import { registerOpenAIRoutes } from './openai.ts'
+import { httpStatusOf } from './http-errors.ts'
+import { registerDashboardRoutes } from './dashboard/routes.ts'
+
+export { httpStatusOf }
 
 // The HTTP edge of the mesh for browsers and plain HTTP clients. No business logic lives here: every
 // route checks the shape of the request just enough to forward it, calls auth or the gateway over
@@ -28,29 +32,6 @@ export interface WebServiceOptions extends Omit<MeshServiceOptions, 'name' | 'pr
 
 export const BODY_LIMIT = 1024 * 1024
 const INFER_IDLE_TIMEOUT_MS = 60_000
-
-const STATUS_BY_CODE: Record<string, number> = {
-  BAD_REQUEST: 400,
-  UNAUTHENTICATED: 401,
-  INVALID_API_KEY: 401,
-  INVALID_CREDENTIALS: 401,
-  FORBIDDEN: 403,
-  NOT_FOUND: 404,
-  UNKNOWN_MODEL: 404,
-  CONFLICT: 409,
-  PROMPT_TOO_LARGE: 413,
-  PAYLOAD_TOO_LARGE: 413,
-  RATE_LIMITED: 429,
-  BACKEND_ERROR: 502,
-  NO_WORKER: 503,
-  UNAVAILABLE: 503,
-  SHUTTING_DOWN: 503,
-  TIMEOUT: 504
-}
-
-export function httpStatusOf (code: string): number {
-  return STATUS_BY_CODE[code] ?? 500
-}
 
 function errorType (status: number): string {
   if (status === 401) return 'authentication_error'
@@ -186,6 +167,17 @@ export class WebService extends MeshService {
     })
     app.get('/api/models', async () => this.client('gateway').call(GatewayProtocol.models, {}))
     registerOpenAIRoutes(app, { gateway: () => this.client('gateway'), rpcTimeoutMs: this.rpcTimeoutMs })
+    registerDashboardRoutes(app, {
+      auth: () => this.client('auth'),
+      gateway: () => this.client('gateway'),
+      log: this.log,
+      webHealth: () => ({
+        auth: this.auth?.connected ? 'connected' : 'disconnected',
+        gateway: this.gateway?.connected ? 'connected' : 'disconnected',
+        uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+        publicKey: this.publicKey
+      })
+    })
 
     return app
   }

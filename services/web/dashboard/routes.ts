@@ -1,0 +1,224 @@
+import fs from 'node:fs'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { Logger } from '../../../shared/log.ts'
+import { MeshError } from '../../../shared/errors.ts'
+import type { MeshClient } from '../../../shared/mesh/client.ts'
+import { AuthProtocol } from '../../../shared/protocol/auth.ts'
+import { GatewayProtocol, type GatewayHealth } from '../../../shared/protocol/gateway.ts'
+import { httpStatusOf } from '../http-errors.ts'
+import type { Metric } from './chart.ts'
+import { adminPage, errorPage, keyPage, keysPage, loginPage, modelsPage, overviewPage, registerPage, type UsageView, type WebHealth } from './pages.ts'
+import { checkCsrf, clearSessionCookie, Sessions, setSessionCookie, type SessionUser } from './session.ts'
+
+// The dashboard: HTML pages under /login, /register and /dashboard/*, and the JSON API their script
+// calls under /api/dashboard/*. Every page and call works on behalf of the user in the session
+// cookie only: auth scopes keys and usage to the token's user, and the admin check is made here,
+// on the server, from the role inside the token auth has just verified.
+
+export interface DashboardDeps {
+  auth: () => MeshClient
+  gateway: () => MeshClient
+  webHealth: () => WebHealth
+  log: Logger
+}
+
+const STATIC = new Map<string, { type: string, body: Buffer }>([
+  ['app.css', { type: 'text/css; charset=utf-8', body: fs.readFileSync(new URL('./static/app.css', import.meta.url)) }],
+  ['app.js', { type: 'text/javascript; charset=utf-8', body: fs.readFileSync(new URL('./static/app.js', import.meta.url)) }]
+])
+
+const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+const TITLES: Record<number, string> = { 400: 'Bad request', 403: 'Not allowed', 404: 'Not found', 429: 'Slow down', 502: 'Upstream error', 503: 'Temporarily unavailable', 504: 'Timed out' }
+
+/** Only our own dashboard paths are ever a redirect target after logging in. */
+export function safeNext (next: unknown): string | null {
+  return typeof next === 'string' && /^\/dashboard(\/[A-Za-z0-9/_-]*)?(\?[A-Za-z0-9=&_-]*)?$/.test(next) ? next : null
+}
+
+function intIn (v: unknown, allowed: number[], fallback: number): number {
+  const n = Number(v)
+  return allowed.includes(n) ? n : fallback
+}
+
+function body (req: FastifyRequest): Record<string, unknown> {
+  const b = req.body
+  if (!b || typeof b !== 'object' || Array.isArray(b)) throw MeshError.BAD_REQUEST('request body must be a JSON object')
+  return b as Record<string, unknown>
+}
+
+function requireAdmin (user: SessionUser): void {
+  if (user.role !== 'admin') throw MeshError.FORBIDDEN('this page is for administrators only')
+}
+
+export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDeps): void {
+  const sessions = new Sessions(deps.auth)
+
+  const sendPage = (reply: FastifyReply, html: string, status = 200) => {
+    reply.code(status)
+      .header('content-security-policy', PAGE_CSP)
+      .header('x-frame-options', 'DENY')
+      .header('referrer-policy', 'same-origin')
+      .header('cache-control', 'no-store')
+      .type('text/html; charset=utf-8')
+      .send(html)
+  }
+
+  type Ctx = { user: SessionUser | null }
+  /** An HTML page: a missing or stale session goes to the login page, any other error is a page too. */
+  const htmlRoute = (handler: (req: FastifyRequest, ctx: Ctx) => Promise<string>) => async (req: FastifyRequest, reply: FastifyReply) => {
+    const ctx: Ctx = { user: null }
+    try {
+      sendPage(reply, await handler(req, ctx))
+    } catch (err) {
+      const code = err instanceof MeshError ? err.code : 'INTERNAL'
+      if (code === 'UNAUTHENTICATED') {
+        clearSessionCookie(req, reply)
+        const next = safeNext(req.url)
+        return reply.redirect(next ? `/login?next=${encodeURIComponent(next)}` : '/login', 303)
+      }
+      const status = httpStatusOf(code)
+      let message = err instanceof MeshError ? err.reason : ''
+      if (status === 500) {
+        deps.log.error({ reqId: req.id, code, err: err instanceof MeshError ? undefined : err }, 'dashboard page failed')
+        message = 'Something went wrong on our side. Try again in a moment.'
+      }
+      sendPage(reply, errorPage(status, TITLES[status] ?? 'Something went wrong', `${message} [${code}]`, ctx.user), status)
+    }
+  }
+
+  const user = async (req: FastifyRequest, ctx: Ctx) => {
+    const u = await sessions.user(req)
+    ctx.user = { id: u.id, username: u.username, role: u.role }
+    return u
+  }
+
+  // ---- pages ----------------------------------------------------------------------------------
+
+  app.get('/dashboard/assets/:file', async (req: FastifyRequest<{ Params: { file: string } }>, reply) => {
+    const f = STATIC.get(req.params.file)
+    if (!f) throw MeshError.NOT_FOUND('no such asset')
+    reply.header('cache-control', 'no-cache').type(f.type).send(f.body)
+  })
+
+  const loggedOutPage = (render: (req: FastifyRequest) => string) => async (req: FastifyRequest, reply: FastifyReply) => {
+    // someone already logged in goes straight to the dashboard
+    if (await sessions.user(req).then(() => true, () => false)) return reply.redirect('/dashboard', 303)
+    sendPage(reply, render(req))
+  }
+  app.get('/login', loggedOutPage((req) => loginPage((req.query as Record<string, unknown>).logged_out !== undefined ? 'You are logged out.' : null)))
+  app.get('/register', loggedOutPage(() => registerPage()))
+
+  app.get('/dashboard', htmlRoute(async (req, ctx) => {
+    const u = await user(req, ctx)
+    const q = req.query as Record<string, unknown>
+    const days = intIn(q.days, [7, 30, 90], 30)
+    const metric: Metric = q.metric === 'tokens' || q.metric === 'cost' ? q.metric : 'requests'
+    const usage = await deps.gateway().call(GatewayProtocol.usage, { token: u.token, days }) as UsageView
+    return overviewPage(ctx.user!, usage, days, metric)
+  }))
+  app.get('/dashboard/keys', htmlRoute(async (req, ctx) => {
+    const u = await user(req, ctx)
+    const { keys } = await deps.auth().call(AuthProtocol.listApiKeys, { token: u.token })
+    return keysPage(ctx.user!, keys)
+  }))
+  app.get('/dashboard/keys/:id', htmlRoute(async (req, ctx) => {
+    const u = await user(req, ctx)
+    const id = (req.params as { id: string }).id
+    const { keys } = await deps.auth().call(AuthProtocol.listApiKeys, { token: u.token })
+    const key = keys.find((k) => k.id === id)
+    // another user's key looks exactly like a missing one
+    if (!key) throw MeshError.NOT_FOUND('no such API key')
+    return keyPage(ctx.user!, key)
+  }))
+  app.get('/dashboard/models', htmlRoute(async (req, ctx) => {
+    await user(req, ctx)
+    const { models } = await deps.gateway().call(GatewayProtocol.models, {})
+    return modelsPage(ctx.user!, models)
+  }))
+  app.get('/dashboard/admin', htmlRoute(async (req, ctx) => {
+    requireAdmin(await user(req, ctx))
+    let gw: GatewayHealth | null = null
+    let gwError: string | null = null
+    try {
+      gw = await deps.gateway().call(GatewayProtocol.getServiceHealth, {})
+    } catch (err) {
+      gwError = err instanceof MeshError ? `${err.reason} [${err.code}]` : 'no answer'
+    }
+    return adminPage(ctx.user!, gw, gwError, deps.webHealth())
+  }))
+  app.get('/dashboard/*', htmlRoute(async (req, ctx) => {
+    await user(req, ctx)
+    throw MeshError.NOT_FOUND('there is no such page')
+  }))
+
+  // ---- JSON API for the pages' script ---------------------------------------------------------
+
+  app.register(async (api) => {
+    api.addHook('onRequest', async (req, reply) => {
+      reply.header('cache-control', 'no-store')
+      if (req.method !== 'GET' && req.method !== 'HEAD') checkCsrf(req)
+    })
+
+    api.post('/register', async (req, reply) => {
+      const b = body(req)
+      const { user: created } = await deps.auth().call(AuthProtocol.registerUser, b as any)
+      const session = await deps.auth().call(AuthProtocol.loginUser, { email: String(b.email), password: String(b.password) })
+      setSessionCookie(req, reply, session.token, session.expiresAt)
+      reply.code(201)
+      return { user: created }
+    })
+    api.post('/login', async (req, reply) => {
+      const session = await deps.auth().call(AuthProtocol.loginUser, body(req) as any)
+      setSessionCookie(req, reply, session.token, session.expiresAt)
+      // the token itself stays in the HttpOnly cookie
+      return { user: session.user, expiresAt: session.expiresAt }
+    })
+    api.post('/logout', async (req, reply) => {
+      await sessions.logout(req)
+      clearSessionCookie(req, reply)
+      return { loggedOut: true }
+    })
+    api.get('/session', async (req) => {
+      const u = await sessions.user(req)
+      return { user: { id: u.id, username: u.username, role: u.role } }
+    })
+
+    api.get('/keys', async (req) => {
+      const u = await sessions.user(req)
+      return deps.auth().call(AuthProtocol.listApiKeys, { token: u.token })
+    })
+    api.get('/keys/:id', async (req) => {
+      const u = await sessions.user(req)
+      const id = (req.params as { id: string }).id
+      const { keys } = await deps.auth().call(AuthProtocol.listApiKeys, { token: u.token })
+      const key = keys.find((k) => k.id === id)
+      if (!key) throw MeshError.NOT_FOUND('no such API key')
+      return key
+    })
+    api.post('/keys', async (req, reply) => {
+      const u = await sessions.user(req)
+      const res = await deps.auth().call(AuthProtocol.generateApiKey, { ...body(req), token: u.token } as any)
+      reply.code(201)
+      return res
+    })
+    api.delete('/keys/:id', async (req) => {
+      const u = await sessions.user(req)
+      return deps.auth().call(AuthProtocol.revokeApiKey, { token: u.token, id: (req.params as { id: string }).id })
+    })
+
+    api.get('/usage', async (req) => {
+      const u = await sessions.user(req)
+      const days = (req.query as Record<string, unknown>).days
+      return deps.gateway().call(GatewayProtocol.usage, days === undefined ? { token: u.token } : { token: u.token, days: Number(days) })
+    })
+    api.get('/models', async (req) => {
+      await sessions.user(req)
+      return deps.gateway().call(GatewayProtocol.models, {})
+    })
+    api.get('/admin/health', async (req) => {
+      requireAdmin(await sessions.user(req))
+      return { gateway: await deps.gateway().call(GatewayProtocol.getServiceHealth, {}), web: deps.webHealth() }
+    })
+  }, { prefix: '/api/dashboard' })
+}

@@ -1,0 +1,119 @@
+import crypto from 'node:crypto'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { MeshError } from '../../../shared/errors.ts'
+import type { MeshClient } from '../../../shared/mesh/client.ts'
+import { AuthProtocol } from '../../../shared/protocol/auth.ts'
+
+// Browser sessions. The session JWT that auth issues lives only in an HttpOnly, SameSite=Strict
+// cookie: page scripts never see it, and the web service turns the cookie back into the token it
+// passes to auth and the gateway. Every state-changing dashboard request must also carry the
+// `x-hyperinfer-csrf` header (a cross-site page cannot add a custom header without a CORS preflight,
+// which this server never grants) and, when the browser says where it comes from, come from this
+// very origin.
+
+export const SESSION_COOKIE = 'hyperinfer_session'
+export const CSRF_HEADER = 'x-hyperinfer-csrf'
+
+export interface SessionUser { id: string, username: string, role: string }
+
+/** The raw session token from the request's cookie, or null. */
+export function sessionToken (req: FastifyRequest): string | null {
+  const header = req.headers.cookie
+  if (!header) return null
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=')
+    if (eq < 0) continue
+    if (part.slice(0, eq).trim() !== SESSION_COOKIE) continue
+    const value = part.slice(eq + 1).trim()
+    // a JWT is three base64url parts; anything else is not ours
+    return /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(value) && value.length <= 4096 ? value : null
+  }
+  return null
+}
+
+function secure (req: FastifyRequest): boolean {
+  return req.protocol === 'https'
+}
+
+export function setSessionCookie (req: FastifyRequest, reply: FastifyReply, token: string, expiresAt: string): void {
+  const maxAge = Math.max(0, Math.floor((Date.parse(expiresAt) - Date.now()) / 1000))
+  reply.header('set-cookie', `${SESSION_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${secure(req) ? '; Secure' : ''}`)
+}
+
+export function clearSessionCookie (req: FastifyRequest, reply: FastifyReply): void {
+  reply.header('set-cookie', `${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0${secure(req) ? '; Secure' : ''}`)
+}
+
+/**
+ * Refuse a state-changing request that may come from another site: it must carry the CSRF header,
+ * its Origin (when sent) must be this server's, and Sec-Fetch-Site (when sent) must say same-origin.
+ */
+export function checkCsrf (req: FastifyRequest): void {
+  if (req.headers[CSRF_HEADER] !== '1') throw new MeshError('CSRF_REJECTED', `state-changing requests need the ${CSRF_HEADER}: 1 header`)
+  const site = req.headers['sec-fetch-site']
+  if (typeof site === 'string' && site !== 'same-origin' && site !== 'none') throw new MeshError('CSRF_REJECTED', 'cross-site request refused')
+  const origin = req.headers.origin
+  if (origin !== undefined) {
+    const own = `${req.protocol}://${req.headers.host ?? ''}`
+    if (origin !== own) throw new MeshError('CSRF_REJECTED', 'cross-origin request refused')
+  }
+}
+
+function digest (token: string): string {
+  return crypto.createHash('sha256').update(token).digest('hex')
+}
+
+/** Claims of a token auth has already verified; never trusted on their own. */
+function claimsOf (token: string): SessionUser & { exp: number } {
+  try {
+    const payload = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>
+    return {
+      id: String(payload.sub ?? ''),
+      username: String(payload.username ?? ''),
+      role: String(payload.role ?? 'user'),
+      exp: typeof payload.exp === 'number' ? payload.exp * 1000 : Date.now() + 24 * 3600_000
+    }
+  } catch {
+    throw MeshError.UNAUTHENTICATED()
+  }
+}
+
+/**
+ * Verifies session tokens with auth (the only holder of the signing secret) and remembers the ones
+ * logged out here: a JWT stays valid at auth until it expires, so a logged-out cookie replayed to
+ * this server must still be refused.
+ */
+export class Sessions {
+  private readonly loggedOut = new Map<string, number>()
+  private readonly auth: () => MeshClient
+
+  constructor (auth: () => MeshClient) {
+    this.auth = auth
+  }
+
+  /** The verified user behind the request's cookie; UNAUTHENTICATED when there is none. */
+  async user (req: FastifyRequest): Promise<SessionUser & { token: string }> {
+    const token = sessionToken(req)
+    if (!token) throw MeshError.UNAUTHENTICATED('not logged in')
+    if (this.loggedOut.has(digest(token))) throw MeshError.UNAUTHENTICATED('logged out; log in again')
+    // auth checks the signature and expiry of this exact token (any call taking a token does); once
+    // it has, the claims inside it are auth's own
+    await this.auth().call(AuthProtocol.listApiKeys, { token })
+    const { exp: _exp, ...user } = claimsOf(token)
+    return { ...user, token }
+  }
+
+  /** Remember a verified token as logged out (an unverified one is not worth remembering). */
+  async logout (req: FastifyRequest): Promise<void> {
+    const token = sessionToken(req)
+    if (!token || this.loggedOut.has(digest(token))) return
+    let exp: number
+    try {
+      await this.auth().call(AuthProtocol.listApiKeys, { token })
+      exp = claimsOf(token).exp
+    } catch { return }
+    const now = Date.now()
+    if (this.loggedOut.size > 1000) for (const [k, until] of this.loggedOut) if (until <= now) this.loggedOut.delete(k)
+    this.loggedOut.set(digest(token), exp)
+  }
+}

@@ -1,0 +1,25 @@
+// Error codes → HTTP status, shared by the JSON API and the dashboard's HTML pages.
+
+const STATUS_BY_CODE: Record<string, number> = {
+  BAD_REQUEST: 400,
+  UNAUTHENTICATED: 401,
+  INVALID_API_KEY: 401,
+  INVALID_CREDENTIALS: 401,
+  FORBIDDEN: 403,
+  CSRF_REJECTED: 403,
+  NOT_FOUND: 404,
+  UNKNOWN_MODEL: 404,
+  CONFLICT: 409,
+  PROMPT_TOO_LARGE: 413,
+  PAYLOAD_TOO_LARGE: 413,
+  RATE_LIMITED: 429,
+  BACKEND_ERROR: 502,
+  NO_WORKER: 503,
+  UNAVAILABLE: 503,
+  SHUTTING_DOWN: 503,
+  TIMEOUT: 504
+}
+
+export function httpStatusOf (code: string): number {
+  return STATUS_BY_CODE[code] ?? 500
+}

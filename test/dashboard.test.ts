@@ -1,0 +1,318 @@
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import test from 'brittle'
+import type { BrowserContext, Page } from 'playwright-core'
+import { startTestMesh } from '../shared/testing/harness.ts'
+import { chromiumUnavailable, launchBrowser, newUser, overflowsHorizontally, PHONE, DESKTOP, screenshots } from '../shared/testing/browser.ts'
+
+// The web dashboard in real headless Chromium against the whole mesh (real auth, gateway, worker,
+// PostgreSQL). Every assertion is on what the user sees in the page, or on what the HTTP API
+// answers with the same credentials a browser holds.
+
+const ADMIN = 'root-admin'
+const COOKIE = 'hyperinfer_session'
+
+async function api (base: string, method: string, path: string, opts: { body?: unknown, headers?: Record<string, string> } = {}) {
+  const res = await fetch(base + path, {
+    method,
+    headers: { ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}), ...opts.headers },
+    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+    redirect: 'manual'
+  })
+  const text = await res.text()
+  let json: any = null
+  try { json = JSON.parse(text) } catch {}
+  return { status: res.status, json, text, headers: res.headers }
+}
+
+function chat (base: string, key: string, content = 'hello from the dashboard test') {
+  return api(base, 'POST', '/v1/chat/completions', {
+    headers: { authorization: `Bearer ${key}` },
+    body: { model: 'synthetic', messages: [{ role: 'user', content }], max_tokens: 6 }
+  })
+}
+
+async function sessionCookie (context: BrowserContext) {
+  return (await context.cookies()).find((c) => c.name === COOKIE) ?? null
+}
+
+async function register (page: Page, username: string, password: string) {
+  await page.goto('/register')
+  await page.getByLabel('Username').fill(username)
+  await page.getByLabel('Email').fill(`${username}@example.com`)
+  await page.getByLabel('Password').fill(password)
+  await page.getByRole('button', { name: 'Create account' }).click()
+  await page.waitForURL('**/dashboard/keys')
+}
+
+async function login (page: Page, email: string, password: string) {
+  await page.getByLabel('Email').fill(email)
+  await page.getByLabel('Password').fill(password)
+  await page.getByRole('button', { name: 'Log in' }).click()
+}
+
+const unavailable = chromiumUnavailable()
+if (unavailable) {
+  // say why, in the TAP output, instead of passing silently
+  console.log(`# dashboard browser tests skipped: ${unavailable}`)
+  test.skip(`dashboard in Chromium (skipped: ${unavailable})`, () => {})
+} else {
+  test('dashboard: register, keys shown once, usage chart, revoke, isolation, admin, CSRF and logout in Chromium', { timeout: 240_000 }, async (t) => {
+    const { mesh, db } = await startTestMesh(t, { serviceEnv: { auth: { ADMIN_USERS: ADMIN } } })
+    const base = mesh.webUrl!
+    const browser = await launchBrowser(t)
+
+    // ---- alice: logged out, then registers -----------------------------------------------------
+    const a = await newUser(browser, base)
+    const alice = a.page
+    await alice.goto('/dashboard/keys')
+    t.ok(new URL(alice.url()).pathname === '/login' && new URL(alice.url()).searchParams.get('next') === '/dashboard/keys', 'a logged-out visitor is sent to the login page, and back after')
+    t.ok(await alice.getByRole('heading', { name: 'Log in' }).isVisible(), 'the login form is shown')
+    await screenshots(alice, 'login')
+
+    await alice.goto('/register')
+    await screenshots(alice, 'register')
+    await alice.getByLabel('Username').fill('alice')
+    await alice.getByLabel('Email').fill('alice@example.com')
+    await alice.getByLabel('Password').fill('short')
+    await alice.getByRole('button', { name: 'Create account' }).click()
+    const regError = alice.locator('[data-error]')
+    await regError.waitFor({ state: 'visible' })
+    t.ok(/8 characters.*\[BAD_REQUEST\]/.test(await regError.innerText()), 'a too-short password gets a clear coded error: ' + await regError.innerText())
+    t.is((await db.pool.query('SELECT count(*)::int AS n FROM users')).rows[0].n, 0, 'and creates no account')
+    t.is(await sessionCookie(a.context), null, 'and no session')
+
+    const alicePassword = 'alice has a long password'
+    await alice.getByLabel('Password').fill(alicePassword)
+    await alice.getByRole('button', { name: 'Create account' }).click()
+    await alice.waitForURL('**/dashboard/keys')
+    t.is(await alice.getByTestId('username').innerText(), 'alice', 'registering logs alice in; her name is in the header')
+    t.ok(await alice.getByText('No API keys yet').isVisible(), 'a new account shows the empty state for keys')
+    t.is(await alice.getByRole('link', { name: 'Admin' }).count(), 0, 'no Admin link for a regular user')
+    await screenshots(alice, 'keys-empty')
+
+    const cookie = await sessionCookie(a.context)
+    t.ok(cookie, 'the session is a cookie')
+    t.ok(cookie!.httpOnly, 'HttpOnly: page scripts cannot read it')
+    t.is(cookie!.sameSite, 'Strict', 'SameSite=Strict')
+    t.absent(await alice.evaluate(() => document.cookie.includes('hyperinfer_session')), 'document.cookie does not expose the session')
+    t.absent((await alice.content()).includes(cookie!.value), 'the token is nowhere in the page')
+
+    // ---- log out, log in again -----------------------------------------------------------------
+    await alice.getByRole('button', { name: 'Log out' }).click()
+    await alice.waitForURL('**/login?logged_out=1')
+    t.ok(await alice.getByText('You are logged out.').isVisible(), 'logging out says so')
+    t.is(await sessionCookie(a.context), null, 'logging out clears the cookie')
+    const replay = await api(base, 'GET', '/api/dashboard/session', { headers: { cookie: `${COOKIE}=${cookie!.value}` } })
+    t.is(replay.status, 401, 'the logged-out session no longer works, even replayed')
+    t.is(replay.json.error.code, 'UNAUTHENTICATED')
+
+    await login(alice, 'alice@example.com', 'not the password')
+    await regError.waitFor({ state: 'visible' })
+    t.ok((await alice.locator('[data-error]').innerText()).includes('[INVALID_CREDENTIALS]'), 'a wrong password is a clear coded error')
+    await login(alice, 'alice@example.com', alicePassword)
+    await alice.waitForURL((u) => u.pathname === '/dashboard')
+    t.is(await alice.getByTestId('username').innerText(), 'alice', 'logged in again')
+    t.ok(await alice.getByText('No requests in the last 30 days yet.').isVisible(), 'usage starts empty, and says so')
+    t.is(await alice.locator('[data-stat="requests"] .stat-value').innerText(), '0')
+
+    // ---- create a key: shown once, with a copy button ------------------------------------------
+    await alice.goto('/dashboard/keys')
+    await alice.getByRole('button', { name: 'Create key' }).click()
+    const createError = alice.locator('[data-error]')
+    await createError.waitFor({ state: 'visible' })
+    t.ok((await createError.innerText()).includes('name'), 'creating a key without a name says what is missing')
+    await alice.getByLabel('Name').fill('laptop')
+    await alice.getByLabel('Expires').selectOption('30')
+    await alice.getByRole('button', { name: 'Create key' }).click()
+    const secret = alice.locator('[data-secret]')
+    await secret.waitFor({ state: 'visible' })
+    const key = await secret.inputValue()
+    t.ok(/^hi_[A-Za-z0-9_-]{43}$/.test(key), 'the new key is shown')
+    t.ok(await alice.getByText('You will not be able to see it again').isVisible(), 'with a warning that it is shown once')
+    await alice.getByRole('button', { name: 'Copy' }).click()
+    await alice.getByRole('button', { name: 'Copied' }).waitFor()
+    t.is(await alice.evaluate(() => navigator.clipboard.readText()), key, 'Copy puts the key on the clipboard')
+    const row = alice.locator('[data-table="keys"] tbody tr').first()
+    t.ok((await row.innerText()).includes('laptop'), 'the key is listed at once')
+    await screenshots(alice, 'keys-created', { mask: ['[data-secret]'] })
+
+    await alice.reload()
+    t.is(await alice.locator('[data-secret]').inputValue(), '', 'after a reload the key is gone')
+    t.absent((await alice.content()).includes(key), 'and nowhere in the page')
+    t.absent((await alice.content()).includes(key.slice(10)), 'not even its secret part')
+    const keyRow = alice.locator('[data-table="keys"] tbody tr')
+    t.is(await keyRow.count(), 1, 'one key listed')
+    const listed = await keyRow.first().innerText()
+    t.ok(listed.includes('laptop') && listed.includes(key.slice(0, 10) + '…') && /active/i.test(listed), 'listed by name and prefix, active: ' + listed.replace(/\s+/g, ' '))
+    const keyId = await keyRow.first().getAttribute('data-key-id')
+    t.ok(keyId, 'the row carries the key id')
+    const keysApi = await alice.evaluate(async () => (await fetch('/api/dashboard/keys')).text())
+    t.absent(keysApi.includes(key), 'the key list API never returns the key either')
+
+    await alice.getByRole('link', { name: 'laptop' }).click()
+    await alice.waitForURL(`**/dashboard/keys/${keyId}`)
+    t.ok(await alice.getByRole('heading', { name: 'laptop' }).isVisible(), 'each key has its own page')
+    await screenshots(alice, 'key-detail')
+
+    // ---- use it, and watch the usage arrive -----------------------------------------------------
+    const first = await chat(base, key)
+    t.is(first.status, 200, 'the key works on /v1/chat/completions')
+    t.is((await chat(base, key, 'and once more')).status, 200)
+
+    let requests = '0'
+    const deadline = Date.now() + 20_000
+    while (Date.now() < deadline) {
+      await alice.goto('/dashboard')
+      requests = await alice.locator('[data-stat="requests"] .stat-value').innerText()
+      if (requests === '2') break
+      await new Promise((r) => setTimeout(r, 250))
+    }
+    t.is(requests, '2', 'the usage page counts both requests (usage is batched; polled for at most 20 s)')
+    const today = new Date().toISOString().slice(0, 10)
+    const bar = alice.locator(`svg .bar[data-date="${today}"]`)
+    t.is(await bar.getAttribute('data-value'), '2', 'today\'s bar in the chart shows 2 requests')
+    t.ok(Number(await bar.getAttribute('height')) > 50, 'and it is the tallest bar, drawn')
+    t.is(await alice.getByText('No requests in the last 30 days yet.').count(), 0, 'the empty-chart message is gone')
+    const tokens = await alice.locator('[data-stat="tokens"] .stat-foot').innerText()
+    t.ok(/12 out/.test(tokens), 'tokens out are shown: ' + tokens)
+    const byModel = alice.locator('[data-table="by-model"]')
+    if (await byModel.count()) t.ok((await byModel.innerText()).includes('synthetic'), 'the by-model table lists the model used')
+    else t.ok(await alice.getByText('Per-model usage is not reported by this gateway yet.').isVisible(), 'no per-model data from this gateway: said plainly')
+    const cost = await alice.locator('[data-stat="cost"] .stat-value').innerText()
+    t.ok(/^(\$[\d.,]+|—)$/.test(cost), 'cost is a dollar amount, or — when not reported: ' + cost)
+    await screenshots(alice, 'usage')
+    await alice.goto('/dashboard?days=7&metric=tokens')
+    const tokenBar = Number(await alice.locator(`svg .bar[data-date="${today}"]`).getAttribute('data-value'))
+    t.ok(tokenBar > 12, `the tokens chart shows today's tokens, prompt and completion: ${tokenBar}`)
+    await screenshots(alice, 'usage-tokens')
+
+    // ---- models ---------------------------------------------------------------------------------
+    await alice.getByRole('link', { name: 'Models' }).click()
+    await alice.waitForURL('**/dashboard/models')
+    const modelRow = alice.locator('[data-model="synthetic"]')
+    t.ok((await modelRow.innerText()).includes('synthetic'), 'the model catalog lists the synthetic model')
+    await screenshots(alice, 'models')
+
+    // ---- a regular user cannot see admin pages -------------------------------------------------
+    const adminResp = await alice.goto('/dashboard/admin')
+    t.is(adminResp?.status(), 403, 'a non-admin gets 403 for the admin page')
+    t.ok(await alice.getByRole('heading', { name: 'Not allowed' }).isVisible(), 'and a page that says so')
+    t.is(await alice.locator('[data-table="workers"]').count(), 0, 'no worker data on it')
+    const adminApi = await alice.evaluate(async () => (await fetch('/api/dashboard/admin/health')).status)
+    t.is(adminApi, 403, 'the admin API refuses her too')
+    await screenshots(alice, 'forbidden')
+    const missing = await alice.goto('/dashboard/nothing-here')
+    t.is(missing?.status(), 404, 'an unknown dashboard page is a 404 page')
+    await screenshots(alice, 'not-found')
+
+    // ---- bob cannot read or revoke alice's key -------------------------------------------------
+    const b = await newUser(browser, base)
+    const bob = b.page
+    await register(bob, 'bob', 'bob has a long password')
+    const steal = await bob.goto(`/dashboard/keys/${keyId}`)
+    t.is(steal?.status(), 404, 'bob opening alice\'s key page by URL gets 404')
+    t.absent((await bob.content()).includes('laptop'), 'and sees nothing of it')
+    const bobApi = await bob.evaluate(async (id) => {
+      const read = await fetch(`/api/dashboard/keys/${id}`)
+      const del = await fetch(`/api/dashboard/keys/${id}`, { method: 'DELETE', headers: { 'x-hyperinfer-csrf': '1' } })
+      const list = await (await fetch('/api/dashboard/keys')).json()
+      return { read: read.status, del: del.status, delCode: (await del.json()).error?.code, list: list.keys.length }
+    }, keyId)
+    t.alike(bobApi, { read: 404, del: 404, delCode: 'NOT_FOUND', list: 0 }, 'bob\'s API calls for alice\'s key: 404, 404, and his own list is empty')
+    await bob.goto('/dashboard')
+    t.is(await bob.locator('[data-stat="requests"] .stat-value').innerText(), '0', 'bob\'s usage does not include alice\'s requests')
+    t.is((await chat(base, key, 'still mine')).status, 200, 'alice\'s key still works')
+
+    // ---- cross-site requests change nothing ----------------------------------------------------
+    const evil = http.createServer((req, res) => {
+      res.setHeader('content-type', 'text/html')
+      res.end(`<!doctype html><body>
+<form id="f" method="POST" action="${base}/api/dashboard/keys" enctype="text/plain"><input name='{"name":"evil","x":"' value='"}'></form>
+<script>
+window.results = (async () => {
+  const out = {}
+  try { await fetch('${base}/api/dashboard/keys', { method: 'POST', mode: 'no-cors', credentials: 'include', headers: { 'content-type': 'text/plain' }, body: '{"name":"evil"}' }); out.simple = 'sent' } catch (e) { out.simple = 'blocked' }
+  try { await fetch('${base}/api/dashboard/keys/${keyId}', { method: 'DELETE', credentials: 'include', headers: { 'x-hyperinfer-csrf': '1' } }); out.preflighted = 'sent' } catch (e) { out.preflighted = 'blocked' }
+  return out
+})()
+</script></body>`)
+    })
+    await new Promise<void>((resolve) => evil.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => new Promise((resolve) => evil.close(resolve)), { order: 0 })
+    const evilUrl = `http://127.0.0.1:${(evil.address() as AddressInfo).port}/`
+    const attack = await a.context.newPage()
+    await attack.goto(evilUrl)
+    const results = await attack.evaluate(() => (window as any).results)
+    t.is(results.preflighted, 'blocked', 'a cross-origin request with the CSRF header is stopped by the browser (no CORS grant)')
+    await Promise.all([attack.waitForNavigation(), attack.evaluate(() => (document.getElementById('f') as HTMLFormElement).submit())])
+    t.ok((await attack.content()).includes('CSRF_REJECTED'), 'a cross-site form POST is refused with CSRF_REJECTED')
+    await attack.close()
+    const cookieNow = (await sessionCookie(a.context))!.value
+    const noHeader = await api(base, 'POST', '/api/dashboard/keys', { body: { name: 'evil' }, headers: { cookie: `${COOKIE}=${cookieNow}` } })
+    t.is(noHeader.status, 403, 'a POST with the cookie but without the CSRF header → 403')
+    t.is(noHeader.json.error.code, 'CSRF_REJECTED')
+    const badOrigin = await api(base, 'POST', '/api/dashboard/keys', { body: { name: 'evil' }, headers: { cookie: `${COOKIE}=${cookieNow}`, 'x-hyperinfer-csrf': '1', origin: 'http://evil.example' } })
+    t.is(badOrigin.status, 403, 'with the header but from another origin → 403')
+    t.is(badOrigin.json.error.code, 'CSRF_REJECTED')
+    await alice.goto('/dashboard/keys')
+    t.is(await alice.locator('[data-table="keys"] tbody tr').count(), 1, 'alice still has exactly one key: the attacks created nothing')
+    t.ok(/active/i.test(await alice.locator('[data-table="keys"] tbody tr').first().innerText()), 'and it is still active')
+    const { rows: evilKeys } = await db.pool.query(`SELECT count(*)::int AS n FROM api_keys WHERE name = 'evil'`)
+    t.is(evilKeys[0].n, 0, 'no key named evil exists in the database')
+
+    // ---- revoke: the key is refused ------------------------------------------------------------
+    const revoke = alice.locator(`[data-revoke="${keyId}"]`)
+    await revoke.click()
+    await alice.getByRole('button', { name: 'Confirm revoke' }).click()
+    await alice.locator(`tr[data-key-id="${keyId}"] [data-status]`).filter({ hasText: 'revoked' }).waitFor()
+    t.pass('revoking shows the key as revoked')
+    const refused = await chat(base, key, 'after revoke')
+    t.is(refused.status, 401, 'the revoked key is refused over HTTP (401)')
+    t.is(refused.json.error.code, 'INVALID_API_KEY')
+    await alice.reload()
+    t.ok(/revoked/i.test(await alice.locator(`tr[data-key-id="${keyId}"]`).innerText()), 'still revoked after a reload')
+    t.is(await alice.locator(`[data-revoke="${keyId}"]`).count(), 0, 'with no revoke button left')
+    await screenshots(alice, 'keys-revoked')
+
+    // ---- an admin sees workers and service health ----------------------------------------------
+    const c = await newUser(browser, base)
+    const root = c.page
+    await register(root, ADMIN, 'the admin password is long')
+    t.ok(await root.getByRole('link', { name: 'Admin' }).isVisible(), 'an admin has an Admin link')
+    const ok = await root.goto('/dashboard/admin')
+    t.is(ok?.status(), 200, 'and may open the admin page')
+    const workers = root.locator('[data-table="workers"] tbody tr')
+    t.is(await workers.count(), 1, 'it lists the one connected worker')
+    t.ok((await workers.first().innerText()).includes('synthetic'), 'with the models it serves')
+    t.ok(/ok/i.test(await root.locator('[data-service="gateway"] .stat-value').innerText()), 'gateway health is shown')
+    t.ok(/connected/i.test(await root.locator('[data-service="auth"] .stat-value').innerText()), 'auth health is shown')
+    t.ok(/ok/i.test(await root.locator('[data-service="database"] .stat-value').innerText()), 'database health is shown')
+    const health = await root.evaluate(async () => { const r = await fetch('/api/dashboard/admin/health'); return { status: r.status, body: await r.json() } })
+    t.is(health.status, 200, 'the admin API answers an admin')
+    t.is(health.body.gateway.workers.length, 1)
+    await screenshots(root, 'admin')
+
+    // ---- every page fits a phone ----------------------------------------------------------------
+    for (const path of ['/dashboard', '/dashboard/keys', `/dashboard/keys/${keyId}`, '/dashboard/models']) {
+      await alice.setViewportSize(PHONE)
+      await alice.goto(path)
+      t.absent(await overflowsHorizontally(alice), `${path} does not scroll sideways at 390 px`)
+    }
+    await root.setViewportSize(PHONE)
+    await root.goto('/dashboard/admin')
+    t.absent(await overflowsHorizontally(root), '/dashboard/admin does not scroll sideways at 390 px')
+    await alice.setViewportSize(DESKTOP)
+
+    // ---- log out: the cookie is gone and the session is dead -----------------------------------
+    const before = (await sessionCookie(a.context))!.value
+    await alice.goto('/dashboard')
+    await alice.getByRole('button', { name: 'Log out' }).click()
+    await alice.waitForURL('**/login?logged_out=1')
+    t.is(await sessionCookie(a.context), null, 'logging out clears the cookie')
+    await alice.goto('/dashboard/keys')
+    t.is(new URL(alice.url()).pathname, '/login', 'the dashboard sends her to log in again')
+    const dead = await api(base, 'GET', '/api/dashboard/keys', { headers: { cookie: `${COOKIE}=${before}` } })
+    t.is(dead.status, 401, 'the old cookie, replayed, is refused')
+  })
+}
