@@ -100,6 +100,7 @@ export abstract class RegistryBase extends EventEmitter {
   private opening: Promise<void> | null = null
   protected closing: Promise<void> | null = null
   private released = false
+  private ready = false
 
   constructor (opts: BaseOptions) {
     super()
@@ -131,6 +132,7 @@ export abstract class RegistryBase extends EventEmitter {
     core.on('append', () => this.scheduleDrain())
     core.on('truncate', () => this.scheduleDrain())
     await this.afterOpen()
+    this.ready = true
   }
 
   close (): Promise<void> {
@@ -141,14 +143,16 @@ export abstract class RegistryBase extends EventEmitter {
   private async doClose (): Promise<void> {
     if (this.opening) await this.opening.catch(() => {})
     try { await this.beforeClose() } catch (err) { this.log?.warn({ err }, 'registry: close step failed') }
-    if (this.draining) await this.draining.catch(() => {})
     this.released = true
+    // closing the bee first cancels a replica read still waiting for a block, so close never waits on it
     if (this.bee) await this.bee.close().catch(() => {})
+    if (this.draining) await this.draining.catch(() => {})
     if (this.store) await this.store.close().catch(() => {})
     await this.afterClose()
   }
 
-  get opened (): boolean { return this.bee !== null && !this.closing }
+  /** open() finished and close() has not started */
+  get opened (): boolean { return this.ready && !this.closing }
   get writable (): boolean { return this.core?.writable ?? false }
   /** the registry's public key (hex): what replicas open */
   get key (): string { return this.requireCore().key!.toString('hex') }
@@ -175,46 +179,69 @@ export abstract class RegistryBase extends EventEmitter {
     this.store.replicate(stream)
   }
 
-  async getModel (id: string): Promise<ModelEntry | null> {
-    const node = await this.requireBee().get(modelKey(id), this.readOptions)
-    return node ? node.value as ModelEntry : null
+  getModel (id: string): Promise<ModelEntry | null> {
+    return this.read(async (bee) => {
+      const node = await bee.get(modelKey(id), this.readOptions)
+      return node ? node.value as ModelEntry : null
+    })
   }
 
-  async listModels (filter: { task?: string } = {}): Promise<ModelEntry[]> {
-    const out: ModelEntry[] = []
-    for await (const node of this.requireBee().createReadStream(prefixRange(MODELS_PREFIX), this.readOptions)) {
-      const m = node.value as ModelEntry
-      if (filter.task && !m.tasks.includes(filter.task)) continue
-      out.push(m)
-    }
-    return out
+  listModels (filter: { task?: string } = {}): Promise<ModelEntry[]> {
+    return this.read(async (bee) => {
+      const out: ModelEntry[] = []
+      for await (const node of bee.createReadStream(prefixRange(MODELS_PREFIX), this.readOptions)) {
+        const m = node.value as ModelEntry
+        if (filter.task && !m.tasks.includes(filter.task)) continue
+        out.push(m)
+      }
+      return out
+    })
   }
 
-  async getWorker (key: string): Promise<WorkerEntry | null> {
-    const node = await this.requireBee().get(workerEntryKey(key), this.readOptions)
-    return node ? node.value as WorkerEntry : null
+  getWorker (key: string): Promise<WorkerEntry | null> {
+    return this.read(async (bee) => {
+      const node = await bee.get(workerEntryKey(key), this.readOptions)
+      return node ? node.value as WorkerEntry : null
+    })
   }
 
-  async listWorkers (filter: { state?: ApprovalState, model?: string } = {}): Promise<WorkerEntry[]> {
-    const out: WorkerEntry[] = []
-    for await (const node of this.requireBee().createReadStream(prefixRange(WORKERS_PREFIX), this.readOptions)) {
-      const w = node.value as WorkerEntry
-      if (filter.state && w.approval.state !== filter.state) continue
-      if (filter.model && !w.models.includes(filter.model)) continue
-      out.push(w)
-    }
-    return out
+  listWorkers (filter: { state?: ApprovalState, model?: string } = {}): Promise<WorkerEntry[]> {
+    return this.read(async (bee) => {
+      const out: WorkerEntry[] = []
+      for await (const node of bee.createReadStream(prefixRange(WORKERS_PREFIX), this.readOptions)) {
+        const w = node.value as WorkerEntry
+        if (filter.state && w.approval.state !== filter.state) continue
+        if (filter.model && !w.models.includes(filter.model)) continue
+        out.push(w)
+      }
+      return out
+    })
   }
 
   /** The change log, oldest first unless `reverse`: what `hyperinfer registry history` prints. */
-  async history (opts: HistoryOptions = {}): Promise<HistoryEntry[]> {
-    const out: HistoryEntry[] = []
-    const range = { ...this.readOptions, ...(opts.gt !== undefined ? { gt: opts.gt } : {}), ...(opts.limit !== undefined ? { limit: opts.limit } : {}), reverse: !!opts.reverse }
-    for await (const e of this.requireBee().createHistoryStream(range)) {
-      if (e.seq === 0) continue // never yielded by hyperbee, but the header is not a change
-      out.push({ seq: e.seq, type: e.type, key: e.key, value: e.value ?? null })
+  history (opts: HistoryOptions = {}): Promise<HistoryEntry[]> {
+    return this.read(async (bee) => {
+      const out: HistoryEntry[] = []
+      const range = { ...this.readOptions, ...(opts.gt !== undefined ? { gt: opts.gt } : {}), ...(opts.limit !== undefined ? { limit: opts.limit } : {}), reverse: !!opts.reverse }
+      for await (const e of bee.createHistoryStream(range)) {
+        out.push({ seq: e.seq, type: e.type, key: e.key, value: e.value ?? null })
+      }
+      return out
+    })
+  }
+
+  // hypercore's own failures (a replica block that never came, a closed session) as coded errors
+  private async read<T> (fn: (bee: Hyperbee<RegistryValue>) => Promise<T>): Promise<T> {
+    const bee = this.requireBee()
+    try {
+      return await fn(bee)
+    } catch (err) {
+      if (err instanceof MeshError) throw err
+      const code = (err as { code?: string })?.code
+      if (code === 'REQUEST_TIMEOUT') throw MeshError.TIMEOUT('registry read timed out waiting for a block from the writer (is a replication connection up?)')
+      if (code === 'SESSION_CLOSED' || code === 'REQUEST_CANCELLED') throw MeshError.UNAVAILABLE('registry is closed')
+      throw err
     }
-    return out
   }
 
   /** Call `fn` on every change; returns the unsubscribe function. Same as `on('change', fn)`. */

@@ -352,7 +352,8 @@ test('registry: replication over MeshService/MeshClient connections, reconnects 
   await reader.open()
   t.teardown(() => reader.close(), { order: 20 })
 
-  const replica = new RegistryReplica({ key: registry.key, storage: tmpDir(t, 'replica'), log })
+  const replicaDir = tmpDir(t, 'replica')
+  const replica = new RegistryReplica({ key: registry.key, storage: replicaDir, log })
   await replica.open()
   t.teardown(() => replica.close(), { order: 10 })
   const client = reader.connectTo(writerSvc.publicKey, { name: 'gw', maxBackoff: 300 })
@@ -395,4 +396,14 @@ test('registry: replication over MeshService/MeshClient connections, reconnects 
   t.is(strangerReplica.version, 1, 'nothing replicated to a non-member')
   t.is(strangerReplica.peerCount, 0)
   t.alike(await strangerReplica.listModels(), [])
+
+  // a replica with a storage dir serves what it has after a restart, before any connection
+  await replica.close()
+  const offline = new RegistryReplica({ key: registry.key, storage: replicaDir, log, readTimeoutMs: 500 })
+  await offline.open()
+  t.teardown(() => offline.close(), { order: 10 })
+  const readStarted = Date.now()
+  t.alike((await offline.listModels()).map((m) => m.id), ['m1', 'm2', 'm3'], 'replicated data persisted')
+  t.ok(Date.now() - readStarted < 200, 'local reads do not wait for the network')
+  t.is(offline.version, registry.version)
 })
