@@ -160,7 +160,7 @@ export class ExpositionMerger {
   render (): string {
     const out: string[] = []
     for (const [name, f] of this.families) {
-      if (f.help !== null) out.push(`# HELP ${name} ${f.help}`)
+      out.push(`# HELP ${name} ${f.help || '(the exporting service gave no help text)'}`)
       out.push(`# TYPE ${name} ${f.type}`)
       for (const l of f.lines) out.push(l)
     }
