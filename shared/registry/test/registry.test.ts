@@ -321,6 +321,13 @@ test('registry: a replica over a HyperDHT connection follows the writer within 1
   t.is(await codeOf(replica.approveWorker(hexKey(), 'x')), 'FORBIDDEN')
   t.is(await codeOf(() => replica.recordMeasurement('live-0', { ttftMs: 1, latencyMs: 1, ok: true })), 'FORBIDDEN')
   t.is(await codeOf(() => new RegistryReplica({ key: 'zz' })), 'BAD_REQUEST', 'a malformed registry key')
+
+  // closing either registry leaves the connection (and its RPC channel) to its owner
+  await replica.close()
+  t.is((await client.request('ping', { n: 42 })).pong, 42, 'RPC still works after the replica closed')
+  await writer.close()
+  t.is((await client.request('ping', { n: 43 })).pong, 43, 'and after the writer closed')
+  t.absent(client.closed)
 })
 
 // the integration path for the gateway: MeshService.onPeer on the writer, MeshClient on a replica
