@@ -11,7 +11,10 @@ export const ErrorCodes = {
   NOT_FOUND: 'NOT_FOUND',
   CONFLICT: 'CONFLICT', // duplicate username / email
   INVALID_CREDENTIALS: 'INVALID_CREDENTIALS',
-  RATE_LIMITED: 'RATE_LIMITED',
+  RATE_LIMITED: 'RATE_LIMITED', // too many requests in the window
+  QUOTA_EXCEEDED: 'QUOTA_EXCEEDED', // token quota of the hour or day used up
+  INSUFFICIENT_CREDITS: 'INSUFFICIENT_CREDITS', // the balance cannot cover the request's worst case
+  BUDGET_EXCEEDED: 'BUDGET_EXCEEDED', // the key's own budget cannot cover it
   PROMPT_TOO_LARGE: 'PROMPT_TOO_LARGE',
   UNKNOWN_MODEL: 'UNKNOWN_MODEL',
   NO_WORKER: 'NO_WORKER', // model is known but no connected worker can serve it now
@@ -66,6 +69,9 @@ export class MeshError extends Error {
   static INVALID_CREDENTIALS () { return new MeshError(ErrorCodes.INVALID_CREDENTIALS, 'email or password is wrong') }
   static RATE_LIMITED (msg: string, retryAfterSeconds: number, details: Record<string, unknown> = {}) {
     return new MeshError(ErrorCodes.RATE_LIMITED, msg, { ...details, retryAfterSeconds })
+  }
+  static LIMIT (code: 'RATE_LIMITED' | 'QUOTA_EXCEEDED' | 'INSUFFICIENT_CREDITS' | 'BUDGET_EXCEEDED', msg: string, details: Record<string, unknown> = {}) {
+    return new MeshError(code, msg, details)
   }
   static PROMPT_TOO_LARGE (msg: string) { return new MeshError(ErrorCodes.PROMPT_TOO_LARGE, msg) }
   static UNKNOWN_MODEL (model: string, available: string[]) {

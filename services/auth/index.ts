@@ -9,13 +9,15 @@ const schema = z.object({
   DATABASE_URL: z.string().min(1, 'DATABASE_URL is required'),
   JWT_SECRET: z.string().optional(),
   SESSION_TTL_SECONDS: positiveInt.default(86_400),
-  DB_POOL_SIZE: positiveInt.default(10)
+  DB_POOL_SIZE: positiveInt.default(10),
+  ADMIN_USERS: z.string().default('').transform((v) => v.split(/[\s,]+/).filter(Boolean)),
+  SIGNUP_CREDIT_USD: z.coerce.number().min(0).max(1_000_000).default(0)
 })
 
 await runService('auth', () => {
   const cfg = loadConfig(schema)
   const mesh = meshOptions('auth')
   const pool = createPool(cfg.DATABASE_URL, cfg.DB_POOL_SIZE)
-  const svc = new AuthService({ ...mesh, pool, jwtSecret: loadSecret(mesh.home, 'jwt', cfg.JWT_SECRET), sessionTtlSeconds: cfg.SESSION_TTL_SECONDS })
+  const svc = new AuthService({ ...mesh, pool, jwtSecret: loadSecret(mesh.home, 'jwt', cfg.JWT_SECRET), sessionTtlSeconds: cfg.SESSION_TTL_SECONDS, adminUsers: cfg.ADMIN_USERS, signupCreditUsd: cfg.SIGNUP_CREDIT_USD })
   return { service: svc, cleanup: () => pool.end() }
 }, (svc) => `auth ready ${svc.publicKey}`)

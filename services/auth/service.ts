@@ -1,7 +1,7 @@
 import type pg from 'pg'
 import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.ts'
 import { handlers, type HandlerTable } from '../../shared/mesh/peer.ts'
-import { AuthEvents, AuthProtocol, type ApiKeyInfo, type KeyIdentity, type PublicUser } from '../../shared/protocol/auth.ts'
+import { AuthEvents, AuthProtocol, type ApiKeyInfo, type Credits, type KeyIdentity, type LedgerEntry, type PublicUser, type UsageReport } from '../../shared/protocol/auth.ts'
 import type { RequestOf } from '../../shared/mesh/method.ts'
 import { MeshError } from '../../shared/errors.ts'
 import { newApiKey } from '../../shared/apikey.ts'
@@ -15,12 +15,20 @@ export interface AuthServiceOptions extends Omit<MeshServiceOptions, 'name' | 'p
   pool: pg.Pool
   jwtSecret: Buffer
   sessionTtlSeconds?: number
+  /** usernames (case-insensitive) that are admins: set at registration and at each login */
+  adminUsers?: string[]
+  /** credits every new account starts with, USD */
+  signupCreditUsd?: number
 }
 
 interface KeyRow {
   id: string, name: string, prefix: string, scopes: string[], tier: string,
-  created_at: Date, expires_at: Date | null, revoked_at: Date | null, last_used_at: Date | null
+  created_at: Date, expires_at: Date | null, revoked_at: Date | null, last_used_at: Date | null,
+  budget_nusd: string | null, models: string[] | null
 }
+const KEY_COLUMNS = 'id, name, prefix, scopes, tier, created_at, expires_at, revoked_at, last_used_at, budget_nusd, models'
+const NUSD = 1e9
+const usd = (nusd: number | string): number => Number(nusd) / NUSD
 interface UserRow { id: string, username: string, email: string, tier: string, role: string, created_at: Date }
 
 export class AuthService extends MeshService {
@@ -28,10 +36,14 @@ export class AuthService extends MeshService {
   private readonly sessions: SessionTokens
   private readonly usedKeys = new Set<string>()
   private flushTimer: NodeJS.Timeout | null = null
+  private readonly admins: Set<string>
+  private readonly signupCreditNusd: number
 
   constructor (opts: AuthServiceOptions) {
     super({ ...opts, name: 'auth', privateOnly: true })
     this.pool = opts.pool
+    this.admins = new Set((opts.adminUsers ?? []).map((u) => u.toLowerCase()))
+    this.signupCreditNusd = Math.round((opts.signupCreditUsd ?? 0) * NUSD)
     this.sessions = new SessionTokens(opts.jwtSecret, opts.sessionTtlSeconds)
   }
 
@@ -44,6 +56,9 @@ export class AuthService extends MeshService {
       .on(AuthProtocol.revokeApiKey, (req) => this.revokeApiKey(req))
       .on(AuthProtocol.validateApiKey, (req) => this.validateApiKey(req.keyHash))
       .on(AuthProtocol.getUserUsage, (req) => this.getUserUsage(req))
+      .on(AuthProtocol.whoami, (req) => this.whoami(req.token))
+      .on(AuthProtocol.getCredits, (req) => this.getCredits(req))
+      .on(AuthProtocol.grantCredits, (req) => this.grantCredits(req))
       .table
   }
 
@@ -60,21 +75,32 @@ export class AuthService extends MeshService {
 
   async registerUser (req: RequestOf<typeof AuthProtocol.registerUser>): Promise<{ user: PublicUser }> {
     const passwordHash = await hashPassword(req.password)
+    const role = this.admins.has(req.username.toLowerCase()) ? 'admin' : 'user'
+    const client = await this.pool.connect()
     try {
-      const { rows } = await this.pool.query<UserRow>(
-        `INSERT INTO users (username, email, password_hash) VALUES ($1, $2, $3)
+      await client.query('BEGIN')
+      const { rows } = await client.query<UserRow>(
+        `INSERT INTO users (username, email, password_hash, role) VALUES ($1, $2, $3, $4)
          RETURNING id, username, email, tier, role, created_at`,
-        [req.username, req.email.toLowerCase(), passwordHash])
+        [req.username, req.email.toLowerCase(), passwordHash, role])
       const user = rows[0]!
-      await this.audit(user.id, 'user.register', user.id)
+      await client.query('INSERT INTO credit_accounts (user_id, balance_nusd) VALUES ($1, $2)', [user.id, this.signupCreditNusd])
+      if (this.signupCreditNusd > 0) {
+        await client.query(`INSERT INTO credit_ledger (user_id, kind, amount_nusd, note) VALUES ($1, 'grant', $2, 'signup credit')`, [user.id, this.signupCreditNusd])
+      }
+      await client.query('INSERT INTO audit_log (user_id, action, target) VALUES ($1, $2, $3)', [user.id, 'user.register', user.id])
+      await client.query('COMMIT')
       this.log.info({ userId: user.id }, 'user registered')
       return { user: publicUser(user) }
     } catch (err) {
+      await client.query('ROLLBACK').catch(() => {})
       if ((err as { code?: string }).code === '23505') {
         const field = String((err as { constraint?: string }).constraint).includes('email') ? 'email' : 'username'
         throw MeshError.CONFLICT(`that ${field} is already registered`, { field })
       }
       throw err
+    } finally {
+      client.release()
     }
   }
 
@@ -85,6 +111,11 @@ export class AuthService extends MeshService {
     const row = rows[0]
     const ok = await verifyPassword(req.password, row?.password_hash ?? DUMMY_HASH)
     if (!row || !ok || !row.is_active) throw MeshError.INVALID_CREDENTIALS()
+    if (this.admins.has(row.username.toLowerCase()) && row.role !== 'admin') {
+      await this.pool.query(`UPDATE users SET role = 'admin' WHERE id = $1`, [row.id])
+      row.role = 'admin'
+      await this.audit(row.id, 'user.promote', row.id)
+    }
     const session = await this.sessions.issue({ userId: row.id, username: row.username, role: row.role })
     await this.audit(row.id, 'user.login', row.id)
     return { ...session, user: publicUser(row) }
@@ -107,10 +138,11 @@ export class AuthService extends MeshService {
     if (user.active_keys >= MAX_ACTIVE_KEYS) throw MeshError.FORBIDDEN(`at most ${MAX_ACTIVE_KEYS} active keys per account; revoke one first`)
     const { key, hash, prefix } = newApiKey()
     const { rows } = await this.pool.query<KeyRow>(
-      `INSERT INTO api_keys (user_id, key_hash, prefix, name, scopes, tier, expires_at)
-       VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7::int IS NULL THEN NULL ELSE now() + make_interval(days => $7::int) END)
-       RETURNING id, name, prefix, scopes, tier, created_at, expires_at, revoked_at, last_used_at`,
-      [claims.userId, hash, prefix, req.name, req.scopes ?? ['inference', 'models'], tier, req.expiresInDays ?? null])
+      `INSERT INTO api_keys (user_id, key_hash, prefix, name, scopes, tier, expires_at, budget_nusd, models)
+       VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7::int IS NULL THEN NULL ELSE now() + make_interval(days => $7::int) END, $8, $9)
+       RETURNING ${KEY_COLUMNS}`,
+      [claims.userId, hash, prefix, req.name, req.scopes ?? ['inference', 'models'], tier, req.expiresInDays ?? null,
+        req.budgetUsd === undefined ? null : Math.round(req.budgetUsd * NUSD), req.models ? [...new Set(req.models)] : null])
     const info = keyInfo(rows[0]!)
     await this.audit(claims.userId, 'apikey.create', info.id)
     return { ...info, key }
@@ -119,8 +151,7 @@ export class AuthService extends MeshService {
   async listApiKeys (req: RequestOf<typeof AuthProtocol.listApiKeys>): Promise<{ keys: ApiKeyInfo[] }> {
     const claims = await this.session(req.token)
     const { rows } = await this.pool.query<KeyRow>(
-      `SELECT id, name, prefix, scopes, tier, created_at, expires_at, revoked_at, last_used_at
-       FROM api_keys WHERE user_id = $1 ORDER BY created_at DESC`, [claims.userId])
+      `SELECT ${KEY_COLUMNS} FROM api_keys WHERE user_id = $1 ORDER BY created_at DESC`, [claims.userId])
     return { keys: rows.map(keyInfo) }
   }
 
@@ -130,7 +161,7 @@ export class AuthService extends MeshService {
     const { rows } = await this.pool.query<KeyRow>(
       `UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()), is_active = false
        WHERE id = $1 AND user_id = $2
-       RETURNING id, name, prefix, scopes, tier, created_at, expires_at, revoked_at, last_used_at`,
+       RETURNING ${KEY_COLUMNS}`,
       [req.id, claims.userId])
     if (rows.length === 0) throw MeshError.NOT_FOUND('no such API key')
     this.broadcastRevocation(req.id)
@@ -147,28 +178,101 @@ export class AuthService extends MeshService {
   }
 
   async validateApiKey (keyHash: string): Promise<KeyIdentity> {
-    const { rows } = await this.pool.query<{ id: string, user_id: string, tier: string, scopes: string[], expires_at: Date | null }>(
-      `SELECT k.id, k.user_id, k.tier, k.scopes, k.expires_at FROM api_keys k JOIN users u ON u.id = k.user_id
+    const { rows } = await this.pool.query<{ id: string, user_id: string, tier: string, user_tier: string, scopes: string[], expires_at: Date | null, budget_nusd: string | null, models: string[] | null }>(
+      `SELECT k.id, k.user_id, k.tier, u.tier AS user_tier, k.scopes, k.expires_at, k.budget_nusd, k.models FROM api_keys k JOIN users u ON u.id = k.user_id
        WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()) AND u.is_active`,
       [keyHash])
     const row = rows[0]
     if (!row) throw MeshError.INVALID_API_KEY()
     this.usedKeys.add(row.id)
-    return { keyId: row.id, userId: row.user_id, tier: row.tier, scopes: row.scopes, expiresAt: row.expires_at?.toISOString() ?? null }
+    return {
+      keyId: row.id, userId: row.user_id, tier: row.tier, userTier: row.user_tier, scopes: row.scopes, expiresAt: row.expires_at?.toISOString() ?? null,
+      budgetNusd: row.budget_nusd === null ? null : Number(row.budget_nusd), models: row.models
+    }
   }
 
-  async getUserUsage (req: RequestOf<typeof AuthProtocol.getUserUsage>) {
+  async getUserUsage (req: RequestOf<typeof AuthProtocol.getUserUsage>): Promise<UsageReport> {
     const claims = await this.session(req.token)
-    const days = req.days ?? 30
-    const { rows } = await this.pool.query<{ date: string, requests: number, tokens_in: string, tokens_out: string, errors: number }>(
-      `SELECT to_char(date, 'YYYY-MM-DD') AS date, sum(request_count)::int AS requests, sum(tokens_in)::text AS tokens_in,
-              sum(tokens_out)::text AS tokens_out, sum(error_count)::int AS errors
-       FROM usage_stats WHERE user_id = $1 AND date > current_date - $2::int
-       GROUP BY date ORDER BY date`, [claims.userId, days])
-    const daily = rows.map((r) => ({ date: r.date, requests: r.requests, tokensIn: Number(r.tokens_in), tokensOut: Number(r.tokens_out), errors: r.errors }))
-    const totals = daily.reduce((a, d) => ({ requests: a.requests + d.requests, tokensIn: a.tokensIn + d.tokensIn, tokensOut: a.tokensOut + d.tokensOut, errors: a.errors + d.errors }),
-      { requests: 0, tokensIn: 0, tokensOut: 0, errors: 0 })
-    return { userId: claims.userId, daily, totals }
+    const since = req.since ?? new Date(Date.now() - ((req.days ?? 30) - 1) * 86_400_000).toISOString().slice(0, 10)
+    type Row = { date: string, model: string, requests: number, tokens_in: string, tokens_out: string, errors: number, cost: string }
+    const { rows } = await this.pool.query<Row>(
+      `SELECT to_char(date, 'YYYY-MM-DD') AS date, model, sum(request_count)::int AS requests, sum(tokens_in)::text AS tokens_in,
+              sum(tokens_out)::text AS tokens_out, sum(error_count)::int AS errors, sum(cost_nusd)::text AS cost
+       FROM usage_stats WHERE user_id = $1 AND date >= $2::date
+       GROUP BY date, model ORDER BY date, model`, [claims.userId, since])
+    const zero = () => ({ requests: 0, tokensIn: 0, tokensOut: 0, errors: 0, cost: 0 })
+    const add = (a: ReturnType<typeof zero>, r: Row) => {
+      a.requests += r.requests; a.tokensIn += Number(r.tokens_in); a.tokensOut += Number(r.tokens_out); a.errors += r.errors; a.cost += Number(r.cost)
+    }
+    const byDate = new Map<string, ReturnType<typeof zero>>()
+    const byModel = new Map<string, ReturnType<typeof zero>>()
+    const totals = zero()
+    for (const r of rows) {
+      if (!byDate.has(r.date)) byDate.set(r.date, zero())
+      if (!byModel.has(r.model)) byModel.set(r.model, zero())
+      add(byDate.get(r.date)!, r); add(byModel.get(r.model)!, r); add(totals, r)
+    }
+    const out = ({ cost, ...rest }: ReturnType<typeof zero>) => ({ ...rest, costUsd: usd(cost) })
+    return {
+      userId: claims.userId,
+      since,
+      daily: [...byDate].map(([date, a]) => ({ date, ...out(a) })),
+      byModel: [...byModel].map(([model, a]) => ({ model, ...out(a) })).sort((a, b) => b.requests - a.requests),
+      totals: out(totals),
+      credits: await this.credits(claims.userId)
+    }
+  }
+
+  async whoami (token: string): Promise<{ user: PublicUser }> {
+    const claims = await this.session(token)
+    const { rows } = await this.pool.query<UserRow & { is_active: boolean }>(
+      'SELECT id, username, email, tier, role, created_at, is_active FROM users WHERE id = $1', [claims.userId])
+    if (!rows[0] || !rows[0].is_active) throw MeshError.UNAUTHENTICATED('account no longer exists or is disabled')
+    return { user: publicUser(rows[0]) }
+  }
+
+  private async credits (userId: string, db: pg.Pool | pg.PoolClient = this.pool): Promise<Credits> {
+    const { rows } = await db.query<{ balance_nusd: string, held_nusd: string }>('SELECT balance_nusd, held_nusd FROM credit_accounts WHERE user_id = $1', [userId])
+    const balance = Number(rows[0]?.balance_nusd ?? 0)
+    const held = Number(rows[0]?.held_nusd ?? 0)
+    return { balanceUsd: usd(balance), reservedUsd: usd(held), availableUsd: usd(balance - held) }
+  }
+
+  async getCredits (req: RequestOf<typeof AuthProtocol.getCredits>): Promise<Credits & { ledger: LedgerEntry[] }> {
+    const claims = await this.session(req.token)
+    const { rows } = await this.pool.query<LedgerRow>(
+      `SELECT id, kind, amount_nusd, request_id, note, created_at FROM credit_ledger WHERE user_id = $1 ORDER BY id DESC LIMIT $2`,
+      [claims.userId, req.limit ?? 20])
+    return { ...await this.credits(claims.userId), ledger: rows.map(ledgerEntry) }
+  }
+
+  /** An admin adds credits (a grant or a refund) to a user's account: a ledger row and the balance, in one transaction. */
+  async grantCredits (req: RequestOf<typeof AuthProtocol.grantCredits>): Promise<Credits & { username: string, entry: LedgerEntry }> {
+    const admin = await this.whoami(req.token)
+    if (admin.user.role !== 'admin') throw MeshError.FORBIDDEN('only an admin can grant credits')
+    const amount = Math.round(req.amountUsd * NUSD)
+    const client = await this.pool.connect()
+    try {
+      await client.query('BEGIN')
+      const { rows: users } = await client.query<{ id: string, username: string }>('SELECT id, username FROM users WHERE lower(username) = lower($1)', [req.username])
+      const user = users[0]
+      if (!user) throw MeshError.NOT_FOUND(`no user named '${req.username}'`)
+      await client.query(
+        `INSERT INTO credit_accounts (user_id, balance_nusd) VALUES ($1, $2)
+         ON CONFLICT (user_id) DO UPDATE SET balance_nusd = credit_accounts.balance_nusd + EXCLUDED.balance_nusd, updated_at = now()`, [user.id, amount])
+      const { rows } = await client.query<LedgerRow>(
+        `INSERT INTO credit_ledger (user_id, kind, amount_nusd, actor, note) VALUES ($1, $2, $3, $4, $5)
+         RETURNING id, kind, amount_nusd, request_id, note, created_at`, [user.id, req.kind ?? 'grant', amount, admin.user.id, req.note ?? null])
+      await client.query('INSERT INTO audit_log (user_id, action, target, details) VALUES ($1, $2, $3, $4)',
+        [admin.user.id, 'credits.' + (req.kind ?? 'grant'), user.id, { amountUsd: req.amountUsd }])
+      await client.query('COMMIT')
+      return { ...await this.credits(user.id), username: user.username, entry: ledgerEntry(rows[0]!) }
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {})
+      throw err
+    } finally {
+      client.release()
+    }
   }
 
   private async flushLastUsed (): Promise<void> {
@@ -183,6 +287,12 @@ export class AuthService extends MeshService {
   private async audit (userId: string | null, action: string, target: string | null): Promise<void> {
     await this.pool.query('INSERT INTO audit_log (user_id, action, target) VALUES ($1, $2, $3)', [userId, action, target])
   }
+}
+
+interface LedgerRow { id: string, kind: 'grant' | 'debit' | 'refund', amount_nusd: string, request_id: string | null, note: string | null, created_at: Date }
+
+function ledgerEntry (r: LedgerRow): LedgerEntry {
+  return { id: Number(r.id), kind: r.kind, amountUsd: usd(r.amount_nusd), requestId: r.request_id, note: r.note, createdAt: r.created_at.toISOString() }
 }
 
 function publicUser (row: UserRow): PublicUser {
@@ -201,6 +311,8 @@ function keyInfo (row: KeyRow): ApiKeyInfo {
     expiresAt: row.expires_at?.toISOString() ?? null,
     revokedAt: row.revoked_at?.toISOString() ?? null,
     lastUsedAt: row.last_used_at?.toISOString() ?? null,
-    status: row.revoked_at ? 'revoked' : expired ? 'expired' : 'active'
+    status: row.revoked_at ? 'revoked' : expired ? 'expired' : 'active',
+    budgetUsd: row.budget_nusd === null ? null : usd(row.budget_nusd),
+    models: row.models
   }
 }

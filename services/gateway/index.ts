@@ -4,6 +4,7 @@ import { createPool } from '../../shared/db.ts'
 import { runService } from '../../shared/run.ts'
 import { meshOptions } from '../../shared/service-env.ts'
 import { GatewayService } from './service.ts'
+import { modelPrices, parseTiers } from './limits.ts'
 
 const schema = z.object({
   DATABASE_URL: z.string().min(1, 'DATABASE_URL is required'),
@@ -15,7 +16,19 @@ const schema = z.object({
   DEFAULT_MODEL: z.string().optional(),
   KEY_CACHE_TTL_MS: positiveInt.default(60_000),
   WORKER_IDLE_TIMEOUT_MS: positiveInt.default(60_000),
-  DB_POOL_SIZE: positiveInt.default(10)
+  DB_POOL_SIZE: positiveInt.default(10),
+  /** JSON, e.g. {"default":{"tokensPerDay":50000}}: overrides fields of the built-in tiers */
+  TIER_LIMITS: z.string().optional(),
+  /** JSON, USD per 1M tokens: {"gpt-4o-mini":{"input":0.15,"output":0.6}} */
+  MODEL_PRICES: z.string().optional().transform((v, ctx) => {
+    if (!v) return {}
+    try { return modelPrices.parse(JSON.parse(v)) } catch (err) { ctx.addIssue({ code: 'custom', message: 'MODEL_PRICES: ' + (err as Error).message.slice(0, 200) }); return z.NEVER }
+  }),
+  DEFAULT_MAX_TOKENS: positiveInt.default(1024),
+  STUCK_REQUEST_MS: positiveInt.default(15 * 60_000),
+  SWEEP_INTERVAL_MS: positiveInt.default(30_000),
+  /** benchmarks only: 'off' turns off limits, credits and usage records */
+  HYPERINFER_ACCOUNTING: z.enum(['on', 'off']).default('on')
 })
 
 await runService('gateway', () => {
@@ -26,7 +39,12 @@ await runService('gateway', () => {
     pool,
     authKey: cfg.HYPERINFER_AUTH_KEY,
     workerToken: cfg.HYPERINFER_WORKER_TOKEN,
-    rateLimits: { default: cfg.DEFAULT_RATE_LIMIT, premium: cfg.PREMIUM_RATE_LIMIT },
+    tiers: parseTiers(cfg.TIER_LIMITS, { default: cfg.DEFAULT_RATE_LIMIT, premium: cfg.PREMIUM_RATE_LIMIT }),
+    prices: cfg.MODEL_PRICES,
+    defaultMaxTokens: cfg.DEFAULT_MAX_TOKENS,
+    stuckAfterMs: cfg.STUCK_REQUEST_MS,
+    sweepEveryMs: cfg.SWEEP_INTERVAL_MS,
+    accounting: cfg.HYPERINFER_ACCOUNTING === 'on',
     maxPromptChars: cfg.MAX_PROMPT_CHARS,
     defaultModel: cfg.DEFAULT_MODEL,
     keyCacheTtlMs: cfg.KEY_CACHE_TTL_MS,

@@ -11,8 +11,8 @@ import { InferenceProtocol, type ChatMessage, type TokenChunk } from '../../shar
 import { MeshError } from '../../shared/errors.ts'
 import { sha256Hex } from '../../shared/apikey.ts'
 import { KeyCache } from './keycache.ts'
-import { RateLimiter } from './ratelimit.ts'
-import { UsageRecorder } from './usage.ts'
+import { Accounting, type AdmitResult } from './accounting.ts'
+import { countersFor, countPromptTokens, describeCounter, parseTiers, Pricing, promptTokenHold, toUsd, type Price, type TierLimits } from './limits.ts'
 import { WorkerPool, type WorkerConn } from './workers.ts'
 import { DEFAULT_PREFERENCES, route } from './router.ts'
 
@@ -23,14 +23,25 @@ export interface GatewayOptions extends Omit<MeshServiceOptions, 'name' | 'priva
   pool: pg.Pool
   authKey: string
   workerToken?: string
+  /** requests per hour per key, by key tier (shorthand for tiers.*.requestsPerHour) */
   rateLimits?: { default: number, premium: number }
+  /** full tier limits; see limits.ts */
+  tiers?: Record<string, TierLimits>
+  /** USD per 1M tokens, by model; unpriced models are free */
+  prices?: Record<string, Price>
+  /** the completion budget held (and enforced) for a request that names no maxTokens */
+  defaultMaxTokens?: number
+  /** benchmarks only: no limits, no credits, no usage rows */
+  accounting?: boolean
+  /** a request still 'processing' after this long is failed by the sweeper */
+  stuckAfterMs?: number
+  sweepEveryMs?: number
   maxPromptChars?: number
   defaultModel?: string
   keyCacheTtlMs?: number
   /** no token or response from a worker for this long fails the attempt */
   workerIdleTimeoutMs?: number
   maxAttempts?: number
-  usageFlushMs?: number
 }
 
 const RETRYABLE = new Set(['UNAVAILABLE', 'TIMEOUT', 'BACKEND_ERROR', 'SHUTTING_DOWN', 'INTERNAL', 'UNKNOWN_MODEL'])
@@ -41,8 +52,10 @@ export class GatewayService extends MeshService {
   private auth!: MeshClient
   readonly workers = new WorkerPool()
   readonly keys: KeyCache
-  readonly limiter: RateLimiter
-  readonly usage: UsageRecorder
+  readonly accounting: Accounting
+  readonly pricing: Pricing
+  private readonly tiers: Record<string, TierLimits>
+  private readonly accountingOn: boolean
   private sweepTimer: NodeJS.Timeout | null = null
   private dbProbe: { at: number, ok: Promise<boolean> } | null = null
   /** moving average of time to first token per model, as this gateway measured it */
@@ -56,17 +69,14 @@ export class GatewayService extends MeshService {
     this.opts = opts
     this.pool = opts.pool
     this.keys = new KeyCache((keyHash) => this.auth.call(AuthProtocol.validateApiKey, { keyHash }, 5000), opts.keyCacheTtlMs)
-    this.limiter = new RateLimiter({ history: (keyId, since) => this.keyHistory(keyId, since) })
-    this.usage = new UsageRecorder(this.pool, { intervalMs: opts.usageFlushMs, log: this.log })
+    this.accounting = new Accounting(this.pool, { log: this.log, stuckAfterMs: opts.stuckAfterMs, sweepEveryMs: opts.sweepEveryMs })
+    this.pricing = new Pricing(opts.prices)
+    this.tiers = opts.tiers ?? parseTiers(undefined, opts.rateLimits)
+    this.accountingOn = opts.accounting ?? true
     const registers = [this.metrics.registry]
     this.rateLimited = new client.Counter({ name: 'ai_platform_rate_limit_violations_total', help: 'Requests refused by the rate limiter', labelNames: ['service'], registers })
     this.tokens = new client.Counter({ name: 'ai_platform_tokens_total', help: 'Tokens processed, by model and direction (in/out)', labelNames: ['model', 'direction'], registers })
     this.ttft = new client.Histogram({ name: 'ai_platform_time_to_first_token_seconds', help: 'Time from dispatch to first token', labelNames: ['model'], buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10], registers })
-  }
-
-  private limitFor (identity: KeyIdentity): number {
-    const l = this.opts.rateLimits ?? { default: 100, premium: 1000 }
-    return identity.tier === 'premium' ? l.premium : l.default
   }
 
   protected handlers (): HandlerTable {
@@ -79,6 +89,9 @@ export class GatewayService extends MeshService {
       .on(GatewayProtocol.listKeys, (req) => this.auth.call(AuthProtocol.listApiKeys, req, t))
       .on(GatewayProtocol.revokeKey, (req) => this.auth.call(AuthProtocol.revokeApiKey, req, t))
       .on(GatewayProtocol.usage, (req) => this.auth.call(AuthProtocol.getUserUsage, req, t))
+      .on(GatewayProtocol.whoami, (req) => this.auth.call(AuthProtocol.whoami, req, t))
+      .on(GatewayProtocol.credits, (req) => this.auth.call(AuthProtocol.getCredits, req, t))
+      .on(GatewayProtocol.grantCredits, (req) => this.auth.call(AuthProtocol.grantCredits, req, t))
       .on(GatewayProtocol.infer, (req, ctx) => this.infer(req, ctx))
       .on(GatewayProtocol.embed, (req, ctx) => this.embed(req, ctx))
       .on(GatewayProtocol.aiRequest, (req, ctx) => this.aiRequest(req, ctx))
@@ -97,20 +110,14 @@ export class GatewayService extends MeshService {
     // a revocation pushed while we were disconnected would be missed: forget every cached key
     this.auth.on('close', () => this.keys.clear())
     this.auth.on('open', () => this.keys.clear())
-    this.usage.start()
-    this.sweepTimer = setInterval(() => { this.limiter.sweep(); this.keys.sweep() }, 60_000)
+    if (this.accountingOn) this.accounting.start()
+    this.sweepTimer = setInterval(() => { this.keys.sweep() }, 60_000)
     this.sweepTimer.unref()
   }
 
   protected async onClose (): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer)
-    await this.usage.close()
-  }
-
-  private async keyHistory (keyId: string, since: Date): Promise<number[]> {
-    const { rows } = await this.pool.query<{ t: string }>(
-      'SELECT (extract(epoch FROM created_at) * 1000)::bigint AS t FROM request_logs WHERE api_key_id = $1 AND created_at > $2', [keyId, since])
-    return rows.map((r) => Number(r.t))
+    await this.accounting.close()
   }
 
   private registerWorker (req: RequestOf<typeof GatewayProtocol.registerWorker>, ctx: HandlerContext<any>) {
@@ -133,20 +140,31 @@ export class GatewayService extends MeshService {
     if (chars > max) throw MeshError.PROMPT_TOO_LARGE(`prompt is ${chars} characters; the limit is ${max}`)
     if (chars === 0) throw MeshError.BAD_REQUEST('prompt is empty')
 
-    const { identity, model } = await this.admit(req.apiKey, req.model)
+    const promptTokens = countPromptTokens(messages)
+    const ceiling = req.maxTokens ?? this.opts.defaultMaxTokens ?? 1024
+    const id = crypto.randomUUID()
+    const { model } = await this.admit(req.apiKey, req.model, {
+      id, kind: 'chat', promptTokens, completionTokens: ceiling, trace: req.traceId ?? null, promptHash: sha256Hex(req.prompt ?? JSON.stringify(messages))
+    })
 
-    const promptHash = sha256Hex(req.prompt ?? JSON.stringify(messages))
-    const id = UsageRecorder.newId()
+    // the gateway holds the request to `ceiling` completion tokens whatever the backend does: it
+    // stops the worker there, so the hold taken at admission is a true bound on the charge
+    const stop = new AbortController()
+    const onAbort = () => stop.abort()
+    ctx.signal.addEventListener('abort', onAbort, { once: true })
+    let delivered = 0
+    let truncated = false
     let text = ''
     let firstTokenAt: number | null = null
-    const out = await this.dispatch(model, ctx.signal, (worker) => {
+    const out = await this.dispatch(model, stop.signal, (worker) => {
       const dispatched = Date.now()
       return worker.peer.stream(InferenceProtocol.processPrompt, {
         requestId: id, model, messages, maxTokens: req.maxTokens, temperature: req.temperature, ...(req.stop ? { stop: req.stop } : {})
       }, {
-        signal: ctx.signal,
+        signal: stop.signal,
         idleTimeout: this.opts.workerIdleTimeoutMs ?? 60_000,
         onChunk: (chunk) => {
+          if (truncated) return
           if (firstTokenAt === null) {
             firstTokenAt = Date.now()
             const ms = firstTokenAt - dispatched
@@ -154,21 +172,36 @@ export class GatewayService extends MeshService {
             const prev = this.ttftAvg.get(model)
             this.ttftAvg.set(model, prev === undefined ? ms : prev * 0.8 + ms * 0.2)
           }
+          delivered++
           if (req.stream) ctx.emit(chunk)
           else text += chunk.text
+          if (delivered >= ceiling && req.maxTokens === undefined) { truncated = true; stop.abort() }
         }
       })
     // once a token reached the caller, another worker would repeat it: fail instead of retrying
     }, () => firstTokenAt === null)
+    ctx.signal.removeEventListener('abort', onAbort)
 
-    if (!out.ok) throw this.failed(out, id, identity, promptHash, model, started, firstTokenAt, ctx.signal)
-    const result = out.value
-    this.tokens.inc({ model, direction: 'in' }, result.usage.promptTokens)
-    this.tokens.inc({ model, direction: 'out' }, result.usage.completionTokens)
-    this.record(id, identity, promptHash, model, out.worker.publicKey, started, firstTokenAt, result.usage.promptTokens, result.usage.completionTokens, 'success', null)
+    const worker = out.worker?.publicKey ?? null
+    const ttftMs = firstTokenAt === null ? null : firstTokenAt - started
+    if (!out.ok && !truncated) {
+      const err = out.err instanceof MeshError ? out.err : MeshError.INTERNAL()
+      const cancelled = ctx.signal.aborted
+      // a stream cut short is billed for what was delivered
+      await this.settle(id, model, cancelled ? 'cancelled' : 'failed', worker, delivered > 0 ? promptTokens : 0, delivered, started, ttftMs, cancelled ? 'CANCELLED' : err.code, cancelled ? 'the caller cancelled the request' : err.message)
+      throw err
+    }
+    const reported = out.ok ? out.value.usage : null
+    const usage = {
+      promptTokens: reported?.promptTokens || promptTokens,
+      completionTokens: Math.min(reported && !truncated ? Math.max(reported.completionTokens, delivered) : delivered, ceiling)
+    }
+    const cost = await this.settle(id, model, 'success', worker, usage.promptTokens, usage.completionTokens, started, ttftMs, null, null)
+    this.tokens.inc({ model, direction: 'in' }, usage.promptTokens)
+    this.tokens.inc({ model, direction: 'out' }, usage.completionTokens)
     return {
-      id, model, worker: out.worker.publicKey, text: req.stream ? '' : text, usage: result.usage,
-      finishReason: result.finishReason, ttftMs: firstTokenAt === null ? null : firstTokenAt - started, durationMs: Date.now() - started
+      id, model, worker: worker!, text: req.stream ? '' : text, usage, costUsd: toUsd(cost),
+      finishReason: truncated ? 'length' : out.ok ? out.value.finishReason : 'stop', ttftMs, durationMs: Date.now() - started
     }
   }
 
@@ -178,15 +211,20 @@ export class GatewayService extends MeshService {
     const chars = input.reduce((n, t) => n + t.length, 0)
     const max = this.opts.maxPromptChars ?? 100_000
     if (chars > max) throw MeshError.PROMPT_TOO_LARGE(`input is ${chars} characters; the limit is ${max}`)
-    const { identity } = await this.admit(req.apiKey, req.model)
-    const id = UsageRecorder.newId()
-    const promptHash = sha256Hex(JSON.stringify(input))
+    const promptTokens = countPromptTokens(input.map((content) => ({ role: 'user' as const, content })))
+    const id = crypto.randomUUID()
+    await this.admit(req.apiKey, req.model, { id, kind: 'embed', promptTokens, completionTokens: 0, trace: req.traceId ?? null, promptHash: sha256Hex(JSON.stringify(input)) })
     const out = await this.dispatch(req.model, ctx.signal, (worker) =>
       worker.peer.call(InferenceProtocol.embed, { requestId: id, model: req.model, input }, { timeout: this.opts.workerIdleTimeoutMs ?? 60_000 }), () => true)
-    if (!out.ok) throw this.failed(out, id, identity, promptHash, req.model, started, null, ctx.signal)
-    this.tokens.inc({ model: req.model, direction: 'in' }, out.value.usage.promptTokens)
-    this.record(id, identity, promptHash, req.model, out.worker.publicKey, started, null, out.value.usage.promptTokens, 0, 'success', null)
-    return { ...out.value, id, worker: out.worker.publicKey }
+    if (!out.ok) {
+      const err = out.err instanceof MeshError ? out.err : MeshError.INTERNAL()
+      await this.settle(id, req.model, ctx.signal.aborted ? 'cancelled' : 'failed', out.worker?.publicKey ?? null, 0, 0, started, null, err.code, err.message)
+      throw err
+    }
+    const tokensIn = out.value.usage.promptTokens || promptTokens
+    const cost = await this.settle(id, req.model, 'success', out.worker.publicKey, tokensIn, 0, started, null, null, null)
+    this.tokens.inc({ model: req.model, direction: 'in' }, tokensIn)
+    return { ...out.value, usage: { ...out.value.usage, promptTokens: tokensIn }, id, worker: out.worker.publicKey, costUsd: toUsd(cost) }
   }
 
   /**
@@ -199,8 +237,6 @@ export class GatewayService extends MeshService {
     const candidates = this.workers.listing().map((m) => ({ id: m.id, backend: m.backend, workers: m.workers, ttftMs: this.ttftAvg.get(m.id) ?? null, inflight: this.workers.inflightFor(m.id) }))
     const routing = route(candidates, prefs)
     if (routing.ranked.length === 0) throw MeshError.NO_WORKER('no inference worker is connected')
-    const backendOf = new Map(candidates.map((c) => [c.id, c.backend]))
-    const costOf = (model: string) => backendOf.get(model) === 'synthetic' || backendOf.get(model) === 'ollama' ? 0 : null
 
     if (/^embed(ding)?s?$/i.test(req.task)) {
       const input = typeof req.input === 'string' ? req.input : req.input.map((m) => m.content).join('\n')
@@ -210,7 +246,7 @@ export class GatewayService extends MeshService {
         try {
           const r = await this.embed({ apiKey: req.apiKey, model: choice.id, input }, ctx)
           const reason = choice.id === routing.ranked[0]!.id ? routing.reason : `${choice.id}: the first model that makes embeddings, in order of score`
-          return { id: r.id, model: r.model, worker: r.worker, response: r.embeddings, usage: { tokens: r.usage.promptTokens, promptTokens: r.usage.promptTokens, completionTokens: 0, cost: costOf(r.model) }, routing: { ...routing, reason } }
+          return { id: r.id, model: r.model, worker: r.worker, response: r.embeddings, usage: { tokens: r.usage.promptTokens, promptTokens: r.usage.promptTokens, completionTokens: 0, cost: r.costUsd }, routing: { ...routing, reason } }
         } catch (err) {
           last = err
           const code = (err as MeshError).code
@@ -228,24 +264,70 @@ export class GatewayService extends MeshService {
     }, ctx)
     return {
       id: r.id, model: r.model, worker: r.worker, response: r.text,
-      usage: { tokens: r.usage.promptTokens + r.usage.completionTokens, promptTokens: r.usage.promptTokens, completionTokens: r.usage.completionTokens, cost: costOf(r.model) },
+      usage: { tokens: r.usage.promptTokens + r.usage.completionTokens, promptTokens: r.usage.promptTokens, completionTokens: r.usage.completionTokens, cost: r.costUsd },
       routing
     }
   }
 
-  /** Authenticate, check the model exists and take a rate-limit slot: the gate every request passes. */
-  private async admit (apiKey: string, requested: string | undefined): Promise<{ identity: KeyIdentity, model: string }> {
+  /**
+   * The gate every request passes: authenticate, check scope, model and the key's model list, then
+   * hold the request's worst case on every limit and on the credits (one database round trip, shared
+   * by the requests that arrive together). Refusals are coded: RATE_LIMITED, QUOTA_EXCEEDED,
+   * INSUFFICIENT_CREDITS, BUDGET_EXCEEDED.
+   */
+  private async admit (apiKey: string, requested: string | undefined, r: { id: string, kind: 'chat' | 'embed', promptTokens: number, completionTokens: number, trace: string | null, promptHash: string }):
+    Promise<{ identity: KeyIdentity, model: string }> {
     const identity = await this.keys.resolve(apiKey)
     if (!identity.scopes.includes('inference')) throw MeshError.FORBIDDEN('this API key lacks the inference scope')
     const model = requested ?? this.defaultModel()
+    if (identity.models && !identity.models.includes(model)) throw MeshError.FORBIDDEN(`this API key may not use '${model}' (allowed: ${identity.models.join(', ')})`)
     if (!this.workers.serves(model)) throw MeshError.UNKNOWN_MODEL(model, this.workers.modelIds())
-    try {
-      await this.limiter.take(identity.keyId, this.limitFor(identity))
-    } catch (err) {
-      if ((err as MeshError).code === 'RATE_LIMITED') this.rateLimited.inc({ service: 'gateway' })
-      throw err
-    }
+    if (!this.accountingOn) return { identity, model }
+
+    const holdIn = promptTokenHold(r.promptTokens)
+    const credit = this.pricing.cost(model, holdIn, r.completionTokens)
+    const now = new Date()
+    const counters = countersFor({ keyId: identity.keyId, userId: identity.userId, keyTier: identity.tier, userTier: identity.userTier, budgetNusd: identity.budgetNusd },
+      this.tiers, { tokens: holdIn + r.completionTokens, nusd: credit }, now)
+    const result = await this.accounting.admit({
+      id: r.id, user: identity.userId, key: identity.keyId, model, kind: r.kind, promptHash: r.promptHash, trace: r.trace ?? r.id,
+      gateway: this.publicKey, credit, at: now.toISOString(), counters
+    })
+    if (!result.ok) throw this.refusal(result)
     return { identity, model }
+  }
+
+  private refusal (r: Exclude<AdmitResult, { ok: true }>): MeshError {
+    const retryAfterSeconds = r.expires ? Math.max(1, Math.ceil((Date.parse(r.expires) - Date.now()) / 1000)) : null
+    if (r.code === 'RATE_LIMITED') {
+      this.rateLimited.inc({ service: 'gateway' })
+      return MeshError.RATE_LIMITED(`rate limit of ${r.cap} ${describeCounter(r.counter)} reached; retry in ${retryAfterSeconds} s`, retryAfterSeconds ?? 60, { limit: r.cap })
+    }
+    if (r.code === 'QUOTA_EXCEEDED') {
+      this.rateLimited.inc({ service: 'gateway' })
+      return MeshError.LIMIT('QUOTA_EXCEEDED', `this request could use more than the ${r.cap - r.used} ${describeCounter(r.counter)} left (of ${r.cap}); lower maxTokens or retry in ${retryAfterSeconds} s`,
+        { limit: r.cap, used: r.used, retryAfterSeconds })
+    }
+    if (r.code === 'BUDGET_EXCEEDED') {
+      return MeshError.LIMIT('BUDGET_EXCEEDED', `this key's budget of $${toUsd(r.cap)} cannot cover this request's worst case; $${toUsd(r.cap - r.used)} left`, { budgetUsd: toUsd(r.cap), leftUsd: toUsd(r.cap - r.used) })
+    }
+    return MeshError.LIMIT('INSUFFICIENT_CREDITS', `your available credits ($${toUsd(r.cap - r.used)}) cannot cover this request's worst case ($${toUsd(r.need ?? 0)}); lower maxTokens or add credits`,
+      { availableUsd: toUsd(r.cap - r.used), neededUsd: toUsd(r.need ?? 0) })
+  }
+
+  /** Record the end of a request and turn its hold into the real charge; resolves when committed. Returns the cost, nano-USD. */
+  private async settle (id: string, model: string, status: 'success' | 'failed' | 'cancelled', worker: string | null, tokensIn: number, tokensOut: number,
+    started: number, ttftMs: number | null, errorCode: string | null, errorMessage: string | null): Promise<number> {
+    const cost = this.pricing.cost(model, tokensIn, tokensOut)
+    if (!this.accountingOn) return cost
+    const finishedAt = new Date()
+    const done = this.accounting.settle({ id, status, worker, tokensIn, tokensOut, cost, ttftMs, durationMs: finishedAt.getTime() - started, errorCode, errorMessage, finishedAt: finishedAt.toISOString() })
+    // the answer waits for the record; a database outage delays it, and past 15 s the answer goes out
+    // while the settlement keeps retrying (the sweeper cannot fail it: it is younger than stuckAfterMs)
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([done, new Promise((resolve) => { timer = setTimeout(resolve, 15_000) })])
+    clearTimeout(timer)
+    return cost
   }
 
   /**
@@ -280,25 +362,6 @@ export class GatewayService extends MeshService {
     return { ok: false, err, worker: last }
   }
 
-  /** Log a failed request and return the error to throw. */
-  private failed (out: { err: unknown, worker: WorkerConn | null }, id: string, identity: KeyIdentity, promptHash: string, model: string,
-    started: number, firstTokenAt: number | null, signal: AbortSignal): MeshError {
-    const err = out.err instanceof MeshError ? out.err : MeshError.INTERNAL()
-    const code = signal.aborted ? 'CANCELLED' : err.code
-    const status = code === 'CANCELLED' ? 'cancelled' : code === 'TIMEOUT' ? 'timeout' : 'error'
-    this.record(id, identity, promptHash, model, out.worker?.publicKey ?? null, started, firstTokenAt, 0, 0, status, code)
-    return err
-  }
-
-  private record (id: string, identity: KeyIdentity, promptHash: string, model: string, worker: string | null, started: number,
-    firstTokenAt: number | null, tokensIn: number, tokensOut: number, status: 'success' | 'error' | 'timeout' | 'cancelled', errorCode: string | null): void {
-    this.usage.record({
-      id, userId: identity.userId, keyId: identity.keyId, promptHash, model, worker,
-      responseTimeMs: Date.now() - started, ttftMs: firstTokenAt === null ? null : firstTokenAt - started,
-      tokensIn, tokensOut, status, errorCode, createdAt: new Date(started)
-    })
-  }
-
   private defaultModel (): string {
     const preferred = this.opts.defaultModel
     if (preferred) return preferred
@@ -309,8 +372,30 @@ export class GatewayService extends MeshService {
 
   async quota (apiKey: string): Promise<Quota> {
     const identity = await this.keys.resolve(apiKey)
-    const s = await this.limiter.peek(identity.keyId, this.limitFor(identity))
-    return { tier: identity.tier, limit: s.limit, used: s.used, remaining: s.remaining, windowSeconds: 3600, resetsAt: s.resetsAt ? new Date(s.resetsAt).toISOString() : null }
+    const specs = countersFor({ keyId: identity.keyId, userId: identity.userId, keyTier: identity.tier, userTier: identity.userTier, budgetNusd: identity.budgetNusd },
+      this.tiers, { tokens: 0, nusd: 0 })
+    const [state, credits] = await Promise.all([this.accounting.counters(specs.map((c) => c.name)), this.accounting.credits(identity.userId)])
+    const limits = specs.map((c) => {
+      const s = state.get(c.name)
+      const used = s ? s.used + s.held : 0
+      const money = c.unit === 'nusd'
+      return {
+        name: c.name.split(':').slice(0, 2).join(':') + (c.expires ? ':' + c.name.split(':')[3]!.slice(0, 1) : ''),
+        description: describeCounter(c.name),
+        unit: money ? 'usd' as const : c.unit as 'requests' | 'tokens',
+        cap: money ? toUsd(c.cap) : c.cap,
+        used: money ? toUsd(used) : used,
+        remaining: money ? toUsd(Math.max(0, c.cap - used)) : Math.max(0, c.cap - used),
+        resetsAt: c.expires
+      }
+    })
+    const key = limits[0]!
+    return {
+      tier: identity.tier, limit: key.cap, used: key.used, remaining: key.remaining, windowSeconds: 3600, resetsAt: key.resetsAt,
+      limits,
+      credits: { balanceUsd: toUsd(credits?.balance ?? 0), reservedUsd: toUsd(credits?.held ?? 0), availableUsd: toUsd((credits?.balance ?? 0) - (credits?.held ?? 0)) },
+      models: identity.models
+    }
   }
 
   /**

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { method } from '../mesh/method.ts'
-import { apiKey, email, password, sessionToken, tier, username, uuid } from './common.ts'
+import { apiKey, email, modelName, password, sessionToken, tier, username, uuid } from './common.ts'
 
 // The auth service: users, sessions (JWT) and API keys. Every method is internal to the mesh: the
 // CLI reaches them through the gateway's proxies, browsers through the web service.
@@ -18,11 +18,36 @@ export interface ApiKeyInfo {
   revokedAt: string | null
   lastUsedAt: string | null
   status: 'active' | 'revoked' | 'expired'
+  /** USD this key may spend in all (null: only the account's credits limit it) */
+  budgetUsd: number | null
+  /** models this key may use (null: all) */
+  models: string[] | null
 }
 
-export interface KeyIdentity { keyId: string, userId: string, tier: string, scopes: string[], expiresAt: string | null }
+export interface KeyIdentity {
+  keyId: string
+  userId: string
+  tier: string
+  userTier: string
+  scopes: string[]
+  expiresAt: string | null
+  /** nano-USD (1 USD = 1e9); null: no key budget */
+  budgetNusd: number | null
+  models: string[] | null
+}
 
-export interface DailyUsage { date: string, requests: number, tokensIn: number, tokensOut: number, errors: number }
+export interface DailyUsage { date: string, requests: number, tokensIn: number, tokensOut: number, errors: number, costUsd: number }
+export interface ModelUsage { model: string, requests: number, tokensIn: number, tokensOut: number, errors: number, costUsd: number }
+export interface Credits { balanceUsd: number, reservedUsd: number, availableUsd: number }
+export interface LedgerEntry { id: number, kind: 'grant' | 'debit' | 'refund', amountUsd: number, requestId: string | null, note: string | null, createdAt: string }
+export interface UsageReport {
+  userId: string
+  since: string
+  daily: DailyUsage[]
+  byModel: ModelUsage[]
+  totals: Omit<DailyUsage, 'date'>
+  credits: Credits
+}
 
 export const registerRequest = z.object({ username, email, password }).strict()
 export const loginRequest = z.object({ email, password: z.string().min(1).max(256) }).strict()
@@ -31,11 +56,23 @@ export const createKeyRequest = z.object({
   name: z.string().trim().min(1).max(100),
   scopes: z.array(z.enum(['inference', 'models'])).min(1).max(8).optional(),
   tier: tier.optional(),
-  expiresInDays: z.number().int().min(1).max(3650).optional()
+  expiresInDays: z.number().int().min(1).max(3650).optional(),
+  budgetUsd: z.number().min(0).max(1_000_000).optional(),
+  models: z.array(modelName).min(1).max(100).optional()
 }).strict()
 export const listKeysRequest = z.object({ token: sessionToken }).strict()
 export const revokeKeyRequest = z.object({ token: sessionToken, id: uuid }).strict()
-export const usageRequest = z.object({ token: sessionToken, days: z.number().int().min(1).max(366).optional() }).strict()
+const isoDate = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'expected YYYY-MM-DD').refine((d) => !Number.isNaN(Date.parse(d)), 'not a date')
+export const usageRequest = z.object({ token: sessionToken, days: z.number().int().min(1).max(366).optional(), since: isoDate.optional() }).strict()
+export const whoamiRequest = z.object({ token: sessionToken }).strict()
+export const creditsRequest = z.object({ token: sessionToken, limit: z.number().int().min(1).max(1000).optional() }).strict()
+export const grantCreditsRequest = z.object({
+  token: sessionToken,
+  username,
+  amountUsd: z.number().positive().max(1_000_000),
+  kind: z.enum(['grant', 'refund']).optional(),
+  note: z.string().trim().max(200).optional()
+}).strict()
 
 export const AuthProtocol = {
   registerUser: method<z.infer<typeof registerRequest>, { user: PublicUser }>('registerUser', 'internal', registerRequest),
@@ -45,7 +82,12 @@ export const AuthProtocol = {
   revokeApiKey: method<z.infer<typeof revokeKeyRequest>, ApiKeyInfo>('revokeApiKey', 'internal', revokeKeyRequest),
   /** gateways send the SHA-256 of the key, never the key itself */
   validateApiKey: method<{ keyHash: string }, KeyIdentity>('validateApiKey', 'internal', z.object({ keyHash: z.string().regex(/^[0-9a-f]{64}$/) }).strict()),
-  getUserUsage: method<z.infer<typeof usageRequest>, { userId: string, daily: DailyUsage[], totals: Omit<DailyUsage, 'date'> }>('getUserUsage', 'internal', usageRequest)
+  getUserUsage: method<z.infer<typeof usageRequest>, UsageReport>('getUserUsage', 'internal', usageRequest),
+  /** the session's user, read fresh from the database (role included) */
+  whoami: method<z.infer<typeof whoamiRequest>, { user: PublicUser }>('whoami', 'internal', whoamiRequest),
+  getCredits: method<z.infer<typeof creditsRequest>, Credits & { ledger: LedgerEntry[] }>('getCredits', 'internal', creditsRequest),
+  /** admins only */
+  grantCredits: method<z.infer<typeof grantCreditsRequest>, Credits & { username: string, entry: LedgerEntry }>('grantCredits', 'internal', grantCreditsRequest)
 }
 
 /** Events auth pushes to every connected gateway. */

@@ -12,7 +12,7 @@ function counting (valid: Set<string>, delayMs = 5) {
     calls.push(keyHash)
     if (delayMs) await new Promise((r) => setTimeout(r, delayMs))
     if (!valid.has(keyHash)) throw MeshError.INVALID_API_KEY()
-    return { keyId: 'k-' + keyHash.slice(0, 6), userId: 'u1', tier: 'default', scopes: ['inference'], expiresAt: null }
+    return { keyId: 'k-' + keyHash.slice(0, 6), userId: 'u1', tier: 'default', userTier: 'default', scopes: ['inference'], expiresAt: null, budgetNusd: null, models: null }
   }
   return { calls, validate }
 }

@@ -1,0 +1,108 @@
+import { countTokens } from 'gpt-tokenizer'
+import { z } from 'zod'
+import type { ChatMessage } from '../../shared/protocol/inference.ts'
+import type { CounterSpec } from './accounting.ts'
+
+// What a request may cost before it runs: tier limits (per key and per user, requests and tokens, by
+// the hour and the day), per-key budgets, model prices, and a token estimate for the prompt.
+
+export const tierLimits = z.object({
+  /** requests per hour, per key */
+  requestsPerHour: z.number().int().positive(),
+  /** requests per hour, per user (all their keys together) */
+  userRequestsPerHour: z.number().int().positive(),
+  /** tokens (prompt + completion) per hour and per day, per user */
+  tokensPerHour: z.number().int().positive(),
+  tokensPerDay: z.number().int().positive()
+}).strict()
+export type TierLimits = z.infer<typeof tierLimits>
+
+export const DEFAULT_TIERS: Record<string, TierLimits> = {
+  default: { requestsPerHour: 100, userRequestsPerHour: 500, tokensPerHour: 200_000, tokensPerDay: 2_000_000 },
+  premium: { requestsPerHour: 1000, userRequestsPerHour: 5000, tokensPerHour: 2_000_000, tokensPerDay: 20_000_000 }
+}
+
+/** TIER_LIMITS='{"default":{"tokensPerDay":50000}}' overrides single fields of the defaults. */
+export function parseTiers (json: string | undefined, requestLimits?: { default: number, premium: number }): Record<string, TierLimits> {
+  const tiers: Record<string, TierLimits> = structuredClone(DEFAULT_TIERS)
+  if (requestLimits) {
+    tiers.default!.requestsPerHour = requestLimits.default
+    tiers.premium!.requestsPerHour = requestLimits.premium
+  }
+  if (json) {
+    const parsed = z.record(z.enum(['default', 'premium']), tierLimits.partial()).parse(JSON.parse(json))
+    for (const [name, over] of Object.entries(parsed)) tiers[name] = { ...tiers[name]!, ...over }
+  }
+  return tiers
+}
+
+/** USD per 1M tokens. */
+export interface Price { input: number, output: number }
+export const modelPrices = z.record(z.string().min(1).max(200), z.object({ input: z.number().min(0).max(10_000), output: z.number().min(0).max(10_000) }).strict())
+
+/** nano-USD for `tokens` at `usdPerMillion`: 1 USD = 1e9 nUSD, so nUSD per token = price × 1000. */
+export function nusd (tokens: number, usdPerMillion: number): number {
+  return tokens * Math.round(usdPerMillion * 1000)
+}
+export const toUsd = (n: number): number => n / 1e9
+
+export class Pricing {
+  private readonly table = new Map<string, Price>()
+  constructor (prices: Record<string, Price> = {}) { this.set(prices) }
+  set (prices: Record<string, Price>): void { for (const [m, p] of Object.entries(prices)) this.table.set(m, p) }
+  /** unpriced models are free (local backends) */
+  of (model: string): Price { return this.table.get(model) ?? { input: 0, output: 0 } }
+  cost (model: string, tokensIn: number, tokensOut: number): number {
+    const p = this.of(model)
+    return nusd(tokensIn, p.input) + nusd(tokensOut, p.output)
+  }
+  all (): Record<string, Price> { return Object.fromEntries(this.table) }
+}
+
+/** Tokens the prompt will be billed for by a typical tokenizer (cl100k/o200k family). */
+export function countPromptTokens (messages: ChatMessage[]): number {
+  let n = 0
+  for (const m of messages) n += countTokens(m.content) + 4 // role and separators, as chat templates add
+  return n + 2
+}
+
+/** A hold that covers the backend's own count: its tokenizer may differ from ours. */
+export function promptTokenHold (estimate: number): number {
+  return Math.ceil(estimate * 1.25) + 16
+}
+
+const pad = (n: number) => String(n).padStart(2, '0')
+function hourWindow (now: Date): { id: string, ends: Date } {
+  const ends = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate(), now.getUTCHours() + 1))
+  return { id: `h${now.getUTCFullYear()}${pad(now.getUTCMonth() + 1)}${pad(now.getUTCDate())}${pad(now.getUTCHours())}`, ends }
+}
+function dayWindow (now: Date): { id: string, ends: Date } {
+  const ends = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + 1))
+  return { id: `d${now.getUTCFullYear()}${pad(now.getUTCMonth() + 1)}${pad(now.getUTCDate())}`, ends }
+}
+
+export interface Subject { keyId: string, userId: string, keyTier: string, userTier: string, budgetNusd: number | null }
+
+/** The counters one request is held against, with the amounts it holds. */
+export function countersFor (s: Subject, tiers: Record<string, TierLimits>, hold: { tokens: number, nusd: number }, now = new Date()): CounterSpec[] {
+  const keyTier = tiers[s.keyTier] ?? tiers.default!
+  const userTier = tiers[s.userTier] ?? tiers.default!
+  const h = hourWindow(now)
+  const d = dayWindow(now)
+  const out: CounterSpec[] = [
+    { name: `req:k:${s.keyId}:${h.id}`, cap: keyTier.requestsPerHour, amount: 1, code: 'RATE_LIMITED', unit: 'requests', expires: h.ends.toISOString() },
+    { name: `req:u:${s.userId}:${h.id}`, cap: userTier.userRequestsPerHour, amount: 1, code: 'RATE_LIMITED', unit: 'requests', expires: h.ends.toISOString() },
+    { name: `tok:u:${s.userId}:${h.id}`, cap: userTier.tokensPerHour, amount: hold.tokens, code: 'QUOTA_EXCEEDED', unit: 'tokens', expires: h.ends.toISOString() },
+    { name: `tok:u:${s.userId}:${d.id}`, cap: userTier.tokensPerDay, amount: hold.tokens, code: 'QUOTA_EXCEEDED', unit: 'tokens', expires: d.ends.toISOString() }
+  ]
+  if (s.budgetNusd !== null) out.push({ name: `usd:k:${s.keyId}`, cap: s.budgetNusd, amount: hold.nusd, code: 'BUDGET_EXCEEDED', unit: 'nusd', expires: null })
+  return out
+}
+
+export function describeCounter (name: string): string {
+  const [kind, scope, , window] = name.split(':')
+  if (kind === 'req') return scope === 'k' ? 'requests per hour for this key' : 'requests per hour for your account'
+  if (kind === 'tok') return window?.startsWith('h') ? 'tokens per hour for your account' : 'tokens per day for your account'
+  if (kind === 'usd') return "this key's budget"
+  return name
+}
