@@ -33,6 +33,8 @@ export interface LocalMeshOptions {
   serviceEnv?: Partial<Record<ServiceName | 'inference', Record<string, string>>>
   /** how many workers to start (default 1) */
   workers?: number
+  /** how many gateways to start (default 1): gateway, gateway-2, …, sharing auth, database and workers */
+  gateways?: number
   /** more hex keys allowed to call internal methods (e.g. a benchmark client) */
   extraAllow?: string[]
   /** pipe child output to the console instead of log files */
@@ -40,7 +42,7 @@ export interface LocalMeshOptions {
   onLog?: (line: string) => void
 }
 
-export interface ChildInfo { name: string, proc: ChildProcess, readyLine: string, publicKey: string }
+export interface ChildInfo { name: string, service: string, env: Record<string, string>, proc: ChildProcess, readyLine: string, publicKey: string }
 
 export class LocalMesh {
   readonly opts: LocalMeshOptions
@@ -62,6 +64,8 @@ export class LocalMesh {
   }
 
   get gatewayKey (): string { return this.keys.gateway! }
+  get gatewayKeys (): string[] { return this.gatewayNames.map((n) => this.keys[n]!) }
+  get gatewayNames (): string[] { return Array.from({ length: this.opts.gateways ?? 1 }, (_, i) => i === 0 ? 'gateway' : `gateway-${i + 1}`) }
   get bootstrapString (): string { return this.bootstrap.join(',') }
 
   private log (line: string): void { this.opts.onLog?.(line) }
@@ -94,7 +98,7 @@ export class LocalMesh {
     }
 
     const workerNames = Array.from({ length: this.opts.workers ?? 1 }, (_, i) => i === 0 ? 'inference' : `inference-${i + 1}`)
-    for (const name of [...SERVICES, ...workerNames]) this.keys[name] = serviceKeyPair(this.home, name).publicKey.toString('hex')
+    for (const name of [...SERVICES, ...this.gatewayNames, ...workerNames]) this.keys[name] = serviceKeyPair(this.home, name).publicKey.toString('hex')
     this.workerToken = loadSecret(this.home, 'worker-token').toString('hex')
     const members = [...Object.values(this.keys), ...(this.opts.extraAllow ?? [])].join(',')
 
@@ -106,7 +110,9 @@ export class LocalMesh {
     }
     const se = this.opts.serviceEnv ?? {}
     await this.spawn('auth', { ...common, DATABASE_URL: this.databaseUrl, ...se.auth })
-    await this.spawn('gateway', { ...common, DATABASE_URL: this.databaseUrl, HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_WORKER_TOKEN: this.workerToken, ...se.gateway })
+    await Promise.all(this.gatewayNames.map((name) => this.spawn(name, {
+      ...common, HYPERINFER_SERVICE_NAME: name, DATABASE_URL: this.databaseUrl, HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_WORKER_TOKEN: this.workerToken, ...se.gateway
+    }, 'gateway')))
     const targets = Object.entries(this.keys).filter(([n]) => n !== 'metrics').map(([n, k]) => `${n}=${k}`).join(',')
     const webPort = this.opts.webPort ?? 3000
     const metricsPort = this.opts.metricsPort ?? 3004
@@ -114,10 +120,10 @@ export class LocalMesh {
       this.spawn('metrics', { ...common, METRICS_SERVICE_PORT: String(metricsPort), HYPERINFER_METRICS_TARGETS: targets, ...se.metrics }),
       this.spawn('web', { ...common, WEB_SERVICE_PORT: String(webPort), HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_GATEWAY_KEY: this.keys.gateway!, ...se.web }),
       ...workerNames.map((name) => this.spawn(name, {
-        ...common, HYPERINFER_WORKER_NAME: name, HYPERINFER_GATEWAYS: this.keys.gateway!, ...se.inference
+        ...common, HYPERINFER_WORKER_NAME: name, HYPERINFER_GATEWAYS: this.gatewayKeys.join(','), ...se.inference
       }, 'inference'))
     ])
-    await this.waitUsable(workerNames.length)
+    await Promise.all(this.gatewayKeys.map((key) => this.waitUsable(workerNames.length, key)))
     this.webUrl = /(https?:\/\/\S+)/.exec(this.children.get('web')!.readyLine)?.[1] ?? null
     this.metricsUrl = /(https?:\/\/\S+)/.exec(this.children.get('metrics')!.readyLine)?.[1] ?? null
 
@@ -138,8 +144,8 @@ export class LocalMesh {
    * Processes print their ready line once they listen; the mesh is usable once the gateway reaches
    * auth and every worker has registered. Ask the gateway itself, as a client would.
    */
-  private async waitUsable (workers: number, timeoutMs = 45_000): Promise<void> {
-    const conn = new GatewayConnection({ gateway: this.gatewayKey, bootstrap: this.testnet!.bootstrap, connectTimeoutMs: 5000 })
+  async waitUsable (workers: number, gateway = this.gatewayKey, timeoutMs = 45_000): Promise<void> {
+    const conn = new GatewayConnection({ gateway, bootstrap: this.testnet!.bootstrap, connectTimeoutMs: 5000 })
     const deadline = Date.now() + timeoutMs
     let last = 'no answer from the gateway'
     try {
@@ -168,7 +174,7 @@ export class LocalMesh {
       // the IPC channel closes when this process dies, however it dies; the child then stops itself
       stdio: ['ignore', 'pipe', 'pipe', 'ipc']
     })
-    const info: ChildInfo = { name, proc, readyLine: '', publicKey: this.keys[name] ?? '' }
+    const info: ChildInfo = { name, service, env, proc, readyLine: '', publicKey: this.keys[name] ?? '' }
     this.children.set(name, info)
     let stderrTail = ''
     proc.stderr!.on('data', (d: Buffer) => {
@@ -194,6 +200,14 @@ export class LocalMesh {
         }
       })
     })
+  }
+
+  /** Start a stopped (or killed) service again, as it was started. */
+  async restartChild (name: string): Promise<ChildInfo> {
+    const c = this.children.get(name)
+    if (!c) throw new Error(`no child named ${name}`)
+    await this.stopChild(name)
+    return this.spawn(name, c.env, c.service)
   }
 
   /** SIGTERM one service and wait for it to exit. */
@@ -224,6 +238,6 @@ export class LocalMesh {
 function rank (name: string): number {
   if (name.startsWith('inference')) return 0
   if (name === 'web' || name === 'metrics') return 1
-  if (name === 'gateway') return 2
+  if (name.startsWith('gateway')) return 2
   return 3
 }

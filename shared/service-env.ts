@@ -19,8 +19,9 @@ export function meshOptions (name: string, env: NodeJS.ProcessEnv = process.env)
   try { bootstrap = bootstrapList(cfg.HYPERINFER_BOOTSTRAP) } catch (err) { throw new ConfigError((err as Error).message) }
   return {
     home,
-    keyPair: serviceKeyPair(home, name, cfg.HYPERINFER_SEED),
-    log: createLogger(name, cfg.LOG_LEVEL),
+    // HYPERINFER_SERVICE_NAME names a second instance of a service (gateway-2): its own key file
+    keyPair: serviceKeyPair(home, env.HYPERINFER_SERVICE_NAME || name, cfg.HYPERINFER_SEED),
+    log: createLogger(env.HYPERINFER_SERVICE_NAME || name, cfg.LOG_LEVEL),
     bootstrap,
     host: env.HYPERINFER_HOST || undefined,
     allow: cfg.HYPERINFER_MESH_ALLOW
