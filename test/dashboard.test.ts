@@ -124,6 +124,7 @@ if (unavailable) {
     t.ok((await createError.innerText()).includes('name'), 'creating a key without a name says what is missing')
     await alice.getByLabel('Name').fill('laptop')
     await alice.getByLabel('Expires').selectOption('30')
+    await alice.getByLabel('Budget (USD)').fill('5')
     await alice.getByRole('button', { name: 'Create key' }).click()
     const secret = alice.locator('[data-secret]')
     await secret.waitFor({ state: 'visible' })
@@ -153,7 +154,18 @@ if (unavailable) {
     await alice.getByRole('link', { name: 'laptop' }).click()
     await alice.waitForURL(`**/dashboard/keys/${keyId}`)
     t.ok(await alice.getByRole('heading', { name: 'laptop' }).isVisible(), 'each key has its own page')
+    const facts = await alice.locator('.facts').innerText()
+    t.ok(facts.includes('$5.00') && facts.includes('inference'), 'showing its budget and scopes')
     await screenshots(alice, 'key-detail')
+
+    // bad input over the API: a clear coded error, and nothing created
+    const badKey = await alice.evaluate(async () => {
+      const r = await fetch('/api/dashboard/keys', { method: 'POST', headers: { 'content-type': 'application/json', 'x-hyperinfer-csrf': '1' }, body: JSON.stringify({ name: 'bad', expiresInDays: 0 }) })
+      return { status: r.status, body: await r.json() }
+    })
+    t.is(badKey.status, 400, 'a key with a zero-day expiry is refused with 400')
+    t.is(badKey.body.error.code, 'BAD_REQUEST')
+    t.is((await db.pool.query(`SELECT count(*)::int AS n FROM api_keys`)).rows[0].n, 1, 'and no key was created')
 
     // ---- use it, and watch the usage arrive -----------------------------------------------------
     const first = await chat(base, key)

@@ -34,12 +34,14 @@ export function series (daily: DailyRow[], days: number, now = Date.now()): Arra
 function niceMax (max: number): number {
   if (max <= 0) return 1
   const pow = 10 ** Math.floor(Math.log10(max))
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * pow >= max) return m * pow
+  // 2.5 only from 25 up, so whole counts keep whole halves (1.25 requests is no label)
+  for (const m of pow >= 10 ? [1, 2, 2.5, 5, 10] : [1, 2, 5, 10]) if (m * pow >= max) return m * pow
   return 10 * pow
 }
 
 function label (metric: Metric, v: number): string {
   if (metric === 'cost') return fmtUsd(v)
+  if (!Number.isInteger(v)) return v.toFixed(1)
   if (metric === 'tokens') return fmtCompact(v)
   return fmtInt(v)
 }
@@ -64,7 +66,7 @@ export function usageChart (daily: DailyRow[], days: number, metric: Metric): st
     const title = `${shortDate(p.date)}: ${p.value === null ? '—' : label(metric, v)} ${metric === 'cost' ? '' : UNIT[metric]}`.trim()
     return `<rect class="bar" x="${i * w + 1.5}" y="${(100 - h).toFixed(2)}" width="${w - 3}" height="${h.toFixed(2)}" data-date="${p.date}" data-value="${v}"><title>${esc(title)}</title></rect>`
   }).join('')
-  const grid = [25, 50, 75].map((y) => `<line class="grid" x1="0" x2="${points.length * w}" y1="${y}" y2="${y}" vector-effect="non-scaling-stroke"/>`).join('')
+  const grid = [0, 50].map((y) => `<line class="grid" x1="0" x2="${points.length * w}" y1="${y}" y2="${y}" vector-effect="non-scaling-stroke"/>`).join('')
   const total = known.reduce((a, p) => a + (p.value as number), 0)
   const mid = points[Math.floor(points.length / 2)]!
   return `<figure class="chart" data-metric="${metric}">

@@ -15,7 +15,7 @@ export interface UsageView {
   daily: DailyRow[]
   totals: Omit<DailyRow, 'date'>
   byModel?: ModelUsage[]
-  credits?: { balanceUsd: number, reservedUsd: number } | null
+  credits?: { balanceUsd: number, reservedUsd: number, availableUsd?: number } | null
 }
 
 export interface WebHealth { auth: string, gateway: string, uptimeSeconds: number, publicKey: string }
@@ -73,7 +73,7 @@ export function overviewPage (user: SessionUser, usage: UsageView, days: number,
   const t = usage.totals
   const tokens = (t.tokensIn ?? 0) + (t.tokensOut ?? 0)
   const credits = usage.credits
-  const creditValue = credits ? fmtUsd(credits.balanceUsd - credits.reservedUsd) : DASH
+  const creditValue = credits ? fmtUsd(credits.availableUsd ?? credits.balanceUsd - credits.reservedUsd) : DASH
   const creditFoot = credits === undefined
     ? 'Not reported by this gateway'
     : credits === null ? 'No prepaid credit on this account' : `${fmtUsd(credits.balanceUsd)} balance, ${fmtUsd(credits.reservedUsd)} reserved`
@@ -156,7 +156,7 @@ export function keysPage (user: SessionUser, keys: ApiKeyInfo[]): string {
     title: 'API keys',
     user,
     active: 'keys',
-    body: `${heading('API keys', `${active} active. A key is shown once, when you create it; we keep only its hash.`)}
+    body: `${heading('API keys', `<span data-active-count>${active}</span> active. A key is shown once, when you create it; we keep only its hash.`)}
 <section class="card">
   <div class="card-head"><h2>Create a key</h2></div>
   <form class="create" data-form="create-key" novalidate>
@@ -164,6 +164,7 @@ export function keysPage (user: SessionUser, keys: ApiKeyInfo[]): string {
     <label>Expires<select name="expiresInDays">
       <option value="">Never</option><option value="7">In 7 days</option><option value="30">In 30 days</option><option value="90">In 90 days</option><option value="365">In 1 year</option>
     </select></label>
+    <label>Budget (USD)<input name="budgetUsd" type="number" min="0" max="1000000" step="0.01" inputmode="decimal" placeholder="No limit"></label>
     <fieldset><legend>Scopes</legend>
       <label class="check"><input type="checkbox" name="scopes" value="inference" checked> inference</label>
       <label class="check"><input type="checkbox" name="scopes" value="models" checked> models</label>
@@ -198,6 +199,8 @@ ${heading(k.name, `Key <code>${esc(k.prefix)}…</code>`, statusBadge(k))}
     ${row('Status', statusBadge(k))}
     ${row('Scopes', k.scopes.map((s) => `<span class="chip">${esc(s)}</span>`).join(' '))}
     ${row('Tier', esc(k.tier))}
+    ${row('Budget', typeof k.budgetUsd === 'number' ? fmtUsd(k.budgetUsd) : 'no limit')}
+    ${row('Models', Array.isArray(k.models) && k.models.length ? k.models.map((m) => `<code>${esc(m)}</code>`).join(' ') : 'all')}
     ${row('Created', fmtDate(k.createdAt))}
     ${row('Expires', k.expiresAt ? fmtDate(k.expiresAt) : 'never')}
     ${row('Last used', k.lastUsedAt ? fmtDate(k.lastUsedAt) : 'never')}
@@ -253,15 +256,19 @@ export function modelsPage (user: SessionUser, models: ModelListing[]): string {
     title: 'Models',
     user,
     active: 'models',
-    body: `${heading('Models', `${models.length} served on the mesh now. Name one as <code>model</code> in a request.`)}
+    body: `${heading('Models', `${plural(models.length, 'model')} served on the mesh now. Name one as <code>model</code> in a request.`)}
 <section class="card">${body}</section>`
   })
 }
 
 // ---- admin ------------------------------------------------------------------------------------
 
+function plural (n: number, word: string): string {
+  return `${fmtInt(n)} ${word}${n === 1 ? '' : 's'}`
+}
+
 function pill (ok: boolean, text: string): string {
-  return `<span class="status ${ok ? 'status-active' : 'status-revoked'}">${esc(text)}</span>`
+  return `<span class="status ${ok ? 'status-active' : 'status-revoked'}">${esc(text === 'ok' ? 'OK' : text)}</span>`
 }
 
 export function adminPage (user: SessionUser, gw: GatewayHealth | null, gwError: string | null, web: WebHealth): string {
@@ -272,7 +279,7 @@ export function adminPage (user: SessionUser, gw: GatewayHealth | null, gwError:
     <p class="stat-foot">as seen by the ${gw ? 'gateway' : 'web service'}</p></div>
   <div class="stat" data-service="database"><p class="stat-label">Database</p><p class="stat-value">${gw ? pill(gw.database === 'ok', gw.database) : DASH}</p>
     <p class="stat-foot">as seen by the gateway</p></div>
-  <div class="stat" data-service="web"><p class="stat-label">Web</p><p class="stat-value">${pill(web.auth === 'connected' && web.gateway === 'connected', web.auth === 'connected' && web.gateway === 'connected' ? 'ok' : 'degraded')}</p>
+  <div class="stat" data-service="web"><p class="stat-label">Web</p><p class="stat-value">${pill(web.auth === 'connected' && web.gateway === 'connected', web.auth === 'connected' && web.gateway === 'connected' ? 'OK' : 'degraded')}</p>
     <p class="stat-foot">up ${fmtDuration(web.uptimeSeconds)}</p></div>
 </section>`
   const workers = gw?.workers ?? []
@@ -286,7 +293,7 @@ export function adminPage (user: SessionUser, gw: GatewayHealth | null, gwError:
   <tbody>${workers.map((w) => `<tr data-worker="${esc(w.publicKey)}">
     <td data-label="Worker"><code title="${esc(w.publicKey)}">${esc(w.publicKey.slice(0, 12))}…</code></td>
     <td data-label="Models">${w.models.map((m) => `<span class="chip">${esc(m)}</span>`).join(' ')}</td>
-    <td data-label="Load"><span class="meter" aria-hidden="true"><svg viewBox="0 0 100 6" preserveAspectRatio="none"><rect class="meter-bg" width="100" height="6"/><rect class="meter-fg" width="${((w.inflight / maxInflight) * 100).toFixed(1)}" height="6"/></svg></span> ${fmtInt(w.inflight)}</td>
+    <td data-label="Load"><span class="load"><span class="meter" aria-hidden="true"><svg viewBox="0 0 100 6" preserveAspectRatio="none"><rect class="meter-bg" width="100" height="6"/><rect class="meter-fg" width="${((w.inflight / maxInflight) * 100).toFixed(1)}" height="6"/></svg></span>${fmtInt(w.inflight)}</span></td>
     <td class="num" data-label="Served">${fmtInt(w.served)}</td>
     <td class="num" data-label="Failures">${fmtInt(w.failures)}</td>
     <td data-label="Connected">${fmtDate(w.connectedAt)}</td></tr>`).join('')}</tbody></table></div>`
@@ -297,7 +304,7 @@ export function adminPage (user: SessionUser, gw: GatewayHealth | null, gwError:
     body: `${heading('Service health', 'Live from the gateway and this web service. Reload to refresh.')}
 ${health}
 <section class="card">
-  <div class="card-head"><h2>Workers</h2><span class="muted">${fmtInt(workers.length)} connected · ${fmtInt(gw?.models.length ?? 0)} models</span></div>
+  <div class="card-head"><h2>Workers</h2><span class="muted">${plural(workers.length, 'worker')} · ${plural(gw?.models.length ?? 0, 'model')}</span></div>
   ${table}
 </section>`
   })

@@ -63,19 +63,13 @@ function digest (token: string): string {
   return crypto.createHash('sha256').update(token).digest('hex')
 }
 
-/** Claims of a token auth has already verified; never trusted on their own. */
-function claimsOf (token: string): SessionUser & { exp: number } {
+/** When a token auth has already verified expires, ms: how long to remember it as logged out. */
+function expiryOf (token: string): number {
   try {
-    const payload = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>
-    return {
-      id: String(payload.sub ?? ''),
-      username: String(payload.username ?? ''),
-      role: String(payload.role ?? 'user'),
-      exp: typeof payload.exp === 'number' ? payload.exp * 1000 : Date.now() + 24 * 3600_000
-    }
-  } catch {
-    throw MeshError.UNAUTHENTICATED()
-  }
+    const payload = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { exp?: unknown }
+    if (typeof payload.exp === 'number') return payload.exp * 1000
+  } catch {}
+  return Date.now() + 24 * 3600_000
 }
 
 /**
@@ -96,11 +90,9 @@ export class Sessions {
     const token = sessionToken(req)
     if (!token) throw MeshError.UNAUTHENTICATED('not logged in')
     if (this.loggedOut.has(digest(token))) throw MeshError.UNAUTHENTICATED('logged out; log in again')
-    // auth checks the signature and expiry of this exact token (any call taking a token does); once
-    // it has, the claims inside it are auth's own
-    await this.auth().call(AuthProtocol.listApiKeys, { token })
-    const { exp: _exp, ...user } = claimsOf(token)
-    return { ...user, token }
+    // auth checks the token's signature and expiry and reads the user (and role) fresh from the database
+    const { user } = await this.auth().call(AuthProtocol.whoami, { token })
+    return { id: user.id, username: user.username, role: user.role, token }
   }
 
   /** Remember a verified token as logged out (an unverified one is not worth remembering). */
@@ -109,8 +101,8 @@ export class Sessions {
     if (!token || this.loggedOut.has(digest(token))) return
     let exp: number
     try {
-      await this.auth().call(AuthProtocol.listApiKeys, { token })
-      exp = claimsOf(token).exp
+      await this.auth().call(AuthProtocol.whoami, { token })
+      exp = expiryOf(token)
     } catch { return }
     const now = Date.now()
     if (this.loggedOut.size > 1000) for (const [k, until] of this.loggedOut) if (until <= now) this.loggedOut.delete(k)

@@ -39,6 +39,11 @@ function clearError (form) {
   if (box) { box.hidden = true; box.textContent = '' }
 }
 
+function bumpActive (by) {
+  const el = document.querySelector('[data-active-count]')
+  if (el) el.textContent = String(Math.max(0, Number(el.textContent) + by))
+}
+
 let toastTimer = null
 function toast (text) {
   const el = document.querySelector('.toast')
@@ -106,9 +111,16 @@ const forms = {
       body.scopes = scopes
       const days = String(f.get('expiresInDays') || '')
       if (days) body.expiresInDays = Number(days)
+      const budget = String(f.get('budgetUsd') || '').trim()
+      if (budget) {
+        const n = Number(budget)
+        if (!Number.isFinite(n) || n < 0) throw Object.assign(new Error('The budget must be a dollar amount of 0 or more'), { code: 'BAD_REQUEST' })
+        body.budgetUsd = n
+      }
       const created = await api('POST', '/api/dashboard/keys', body)
       revealKey(created.key)
       addKeyRow(created)
+      bumpActive(1)
       form.reset()
     })
   }
@@ -217,6 +229,7 @@ async function revokeKey (button) {
     const foot = button.closest('.card-foot')
     if (foot) foot.remove()
     else button.remove()
+    bumpActive(-1)
     toast(`Key "${k.name}" revoked`)
   } catch (err) {
     if (sessionGone(err)) return
