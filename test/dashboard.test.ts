@@ -65,6 +65,9 @@ if (unavailable) {
     // ---- alice: logged out, then registers -----------------------------------------------------
     const a = await newUser(browser, base)
     const alice = a.page
+    await alice.goto('/')
+    await alice.getByRole('link', { name: 'Create an account' }).waitFor()
+    await screenshots(alice, 'landing')
     await alice.goto('/dashboard/keys')
     t.ok(new URL(alice.url()).pathname === '/login' && new URL(alice.url()).searchParams.get('next') === '/dashboard/keys', 'a logged-out visitor is sent to the login page, and back after')
     t.ok(await alice.getByRole('heading', { name: 'Log in' }).isVisible(), 'the login form is shown')
@@ -110,6 +113,10 @@ if (unavailable) {
     await login(alice, 'alice@example.com', 'not the password')
     await regError.waitFor({ state: 'visible' })
     t.ok((await alice.locator('[data-error]').innerText()).includes('[INVALID_CREDENTIALS]'), 'a wrong password is a clear coded error')
+    const direct = await api(base, 'POST', '/api/dashboard/login', { body: { email: 'alice@example.com', password: alicePassword }, headers: { 'x-hyperinfer-csrf': '1' } })
+    t.is(direct.status, 200)
+    t.absent(/token|eyJ/.test(direct.text), 'the login answer carries no token, only the user')
+    t.ok(/HttpOnly/.test(direct.headers.get('set-cookie') ?? '') && /SameSite=Strict/.test(direct.headers.get('set-cookie') ?? ''), 'the token travels only in the HttpOnly cookie')
     await login(alice, 'alice@example.com', alicePassword)
     await alice.waitForURL((u) => u.pathname === '/dashboard')
     t.is(await alice.getByTestId('username').innerText(), 'alice', 'logged in again')

@@ -78,7 +78,8 @@ export function usageChart (daily: DailyRow[], days: number, metric: Metric): st
       </svg>
       ${total === 0 ? `<div class="chart-empty">No ${metric === 'cost' ? 'spend' : UNIT[metric]} in the last ${days} days yet.</div>` : ''}
     </div>
+    <span></span>
+    <div class="x-axis" aria-hidden="true"><span>${shortDate(points[0]!.date)}</span><span>${shortDate(mid.date)}</span><span>${shortDate(points[points.length - 1]!.date)}</span></div>
   </div>
-  <div class="x-axis" aria-hidden="true"><span>${shortDate(points[0]!.date)}</span><span>${shortDate(mid.date)}</span><span>${shortDate(points[points.length - 1]!.date)}</span></div>
 </figure>`
 }
