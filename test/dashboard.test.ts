@@ -1,4 +1,6 @@
+import fs from 'node:fs'
 import http from 'node:http'
+import path from 'node:path'
 import type { AddressInfo } from 'node:net'
 import test from 'brittle'
 import type { BrowserContext, Page } from 'playwright-core'
@@ -58,7 +60,9 @@ if (unavailable) {
   test.skip(`dashboard in Chromium (skipped: ${unavailable})`, () => {})
 } else {
   test('dashboard: register, keys shown once, usage chart, revoke, isolation, admin, CSRF and logout in Chromium', { timeout: 240_000 }, async (t) => {
-    const { mesh, db } = await startTestMesh(t, { serviceEnv: { auth: { ADMIN_USERS: ADMIN } } })
+    // services log at debug here, so the check at the end (no secret in any log) has logs to read
+    const debug = { LOG_LEVEL: 'debug' }
+    const { mesh, db, home } = await startTestMesh(t, { serviceEnv: { auth: { ADMIN_USERS: ADMIN, ...debug }, web: debug, gateway: debug } })
     const base = mesh.webUrl!
     const browser = await launchBrowser(t)
 
@@ -333,5 +337,12 @@ window.results = (async () => {
     t.is(new URL(alice.url()).pathname, '/login', 'the dashboard sends her to log in again')
     const dead = await api(base, 'GET', '/api/dashboard/keys', { headers: { cookie: `${COOKIE}=${before}` } })
     t.is(dead.status, 401, 'the old cookie, replayed, is refused')
+
+    // ---- no secret in any service log ------------------------------------------------------------
+    const logs = fs.readdirSync(path.join(home, 'logs')).map((f) => fs.readFileSync(path.join(home, 'logs', f), 'utf8')).join('\n')
+    t.ok(logs.includes('/api/dashboard/keys'), 'the web service logged the dashboard requests')
+    for (const [what, secret] of [['API key', key], ['password', alicePassword], ['session token', cookie!.value], ['second session token', before]] as const) {
+      t.absent(logs.includes(secret), `no ${what} in any log`)
+    }
   })
 }
