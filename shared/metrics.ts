@@ -8,8 +8,9 @@ import type { HandlerTable } from './mesh/peer.ts'
 // ids or prompts). The metrics service pulls this registry over RPC (CommonProtocol.metricsText) and
 // adds `instance` to every sample.
 //
-// Families a service needs are made eagerly (PRESET below), so a counter is exported at 0 before its
-// first increment and Prometheus' increase() sees that increment. Anything else is made on first use.
+// Families a service needs (PRESET below) are made when it opens (ensureFamilies), so a counter is
+// exported at 0 before its first increment and Prometheus' increase() sees that increment; a family the
+// service already registered itself under the same name is reused. Anything else is made on first use.
 // METRICS_DISABLED=1 (or METRICS_ENABLED=false) turns every recording method into a no-op and leaves
 // the registry without process metrics: the switch the benchmark uses to measure what metrics cost.
 
@@ -107,10 +108,10 @@ export interface WorkerLoad { capacity: number, inflight: Map<string, number> | 
 
 type Family = 'requestDuration' | 'ttft' | 'tokens' | 'rateLimitViolations' | 'activeUsers' | 'registrations' | 'keysCreated' | 'backendErrors' | 'worker'
 
-/** What each service exports from its first scrape. The gateway still defines tokens, ttft and rate-limit itself. */
+/** What each service exports from its first scrape. */
 const PRESET: Record<string, Family[]> = {
   auth: ['registrations', 'keysCreated', 'activeUsers'],
-  gateway: ['requestDuration', 'activeUsers'],
+  gateway: ['requestDuration', 'ttft', 'tokens', 'rateLimitViolations', 'activeUsers'],
   inference: ['requestDuration', 'ttft', 'tokens', 'backendErrors', 'worker']
 }
 
@@ -176,7 +177,11 @@ export class ServiceMetrics {
         this.set({ service }, first ? (Date.now() - first.started) / 1000 : 0)
       }
     })
-    for (const f of PRESET[service] ?? []) this.family(f)
+  }
+
+  /** Make this service's PRESET families (idempotent); MeshService calls it on open. */
+  ensureFamilies (): void {
+    for (const f of PRESET[this.service] ?? []) this.family(f)
   }
 
   /** A served request ended: count it and time it. */
@@ -365,6 +370,7 @@ export class ServiceMetrics {
   }
 
   async text (): Promise<{ contentType: string, text: string }> {
+    this.ensureFamilies()
     return { contentType: this.registry.contentType, text: await this.registry.metrics() }
   }
 }

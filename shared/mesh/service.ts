@@ -89,6 +89,7 @@ export abstract class MeshService {
   private async doOpen (): Promise<void> {
     this.dht = createDHT({ keyPair: this.keyPair, bootstrap: this.bootstrap, host: this.host })
     this.rpcInstance = new RPC({ keyPair: this.keyPair, dht: this.dht, valueEncoding: c.json })
+    this.metrics.ensureFamilies()
     // handlers are tracked while they run (in-flight, oldest age); the observe hook counts and times them
     const table = this.metrics.instrument(this.handlers(), { count: false })
     table.set(CommonProtocol.serviceInfo.name, { def: CommonProtocol.serviceInfo, fn: () => this.info() })

@@ -130,6 +130,7 @@ test('ServiceMetrics: bounded model labels, worker gauges, in-flight age, METRIC
   t.absent(text.includes('nodejs_active_handles_total'), 'the *_total gauges promtool rejects are gone')
 
   const auth = new ServiceMetrics('auth', { env: {} })
+  auth.ensureFamilies()
   const authText = await auth.registry.metrics()
   t.is(sampleValue(authText, 'ai_platform_registrations_total', {}), 0, 'auth exports registrations from the start, at 0')
   t.is(sampleValue(authText, 'ai_platform_active_users', { time_window: '24h' }), 0)
