@@ -90,6 +90,7 @@ export class AuthService extends MeshService {
       }
       await client.query('INSERT INTO audit_log (user_id, action, target) VALUES ($1, $2, $3)', [user.id, 'user.register', user.id])
       await client.query('COMMIT')
+      this.metrics.registered()
       this.log.info({ userId: user.id }, 'user registered')
       return { user: publicUser(user) }
     } catch (err) {
@@ -117,6 +118,7 @@ export class AuthService extends MeshService {
       await this.audit(row.id, 'user.promote', row.id)
     }
     const session = await this.sessions.issue({ userId: row.id, username: row.username, role: row.role })
+    this.metrics.userActive(row.id)
     await this.audit(row.id, 'user.login', row.id)
     return { ...session, user: publicUser(row) }
   }
@@ -145,6 +147,7 @@ export class AuthService extends MeshService {
         req.budgetUsd === undefined ? null : Math.round(req.budgetUsd * NUSD), req.models ? [...new Set(req.models)] : null])
     const info = keyInfo(rows[0]!)
     await this.audit(claims.userId, 'apikey.create', info.id)
+    this.metrics.keyCreated()
     return { ...info, key }
   }
 

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { hexKey, loadConfig, positiveInt } from '../../shared/config.ts'
+import { ConfigError, hexKey, loadConfig, positiveInt } from '../../shared/config.ts'
 import { createPool } from '../../shared/db.ts'
 import { runService } from '../../shared/run.ts'
 import { meshOptions } from '../../shared/service-env.ts'
@@ -31,6 +31,15 @@ const schema = z.object({
   HYPERINFER_ACCOUNTING: z.enum(['on', 'off']).default('on')
 })
 
+function tiersFrom (json: string | undefined, requests: { default: number, premium: number }) {
+  try {
+    return parseTiers(json, requests)
+  } catch (err) {
+    const issues = (err as { issues?: Array<{ path: unknown[], message: string }> }).issues
+    throw new ConfigError(`invalid configuration: TIER_LIMITS: ${issues ? issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ') : (err as Error).message}`)
+  }
+}
+
 await runService('gateway', () => {
   const cfg = loadConfig(schema)
   const pool = createPool(cfg.DATABASE_URL, cfg.DB_POOL_SIZE)
@@ -39,7 +48,7 @@ await runService('gateway', () => {
     pool,
     authKey: cfg.HYPERINFER_AUTH_KEY,
     workerToken: cfg.HYPERINFER_WORKER_TOKEN,
-    tiers: parseTiers(cfg.TIER_LIMITS, { default: cfg.DEFAULT_RATE_LIMIT, premium: cfg.PREMIUM_RATE_LIMIT }),
+    tiers: tiersFrom(cfg.TIER_LIMITS, { default: cfg.DEFAULT_RATE_LIMIT, premium: cfg.PREMIUM_RATE_LIMIT }),
     prices: cfg.MODEL_PRICES,
     defaultMaxTokens: cfg.DEFAULT_MAX_TOKENS,
     stuckAfterMs: cfg.STUCK_REQUEST_MS,

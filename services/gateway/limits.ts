@@ -30,7 +30,7 @@ export function parseTiers (json: string | undefined, requestLimits?: { default:
     tiers.premium!.requestsPerHour = requestLimits.premium
   }
   if (json) {
-    const parsed = z.record(z.enum(['default', 'premium']), tierLimits.partial()).parse(JSON.parse(json))
+    const parsed = z.partialRecord(z.enum(['default', 'premium']), tierLimits.partial()).parse(JSON.parse(json))
     for (const [name, over] of Object.entries(parsed)) tiers[name] = { ...tiers[name]!, ...over }
   }
   return tiers

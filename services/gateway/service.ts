@@ -1,6 +1,5 @@
 import crypto from 'node:crypto'
 import type pg from 'pg'
-import client from 'prom-client'
 import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.ts'
 import { handlers, type HandlerContext, type HandlerTable } from '../../shared/mesh/peer.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
@@ -60,9 +59,6 @@ export class GatewayService extends MeshService {
   private dbProbe: { at: number, ok: Promise<boolean> } | null = null
   /** moving average of time to first token per model, as this gateway measured it */
   private readonly ttftAvg = new Map<string, number>()
-  private readonly rateLimited: client.Counter<'service'>
-  private readonly tokens: client.Counter<'model' | 'direction'>
-  private readonly ttft: client.Histogram<'model'>
 
   constructor (opts: GatewayOptions) {
     super({ ...opts, name: 'gateway' })
@@ -73,10 +69,6 @@ export class GatewayService extends MeshService {
     this.pricing = new Pricing(opts.prices)
     this.tiers = opts.tiers ?? parseTiers(undefined, opts.rateLimits)
     this.accountingOn = opts.accounting ?? true
-    const registers = [this.metrics.registry]
-    this.rateLimited = new client.Counter({ name: 'ai_platform_rate_limit_violations_total', help: 'Requests refused by the rate limiter', labelNames: ['service'], registers })
-    this.tokens = new client.Counter({ name: 'ai_platform_tokens_total', help: 'Tokens processed, by model and direction (in/out)', labelNames: ['model', 'direction'], registers })
-    this.ttft = new client.Histogram({ name: 'ai_platform_time_to_first_token_seconds', help: 'Time from dispatch to first token', labelNames: ['model'], buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10], registers })
   }
 
   protected handlers (): HandlerTable {
@@ -168,7 +160,7 @@ export class GatewayService extends MeshService {
           if (firstTokenAt === null) {
             firstTokenAt = Date.now()
             const ms = firstTokenAt - dispatched
-            this.ttft.observe({ model }, ms / 1000)
+            this.metrics.observeTtft(model, ms / 1000)
             const prev = this.ttftAvg.get(model)
             this.ttftAvg.set(model, prev === undefined ? ms : prev * 0.8 + ms * 0.2)
           }
@@ -188,6 +180,7 @@ export class GatewayService extends MeshService {
       const err = out.err instanceof MeshError ? out.err : MeshError.INTERNAL()
       const cancelled = ctx.signal.aborted
       // a stream cut short is billed for what was delivered
+      this.metrics.observeInference(model, (Date.now() - started) / 1000)
       await this.settle(id, model, cancelled ? 'cancelled' : 'failed', worker, delivered > 0 ? promptTokens : 0, delivered, started, ttftMs, cancelled ? 'CANCELLED' : err.code, cancelled ? 'the caller cancelled the request' : err.message)
       throw err
     }
@@ -197,8 +190,8 @@ export class GatewayService extends MeshService {
       completionTokens: Math.min(reported && !truncated ? Math.max(reported.completionTokens, delivered) : delivered, ceiling)
     }
     const cost = await this.settle(id, model, 'success', worker, usage.promptTokens, usage.completionTokens, started, ttftMs, null, null)
-    this.tokens.inc({ model, direction: 'in' }, usage.promptTokens)
-    this.tokens.inc({ model, direction: 'out' }, usage.completionTokens)
+    this.metrics.countTokens(model, usage.promptTokens, usage.completionTokens)
+    this.metrics.observeInference(model, (Date.now() - started) / 1000)
     return {
       id, model, worker: worker!, text: req.stream ? '' : text, usage, costUsd: toUsd(cost),
       finishReason: truncated ? 'length' : out.ok ? out.value.finishReason : 'stop', ttftMs, durationMs: Date.now() - started
@@ -223,7 +216,8 @@ export class GatewayService extends MeshService {
     }
     const tokensIn = out.value.usage.promptTokens || promptTokens
     const cost = await this.settle(id, req.model, 'success', out.worker.publicKey, tokensIn, 0, started, null, null, null)
-    this.tokens.inc({ model: req.model, direction: 'in' }, tokensIn)
+    this.metrics.countTokens(req.model, tokensIn, 0)
+    this.metrics.observeInference(req.model, (Date.now() - started) / 1000)
     return { ...out.value, usage: { ...out.value.usage, promptTokens: tokensIn }, id, worker: out.worker.publicKey, costUsd: toUsd(cost) }
   }
 
@@ -278,6 +272,7 @@ export class GatewayService extends MeshService {
   private async admit (apiKey: string, requested: string | undefined, r: { id: string, kind: 'chat' | 'embed', promptTokens: number, completionTokens: number, trace: string | null, promptHash: string }):
     Promise<{ identity: KeyIdentity, model: string }> {
     const identity = await this.keys.resolve(apiKey)
+    this.metrics.userActive(identity.userId)
     if (!identity.scopes.includes('inference')) throw MeshError.FORBIDDEN('this API key lacks the inference scope')
     const model = requested ?? this.defaultModel()
     if (identity.models && !identity.models.includes(model)) throw MeshError.FORBIDDEN(`this API key may not use '${model}' (allowed: ${identity.models.join(', ')})`)
@@ -300,11 +295,11 @@ export class GatewayService extends MeshService {
   private refusal (r: Exclude<AdmitResult, { ok: true }>): MeshError {
     const retryAfterSeconds = r.expires ? Math.max(1, Math.ceil((Date.parse(r.expires) - Date.now()) / 1000)) : null
     if (r.code === 'RATE_LIMITED') {
-      this.rateLimited.inc({ service: 'gateway' })
+      this.metrics.rateLimited()
       return MeshError.RATE_LIMITED(`rate limit of ${r.cap} ${describeCounter(r.counter)} reached; retry in ${retryAfterSeconds} s`, retryAfterSeconds ?? 60, { limit: r.cap })
     }
     if (r.code === 'QUOTA_EXCEEDED') {
-      this.rateLimited.inc({ service: 'gateway' })
+      this.metrics.rateLimited()
       return MeshError.LIMIT('QUOTA_EXCEEDED', `this request could use more than the ${r.cap - r.used} ${describeCounter(r.counter)} left (of ${r.cap}); lower maxTokens or retry in ${retryAfterSeconds} s`,
         { limit: r.cap, used: r.used, retryAfterSeconds })
     }
