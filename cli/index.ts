@@ -2,12 +2,12 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { CliContext, UsageError } from './context.ts'
 import { reportError } from './output.ts'
 import type { Command } from './command.ts'
-import { login, register, usage } from './commands/account.ts'
+import { credits, login, register, usage } from './commands/account.ts'
 import { keys } from './commands/keys.ts'
 import { infer } from './commands/infer.ts'
 import { models, quota, status, workerToken } from './commands/info.ts'
 
-const COMMANDS: Command[] = [register, login, keys, infer, models, status, quota, usage, workerToken]
+const COMMANDS: Command[] = [register, login, keys, infer, models, status, quota, usage, credits, workerToken]
 
 const GLOBAL: NonNullable<ParseArgsConfig['options']> = {
   json: { type: 'boolean' },

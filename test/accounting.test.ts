@@ -1,7 +1,9 @@
 import test from 'brittle'
 import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
 import type pg from 'pg'
-import { startTestMesh, gatewayClient, userWithKey, alive } from '../shared/testing/harness.ts'
+import { startTestMesh, gatewayClient, userWithKey, alive, runCli } from '../shared/testing/harness.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import { MeshError } from '../shared/errors.ts'
 import type { MeshClient } from '../shared/mesh/client.ts'
@@ -239,4 +241,49 @@ test('durability: a gateway killed with SIGKILL mid-load loses no acknowledged r
   const { client: again } = await gatewayClient(t, mesh)
   const after = await again.call(GatewayProtocol.infer, { apiKey: user.key, model: 'synthetic', prompt: 'after the restart', maxTokens: 3 })
   t.is(after.usage.completionTokens, 3, 'the restarted gateway serves the same key')
+})
+
+test('cli: credits, an admin grant, a key with a budget, quota and usage since a date', { timeout: 240_000 }, async (t) => {
+  const { mesh, home } = await startTestMesh(t, pricedMesh())
+  const bossHome = home + '-boss'
+  fs.mkdirSync(bossHome, { recursive: true })
+  fs.copyFileSync(path.join(home, 'mesh.json'), path.join(bossHome, 'mesh.json'))
+  t.teardown(() => fs.rmSync(bossHome, { recursive: true, force: true }))
+  t.ok(mesh.gatewayKey, 'mesh up')
+
+  t.is((await runCli(home, ['register', '--username', 'carol', '--email', 'carol@example.com', '--password', 'carol password'])).code, 0, 'carol registers')
+  t.is((await runCli(home, ['login', '--email', 'carol@example.com', '--password', 'carol password'])).code, 0, 'and logs in')
+  t.is((await runCli(bossHome, ['register', '--username', 'boss', '--email', 'boss@example.com', '--password', 'boss password'])).code, 0, 'the admin registers')
+  t.is((await runCli(bossHome, ['login', '--email', 'boss@example.com', '--password', 'boss password'])).code, 0, 'and logs in')
+
+  const none = await runCli(home, ['credits'])
+  t.ok(/\$0 available/.test(none.stdout), 'a new account has no credits: ' + none.stdout.trim().split('\n')[0])
+  const selfGrant = await runCli(home, ['credits', 'grant', 'carol', '5'])
+  t.is(selfGrant.code, 1, 'carol cannot grant herself credits')
+  t.ok(/FORBIDDEN/.test(selfGrant.stderr), 'FORBIDDEN, said once: ' + selfGrant.stderr.trim())
+  const badAmount = await runCli(bossHome, ['credits', 'grant', 'carol', '-3'])
+  t.is(badAmount.code, 2, 'a negative amount is a usage error')
+  const grant = await runCli(bossHome, ['credits', 'grant', 'carol', '0.5', '--note', 'welcome'])
+  t.ok(grant.code === 0 && /granted \$0.50 to carol/.test(grant.stdout), 'the admin grants $0.50: ' + grant.stdout.trim())
+
+  const key = await runCli(home, ['keys', 'create', '--name', 'capped', '--budget', '0.00002', '--models', 'synthetic', '--json'])
+  t.is(key.code, 0, 'a key with a budget and a model list')
+  const apiKey = key.json.key as string
+  for (let i = 0; i < 2; i++) {
+    const r = await runCli(home, ['infer', '--max-tokens', '10', `question ${i}`], { env: { HYPERINFER_API_KEY: apiKey } })
+    t.is(r.code, 0, `request ${i + 1} fits the key budget`)
+  }
+  const over = await runCli(home, ['infer', '--max-tokens', '10', 'one too many'], { env: { HYPERINFER_API_KEY: apiKey } })
+  t.ok(over.code !== 0 && /BUDGET_EXCEEDED/.test(over.stderr), 'the third is refused: ' + over.stderr.trim())
+
+  const quota = await runCli(home, ['quota'], { env: { HYPERINFER_API_KEY: apiKey } })
+  t.ok(/this key's budget/.test(quota.stdout) && /tokens per day/.test(quota.stdout), 'quota lists every limit')
+  const today = new Date().toISOString().slice(0, 10)
+  const usage = await runCli(home, ['usage', '--since', today])
+  t.ok(usage.code === 0 && /synthetic/.test(usage.stdout) && /\$0\.00002/.test(usage.stdout), 'usage --since today shows the model and the $0.00002 spent:\n' + usage.stdout)
+  const badSince = await runCli(home, ['usage', '--since', 'yesterday'])
+  t.ok(badSince.code !== 0 && /YYYY-MM-DD/.test(badSince.stderr), 'a bad date is refused clearly: ' + badSince.stderr.trim())
+  const ledger = await runCli(home, ['credits', '--json'])
+  t.is(ledger.json.ledger.filter((e: { kind: string }) => e.kind === 'debit').length, 2, 'two debits in the ledger')
+  t.ok(Math.abs(ledger.json.balanceUsd - (0.5 - 0.00002)) < 1e-12, 'the balance is the grant minus the two charges')
 })

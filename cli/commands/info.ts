@@ -1,9 +1,12 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
+import type { SystemHealth } from '../../shared/protocol/metrics.ts'
+import { readMeshFile } from '../../shared/meshfile.ts'
 import { UsageError } from '../context.ts'
 import { printJson, table } from '../output.ts'
 import type { Command } from '../command.ts'
+import { usd } from './account.ts'
 
 export const models: Command = {
   name: 'models',
@@ -20,31 +23,45 @@ export const models: Command = {
 
 export const status: Command = {
   name: 'status',
-  summary: 'gateway health: auth, database, workers, models',
-  usage: 'status',
-  options: {},
-  async run (ctx) {
+  summary: 'gateway health (auth, database, workers, models) and, with a metrics URL, every mesh member',
+  usage: 'status [--metrics URL]',
+  options: { metrics: { type: 'string' } },
+  async run (ctx, { values }) {
     const gw = await ctx.gateway()
     const h = await gw.call(GatewayProtocol.getServiceHealth, {}, ctx.globals.timeout)
-    if (ctx.globals.json) return printJson(h)
+    // the metrics service answers mesh members only over RPC; its /health is the public view
+    const metricsUrl = (values.metrics as string | undefined) || process.env.HYPERINFER_METRICS_URL || readMeshFile(ctx.home)?.metrics
+    const sys = metricsUrl
+      ? await fetch(new URL('/health', metricsUrl), { signal: AbortSignal.timeout(ctx.globals.timeout) }).then((r) => r.ok || r.status === 503 ? r.json() as Promise<SystemHealth> : null, () => null)
+      : null
+    if (ctx.globals.json) return printJson({ ...h, mesh: sys })
     console.log(`gateway  ${h.publicKey}  ${h.status}  up ${h.uptimeSeconds} s  in flight ${h.inflight}`)
     console.log(`auth     ${h.auth}`)
     console.log(`database ${h.database}`)
     console.log(`models   ${h.models.join(', ') || '(none)'}`)
     console.log(`workers  ${h.workers.length}`)
     for (const w of h.workers) console.log(`  ${w.publicKey.slice(0, 16)}…  ${w.models.join(',')}  in flight ${w.inflight}  served ${w.served}  failures ${w.failures}`)
+    if (sys) {
+      console.log(`mesh     ${sys.status} (from ${metricsUrl})`)
+      for (const m of sys.services) console.log(`  ${m.name.padEnd(12)} ${m.instance.padEnd(18)} ${m.up ? 'up  ' : 'DOWN'}  ${m.latencyMs + ' ms'}  ${m.version ?? '-'}${m.error ? '  ' + m.error : ''}`)
+    } else if (metricsUrl) {
+      console.log(`mesh     metrics service at ${metricsUrl} did not answer`)
+    }
   }
 }
 
 export const quota: Command = {
   name: 'quota',
-  summary: "your API key's hourly limit and what is left",
+  summary: "your API key's limits, what is left of each, and your credits",
   usage: 'quota [--key K]',
   options: { key: { type: 'string' } },
   async run (ctx, { values }) {
     const q = await ctx.sdk({ apiKey: ctx.apiKey(values.key as string | undefined) }).quota()
     if (ctx.globals.json) return printJson(q)
-    console.log(`${q.used}/${q.limit} requests used this hour (${q.tier} tier), ${q.remaining} left${q.resetsAt ? `; oldest frees at ${q.resetsAt}` : ''}`)
+    console.log(`${q.used}/${q.limit} requests used this hour (${q.tier} tier), ${q.remaining} left${q.resetsAt ? `; resets at ${q.resetsAt}` : ''}`)
+    const fmt = (l: typeof q.limits[number], v: number) => l.unit === 'usd' ? usd(v) : String(v)
+    console.log(table([['LIMIT', 'USED', 'OF', 'LEFT', 'RESETS'], ...q.limits.map((l) => [l.description, fmt(l, l.used), fmt(l, l.cap), fmt(l, l.remaining), l.resetsAt ?? 'never'])]))
+    console.log(`credits: ${usd(q.credits.availableUsd)} available${q.models ? `; this key may use: ${q.models.join(', ')}` : ''}`)
   }
 }
 

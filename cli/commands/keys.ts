@@ -3,13 +3,14 @@ import type { ApiKeyInfo } from '../../shared/protocol/auth.ts'
 import { UsageError } from '../context.ts'
 import { printJson, table } from '../output.ts'
 import { type Command, required } from '../command.ts'
+import { usd } from './account.ts'
 
 // `keys create|list|revoke`: one command with a sub-verb as its first positional.
 export const keys: Command = {
   name: 'keys',
   summary: 'create, list and revoke API keys',
-  usage: 'keys create --name N [--expires-in-days D] [--quiet] | keys list | keys revoke <id>',
-  options: { name: { type: 'string' }, 'expires-in-days': { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
+  usage: 'keys create --name N [--expires-in-days D] [--budget USD] [--models a,b] [--quiet] | keys list | keys revoke <id>',
+  options: { name: { type: 'string' }, 'expires-in-days': { type: 'string' }, budget: { type: 'string' }, models: { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
   positionals: true,
   async run (ctx, { values, positionals }) {
     const [verb, id] = positionals
@@ -17,8 +18,13 @@ export const keys: Command = {
     if (verb === 'create') {
       const days = values['expires-in-days'] === undefined ? undefined : Number(values['expires-in-days'])
       if (days !== undefined && !Number.isInteger(days)) throw new UsageError('--expires-in-days must be a whole number')
+      const budget = values.budget === undefined ? undefined : Number(values.budget)
+      if (budget !== undefined && !(Number.isFinite(budget) && budget >= 0)) throw new UsageError('--budget must be an amount in USD, e.g. 5 or 0.25')
+      const models = values.models === undefined ? undefined : String(values.models).split(',').map((m) => m.trim()).filter(Boolean)
       const gw = await ctx.gateway()
-      const res = await gw.call(GatewayProtocol.createKey, { token, name: required(values, 'name'), ...(days ? { expiresInDays: days } : {}) }, ctx.globals.timeout)
+      const res = await gw.call(GatewayProtocol.createKey, {
+        token, name: required(values, 'name'), ...(days ? { expiresInDays: days } : {}), ...(budget !== undefined ? { budgetUsd: budget } : {}), ...(models ? { models } : {})
+      }, ctx.globals.timeout)
       if (ctx.globals.json) return printJson(res)
       if (values.quiet) return console.log(res.key)
       console.log(`created key '${res.name}' (${res.id})\n\n  ${res.key}\n\nThis is the only time the key is shown. Keep it somewhere safe, e.g.\n  export HYPERINFER_API_KEY=${res.key.slice(0, 6)}…`)
@@ -29,7 +35,7 @@ export const keys: Command = {
       const res = await gw.call(GatewayProtocol.listKeys, { token }, ctx.globals.timeout)
       if (ctx.globals.json) return printJson(res)
       if (res.keys.length === 0) return console.log('no API keys yet: hyperinfer keys create --name N')
-      console.log(table([['ID', 'NAME', 'PREFIX', 'STATUS', 'CREATED', 'LAST USED'], ...res.keys.map(row)]))
+      console.log(table([['ID', 'NAME', 'PREFIX', 'STATUS', 'BUDGET', 'MODELS', 'CREATED', 'LAST USED'], ...res.keys.map(row)]))
       return
     }
     if (verb === 'revoke') {
@@ -45,5 +51,5 @@ export const keys: Command = {
 }
 
 function row (k: ApiKeyInfo): string[] {
-  return [k.id, k.name, k.prefix + '…', k.status, k.createdAt.slice(0, 19).replace('T', ' '), k.lastUsedAt ? k.lastUsedAt.slice(0, 19).replace('T', ' ') : '-']
+  return [k.id, k.name, k.prefix + '…', k.status, k.budgetUsd === null ? '-' : usd(k.budgetUsd), k.models ? k.models.join(',') : 'all', k.createdAt.slice(0, 19).replace('T', ' '), k.lastUsedAt ? k.lastUsedAt.slice(0, 19).replace('T', ' ') : '-']
 }
