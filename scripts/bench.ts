@@ -12,6 +12,7 @@ import RPC from '@hyperswarm/rpc'
 import c from 'compact-encoding'
 import DHT from 'hyperdht'
 import { LocalMesh } from '../shared/localmesh.ts'
+import { benchMetrics, formatTable } from './bench-metrics.ts'
 import { MeshClient } from '../shared/mesh/client.ts'
 import { createDHT } from '../shared/mesh/dht.ts'
 import { bootstrapList } from '../shared/config.ts'
@@ -60,8 +61,14 @@ const mesh = new LocalMesh({
   webPort: 0,
   metricsPort: 0,
   extraAllow: [benchKeyPair.publicKey.toString('hex')],
+  // gateway-2 is the same gateway with accounting off: the cost of exact accounting, in one run
+  gateways: 2,
+  instanceEnv: { 'gateway-2': { HYPERINFER_ACCOUNTING: 'off' } },
   serviceEnv: {
-    gateway: { DEFAULT_RATE_LIMIT: '100000000', LOG_LEVEL: 'warn' },
+    gateway: {
+      DEFAULT_RATE_LIMIT: '100000000', LOG_LEVEL: 'warn',
+      TIER_LIMITS: JSON.stringify(Object.fromEntries(['default', 'premium'].map((t) => [t, { requestsPerHour: 100000000, userRequestsPerHour: 100000000, tokensPerHour: 1e12, tokensPerDay: 1e12 }])))
+    },
     inference: { SYNTHETIC_TOKENS_PER_SEC: '0', WORKER_CAPACITY: '100000', LOG_LEVEL: 'warn' },
     auth: { LOG_LEVEL: 'warn' }
   }
@@ -76,9 +83,11 @@ try {
   dht = createDHT({ keyPair: benchKeyPair, bootstrap: bootstrapList(mesh.bootstrapString), clientOnly: true })
   rpc = new RPC({ keyPair: benchKeyPair, dht, valueEncoding: c.json })
   const gateway = new MeshClient(rpc, Buffer.from(mesh.gatewayKey, 'hex'), { name: 'gateway' })
+  const unaccounted = new MeshClient(rpc, Buffer.from(mesh.gatewayKeys[1]!, 'hex'), { name: 'gateway-2' })
   const worker = new MeshClient(rpc, Buffer.from(mesh.keys.inference!, 'hex'), { name: 'worker' })
   await gateway.waitOpen(15_000)
   await worker.waitOpen(15_000)
+  await unaccounted.waitOpen(15_000)
 
   const email = `bench-${Date.now()}@example.com`
   await gateway.call(GatewayProtocol.register, { username: 'bench' + Date.now(), email, password: 'bench password' })
@@ -92,9 +101,14 @@ try {
     { apiKey: key, prompt: `bench prompt ${i}`, maxTokens: MAX_TOKENS, stream: true },
     { onChunk: () => {}, idleTimeout: 60_000 })
 
+  const viaUnaccounted = (i: number) => unaccounted.stream(GatewayProtocol.infer,
+    { apiKey: key, prompt: `bench prompt ${i}`, maxTokens: MAX_TOKENS, stream: true },
+    { onChunk: () => {}, idleTimeout: 60_000 })
+
   // warm both paths (JIT, key cache, connection)
   await run('warmup', 20, 400, direct)
   await run('warmup', 20, 400, viaGateway)
+  await run('warmup', 20, 400, viaUnaccounted)
 
   const rows: Row[] = []
   for (const level of LEVELS) {
@@ -102,6 +116,13 @@ try {
     rows.push(await run('gateway → worker', level.concurrency, level.requests, viaGateway))
     const [d, g] = rows.slice(-2) as [Row, Row]
     console.log(`  c=${level.concurrency}: direct ${d.rps.toFixed(0)} req/s, gateway ${g.rps.toFixed(0)} req/s`)
+  }
+
+  // exact accounting (admission hold + group-committed settlement in Postgres) on vs off
+  const accountingRows: Row[] = []
+  for (const level of [{ concurrency: 1, requests: Math.max(50, Math.round(500 * SCALE)) }, { concurrency: 100, requests: Math.max(200, Math.round(5000 * SCALE)) }]) {
+    accountingRows.push(await run('gateway, accounting off', level.concurrency, level.requests, viaUnaccounted))
+    accountingRows.push(await run('gateway, accounting on', level.concurrency, level.requests, viaGateway))
   }
 
   // the HTTP edge: OpenAI-compatible /v1/chat/completions through web → gateway → worker, against
@@ -153,11 +174,29 @@ try {
 
   const outDir = path.resolve('bench-results')
   fs.mkdirSync(outDir, { recursive: true })
-  const report = { at: new Date().toISOString(), node: process.version, cpus: os.cpus().length, tokensPerRequest: MAX_TOKENS, scale: SCALE, rows, httpVsRpc: httpRows }
+  const h3 = ['gateway', 'concurrency', 'requests', 'errors', 'p50 ms', 'p99 ms', 'req/s', 'on/off rps', 'on/off p99']
+  const l3 = accountingRows.map((r, i) => [r.path, String(r.concurrency), String(r.requests), String(r.errors), r.p50.toFixed(2), r.p99.toFixed(2), r.rps.toFixed(0),
+    i % 2 === 1 ? (r.rps / accountingRows[i - 1]!.rps).toFixed(2) : '', i % 2 === 1 ? (r.p99 / accountingRows[i - 1]!.p99).toFixed(2) : ''])
+  const w3 = h3.map((h, i) => Math.max(h.length, ...l3.map((l) => l[i]!.length)))
+  const f3 = (cells: string[]) => '| ' + cells.map((c, i) => c.padEnd(w3[i]!)).join(' | ') + ' |'
+  console.log('\n' + f3(h3))
+  console.log('|' + w3.map((w) => '-'.repeat(w + 2)).join('|') + '|')
+  for (const l of l3) console.log(f3(l))
+
+  const report: Record<string, unknown> = { at: new Date().toISOString(), node: process.version, cpus: os.cpus().length, tokensPerRequest: MAX_TOKENS, scale: SCALE, rows, httpVsRpc: httpRows, accounting: accountingRows }
   fs.writeFileSync(path.join(outDir, 'latest.json'), JSON.stringify(report, null, 2) + '\n')
   console.log(`wrote ${path.join(outDir, 'latest.json')}`)
   await gateway.close()
+  await unaccounted.close()
   await worker.close()
+  await rpc.destroy({ force: true }).catch(() => {})
+  await mesh.stop()
+  // metrics: scrape time with 1 and 20 members, and the request path with metrics on vs off
+  console.log('\nbench: metrics…')
+  const metricsRows = await benchMetrics(SCALE)
+  console.log('\n' + formatTable(metricsRows))
+  report.metrics = metricsRows
+  fs.writeFileSync(path.join(outDir, 'latest.json'), JSON.stringify(report, null, 2) + '\n')
 } catch (err) {
   console.error(`bench failed: ${(err as Error).message}`)
   exitCode = 1

@@ -31,6 +31,8 @@ export interface LocalMeshOptions {
   /** extra env for every child, and per service */
   env?: Record<string, string>
   serviceEnv?: Partial<Record<ServiceName | 'inference', Record<string, string>>>
+  /** extra env for one instance by name (gateway-2, inference-3, …), after serviceEnv */
+  instanceEnv?: Record<string, Record<string, string>>
   /** how many workers to start (default 1) */
   workers?: number
   /** how many gateways to start (default 1): gateway, gateway-2, …, sharing auth, database and workers */
@@ -111,7 +113,8 @@ export class LocalMesh {
     const se = this.opts.serviceEnv ?? {}
     await this.spawn('auth', { ...common, DATABASE_URL: this.databaseUrl, ...se.auth })
     await Promise.all(this.gatewayNames.map((name) => this.spawn(name, {
-      ...common, HYPERINFER_SERVICE_NAME: name, DATABASE_URL: this.databaseUrl, HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_WORKER_TOKEN: this.workerToken, ...se.gateway
+      ...common, HYPERINFER_SERVICE_NAME: name, DATABASE_URL: this.databaseUrl, HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_WORKER_TOKEN: this.workerToken, ...se.gateway,
+      ...this.opts.instanceEnv?.[name]
     }, 'gateway')))
     const targets = Object.entries(this.keys).filter(([n]) => n !== 'metrics').map(([n, k]) => `${n}=${k}`).join(',')
     const webPort = this.opts.webPort ?? 3000
@@ -120,7 +123,7 @@ export class LocalMesh {
       this.spawn('metrics', { ...common, METRICS_SERVICE_PORT: String(metricsPort), HYPERINFER_METRICS_TARGETS: targets, ...se.metrics }),
       this.spawn('web', { ...common, WEB_SERVICE_PORT: String(webPort), HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_GATEWAY_KEY: this.keys.gateway!, ...se.web }),
       ...workerNames.map((name) => this.spawn(name, {
-        ...common, HYPERINFER_WORKER_NAME: name, HYPERINFER_GATEWAYS: this.gatewayKeys.join(','), ...se.inference
+        ...common, HYPERINFER_WORKER_NAME: name, HYPERINFER_GATEWAYS: this.gatewayKeys.join(','), ...se.inference, ...this.opts.instanceEnv?.[name]
       }, 'inference'))
     ])
     await Promise.all(this.gatewayKeys.map((key) => this.waitUsable(workerNames.length, key)))

@@ -148,7 +148,7 @@ export function registerOpenAIRoutes (app: FastifyInstance, deps: OpenAIRouteDep
     // a client that hangs up cancels the call all the way to the backend
     reply.raw.once('close', () => { if (!reply.raw.writableFinished) ac.abort() })
     const request = {
-      apiKey: params.apiKey, model: params.model, messages: params.messages, stream: params.stream,
+      apiKey: params.apiKey, model: params.model, messages: params.messages, stream: params.stream, traceId: String(req.id),
       ...(params.maxTokens !== undefined ? { maxTokens: params.maxTokens } : {}),
       ...(params.temperature !== undefined ? { temperature: params.temperature } : {}),
       ...(params.stop ? { stop: params.stop } : {})
@@ -221,7 +221,7 @@ export function registerOpenAIRoutes (app: FastifyInstance, deps: OpenAIRouteDep
   app.post('/v1/embeddings', async (req) => {
     const apiKey = apiKeyOf(req)
     const body = parse(embeddingSchema, req.body)
-    const r = await deps.gateway().call(GatewayProtocol.embed, { apiKey, model: body.model, input: body.input }, 60_000)
+    const r = await deps.gateway().call(GatewayProtocol.embed, { apiKey, model: body.model, input: body.input, traceId: String(req.id) }, 60_000)
     // the official SDK asks for base64 (little-endian float32) and decodes it itself
     const encode = body.encoding_format === 'base64'
       ? (v: number[]) => Buffer.from(new Float32Array(v).buffer).toString('base64')

@@ -37,6 +37,7 @@ function errorType (status: number): string {
   if (status === 401) return 'authentication_error'
   if (status === 403) return 'permission_error'
   if (status === 429) return 'rate_limit_error'
+  if (status === 402) return 'insufficient_quota'
   return status < 500 ? 'invalid_request_error' : 'server_error'
 }
 
@@ -210,7 +211,7 @@ export class WebService extends MeshService {
       }
     }
     const status = httpStatusOf(code)
-    if (code === 'RATE_LIMITED') {
+    if (code === 'RATE_LIMITED' || code === 'QUOTA_EXCEEDED') {
       const retry = Number((err as MeshError).details?.retryAfterSeconds)
       if (Number.isFinite(retry) && retry >= 0) reply.header('retry-after', String(Math.ceil(retry)))
     }
