@@ -56,6 +56,8 @@ export class LocalMesh {
   readonly children = new Map<string, ChildInfo>()
   keys: Record<string, string> = {}
   workerToken = ''
+  /** the model registry's key (written by the first gateway) */
+  registryKey = ''
   webUrl: string | null = null
   metricsUrl: string | null = null
   private stopping: Promise<void> | null = null
@@ -112,10 +114,16 @@ export class LocalMesh {
     }
     const se = this.opts.serviceEnv ?? {}
     await this.spawn('auth', { ...common, DATABASE_URL: this.databaseUrl, ...se.auth })
-    await Promise.all(this.gatewayNames.map((name) => this.spawn(name, {
+    // the first gateway writes the model registry; the others follow it by its key
+    const gatewayEnv = (name: string, extra: Record<string, string> = {}) => ({
       ...common, HYPERINFER_SERVICE_NAME: name, DATABASE_URL: this.databaseUrl, HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_WORKER_TOKEN: this.workerToken, ...se.gateway,
-      ...this.opts.instanceEnv?.[name]
-    }, 'gateway')))
+      ...extra, ...this.opts.instanceEnv?.[name]
+    })
+    const first = await this.spawn('gateway', gatewayEnv('gateway'), 'gateway')
+    this.registryKey = /registry=([0-9a-f]{64})/.exec(first.readyLine)?.[1] ?? ''
+    await Promise.all(this.gatewayNames.slice(1).map((name) => this.spawn(name, gatewayEnv(name, {
+      HYPERINFER_REGISTRY_KEY: this.registryKey, HYPERINFER_REGISTRY_FROM: this.keys.gateway!
+    }), 'gateway')))
     const targets = Object.entries(this.keys).filter(([n]) => n !== 'metrics').map(([n, k]) => `${n}=${k}`).join(',')
     const webPort = this.opts.webPort ?? 3000
     const metricsPort = this.opts.metricsPort ?? 3004

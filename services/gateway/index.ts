@@ -27,6 +27,12 @@ const schema = z.object({
   DEFAULT_MAX_TOKENS: positiveInt.default(1024),
   STUCK_REQUEST_MS: positiveInt.default(15 * 60_000),
   SWEEP_INTERVAL_MS: positiveInt.default(30_000),
+  /** a second gateway follows the first one's registry: its key, and the writer gateway's public key */
+  HYPERINFER_REGISTRY_KEY: hexKey.optional(),
+  HYPERINFER_REGISTRY_FROM: hexKey.optional(),
+  REGISTRY_MEASURE_INTERVAL_MS: positiveInt.default(10_000),
+  BREAKER_THRESHOLD: positiveInt.default(3),
+  BREAKER_COOLDOWN_MS: positiveInt.default(10_000),
   /** benchmarks only: 'off' turns off limits, credits and usage records */
   HYPERINFER_ACCOUNTING: z.enum(['on', 'off']).default('on')
 })
@@ -43,8 +49,17 @@ function tiersFrom (json: string | undefined, requests: { default: number, premi
 await runService('gateway', () => {
   const cfg = loadConfig(schema)
   const pool = createPool(cfg.DATABASE_URL, cfg.DB_POOL_SIZE)
+  if (!!cfg.HYPERINFER_REGISTRY_KEY !== !!cfg.HYPERINFER_REGISTRY_FROM) {
+    throw new ConfigError('invalid configuration: set both HYPERINFER_REGISTRY_KEY and HYPERINFER_REGISTRY_FROM (the writer gateway), or neither')
+  }
+  const mesh = meshOptions('gateway')
   const service = new GatewayService({
-    ...meshOptions('gateway'),
+    ...mesh,
+    instance: process.env.HYPERINFER_SERVICE_NAME || 'gateway',
+    registryKey: cfg.HYPERINFER_REGISTRY_KEY,
+    registryFrom: cfg.HYPERINFER_REGISTRY_FROM,
+    measureIntervalMs: cfg.REGISTRY_MEASURE_INTERVAL_MS,
+    breaker: { threshold: cfg.BREAKER_THRESHOLD, cooldownMs: cfg.BREAKER_COOLDOWN_MS },
     pool,
     authKey: cfg.HYPERINFER_AUTH_KEY,
     workerToken: cfg.HYPERINFER_WORKER_TOKEN,
@@ -60,4 +75,4 @@ await runService('gateway', () => {
     workerIdleTimeoutMs: cfg.WORKER_IDLE_TIMEOUT_MS
   })
   return { service, cleanup: () => pool.end() }
-}, (svc) => `gateway ready ${svc.publicKey}`)
+}, (svc) => `gateway ready ${svc.publicKey} registry=${(svc as GatewayService).catalog.key}`)

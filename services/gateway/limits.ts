@@ -46,12 +46,15 @@ export function nusd (tokens: number, usdPerMillion: number): number {
 }
 export const toUsd = (n: number): number => n / 1e9
 
+/** Prices come from the registry (shared by every gateway); the configured table is the fallback. */
 export class Pricing {
   private readonly table = new Map<string, Price>()
+  private primary: (model: string) => Price | null = () => null
   constructor (prices: Record<string, Price> = {}) { this.set(prices) }
   set (prices: Record<string, Price>): void { for (const [m, p] of Object.entries(prices)) this.table.set(m, p) }
+  source (fn: (model: string) => Price | null): void { this.primary = fn }
   /** unpriced models are free (local backends) */
-  of (model: string): Price { return this.table.get(model) ?? { input: 0, output: 0 } }
+  of (model: string): Price { return this.primary(model) ?? this.table.get(model) ?? { input: 0, output: 0 } }
   cost (model: string, tokensIn: number, tokensOut: number): number {
     const p = this.of(model)
     return nusd(tokensIn, p.input) + nusd(tokensOut, p.output)

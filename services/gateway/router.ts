@@ -1,44 +1,95 @@
-// Choosing a model when the caller states a task and preferences instead of a model. Strategies are
-// data: weights over per-model signals, each in [0, 1]. Today's signals come from what the gateway
-// measures and knows: time to first token (its own moving average), live load, and whether a backend
-// is local (free) or a paid API. The registry (model prices, quality and safety scores) will replace
-// the stand-ins below without changing the shape.
+import { MeshError } from '../../shared/errors.ts'
 
-export interface Preferences { speed: number, cost: number, quality: number }
+// Choosing a model. Strategies are data: each is a set of weights over per-model signals in [0, 1]
+// (cost, latency, quality), plus filters (task, minimum safety). The signals come from the registry
+// (prices, quality and safety scores, measured latency) and from what this gateway measures live
+// (its own time-to-first-token average and the load on the model's workers).
 
-export interface Candidate { id: string, backend: string, workers: number, ttftMs: number | null, inflight: number }
+export type Strategy = 'cost' | 'latency' | 'quality' | 'hybrid'
+export interface Weights { cost: number, latency: number, quality: number }
 
-export interface Ranked { id: string, score: number, signals: { speed: number, cost: number, quality: number } }
+export const STRATEGIES: Record<Strategy, Weights> = {
+  cost: { cost: 1, latency: 0, quality: 0 },
+  latency: { cost: 0, latency: 1, quality: 0 },
+  quality: { cost: 0, latency: 0, quality: 1 },
+  hybrid: { cost: 1, latency: 1, quality: 1 }
+}
 
+export interface RouteSpec {
+  strategy?: Strategy
+  /** only models tagged with this task (chat, code, embed, …) */
+  task?: string
+  /** only models whose safety score is at least this */
+  minSafety?: number
+  /** replaces the strategy's weights (hybrid with your own mix) */
+  weights?: Partial<Weights>
+}
+
+export interface ModelCandidate {
+  id: string
+  provider: string
+  tasks: string[]
+  /** USD per 1M tokens */
+  priceIn: number
+  priceOut: number
+  quality: number
+  safety: number
+  /** measured time to first token, ms (gateway average, else the registry's p50), null if never measured */
+  ttftMs: number | null
+  inflight: number
+  workers: number
+}
+
+export interface Ranked { id: string, score: number, signals: { speed: number, cost: number, quality: number, safety: number } }
 export interface Routing { strategy: string, reason: string, ranked: Ranked[] }
 
 /** Backends that run on the worker's own machine cost nothing per token. */
-const LOCAL_BACKENDS = new Set(['synthetic', 'ollama'])
-/** Until the registry scores models, every model is rated the same on quality. */
-const UNSCORED_QUALITY = 0.5
+const LOCAL_PROVIDERS = new Set(['synthetic', 'ollama'])
 
-export const DEFAULT_PREFERENCES: Preferences = { speed: 1, cost: 1, quality: 1 }
+export function costSignal (c: ModelCandidate): number {
+  const blended = (c.priceIn + 3 * c.priceOut) / 4
+  if (blended > 0) return 1 / (1 + blended)
+  // unpriced: a local backend is free; a remote API without a price is assumed to cost something
+  return LOCAL_PROVIDERS.has(c.provider) ? 1 : 0
+}
 
-export function speedSignal (c: Candidate): number {
+export function speedSignal (c: ModelCandidate): number {
   // 1 at 0 ms, 0.5 at 200 ms; an unmeasured model sits in the middle; load pushes it down
   const ttft = c.ttftMs ?? 200
   return (1 / (1 + ttft / 200)) / (1 + c.inflight / Math.max(1, c.workers * 8))
 }
 
-export function rank (candidates: Candidate[], prefs: Preferences): Ranked[] {
-  const total = prefs.speed + prefs.cost + prefs.quality || 1
+const round = (x: number) => Math.round(x * 1000) / 1000
+
+export function rank (candidates: ModelCandidate[], weights: Weights): Ranked[] {
+  const total = weights.cost + weights.latency + weights.quality || 1
   return candidates.map((c) => {
-    const signals = { speed: speedSignal(c), cost: LOCAL_BACKENDS.has(c.backend) ? 1 : 0, quality: UNSCORED_QUALITY }
-    const score = (prefs.speed * signals.speed + prefs.cost * signals.cost + prefs.quality * signals.quality) / total
-    return { id: c.id, score: Math.round(score * 1000) / 1000, signals }
+    const signals = { speed: round(speedSignal(c)), cost: round(costSignal(c)), quality: c.quality, safety: c.safety }
+    const score = (weights.latency * signals.speed + weights.cost * signals.cost + weights.quality * signals.quality) / total
+    return { id: c.id, score: round(score), signals }
   }).sort((a, b) => b.score - a.score || b.signals.speed - a.signals.speed || a.id.localeCompare(b.id)) // ties go to the faster
 }
 
-export function route (candidates: Candidate[], prefs: Preferences = DEFAULT_PREFERENCES): Routing {
-  const ranked = rank(candidates, prefs)
-  const best = ranked[0]
-  const reason = best
-    ? `highest weighted score ${best.score} (speed ${best.signals.speed.toFixed(2)} × ${prefs.speed}, cost ${best.signals.cost.toFixed(2)} × ${prefs.cost}, quality ${best.signals.quality.toFixed(2)} × ${prefs.quality}) among ${ranked.length} model(s)`
-    : 'no model is served'
-  return { strategy: 'hybrid', reason, ranked }
+export function route (candidates: ModelCandidate[], spec: RouteSpec = {}): Routing {
+  const strategy = spec.strategy ?? 'hybrid'
+  const weights = { ...STRATEGIES[strategy], ...spec.weights }
+  let pool = candidates
+  const filters: string[] = []
+  if (spec.task) {
+    pool = pool.filter((c) => c.tasks.includes(spec.task!))
+    filters.push(`task '${spec.task}'`)
+  }
+  if (spec.minSafety !== undefined) {
+    pool = pool.filter((c) => c.safety >= spec.minSafety!)
+    filters.push(`safety ≥ ${spec.minSafety}`)
+  }
+  if (pool.length === 0) {
+    throw MeshError.NO_WORKER(`no served model meets ${filters.join(' and ') || 'the request'} (served: ${candidates.map((c) => c.id).join(', ') || 'none'})`)
+  }
+  const ranked = rank(pool, weights)
+  const best = ranked[0]!
+  const parts = (['cost', 'latency', 'quality'] as const).filter((k) => weights[k] > 0)
+    .map((k) => `${k} ${(k === 'latency' ? best.signals.speed : best.signals[k]).toFixed(2)} × ${weights[k]}`)
+  const reason = `${strategy}: highest score ${best.score} (${parts.join(', ')}) among ${ranked.length} model(s)${filters.length ? ' with ' + filters.join(' and ') : ''}`
+  return { strategy, reason, ranked }
 }

@@ -13,7 +13,9 @@ import { KeyCache } from './keycache.ts'
 import { Accounting, type AdmitResult } from './accounting.ts'
 import { countersFor, countPromptTokens, describeCounter, parseTiers, Pricing, promptTokenHold, toUsd, type Price, type TierLimits } from './limits.ts'
 import { WorkerPool, type WorkerConn } from './workers.ts'
-import { DEFAULT_PREFERENCES, route } from './router.ts'
+import { route, type ModelCandidate, type Weights } from './router.ts'
+import { Catalog, type RegistryWrite } from './catalog.ts'
+import type { Peer } from '../../shared/mesh/peer.ts'
 
 // The public entry of the mesh. Per inference request: validate → authenticate the key (cached) →
 // check the model → take a rate-limit slot → pick a worker → stream tokens back → record usage.
@@ -41,6 +43,17 @@ export interface GatewayOptions extends Omit<MeshServiceOptions, 'name' | 'priva
   /** no token or response from a worker for this long fails the attempt */
   workerIdleTimeoutMs?: number
   maxAttempts?: number
+  /** state dir: the registry lives under registry/<instance> */
+  home?: string
+  /** this gateway's instance name (gateway, gateway-2, …) */
+  instance?: string
+  /** follow this registry (a replica) instead of writing one; writes go to `registryFrom` */
+  registryKey?: string
+  /** the public key of the gateway that writes the registry */
+  registryFrom?: string
+  /** how often measured latency is written to the registry, at most */
+  measureIntervalMs?: number
+  breaker?: { threshold?: number, cooldownMs?: number }
 }
 
 const RETRYABLE = new Set(['UNAVAILABLE', 'TIMEOUT', 'BACKEND_ERROR', 'SHUTTING_DOWN', 'INTERNAL', 'UNKNOWN_MODEL'])
@@ -49,7 +62,8 @@ export class GatewayService extends MeshService {
   private readonly pool: pg.Pool
   private readonly opts: GatewayOptions
   private auth!: MeshClient
-  readonly workers = new WorkerPool()
+  readonly workers: WorkerPool
+  readonly catalog: Catalog
   readonly keys: KeyCache
   readonly accounting: Accounting
   readonly pricing: Pricing
@@ -69,6 +83,11 @@ export class GatewayService extends MeshService {
     this.pricing = new Pricing(opts.prices)
     this.tiers = opts.tiers ?? parseTiers(undefined, opts.rateLimits)
     this.accountingOn = opts.accounting ?? true
+    this.workers = new WorkerPool(opts.breaker)
+    this.catalog = new Catalog({
+      home: opts.home ?? '.hyperinfer', name: opts.instance ?? 'gateway', registryKey: opts.registryKey, log: this.log, measureIntervalMs: opts.measureIntervalMs
+    })
+    this.pricing.source((model) => this.catalog.price(model))
   }
 
   protected handlers (): HandlerTable {
@@ -87,14 +106,36 @@ export class GatewayService extends MeshService {
       .on(GatewayProtocol.infer, (req, ctx) => this.infer(req, ctx))
       .on(GatewayProtocol.embed, (req, ctx) => this.embed(req, ctx))
       .on(GatewayProtocol.aiRequest, (req, ctx) => this.aiRequest(req, ctx))
-      .on(GatewayProtocol.models, () => ({ models: this.workers.listing() }))
+      .on(GatewayProtocol.models, () => ({ models: this.listing() }))
+      .on(GatewayProtocol.registry, () => ({ key: this.catalog.key, writable: this.catalog.writable, models: this.registryListing() }))
+      .on(GatewayProtocol.registryChange, async (req) => ({ result: await this.catalog.write(req.change as RegistryWrite, await this.adminName(req.token)) }))
+      .on(GatewayProtocol.registryForward, async (req) => ({ result: await this.catalog.write(req.change as RegistryWrite, req.by) }))
+      .on(GatewayProtocol.registryHistory, async (req) => {
+        await this.adminName(req.token)
+        return { key: this.catalog.key, entries: await this.catalog.history(req.limit ?? 50) }
+      })
+      .on(GatewayProtocol.workers, async (req) => { await this.adminName(req.token); return { workers: this.registryWorkers() } })
       .on(GatewayProtocol.getServiceHealth, () => this.health())
       .on(GatewayProtocol.getUserQuota, (req) => this.quota(req.apiKey))
       .on(GatewayProtocol.registerWorker, (req, ctx) => this.registerWorker(req, ctx))
       .table
   }
 
+  protected onPeer (peer: Peer): void {
+    // the registry replicates to mesh members (other gateways, web) over the same connection
+    if (this.isMeshMember(peer.remoteKey) && this.catalog.registry.opened) this.catalog.serve(peer)
+  }
+
   protected async onOpen (): Promise<void> {
+    await this.catalog.open()
+    for (const p of this.peers) this.onPeer(p)
+    this.catalog.onChange(() => this.reconcileWorkers())
+    if (this.opts.registryFrom) {
+      const writer = this.connectTo(this.opts.registryFrom, { name: 'registry-writer' })
+      this.catalog.follow(writer, (change, by) => writer.call(GatewayProtocol.registryForward, { change: change as any, by }, 10_000).then((r) => r.result))
+    } else {
+      await this.seedPrices()
+    }
     this.auth = this.connectTo(this.opts.authKey, {
       name: 'auth',
       handlers: handlers().on(AuthEvents.keyRevoked, (ev) => { this.keys.dropKeyId(ev.keyId) }).table
@@ -110,18 +151,122 @@ export class GatewayService extends MeshService {
   protected async onClose (): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer)
     await this.accounting.close()
+    await this.catalog.close()
   }
 
-  private registerWorker (req: RequestOf<typeof GatewayProtocol.registerWorker>, ctx: HandlerContext<any>) {
+  /** MODEL_PRICES from the environment go into the registry, where every gateway reads them. */
+  private async seedPrices (): Promise<void> {
+    for (const [id, p] of Object.entries(this.pricing.all())) {
+      const cur = this.catalog.model(id)
+      if (cur && cur.pricePer1MInput === p.input && cur.pricePer1MOutput === p.output) continue
+      const change: RegistryWrite = cur
+        ? { op: 'setModel', id, patch: { pricePer1MInput: p.input, pricePer1MOutput: p.output } }
+        : { op: 'putModel', input: { id, provider: 'configured', backendModel: id, tasks: ['chat'], contextLength: 8192, pricePer1MInput: p.input, pricePer1MOutput: p.output, quality: 0.5, safety: 0.5 } }
+      await this.catalog.write(change, 'MODEL_PRICES').catch((err) => this.log.warn({ model: id, err: (err as Error).message }, 'could not seed a price'))
+    }
+  }
+
+  /** The session's user, if an admin; the actor name recorded with registry changes. */
+  private async adminName (token: string): Promise<string> {
+    const { user } = await this.auth.call(AuthProtocol.whoami, { token }, 10_000)
+    if (user.role !== 'admin') throw MeshError.FORBIDDEN('only an admin can do this')
+    return 'user:' + user.username
+  }
+
+  /** Apply approvals and revocations from the registry to connected workers. */
+  private reconcileWorkers (): void {
+    for (const w of this.workers.all()) {
+      const entry = this.catalog.worker(w.publicKey)
+      if (!entry) continue
+      if (entry.approval.state === 'approved' && !w.approved) {
+        w.approved = true
+        this.log.info({ worker: w.publicKey.slice(0, 16), by: entry.approval.by }, 'worker approved')
+      } else if (entry.approval.state === 'revoked' && w.approved !== false) {
+        w.approved = false
+        this.log.warn({ worker: w.publicKey.slice(0, 16), by: entry.approval.by }, 'worker revoked: disconnecting')
+        w.peer.channel.stream?.destroy?.()
+      }
+    }
+  }
+
+  private listing () {
+    return this.workers.listing().map((m) => ({ ...m, ...this.registryFields(m.id) }))
+  }
+
+  private registryFields (id: string) {
+    const e = this.catalog.model(id)
+    if (!e) return {}
+    return {
+      tasks: e.tasks, price: { input: e.pricePer1MInput, output: e.pricePer1MOutput }, quality: e.quality, safety: e.safety,
+      latency: e.measured ? { p50Ms: e.measured.p50LatencyMs, ttftMs: e.measured.ttftMs, errorRate: e.measured.errorRate, samples: e.measured.samples } : null
+    }
+  }
+
+  /** Every model in the registry, with how many connected workers serve it now. */
+  private registryListing () {
+    const live = new Map(this.workers.listing().map((m) => [m.id, m]))
+    return this.catalog.allModels().map((e) => ({
+      id: e.id, backend: live.get(e.id)?.backend ?? e.provider, contextLength: e.contextLength, workers: live.get(e.id)?.workers ?? 0, ...this.registryFields(e.id)
+    })).sort((a, b) => a.id.localeCompare(b.id))
+  }
+
+  private registryWorkers () {
+    const seen = new Set<string>()
+    const out = this.catalog.allWorkers().map((e) => {
+      seen.add(e.key)
+      const w = this.workers.get(e.key)
+      const live = w && !w.peer.isClosed
+      return {
+        ...e, connected: !!live, inflight: live ? w.inflight : 0, served: w?.served ?? 0, failures: w?.failures ?? 0,
+        breaker: live ? (w.openUntil > Date.now() ? 'open' as const : w.openUntil !== 0 ? 'half-open' as const : 'closed' as const) : null
+      }
+    })
+    return out
+  }
+
+  /** The models the router may choose among: served now, described by the registry and our own measurements. */
+  private candidates (): ModelCandidate[] {
+    return this.workers.listing().map((m) => {
+      const e = this.catalog.model(m.id)
+      return {
+        id: m.id, provider: e?.provider ?? m.backend, tasks: e?.tasks ?? (/embed/i.test(m.id) ? ['embed'] : ['chat']),
+        priceIn: e?.pricePer1MInput ?? 0, priceOut: e?.pricePer1MOutput ?? 0, quality: e?.quality ?? 0.5, safety: e?.safety ?? 0.5,
+        ttftMs: this.ttftAvg.get(m.id) ?? e?.measured?.ttftMs ?? null, inflight: this.workers.inflightFor(m.id), workers: m.workers
+      }
+    })
+  }
+
+  /**
+   * A worker announces itself. Mesh members and holders of the network's worker token are approved at
+   * once; anyone else is recorded as pending and gets no traffic until an operator approves it
+   * (`hyperinfer workers approve <key>`). A revoked worker is refused, token or not.
+   */
+  private async registerWorker (req: RequestOf<typeof GatewayProtocol.registerWorker>, ctx: HandlerContext<any>) {
     const member = this.isMeshMember(ctx.remoteKey)
     const token = this.opts.workerToken
     // compare digests: equal length whatever the input, so the comparison is constant-time and cannot throw
     const digest = (v: string) => crypto.createHash('sha256').update(v).digest()
     const tokenOk = !!token && !!req.token && crypto.timingSafeEqual(digest(req.token), digest(token))
-    if (!member && !tokenOk) throw MeshError.FORBIDDEN('worker is not admitted: present the network worker token')
-    const w = this.workers.upsert(ctx.peer, req.models, req.capacity ?? 64, req.label ?? null)
-    this.log.info({ worker: w.publicKey.slice(0, 16), models: req.models.map((m) => m.id) }, 'worker registered')
-    return { accepted: true as const, gateway: this.publicKey }
+    const key = ctx.remoteKey
+    const entry = this.catalog.worker(key)
+    if (entry?.approval.state === 'revoked') throw MeshError.FORBIDDEN(`this worker was revoked by ${entry.approval.by}`)
+    const approved = member || tokenOk || entry?.approval.state === 'approved'
+    const w = this.workers.upsert(ctx.peer, req.models, req.capacity ?? 64, req.label ?? null, approved)
+    const models = req.models.map((m) => m.id)
+    try {
+      for (const m of req.models) await this.catalog.ensureModel(m.id, m.backend, m.contextLength, 'worker:' + key.slice(0, 16))
+      if (!entry || entry.models.join(',') !== models.join(',') || entry.capacity !== (req.capacity ?? 64)) {
+        await this.catalog.write({ op: 'putWorker', input: { key, models, capacity: req.capacity ?? 64, label: req.label ?? '' } }, 'worker:' + key.slice(0, 16))
+      }
+      if (approved && this.catalog.worker(key)?.approval.state !== 'approved') {
+        await this.catalog.write({ op: 'approveWorker', key }, member ? 'mesh-allow-list' : tokenOk ? 'worker-token' : 'registry')
+      }
+    } catch (err) {
+      // the registry is the record, not the gate: a worker admitted by token still serves
+      this.log.warn({ worker: key.slice(0, 16), err: (err as Error).message }, 'could not record the worker in the registry')
+    }
+    this.log.info({ worker: w.publicKey.slice(0, 16), models, approved }, approved ? 'worker registered' : 'worker registered, pending approval')
+    return { accepted: true as const, gateway: this.publicKey, approval: approved ? 'approved' as const : 'pending' as const }
   }
 
   async infer (req: RequestOf<typeof GatewayProtocol.infer>, ctx: HandlerContext<TokenChunk>): Promise<InferResult> {
@@ -135,7 +280,15 @@ export class GatewayService extends MeshService {
     const promptTokens = countPromptTokens(messages)
     const ceiling = req.maxTokens ?? this.opts.defaultMaxTokens ?? 1024
     const id = crypto.randomUUID()
-    const { model } = await this.admit(req.apiKey, req.model, {
+    let chosen: { strategy: string, reason: string, score: number | null }
+    let requested = req.model
+    if (requested) chosen = { strategy: 'explicit', reason: 'the caller named the model', score: null }
+    else if (req.route) {
+      const r = route(this.candidates(), req.route)
+      requested = r.ranked[0]!.id
+      chosen = { strategy: r.strategy, reason: r.reason, score: r.ranked[0]!.score }
+    } else chosen = { strategy: 'default', reason: this.opts.defaultModel ? 'the gateway\'s DEFAULT_MODEL' : 'the first model served', score: null }
+    const { model } = await this.admit(req.apiKey, requested, {
       id, kind: 'chat', promptTokens, completionTokens: ceiling, trace: req.traceId ?? null, promptHash: sha256Hex(req.prompt ?? JSON.stringify(messages))
     })
 
@@ -190,11 +343,13 @@ export class GatewayService extends MeshService {
       completionTokens: Math.min(reported && !truncated ? Math.max(reported.completionTokens, delivered) : delivered, ceiling)
     }
     const cost = await this.settle(id, model, 'success', worker, usage.promptTokens, usage.completionTokens, started, ttftMs, null, null)
+    this.catalog.recordMeasurement(model, { ttftMs: ttftMs ?? 0, latencyMs: Date.now() - started, ok: true })
     this.metrics.countTokens(model, usage.promptTokens, usage.completionTokens)
     this.metrics.observeInference(model, (Date.now() - started) / 1000)
     return {
       id, model, worker: worker!, text: req.stream ? '' : text, usage, costUsd: toUsd(cost),
-      finishReason: truncated ? 'length' : out.ok ? out.value.finishReason : 'stop', ttftMs, durationMs: Date.now() - started
+      finishReason: truncated ? 'length' : out.ok ? out.value.finishReason : 'stop', ttftMs, durationMs: Date.now() - started,
+      routing: { ...chosen, attempts: out.attempts }
     }
   }
 
@@ -227,10 +382,13 @@ export class GatewayService extends MeshService {
    */
   async aiRequest (req: RequestOf<typeof GatewayProtocol.aiRequest>, ctx: HandlerContext<any>): Promise<AiResponse> {
     await this.keys.resolve(req.apiKey) // a bad key is refused before anything is routed
-    const prefs = req.preferences ? { speed: req.preferences.speed ?? 0, cost: req.preferences.cost ?? 0, quality: req.preferences.quality ?? 0 } : DEFAULT_PREFERENCES
-    const candidates = this.workers.listing().map((m) => ({ id: m.id, backend: m.backend, workers: m.workers, ttftMs: this.ttftAvg.get(m.id) ?? null, inflight: this.workers.inflightFor(m.id) }))
-    const routing = route(candidates, prefs)
-    if (routing.ranked.length === 0) throw MeshError.NO_WORKER('no inference worker is connected')
+    const weights: Weights | undefined = req.preferences ? { latency: req.preferences.speed ?? 0, cost: req.preferences.cost ?? 0, quality: req.preferences.quality ?? 0 } : undefined
+    const candidates = this.candidates()
+    if (candidates.length === 0) throw MeshError.NO_WORKER('no inference worker is connected')
+    // a task no served model is tagged with routes over all of them (the reason says so)
+    const task = req.task.toLowerCase()
+    const tagged = !/^embed(ding)?s?$/.test(task) && candidates.some((c) => c.tasks.includes(task))
+    const routing = route(candidates, { strategy: 'hybrid', ...(weights ? { weights } : {}), ...(tagged ? { task } : {}) })
 
     if (/^embed(ding)?s?$/i.test(req.task)) {
       const input = typeof req.input === 'string' ? req.input : req.input.map((m) => m.content).join('\n')
@@ -330,7 +488,7 @@ export class GatewayService extends MeshService {
    * while `mayRetry()` holds, the next worker gets the request; each worker is tried at most once.
    */
   private async dispatch<T> (model: string, signal: AbortSignal, attempt: (w: WorkerConn) => Promise<T>, mayRetry: () => boolean):
-    Promise<{ ok: true, value: T, worker: WorkerConn } | { ok: false, err: unknown, worker: WorkerConn | null }> {
+    Promise<{ ok: true, value: T, worker: WorkerConn, attempts: number } | { ok: false, err: unknown, worker: WorkerConn | null, attempts: number }> {
     const tried = new Set<string>()
     let err: unknown = MeshError.NO_WORKER(`no worker could serve '${model}'`)
     let last: WorkerConn | null = null
@@ -343,18 +501,20 @@ export class GatewayService extends MeshService {
       try {
         const value = await attempt(worker)
         worker.served++
-        return { ok: true, value, worker }
+        this.workers.report(worker, true)
+        return { ok: true, value, worker, attempts: i + 1 }
       } catch (e) {
         err = e
-        worker.failures++
         const code = (e as MeshError).code
+        // the breaker counts the worker's faults, not the caller's (cancel, bad input, limits)
+        if (!signal.aborted && RETRYABLE.has(code)) this.workers.report(worker, false)
         if (signal.aborted || !RETRYABLE.has(code) || !mayRetry()) break
         this.log.warn({ worker: worker.publicKey.slice(0, 16), code, attempt: i }, 'worker failed before answering; retrying elsewhere')
       } finally {
         worker.inflight--
       }
     }
-    return { ok: false, err, worker: last }
+    return { ok: false, err, worker: last, attempts: tried.size }
   }
 
   private defaultModel (): string {

@@ -2,9 +2,12 @@ import type { Peer } from '../../shared/mesh/peer.ts'
 import type { ModelInfo } from '../../shared/protocol/inference.ts'
 import type { WorkerSummary, ModelListing } from '../../shared/protocol/gateway.ts'
 
-// The workers connected to this gateway, and the choice of one for a request: among live workers that
-// serve the model and are not excluded (already failed this request), the one with the fewest
-// outstanding requests relative to its capacity; ties go to the one that has served least.
+// The workers connected to this gateway, and the choice of one for a request: among live, approved
+// workers that serve the model, whose breaker is closed and that have not already failed this
+// request, two are drawn at random and the one with fewer outstanding requests (relative to its
+// capacity) wins — power of two choices: near-best balance without herding every gateway onto the
+// same idle worker. A worker that fails `breakerThreshold` times in a row is skipped for
+// `breakerCooldownMs`, then gets one trial request (half-open) before it is trusted again.
 
 export interface WorkerConn {
   publicKey: string
@@ -16,24 +19,44 @@ export interface WorkerConn {
   served: number
   failures: number
   connectedAt: Date
+  /** routable only once approved (token, mesh allow-list or an operator) */
+  approved: boolean
+  /** failures since the last success */
+  consecutiveFailures: number
+  /** breaker open until this time (ms epoch); 0 = closed */
+  openUntil: number
+  /** half-open: one trial request is out */
+  trial: boolean
 }
+
+export interface BreakerOptions { threshold?: number, cooldownMs?: number, random?: () => number }
 
 export class WorkerPool {
   private readonly workers = new Map<string, WorkerConn>()
+  private readonly threshold: number
+  private readonly cooldownMs: number
+  private readonly random: () => number
 
-  get size (): number { return this.workers.size }
+  constructor (opts: BreakerOptions = {}) {
+    this.threshold = opts.threshold ?? 3
+    this.cooldownMs = opts.cooldownMs ?? 10_000
+    this.random = opts.random ?? Math.random
+  }
 
-  upsert (peer: Peer, models: ModelInfo[], capacity: number, label: string | null): WorkerConn {
+  get size (): number { let n = 0; for (const w of this.workers.values()) if (w.approved && !w.peer.isClosed) n++; return n }
+
+  upsert (peer: Peer, models: ModelInfo[], capacity: number, label: string | null, approved: boolean): WorkerConn {
     const existing = this.workers.get(peer.remoteKey)
     if (existing && existing.peer === peer) {
       existing.models = new Map(models.map((m) => [m.id, m]))
       existing.capacity = capacity
       existing.label = label
+      existing.approved = approved
       return existing
     }
     const conn: WorkerConn = {
       publicKey: peer.remoteKey, peer, models: new Map(models.map((m) => [m.id, m])), capacity, label,
-      inflight: 0, served: 0, failures: 0, connectedAt: new Date()
+      inflight: 0, served: 0, failures: 0, connectedAt: new Date(), approved, consecutiveFailures: 0, openUntil: 0, trial: false
     }
     this.workers.set(peer.remoteKey, conn)
     peer.channel.on('close', () => {
@@ -42,35 +65,70 @@ export class WorkerPool {
     return conn
   }
 
-  pick (model: string, exclude: Set<string> = new Set()): WorkerConn | null {
-    let best: WorkerConn | null = null
-    let bestLoad = Infinity
-    for (const w of this.workers.values()) {
-      if (exclude.has(w.publicKey) || w.peer.isClosed || !w.models.has(model)) continue
-      const load = w.inflight / w.capacity
-      if (load < bestLoad || (load === bestLoad && best !== null && w.served < best.served)) {
-        best = w
-        bestLoad = load
-      }
-    }
-    return best
+  get (key: string): WorkerConn | undefined { return this.workers.get(key) }
+  all (): WorkerConn[] { return [...this.workers.values()] }
+
+  private routable (w: WorkerConn, model: string, now: number): boolean {
+    if (w.peer.isClosed || !w.approved || !w.models.has(model)) return false
+    if (w.openUntil > now) return false
+    if (w.openUntil !== 0 && w.trial) return false // half-open: its one trial request is still out
+    return true
   }
 
+  pick (model: string, exclude: Set<string> = new Set()): WorkerConn | null {
+    const now = Date.now()
+    const ok: WorkerConn[] = []
+    for (const w of this.workers.values()) if (!exclude.has(w.publicKey) && this.routable(w, model, now)) ok.push(w)
+    if (ok.length === 0) return null
+    let chosen: WorkerConn
+    if (ok.length === 1) chosen = ok[0]!
+    else {
+      const i = Math.floor(this.random() * ok.length)
+      let j = Math.floor(this.random() * (ok.length - 1))
+      if (j >= i) j++
+      const a = ok[i]!
+      const b = ok[j]!
+      const la = a.inflight / a.capacity
+      const lb = b.inflight / b.capacity
+      chosen = la < lb || (la === lb && a.served <= b.served) ? a : b
+    }
+    if (chosen.openUntil !== 0) chosen.trial = true
+    return chosen
+  }
+
+  /** The outcome of one attempt, for the breaker. */
+  report (w: WorkerConn, ok: boolean): void {
+    if (ok) {
+      w.consecutiveFailures = 0
+      w.openUntil = 0
+      w.trial = false
+      return
+    }
+    w.failures++
+    w.consecutiveFailures++
+    if (w.trial || w.consecutiveFailures >= this.threshold) {
+      w.openUntil = Date.now() + this.cooldownMs
+      w.trial = false
+    }
+  }
+
+  breakerOpen (w: WorkerConn): boolean { return w.openUntil > Date.now() }
+
   serves (model: string): boolean {
-    for (const w of this.workers.values()) if (!w.peer.isClosed && w.models.has(model)) return true
+    for (const w of this.workers.values()) if (!w.peer.isClosed && w.approved && w.models.has(model)) return true
     return false
   }
 
   modelIds (): string[] {
     const ids = new Set<string>()
-    for (const w of this.workers.values()) if (!w.peer.isClosed) for (const id of w.models.keys()) ids.add(id)
+    for (const w of this.workers.values()) if (!w.peer.isClosed && w.approved) for (const id of w.models.keys()) ids.add(id)
     return [...ids].sort()
   }
 
   listing (): ModelListing[] {
     const out = new Map<string, ModelListing>()
     for (const w of this.workers.values()) {
-      if (w.peer.isClosed) continue
+      if (w.peer.isClosed || !w.approved) continue
       for (const m of w.models.values()) {
         const cur = out.get(m.id)
         if (cur) cur.workers++
@@ -82,7 +140,8 @@ export class WorkerPool {
 
   summaries (): WorkerSummary[] {
     return [...this.workers.values()].map((w) => ({
-      publicKey: w.publicKey, models: [...w.models.keys()], inflight: w.inflight, served: w.served, failures: w.failures, connectedAt: w.connectedAt.toISOString()
+      publicKey: w.publicKey, models: [...w.models.keys()], inflight: w.inflight, served: w.served, failures: w.failures, connectedAt: w.connectedAt.toISOString(),
+      approved: w.approved, breaker: w.openUntil > Date.now() ? 'open' as const : w.openUntil !== 0 ? 'half-open' as const : 'closed' as const, capacity: w.capacity, label: w.label
     }))
   }
 

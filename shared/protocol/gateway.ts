@@ -1,16 +1,28 @@
 import { z } from 'zod'
 import { method, streamMethod } from '../mesh/method.ts'
 import { AuthProtocol, createKeyRequest, creditsRequest, grantCreditsRequest, listKeysRequest, loginRequest, registerRequest, revokeKeyRequest, usageRequest, whoamiRequest, type Credits } from './auth.ts'
-import { apiKey, modelName } from './common.ts'
+import { apiKey, modelName, sessionToken } from './common.ts'
 import { chatMessage, generationParams, type EmbedResult, type ModelInfo, type TokenChunk, type Usage } from './inference.ts'
 import type { ResponseOf } from '../mesh/method.ts'
 
 // The gateway: the one public RPC entry of the mesh. Strangers may call the public methods; the
 // worker registration is open to workers that present the network's worker token or are mesh members.
 
+const strategy = z.enum(['cost', 'latency', 'quality', 'hybrid'])
+const unit = z.number().min(0).max(1)
+/** how the gateway picks a model when the request names none */
+export const routeSpec = z.object({
+  strategy: strategy.optional(),
+  task: z.string().trim().min(1).max(32).optional(),
+  minSafety: unit.optional(),
+  weights: z.object({ cost: unit.optional(), latency: unit.optional(), quality: unit.optional() }).strict().optional()
+}).strict()
+
 export const inferRequest = z.object({
   apiKey,
   model: modelName.optional(),
+  /** with no model: route by strategy, task and minimum safety */
+  route: routeSpec.optional(),
   prompt: z.string().optional(),
   messages: z.array(chatMessage).min(1).max(256).optional(),
   /** true: tokens arrive as stream frames and the result's text is empty */
@@ -31,9 +43,23 @@ export interface InferResult {
   finishReason: 'stop' | 'length' | 'cancelled'
   ttftMs: number | null
   durationMs: number
+  /** how the model was chosen: the caller named it, or the router's strategy, score and reason */
+  routing: { strategy: string, reason: string, score: number | null, attempts: number }
 }
 
-export interface WorkerSummary { publicKey: string, models: string[], inflight: number, served: number, failures: number, connectedAt: string }
+export interface WorkerSummary {
+  publicKey: string
+  models: string[]
+  inflight: number
+  served: number
+  failures: number
+  connectedAt: string
+  /** unapproved workers are connected but get no traffic */
+  approved: boolean
+  breaker: 'closed' | 'open' | 'half-open'
+  capacity: number
+  label: string | null
+}
 
 export interface GatewayHealth {
   status: 'ok' | 'degraded'
@@ -70,7 +96,52 @@ export interface Quota {
   models: string[] | null
 }
 
-export interface ModelListing extends ModelInfo { workers: number }
+export interface ModelListing extends ModelInfo {
+  workers: number
+  /** from the registry; absent for a model it does not know yet */
+  tasks?: string[]
+  price?: { input: number, output: number }
+  quality?: number
+  safety?: number
+  latency?: { p50Ms: number, ttftMs: number, errorRate: number, samples: number } | null
+}
+
+export interface RegistryWorker {
+  key: string
+  models: string[]
+  approval: { state: 'pending' | 'approved' | 'revoked', by: string, at: number }
+  label: string
+  region: string
+  capacity: number
+  updatedAt: number
+  connected: boolean
+  inflight: number
+  served: number
+  failures: number
+  breaker: 'closed' | 'open' | 'half-open' | null
+}
+
+const adminToken = z.object({ token: sessionToken })
+const hexKey = z.string().regex(/^[0-9a-fA-F]{64}$/, 'a 64-character hex public key')
+export const modelSpec = z.object({
+  id: modelName,
+  provider: z.string().min(1).max(64),
+  backendModel: z.string().min(1).max(256),
+  tasks: z.array(z.string().min(1).max(32)).min(1).max(16),
+  contextLength: z.number().int().min(1).max(100_000_000),
+  pricePer1MInput: z.number().min(0).max(10_000),
+  pricePer1MOutput: z.number().min(0).max(10_000),
+  quality: unit,
+  safety: unit
+}).strict()
+export const registryWrite = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('putModel'), input: modelSpec }).strict(),
+  z.object({ op: z.literal('setModel'), id: modelName, patch: modelSpec.omit({ id: true }).partial().strict() }).strict(),
+  z.object({ op: z.literal('removeModel'), id: modelName }).strict(),
+  z.object({ op: z.literal('putWorker'), input: z.object({ key: hexKey, models: z.array(modelName).max(256).optional(), label: z.string().max(128).optional(), region: z.string().max(128).optional(), capacity: z.number().int().min(1).max(100_000).optional() }).strict() }).strict(),
+  z.object({ op: z.literal('approveWorker'), key: hexKey }).strict(),
+  z.object({ op: z.literal('revokeWorker'), key: hexKey }).strict()
+])
 
 export const registerWorkerRequest = z.object({
   token: z.string().max(200).optional(),
@@ -127,5 +198,13 @@ export const GatewayProtocol = {
   models: method<Record<string, never>, { models: ModelListing[] }>('models', 'public', z.object({}).strict()),
   getServiceHealth: method<Record<string, never>, GatewayHealth>('getServiceHealth', 'public', z.object({}).strict()),
   getUserQuota: method<{ apiKey: string }, Quota>('getUserQuota', 'public', z.object({ apiKey }).strict()),
-  registerWorker: method<z.infer<typeof registerWorkerRequest>, { accepted: true, gateway: string }>('registerWorker', 'public', registerWorkerRequest)
+  registerWorker: method<z.infer<typeof registerWorkerRequest>, { accepted: true, gateway: string, approval: 'approved' | 'pending' }>('registerWorker', 'public', registerWorkerRequest),
+  /** the registry's key and models (public: the catalog) */
+  registry: method<Record<string, never>, { key: string, writable: boolean, models: ModelListing[] }>('registry', 'public', z.object({}).strict()),
+  /** admins: change the registry (models, worker approval); on a replica gateway the write goes to the writer */
+  registryChange: method<z.infer<typeof adminToken> & { change: z.infer<typeof registryWrite> }, { result: unknown }>('registryChange', 'public', adminToken.extend({ change: registryWrite }).strict()),
+  registryHistory: method<z.infer<typeof adminToken> & { limit?: number }, { key: string, entries: Array<{ seq: number, type: 'put' | 'del', key: string, value: unknown }> }>('registryHistory', 'public', adminToken.extend({ limit: z.number().int().min(1).max(1000).optional() }).strict()),
+  workers: method<z.infer<typeof adminToken>, { workers: RegistryWorker[] }>('workers', 'public', adminToken.strict()),
+  /** between gateways: a replica forwards an admin's change to the writer */
+  registryForward: method<{ change: z.infer<typeof registryWrite>, by: string }, { result: unknown }>('registryForward', 'internal', z.object({ change: registryWrite, by: z.string().min(1).max(128) }).strict())
 }

@@ -71,15 +71,24 @@ test('gateway: bad input gets coded errors and changes nothing; every process st
     ['bad email', () => client.call(GatewayProtocol.register, { username: 'bob', email: 'not-an-email', password: 'long enough pw' }), 'BAD_REQUEST'],
     ['forged session', () => client.call(GatewayProtocol.listKeys, { token: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.invalidsignature' }), 'UNAUTHENTICATED'],
     ['internal method from a stranger', () => client.call(CommonProtocol.serviceInfo, {}), 'FORBIDDEN'],
-    ['worker without the token', () => client.call(GatewayProtocol.registerWorker, { models: [{ id: 'evil', backend: 'x' }] }), 'FORBIDDEN'],
-    // same length in characters as the real (64 hex) token, twice as long in bytes
-    ['worker with a wrong multi-byte token', () => client.call(GatewayProtocol.registerWorker, { token: 'ü'.repeat(64), models: [{ id: 'evil', backend: 'x' }] }), 'FORBIDDEN']
+    ['worker with an oversized model list', () => client.call(GatewayProtocol.registerWorker, { models: Array.from({ length: 1001 }, (_, i) => ({ id: 'm' + i, backend: 'x' })) }), 'BAD_REQUEST']
   ]
   for (const [name, p, code] of cases) {
     const err = await p().then(() => null, (e) => e)
     t.is(err?.code, code, `${name} → ${code}`)
     t.ok(typeof err?.message === 'string' && err.message.length > 0, `${name} has a message`)
   }
+
+  // a worker without the token (or with a wrong one: same length in characters as the real 64-hex
+  // token, twice as long in bytes) is only recorded as pending: no traffic, no model offered
+  const pending = await client.call(GatewayProtocol.registerWorker, { models: [{ id: 'evil', backend: 'x' }] })
+  t.is(pending.approval, 'pending', 'a worker without the token is pending')
+  const wrong = await client.call(GatewayProtocol.registerWorker, { token: 'ü'.repeat(64), models: [{ id: 'evil', backend: 'x' }] })
+  t.is(wrong.approval, 'pending', 'a wrong multi-byte token does not throw and is not accepted')
+  const evil = await client.call(GatewayProtocol.infer, { apiKey: key, model: 'evil', prompt: 'x' }).catch((e) => e)
+  t.is(evil.code, 'UNKNOWN_MODEL', 'the pending worker\'s model is not offered')
+  const models = await client.call(GatewayProtocol.models, {})
+  t.absent(models.models.some((m) => m.id === 'evil'), 'nor listed')
 
   // raw bytes that are not JSON at all, and a method that does not exist
   const channel = (client as any).peer.channel

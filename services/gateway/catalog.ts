@@ -1,0 +1,150 @@
+import path from 'node:path'
+import { MeshError } from '../../shared/errors.ts'
+import type { Logger } from '../../shared/log.ts'
+import type { MeshClient } from '../../shared/mesh/client.ts'
+import type { Peer } from '../../shared/mesh/peer.ts'
+import {
+  Registry, RegistryReplica, replicateOverClient, replicateOverPeer,
+  type ModelEntry, type ModelInput, type ModelPatch, type RegistryBase, type WorkerEntry, type WorkerInput, type HistoryEntry
+} from '../../shared/registry/index.ts'
+import type { Price } from './limits.ts'
+
+// The gateway's view of the shared registry (a Hyperbee): the first gateway writes it; others open
+// a read-only replica by its key, replicated over their mesh connection to the writer, and forward
+// writes to it. In-memory caches of models and workers are rebuilt from change events, so the
+// request path never reads the bee.
+
+export type RegistryWrite =
+  | { op: 'putModel', input: ModelInput }
+  | { op: 'setModel', id: string, patch: ModelPatch }
+  | { op: 'removeModel', id: string }
+  | { op: 'putWorker', input: WorkerInput }
+  | { op: 'approveWorker', key: string }
+  | { op: 'revokeWorker', key: string }
+
+export interface CatalogOptions {
+  home: string
+  /** this gateway's instance name: its registry storage lives under registry/<name> */
+  name: string
+  /** open a replica of this registry instead of writing one */
+  registryKey?: string
+  log?: Logger
+  measureIntervalMs?: number
+}
+
+export class Catalog {
+  readonly registry: RegistryBase
+  private readonly writer: Registry | null
+  private readonly log?: Logger
+  private models = new Map<string, ModelEntry>()
+  private workers = new Map<string, WorkerEntry>()
+  private forward: ((w: RegistryWrite, by: string) => Promise<unknown>) | null = null
+  private readonly listeners = new Set<(keys: string[]) => void>()
+  private stopWatch: (() => void) | null = null
+
+  constructor (opts: CatalogOptions) {
+    this.log = opts.log
+    const storage = path.join(opts.home, 'registry', opts.name)
+    if (opts.registryKey) {
+      this.registry = new RegistryReplica({ key: opts.registryKey, storage, log: opts.log })
+      this.writer = null
+    } else {
+      this.writer = new Registry({ storage, by: opts.name, measureIntervalMs: opts.measureIntervalMs ?? 10_000, log: opts.log })
+      this.registry = this.writer
+    }
+  }
+
+  get key (): string { return this.registry.key }
+  get writable (): boolean { return this.writer !== null }
+
+  async open (): Promise<void> {
+    await this.registry.open()
+    this.stopWatch = this.registry.watch((change) => { void this.refresh(change.truncated ? null : change.keys) })
+    await this.refresh(null)
+  }
+
+  async close (): Promise<void> {
+    this.stopWatch?.()
+    await this.registry.close()
+  }
+
+  /** Writer side: replicate to a mesh member that connected. */
+  serve (peer: Peer): void {
+    if (this.writer) replicateOverPeer(this.registry, peer)
+  }
+
+  /** Replica side: follow the writer over this client's connections, and send writes through `forward`. */
+  follow (client: MeshClient, forward: (w: RegistryWrite, by: string) => Promise<unknown>): void {
+    replicateOverClient(this.registry, client)
+    this.forward = forward
+  }
+
+  onChange (fn: (keys: string[]) => void): void { this.listeners.add(fn) }
+
+  private async refresh (keys: string[] | null): Promise<void> {
+    try {
+      if (keys === null || keys.some((k) => k.startsWith('models/'))) {
+        this.models = new Map((await this.registry.listModels()).map((m) => [m.id, m]))
+      }
+      if (keys === null || keys.some((k) => k.startsWith('workers/'))) {
+        this.workers = new Map((await this.registry.listWorkers()).map((w) => [w.key, w]))
+      }
+    } catch (err) {
+      this.log?.warn({ err: (err as Error).message }, 'registry refresh failed')
+      return
+    }
+    const changed = keys ?? ['models/', 'workers/']
+    for (const fn of this.listeners) fn(changed)
+  }
+
+  model (id: string): ModelEntry | undefined { return this.models.get(id) }
+  allModels (): ModelEntry[] { return [...this.models.values()] }
+  worker (key: string): WorkerEntry | undefined { return this.workers.get(key) }
+  allWorkers (): WorkerEntry[] { return [...this.workers.values()] }
+
+  price (id: string): Price | null {
+    const m = this.models.get(id)
+    return m ? { input: m.pricePer1MInput, output: m.pricePer1MOutput } : null
+  }
+
+  /** Apply a write here (writer) or at the writer (replica). */
+  async write (w: RegistryWrite, by: string): Promise<unknown> {
+    if (!this.writer) {
+      if (!this.forward) throw MeshError.UNAVAILABLE('this gateway holds a read-only registry replica and is not connected to its writer')
+      return this.forward(w, by)
+    }
+    const out = await this.applyLocal(this.writer, w, by)
+    // the caller sees its own write in the next read
+    await this.refresh([w.op.endsWith('Model') ? 'models/' : 'workers/'])
+    return out
+  }
+
+  private applyLocal (r: Registry, w: RegistryWrite, by: string): Promise<unknown> {
+    switch (w.op) {
+      case 'putModel': return r.putModel(w.input, by)
+      case 'setModel': return r.setModel(w.id, w.patch, by)
+      case 'removeModel': return r.removeModel(w.id).then(() => ({ removed: w.id }))
+      case 'putWorker': return r.putWorker(w.input, by)
+      case 'approveWorker': return r.approveWorker(w.key, by)
+      case 'revokeWorker': return r.revokeWorker(w.key, by)
+    }
+  }
+
+  /** A model a worker offers that the registry does not know yet gets an entry with neutral scores. */
+  async ensureModel (id: string, backend: string, contextLength: number | undefined, by: string): Promise<void> {
+    if (this.models.has(id)) return
+    const tasks = /embed/i.test(id) ? ['embed'] : /code|coder/i.test(id) ? ['chat', 'code'] : ['chat']
+    await this.write({
+      op: 'putModel',
+      input: { id, provider: backend, backendModel: id, tasks, contextLength: contextLength ?? 8192, pricePer1MInput: 0, pricePer1MOutput: 0, quality: 0.5, safety: 0.5 }
+    }, by).catch((err) => this.log?.warn({ model: id, err: (err as Error).message }, 'could not add model to the registry'))
+  }
+
+  recordMeasurement (id: string, sample: { ttftMs: number, latencyMs: number, ok: boolean }): void {
+    if (this.writer && this.models.has(id)) this.writer.recordMeasurement(id, sample)
+  }
+
+  history (limit: number): Promise<HistoryEntry[]> {
+    return this.registry.history({ reverse: true, limit })
+  }
+}
