@@ -3,6 +3,7 @@ import { bool, keyList, loadConfig, positiveInt } from '../../shared/config.ts'
 import { runService } from '../../shared/run.ts'
 import { meshOptions } from '../../shared/service-env.ts'
 import { createBackends } from './backends/index.ts'
+import type { Backend } from './backends/types.ts'
 import { InferenceService } from './service.ts'
 
 const list = z.string().default('').transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
@@ -20,18 +21,21 @@ const schema = z.object({
   OPENAI_MODELS: list,
   WORKER_CAPACITY: positiveInt.default(64),
   WORKER_LABEL: z.string().max(100).optional(),
+  /** serve only these model ids, whatever the backends list (empty: everything they list) */
+  WORKER_MODELS: list,
   MODEL_REFRESH_MS: positiveInt.default(30_000)
 })
 
 await runService('inference', () => {
   const cfg = loadConfig(schema)
-  const backends = createBackends({
+  const all = createBackends({
     synthetic: cfg.SYNTHETIC ? { models: cfg.SYNTHETIC_MODELS.length ? cfg.SYNTHETIC_MODELS : undefined, tokensPerSecond: cfg.SYNTHETIC_TOKENS_PER_SEC } : false,
     ollamaUrl: cfg.OLLAMA_URL,
     openai: cfg.OPENAI_API_KEY || cfg.OPENAI_BASE_URL
       ? { baseURL: cfg.OPENAI_BASE_URL ?? 'https://api.openai.com/v1', apiKey: cfg.OPENAI_API_KEY ?? 'none', models: cfg.OPENAI_MODELS.length ? cfg.OPENAI_MODELS : undefined }
       : undefined
   })
+  const backends = cfg.WORKER_MODELS.length ? all.map((b) => onlyModels(b, new Set(cfg.WORKER_MODELS))) : all
   const service = new InferenceService({
     ...meshOptions(cfg.HYPERINFER_WORKER_NAME),
     backends,
@@ -43,3 +47,15 @@ await runService('inference', () => {
   })
   return { service }
 }, (svc) => `inference ready ${svc.publicKey} models=${(svc as InferenceService).models.map((m) => m.id).join(',')}`)
+
+/** The same backend, listing only the allowed models (the worker then serves nothing else). */
+function onlyModels (b: Backend, allow: Set<string>): Backend {
+  return {
+    name: b.name,
+    listModels: async (signal) => (await b.listModels(signal)).filter((m) => allow.has(m.id)),
+    chat: (req, signal) => b.chat(req, signal),
+    health: (signal) => b.health(signal),
+    ...(b.embed ? { embed: (req, signal) => b.embed!(req, signal) } : {}),
+    ...(b.close ? { close: () => b.close!() } : {})
+  }
+}
