@@ -1,0 +1,88 @@
+import test from 'brittle'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { startTestMesh, gatewayClient, userWithKey } from '../shared/testing/harness.ts'
+import { createNetNs, spawnLongCli } from '../shared/testing/netns.ts'
+import { serviceKeyPair } from '../shared/keys.ts'
+import { GatewayProtocol } from '../shared/protocol/gateway.ts'
+import type { MeshClient } from '../shared/mesh/client.ts'
+
+// "A worker from another machine": `hyperinfer worker` runs in its own network namespace, reaching
+// the mesh only over a veth link (10.A.B.2 → 10.A.B.1). The mesh's bootstrapper listens on the
+// host side of the link; the worker joins the gateway through the DHT and serves a request.
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+
+// can this machine make namespaces at all? (root, iproute2, no EPERM): if not, say why and skip
+const probe = createNetNs()
+if ('ns' in probe) probe.ns.destroy()
+const skipReason = 'reason' in probe ? probe.reason : null
+if (skipReason) console.log(`# netns test skipped: ${skipReason}`)
+
+async function modelIds (client: MeshClient): Promise<string[]> {
+  return (await client.call(GatewayProtocol.models, {})).models.map((m) => m.id)
+}
+
+async function until (what: string, fn: () => Promise<boolean>, timeoutMs: number): Promise<number> {
+  const started = Date.now()
+  while (Date.now() - started < timeoutMs) {
+    if (await fn().catch(() => false)) return Date.now() - started
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error(`${what}: not within ${timeoutMs} ms`)
+}
+
+test('netns: a worker in its own network namespace joins the gateway over the DHT and serves a request', { timeout: 240_000, skip: !!skipReason }, async (t) => {
+  const made = createNetNs()
+  if ('reason' in made) { t.fail(`the probe could make a namespace but this one failed: ${made.reason}`); return }
+  const ns = made.ns
+  // last of all, even on failure: kills what is left inside, removes the namespace and the veth
+  t.teardown(() => ns.destroy(), { order: 10 })
+  t.comment(`namespace ${ns.name}: host ${ns.hostIp} (${ns.hostIf}) <-> worker ${ns.nsIp} (${ns.nsIf})`)
+
+  // the mesh's bootstrapper binds all interfaces and is advertised at the host's end of the link
+  const { mesh } = await startTestMesh(t, { publicHost: ns.hostIp })
+  t.ok(mesh.bootstrapString.startsWith(`${ns.hostIp}:`), `bootstrap ${mesh.bootstrapString}`)
+  const { client } = await gatewayClient(t, mesh)
+
+  const whome = fs.mkdtempSync(path.join(process.env.HYPERINFER_TEST_TMP ?? os.tmpdir(), 'netns-worker-'))
+  t.teardown(() => fs.rmSync(whome, { recursive: true, force: true }), { order: 11 })
+  const w = spawnLongCli(ROOT, ['worker', '--backend', 'synthetic', '--models', 'netns-model', '--gateway', mesh.gatewayKey,
+    '--bootstrap', mesh.bootstrapString, '--token', mesh.workerToken, '--label', 'netns'], {
+    HYPERINFER_HOME: whome,
+    // the worker's DHT node binds and announces the namespace's own address
+    HYPERINFER_HOST: ns.nsIp
+  }, { netns: ns.name })
+  t.teardown(() => w.stop('SIGKILL'), { order: -1 })
+
+  const line = await w.waitFor(/^worker ([0-9a-f]{16})… serving (\S+) via synthetic; registered with gateway ([0-9a-f]{16})…$/m, 90_000)
+  t.comment(line[0])
+  const workerKey = serviceKeyPair(whome, 'worker').publicKey.toString('hex')
+  t.is(line[1], workerKey.slice(0, 16), 'the worker printed its key')
+  t.is(line[3], mesh.gatewayKey.slice(0, 16), 'and the gateway it registered with')
+
+  const pids = ns.pids()
+  t.ok(pids.includes(w.proc.pid!), `the worker CLI (pid ${w.proc.pid}) runs inside ${ns.name}: ip netns pids = ${pids.join(' ')}`)
+  t.ok(pids.length >= 2, 'and so does the worker process it started')
+
+  const listedIn = await until('netns-model listed by the gateway', async () => (await modelIds(client)).includes('netns-model'), 20_000)
+  t.pass(`the gateway lists netns-model (${listedIn} ms after the registered line)`)
+  const health = await client.call(GatewayProtocol.getServiceHealth, {})
+  const entry = health.workers.find((x) => x.publicKey === workerKey)
+  t.alike(entry?.models, ['netns-model'], 'the gateway knows the namespaced worker by its key')
+
+  const user = await userWithKey(client)
+  const r = await client.call(GatewayProtocol.infer, { apiKey: user.key, model: 'netns-model', prompt: 'hello from the other side', maxTokens: 6 }, 30_000)
+  t.is(r.worker, workerKey, 'InferResult.worker is the namespaced worker')
+  t.is(r.model, 'netns-model')
+  t.is(r.usage.completionTokens, 6, `the answer came back over the veth link: ${JSON.stringify(r.text)}`)
+
+  const stopAt = Date.now()
+  const exit = await w.stop('SIGINT')
+  t.is(exit.code, 0, `SIGINT: the worker exits 0 (${Date.now() - stopAt} ms)`)
+  const goneIn = await until('netns-model gone from the gateway', async () => !(await modelIds(client)).includes('netns-model'), 5000)
+  t.pass(`netns-model left the gateway ${goneIn} ms after the worker exited`)
+  t.is(ns.pids().length, 0, 'nothing is left running in the namespace')
+})
