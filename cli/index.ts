@@ -41,7 +41,13 @@ Run 'hyperinfer <command> --help' for a command's options.`
 }
 
 async function main (argv: string[]): Promise<number> {
-  const idx = argv.findIndex((a) => !a.startsWith('-'))
+  // the command is the first word that is not an option or the value of a global option (--gateway K models)
+  const takesValue = new Set(Object.entries(GLOBAL).filter(([, o]) => o.type === 'string').map(([n]) => '--' + n))
+  let idx = -1
+  for (let i = 0; i < argv.length; i++) {
+    if (takesValue.has(argv[i]!)) { i++; continue }
+    if (!argv[i]!.startsWith('-')) { idx = i; break }
+  }
   const name = idx >= 0 ? argv[idx] : undefined
   const cmd = COMMANDS.find((c) => c.name === name)
   const wantsJson = argv.includes('--json')

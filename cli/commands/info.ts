@@ -8,19 +8,6 @@ import { printJson, table } from '../output.ts'
 import type { Command } from '../command.ts'
 import { usd } from './account.ts'
 
-export const models: Command = {
-  name: 'models',
-  summary: 'models the gateway can route to',
-  usage: 'models',
-  options: {},
-  async run (ctx) {
-    const models = await ctx.sdk().models()
-    if (ctx.globals.json) return printJson({ models })
-    if (models.length === 0) return console.log('no models: no inference worker is connected')
-    console.log(table([['MODEL', 'BACKEND', 'WORKERS'], ...models.map((m) => [m.id, m.backend ?? '-', String(m.workers ?? '-')])]))
-  }
-}
-
 export const status: Command = {
   name: 'status',
   summary: 'gateway health (auth, database, workers, models) and, with a metrics URL, every mesh member',

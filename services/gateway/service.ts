@@ -303,6 +303,8 @@ export class GatewayService extends MeshService {
     let firstTokenAt: number | null = null
     const out = await this.dispatch(model, stop.signal, (worker) => {
       const dispatched = Date.now()
+      // an answer not streamed to the caller yet can start over on another worker
+      if (!req.stream) { text = ''; delivered = 0; firstTokenAt = null }
       return worker.peer.stream(InferenceProtocol.processPrompt, {
         requestId: id, model, messages, maxTokens: req.maxTokens, temperature: req.temperature, ...(req.stop ? { stop: req.stop } : {})
       }, {
@@ -323,8 +325,8 @@ export class GatewayService extends MeshService {
           if (delivered >= ceiling && req.maxTokens === undefined) { truncated = true; stop.abort() }
         }
       })
-    // once a token reached the caller, another worker would repeat it: fail instead of retrying
-    }, () => firstTokenAt === null)
+    // once a token reached a streaming caller, another worker would repeat it: fail instead of retrying
+    }, () => !req.stream || firstTokenAt === null)
     ctx.signal.removeEventListener('abort', onAbort)
 
     const worker = out.worker?.publicKey ?? null

@@ -1,0 +1,141 @@
+import { GatewayProtocol, type ModelListing } from '../../shared/protocol/gateway.ts'
+import { UsageError } from '../context.ts'
+import { printJson, table } from '../output.ts'
+import type { Command } from '../command.ts'
+import { usd } from './account.ts'
+
+// The model registry and worker admission: everyone may list models; changing the registry,
+// reading its history and approving or revoking workers takes an admin session.
+
+const MODEL_FLAGS = {
+  provider: { type: 'string' }, 'backend-model': { type: 'string' }, tasks: { type: 'string' }, context: { type: 'string' },
+  'price-in': { type: 'string' }, 'price-out': { type: 'string' }, quality: { type: 'string' }, safety: { type: 'string' }, all: { type: 'boolean' }
+} as const
+
+function num (values: Record<string, unknown>, flag: string, min: number, max: number): number | undefined {
+  const v = values[flag]
+  if (v === undefined) return undefined
+  const n = Number(v)
+  if (!Number.isFinite(n) || n < min || n > max) throw new UsageError(`--${flag} must be a number from ${min} to ${max}`)
+  return n
+}
+
+function modelFields (values: Record<string, unknown>) {
+  const out: Record<string, unknown> = {}
+  if (values.provider !== undefined) out.provider = String(values.provider)
+  if (values['backend-model'] !== undefined) out.backendModel = String(values['backend-model'])
+  if (values.tasks !== undefined) out.tasks = String(values.tasks).split(',').map((t) => t.trim()).filter(Boolean)
+  const ctxLen = num(values, 'context', 1, 100_000_000)
+  if (ctxLen !== undefined) out.contextLength = Math.round(ctxLen)
+  const pin = num(values, 'price-in', 0, 10_000)
+  if (pin !== undefined) out.pricePer1MInput = pin
+  const pout = num(values, 'price-out', 0, 10_000)
+  if (pout !== undefined) out.pricePer1MOutput = pout
+  const q = num(values, 'quality', 0, 1)
+  if (q !== undefined) out.quality = q
+  const s = num(values, 'safety', 0, 1)
+  if (s !== undefined) out.safety = s
+  return out
+}
+
+function modelRow (m: ModelListing): string[] {
+  return [
+    m.id, m.backend ?? '-', String(m.workers ?? 0), m.tasks?.join(',') ?? '-',
+    m.price ? `${usd(m.price.input)} / ${usd(m.price.output)}` : '-',
+    m.quality === undefined ? '-' : m.quality.toFixed(2), m.safety === undefined ? '-' : m.safety.toFixed(2),
+    m.latency ? `${Math.round(m.latency.ttftMs)} ms` : '-'
+  ]
+}
+
+export const models: Command = {
+  name: 'models',
+  summary: 'models the gateway routes to; admins: models add|set|remove',
+  usage: 'models [--all] | models add <id> --provider P --backend-model B --tasks chat,code --context N --price-in USD --price-out USD --quality 0..1 --safety 0..1 | models set <id> [same flags] | models remove <id>',
+  options: MODEL_FLAGS,
+  positionals: true,
+  async run (ctx, { values, positionals }) {
+    const [verb, id] = positionals
+    const gw = await ctx.gateway()
+    if (verb === undefined) {
+      // served now, or with --all every model the registry knows
+      const res = values.all
+        ? (await gw.call(GatewayProtocol.registry, {}, ctx.globals.timeout)).models
+        : (await gw.call(GatewayProtocol.models, {}, ctx.globals.timeout)).models
+      if (ctx.globals.json) return printJson({ models: res })
+      if (res.length === 0) return console.log(values.all ? 'the registry has no models yet' : 'no models: no inference worker is connected')
+      return console.log(table([['MODEL', 'BACKEND', 'WORKERS', 'TASKS', 'PRICE IN/OUT PER 1M', 'QUALITY', 'SAFETY', 'TTFT'], ...res.map(modelRow)]))
+    }
+    if (!id) throw new UsageError(`usage: hyperinfer ${this.usage}`)
+    const token = ctx.sessionToken()
+    let change
+    if (verb === 'add') {
+      const f = modelFields(values)
+      change = {
+        op: 'putModel' as const,
+        input: {
+          id, provider: (f.provider as string) ?? 'openai-compatible', backendModel: (f.backendModel as string) ?? id, tasks: (f.tasks as string[]) ?? ['chat'],
+          contextLength: (f.contextLength as number) ?? 8192, pricePer1MInput: (f.pricePer1MInput as number) ?? 0, pricePer1MOutput: (f.pricePer1MOutput as number) ?? 0,
+          quality: (f.quality as number) ?? 0.5, safety: (f.safety as number) ?? 0.5
+        }
+      }
+    } else if (verb === 'set') {
+      const patch = modelFields(values)
+      if (Object.keys(patch).length === 0) throw new UsageError('models set: give at least one field to change, e.g. --price-out 0.6')
+      change = { op: 'setModel' as const, id, patch }
+    } else if (verb === 'remove') {
+      change = { op: 'removeModel' as const, id }
+    } else throw new UsageError(`usage: hyperinfer ${this.usage}`)
+    const res = await gw.call(GatewayProtocol.registryChange, { token, change }, ctx.globals.timeout)
+    if (ctx.globals.json) return printJson(res.result)
+    console.log(verb === 'remove' ? `removed model ${id}` : `${verb === 'add' ? 'added' : 'updated'} model ${id}`)
+  }
+}
+
+export const registry: Command = {
+  name: 'registry',
+  summary: 'the model registry: its key and (admins) its change history',
+  usage: 'registry [history [--limit N]]',
+  options: { limit: { type: 'string' } },
+  positionals: true,
+  async run (ctx, { values, positionals }) {
+    const [verb] = positionals
+    const gw = await ctx.gateway()
+    if (verb === undefined) {
+      const r = await gw.call(GatewayProtocol.registry, {}, ctx.globals.timeout)
+      if (ctx.globals.json) return printJson({ key: r.key, writable: r.writable, models: r.models.length })
+      return console.log(`registry ${r.key} (${r.writable ? 'written by this gateway' : 'a replica on this gateway'}), ${r.models.length} model(s)`)
+    }
+    if (verb !== 'history') throw new UsageError(`usage: hyperinfer ${this.usage}`)
+    const limit = num(values, 'limit', 1, 1000)
+    const res = await gw.call(GatewayProtocol.registryHistory, { token: ctx.sessionToken(), ...(limit ? { limit: Math.round(limit) } : {}) }, ctx.globals.timeout)
+    if (ctx.globals.json) return printJson(res)
+    if (res.entries.length === 0) return console.log('no changes yet')
+    const who = (v: unknown) => (v as { updatedBy?: string, approval?: { by: string } } | null)?.updatedBy ?? (v as { approval?: { by: string } } | null)?.approval?.by ?? '-'
+    console.log(table([['SEQ', 'CHANGE', 'KEY', 'BY'], ...res.entries.map((e) => [String(e.seq), e.type, e.key, who(e.value)])]))
+  }
+}
+
+export const workers: Command = {
+  name: 'workers',
+  summary: 'admins: list workers, approve or revoke one',
+  usage: 'workers [list] | workers approve <key> | workers revoke <key>',
+  options: {},
+  positionals: true,
+  async run (ctx, { positionals }) {
+    const [verb = 'list', key] = positionals
+    const token = ctx.sessionToken()
+    const gw = await ctx.gateway()
+    if (verb === 'list') {
+      const res = await gw.call(GatewayProtocol.workers, { token }, ctx.globals.timeout)
+      if (ctx.globals.json) return printJson(res)
+      if (res.workers.length === 0) return console.log('no workers have joined yet')
+      return console.log(table([['KEY', 'STATE', 'BY', 'CONNECTED', 'MODELS', 'IN FLIGHT', 'SERVED', 'BREAKER', 'LABEL'],
+        ...res.workers.map((w) => [w.key, w.approval.state, w.approval.by, w.connected ? 'yes' : 'no', w.models.join(','), String(w.inflight), String(w.served), w.breaker ?? '-', w.label || '-'])]))
+    }
+    if (verb !== 'approve' && verb !== 'revoke') throw new UsageError(`usage: hyperinfer ${this.usage}`)
+    if (!key || !/^[0-9a-fA-F]{64}$/.test(key)) throw new UsageError(`workers ${verb}: give the worker's 64-character hex key (see: hyperinfer workers list)`)
+    const res = await gw.call(GatewayProtocol.registryChange, { token, change: { op: verb === 'approve' ? 'approveWorker' : 'revokeWorker', key } }, ctx.globals.timeout)
+    if (ctx.globals.json) return printJson(res.result)
+    console.log(`${verb === 'approve' ? 'approved' : 'revoked'} worker ${key.slice(0, 16)}…`)
+  }
+}
