@@ -232,6 +232,9 @@ async function runWorker (plan: WorkerPlan, json: boolean): Promise<void> {
   let reported = false
   const registered = new Set<string>()
   const refused = new Map<string, string>()
+  // gateways that recorded this worker as pending (no token; an operator must approve it), when the
+  // worker logs its registration answer: { peer: 'gateway:…', approval: 'pending' }
+  const pending = new Set<string>()
   let stderrTail = ''
   let stopping = false
 
@@ -242,13 +245,14 @@ async function runWorker (plan: WorkerPlan, json: boolean): Promise<void> {
       if (!registered.has(gw) || reportedGateways.has(gw)) continue
       reportedGateways.add(gw)
       const models = served.length ? served.join(',') : '(no models yet)'
+      const note = pending.has(gw) ? ' (pending approval: it gets no traffic until an operator approves it)' : ''
       if (!reported) {
         reported = true
-        if (json) printJson({ worker: workerKey, name: plan.name, backend: plan.backend, models: served, gateway: gw, registered: true })
-        else process.stdout.write(`worker ${short(workerKey)} serving ${models} via ${plan.backend}; registered with gateway ${short(gw)}\n`)
+        if (json) printJson({ worker: workerKey, name: plan.name, backend: plan.backend, models: served, gateway: gw, registered: true, ...(pending.has(gw) ? { approval: 'pending' } : {}) })
+        else process.stdout.write(`worker ${short(workerKey)} serving ${models} via ${plan.backend}; registered with gateway ${short(gw)}${note}\n`)
         if (served.length === 0) say(`hyperinfer: the ${plan.backend} backend lists no models${plan.models.length ? ` named ${plan.models.join(',')}` : ''} yet; the worker checks again every 30 s`)
       } else if (!json) {
-        process.stdout.write(`worker ${short(workerKey)} registered with gateway ${short(gw)}\n`)
+        process.stdout.write(`worker ${short(workerKey)} registered with gateway ${short(gw)}${note}\n`)
       }
     }
   }
@@ -266,6 +270,8 @@ async function runWorker (plan: WorkerPlan, json: boolean): Promise<void> {
     try { rec = JSON.parse(line) } catch {}
     if (!rec || typeof rec !== 'object') { say(line); return }
     const gw = typeof rec.peer === 'string' && rec.peer.startsWith('gateway:') ? plan.gateways.find((k) => k.startsWith(rec!.peer!.slice(8))) : undefined
+    if (gw && (rec as { approval?: string }).approval === 'pending') pending.add(gw)
+    else if (gw && (rec as { approval?: string }).approval === 'approved') pending.delete(gw)
     if (gw && rec.msg === 'connected') {
       refused.delete(gw)
       if (registered.has(gw) && reportedGateways.has(gw) && !stopping) say(`hyperinfer: reconnected to gateway ${short(gw)} and registered again`)
