@@ -183,3 +183,24 @@ test('several gateways: a second one replicates the registry, sees changes withi
   const history = await runCli(home, ['--gateway', k2, 'registry', 'history'])
   t.ok(history.code === 0 && /models\/added-via-b/.test(history.stdout) && /user:boss/.test(history.stdout), 'registry history shows the changes and who made them')
 })
+
+test('drain: a worker stopped with SIGTERM finishes its streams, and new requests go elsewhere', { timeout: 180_000 }, async (t) => {
+  const { mesh } = await startTestMesh(t, { workers: 2, serviceEnv: { inference: { SYNTHETIC_TOKENS_PER_SEC: '50' } } })
+  const { client } = await gatewayClient(t, mesh)
+  const { key } = await userWithKey(client)
+  const leaving = mesh.keys['inference-2']!
+  const streams = Array.from({ length: 10 }, (_, i) => {
+    let tokens = 0
+    return client.stream(GatewayProtocol.infer, { apiKey: key, prompt: `long ${i}`, maxTokens: 40, stream: true }, { idleTimeout: 30_000, onChunk: () => { tokens++ } })
+      .then((r) => ({ worker: r.worker, tokens, ok: true }), (e) => ({ worker: '', tokens, ok: false, code: e.code }))
+  })
+  await new Promise((r) => setTimeout(r, 300)) // every stream is under way
+  const stopping = mesh.stopChild('inference-2', 'SIGTERM')
+  const results = await Promise.all(streams)
+  await stopping
+  const onLeaving = results.filter((r) => r.worker === leaving)
+  t.ok(onLeaving.length > 0, `${onLeaving.length} of the streams were on the worker that left`)
+  t.ok(results.every((r) => r.ok && r.tokens === 40), 'every stream finished with all 40 tokens')
+  const after = await Promise.all(Array.from({ length: 6 }, (_, i) => client.call(GatewayProtocol.infer, { apiKey: key, prompt: `after ${i}`, maxTokens: 2 })))
+  t.ok(after.every((r) => r.worker === mesh.keys.inference), 'new requests go to the worker that stayed')
+})

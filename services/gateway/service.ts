@@ -118,6 +118,12 @@ export class GatewayService extends MeshService {
       .on(GatewayProtocol.getServiceHealth, () => this.health())
       .on(GatewayProtocol.getUserQuota, (req) => this.quota(req.apiKey))
       .on(GatewayProtocol.registerWorker, (req, ctx) => this.registerWorker(req, ctx))
+      .on(GatewayProtocol.workerHeartbeat, (req, ctx) => {
+        const w = this.workers.get(ctx.remoteKey)
+        if (!w || w.peer !== ctx.peer) throw MeshError.FORBIDDEN('register as a worker first')
+        this.workers.heartbeat(w, req)
+        return { ok: true as const }
+      })
       .table
   }
 

@@ -27,6 +27,8 @@ export interface WorkerConn {
   openUntil: number
   /** half-open: one trial request is out */
   trial: boolean
+  /** the worker's own report (all gateways' traffic), from its last heartbeat */
+  reported: { inflight: number, queue: number, draining: boolean, at: number } | null
 }
 
 export interface BreakerOptions { threshold?: number, cooldownMs?: number, random?: () => number }
@@ -56,7 +58,7 @@ export class WorkerPool {
     }
     const conn: WorkerConn = {
       publicKey: peer.remoteKey, peer, models: new Map(models.map((m) => [m.id, m])), capacity, label,
-      inflight: 0, served: 0, failures: 0, connectedAt: new Date(), approved, consecutiveFailures: 0, openUntil: 0, trial: false
+      inflight: 0, served: 0, failures: 0, connectedAt: new Date(), approved, consecutiveFailures: 0, openUntil: 0, trial: false, reported: null
     }
     this.workers.set(peer.remoteKey, conn)
     peer.channel.on('close', () => {
@@ -68,8 +70,23 @@ export class WorkerPool {
   get (key: string): WorkerConn | undefined { return this.workers.get(key) }
   all (): WorkerConn[] { return [...this.workers.values()] }
 
+  /** a worker that sent heartbeats and then went silent for this long is skipped (half-open connection) */
+  staleAfterMs = 10_000
+
+  heartbeat (w: WorkerConn, beat: { inflight: number, queue: number, capacity: number, draining: boolean }): void {
+    w.reported = { inflight: beat.inflight, queue: beat.queue, draining: beat.draining, at: Date.now() }
+    w.capacity = beat.capacity
+  }
+
+  /** outstanding work relative to capacity: what this gateway sent, or the worker's own count if larger */
+  load (w: WorkerConn): number {
+    const fresh = w.reported && Date.now() - w.reported.at < this.staleAfterMs ? w.reported.inflight + w.reported.queue : 0
+    return Math.max(w.inflight, fresh) / w.capacity
+  }
+
   private routable (w: WorkerConn, model: string, now: number): boolean {
     if (w.peer.isClosed || !w.approved || !w.models.has(model)) return false
+    if (w.reported && (w.reported.draining || now - w.reported.at > this.staleAfterMs)) return false
     if (w.openUntil > now) return false
     if (w.openUntil !== 0 && w.trial) return false // half-open: its one trial request is still out
     return true
@@ -88,8 +105,8 @@ export class WorkerPool {
       if (j >= i) j++
       const a = ok[i]!
       const b = ok[j]!
-      const la = a.inflight / a.capacity
-      const lb = b.inflight / b.capacity
+      const la = this.load(a)
+      const lb = this.load(b)
       chosen = la < lb || (la === lb && a.served <= b.served) ? a : b
     }
     if (chosen.openUntil !== 0) chosen.trial = true

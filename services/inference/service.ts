@@ -21,6 +21,8 @@ export interface InferenceServiceOptions extends Omit<MeshServiceOptions, 'name'
   capacity?: number
   label?: string
   modelRefreshMs?: number
+  /** how often load (in flight, queue, draining) goes to each gateway */
+  heartbeatMs?: number
 }
 
 interface ModelStats { inflight: number, served: number, errors: number }
@@ -32,6 +34,7 @@ export class InferenceService extends MeshService {
   private readonly stats = new Map<string, ModelStats>()
   private readonly gatewayClients: MeshClient[] = []
   private refreshTimer: NodeJS.Timeout | null = null
+  private heartbeatTimer: NodeJS.Timeout | null = null
   private draining = false
 
   constructor (opts: InferenceServiceOptions) {
@@ -64,17 +67,34 @@ export class InferenceService extends MeshService {
         name: `gateway:${key.slice(0, 8)}`,
         handlers: table,
         // every (re)connect announces what this worker serves
-        onOpen: (peer) => peer.call(GatewayProtocol.registerWorker, this.registration(), { timeout: 10_000 }).then(() => {})
+        onOpen: (peer) => peer.call(GatewayProtocol.registerWorker, this.registration(), { timeout: 10_000 }).then((r) => {
+          const log = { peer: `gateway:${key.slice(0, 8)}`, approval: r.approval }
+          if (r.approval === 'pending') this.log.warn(log, 'registered, pending approval: no traffic until an operator approves this worker')
+          else this.log.info(log, 'registration answered')
+        })
       })
       this.gatewayClients.push(client)
     }
     this.refreshTimer = setInterval(() => { void this.refreshAndAnnounce() }, this.opts.modelRefreshMs ?? 30_000)
     this.refreshTimer.unref()
+    // liveness and load go to the gateways directly, never through the registry
+    this.heartbeatTimer = setInterval(() => { void this.heartbeat() }, this.opts.heartbeatMs ?? 2000)
+    this.heartbeatTimer.unref()
+  }
+
+  private async heartbeat (): Promise<void> {
+    const capacity = this.opts.capacity ?? 64
+    const inflight = this.inflight()
+    const beat = { inflight, queue: Math.max(0, inflight - capacity), capacity, draining: this.draining }
+    await Promise.all(this.gatewayClients.filter((c) => c.connected).map((c) => c.call(GatewayProtocol.workerHeartbeat, beat, 2000).catch(() => {})))
   }
 
   protected async onClose (): Promise<void> {
     this.draining = true
     if (this.refreshTimer) clearInterval(this.refreshTimer)
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer)
+    // tell the gateways first, so they route new requests elsewhere instead of trying this worker
+    await this.heartbeat()
     // drain: let in-flight streams finish (bounded), take no new ones
     const deadline = Date.now() + 5000
     while (this.inflight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))

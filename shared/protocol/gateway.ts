@@ -199,6 +199,9 @@ export const GatewayProtocol = {
   getServiceHealth: method<Record<string, never>, GatewayHealth>('getServiceHealth', 'public', z.object({}).strict()),
   getUserQuota: method<{ apiKey: string }, Quota>('getUserQuota', 'public', z.object({ apiKey }).strict()),
   registerWorker: method<z.infer<typeof registerWorkerRequest>, { accepted: true, gateway: string, approval: 'approved' | 'pending' }>('registerWorker', 'public', registerWorkerRequest),
+  /** a registered worker's load, every couple of seconds; `draining` asks for no new requests */
+  workerHeartbeat: method<{ inflight: number, queue: number, capacity: number, draining: boolean }, { ok: true }>('workerHeartbeat', 'public',
+    z.object({ inflight: z.number().int().min(0).max(1e7), queue: z.number().int().min(0).max(1e7), capacity: z.number().int().min(1).max(100_000), draining: z.boolean() }).strict()),
   /** the registry's key and models (public: the catalog) */
   registry: method<Record<string, never>, { key: string, writable: boolean, models: ModelListing[] }>('registry', 'public', z.object({}).strict()),
   /** admins: change the registry (models, worker approval); on a replica gateway the write goes to the writer */
