@@ -1,11 +1,18 @@
 import test from 'brittle'
 import crypto from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { spawnLongCli } from '../shared/testing/netns.ts'
 import { startTestMesh, gatewayClient, userWithKey, runCli } from '../shared/testing/harness.ts'
 import { startFakeOpenAI } from '../shared/testing/fake-openai.ts'
 import { FAIL_MODEL } from '../shared/testing/fake-llm.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import type { MeshClient } from '../shared/mesh/client.ts'
 import type { LocalMesh } from '../shared/localmesh.ts'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
 // Issue 4 on real processes: the registry decides who gets traffic (approval), which model a
 // strategy picks (its data), and every gateway sees the same registry.
@@ -203,4 +210,29 @@ test('drain: a worker stopped with SIGTERM finishes its streams, and new request
   t.ok(results.every((r) => r.ok && r.tokens === 40), 'every stream finished with all 40 tokens')
   const after = await Promise.all(Array.from({ length: 6 }, (_, i) => client.call(GatewayProtocol.infer, { apiKey: key, prompt: `after ${i}`, maxTokens: 2 })))
   t.ok(after.every((r) => r.worker === mesh.keys.inference), 'new requests go to the worker that stayed')
+})
+
+test('network key: a worker that knows only the network key finds and joins every gateway', { timeout: 180_000 }, async (t) => {
+  const { mesh } = await startTestMesh(t, { gateways: 2 })
+  const [k1, k2] = mesh.gatewayKeys as [string, string]
+  const a = (await gatewayClient(t, mesh, k1)).client
+  const b = (await gatewayClient(t, mesh, k2)).client
+  const network = (await a.call(GatewayProtocol.registry, {})).key
+  t.is(network, mesh.registryKey, 'the network key is the registry key')
+
+  const whome = fs.mkdtempSync(path.join(process.env.HYPERINFER_TEST_TMP ?? os.tmpdir(), 'netkey-'))
+  t.teardown(() => fs.rmSync(whome, { recursive: true, force: true }), { order: 3 })
+  const w = spawnLongCli(ROOT, ['worker', '--backend', 'synthetic', '--models', 'net-model', '--network', network, '--bootstrap', mesh.bootstrapString, '--token', mesh.workerToken],
+    { HYPERINFER_HOME: whome })
+  t.teardown(() => w.stop('SIGKILL'), { order: -1 })
+  const line = await w.waitFor(/registered with gateway ([0-9a-f]{16})…/m, 60_000)
+  t.ok([k1, k2].some((k) => k.startsWith(line[1]!)), 'registered with a gateway it found on the topic: ' + line[0])
+  const served = async (c: MeshClient) => (await c.call(GatewayProtocol.models, {})).models.some((m) => m.id === 'net-model')
+  t.ok(await until(() => served(a), (x) => x, 20_000), 'the first gateway routes to it')
+  t.ok(await until(() => served(b), (x) => x, 20_000), 'and so does the second')
+  const { key } = await userWithKey(a)
+  const viaB = await b.call(GatewayProtocol.infer, { apiKey: key, model: 'net-model', prompt: 'found you', maxTokens: 2 })
+  t.is(viaB.usage.completionTokens, 2, 'a request through the second gateway reaches it')
+  const exit = await w.stop('SIGINT')
+  t.is(exit.code, 0, 'Ctrl-C: the worker exits cleanly')
 })

@@ -21,7 +21,13 @@ declare module 'hyperdht' {
     fullyBootstrapped (): Promise<void>
     address (): { host: string, port: number }
     destroy (opts?: { force?: boolean }): Promise<void>
+    /** records expire on the DHT: announce again every few minutes */
+    announce (target: Buffer, keyPair: KeyPair): Query<LookupReply>
+    unannounce (target: Buffer, keyPair: KeyPair): Promise<void>
+    lookup (target: Buffer): Query<LookupReply>
   }
+  export interface LookupReply { peers: Array<{ publicKey: Buffer, relayAddresses?: unknown[] }> }
+  export interface Query<T> extends AsyncIterable<T> { finished (): Promise<void>, destroy (): void }
 }
 
 declare module 'hyperdht/testnet' {

@@ -100,10 +100,13 @@ export function planWorker (ctx: { home: string, globals: { gateway?: string, bo
   const label = str(values, 'label')
   if (label !== undefined && label.length > 100) throw new UsageError('--label is at most 100 characters')
 
-  // gateways: --gateway KEY[,KEY2], else $HYPERINFER_GATEWAY, else the local mesh file
-  const gwValue = ctx.globals.gateway || process.env.HYPERINFER_GATEWAY || readMeshFile(ctx.home)?.services.gateway
-  if (!gwValue) throw new UsageError('no gateway: pass --gateway <hex key>[,<hex key>…], set HYPERINFER_GATEWAY, or run `npm start` here first')
-  const gateways = [...new Set(gwValue.split(/[\s,]+/).filter(Boolean).map((k) => k.toLowerCase()))]
+  // --network KEY: find every gateway on the network's DHT topic; else gateways by key:
+  // --gateway KEY[,KEY2], else $HYPERINFER_GATEWAY, else the local mesh file
+  const network = (str(values, 'network') ?? process.env.HYPERINFER_NETWORK)?.toLowerCase()
+  if (network !== undefined && !/^[0-9a-f]{64}$/.test(network)) throw new UsageError('--network: the network key is 64 hex characters (`hyperinfer registry` prints it)')
+  const gwValue = ctx.globals.gateway || process.env.HYPERINFER_GATEWAY || (network ? '' : readMeshFile(ctx.home)?.services.gateway)
+  if (!gwValue && !network) throw new UsageError('no gateway: pass --network <key> or --gateway <hex key>[,<hex key>…], set HYPERINFER_GATEWAY, or run `npm start` here first')
+  const gateways = [...new Set((gwValue ?? '').split(/[\s,]+/).filter(Boolean).map((k) => k.toLowerCase()))]
   for (const k of gateways) if (!/^[0-9a-f]{64}$/.test(k)) throw new UsageError(`--gateway: '${k.slice(0, 20)}' is not a 64-hex-character public key`)
 
   const list = ctx.bootstrap()
@@ -125,6 +128,7 @@ export function planWorker (ctx: { home: string, globals: { gateway?: string, bo
     HYPERINFER_HOME: ctx.home,
     HYPERINFER_WORKER_NAME: name,
     HYPERINFER_GATEWAYS: gateways.join(','),
+    ...(network ? { HYPERINFER_NETWORK: network } : {}),
     SYNTHETIC: backend === 'synthetic' ? 'true' : 'false'
   }
   if (bootstrap) env.HYPERINFER_BOOTSTRAP = bootstrap
@@ -171,6 +175,7 @@ export const worker: Command = {
   --api-key-env VAR   openai: read the backend's API key from the environment variable VAR
                       (the key is never taken from a flag, printed or logged)
   --models a,b        serve only these models (synthetic: the names it serves, default 'synthetic')
+  --network KEY       join every gateway of the network with this key (\`hyperinfer registry\` prints it)
   --gateway KEY[,K2]  gateway(s) to join (default: $HYPERINFER_GATEWAY, else the local mesh file)
   --bootstrap H:P,…   DHT bootstrap (default: $HYPERINFER_BOOTSTRAP, else the local mesh file)
   --token T           the network's worker token (see \`hyperinfer worker-token\` on the mesh machine)
@@ -189,6 +194,7 @@ node binds and announces.`,
     'base-url': { type: 'string' },
     'api-key-env': { type: 'string' },
     models: { type: 'string' },
+    network: { type: 'string' },
     token: { type: 'string' },
     'token-env': { type: 'string' },
     name: { type: 'string' },
@@ -269,6 +275,9 @@ async function runWorker (plan: WorkerPlan, json: boolean): Promise<void> {
     let rec: { level?: number, msg?: string, peer?: string, code?: string, models?: string[] } | null = null
     try { rec = JSON.parse(line) } catch {}
     if (!rec || typeof rec !== 'object') { say(line); return }
+    // gateways found on the network topic join the list the worker reports on
+    const joining = (rec as { gateway?: unknown }).gateway
+    if (rec.msg === 'joining gateway' && typeof joining === 'string' && /^[0-9a-f]{64}$/.test(joining) && !plan.gateways.includes(joining)) plan.gateways.push(joining)
     const gw = typeof rec.peer === 'string' && rec.peer.startsWith('gateway:') ? plan.gateways.find((k) => k.startsWith(rec!.peer!.slice(8))) : undefined
     if (gw && (rec as { approval?: string }).approval === 'pending') pending.add(gw)
     else if (gw && (rec as { approval?: string }).approval === 'approved') pending.delete(gw)

@@ -15,6 +15,7 @@ import { countersFor, countPromptTokens, describeCounter, parseTiers, Pricing, p
 import { WorkerPool, type WorkerConn } from './workers.ts'
 import { route, type ModelCandidate, type Weights } from './router.ts'
 import { Catalog, type RegistryWrite } from './catalog.ts'
+import { announceOn, networkTopic } from '../../shared/mesh/discovery.ts'
 import type { Peer } from '../../shared/mesh/peer.ts'
 
 // The public entry of the mesh. Per inference request: validate → authenticate the key (cached) →
@@ -64,6 +65,7 @@ export class GatewayService extends MeshService {
   private auth!: MeshClient
   readonly workers: WorkerPool
   readonly catalog: Catalog
+  private stopAnnounce: (() => Promise<void>) | null = null
   readonly keys: KeyCache
   readonly accounting: Accounting
   readonly pricing: Pricing
@@ -135,6 +137,8 @@ export class GatewayService extends MeshService {
   protected async onOpen (): Promise<void> {
     await this.catalog.open()
     for (const p of this.peers) this.onPeer(p)
+    // workers that know only the network key (the registry key) find gateways on its topic
+    this.stopAnnounce = announceOn(this.dhtNode, networkTopic(this.catalog.key), this.keyPair, this.log)
     this.catalog.onChange(() => this.reconcileWorkers())
     if (this.opts.registryFrom) {
       const writer = this.connectTo(this.opts.registryFrom, { name: 'registry-writer' })
@@ -156,6 +160,7 @@ export class GatewayService extends MeshService {
 
   protected async onClose (): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer)
+    await this.stopAnnounce?.()
     await this.accounting.close()
     await this.catalog.close()
   }

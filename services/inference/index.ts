@@ -10,6 +10,8 @@ const list = z.string().default('').transform((s) => s.split(',').map((x) => x.t
 
 const schema = z.object({
   HYPERINFER_GATEWAYS: keyList,
+  /** the network key (the registry key): join every gateway announced on its topic */
+  HYPERINFER_NETWORK: z.string().regex(/^[0-9a-fA-F]{64}$/, 'expected the 64-character hex network key').optional(),
   HYPERINFER_WORKER_TOKEN: z.string().optional(),
   HYPERINFER_WORKER_NAME: z.string().default('inference'),
   SYNTHETIC: bool.default(true),
@@ -40,6 +42,7 @@ await runService('inference', () => {
     ...meshOptions(cfg.HYPERINFER_WORKER_NAME),
     backends,
     gateways: cfg.HYPERINFER_GATEWAYS,
+    network: cfg.HYPERINFER_NETWORK,
     workerToken: cfg.HYPERINFER_WORKER_TOKEN,
     capacity: cfg.WORKER_CAPACITY,
     label: cfg.WORKER_LABEL,

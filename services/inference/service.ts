@@ -2,6 +2,7 @@ import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.
 import { handlers, type HandlerContext, type HandlerTable } from '../../shared/mesh/peer.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
 import { InferenceProtocol, type EmbedResult, type ModelInfo, type ModelStatus, type PromptResult, type TokenChunk } from '../../shared/protocol/inference.ts'
+import { lookupTopic, networkTopic } from '../../shared/mesh/discovery.ts'
 import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
 import type { RequestOf } from '../../shared/mesh/method.ts'
 import { MeshError } from '../../shared/errors.ts'
@@ -16,6 +17,10 @@ export interface InferenceServiceOptions extends Omit<MeshServiceOptions, 'name'
   backends: Backend[]
   /** hex public keys of the gateways to join */
   gateways: string[]
+  /** the network key: find and join every gateway announced on its topic */
+  network?: string
+  /** how often the network topic is looked up again for new gateways */
+  discoverEveryMs?: number
   /** the network's worker token, presented to gateways that do not know this worker's key */
   workerToken?: string
   capacity?: number
@@ -59,10 +64,36 @@ export class InferenceService extends MeshService {
       .table
   }
 
+  private readonly joined = new Set<string>()
+  private discoverTimer: NodeJS.Timeout | null = null
+
   protected async onOpen (): Promise<void> {
     await this.refreshModels()
+    for (const key of this.opts.gateways) this.joinGateway(key)
+    if (this.opts.network) {
+      const topic = networkTopic(this.opts.network)
+      const discover = async () => {
+        const keys = await lookupTopic(this.dhtNode, topic).catch((err) => { this.log.warn({ err: (err as Error).message }, 'network lookup failed'); return [] })
+        for (const key of keys) if (key !== this.publicKey) this.joinGateway(key)
+        // look again soon while nothing is found, then now and then for new gateways
+        if (!this.draining) this.discoverTimer = setTimeout(() => { void discover() }, this.joined.size === 0 ? 1000 : this.opts.discoverEveryMs ?? 30_000)
+      }
+      await discover()
+    }
+    this.refreshTimer = setInterval(() => { void this.refreshAndAnnounce() }, this.opts.modelRefreshMs ?? 30_000)
+    this.refreshTimer.unref()
+    // liveness and load go to the gateways directly, never through the registry
+    this.heartbeatTimer = setInterval(() => { void this.heartbeat() }, this.opts.heartbeatMs ?? 2000)
+    this.heartbeatTimer.unref()
+  }
+
+  private joinGateway (key: string): void {
+    key = key.toLowerCase()
+    if (this.joined.has(key)) return
+    this.joined.add(key)
+    this.log.info({ gateway: key }, 'joining gateway')
     const table = this.handlers()
-    for (const key of this.opts.gateways) {
+    {
       const client = this.connectTo(key, {
         name: `gateway:${key.slice(0, 8)}`,
         handlers: table,
@@ -75,11 +106,6 @@ export class InferenceService extends MeshService {
       })
       this.gatewayClients.push(client)
     }
-    this.refreshTimer = setInterval(() => { void this.refreshAndAnnounce() }, this.opts.modelRefreshMs ?? 30_000)
-    this.refreshTimer.unref()
-    // liveness and load go to the gateways directly, never through the registry
-    this.heartbeatTimer = setInterval(() => { void this.heartbeat() }, this.opts.heartbeatMs ?? 2000)
-    this.heartbeatTimer.unref()
   }
 
   private async heartbeat (): Promise<void> {
@@ -93,6 +119,7 @@ export class InferenceService extends MeshService {
     this.draining = true
     if (this.refreshTimer) clearInterval(this.refreshTimer)
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer)
+    if (this.discoverTimer) clearTimeout(this.discoverTimer)
     // tell the gateways first, so they route new requests elsewhere instead of trying this worker
     await this.heartbeat()
     // drain: let in-flight streams finish (bounded), take no new ones

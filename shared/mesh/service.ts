@@ -59,6 +59,11 @@ export abstract class MeshService {
   }
 
   get publicKey (): string { return this.keyPair.publicKey.toString('hex') }
+  /** the DHT node this service listens and dials on (for topic announce/lookup) */
+  protected get dhtNode (): DHT {
+    if (!this.dht) throw new Error(`${this.name} is not open`)
+    return this.dht
+  }
   get rpc (): RPC {
     if (!this.rpcInstance) throw new Error(`${this.name} is not open`)
     return this.rpcInstance
