@@ -13,6 +13,7 @@ import c from 'compact-encoding'
 import DHT from 'hyperdht'
 import { LocalMesh } from '../shared/localmesh.ts'
 import { benchMetrics, formatTable } from './bench-metrics.ts'
+import { benchRouting } from './bench-routing.ts'
 import { MeshClient } from '../shared/mesh/client.ts'
 import { createDHT } from '../shared/mesh/dht.ts'
 import { bootstrapList } from '../shared/config.ts'
@@ -196,6 +197,11 @@ try {
   const metricsRows = await benchMetrics(SCALE)
   console.log('\n' + formatTable(metricsRows))
   report.metrics = metricsRows
+  // routing: the gateway with 1, 10 and 100 workers, and a new worker's time to its first request
+  console.log('\nbench: routing…')
+  const routingRows = await benchRouting(SCALE)
+  console.log('\n' + formatTable(routingRows))
+  report.routing = routingRows
   fs.writeFileSync(path.join(outDir, 'latest.json'), JSON.stringify(report, null, 2) + '\n')
 } catch (err) {
   console.error(`bench failed: ${(err as Error).message}`)

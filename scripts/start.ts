@@ -19,7 +19,8 @@ const mesh = new LocalMesh({
   metricsPort: Number(process.env.METRICS_SERVICE_PORT ?? 3004),
   env,
   publicHost: process.env.HYPERINFER_PUBLIC_HOST || undefined,
-  serviceEnv: { inference: inferenceEnv },
+  // on your own machine the account named `admin` runs the registry and approves workers
+  serviceEnv: { inference: inferenceEnv, auth: { ADMIN_USERS: process.env.ADMIN_USERS ?? 'admin' } },
   onLog: (line) => console.log(`  ${line}`)
 })
 
@@ -56,6 +57,7 @@ hyperinfer mesh is up.
   auth      ${m.services.auth}
   worker    ${m.services.inference[0]}  models: ${models || '(none yet)'}
   bootstrap ${m.bootstrap[0]}
+  network   ${mesh.registryKey}   (workers elsewhere: npx hyperinfer worker --network <this key> …)
 
   mesh file ${path.join(home, 'mesh.json')}   logs ${path.join(home, 'logs')}
 
