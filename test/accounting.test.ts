@@ -286,4 +286,13 @@ test('cli: credits, an admin grant, a key with a budget, quota and usage since a
   const ledger = await runCli(home, ['credits', '--json'])
   t.is(ledger.json.ledger.filter((e: { kind: string }) => e.kind === 'debit').length, 2, 'two debits in the ledger')
   t.ok(Math.abs(ledger.json.balanceUsd - (0.5 - 0.00002)) < 1e-12, 'the balance is the grant minus the two charges')
+
+  // logout is global: the old session token is refused by every path, not just this CLI
+  const oldToken = JSON.parse(fs.readFileSync(path.join(home, 'session.json'), 'utf8')).token as string
+  const out = await runCli(home, ['logout'])
+  t.ok(out.code === 0 && !fs.existsSync(path.join(home, 'session.json')), 'hyperinfer logout removes the session file')
+  const { client } = await gatewayClient(t, mesh)
+  const replay = await client.call(GatewayProtocol.listKeys, { token: oldToken }).catch((e) => e)
+  t.is(replay.code, 'UNAUTHENTICATED', 'the logged-out token is refused over RPC: ' + replay.message)
+  t.ok((await runCli(home, ['credits'])).code !== 0, 'and the CLI asks to log in again')
 })

@@ -1,3 +1,4 @@
+import fs from 'node:fs'
 import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
 import type { CliContext } from '../context.ts'
 import { UsageError } from '../context.ts'
@@ -31,6 +32,21 @@ export const login: Command = {
     // the token itself stays in the session file; it is never printed
     if (ctx.globals.json) printJson({ user: res.user, expiresAt: res.expiresAt, sessionFile: ctx.sessionFile() })
     else console.log(`logged in as ${res.user.username} (session valid until ${res.expiresAt})`)
+  }
+}
+
+export const logout: Command = {
+  name: 'logout',
+  summary: 'log out: the session is refused everywhere from now on, and its file is removed',
+  usage: 'logout',
+  options: {},
+  async run (ctx) {
+    const token = ctx.sessionToken()
+    const gw = await ctx.gateway()
+    await gw.call(GatewayProtocol.logout, { token }, ctx.globals.timeout)
+    fs.rmSync(ctx.sessionFile(), { force: true })
+    if (ctx.globals.json) return printJson({ loggedOut: true })
+    console.log('logged out')
   }
 }
 

@@ -57,6 +57,7 @@ export class AuthService extends MeshService {
       .on(AuthProtocol.validateApiKey, (req) => this.validateApiKey(req.keyHash))
       .on(AuthProtocol.getUserUsage, (req) => this.getUserUsage(req))
       .on(AuthProtocol.whoami, (req) => this.whoami(req.token))
+      .on(AuthProtocol.logout, (req) => this.logout(req.token))
       .on(AuthProtocol.getCredits, (req) => this.getCredits(req))
       .on(AuthProtocol.grantCredits, (req) => this.grantCredits(req))
       .table
@@ -124,7 +125,22 @@ export class AuthService extends MeshService {
   }
 
   private async session (token: string): Promise<SessionClaims> {
-    return this.sessions.verify(token)
+    const s = await this.sessions.verify(token)
+    if (s.jti) {
+      const { rows } = await this.pool.query('SELECT 1 FROM revoked_sessions WHERE jti = $1', [s.jti])
+      if (rows.length > 0) throw MeshError.UNAUTHENTICATED('this session was logged out; log in again')
+    }
+    return s
+  }
+
+  /** Log a session out everywhere: the token is refused from now until it would have expired. */
+  async logout (token: string): Promise<{ loggedOut: true }> {
+    const s = await this.sessions.verify(token)
+    if (s.jti) {
+      await this.pool.query('INSERT INTO revoked_sessions (jti, user_id, expires_at) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING', [s.jti, s.userId, s.expiresAt])
+    }
+    await this.audit(s.userId, 'user.logout', s.userId)
+    return { loggedOut: true }
   }
 
   async generateApiKey (req: RequestOf<typeof AuthProtocol.generateApiKey>): Promise<ApiKeyInfo & { key: string }> {
@@ -279,6 +295,8 @@ export class AuthService extends MeshService {
   }
 
   private async flushLastUsed (): Promise<void> {
+    // logged-out sessions past their expiry are refused by the signature check alone
+    await this.pool.query('DELETE FROM revoked_sessions WHERE expires_at < now()').catch(() => {})
     if (this.usedKeys.size === 0) return
     const ids = [...this.usedKeys]
     this.usedKeys.clear()

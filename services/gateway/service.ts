@@ -4,13 +4,13 @@ import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.
 import { handlers, type HandlerContext, type HandlerTable } from '../../shared/mesh/peer.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
 import type { RequestOf } from '../../shared/mesh/method.ts'
-import { AuthEvents, AuthProtocol, type KeyIdentity } from '../../shared/protocol/auth.ts'
-import { GatewayProtocol, type AiResponse, type GatewayHealth, type InferResult, type Quota } from '../../shared/protocol/gateway.ts'
+import { AuthEvents, AuthProtocol, type Credits, type KeyIdentity } from '../../shared/protocol/auth.ts'
+import { GatewayProtocol, type AiResponse, type GatewayHealth, type InferResult, type Quota, type QuotaLimit } from '../../shared/protocol/gateway.ts'
 import { InferenceProtocol, type ChatMessage, type TokenChunk } from '../../shared/protocol/inference.ts'
 import { MeshError } from '../../shared/errors.ts'
 import { sha256Hex } from '../../shared/apikey.ts'
 import { KeyCache } from './keycache.ts'
-import { Accounting, type AdmitResult } from './accounting.ts'
+import { Accounting, type AdmitResult, type CounterSpec } from './accounting.ts'
 import { countersFor, countPromptTokens, describeCounter, parseTiers, Pricing, promptTokenHold, toUsd, type Price, type TierLimits } from './limits.ts'
 import { WorkerPool, type WorkerConn } from './workers.ts'
 import { route, type ModelCandidate, type Weights } from './router.ts'
@@ -103,6 +103,7 @@ export class GatewayService extends MeshService {
       .on(GatewayProtocol.revokeKey, (req) => this.auth.call(AuthProtocol.revokeApiKey, req, t))
       .on(GatewayProtocol.usage, (req) => this.auth.call(AuthProtocol.getUserUsage, req, t))
       .on(GatewayProtocol.whoami, (req) => this.auth.call(AuthProtocol.whoami, req, t))
+      .on(GatewayProtocol.logout, (req) => this.auth.call(AuthProtocol.logout, req, t))
       .on(GatewayProtocol.credits, (req) => this.auth.call(AuthProtocol.getCredits, req, t))
       .on(GatewayProtocol.grantCredits, (req) => this.auth.call(AuthProtocol.grantCredits, req, t))
       .on(GatewayProtocol.infer, (req, ctx) => this.infer(req, ctx))
@@ -119,6 +120,7 @@ export class GatewayService extends MeshService {
       .on(GatewayProtocol.workers, async (req) => { await this.adminName(req.token); return { workers: this.registryWorkers() } })
       .on(GatewayProtocol.getServiceHealth, () => this.health())
       .on(GatewayProtocol.getUserQuota, (req) => this.quota(req.apiKey))
+      .on(GatewayProtocol.accountQuota, (req) => this.accountQuota(req.token))
       .on(GatewayProtocol.registerWorker, (req, ctx) => this.registerWorker(req, ctx))
       .on(GatewayProtocol.workerHeartbeat, (req, ctx) => {
         const w = this.workers.get(ctx.remoteKey)
@@ -538,11 +540,17 @@ export class GatewayService extends MeshService {
     return ids[0]!
   }
 
-  async quota (apiKey: string): Promise<Quota> {
-    const identity = await this.keys.resolve(apiKey)
-    const specs = countersFor({ keyId: identity.keyId, userId: identity.userId, keyTier: identity.tier, userTier: identity.userTier, budgetNusd: identity.budgetNusd },
-      this.tiers, { tokens: 0, nusd: 0 })
-    const [state, credits] = await Promise.all([this.accounting.counters(specs.map((c) => c.name)), this.accounting.credits(identity.userId)])
+  /** The account's own limits (all keys together) and credits, for a session: what the dashboard shows. */
+  async accountQuota (token: string): Promise<{ tier: string, limits: QuotaLimit[], credits: Credits }> {
+    const { user } = await this.auth.call(AuthProtocol.whoami, { token }, 10_000)
+    const specs = countersFor({ keyId: '-', userId: user.id, keyTier: user.tier, userTier: user.tier, budgetNusd: null }, this.tiers, { tokens: 0, nusd: 0 })
+      .filter((c) => c.name.split(':')[1] === 'u')
+    const { limits, credits } = await this.describeLimits(specs, user.id)
+    return { tier: user.tier, limits, credits }
+  }
+
+  private async describeLimits (specs: CounterSpec[], userId: string): Promise<{ limits: QuotaLimit[], credits: Credits }> {
+    const [state, credits] = await Promise.all([this.accounting.counters(specs.map((c) => c.name)), this.accounting.credits(userId)])
     const limits = specs.map((c) => {
       const s = state.get(c.name)
       const used = s ? s.used + s.held : 0
@@ -557,11 +565,22 @@ export class GatewayService extends MeshService {
         resetsAt: c.expires
       }
     })
+    return {
+      limits,
+      credits: { balanceUsd: toUsd(credits?.balance ?? 0), reservedUsd: toUsd(credits?.held ?? 0), availableUsd: toUsd((credits?.balance ?? 0) - (credits?.held ?? 0)) }
+    }
+  }
+
+  async quota (apiKey: string): Promise<Quota> {
+    const identity = await this.keys.resolve(apiKey)
+    const specs = countersFor({ keyId: identity.keyId, userId: identity.userId, keyTier: identity.tier, userTier: identity.userTier, budgetNusd: identity.budgetNusd },
+      this.tiers, { tokens: 0, nusd: 0 })
+    const { limits, credits } = await this.describeLimits(specs, identity.userId)
     const key = limits[0]!
     return {
       tier: identity.tier, limit: key.cap, used: key.used, remaining: key.remaining, windowSeconds: 3600, resetsAt: key.resetsAt,
       limits,
-      credits: { balanceUsd: toUsd(credits?.balance ?? 0), reservedUsd: toUsd(credits?.held ?? 0), availableUsd: toUsd((credits?.balance ?? 0) - (credits?.held ?? 0)) },
+      credits,
       models: identity.models
     }
   }

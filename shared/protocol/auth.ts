@@ -85,6 +85,8 @@ export const AuthProtocol = {
   getUserUsage: method<z.infer<typeof usageRequest>, UsageReport>('getUserUsage', 'internal', usageRequest),
   /** the session's user, read fresh from the database (role included) */
   whoami: method<z.infer<typeof whoamiRequest>, { user: PublicUser }>('whoami', 'internal', whoamiRequest),
+  /** the session is refused everywhere from now on */
+  logout: method<z.infer<typeof whoamiRequest>, { loggedOut: true }>('logout', 'internal', whoamiRequest),
   getCredits: method<z.infer<typeof creditsRequest>, Credits & { ledger: LedgerEntry[] }>('getCredits', 'internal', creditsRequest),
   /** admins only */
   grantCredits: method<z.infer<typeof grantCreditsRequest>, Credits & { username: string, entry: LedgerEntry }>('grantCredits', 'internal', grantCreditsRequest)

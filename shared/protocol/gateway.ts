@@ -192,12 +192,15 @@ export const GatewayProtocol = {
   revokeKey: method<z.infer<typeof revokeKeyRequest>, ResponseOf<typeof AuthProtocol.revokeApiKey>>('revokeKey', 'public', revokeKeyRequest),
   usage: method<z.infer<typeof usageRequest>, ResponseOf<typeof AuthProtocol.getUserUsage>>('usage', 'public', usageRequest),
   whoami: method<z.infer<typeof whoamiRequest>, ResponseOf<typeof AuthProtocol.whoami>>('whoami', 'public', whoamiRequest),
+  logout: method<z.infer<typeof whoamiRequest>, ResponseOf<typeof AuthProtocol.logout>>('logout', 'public', whoamiRequest),
   credits: method<z.infer<typeof creditsRequest>, ResponseOf<typeof AuthProtocol.getCredits>>('credits', 'public', creditsRequest),
   grantCredits: method<z.infer<typeof grantCreditsRequest>, ResponseOf<typeof AuthProtocol.grantCredits>>('grantCredits', 'public', grantCreditsRequest),
   infer: streamMethod<z.infer<typeof inferRequest>, InferResult, TokenChunk>('infer', 'public', inferRequest),
   models: method<Record<string, never>, { models: ModelListing[] }>('models', 'public', z.object({}).strict()),
   getServiceHealth: method<Record<string, never>, GatewayHealth>('getServiceHealth', 'public', z.object({}).strict()),
   getUserQuota: method<{ apiKey: string }, Quota>('getUserQuota', 'public', z.object({ apiKey }).strict()),
+  /** a session's account-wide limits (all keys together) and credits */
+  accountQuota: method<{ token: string }, { tier: string, limits: QuotaLimit[], credits: Credits }>('accountQuota', 'public', z.object({ token: sessionToken }).strict()),
   registerWorker: method<z.infer<typeof registerWorkerRequest>, { accepted: true, gateway: string, approval: 'approved' | 'pending' }>('registerWorker', 'public', registerWorkerRequest),
   /** a registered worker's load, every couple of seconds; `draining` asks for no new requests */
   workerHeartbeat: method<{ inflight: number, queue: number, capacity: number, draining: boolean }, { ok: true }>('workerHeartbeat', 'public',
