@@ -3,7 +3,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import type pg from 'pg'
-import { startTestMesh, gatewayClient, userWithKey, alive, runCli } from '../shared/testing/harness.ts'
+import { startTestMesh, gatewayClient, userWithKey, alive, runCli, until, registerAdmin } from '../shared/testing/harness.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import { MeshError } from '../shared/errors.ts'
 import type { MeshClient } from '../shared/mesh/client.ts'
@@ -28,11 +28,6 @@ function pricedMesh (extra: { gateway?: Record<string, string>, inference?: Reco
   }
 }
 
-async function admin (client: MeshClient): Promise<string> {
-  const password = 'boss-password-' + crypto.randomBytes(4).toString('hex')
-  await client.call(GatewayProtocol.register, { username: 'boss', email: 'boss@example.com', password })
-  return (await client.call(GatewayProtocol.login, { email: 'boss@example.com', password })).token
-}
 
 /** usage_stats must equal the request log it summarises, per key, day and model. */
 async function rollupsMatch (pool: pg.Pool): Promise<{ ok: boolean, detail: string }> {
@@ -56,20 +51,11 @@ async function ledgerConsistent (pool: pg.Pool): Promise<{ balancesMatch: boolea
   return { balancesMatch: a[0].n === 0, neverNegative: b[0].n === 0 }
 }
 
-async function until<T> (fn: () => Promise<T>, ok: (v: T) => boolean, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms
-  let v = await fn()
-  while (!ok(v) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 100))
-    v = await fn()
-  }
-  return v
-}
 
 test('credits: 1,000 concurrent requests against a balance that covers 100 → exactly 100 succeed, the ledger never goes negative', { timeout: 240_000 }, async (t) => {
   const { mesh, db } = await startTestMesh(t, pricedMesh())
   const { client } = await gatewayClient(t, mesh)
-  const boss = await admin(client)
+  const boss = await registerAdmin(client)
   const user = await userWithKey(client)
   const name = (await client.call(GatewayProtocol.whoami, { token: user.token })).user.username
 
@@ -139,7 +125,7 @@ test('keys: a key budget and a model allow-list are enforced; token quotas refus
     inference: { SYNTHETIC_MODELS: 'synthetic,other' }
   }))
   const { client } = await gatewayClient(t, mesh)
-  const boss = await admin(client)
+  const boss = await registerAdmin(client)
   const user = await userWithKey(client)
   const name = (await client.call(GatewayProtocol.whoami, { token: user.token })).user.username
   await client.call(GatewayProtocol.grantCredits, { token: boss, username: name, amountUsd: 1 })
@@ -169,7 +155,7 @@ test('keys: a key budget and a model allow-list are enforced; token quotas refus
 test('billing: a stream cancelled after k tokens is billed k', { timeout: 240_000 }, async (t) => {
   const { mesh, db } = await startTestMesh(t, pricedMesh({ inference: { SYNTHETIC_TOKENS_PER_SEC: '40' } }))
   const { client } = await gatewayClient(t, mesh)
-  const boss = await admin(client)
+  const boss = await registerAdmin(client)
   const user = await userWithKey(client)
   const name = (await client.call(GatewayProtocol.whoami, { token: user.token })).user.username
   await client.call(GatewayProtocol.grantCredits, { token: boss, username: name, amountUsd: 1 })
@@ -200,7 +186,7 @@ test('durability: a gateway killed with SIGKILL mid-load loses no acknowledged r
     inference: { SYNTHETIC_TOKENS_PER_SEC: '200' }
   }))
   const { client } = await gatewayClient(t, mesh)
-  const boss = await admin(client)
+  const boss = await registerAdmin(client)
   const user = await userWithKey(client)
   const name = (await client.call(GatewayProtocol.whoami, { token: user.token })).user.username
   await client.call(GatewayProtocol.grantCredits, { token: boss, username: name, amountUsd: 1 })

@@ -3,7 +3,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { startTestMesh, gatewayClient, userWithKey } from '../shared/testing/harness.ts'
+import { startTestMesh, gatewayClient, userWithKey, waitFor } from '../shared/testing/harness.ts'
 import { createNetNs, spawnLongCli } from '../shared/testing/netns.ts'
 import { serviceKeyPair } from '../shared/keys.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
@@ -25,14 +25,6 @@ async function modelIds (client: MeshClient): Promise<string[]> {
   return (await client.call(GatewayProtocol.models, {})).models.map((m) => m.id)
 }
 
-async function until (what: string, fn: () => Promise<boolean>, timeoutMs: number): Promise<number> {
-  const started = Date.now()
-  while (Date.now() - started < timeoutMs) {
-    if (await fn().catch(() => false)) return Date.now() - started
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  throw new Error(`${what}: not within ${timeoutMs} ms`)
-}
 
 test('netns: a worker in its own network namespace joins the gateway over the DHT and serves a request', { timeout: 240_000, skip: !!skipReason }, async (t) => {
   const made = createNetNs()
@@ -67,7 +59,7 @@ test('netns: a worker in its own network namespace joins the gateway over the DH
   t.ok(pids.includes(w.proc.pid!), `the worker CLI (pid ${w.proc.pid}) runs inside ${ns.name}: ip netns pids = ${pids.join(' ')}`)
   t.ok(pids.length >= 2, 'and so does the worker process it started')
 
-  const listedIn = await until('netns-model listed by the gateway', async () => (await modelIds(client)).includes('netns-model'), 20_000)
+  const listedIn = await waitFor('netns-model listed by the gateway', async () => (await modelIds(client)).includes('netns-model'), 20_000)
   t.pass(`the gateway lists netns-model (${listedIn} ms after the registered line)`)
   const health = await client.call(GatewayProtocol.getServiceHealth, {})
   const entry = health.workers.find((x) => x.publicKey === workerKey)
@@ -82,7 +74,7 @@ test('netns: a worker in its own network namespace joins the gateway over the DH
   const stopAt = Date.now()
   const exit = await w.stop('SIGINT')
   t.is(exit.code, 0, `SIGINT: the worker exits 0 (${Date.now() - stopAt} ms)`)
-  const goneIn = await until('netns-model gone from the gateway', async () => !(await modelIds(client)).includes('netns-model'), 5000)
+  const goneIn = await waitFor('netns-model gone from the gateway', async () => !(await modelIds(client)).includes('netns-model'), 5000)
   t.pass(`netns-model left the gateway ${goneIn} ms after the worker exited`)
   t.is(ns.pids().length, 0, 'nothing is left running in the namespace')
 })

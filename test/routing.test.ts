@@ -5,7 +5,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { spawnLongCli } from '../shared/testing/netns.ts'
-import { startTestMesh, gatewayClient, userWithKey, runCli } from '../shared/testing/harness.ts'
+import { startTestMesh, gatewayClient, userWithKey, runCli, until, registerAdmin, ADMIN_PASSWORD } from '../shared/testing/harness.ts'
 import { startFakeOpenAI } from '../shared/testing/fake-openai.ts'
 import { FAIL_MODEL } from '../shared/testing/fake-llm.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
@@ -17,23 +17,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 // Issue 4 on real processes: the registry decides who gets traffic (approval), which model a
 // strategy picks (its data), and every gateway sees the same registry.
 
-const BOSS_PASSWORD = 'boss-password-' + crypto.randomBytes(4).toString('hex')
 
-async function admin (client: MeshClient): Promise<string> {
-  const password = BOSS_PASSWORD
-  await client.call(GatewayProtocol.register, { username: 'boss', email: 'boss@example.com', password })
-  return (await client.call(GatewayProtocol.login, { email: 'boss@example.com', password })).token
-}
 
-async function until<T> (fn: () => Promise<T>, ok: (v: T) => boolean, ms = 15_000, every = 25): Promise<T> {
-  const deadline = Date.now() + ms
-  let v = await fn()
-  while (!ok(v) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, every))
-    v = await fn()
-  }
-  return v
-}
 
 /** A worker the mesh does not know: not on the allow-list, no worker token. */
 async function strangerWorker (mesh: LocalMesh, name: string, models: string): Promise<string> {
@@ -47,7 +32,7 @@ async function strangerWorker (mesh: LocalMesh, name: string, models: string): P
 test('admission: a worker that joins without the token gets nothing until approved, then traffic within 2 s; revoked, it is cut off', { timeout: 180_000 }, async (t) => {
   const { mesh, home } = await startTestMesh(t, { serviceEnv: { auth: { ADMIN_USERS: 'boss' } } })
   const { client } = await gatewayClient(t, mesh)
-  const boss = await admin(client)
+  const boss = await registerAdmin(client)
   const { key } = await userWithKey(client)
 
   const late = await strangerWorker(mesh, 'late', 'late-model')
@@ -59,7 +44,7 @@ test('admission: a worker that joins without the token gets nothing until approv
   const notAdmin = await client.call(GatewayProtocol.registryChange, { token: (await userWithKey(client)).token, change: { op: 'approveWorker', key: late } }).catch((e) => e)
   t.is(notAdmin.code, 'FORBIDDEN', 'only an admin can approve')
 
-  t.is((await runCli(home, ['login', '--email', 'boss@example.com', '--password', BOSS_PASSWORD])).code, 0, 'the operator logs in from the CLI')
+  t.is((await runCli(home, ['login', '--email', 'boss@example.com', '--password', ADMIN_PASSWORD])).code, 0, 'the operator logs in from the CLI')
   const list = await runCli(home, ['workers', 'list'])
   t.ok(list.code === 0 && list.stdout.includes(late) && /pending/.test(list.stdout), 'hyperinfer workers list shows it pending')
   const badKey = await runCli(home, ['workers', 'approve', 'not-a-key'])
@@ -90,7 +75,7 @@ test('failover: killing a worker mid-load loses no request that had not streamed
     instanceEnv: { 'inference-3': { SYNTHETIC: 'false', OPENAI_BASE_URL: openai.url + '/v1', OPENAI_API_KEY: 'sk-breaker', OPENAI_MODELS: FAIL_MODEL } }
   })
   const { client } = await gatewayClient(t, mesh)
-  const boss = await admin(client)
+  const boss = await registerAdmin(client)
   const { key } = await userWithKey(client)
 
   let done = 0
@@ -127,7 +112,7 @@ test('failover: killing a worker mid-load loses no request that had not streamed
 test('strategies: each picks what the registry\'s data says', { timeout: 180_000 }, async (t) => {
   const { mesh } = await startTestMesh(t, { serviceEnv: { auth: { ADMIN_USERS: 'boss' }, inference: { SYNTHETIC_MODELS: 'cheap,smart,safe-coder' } } })
   const { client } = await gatewayClient(t, mesh)
-  const boss = await admin(client)
+  const boss = await registerAdmin(client)
   const user = await userWithKey(client)
   const name = (await client.call(GatewayProtocol.whoami, { token: user.token })).user.username
   await client.call(GatewayProtocol.grantCredits, { token: boss, username: name, amountUsd: 10 })
@@ -161,7 +146,7 @@ test('several gateways: a second one replicates the registry, sees changes withi
   const [k1, k2] = mesh.gatewayKeys as [string, string]
   const a = (await gatewayClient(t, mesh, k1)).client
   const b = (await gatewayClient(t, mesh, k2)).client
-  const boss = await admin(a)
+  const boss = await registerAdmin(a)
   const ra = await a.call(GatewayProtocol.registry, {})
   const rb = await b.call(GatewayProtocol.registry, {})
   t.is(rb.key, ra.key, 'both gateways hold the same registry')
@@ -186,7 +171,7 @@ test('several gateways: a second one replicates the registry, sees changes withi
   t.is(viaB.usage.completionTokens, 3, 'a key made on one gateway works on the other')
   const cli = await runCli(home, ['--gateway', k2, 'models', '--all'])
   t.ok(cli.code === 0 && /added-via-b/.test(cli.stdout), 'hyperinfer --gateway <second> models --all lists the registry')
-  t.is((await runCli(home, ['--gateway', k2, 'login', '--email', 'boss@example.com', '--password', BOSS_PASSWORD])).code, 0, 'the admin logs in through the second gateway')
+  t.is((await runCli(home, ['--gateway', k2, 'login', '--email', 'boss@example.com', '--password', ADMIN_PASSWORD])).code, 0, 'the admin logs in through the second gateway')
   const history = await runCli(home, ['--gateway', k2, 'registry', 'history'])
   t.ok(history.code === 0 && /models\/added-via-b/.test(history.stdout) && /user:boss/.test(history.stdout), 'registry history shows the changes and who made them')
 })

@@ -3,7 +3,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { startTestMesh, runCli, gatewayClient, userWithKey } from '../shared/testing/harness.ts'
+import { startTestMesh, runCli, gatewayClient, userWithKey, waitFor } from '../shared/testing/harness.ts'
 import { startFakeOpenAI } from '../shared/testing/fake-openai.ts'
 import { spawnLongCli } from '../shared/testing/netns.ts'
 import { serviceKeyPair } from '../shared/keys.ts'
@@ -20,14 +20,6 @@ async function modelIds (client: MeshClient): Promise<string[]> {
   return (await client.call(GatewayProtocol.models, {})).models.map((m) => m.id)
 }
 
-async function until (what: string, fn: () => Promise<boolean>, timeoutMs: number): Promise<number> {
-  const started = Date.now()
-  while (Date.now() - started < timeoutMs) {
-    if (await fn().catch(() => false)) return Date.now() - started
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  throw new Error(`${what}: not within ${timeoutMs} ms`)
-}
 
 test('worker CLI: bad flags are usage errors (exit 2) with one clear line', { timeout: 60_000 }, async (t) => {
   const home = fs.mkdtempSync(path.join(process.env.HYPERINFER_TEST_TMP ?? os.tmpdir(), 'wcli-'))
@@ -76,7 +68,7 @@ test('worker CLI: an OpenAI-compatible worker joins over loopback, its key never
   t.is(line[2], 'm1,slow', '--models: only those models are served (the server also has m2)')
   t.is(line[3], mesh.gatewayKey.slice(0, 16), 'and the gateway it registered with')
 
-  await until('m1 listed by the gateway', async () => (await modelIds(client)).includes('m1'), 10_000)
+  await waitFor('m1 listed by the gateway', async () => (await modelIds(client)).includes('m1'), 10_000)
   const listed = await client.call(GatewayProtocol.models, {})
   const m1 = listed.models.find((m) => m.id === 'm1')
   t.is(m1?.backend, 'openai', 'the gateway lists m1 from the openai backend')
@@ -106,7 +98,7 @@ test('worker CLI: an OpenAI-compatible worker joins over loopback, its key never
   t.ok(!(drained instanceof Error) && drained.usage.completionTokens === 40, 'the in-flight stream finished: ' + (drained instanceof Error ? drained.message : `${drained.usage.completionTokens} tokens, ${drained.finishReason}`))
   if (!(drained instanceof Error)) t.is(drained.worker, workerKey)
   t.ok(streamEnd > stopAt + 500 && streamEnd <= exitAt + 50, `the stream ended ${streamEnd - stopAt} ms after the signal, before the worker exited`)
-  const goneIn = await until('m1 gone from the gateway', async () => !(await modelIds(client)).includes('m1'), 5000)
+  const goneIn = await waitFor('m1 gone from the gateway', async () => !(await modelIds(client)).includes('m1'), 5000)
   t.pass(`m1 left the gateway ${goneIn} ms after the worker exited`)
   t.ok(w.stderr().includes('finishes the ones in flight'), 'Ctrl-C says it drains')
 
@@ -120,7 +112,7 @@ test('worker CLI: an OpenAI-compatible worker joins over loopback, its key never
   t.teardown(() => again.stop('SIGKILL'), { order: -1 })
   const line2 = await again.waitFor(/^worker ([0-9a-f]{16})… serving/m, 60_000)
   t.is(line2[1], workerKey.slice(0, 16), 'a restart keeps the same public key')
-  await until('m1 back', async () => (await modelIds(client)).includes('m1'), 10_000)
+  await waitFor('m1 back', async () => (await modelIds(client)).includes('m1'), 10_000)
   t.is((await again.stop('SIGTERM')).code, 0, 'SIGTERM also stops it cleanly')
 })
 

@@ -76,3 +76,34 @@ export async function userWithKey (client: MeshClient, name = 'u' + crypto.rando
 export function alive (mesh: LocalMesh): string[] {
   return [...mesh.children.values()].filter((c) => c.proc.exitCode === null && c.proc.signalCode === null).map((c) => c.name).sort()
 }
+
+/** Poll `fn` until `ok` holds of its value or `ms` pass; returns the last value (the test asserts on it). */
+export async function until<T> (fn: () => Promise<T>, ok: (v: T) => boolean, ms = 15_000, every = 25): Promise<T> {
+  const deadline = Date.now() + ms
+  let v = await fn()
+  while (!ok(v) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, every))
+    v = await fn()
+  }
+  return v
+}
+
+/** Poll until `fn` resolves true; returns the ms it took, or throws naming `what`. */
+export async function waitFor (what: string, fn: () => Promise<boolean>, timeoutMs: number): Promise<number> {
+  const started = Date.now()
+  while (Date.now() - started < timeoutMs) {
+    if (await fn().catch(() => false)) return Date.now() - started
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error(`${what}: not within ${timeoutMs} ms`)
+}
+
+/** The password of the admin that registerAdmin makes (tests log in with it from the CLI too). */
+export const ADMIN_PASSWORD = 'boss-password-' + crypto.randomBytes(4).toString('hex')
+
+/** Register and log in `boss` (the mesh must list it in auth's ADMIN_USERS); returns the session token. */
+export async function registerAdmin (client: MeshClient): Promise<string> {
+  const { GatewayProtocol } = await import('../protocol/gateway.ts')
+  await client.call(GatewayProtocol.register, { username: 'boss', email: 'boss@example.com', password: ADMIN_PASSWORD })
+  return (await client.call(GatewayProtocol.login, { email: 'boss@example.com', password: ADMIN_PASSWORD })).token
+}
