@@ -4,7 +4,8 @@ import path from 'node:path'
 import type { AddressInfo } from 'node:net'
 import test from 'brittle'
 import type { BrowserContext, Page } from 'playwright-core'
-import { startTestMesh } from '../shared/testing/harness.ts'
+import { gatewayClient, startTestMesh } from '../shared/testing/harness.ts'
+import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import { chromiumUnavailable, launchBrowser, newUser, overflowsHorizontally, PHONE, DESKTOP, screenshots } from '../shared/testing/browser.ts'
 
 // The web dashboard in real headless Chromium against the whole mesh (real auth, gateway, worker,
@@ -32,6 +33,17 @@ function chat (base: string, key: string, content = 'hello from the dashboard te
     headers: { authorization: `Bearer ${key}` },
     body: { model: 'synthetic', messages: [{ role: 'user', content }], max_tokens: 6 }
   })
+}
+
+/** Call fn until ok(result), for at most ms; the last result either way. */
+async function until<T> (fn: () => Promise<T>, ok: (r: T) => boolean, ms = 15_000, every = 200): Promise<T> {
+  const deadline = Date.now() + ms
+  let r = await fn()
+  while (!ok(r) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, every))
+    r = await fn()
+  }
+  return r
 }
 
 async function sessionCookie (context: BrowserContext) {
@@ -113,6 +125,10 @@ if (unavailable) {
     const replay = await api(base, 'GET', '/api/dashboard/session', { headers: { cookie: `${COOKIE}=${cookie!.value}` } })
     t.is(replay.status, 401, 'the logged-out session no longer works, even replayed')
     t.is(replay.json.error.code, 'UNAUTHENTICATED')
+    // logout is global: auth itself refuses the token now, so the gateway (and the CLI) do too
+    const { client: rpc } = await gatewayClient(t, mesh)
+    const oldSession = await rpc.call(GatewayProtocol.listKeys, { token: cookie!.value }).then(() => null, (e) => e)
+    t.is(oldSession?.code, 'UNAUTHENTICATED', 'after logout the old token is refused by a direct RPC call to the gateway (listKeys)')
 
     await login(alice, 'alice@example.com', 'not the password')
     await regError.waitFor({ state: 'visible' })
@@ -204,6 +220,25 @@ if (unavailable) {
     else t.ok(await alice.getByText('Per-model usage is not reported by this gateway yet.').isVisible(), 'no per-model data from this gateway: said plainly')
     const cost = await alice.locator('[data-stat="cost"] .stat-value').innerText()
     t.ok(/^(\$[\d.,]+|—)$/.test(cost), 'cost is a dollar amount, or — when not reported: ' + cost)
+
+    // ---- account limits and credits on the usage page ---------------------------------------------
+    const aliceToken = (await sessionCookie(a.context))!.value
+    const quota = await rpc.call(GatewayProtocol.accountQuota, { token: aliceToken })
+    const limitsCard = alice.locator('[data-card="limits"]')
+    const limitsText = await limitsCard.innerText()
+    t.ok(/Requests per hour/.test(limitsText) && /Tokens per hour/.test(limitsText) && /Tokens per day/.test(limitsText),
+      'the usage page lists the account limits: ' + limitsText.replace(/\s+/g, ' ').slice(0, 200))
+    t.is(await limitsCard.locator('[data-limit]').count(), quota.limits.length, 'one row per limit the gateway reports')
+    const reqLimit = quota.limits.find((l) => l.unit === 'requests')!
+    const reqRow = limitsCard.locator(`[data-limit="${reqLimit.name}"]`)
+    const reqText = await reqRow.innerText()
+    t.ok(reqText.includes(`2 / ${reqLimit.cap.toLocaleString('en-US')} requests`), 'requests per hour: used / cap: ' + reqText.replace(/\s+/g, ' '))
+    t.ok(/resets in \d+ min \(\d\d:\d\d UTC\)/.test(reqText), 'with the time it resets')
+    t.ok(Number(await reqRow.locator('.meter-fg').getAttribute('width')) > 0, 'and a bar that shows it in use')
+    t.ok(await limitsCard.locator('[data-tier]').filter({ hasText: quota.tier }).isVisible(), 'the tier is named')
+    const creditsCard = alice.locator('[data-card="credits"]')
+    t.ok(await creditsCard.getByText('No credit activity yet').isVisible(), 'no credits yet: the ledger says so')
+    t.is(await creditsCard.locator('[data-money="available"] dd').innerText(), '$0.00', 'and $0.00 available')
     await screenshots(alice, 'usage')
     await alice.goto('/dashboard?days=7&metric=tokens')
     const tokenBar = Number(await alice.locator(`svg .bar[data-date="${today}"]`).getAttribute('data-value'))
@@ -215,6 +250,12 @@ if (unavailable) {
     await alice.waitForURL('**/dashboard/models')
     const modelRow = alice.locator('[data-model="synthetic"]')
     t.ok((await modelRow.innerText()).includes('synthetic'), 'the model catalog lists the synthetic model')
+    const catalog = (await rpc.call(GatewayProtocol.registry, {})).models.find((m) => m.id === 'synthetic')!
+    t.is(await modelRow.locator('[data-price]').innerText(), 'free', 'an unpriced local model shows as free')
+    t.ok((await modelRow.locator('[data-label="Tasks"]').innerText()).includes(catalog.tasks![0]!), 'with its tasks from the registry')
+    t.is(await modelRow.locator('[data-scores]').innerText(), `${catalog.quality!.toFixed(2)} · ${catalog.safety!.toFixed(2)}`, 'quality and safety scores')
+    const latencyText = await modelRow.locator('[data-label="Latency"]').innerText()
+    t.ok(catalog.latency ? /TTFT [\d,.]+ m?s · p50 [\d,.]+ m?s/.test(latencyText) : latencyText === 'not measured yet', 'measured TTFT and p50, or "not measured yet": ' + latencyText.replace(/\s+/g, ' '))
     await screenshots(alice, 'models')
 
     // ---- a regular user cannot see admin pages -------------------------------------------------
@@ -225,6 +266,9 @@ if (unavailable) {
     const adminApi = await alice.evaluate(async () => (await fetch('/api/dashboard/admin/health')).status)
     t.is(adminApi, 403, 'the admin API refuses her too')
     await screenshots(alice, 'forbidden')
+    const described = await alice.evaluate(() => ['INSUFFICIENT_CREDITS', 'BUDGET_EXCEEDED', 'QUOTA_EXCEEDED'].map((code) => (window as any).describeError({ code, message: 'refused' })))
+    t.ok(/credits.*\[INSUFFICIENT_CREDITS\]$/.test(described[0]) && /budget.*\[BUDGET_EXCEEDED\]$/.test(described[1]) && /resets.*\[QUOTA_EXCEEDED\]$/.test(described[2]),
+      'the dashboard explains the credit, budget and quota refusals: ' + described.join(' | '))
     const missing = await alice.goto('/dashboard/nothing-here')
     t.is(missing?.status(), 404, 'an unknown dashboard page is a 404 page')
     await screenshots(alice, 'not-found')
@@ -315,6 +359,93 @@ window.results = (async () => {
     t.is(health.status, 200, 'the admin API answers an admin')
     t.is(health.body.gateway.workers.length, 1)
     await screenshots(root, 'admin')
+    const rootToken = (await sessionCookie(c.context))!.value
+    const registry = await rpc.call(GatewayProtocol.registry, {})
+    t.is(await root.locator('[data-network-key]').inputValue(), registry.key, 'the admin page shows the network (registry) key')
+    t.is(await root.locator('[data-card="pending"]').count(), 0, 'no pending section while no worker waits')
+
+    // ---- a stranger worker asks to join: pending, approve, revoke --------------------------------
+    const late = await mesh.spawn('late', {
+      HYPERINFER_HOME: mesh.home, HYPERINFER_BOOTSTRAP: mesh.bootstrapString, HYPERINFER_MESH_ALLOW: mesh.gatewayKeys.join(','),
+      HYPERINFER_WORKER_NAME: 'late', HYPERINFER_GATEWAYS: mesh.gatewayKey, SYNTHETIC_MODELS: 'late-model'
+    }, 'inference')
+    const lateKey = /inference ready ([0-9a-f]{64})/.exec(late.readyLine)![1]!
+    const pendingRow = root.locator(`[data-table="pending-workers"] tr[data-worker="${lateKey}"]`)
+    await until(async () => { await root.goto('/dashboard/admin'); return pendingRow.count() }, (n) => n === 1, 20_000, 250)
+    t.ok(await pendingRow.isVisible(), 'the admin sees the worker that joined without the token, waiting for approval')
+    t.ok((await pendingRow.innerText()).includes('late-model') && (await pendingRow.innerText()).includes(lateKey), 'with its full key and the models it offers')
+    t.ok(/1 worker waiting for approval/.test(await root.locator('[data-card="pending"] h2').innerText()), 'under a heading that says so')
+    t.is(await root.locator(`[data-table="workers"] tr[data-worker="${lateKey}"]`).count(), 0, 'and not among the approved workers')
+    await screenshots(root, 'admin-pending')
+
+    const second = await alice.evaluate(async () => {
+      const r = await fetch('/api/dashboard/keys', { method: 'POST', headers: { 'content-type': 'application/json', 'x-hyperinfer-csrf': '1' }, body: JSON.stringify({ name: 'second' }) })
+      return (await r.json()).key as string
+    })
+    const lateChat = () => api(base, 'POST', '/v1/chat/completions', {
+      headers: { authorization: `Bearer ${second}` }, body: { model: 'late-model', messages: [{ role: 'user', content: 'are you there?' }], max_tokens: 4 }
+    })
+    const early = await lateChat()
+    t.is(early.status, 404, 'before approval a request for late-model finds no model (404)')
+    t.is(early.json.error.code, 'UNKNOWN_MODEL')
+
+    const sneak = await alice.evaluate(async (k) => {
+      const r = await fetch(`/api/dashboard/admin/workers/${k}/approve`, { method: 'POST', headers: { 'x-hyperinfer-csrf': '1' } })
+      return { status: r.status, code: (await r.json()).error?.code }
+    }, lateKey)
+    t.alike(sneak, { status: 403, code: 'FORBIDDEN' }, 'a non-admin\'s direct POST to the approve endpoint gets 403')
+    const direct403 = await rpc.call(GatewayProtocol.registryChange, { token: (await sessionCookie(a.context))!.value, change: { op: 'approveWorker', key: lateKey } }).then(() => null, (e) => e)
+    t.is(direct403?.code, 'FORBIDDEN', 'and the gateway itself refuses her too')
+    t.is((await rpc.call(GatewayProtocol.workers, { token: rootToken })).workers.find((w) => w.key === lateKey)?.approval.state, 'pending', 'the worker is still pending')
+    const aliceWorkers = await alice.evaluate(async () => (await fetch('/api/dashboard/admin/workers')).status)
+    t.is(aliceWorkers, 403, 'nor may she list the workers')
+
+    await pendingRow.getByRole('button', { name: 'Approve', exact: true }).click()
+    const lateRow = root.locator(`[data-table="workers"] tr[data-worker="${lateKey}"]`)
+    await lateRow.locator('[data-approval]').filter({ hasText: 'approved' }).waitFor()
+    t.ok((await lateRow.innerText()).includes(`by ${ADMIN}`), 'Approve: the worker is listed as approved, by the admin')
+    t.is(await pendingRow.count(), 0, 'and no longer pending')
+    const served = await until(lateChat, (r) => r.status === 200, 10_000)
+    t.is(served.status, 200, 'after approval a request for late-model succeeds')
+    t.is(served.json?.model, 'late-model')
+    await root.reload()
+    await screenshots(root, 'admin-workers')
+
+    await lateRow.getByRole('button', { name: 'Revoke' }).click()
+    await lateRow.getByRole('button', { name: 'Confirm revoke' }).click()
+    await root.locator(`[data-table="workers"] tr[data-worker="${lateKey}"] [data-approval]`).filter({ hasText: 'revoked' }).waitFor()
+    t.pass('Revoke (two steps): the worker is listed as revoked')
+    const cut = await until(lateChat, (r) => r.status !== 200, 10_000)
+    t.is(cut.status, 404, 'after revoking, requests for late-model fail again (404)')
+    t.is(cut.json.error.code, 'UNKNOWN_MODEL')
+    t.ok(await root.locator(`[data-table="workers"] tr[data-worker="${lateKey}"]`).getByRole('button', { name: 'Approve again' }).isVisible(), 'a revoked worker can be approved again')
+
+    // ---- a priced model: 402 without credits, then a grant and a charge in the ledger -------------
+    await rpc.call(GatewayProtocol.registryChange, { token: rootToken, change: { op: 'setModel', id: 'synthetic', patch: { pricePer1MInput: 100, pricePer1MOutput: 300 } } })
+    const broke = await until(() => chat(base, second, 'priced now'), (r) => r.status !== 200, 5000)
+    t.is(broke.status, 402, 'a priced model with no credits is refused up front (402)')
+    t.is(broke.json.error.code, 'INSUFFICIENT_CREDITS')
+    await rpc.call(GatewayProtocol.grantCredits, { token: rootToken, username: 'alice', amountUsd: 1, note: 'welcome credit' })
+    t.is((await chat(base, second, 'paid for')).status, 200, 'with credits granted, it is served')
+    const ledgerRows = alice.locator('[data-table="ledger"] tbody tr')
+    await until(async () => { await alice.goto('/dashboard'); return ledgerRows.count() }, (n) => n === 2, 20_000, 250)
+    t.is(await ledgerRows.count(), 2, 'the credits ledger lists the grant and the charge')
+    const grantText = await alice.locator('[data-table="ledger"] tr[data-kind="grant"]').innerText()
+    t.ok(grantText.includes('+$1.00') && grantText.includes('welcome credit'), 'the grant: +$1.00 and its note: ' + grantText.replace(/\s+/g, ' '))
+    const debit = alice.locator('[data-table="ledger"] tr[data-kind="debit"]')
+    t.ok(Number(await debit.locator('[data-amount]').getAttribute('data-amount')) < 0 && (await debit.locator('[data-amount]').innerText()).startsWith('-$'), 'the charge is a negative amount: ' + await debit.locator('[data-amount]').innerText())
+    t.ok((await debit.innerText()).includes('synthetic'), 'naming the model it paid for')
+    const credits = await rpc.call(GatewayProtocol.credits, { token: (await sessionCookie(a.context))!.value })
+    t.is(await alice.locator('[data-money="balance"] dd').innerText(), '$' + credits.balanceUsd.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 }), 'the balance matches the gateway\'s')
+    await screenshots(alice, 'usage-credits')
+    await bob.goto('/dashboard')
+    t.ok(await bob.getByText('No credit activity yet').isVisible(), 'bob sees none of alice\'s credits')
+    t.is(await bob.locator('[data-table="ledger"]').count(), 0)
+
+    await alice.goto('/dashboard/models')
+    t.is(await alice.locator('[data-model="synthetic"] [data-price]').innerText(), '$100.00 in · $300.00 out', 'the models page shows the price per 1M tokens, in and out')
+    t.ok(/offline/i.test(await alice.locator('[data-model="late-model"]').innerText()), 'and the registry\'s model with no worker online, as offline')
+    await screenshots(alice, 'models-priced')
 
     // ---- every page fits a phone ----------------------------------------------------------------
     for (const path of ['/dashboard', '/dashboard/keys', `/dashboard/keys/${keyId}`, '/dashboard/models']) {
@@ -337,11 +468,13 @@ window.results = (async () => {
     t.is(new URL(alice.url()).pathname, '/login', 'the dashboard sends her to log in again')
     const dead = await api(base, 'GET', '/api/dashboard/keys', { headers: { cookie: `${COOKIE}=${before}` } })
     t.is(dead.status, 401, 'the old cookie, replayed, is refused')
+    const deadRpc = await rpc.call(GatewayProtocol.whoami, { token: before }).then(() => null, (e) => e)
+    t.is(deadRpc?.code, 'UNAUTHENTICATED', 'and the gateway refuses that session too')
 
     // ---- no secret in any service log ------------------------------------------------------------
     const logs = fs.readdirSync(path.join(home, 'logs')).map((f) => fs.readFileSync(path.join(home, 'logs', f), 'utf8')).join('\n')
     t.ok(logs.includes('/api/dashboard/keys'), 'the web service logged the dashboard requests')
-    for (const [what, secret] of [['API key', key], ['password', alicePassword], ['session token', cookie!.value], ['second session token', before]] as const) {
+    for (const [what, secret] of [['API key', key], ['second API key', second], ['password', alicePassword], ['session token', cookie!.value], ['second session token', before], ['admin session token', rootToken]] as const) {
       t.absent(logs.includes(secret), `no ${what} in any log`)
     }
   })

@@ -15,7 +15,37 @@ export function fmtUsd (n: unknown): string {
   if (typeof n !== 'number' || !Number.isFinite(n)) return DASH
   if (n === 0) return '$0.00'
   const abs = Math.abs(n)
-  return (n < 0 ? '-$' : '$') + (abs < 0.01 ? abs.toFixed(4) : abs.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 }))
+  // under a cent: two significant digits (a request often costs a fraction of one), down to nano-USD
+  const small = abs < 0.01 ? abs.toFixed(Math.min(9, 1 - Math.floor(Math.log10(abs)))) : null
+  return (n < 0 ? '-$' : '$') + (small ?? abs.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 }))
+}
+
+/** A signed amount for a ledger: +$5.00, -$0.0038. */
+export function fmtUsdSigned (n: unknown): string {
+  if (typeof n !== 'number' || !Number.isFinite(n)) return DASH
+  return n > 0 ? '+' + fmtUsd(n) : fmtUsd(n)
+}
+
+/** A per-1M-token price: $0.15, $12.50, or to a tenth of a cent. */
+export function fmtPrice (n: unknown): string {
+  if (typeof n !== 'number' || !Number.isFinite(n)) return DASH
+  return '$' + n.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: n < 1 ? 4 : 2 })
+}
+
+export function fmtMs (n: unknown): string {
+  if (typeof n !== 'number' || !Number.isFinite(n)) return DASH
+  return n >= 10_000 ? `${(n / 1000).toFixed(1)} s` : `${fmtInt(n)} ms`
+}
+
+/** When a window resets, for people: "in 23 min (15:00 UTC)", or "tomorrow 00:00 UTC". */
+export function fmtReset (iso: unknown, now = Date.now()): string {
+  if (typeof iso !== 'string' || !iso) return DASH
+  const t = Date.parse(iso)
+  if (Number.isNaN(t)) return DASH
+  const at = new Date(t).toISOString()
+  const clock = at.slice(11, 16) + ' UTC'
+  const sameDay = at.slice(0, 10) === new Date(now).toISOString().slice(0, 10)
+  return `in ${fmtDuration(Math.max(60, (t - now) / 1000))} (${sameDay ? clock : fmtDate(iso)})`
 }
 
 /** A compact token count: 950, 12.4k, 3.1M. */

@@ -7,7 +7,7 @@ import { AuthProtocol } from '../../../shared/protocol/auth.ts'
 import { GatewayProtocol, type GatewayHealth } from '../../../shared/protocol/gateway.ts'
 import { httpStatusOf } from '../http-errors.ts'
 import type { Metric } from './chart.ts'
-import { adminPage, errorPage, keyPage, keysPage, loginPage, modelsPage, overviewPage, registerPage, type UsageView, type WebHealth } from './pages.ts'
+import { adminPage, errorPage, keyPage, keysPage, loginPage, modelsPage, overviewPage, registerPage, type Maybe, type UsageView, type WebHealth } from './pages.ts'
 import { checkCsrf, clearSessionCookie, Sessions, setSessionCookie, type SessionUser } from './session.ts'
 
 // The dashboard: HTML pages under /login, /register and /dashboard/*, and the JSON API their script
@@ -29,7 +29,34 @@ const STATIC = new Map<string, { type: string, body: Buffer }>([
 
 const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
-const TITLES: Record<number, string> = { 400: 'Bad request', 403: 'Not allowed', 404: 'Not found', 429: 'Slow down', 502: 'Upstream error', 503: 'Temporarily unavailable', 504: 'Timed out' }
+const TITLES: Record<number, string> = { 400: 'Bad request', 402: 'Out of credits', 403: 'Not allowed', 404: 'Not found', 429: 'Slow down', 502: 'Upstream error', 503: 'Temporarily unavailable', 504: 'Timed out' }
+/** codes that share a status but deserve their own title */
+const TITLES_BY_CODE: Record<string, string> = {
+  INSUFFICIENT_CREDITS: 'Out of credits',
+  BUDGET_EXCEEDED: 'Key budget spent',
+  QUOTA_EXCEEDED: 'Usage limit reached',
+  RATE_LIMITED: 'Slow down',
+  CSRF_REJECTED: 'Request refused'
+}
+/** what to do about it, after the service's own message */
+const HINTS: Record<string, string> = {
+  INSUFFICIENT_CREDITS: 'Your credits cannot cover this; an administrator can add more (hyperinfer credits grant).',
+  BUDGET_EXCEEDED: "This key has spent its budget; create a key with a new budget, or use another key.",
+  QUOTA_EXCEEDED: 'A token limit of your tier is reached; the Usage page shows when it resets.',
+  RATE_LIMITED: 'Too many requests this hour; the Usage page shows when the limit resets.'
+}
+
+const WORKER_KEY = /^[0-9a-fA-F]{64}$/
+
+/** A call a page can live without: its value, or its coded error to show in place (a dead session still ends the page). */
+async function optional<T> (p: Promise<T>): Promise<Maybe<T>> {
+  try {
+    return { ok: true, value: await p }
+  } catch (err) {
+    if (err instanceof MeshError && err.code === 'UNAUTHENTICATED') throw err
+    return { ok: false, error: err instanceof MeshError ? `${err.code === 'INTERNAL' ? 'internal error' : err.reason} [${err.code}]` : 'no answer' }
+  }
+}
 
 /** Only our own dashboard paths are ever a redirect target after logging in. */
 export function safeNext (next: unknown): string | null {
@@ -83,7 +110,8 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
         deps.log.error({ reqId: req.id, code, err: err instanceof MeshError ? undefined : err }, 'dashboard page failed')
         message = 'Something went wrong on our side. Try again in a moment.'
       }
-      sendPage(reply, errorPage(status, TITLES[status] ?? 'Something went wrong', `${message} [${code}]`, ctx.user), status)
+      const hint = HINTS[code] ? ` ${HINTS[code]}` : ''
+      sendPage(reply, errorPage(status, TITLES_BY_CODE[code] ?? TITLES[status] ?? 'Something went wrong', `${message}${hint} [${code}]`, ctx.user), status)
     }
   }
 
@@ -106,7 +134,11 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
     if (await sessions.user(req).then(() => true, () => false)) return reply.redirect('/dashboard', 303)
     sendPage(reply, render(req))
   }
-  app.get('/login', loggedOutPage((req) => loginPage((req.query as Record<string, unknown>).logged_out !== undefined ? 'You are logged out.' : null)))
+  app.get('/login', loggedOutPage((req) => {
+    const out = (req.query as Record<string, unknown>).logged_out
+    if (out === 'here') return loginPage('You are logged out in this browser. The server could not end the session everywhere just now; it ends when it expires.', 'warn')
+    return loginPage(out !== undefined ? 'You are logged out.' : null)
+  }))
   app.get('/register', loggedOutPage(() => registerPage()))
 
   app.get('/dashboard', htmlRoute(async (req, ctx) => {
@@ -114,8 +146,13 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
     const q = req.query as Record<string, unknown>
     const days = intIn(q.days, [7, 30, 90], 30)
     const metric: Metric = q.metric === 'tokens' || q.metric === 'cost' ? q.metric : 'requests'
-    const usage = await deps.gateway().call(GatewayProtocol.usage, { token: u.token, days }) as UsageView
-    return overviewPage(ctx.user!, usage, days, metric)
+    const gw = deps.gateway()
+    const [usage, quota, credits] = await Promise.all([
+      gw.call(GatewayProtocol.usage, { token: u.token, days }) as Promise<UsageView>,
+      optional(gw.call(GatewayProtocol.accountQuota, { token: u.token })),
+      optional(gw.call(GatewayProtocol.credits, { token: u.token, limit: 20 }))
+    ])
+    return overviewPage(ctx.user!, usage, days, metric, quota, credits)
   }))
   app.get('/dashboard/keys', htmlRoute(async (req, ctx) => {
     const u = await user(req, ctx)
@@ -133,19 +170,24 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
   }))
   app.get('/dashboard/models', htmlRoute(async (req, ctx) => {
     await user(req, ctx)
-    const { models } = await deps.gateway().call(GatewayProtocol.models, {})
-    return modelsPage(ctx.user!, models)
+    const [{ models }, registry] = await Promise.all([
+      deps.gateway().call(GatewayProtocol.models, {}),
+      optional(deps.gateway().call(GatewayProtocol.registry, {}))
+    ])
+    return modelsPage(ctx.user!, models, registry.ok ? registry.value.models : null)
   }))
   app.get('/dashboard/admin', htmlRoute(async (req, ctx) => {
-    requireAdmin(await user(req, ctx))
-    let gw: GatewayHealth | null = null
-    let gwError: string | null = null
-    try {
-      gw = await deps.gateway().call(GatewayProtocol.getServiceHealth, {})
-    } catch (err) {
-      gwError = err instanceof MeshError ? `${err.reason} [${err.code}]` : 'no answer'
-    }
-    return adminPage(ctx.user!, gw, gwError, deps.webHealth())
+    const u = await user(req, ctx)
+    requireAdmin(u)
+    const gateway = deps.gateway()
+    const [health, workers, registry] = await Promise.all([
+      optional(gateway.call(GatewayProtocol.getServiceHealth, {})),
+      // the gateway checks the admin role again itself
+      optional(gateway.call(GatewayProtocol.workers, { token: u.token }).then((r) => r.workers)),
+      optional(gateway.call(GatewayProtocol.registry, {}).then((r) => ({ key: r.key, writable: r.writable })))
+    ])
+    const gw: GatewayHealth | null = health.ok ? health.value : null
+    return adminPage(ctx.user!, { gw, gwError: health.ok ? null : health.error, web: deps.webHealth(), workers, registry })
   }))
   app.get('/dashboard/*', htmlRoute(async (req, ctx) => {
     await user(req, ctx)
@@ -175,9 +217,10 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
       return { user: session.user, expiresAt: session.expiresAt }
     })
     api.post('/logout', async (req, reply) => {
-      await sessions.logout(req)
+      // the cookie goes whatever happens; the session itself ends at auth, for every service
       clearSessionCookie(req, reply)
-      return { loggedOut: true }
+      const outcome = await sessions.logout(req)
+      return { loggedOut: true, everywhere: outcome !== 'here' }
     })
     api.get('/session', async (req) => {
       const u = await sessions.user(req)
@@ -212,13 +255,42 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
       const days = (req.query as Record<string, unknown>).days
       return deps.gateway().call(GatewayProtocol.usage, days === undefined ? { token: u.token } : { token: u.token, days: Number(days) })
     })
+    api.get('/quota', async (req) => {
+      const u = await sessions.user(req)
+      return deps.gateway().call(GatewayProtocol.accountQuota, { token: u.token })
+    })
+    api.get('/credits', async (req) => {
+      const u = await sessions.user(req)
+      const limit = (req.query as Record<string, unknown>).limit
+      return deps.gateway().call(GatewayProtocol.credits, limit === undefined ? { token: u.token } : { token: u.token, limit: Number(limit) })
+    })
     api.get('/models', async (req) => {
       await sessions.user(req)
       return deps.gateway().call(GatewayProtocol.models, {})
     })
+    api.get('/registry', async (req) => {
+      await sessions.user(req)
+      return deps.gateway().call(GatewayProtocol.registry, {})
+    })
     api.get('/admin/health', async (req) => {
       requireAdmin(await sessions.user(req))
       return { gateway: await deps.gateway().call(GatewayProtocol.getServiceHealth, {}), web: deps.webHealth() }
+    })
+    api.get('/admin/workers', async (req) => {
+      const u = await sessions.user(req)
+      requireAdmin(u)
+      return deps.gateway().call(GatewayProtocol.workers, { token: u.token })
+    })
+    // approve or revoke a worker: checked here from the role auth just read, and again by the gateway
+    api.post('/admin/workers/:key/:action', async (req) => {
+      const { key, action } = req.params as { key: string, action: string }
+      if (action !== 'approve' && action !== 'revoke') throw MeshError.NOT_FOUND(`no route for POST /api/dashboard/admin/workers/:key/${action.slice(0, 20)}`)
+      if (!WORKER_KEY.test(key)) throw MeshError.BAD_REQUEST('a worker key is 64 hex characters', { param: 'key' })
+      const u = await sessions.user(req)
+      requireAdmin(u)
+      const op = action === 'approve' ? 'approveWorker' as const : 'revokeWorker' as const
+      const { result } = await deps.gateway().call(GatewayProtocol.registryChange, { token: u.token, change: { op, key: key.toLowerCase() } })
+      return { worker: result }
     })
   }, { prefix: '/api/dashboard' })
 }

@@ -73,9 +73,10 @@ function expiryOf (token: string): number {
 }
 
 /**
- * Verifies session tokens with auth (the only holder of the signing secret) and remembers the ones
- * logged out here: a JWT stays valid at auth until it expires, so a logged-out cookie replayed to
- * this server must still be refused.
+ * Verifies session tokens with auth (the only holder of the signing secret). Logging out is global:
+ * auth records the session as ended, so the JWT is refused everywhere (auth, the gateway's proxies,
+ * the CLI). This server also remembers the tokens logged out here until they expire, a fast path
+ * that spares auth a round trip for a replayed cookie and still holds if auth could not be told.
  */
 export class Sessions {
   private readonly loggedOut = new Map<string, number>()
@@ -90,22 +91,34 @@ export class Sessions {
     const token = sessionToken(req)
     if (!token) throw MeshError.UNAUTHENTICATED('not logged in')
     if (this.loggedOut.has(digest(token))) throw MeshError.UNAUTHENTICATED('logged out; log in again')
-    // auth checks the token's signature and expiry and reads the user (and role) fresh from the database
+    // auth checks the token's signature, expiry and logout, and reads the user (and role) fresh from the database
     const { user } = await this.auth().call(AuthProtocol.whoami, { token })
     return { id: user.id, username: user.username, role: user.role, token }
   }
 
-  /** Remember a verified token as logged out (an unverified one is not worth remembering). */
-  async logout (req: FastifyRequest): Promise<void> {
+  /**
+   * End the request's session everywhere. 'everywhere': auth refuses the token from now on; 'here':
+   * auth could not be told (it did not answer), so only this server refuses it until it expires;
+   * 'none': there was no live session to end.
+   */
+  async logout (req: FastifyRequest): Promise<'everywhere' | 'here' | 'none'> {
     const token = sessionToken(req)
-    if (!token || this.loggedOut.has(digest(token))) return
-    let exp: number
+    if (!token || this.loggedOut.has(digest(token))) return 'none'
+    let outcome: 'everywhere' | 'here' = 'everywhere'
     try {
-      await this.auth().call(AuthProtocol.whoami, { token })
-      exp = expiryOf(token)
-    } catch { return }
+      await this.auth().call(AuthProtocol.logout, { token })
+    } catch (err) {
+      // a token auth refuses (bad signature, expired, already logged out) is no session at all
+      if (err instanceof MeshError && (err.code === 'UNAUTHENTICATED' || err.code === 'BAD_REQUEST')) return 'none'
+      outcome = 'here'
+    }
     const now = Date.now()
-    if (this.loggedOut.size > 1000) for (const [k, until] of this.loggedOut) if (until <= now) this.loggedOut.delete(k)
-    this.loggedOut.set(digest(token), exp)
+    if (this.loggedOut.size >= 10_000) {
+      for (const [k, until] of this.loggedOut) if (until <= now) this.loggedOut.delete(k)
+      // still full (only unverified tokens could do this while auth is down): forget the oldest
+      if (this.loggedOut.size >= 10_000) this.loggedOut.delete(this.loggedOut.keys().next().value!)
+    }
+    this.loggedOut.set(digest(token), Math.min(expiryOf(token), now + 30 * 86_400_000))
+    return outcome
   }
 }

@@ -25,13 +25,29 @@ async function api (method, path, body) {
 function showError (form, err) {
   const box = form.querySelector('[data-error]')
   if (!box) return
-  box.textContent = `${friendly(err)} [${err.code}]`
+  box.textContent = describeError(err)
   box.hidden = false
+}
+
+// what to do about an error, after the service's own message
+const HINTS = {
+  INSUFFICIENT_CREDITS: 'Your credits cannot cover this; an administrator can add more.',
+  BUDGET_EXCEEDED: 'This key has spent its budget; create a key with a new budget, or use another key.',
+  QUOTA_EXCEEDED: 'A token limit of your tier is reached; the Usage page shows when it resets.',
+  RATE_LIMITED: 'Too many requests this hour; the Usage page shows when the limit resets.',
+  FORBIDDEN: 'Your account is not allowed to do this.'
 }
 
 function friendly (err) {
   const msg = String(err.message || 'Something went wrong')
   return msg.charAt(0).toUpperCase() + msg.slice(1)
+}
+
+/** The message a person reads: the service's reason, a hint for the codes that have one, and the code. */
+function describeError (err) {
+  const text = friendly(err)
+  const hint = HINTS[err.code]
+  return `${text}${hint && !text.includes(hint) ? (/[.!?]$/.test(text) ? ' ' : '. ') + hint : ''} [${err.code}]`
 }
 
 function clearError (form) {
@@ -234,13 +250,66 @@ async function revokeKey (button) {
   } catch (err) {
     if (sessionGone(err)) return
     button.disabled = false
-    toast(`${friendly(err)} [${err.code}]`)
+    toast(describeError(err))
   }
 }
 
+/** A worker's approval, by an admin (the server and the gateway both check the role). */
+async function workerAction (button) {
+  const action = button.dataset.workerAction
+  // revoking (or rejecting) cuts a worker off: two steps, like revoking a key
+  if (action === 'revoke' && button.dataset.armed !== '1') {
+    button.dataset.armed = '1'
+    button.textContent = button.dataset.label === 'Reject' ? 'Confirm reject' : 'Confirm revoke'
+    button.classList.add('btn-danger')
+    setTimeout(() => {
+      if (!button.isConnected || button.disabled) return
+      button.dataset.armed = ''
+      button.textContent = button.dataset.label
+      button.classList.remove('btn-danger')
+    }, 5000)
+    return
+  }
+  button.disabled = true
+  const key = button.dataset.workerKey
+  try {
+    await api('POST', `/api/dashboard/admin/workers/${encodeURIComponent(key)}/${action}`)
+    // the page is rendered on the server: show the new state, and say what happened after the reload
+    try { sessionStorage.setItem('hyperinfer-toast', `Worker ${key.slice(0, 12)}… ${action === 'approve' ? 'approved' : 'revoked'}`) } catch {}
+    location.reload()
+  } catch (err) {
+    if (sessionGone(err)) return
+    button.disabled = false
+    toast(describeError(err))
+  }
+}
+
+async function copyFrom (button) {
+  const input = document.querySelector(button.dataset.copyFrom)
+  if (!input) return
+  try {
+    await navigator.clipboard.writeText(input.value)
+  } catch {
+    input.select()
+    document.execCommand('copy')
+  }
+  button.textContent = 'Copied'
+  toast('Copied to the clipboard')
+}
+
 async function logout () {
-  try { await api('POST', '/api/dashboard/logout') } catch {}
-  location.assign('/login?logged_out=1')
+  // logging out ends the session everywhere (auth refuses the token from now on); if auth could not
+  // be told, the server still clears the cookie and says so
+  let everywhere = true
+  try {
+    const res = await api('POST', '/api/dashboard/logout')
+    everywhere = !res || res.everywhere !== false
+  } catch (err) {
+    // nothing reached the server: nothing is logged out, so do not pretend
+    if (err.code === 'NETWORK') { toast(describeError(err)); return }
+    everywhere = err.status === 401
+  }
+  location.assign(everywhere ? '/login?logged_out=1' : '/login?logged_out=here')
 }
 
 document.addEventListener('submit', (ev) => {
@@ -256,11 +325,25 @@ document.addEventListener('click', (ev) => {
   if (el.dataset.action === 'logout') logout()
   else if (el.hasAttribute('data-copy')) copyKey(el)
   else if (el.hasAttribute('data-dismiss')) hideKey()
+  else if (el.dataset.copyFrom) copyFrom(el)
+  else if (el.dataset.workerAction) {
+    if (!el.dataset.label) el.dataset.label = el.textContent
+    workerAction(el)
+  }
   else if (el.dataset.revoke) {
     if (!el.dataset.label) el.dataset.label = el.textContent
     revokeKey(el)
   }
 })
+
+// a message left by the action that reloaded the page
+try {
+  const pending = sessionStorage.getItem('hyperinfer-toast')
+  if (pending) {
+    sessionStorage.removeItem('hyperinfer-toast')
+    toast(pending)
+  }
+} catch {}
 
 // leaving the page (or going back to it from the cache) never shows a key again
 window.addEventListener('pagehide', hideKey)
