@@ -174,6 +174,20 @@ test('several gateways: a second one replicates the registry, sees changes withi
   t.is((await runCli(home, ['--gateway', k2, 'login', '--email', 'boss@example.com', '--password', ADMIN_PASSWORD])).code, 0, 'the admin logs in through the second gateway')
   const history = await runCli(home, ['--gateway', k2, 'registry', 'history'])
   t.ok(history.code === 0 && /models\/added-via-b/.test(history.stdout) && /user:boss/.test(history.stdout), 'registry history shows the changes and who made them')
+
+  // the admin CLI edits the registry through either gateway
+  const bad = await runCli(home, ['--gateway', k2, 'models', 'set', 'synthetic', '--quality', '7'])
+  t.is(bad.code, 2, 'a quality outside 0..1 is a usage error: ' + bad.stderr.trim())
+  const add = await runCli(home, ['--gateway', k2, 'models', 'add', 'coder-x', '--provider', 'openai', '--tasks', 'chat,code', '--price-in', '0.5', '--price-out', '1.5', '--quality', '0.8'])
+  t.is(add.code, 0, 'models add: ' + add.stdout.trim())
+  const set = await runCli(home, ['--gateway', k2, 'models', 'set', 'coder-x', '--safety', '0.9'])
+  t.is(set.code, 0, 'models set: ' + set.stdout.trim())
+  const entry = (await until(() => a.call(GatewayProtocol.registry, {}), (r) => r.models.find((m) => m.id === 'coder-x')?.safety === 0.9)).models.find((m) => m.id === 'coder-x')
+  t.alike([entry?.tasks, entry?.price, entry?.quality, entry?.safety], [['chat', 'code'], { input: 0.5, output: 1.5 }, 0.8, 0.9], 'the first gateway holds what the CLI wrote through the second')
+  const rm = await runCli(home, ['--gateway', k2, 'models', 'remove', 'added-via-b'])
+  t.is(rm.code, 0, 'models remove')
+  const missing = await runCli(home, ['--gateway', k2, 'models', 'remove', 'added-via-b'])
+  t.ok(missing.code === 1 && /NOT_FOUND/.test(missing.stderr), 'removing it again is NOT_FOUND: ' + missing.stderr.trim())
 })
 
 test('drain: a worker stopped with SIGTERM finishes its streams, and new requests go elsewhere', { timeout: 180_000 }, async (t) => {
