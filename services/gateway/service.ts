@@ -349,6 +349,8 @@ export class GatewayService extends MeshService {
       const cancelled = ctx.signal.aborted
       // a stream cut short is billed for what was delivered
       this.metrics.observeInference(model, (Date.now() - started) / 1000)
+      // the model's error rate in the registry counts what its workers got wrong, not the caller's cancel
+      if (!cancelled && RETRYABLE.has(err.code)) this.catalog.recordMeasurement(model, { ttftMs: ttftMs ?? 0, latencyMs: Date.now() - started, ok: false })
       await this.settle(id, model, cancelled ? 'cancelled' : 'failed', worker, delivered > 0 ? promptTokens : 0, delivered, started, ttftMs, cancelled ? 'CANCELLED' : err.code, cancelled ? 'the caller cancelled the request' : err.message)
       throw err
     }
