@@ -1,5 +1,4 @@
 import test from 'brittle'
-import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
