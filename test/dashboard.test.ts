@@ -361,7 +361,9 @@ window.results = (async () => {
     await screenshots(root, 'admin')
     const rootToken = (await sessionCookie(c.context))!.value
     const registry = await rpc.call(GatewayProtocol.registry, {})
-    t.is(await root.locator('[data-network-key]').inputValue(), registry.key, 'the admin page shows the network (registry) key')
+    t.is(await root.locator('[data-network-key]').innerText(), registry.key, 'the admin page shows the network (registry) key')
+    await root.getByRole('button', { name: 'Copy' }).click()
+    t.is(await root.evaluate(() => navigator.clipboard.readText()), registry.key, 'and Copy puts it on the clipboard')
     t.is(await root.locator('[data-card="pending"]').count(), 0, 'no pending section while no worker waits')
 
     // ---- a stranger worker asks to join: pending, approve, revoke --------------------------------
@@ -419,6 +421,7 @@ window.results = (async () => {
     t.is(cut.status, 404, 'after revoking, requests for late-model fail again (404)')
     t.is(cut.json.error.code, 'UNKNOWN_MODEL')
     t.ok(await root.locator(`[data-table="workers"] tr[data-worker="${lateKey}"]`).getByRole('button', { name: 'Approve again' }).isVisible(), 'a revoked worker can be approved again')
+    await screenshots(root, 'admin-revoked')
 
     // ---- a priced model: 402 without credits, then a grant and a charge in the ledger -------------
     await rpc.call(GatewayProtocol.registryChange, { token: rootToken, change: { op: 'setModel', id: 'synthetic', patch: { pricePer1MInput: 100, pricePer1MOutput: 300 } } })
@@ -436,7 +439,7 @@ window.results = (async () => {
     t.ok(Number(await debit.locator('[data-amount]').getAttribute('data-amount')) < 0 && (await debit.locator('[data-amount]').innerText()).startsWith('-$'), 'the charge is a negative amount: ' + await debit.locator('[data-amount]').innerText())
     t.ok((await debit.innerText()).includes('synthetic'), 'naming the model it paid for')
     const credits = await rpc.call(GatewayProtocol.credits, { token: (await sessionCookie(a.context))!.value })
-    t.is(await alice.locator('[data-money="balance"] dd').innerText(), '$' + credits.balanceUsd.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 }), 'the balance matches the gateway\'s')
+    t.is(await alice.locator('[data-money="balance"] dd').innerText(), '$' + credits.balanceUsd.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 4 }), 'the balance matches the gateway\'s, to a hundredth of a cent')
     await screenshots(alice, 'usage-credits')
     await bob.goto('/dashboard')
     t.ok(await bob.getByText('No credit activity yet').isVisible(), 'bob sees none of alice\'s credits')

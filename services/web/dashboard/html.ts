@@ -20,6 +20,13 @@ export function fmtUsd (n: unknown): string {
   return (n < 0 ? '-$' : '$') + (small ?? abs.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 }))
 }
 
+/** A balance: cents, and the fractions of a cent that per-request charges leave ($0.9972). */
+export function fmtBalance (n: unknown): string {
+  if (typeof n !== 'number' || !Number.isFinite(n)) return DASH
+  const abs = Math.abs(n)
+  return (n < 0 ? '-$' : '$') + abs.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 4 })
+}
+
 /** A signed amount for a ledger: +$5.00, -$0.0038. */
 export function fmtUsdSigned (n: unknown): string {
   if (typeof n !== 'number' || !Number.isFinite(n)) return DASH
@@ -44,8 +51,10 @@ export function fmtReset (iso: unknown, now = Date.now()): string {
   if (Number.isNaN(t)) return DASH
   const at = new Date(t).toISOString()
   const clock = at.slice(11, 16) + ' UTC'
-  const sameDay = at.slice(0, 10) === new Date(now).toISOString().slice(0, 10)
-  return `in ${fmtDuration(Math.max(60, (t - now) / 1000))} (${sameDay ? clock : fmtDate(iso)})`
+  const day = at.slice(0, 10)
+  const when = day === new Date(now).toISOString().slice(0, 10) ? clock
+    : day === new Date(now + 86_400_000).toISOString().slice(0, 10) ? `tomorrow ${clock}` : fmtDate(iso)
+  return `in ${fmtDuration(Math.max(60, (t - now) / 1000))} (${when})`
 }
 
 /** A compact token count: 950, 12.4k, 3.1M. */

@@ -1,7 +1,7 @@
 import type { ApiKeyInfo, Credits, LedgerEntry } from '../../../shared/protocol/auth.ts'
 import type { GatewayHealth, ModelListing, QuotaLimit, RegistryWorker } from '../../../shared/protocol/gateway.ts'
 import { usageChart, type DailyRow, type Metric } from './chart.ts'
-import { DASH, empty, esc, fmtCompact, fmtDate, fmtDuration, fmtInt, fmtMs, fmtPrice, fmtReset, fmtUsd, fmtUsdSigned, heading, page } from './html.ts'
+import { DASH, empty, esc, fmtCompact, fmtDate, fmtDuration, fmtInt, fmtBalance, fmtMs, fmtPrice, fmtReset, fmtUsd, fmtUsdSigned, heading, page } from './html.ts'
 import type { SessionUser } from './session.ts'
 
 // The dashboard's pages, rendered on the server from what auth and the gateway return. Forms and
@@ -122,13 +122,13 @@ function creditsCard (credits: Maybe<CreditsView>): string {
     <td data-label="When">${fmtDate(e.createdAt)}</td>
     <td data-label="Kind"><span class="kind kind-${esc(e.kind)}">${esc(KIND_LABEL[e.kind] ?? e.kind)}</span></td>
     <td class="num amount ${e.amountUsd < 0 ? 'amount-neg' : 'amount-pos'}" data-label="Amount" data-amount="${esc(e.amountUsd)}">${fmtUsdSigned(e.amountUsd)}</td>
-    <td data-label="Details" class="details">${[e.note ? esc(e.note) : '', e.requestId ? `request <code title="${esc(e.requestId)}">${esc(e.requestId.slice(0, 8))}…</code>` : ''].filter(Boolean).join(' · ') || DASH}</td></tr>`).join('')}</tbody></table></div>`
+    <td data-label="Details" class="details"><span>${[e.note ? esc(e.note) : '', e.requestId ? `request <code title="${esc(e.requestId)}">${esc(e.requestId.slice(0, 8))}…</code>` : ''].filter(Boolean).join(' · ') || DASH}</span></td></tr>`).join('')}</tbody></table></div>`
   return `<section class="card" data-card="credits">
   <div class="card-head"><h2>Credits</h2><span class="muted">Prepaid USD for priced models</span></div>
   <dl class="money">
-    <div data-money="available"><dt>Available</dt><dd>${fmtUsd(c.availableUsd)}</dd></div>
-    <div data-money="balance"><dt>Balance</dt><dd>${fmtUsd(c.balanceUsd)}</dd></div>
-    <div data-money="reserved"><dt>Held by running requests</dt><dd>${fmtUsd(c.reservedUsd)}</dd></div>
+    <div data-money="available"${c.availableUsd > 0 ? ' class="money-ok"' : ''}><dt>Available</dt><dd>${fmtBalance(c.availableUsd)}</dd></div>
+    <div data-money="balance"><dt>Balance</dt><dd>${fmtBalance(c.balanceUsd)}</dd></div>
+    <div data-money="reserved"><dt>Held by running requests</dt><dd>${fmtBalance(c.reservedUsd)}</dd></div>
   </dl>
   <h3 class="sub-head">Recent activity</h3>
   ${ledger}
@@ -140,10 +140,10 @@ export function overviewPage (user: SessionUser, usage: UsageView, days: number,
   const t = usage.totals
   const tokens = (t.tokensIn ?? 0) + (t.tokensOut ?? 0)
   const credits = usage.credits
-  const creditValue = credits ? fmtUsd(credits.availableUsd ?? credits.balanceUsd - credits.reservedUsd) : DASH
+  const creditValue = credits ? fmtBalance(credits.availableUsd ?? credits.balanceUsd - credits.reservedUsd) : DASH
   const creditFoot = credits === undefined
     ? 'Not reported by this gateway'
-    : credits === null ? 'No prepaid credit on this account' : `${fmtUsd(credits.balanceUsd)} balance, ${fmtUsd(credits.reservedUsd)} reserved`
+    : credits === null ? 'No prepaid credit on this account' : `${fmtBalance(credits.balanceUsd)} balance, ${fmtBalance(credits.reservedUsd)} reserved`
   const range = `<div class="seg" role="group" aria-label="Time range">${RANGES.map((d) =>
     `<a href="/dashboard?days=${d}&amp;metric=${metric}"${d === days ? ' aria-current="true"' : ''}>${d} days</a>`).join('')}</div>`
   const tabs = `<div class="seg seg-small" role="group" aria-label="Chart metric">${METRICS.map((m) =>
@@ -384,8 +384,8 @@ function who (by: string): string {
   return esc(by.replace(/^user:/, ''))
 }
 
-function workerButton (action: 'approve' | 'revoke', w: RegistryWorker, label: string): string {
-  const cls = action === 'approve' ? 'btn btn-small' : 'btn btn-danger-quiet btn-small'
+function workerButton (action: 'approve' | 'revoke', w: RegistryWorker, label: string, quiet = false): string {
+  const cls = action === 'revoke' ? 'btn btn-danger-quiet btn-small' : quiet ? 'btn btn-quiet btn-small' : 'btn btn-small'
   return `<button type="button" class="${cls}" data-worker-action="${action}" data-worker-key="${esc(w.key)}">${esc(label)}</button>`
 }
 
@@ -430,11 +430,11 @@ function workersTable (workers: RegistryWorker[]): string {
     <td data-label="Worker" class="worker-cell">${workerName(w, false)}</td>
     <td data-label="Models">${w.models.map((m) => `<span class="chip">${esc(m)}</span>`).join(' ') || DASH}</td>
     <td data-label="Approval">${approvalBadge(w)}</td>
-    <td data-label="Load"><span class="load"><span class="meter" aria-hidden="true"><svg viewBox="0 0 100 6" preserveAspectRatio="none"><rect class="meter-bg" width="100" height="6"/><rect class="meter-fg" width="${((w.inflight / maxInflight) * 100).toFixed(1)}" height="6"/></svg></span>${fmtInt(w.inflight)} / ${fmtInt(w.capacity)}</span></td>
+    <td data-label="Load">${!w.connected ? DASH : `<span class="load"><span class="meter" aria-hidden="true"><svg viewBox="0 0 100 6" preserveAspectRatio="none"><rect class="meter-bg" width="100" height="6"/><rect class="meter-fg" width="${((w.inflight / maxInflight) * 100).toFixed(1)}" height="6"/></svg></span>${fmtInt(w.inflight)} / ${fmtInt(w.capacity)}</span>`}</td>
     <td class="num" data-label="Served">${fmtInt(w.served)}</td>
     <td class="num" data-label="Failures">${fmtInt(w.failures)}${w.breaker === 'open' ? ' <span class="status status-revoked">breaker open</span>' : w.breaker === 'half-open' ? ' <span class="status status-expired">half-open</span>' : ''}</td>
     <td data-label="Connection">${connection(w)}</td>
-    <td class="actions">${w.approval.state === 'approved' ? workerButton('revoke', w, 'Revoke') : w.approval.state === 'revoked' ? workerButton('approve', w, 'Approve again') : ''}</td></tr>`).join('')}</tbody></table></div>`
+    <td class="actions">${w.approval.state === 'approved' ? workerButton('revoke', w, 'Revoke') : w.approval.state === 'revoked' ? workerButton('approve', w, 'Approve again', true) : ''}</td></tr>`).join('')}</tbody></table></div>`
 }
 
 export interface AdminView {
@@ -462,8 +462,8 @@ export function adminPage (user: SessionUser, v: AdminView): string {
   const network = v.registry.ok
     ? `<section class="card" data-card="network">
   <div class="card-head"><h2>Network key</h2><span class="muted">${v.registry.value.writable ? 'this gateway writes the registry' : 'this gateway holds a replica of the registry'}</span></div>
-  <div class="reveal-row"><input class="secret" data-network-key readonly value="${esc(v.registry.value.key)}" aria-label="Network key" spellcheck="false"><button type="button" class="btn btn-quiet" data-copy-from="[data-network-key]">Copy</button></div>
-  <p class="muted">A worker on another machine joins with <code>hyperinfer worker --network &lt;key&gt;</code>. Without the worker token it waits below until you approve it.</p>
+  <div class="key-row"><code class="key-block" data-network-key>${esc(v.registry.value.key)}</code><button type="button" class="btn btn-quiet btn-small" data-copy-from="[data-network-key]">Copy</button></div>
+  <p class="muted">A worker on another machine joins with <code>hyperinfer worker --network &lt;key&gt;</code>. Without the worker token it shows up on this page, waiting for your approval.</p>
 </section>`
     : `<section class="card" data-card="network"><div class="card-head"><h2>Network key</h2></div><p class="muted">The registry did not answer: ${esc(v.registry.error)}</p></section>`
 

@@ -285,12 +285,16 @@ async function workerAction (button) {
 }
 
 async function copyFrom (button) {
-  const input = document.querySelector(button.dataset.copyFrom)
-  if (!input) return
+  const source = document.querySelector(button.dataset.copyFrom)
+  if (!source) return
+  const text = 'value' in source ? source.value : source.textContent.trim()
   try {
-    await navigator.clipboard.writeText(input.value)
+    await navigator.clipboard.writeText(text)
   } catch {
-    input.select()
+    const range = document.createRange()
+    range.selectNodeContents(source)
+    getSelection().removeAllRanges()
+    getSelection().addRange(range)
     document.execCommand('copy')
   }
   button.textContent = 'Copied'
