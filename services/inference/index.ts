@@ -45,7 +45,7 @@ await runService('inference', () => {
     network: cfg.HYPERINFER_NETWORK,
     workerToken: cfg.HYPERINFER_WORKER_TOKEN,
     capacity: cfg.WORKER_CAPACITY,
-    label: cfg.WORKER_LABEL,
+    label: cfg.WORKER_LABEL ?? cfg.HYPERINFER_WORKER_NAME,
     modelRefreshMs: cfg.MODEL_REFRESH_MS
   })
   return { service }
