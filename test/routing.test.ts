@@ -20,10 +20,10 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
 
 /** A worker the mesh does not know: not on the allow-list, no worker token. */
-async function strangerWorker (mesh: LocalMesh, name: string, models: string): Promise<string> {
+async function strangerWorker (mesh: LocalMesh, name: string, models: string, env: Record<string, string> = {}): Promise<string> {
   const child = await mesh.spawn(name, {
     HYPERINFER_HOME: mesh.home, HYPERINFER_BOOTSTRAP: mesh.bootstrapString, HYPERINFER_MESH_ALLOW: mesh.gatewayKeys.join(','),
-    HYPERINFER_WORKER_NAME: name, HYPERINFER_GATEWAYS: mesh.gatewayKey, SYNTHETIC_MODELS: models
+    HYPERINFER_WORKER_NAME: name, HYPERINFER_GATEWAYS: mesh.gatewayKey, SYNTHETIC_MODELS: models, ...env
   }, 'inference')
   return /inference ready ([0-9a-f]{64})/.exec(child.readyLine)![1]!
 }
@@ -62,6 +62,24 @@ test('admission: a worker that joins without the token gets nothing until approv
   const after = await until(() => client.call(GatewayProtocol.workers, { token: boss }), (r) => !r.workers.find((w) => w.key === late)?.connected)
   t.is(after.workers.find((w) => w.key === late)?.approval.state, 'revoked', 'the registry records the revocation')
   t.absent(after.workers.find((w) => w.key === late)?.connected, 'and the gateway dropped its connection')
+
+  // a join token an admin made admits a worker at once; revoked, it admits no one
+  const made = await runCli(home, ['workers', 'token', 'create', '--label', 'gpu-box', '--quiet'])
+  const joinToken = made.stdout.trim()
+  t.ok(made.code === 0 && /^hij_/.test(joinToken), 'hyperinfer workers token create prints the token once')
+  const joiner = await strangerWorker(mesh, 'joiner', 'joiner-model', { HYPERINFER_WORKER_TOKEN: joinToken })
+  const served = await until(() => client.call(GatewayProtocol.infer, { apiKey: key, model: 'joiner-model', prompt: 'hi', maxTokens: 2 }, 5000).catch((e) => e), (r) => !(r instanceof Error), 5000)
+  t.is(served.worker, joiner, 'a worker presenting the join token is routed to without an approval step')
+  const ws = await client.call(GatewayProtocol.workers, { token: boss })
+  t.is(ws.workers.find((w) => w.key === joiner)?.approval.by, 'join-token:gpu-box', 'the registry records which token admitted it')
+  const tokens = await runCli(home, ['workers', 'token', 'list', '--json'])
+  const id = tokens.json.tokens[0].id as string
+  t.is(tokens.json.tokens[0].uses, 1, 'the token counts its use')
+  t.ok(!tokens.stdout.includes(joinToken), 'the list never shows the token itself')
+  t.is((await runCli(home, ['workers', 'token', 'revoke', id])).code, 0, 'hyperinfer workers token revoke')
+  const second = await strangerWorker(mesh, 'joiner2', 'joiner2-model', { HYPERINFER_WORKER_TOKEN: joinToken })
+  const state = await until(() => client.call(GatewayProtocol.workers, { token: boss }), (r) => !!r.workers.find((w) => w.key === second && w.connected))
+  t.is(state.workers.find((w) => w.key === second)?.approval.state, 'pending', 'a revoked join token admits no one: the next worker is pending')
 })
 
 test('failover: killing a worker mid-load loses no request that had not streamed; a failing worker trips its breaker', { timeout: 180_000 }, async (t) => {
@@ -158,7 +176,14 @@ test('several gateways: a second one replicates the registry, sees changes withi
   t.is(seen.models.find((m) => m.id === 'synthetic')?.price?.output, 0.42, `the second gateway sees the change (${ms} ms)`)
   t.ok(ms < 1000, 'within 1 s')
 
+  // the web service follows the registry too, over its own connection to the gateway
+  const webHealth = async () => (await (await fetch(mesh.webUrl + '/health')).json()) as { registry: { key: string, version: number, peers: number } | null }
+  const web = await until(webHealth, (h) => !!h.registry && h.registry.peers > 0, 15_000)
+  t.is(web.registry?.key, ra.key, 'the web service holds a replica of the same registry')
+  const webBefore = web.registry!.version
   await b.call(GatewayProtocol.registryChange, { token: boss, change: { op: 'putModel', input: { id: 'added-via-b', provider: 'openai', backendModel: 'x', tasks: ['chat'], contextLength: 4096, pricePer1MInput: 1, pricePer1MOutput: 2, quality: 0.8, safety: 0.8 } } })
+  const webAfter = await until(webHealth, (h) => (h.registry?.version ?? 0) > webBefore, 5000)
+  t.ok((webAfter.registry?.version ?? 0) > webBefore, `and sees the change (version ${webBefore} → ${webAfter.registry?.version})`)
   const onA = await a.call(GatewayProtocol.registry, {})
   t.ok(onA.models.some((m) => m.id === 'added-via-b'), 'a change made through the replica gateway is written by the first')
 

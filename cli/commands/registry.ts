@@ -117,14 +117,38 @@ export const registry: Command = {
 
 export const workers: Command = {
   name: 'workers',
-  summary: 'admins: list workers, approve or revoke one',
-  usage: 'workers [list] | workers approve <key> | workers revoke <key>',
-  options: {},
+  summary: 'admins: list workers, approve or revoke one; join tokens for new workers',
+  usage: 'workers [list] | workers approve <key> | workers revoke <key> | workers token create --label L [--expires-in-hours H] [--quiet] | workers token list | workers token revoke <id>',
+  options: { label: { type: 'string' }, 'expires-in-hours': { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
   positionals: true,
-  async run (ctx, { positionals }) {
-    const [verb = 'list', key] = positionals
+  async run (ctx, { values, positionals }) {
+    const [verb = 'list', key, third] = positionals
     const token = ctx.sessionToken()
     const gw = await ctx.gateway()
+    if (verb === 'token') {
+      const sub = key ?? 'list'
+      let req
+      if (sub === 'create') {
+        const hours = num(values, 'expires-in-hours', 1, 24 * 365)
+        const label = values.label as string | undefined
+        if (!label) throw new UsageError('workers token create: give --label, e.g. --label gpu-box-1')
+        req = { token, op: 'create' as const, label, ...(hours ? { expiresInHours: Math.round(hours) } : {}) }
+      } else if (sub === 'revoke') {
+        if (!third) throw new UsageError('usage: hyperinfer workers token revoke <id>')
+        req = { token, op: 'revoke' as const, id: third }
+      } else if (sub === 'list') req = { token, op: 'list' as const }
+      else throw new UsageError(`usage: hyperinfer ${this.usage}`)
+      const res = await gw.call(GatewayProtocol.joinTokens, req, ctx.globals.timeout)
+      if (ctx.globals.json) return printJson(res)
+      if (res.created) {
+        if (values.quiet) return console.log(res.created.token)
+        return console.log(`created join token '${res.created.label}' (${res.created.id})\n\n  ${res.created.token}\n\nThis is the only time it is shown. A worker started with it is approved at once:\n  HYPERINFER_WORKER_TOKEN=<token> npx hyperinfer worker --backend … --network …`)
+      }
+      if (sub === 'revoke') return console.log(`revoked join token ${third}`)
+      if (res.tokens.length === 0) return console.log('no join tokens yet: hyperinfer workers token create --label L')
+      return console.log(table([['ID', 'LABEL', 'PREFIX', 'STATUS', 'USES', 'CREATED', 'EXPIRES'],
+        ...res.tokens.map((t) => [t.id, t.label, t.prefix + '…', t.status, String(t.uses), t.createdAt.slice(0, 19).replace('T', ' '), t.expiresAt ? t.expiresAt.slice(0, 19).replace('T', ' ') : 'never'])]))
+    }
     if (verb === 'list') {
       const res = await gw.call(GatewayProtocol.workers, { token }, ctx.globals.timeout)
       if (ctx.globals.json) return printJson(res)

@@ -5,7 +5,7 @@ import { handlers, type HandlerContext, type HandlerTable } from '../../shared/m
 import type { MeshClient } from '../../shared/mesh/client.ts'
 import type { RequestOf } from '../../shared/mesh/method.ts'
 import { AuthEvents, AuthProtocol, type Credits, type KeyIdentity } from '../../shared/protocol/auth.ts'
-import { GatewayProtocol, type AiResponse, type GatewayHealth, type InferResult, type Quota, type QuotaLimit } from '../../shared/protocol/gateway.ts'
+import { GatewayProtocol, type AiResponse, type GatewayHealth, type InferResult, type JoinTokenInfo, type Quota, type QuotaLimit } from '../../shared/protocol/gateway.ts'
 import { InferenceProtocol, type ChatMessage, type TokenChunk } from '../../shared/protocol/inference.ts'
 import { MeshError } from '../../shared/errors.ts'
 import { sha256Hex } from '../../shared/apikey.ts'
@@ -58,6 +58,17 @@ export interface GatewayOptions extends Omit<MeshServiceOptions, 'name' | 'priva
 }
 
 const RETRYABLE = new Set(['UNAVAILABLE', 'TIMEOUT', 'BACKEND_ERROR', 'SHUTTING_DOWN', 'INTERNAL', 'UNKNOWN_MODEL'])
+
+interface JoinTokenRow { id: string, prefix: string, label: string, created_at: Date, expires_at: Date | null, revoked_at: Date | null, uses: number, last_used_at: Date | null }
+
+function joinTokenInfo (r: JoinTokenRow): JoinTokenInfo {
+  const expired = r.expires_at !== null && r.expires_at.getTime() <= Date.now()
+  return {
+    id: r.id, prefix: r.prefix, label: r.label, createdAt: r.created_at.toISOString(), expiresAt: r.expires_at?.toISOString() ?? null,
+    revokedAt: r.revoked_at?.toISOString() ?? null, uses: r.uses, lastUsedAt: r.last_used_at?.toISOString() ?? null,
+    status: r.revoked_at ? 'revoked' : expired ? 'expired' : 'active'
+  }
+}
 
 export class GatewayService extends MeshService {
   private readonly pool: pg.Pool
@@ -118,6 +129,7 @@ export class GatewayService extends MeshService {
         return { key: this.catalog.key, entries: await this.catalog.history(req.limit ?? 50) }
       })
       .on(GatewayProtocol.workers, async (req) => { await this.adminName(req.token); return { workers: this.registryWorkers() } })
+      .on(GatewayProtocol.joinTokens, (req) => this.joinTokens(req))
       .on(GatewayProtocol.getServiceHealth, () => this.health())
       .on(GatewayProtocol.getUserQuota, (req) => this.quota(req.apiKey))
       .on(GatewayProtocol.accountQuota, (req) => this.accountQuota(req.token))
@@ -181,9 +193,43 @@ export class GatewayService extends MeshService {
 
   /** The session's user, if an admin; the actor name recorded with registry changes. */
   private async adminName (token: string): Promise<string> {
+    return 'user:' + (await this.adminUser(token)).username
+  }
+
+  private async adminUser (token: string) {
     const { user } = await this.auth.call(AuthProtocol.whoami, { token }, 10_000)
     if (user.role !== 'admin') throw MeshError.FORBIDDEN('only an admin can do this')
-    return 'user:' + user.username
+    return user
+  }
+
+  /** Admins create, list and revoke worker join tokens (kept in PostgreSQL, so every gateway honours them). */
+  private async joinTokens (req: RequestOf<typeof GatewayProtocol.joinTokens>) {
+    const user = await this.adminUser(req.token)
+    const admin = 'user:' + user.username
+    let created: (JoinTokenInfo & { token: string }) | undefined
+    if (req.op === 'create') {
+      const token = 'hij_' + crypto.randomBytes(32).toString('base64url')
+      const { rows } = await this.pool.query<JoinTokenRow>(
+        `INSERT INTO worker_join_tokens (token_hash, prefix, label, created_by, expires_at)
+         VALUES ($1, $2, $3, $4, CASE WHEN $5::int IS NULL THEN NULL ELSE now() + make_interval(hours => $5::int) END) RETURNING *`,
+        [sha256Hex(token), token.slice(0, 10), req.label, user.id, req.expiresInHours ?? null])
+      created = { ...joinTokenInfo(rows[0]!), token }
+      this.log.info({ id: rows[0]!.id, by: admin }, 'join token created')
+    } else if (req.op === 'revoke') {
+      const { rowCount } = await this.pool.query('UPDATE worker_join_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1', [req.id])
+      if (!rowCount) throw MeshError.NOT_FOUND('no such join token')
+    }
+    const { rows } = await this.pool.query<JoinTokenRow>('SELECT * FROM worker_join_tokens ORDER BY created_at DESC LIMIT 200')
+    return { tokens: rows.map(joinTokenInfo), ...(created ? { created } : {}) }
+  }
+
+  /** A join token's label if the token is valid (counted as used), else null. */
+  private async joinTokenLabel (token: string): Promise<string | null> {
+    if (!token.startsWith('hij_')) return null
+    const { rows } = await this.pool.query<{ label: string }>(
+      `UPDATE worker_join_tokens SET uses = uses + 1, last_used_at = now()
+       WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) RETURNING label`, [sha256Hex(token)])
+    return rows[0]?.label ?? null
   }
 
   /** Apply approvals and revocations from the registry to connected workers. */
@@ -259,10 +305,12 @@ export class GatewayService extends MeshService {
     const token = this.opts.workerToken
     // compare digests: equal length whatever the input, so the comparison is constant-time and cannot throw
     const digest = (v: string) => crypto.createHash('sha256').update(v).digest()
-    const tokenOk = !!token && !!req.token && crypto.timingSafeEqual(digest(req.token), digest(token))
+    const networkToken = !!token && !!req.token && crypto.timingSafeEqual(digest(req.token), digest(token))
     const key = ctx.remoteKey
     const entry = this.catalog.worker(key)
     if (entry?.approval.state === 'revoked') throw MeshError.FORBIDDEN(`this worker was revoked by ${entry.approval.by}`)
+    const joinLabel = !member && !networkToken && req.token ? await this.joinTokenLabel(req.token).catch(() => null) : null
+    const tokenOk = networkToken || joinLabel !== null
     const approved = member || tokenOk || entry?.approval.state === 'approved'
     const w = this.workers.upsert(ctx.peer, req.models, req.capacity ?? 64, req.label ?? null, approved)
     const models = req.models.map((m) => m.id)
@@ -272,7 +320,7 @@ export class GatewayService extends MeshService {
         await this.catalog.write({ op: 'putWorker', input: { key, models, capacity: req.capacity ?? 64, label: req.label ?? '' } }, 'worker:' + key.slice(0, 16))
       }
       if (approved && this.catalog.worker(key)?.approval.state !== 'approved') {
-        await this.catalog.write({ op: 'approveWorker', key }, member ? 'mesh-allow-list' : tokenOk ? 'worker-token' : 'registry')
+        await this.catalog.write({ op: 'approveWorker', key }, member ? 'mesh-allow-list' : networkToken ? 'worker-token' : joinLabel !== null ? `join-token:${joinLabel}`.slice(0, 128) : 'registry')
       }
     } catch (err) {
       // the registry is the record, not the gate: a worker admitted by token still serves

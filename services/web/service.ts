@@ -1,3 +1,4 @@
+import path from 'node:path'
 import crypto from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
@@ -6,7 +7,8 @@ import type { MeshClient } from '../../shared/mesh/client.ts'
 import type { HandlerTable } from '../../shared/mesh/peer.ts'
 import { MeshError } from '../../shared/errors.ts'
 import { AuthProtocol } from '../../shared/protocol/auth.ts'
-import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
+import { GatewayProtocol, type ModelListing } from '../../shared/protocol/gateway.ts'
+import { RegistryReplica, replicateOverClient } from '../../shared/registry/index.ts'
 import { landingPage } from './landing.ts'
 import { registerOpenAIRoutes } from './openai.ts'
 import { httpStatusOf } from './http-errors.ts'
@@ -28,6 +30,8 @@ export interface WebServiceOptions extends Omit<MeshServiceOptions, 'name' | 'pr
   host?: string
   /** timeout of each RPC call, including waiting for the connection, ms */
   rpcTimeoutMs?: number
+  /** state dir: the registry replica lives under registry/web */
+  home?: string
 }
 
 export const BODY_LIMIT = 1024 * 1024
@@ -50,6 +54,9 @@ export class WebService extends MeshService {
   private readonly httpHost: string
   private readonly rpcTimeoutMs: number
   private auth: MeshClient | null = null
+  private replica: RegistryReplica | null = null
+  private closingRegistry = false
+  private readonly home: string
   private gateway: MeshClient | null = null
   private app: FastifyInstance | null = null
 
@@ -60,6 +67,7 @@ export class WebService extends MeshService {
     this.httpPort = opts.port
     this.httpHost = opts.host ?? '127.0.0.1'
     this.rpcTimeoutMs = opts.rpcTimeoutMs ?? 10_000
+    this.home = opts.home ?? '.hyperinfer'
   }
 
   get url (): string {
@@ -73,15 +81,58 @@ export class WebService extends MeshService {
   protected async onOpen (): Promise<void> {
     this.auth = this.connectTo(this.authKey, { name: 'auth', defaultTimeout: this.rpcTimeoutMs })
     this.gateway = this.connectTo(this.gatewayKey, { name: 'gateway', defaultTimeout: this.rpcTimeoutMs })
+    void this.followRegistry()
     const app = this.buildApp()
     await app.listen({ port: this.httpPort, host: this.httpHost })
     this.app = app
   }
 
   protected async onClose (): Promise<void> {
+    this.closingRegistry = true
     const app = this.app
     this.app = null
     if (app) await app.close()
+    await this.replica?.close().catch(() => {})
+  }
+
+  /**
+   * Keep a read-only replica of the model registry, replicated over the connection to the gateway
+   * (the gateway serves it to mesh members), so the catalog pages read it locally and follow changes.
+   */
+  private async followRegistry (): Promise<void> {
+    while (!this.closingRegistry) {
+      try {
+        const { key } = await this.client('gateway').call(GatewayProtocol.registry, {}, 5000)
+        const replica = new RegistryReplica({ key, storage: path.join(this.home, 'registry', 'web'), log: this.log })
+        await replica.open()
+        if (this.closingRegistry) { await replica.close(); return }
+        replicateOverClient(replica, this.client('gateway'))
+        this.replica = replica
+        this.log.info({ registry: key.slice(0, 16) }, 'following the model registry')
+        return
+      } catch (err) {
+        this.log.debug({ err: (err as Error).message }, 'registry replica not open yet; retrying')
+        await new Promise((resolve) => setTimeout(resolve, 1000))
+      }
+    }
+  }
+
+  /** The registry's models: from the local replica once it is replicating, else from the gateway. */
+  async registryListing (): Promise<{ key: string, writable: boolean, models: ModelListing[] }> {
+    const r = this.replica
+    if (r?.opened && r.peerCount > 0) {
+      const models = await r.listModels()
+      return {
+        key: r.key,
+        writable: false,
+        models: models.map((e) => ({
+          id: e.id, backend: e.provider, contextLength: e.contextLength, workers: 0, tasks: e.tasks,
+          price: { input: e.pricePer1MInput, output: e.pricePer1MOutput }, quality: e.quality, safety: e.safety,
+          latency: e.measured ? { p50Ms: e.measured.p50LatencyMs, ttftMs: e.measured.ttftMs, errorRate: e.measured.errorRate, samples: e.measured.samples } : null
+        }))
+      }
+    }
+    return this.client('gateway').call(GatewayProtocol.registry, {})
   }
 
   private client (which: 'auth' | 'gateway'): MeshClient {
@@ -122,7 +173,8 @@ export class WebService extends MeshService {
       publicKey: this.publicKey,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       auth: this.auth?.connected ? 'connected' : 'disconnected',
-      gateway: this.gateway?.connected ? 'connected' : 'disconnected'
+      gateway: this.gateway?.connected ? 'connected' : 'disconnected',
+      registry: this.replica?.opened ? { key: this.replica.key, version: this.replica.version, peers: this.replica.peerCount } : null
     }))
 
     app.post('/api/auth/register', async (req, reply) => {
@@ -171,6 +223,7 @@ export class WebService extends MeshService {
     registerDashboardRoutes(app, {
       auth: () => this.client('auth'),
       gateway: () => this.client('gateway'),
+      registry: () => this.registryListing(),
       log: this.log,
       webHealth: () => ({
         auth: this.auth?.connected ? 'connected' : 'disconnected',

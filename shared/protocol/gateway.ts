@@ -134,6 +134,24 @@ export const modelSpec = z.object({
   quality: unit,
   safety: unit
 }).strict()
+export interface JoinTokenInfo {
+  id: string
+  prefix: string
+  label: string
+  createdAt: string
+  expiresAt: string | null
+  revokedAt: string | null
+  uses: number
+  lastUsedAt: string | null
+  status: 'active' | 'revoked' | 'expired'
+}
+
+export const joinTokensRequest = z.discriminatedUnion('op', [
+  adminToken.extend({ op: z.literal('list') }).strict(),
+  adminToken.extend({ op: z.literal('create'), label: z.string().trim().min(1).max(100), expiresInHours: z.number().int().min(1).max(24 * 365).optional() }).strict(),
+  adminToken.extend({ op: z.literal('revoke'), id: z.string().uuid() }).strict()
+])
+
 export const registryWrite = z.discriminatedUnion('op', [
   z.object({ op: z.literal('putModel'), input: modelSpec }).strict(),
   z.object({ op: z.literal('setModel'), id: modelName, patch: modelSpec.omit({ id: true }).partial().strict() }).strict(),
@@ -211,6 +229,8 @@ export const GatewayProtocol = {
   registryChange: method<z.infer<typeof adminToken> & { change: z.infer<typeof registryWrite> }, { result: unknown }>('registryChange', 'public', adminToken.extend({ change: registryWrite }).strict()),
   registryHistory: method<z.infer<typeof adminToken> & { limit?: number }, { key: string, entries: Array<{ seq: number, type: 'put' | 'del', key: string, value: unknown }> }>('registryHistory', 'public', adminToken.extend({ limit: z.number().int().min(1).max(1000).optional() }).strict()),
   workers: method<z.infer<typeof adminToken>, { workers: RegistryWorker[] }>('workers', 'public', adminToken.strict()),
+  /** admins: join tokens for workers (a worker presenting one is approved at once); the token is shown once */
+  joinTokens: method<z.infer<typeof joinTokensRequest>, { tokens: JoinTokenInfo[], created?: JoinTokenInfo & { token: string } }>('joinTokens', 'public', joinTokensRequest),
   /** between gateways: a replica forwards an admin's change to the writer */
   registryForward: method<{ change: z.infer<typeof registryWrite>, by: string }, { result: unknown }>('registryForward', 'internal', z.object({ change: registryWrite, by: z.string().min(1).max(128) }).strict())
 }

@@ -4,7 +4,7 @@ import type { Logger } from '../../../shared/log.ts'
 import { MeshError } from '../../../shared/errors.ts'
 import type { MeshClient } from '../../../shared/mesh/client.ts'
 import { AuthProtocol } from '../../../shared/protocol/auth.ts'
-import { GatewayProtocol, type GatewayHealth } from '../../../shared/protocol/gateway.ts'
+import { GatewayProtocol, type GatewayHealth, type ModelListing } from '../../../shared/protocol/gateway.ts'
 import { httpStatusOf } from '../http-errors.ts'
 import type { Metric } from './chart.ts'
 import { adminPage, errorPage, keyPage, keysPage, loginPage, modelsPage, overviewPage, registerPage, type Maybe, type UsageView, type WebHealth } from './pages.ts'
@@ -18,6 +18,8 @@ import { checkCsrf, clearSessionCookie, Sessions, setSessionCookie, type Session
 export interface DashboardDeps {
   auth: () => MeshClient
   gateway: () => MeshClient
+  /** the registry's models (the web service's replica, else the gateway) */
+  registry: () => Promise<{ key: string, writable: boolean, models: ModelListing[] }>
   webHealth: () => WebHealth
   log: Logger
 }
@@ -172,7 +174,7 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
     await user(req, ctx)
     const [{ models }, registry] = await Promise.all([
       deps.gateway().call(GatewayProtocol.models, {}),
-      optional(deps.gateway().call(GatewayProtocol.registry, {}))
+      optional(deps.registry())
     ])
     return modelsPage(ctx.user!, models, registry.ok ? registry.value.models : null)
   }))
@@ -184,7 +186,7 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
       optional(gateway.call(GatewayProtocol.getServiceHealth, {})),
       // the gateway checks the admin role again itself
       optional(gateway.call(GatewayProtocol.workers, { token: u.token }).then((r) => r.workers)),
-      optional(gateway.call(GatewayProtocol.registry, {}).then((r) => ({ key: r.key, writable: r.writable })))
+      optional(deps.registry().then((r) => ({ key: r.key, writable: r.writable })))
     ])
     const gw: GatewayHealth | null = health.ok ? health.value : null
     return adminPage(ctx.user!, { gw, gwError: health.ok ? null : health.error, web: deps.webHealth(), workers, registry })
@@ -270,7 +272,7 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
     })
     api.get('/registry', async (req) => {
       await sessions.user(req)
-      return deps.gateway().call(GatewayProtocol.registry, {})
+      return deps.registry()
     })
     api.get('/admin/health', async (req) => {
       requireAdmin(await sessions.user(req))
