@@ -113,10 +113,12 @@ export class AuthService extends MeshService {
     const row = rows[0]
     const ok = await verifyPassword(req.password, row?.password_hash ?? DUMMY_HASH)
     if (!row || !ok || !row.is_active) throw MeshError.INVALID_CREDENTIALS()
-    if (this.admins.has(row.username.toLowerCase()) && row.role !== 'admin') {
-      await this.pool.query(`UPDATE users SET role = 'admin' WHERE id = $1`, [row.id])
-      row.role = 'admin'
-      await this.audit(row.id, 'user.promote', row.id)
+    // ADMIN_USERS is the list of admins: names on it are promoted, names taken off it are demoted
+    const role = this.admins.size === 0 ? row.role : this.admins.has(row.username.toLowerCase()) ? 'admin' : 'user'
+    if (role !== row.role) {
+      await this.pool.query('UPDATE users SET role = $2 WHERE id = $1', [row.id, role])
+      await this.audit(row.id, role === 'admin' ? 'user.promote' : 'user.demote', row.id)
+      row.role = role
     }
     const session = await this.sessions.issue({ userId: row.id, username: row.username, role: row.role })
     this.metrics.userActive(row.id)

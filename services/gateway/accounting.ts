@@ -51,6 +51,23 @@ export interface Settlement {
 }
 
 const RETRY_NOW = new Set(['40P01', '40001']) // deadlock between two gateways' batches, serialization failure
+/** data exceptions (22xxx) and integrity violations (23xxx): a value in the batch, not the database, is at fault */
+const badData = (code: string) => code.startsWith('22') || code.startsWith('23')
+
+const INT_MAX = 2_147_483_647
+const int = (v: number | null, max = INT_MAX) => v === null ? null : Math.min(Math.max(0, Math.round(Number.isFinite(v) ? v : 0)), max)
+const text = (v: string | null, max: number) => v === null ? null : v.replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\ud800-\udfff]/g, '').slice(0, max)
+
+/** Everything a settlement carries, made safe to store: integers in range, text without NUL or lone surrogates. */
+export function cleanSettlement (s: Settlement): Settlement {
+  return {
+    ...s,
+    tokensIn: int(s.tokensIn)!, tokensOut: int(s.tokensOut)!, cost: int(s.cost, Number.MAX_SAFE_INTEGER)!,
+    ttftMs: int(s.ttftMs), durationMs: int(s.durationMs)!,
+    worker: s.worker && /^[0-9a-f]{64}$/.test(s.worker) ? s.worker : null,
+    errorCode: text(s.errorCode, 64), errorMessage: text(s.errorMessage, 500)
+  }
+}
 
 /** Runs batches of items through one async call at a time; items that arrive meanwhile wait for the next. */
 class GroupCommit<I, O> {
@@ -137,7 +154,7 @@ export class Accounting {
 
   /** Resolves once the settlement is committed. Retries until then (a database outage delays, never drops it). */
   settle (s: Settlement): Promise<void> {
-    return this.settles.push(s)
+    return this.settles.push(cleanSettlement(s))
   }
 
   private async admitBatch (items: AdmitRequest[]): Promise<AdmitResult[]> {
@@ -148,6 +165,12 @@ export class Accounting {
       } catch (err) {
         const code = (err as { code?: string }).code ?? ''
         if (RETRY_NOW.has(code) && attempt < 10) continue
+        // one request's bad value must not refuse the others that shared its round trip
+        if (badData(code) && items.length > 1) return Promise.all(items.map((i) => this.admitBatch([i]).then((r) => r[0]!)))
+        if (badData(code)) {
+          this.log?.warn({ code, request: items[0]!.id }, 'admission refused a value it could not store')
+          return [{ ok: false, code: 'BAD_REQUEST', counter: '', cap: 0, used: 0 }]
+        }
         this.log?.error({ err: (err as Error).message, code, requests: items.length }, 'admission failed')
         throw MeshError.UNAVAILABLE('usage accounting is unavailable; try again shortly')
       }
@@ -162,6 +185,8 @@ export class Accounting {
         return items.map(() => undefined)
       } catch (err) {
         const code = (err as { code?: string }).code ?? ''
+        // a value the database will never take: find it (halving the batch) instead of retrying forever
+        if (badData(code)) return this.settleBisect(items, err as Error)
         if (!RETRY_NOW.has(code)) {
           this.log?.warn({ err: (err as Error).message, code, rows: items.length, attempt }, 'settlement failed; retrying')
           await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 100 * 2 ** Math.min(attempt, 6))))
@@ -169,6 +194,24 @@ export class Accounting {
         if (this.closing && attempt > 50) throw err
       }
     }
+  }
+
+  private async settleBisect (items: Settlement[], err: Error): Promise<void[]> {
+    if (items.length > 1) {
+      const half = Math.ceil(items.length / 2)
+      await this.settleBatch(items.slice(0, half))
+      await this.settleBatch(items.slice(half))
+      return items.map(() => undefined)
+    }
+    const one = items[0]!
+    const fallback: Settlement = { ...one, status: 'failed', tokensIn: 0, tokensOut: 0, cost: 0, worker: null, errorCode: 'UNRECORDABLE', errorMessage: null }
+    if (one.errorCode === 'UNRECORDABLE') {
+      // even the bare record failed: leave the row to the sweeper, which releases its holds
+      this.log?.error({ request: one.id, err: err.message }, 'settlement could not be stored; the sweeper will fail it')
+      return [undefined]
+    }
+    this.log?.warn({ request: one.id, err: err.message }, 'settlement had a value the database refused; recording it as failed')
+    return this.settleBatch([fallback])
   }
 
   /** Fail 'processing' rows older than stuckAfterMs (their gateway died); returns how many. */

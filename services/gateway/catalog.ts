@@ -16,6 +16,8 @@ import type { Price } from './limits.ts'
 
 export type RegistryWrite =
   | { op: 'putModel', input: ModelInput }
+  /** add the model unless the registry has it: never overwrites what an operator set */
+  | { op: 'addModel', input: ModelInput }
   | { op: 'setModel', id: string, patch: ModelPatch }
   | { op: 'removeModel', id: string }
   | { op: 'putWorker', input: WorkerInput }
@@ -119,9 +121,14 @@ export class Catalog {
     return out
   }
 
-  private applyLocal (r: Registry, w: RegistryWrite, by: string): Promise<unknown> {
+  private async applyLocal (r: Registry, w: RegistryWrite, by: string): Promise<unknown> {
+    // only an operator can take a worker back from revoked; a token or the allow-list cannot
+    if (w.op === 'approveWorker' && !by.startsWith('user:') && (await r.getWorker(w.key))?.approval.state === 'revoked') {
+      throw MeshError.FORBIDDEN('this worker was revoked; only an operator can approve it again')
+    }
     switch (w.op) {
       case 'putModel': return r.putModel(w.input, by)
+      case 'addModel': return (await r.getModel(w.input.id)) ?? r.putModel(w.input, by)
       case 'setModel': return r.setModel(w.id, w.patch, by)
       case 'removeModel': return r.removeModel(w.id).then(() => ({ removed: w.id }))
       case 'putWorker': return r.putWorker(w.input, by)
@@ -131,12 +138,12 @@ export class Catalog {
   }
 
   /** A model a worker offers that the registry does not know yet gets an entry with neutral scores. */
-  async ensureModel (id: string, backend: string, contextLength: number | undefined, by: string): Promise<void> {
+  async ensureModel (id: string, backend: string, contextLength: number | undefined, by: string, price: Price | null = null): Promise<void> {
     if (this.models.has(id)) return
     const tasks = /embed/i.test(id) ? ['embed'] : /code|coder/i.test(id) ? ['chat', 'code'] : ['chat']
     await this.write({
-      op: 'putModel',
-      input: { id, provider: backend, backendModel: id, tasks, contextLength: contextLength ?? 8192, pricePer1MInput: 0, pricePer1MOutput: 0, quality: 0.5, safety: 0.5 }
+      op: 'addModel',
+      input: { id, provider: backend, backendModel: id, tasks, contextLength: contextLength ?? 8192, pricePer1MInput: price?.input ?? 0, pricePer1MOutput: price?.output ?? 0, quality: 0.5, safety: 0.5 }
     }, by).catch((err) => this.log?.warn({ model: id, err: (err as Error).message }, 'could not add model to the registry'))
   }
 

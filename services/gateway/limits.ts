@@ -60,6 +60,8 @@ export class Pricing {
     return nusd(tokensIn, p.input) + nusd(tokensOut, p.output)
   }
   all (): Record<string, Price> { return Object.fromEntries(this.table) }
+  /** the configured price only (MODEL_PRICES), not the registry's */
+  configured (model: string): Price | null { return this.table.get(model) ?? null }
 }
 
 /** Tokens the prompt will be billed for by a typical tokenizer (cl100k/o200k family). */

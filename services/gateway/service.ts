@@ -57,6 +57,14 @@ export interface GatewayOptions extends Omit<MeshServiceOptions, 'name' | 'priva
   breaker?: { threshold?: number, cooldownMs?: number }
 }
 
+const FINISH_REASONS = new Set<unknown>(['stop', 'length', 'cancelled'])
+/** a token count from a peer: a non-negative integer (capped), anything else counts as unknown (0) */
+function count (v: unknown): number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v > 0 ? Math.min(v, 100_000_000) : 0
+}
+
+const MAX_PENDING_WORKERS = 100
+
 const RETRYABLE = new Set(['UNAVAILABLE', 'TIMEOUT', 'BACKEND_ERROR', 'SHUTTING_DOWN', 'INTERNAL', 'UNKNOWN_MODEL'])
 
 interface JoinTokenRow { id: string, prefix: string, label: string, created_at: Date, expires_at: Date | null, revoked_at: Date | null, uses: number, last_used_at: Date | null }
@@ -232,6 +240,13 @@ export class GatewayService extends MeshService {
     return rows[0]?.label ?? null
   }
 
+  /** The models an approved worker offers enter the registry (with configured prices, if any). */
+  private async ensureModels (w: WorkerConn): Promise<void> {
+    for (const m of w.models.values()) {
+      await this.catalog.ensureModel(m.id, m.backend, m.contextLength, 'worker:' + w.publicKey.slice(0, 16), this.pricing.configured(m.id))
+    }
+  }
+
   /** Apply approvals and revocations from the registry to connected workers. */
   private reconcileWorkers (): void {
     for (const w of this.workers.all()) {
@@ -239,6 +254,7 @@ export class GatewayService extends MeshService {
       if (!entry) continue
       if (entry.approval.state === 'approved' && !w.approved) {
         w.approved = true
+        void this.ensureModels(w).catch(() => {})
         this.log.info({ worker: w.publicKey.slice(0, 16), by: entry.approval.by }, 'worker approved')
       } else if (entry.approval.state === 'revoked' && w.approved !== false) {
         w.approved = false
@@ -312,10 +328,16 @@ export class GatewayService extends MeshService {
     const joinLabel = !member && !networkToken && req.token ? await this.joinTokenLabel(req.token).catch(() => null) : null
     const tokenOk = networkToken || joinLabel !== null
     const approved = member || tokenOk || entry?.approval.state === 'approved'
-    const w = this.workers.upsert(ctx.peer, req.models, req.capacity ?? 64, req.label ?? null, approved)
     const models = req.models.map((m) => m.id)
+    // strangers may not grow the shared registry without bound: a bounded queue of pending workers,
+    // and their models enter the catalog only once they are approved
+    if (!approved && !entry && this.catalog.allWorkers().filter((e) => e.approval.state === 'pending').length >= MAX_PENDING_WORKERS) {
+      throw MeshError.FORBIDDEN(`${MAX_PENDING_WORKERS} workers are already waiting for approval; ask an operator for a join token`)
+    }
+    if (models.length > 256) throw MeshError.BAD_REQUEST('a worker may offer at most 256 models')
+    const w = this.workers.upsert(ctx.peer, req.models, req.capacity ?? 64, req.label ?? null, approved)
     try {
-      for (const m of req.models) await this.catalog.ensureModel(m.id, m.backend, m.contextLength, 'worker:' + key.slice(0, 16))
+      if (approved) await this.ensureModels(w)
       if (!entry || entry.models.join(',') !== models.join(',') || entry.capacity !== (req.capacity ?? 64)) {
         await this.catalog.write({ op: 'putWorker', input: { key, models, capacity: req.capacity ?? 64, label: req.label ?? '' } }, 'worker:' + key.slice(0, 16))
       }
@@ -358,6 +380,7 @@ export class GatewayService extends MeshService {
     const stop = new AbortController()
     const onAbort = () => stop.abort()
     ctx.signal.addEventListener('abort', onAbort, { once: true })
+    if (ctx.signal.aborted) stop.abort() // the caller left while we admitted: cancel before any work
     let delivered = 0
     let truncated = false
     let text = ''
@@ -372,7 +395,9 @@ export class GatewayService extends MeshService {
         signal: stop.signal,
         idleTimeout: this.opts.workerIdleTimeoutMs ?? 60_000,
         onChunk: (chunk) => {
-          if (truncated) return
+          if (truncated || typeof chunk?.text !== 'string') return // a malformed frame is not a token
+          // a backend that runs past the ceiling (or ignores maxTokens) is stopped there
+          if (delivered >= ceiling) { truncated = true; stop.abort(); return }
           if (firstTokenAt === null) {
             firstTokenAt = Date.now()
             const ms = firstTokenAt - dispatched
@@ -381,9 +406,8 @@ export class GatewayService extends MeshService {
             this.ttftAvg.set(model, prev === undefined ? ms : prev * 0.8 + ms * 0.2)
           }
           delivered++
-          if (req.stream) ctx.emit(chunk)
+          if (req.stream) ctx.emit({ text: chunk.text })
           else text += chunk.text
-          if (delivered >= ceiling && req.maxTokens === undefined) { truncated = true; stop.abort() }
         }
       })
     // once a token reached a streaming caller, another worker would repeat it: fail instead of retrying
@@ -395,14 +419,18 @@ export class GatewayService extends MeshService {
     if (!out.ok && !truncated) {
       const err = out.err instanceof MeshError ? out.err : MeshError.INTERNAL()
       const cancelled = ctx.signal.aborted
-      // a stream cut short is billed for what was delivered
+      // a stream cut short is billed for what it delivered; a whole answer that failed delivered nothing
+      const billed = req.stream ? delivered : 0
       this.metrics.observeInference(model, (Date.now() - started) / 1000)
       // the model's error rate in the registry counts what its workers got wrong, not the caller's cancel
       if (!cancelled && RETRYABLE.has(err.code)) this.catalog.recordMeasurement(model, { ttftMs: ttftMs ?? 0, latencyMs: Date.now() - started, ok: false })
-      await this.settle(id, model, cancelled ? 'cancelled' : 'failed', worker, delivered > 0 ? promptTokens : 0, delivered, started, ttftMs, cancelled ? 'CANCELLED' : err.code, cancelled ? 'the caller cancelled the request' : err.message)
+      await this.settle(id, model, cancelled ? 'cancelled' : 'failed', worker, billed > 0 ? promptTokens : 0, billed, started, ttftMs, cancelled ? 'CANCELLED' : err.code, cancelled ? 'the caller cancelled the request' : err.message)
       throw err
     }
-    const reported = out.ok ? out.value.usage : null
+    // what a worker reports is checked like any input: a count is a non-negative integer or nothing
+    const reported = out.ok && out.value && typeof out.value.usage === 'object' && out.value.usage !== null
+      ? { promptTokens: count(out.value.usage.promptTokens), completionTokens: count(out.value.usage.completionTokens) }
+      : null
     const usage = {
       promptTokens: reported?.promptTokens || promptTokens,
       completionTokens: Math.min(reported && !truncated ? Math.max(reported.completionTokens, delivered) : delivered, ceiling)
@@ -413,7 +441,7 @@ export class GatewayService extends MeshService {
     this.metrics.observeInference(model, (Date.now() - started) / 1000)
     return {
       id, model, worker: worker!, text: req.stream ? '' : text, usage, costUsd: toUsd(cost),
-      finishReason: truncated ? 'length' : out.ok ? out.value.finishReason : 'stop', ttftMs, durationMs: Date.now() - started,
+      finishReason: truncated ? 'length' : out.ok && FINISH_REASONS.has(out.value?.finishReason) ? out.value.finishReason : 'stop', ttftMs, durationMs: Date.now() - started,
       routing: { ...chosen, attempts: out.attempts }
     }
   }
@@ -434,7 +462,7 @@ export class GatewayService extends MeshService {
       await this.settle(id, req.model, ctx.signal.aborted ? 'cancelled' : 'failed', out.worker?.publicKey ?? null, 0, 0, started, null, err.code, err.message)
       throw err
     }
-    const tokensIn = out.value.usage.promptTokens || promptTokens
+    const tokensIn = count(out.value?.usage?.promptTokens) || promptTokens
     const cost = await this.settle(id, req.model, 'success', out.worker.publicKey, tokensIn, 0, started, null, null, null)
     this.metrics.countTokens(req.model, tokensIn, 0)
     this.metrics.observeInference(req.model, (Date.now() - started) / 1000)
@@ -516,6 +544,7 @@ export class GatewayService extends MeshService {
   }
 
   private refusal (r: Exclude<AdmitResult, { ok: true }>): MeshError {
+    if (r.code === 'BAD_REQUEST') return MeshError.BAD_REQUEST('this request carries a value that cannot be recorded')
     const retryAfterSeconds = r.expires ? Math.max(1, Math.ceil((Date.parse(r.expires) - Date.now()) / 1000)) : null
     if (r.code === 'RATE_LIMITED') {
       this.metrics.rateLimited()
@@ -563,20 +592,24 @@ export class GatewayService extends MeshService {
       tried.add(worker.publicKey)
       last = worker
       worker.inflight++
+      let reported = false
       try {
         const value = await attempt(worker)
         worker.served++
         this.workers.report(worker, true)
+        reported = true
         return { ok: true, value, worker, attempts: i + 1 }
       } catch (e) {
         err = e
         const code = (e as MeshError).code
         // the breaker counts the worker's faults, not the caller's (cancel, bad input, limits)
-        if (!signal.aborted && RETRYABLE.has(code)) this.workers.report(worker, false)
+        if (!signal.aborted && RETRYABLE.has(code)) { this.workers.report(worker, false); reported = true }
         if (signal.aborted || !RETRYABLE.has(code) || !mayRetry()) break
         this.log.warn({ worker: worker.publicKey.slice(0, 16), code, attempt: i }, 'worker failed before answering; retrying elsewhere')
       } finally {
         worker.inflight--
+        // a half-open trial that ended without a verdict (cancelled, caller's error) frees the slot
+        if (!reported) worker.trial = false
       }
     }
     return { ok: false, err, worker: last, attempts: tried.size }

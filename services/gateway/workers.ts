@@ -155,8 +155,9 @@ export class WorkerPool {
     return [...out.values()].sort((a, b) => a.id.localeCompare(b.id))
   }
 
+  /** approved workers only: this answers public health checks (admins see everyone via the registry) */
   summaries (): WorkerSummary[] {
-    return [...this.workers.values()].map((w) => ({
+    return [...this.workers.values()].filter((w) => w.approved).map((w) => ({
       publicKey: w.publicKey, models: [...w.models.keys()], inflight: w.inflight, served: w.served, failures: w.failures, connectedAt: w.connectedAt.toISOString(),
       approved: w.approved, breaker: w.openUntil > Date.now() ? 'open' as const : w.openUntil !== 0 ? 'half-open' as const : 'closed' as const, capacity: w.capacity, label: w.label
     }))

@@ -77,7 +77,12 @@ export class Peer {
     channel.respond('_chunk', (msg: { id: number, batch: unknown[] }) => {
       const s = msg && this.streams.get(msg.id)
       if (!s || !Array.isArray(msg.batch)) return
-      for (const data of msg.batch) s.onChunk(data)
+      // a peer's malformed frame must not become an uncaught exception in this process
+      try {
+        for (const data of msg.batch) s.onChunk(data)
+      } catch (err) {
+        this.opts.log?.warn({ err: (err as Error).message, peer: this.remoteKey.slice(0, 16) }, 'dropped a stream frame the handler could not take')
+      }
     })
     channel.respond('_cancel', (msg: { id: number }) => {
       const ac = msg && this.inflight.get(msg.id)

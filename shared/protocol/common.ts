@@ -8,7 +8,7 @@ export const email = z.string().trim().max(254).email()
 export const password = z.string().min(8, 'at least 8 characters').max(256)
 export const sessionToken = z.string().min(10).max(4096)
 export const apiKey = z.string().min(10).max(200)
-export const modelName = z.string().min(1).max(200).regex(/^[^\s]+$/, 'no whitespace')
+export const modelName = z.string().min(1).max(200).regex(/^[^\s\x00-\x1f\x7f]+$/, 'no whitespace or control characters')
 export const uuid = z.string().uuid()
 export const tier = z.enum(['default', 'premium'])
 

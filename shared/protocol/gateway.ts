@@ -28,7 +28,7 @@ export const inferRequest = z.object({
   /** true: tokens arrive as stream frames and the result's text is empty */
   stream: z.boolean().optional(),
   /** carried into the request log, for tracing a request across services */
-  traceId: z.string().min(1).max(100).optional(),
+  traceId: z.string().regex(/^[\x21-\x7e]{1,100}$/, 'printable ASCII, no spaces').optional(),
   ...generationParams
 }).strict().refine((r) => (r.prompt === undefined) !== (r.messages === undefined), { message: 'give exactly one of prompt or messages' })
 
@@ -154,6 +154,7 @@ export const joinTokensRequest = z.discriminatedUnion('op', [
 
 export const registryWrite = z.discriminatedUnion('op', [
   z.object({ op: z.literal('putModel'), input: modelSpec }).strict(),
+  z.object({ op: z.literal('addModel'), input: modelSpec }).strict(),
   z.object({ op: z.literal('setModel'), id: modelName, patch: modelSpec.omit({ id: true }).partial().strict() }).strict(),
   z.object({ op: z.literal('removeModel'), id: modelName }).strict(),
   z.object({ op: z.literal('putWorker'), input: z.object({ key: hexKey, models: z.array(modelName).max(256).optional(), label: z.string().max(128).optional(), region: z.string().max(128).optional(), capacity: z.number().int().min(1).max(100_000).optional() }).strict() }).strict(),
@@ -172,7 +173,7 @@ export const gatewayEmbedRequest = z.object({
   apiKey,
   model: modelName,
   input: z.union([z.string().min(1).max(100_000), z.array(z.string().min(1).max(100_000)).min(1).max(256)]),
-  traceId: z.string().min(1).max(100).optional()
+  traceId: z.string().regex(/^[\x21-\x7e]{1,100}$/, 'printable ASCII, no spaces').optional()
 }).strict()
 
 const weight = z.number().min(0).max(1)
