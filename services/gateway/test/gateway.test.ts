@@ -4,6 +4,13 @@ import { startTestMesh, gatewayClient, userWithKey, alive } from '../../../share
 import { GatewayProtocol } from '../../../shared/protocol/gateway.ts'
 import { CommonProtocol } from '../../../shared/protocol/common.ts'
 import { MeshError } from '../../../shared/errors.ts'
+import crypto from 'node:crypto'
+import { MeshService } from '../../../shared/mesh/service.ts'
+import { handlers, type HandlerTable } from '../../../shared/mesh/peer.ts'
+import { InferenceProtocol } from '../../../shared/protocol/inference.ts'
+import { keyPairFromSeed } from '../../../shared/keys.ts'
+import { createLogger } from '../../../shared/log.ts'
+import { bootstrapList } from '../../../shared/config.ts'
 
 // The gateway's contract with strangers, on real processes: rate limits exact under concurrency,
 // revocation within a second, and bad input answered with coded errors while every process stays up.
@@ -71,6 +78,7 @@ test('gateway: bad input gets coded errors and changes nothing; every process st
     ['bad email', () => client.call(GatewayProtocol.register, { username: 'bob', email: 'not-an-email', password: 'long enough pw' }), 'BAD_REQUEST'],
     ['forged session', () => client.call(GatewayProtocol.listKeys, { token: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.invalidsignature' }), 'UNAUTHENTICATED'],
     ['internal method from a stranger', () => client.call(CommonProtocol.serviceInfo, {}), 'FORBIDDEN'],
+    ['trace id with a NUL (it would poison a database batch)', () => client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'x', traceId: 'a\u0000b' }), 'BAD_REQUEST'],
     ['worker with an oversized model list', () => client.call(GatewayProtocol.registerWorker, { models: Array.from({ length: 1001 }, (_, i) => ({ id: 'm' + i, backend: 'x' })) }), 'BAD_REQUEST']
   ]
   for (const [name, p, code] of cases) {
@@ -104,4 +112,56 @@ test('gateway: bad input gets coded errors and changes nothing; every process st
   t.alike(alive(mesh), ['auth', 'gateway', 'inference', 'metrics', 'web'], 'every process is still up')
   const ok = await client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'still working?', maxTokens: 3 })
   t.is(ok.usage.completionTokens, 3, 'and the gateway still serves')
+})
+
+/** A worker that speaks the protocol but sends garbage: null frames, odd counts, a null result. */
+class BadWorker extends MeshService {
+  protected handlers (): HandlerTable {
+    return handlers()
+      .on(InferenceProtocol.processPrompt, async (req, ctx) => {
+        if (req.model === 'garbage-frames') {
+          ctx.emit(null as any)
+          ctx.emit({ text: 42 } as any)
+          ctx.emit({ text: 'ok' })
+          return { model: req.model, backend: 'bad', usage: { promptTokens: -4000, completionTokens: 1e300 }, finishReason: 'weird', ttftMs: null } as any
+        }
+        ctx.emit({ text: 'x' })
+        return null as any
+      })
+      .table
+  }
+
+  join (gateway: string, token: string): void {
+    this.connectTo(gateway, {
+      name: 'gateway',
+      handlers: this.handlers(),
+      onOpen: (peer) => peer.call(GatewayProtocol.registerWorker, { token, models: [{ id: 'garbage-frames', backend: 'bad' }, { id: 'null-result', backend: 'bad' }] }, { timeout: 10_000 }).then(() => {})
+    })
+  }
+}
+
+test('gateway: a worker that sends malformed frames and results cannot crash it or bill nonsense', { timeout: 120_000 }, async (t) => {
+  const { mesh, db } = await startTestMesh(t)
+  const { client } = await gatewayClient(t, mesh)
+  const { key } = await userWithKey(client)
+  const bad = new BadWorker({ name: 'bad-worker', keyPair: keyPairFromSeed(crypto.randomBytes(32)), log: createLogger('bad-worker', 'silent'), bootstrap: bootstrapList(mesh.bootstrapString), host: '127.0.0.1', allow: [mesh.gatewayKey] })
+  await bad.open()
+  t.teardown(() => bad.close(), { order: 0 })
+  bad.join(mesh.gatewayKey, mesh.workerToken)
+  const listed = async () => (await client.call(GatewayProtocol.models, {})).models.map((m) => m.id)
+  for (let i = 0; i < 100 && !(await listed()).includes('garbage-frames'); i++) await new Promise((r) => setTimeout(r, 100))
+
+  const r = await client.call(GatewayProtocol.infer, { apiKey: key, model: 'garbage-frames', prompt: 'hello', maxTokens: 5 })
+  t.is(r.text, 'ok', 'malformed frames are dropped; the good one arrives')
+  t.is(r.usage.completionTokens, 1, 'absurd counts from the worker are not billed: the delivered token is')
+  t.ok(r.usage.promptTokens > 0, 'a negative prompt count falls back to the gateway\'s own')
+  t.is(r.finishReason, 'stop', 'an unknown finish reason is not passed on')
+  const nullResult = await client.call(GatewayProtocol.infer, { apiKey: key, model: 'null-result', prompt: 'hello', maxTokens: 5 })
+  t.alike([nullResult.text, nullResult.usage.completionTokens], ['x', 1], 'a null result still answers with what was delivered')
+  t.ok(alive(mesh).includes('gateway'), 'the gateway is still up')
+  const { rows } = await db.pool.query(`SELECT status, tokens_in, tokens_out FROM request_logs WHERE model_used = 'garbage-frames'`)
+  t.alike(rows.map((x) => [x.status, x.tokens_out]), [['success', 1]], 'and the log holds what was really delivered')
+  t.ok(rows[0].tokens_in > 0 && rows[0].tokens_in < 1000, 'with a sane prompt count')
+  const ok = await client.call(GatewayProtocol.infer, { apiKey: key, model: 'synthetic', prompt: 'still fine?', maxTokens: 3 })
+  t.is(ok.usage.completionTokens, 3, 'and the healthy worker still serves')
 })
