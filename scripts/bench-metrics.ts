@@ -23,17 +23,14 @@ import { createLogger } from '../shared/log.ts'
 import { GatewayConnection } from '../shared/sdk/rpc-transport.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import { MetricsService } from '../services/metrics/service.ts'
+import { formatTable, percentile, runLoad, type Row } from './bench-lib.ts'
 
-type Row = Record<string, string | number>
 
 const ping = method<{ i: number }, { ok: true }>('ping', 'public', z.object({ i: z.number() }).strict())
 class Member extends MeshService {
   protected handlers (): HandlerTable { return handlers().on(ping, () => ({ ok: true as const })).table }
 }
 
-function percentile (sorted: number[], p: number): number {
-  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
-}
 
 async function timeScrapes (url: string, n: number): Promise<{ p50: number, p99: number, bytes: number, samples: number, families: number }> {
   const ms: number[] = []
@@ -134,27 +131,8 @@ async function gatewayBench (databaseUrl: string, metricsOn: boolean, requests: 
     const { key } = await client.call(GatewayProtocol.createKey, { token, name: 'bench' })
     const once = (i: number) => client.stream(GatewayProtocol.infer, { apiKey: key, prompt: `bench prompt ${i}`, maxTokens: 16, stream: true }, { onChunk: () => {}, idleTimeout: 60_000 })
     const load = async (n: number) => {
-      const lat: number[] = []
-      let errors = 0
-      const codes = new Map<string, number>()
-      let next = 0
-      const t0 = process.hrtime.bigint()
-      await Promise.all(Array.from({ length: concurrency }, async () => {
-        while (next < n) {
-          const i = next++
-          const s = process.hrtime.bigint()
-          try { await once(i) } catch (err) {
-            errors++
-            const code = (err as { code?: string }).code ?? 'INTERNAL'
-            codes.set(code, (codes.get(code) ?? 0) + 1)
-            continue
-          }
-          lat.push(Number(process.hrtime.bigint() - s) / 1e6)
-        }
-      }))
-      const seconds = Number(process.hrtime.bigint() - t0) / 1e9
-      lat.sort((a, b) => a - b)
-      return { rps: lat.length / seconds, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), errors: errors ? `${errors} (${[...codes].map(([c, n]) => `${c}×${n}`).join(', ')})` : 0 }
+      const r = await runLoad(concurrency, n, once)
+      return { ...r, errors: r.errors ? `${r.errors} (${[...r.codes].map(([c, k]) => `${c}×${k}`).join(', ')})` : 0 }
     }
     await load(Math.min(400, requests)) // warm-up: JIT, key cache, connections
     const r = await load(requests)
@@ -204,13 +182,7 @@ export async function benchMetrics (scale: number): Promise<Row[]> {
   return rows
 }
 
-export function formatTable (rows: Row[]): string {
-  const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))]
-  const cell = (r: Row, c: string) => r[c] === undefined ? '' : String(r[c])
-  const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => cell(r, c).length)))
-  const fmt = (cells: string[]) => '| ' + cells.map((s, i) => s.padEnd(widths[i]!)).join(' | ') + ' |'
-  return [fmt(cols), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...rows.map((r) => fmt(cols.map((c) => cell(r, c))))].join('\n')
-}
+export { formatTable }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const scale = Number(process.env.BENCH_SCALE ?? 1)

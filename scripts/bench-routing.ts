@@ -19,31 +19,10 @@ import { GatewayConnection } from '../shared/sdk/rpc-transport.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import { InferenceService } from '../services/inference/service.ts'
 import { createBackends } from '../services/inference/backends/index.ts'
-import { formatTable } from './bench-metrics.ts'
+import { formatTable, percentile, runLoad, type Row } from './bench-lib.ts'
 
-type Row = Record<string, string | number>
 
-function percentile (sorted: number[], p: number): number {
-  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
-}
-
-async function load (concurrency: number, requests: number, once: (i: number) => Promise<unknown>) {
-  const ms: number[] = []
-  let errors = 0
-  let next = 0
-  const t0 = process.hrtime.bigint()
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < requests) {
-      const i = next++
-      const s = process.hrtime.bigint()
-      try { await once(i) } catch { errors++; continue }
-      ms.push(Number(process.hrtime.bigint() - s) / 1e6)
-    }
-  }))
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9
-  ms.sort((a, b) => a - b)
-  return { p50: percentile(ms, 0.5), p99: percentile(ms, 0.99), rps: ms.length / seconds, errors }
-}
+const load = runLoad
 
 export async function benchRouting (scale: number): Promise<Row[]> {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'hyperinfer-bench-routing-'))

@@ -12,7 +12,8 @@ import RPC from '@hyperswarm/rpc'
 import c from 'compact-encoding'
 import DHT from 'hyperdht'
 import { LocalMesh } from '../shared/localmesh.ts'
-import { benchMetrics, formatTable } from './bench-metrics.ts'
+import { benchMetrics } from './bench-metrics.ts'
+import { formatTable, runLoad } from './bench-lib.ts'
 import { benchRouting } from './bench-routing.ts'
 import { MeshClient } from '../shared/mesh/client.ts'
 import { createDHT } from '../shared/mesh/dht.ts'
@@ -30,28 +31,9 @@ const MAX_TOKENS = 16
 
 interface Row { path: string, concurrency: number, requests: number, errors: number, p50: number, p99: number, rps: number }
 
-function percentile (sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
-}
-
 async function run (name: string, concurrency: number, requests: number, once: (i: number) => Promise<unknown>): Promise<Row> {
-  const latencies: number[] = []
-  let errors = 0
-  let next = 0
-  const started = process.hrtime.bigint()
-  const loop = async () => {
-    while (next < requests) {
-      const i = next++
-      const t0 = process.hrtime.bigint()
-      try { await once(i) } catch { errors++; continue }
-      latencies.push(Number(process.hrtime.bigint() - t0) / 1e6)
-    }
-  }
-  await Promise.all(Array.from({ length: concurrency }, loop))
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9
-  latencies.sort((a, b) => a - b)
-  return { path: name, concurrency, requests, errors, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), rps: latencies.length / seconds }
+  const r = await runLoad(concurrency, requests, once)
+  return { path: name, concurrency, requests, errors: r.errors, p50: r.p50, p99: r.p99, rps: r.rps }
 }
 
 const home = fs.mkdtempSync(path.join(os.tmpdir(), 'hyperinfer-bench-'))
