@@ -83,13 +83,26 @@ export class Catalog {
 
   onChange (fn: (keys: string[]) => void): void { this.listeners.add(fn) }
 
-  private async refresh (keys: string[] | null): Promise<void> {
+  private applied = { models: -1, workers: -1 }
+
+  /**
+   * Reads run side by side (a slow one never holds up the next), but a result only replaces the cache
+   * if it was read at a registry version at least as new as the one already applied.
+   */
+  private refresh (keys: string[] | null): Promise<void> {
+    return this.refreshNow(keys)
+  }
+
+  private async refreshNow (keys: string[] | null): Promise<void> {
     try {
+      const version = this.registry.version
       if (keys === null || keys.some((k) => k.startsWith('models/'))) {
-        this.models = new Map((await this.registry.listModels()).map((m) => [m.id, m]))
+        const models = await this.registry.listModels()
+        if (version >= this.applied.models) { this.models = new Map(models.map((m) => [m.id, m])); this.applied.models = version }
       }
       if (keys === null || keys.some((k) => k.startsWith('workers/'))) {
-        this.workers = new Map((await this.registry.listWorkers()).map((w) => [w.key, w]))
+        const workers = await this.registry.listWorkers()
+        if (version >= this.applied.workers) { this.workers = new Map(workers.map((w) => [w.key, w])); this.applied.workers = version }
       }
     } catch (err) {
       this.log?.warn({ err: (err as Error).message }, 'registry refresh failed')
