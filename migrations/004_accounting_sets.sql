@@ -2,7 +2,9 @@
 -- admissions nearly always fits every limit at once: then the whole batch is checked and applied in
 -- a handful of set-based statements, and only a batch that crosses a limit takes the exact
 -- one-request-at-a-time path (002's function, kept as hi_admit_seq). Settlement is set-based always.
--- Lock order everywhere: quota counters by name, then credit accounts by user id.
+-- Lock order everywhere: quota counters by name, then credit accounts by user id, then request rows;
+-- the sweeper no longer locks rows itself (that inverted the order), and the ledger skips a row whose
+-- user is gone.
 
 ALTER FUNCTION hi_admit(jsonb) RENAME TO hi_admit_seq;
 
@@ -57,6 +59,10 @@ BEGIN
     FROM request_logs r, jsonb_array_elements(coalesce(r.hold->'counters', '[]'::jsonb)) e
     WHERE r.id IN (SELECT (x->>'id')::uuid FROM jsonb_array_elements(recs) x) AND r.status = 'processing';
   PERFORM 1 FROM quota_counters WHERE name = ANY(coalesce(names, '{}')) ORDER BY name FOR UPDATE;
+  PERFORM 1 FROM credit_accounts WHERE user_id IN (
+      SELECT r.user_id FROM request_logs r
+      WHERE r.id IN (SELECT (x->>'id')::uuid FROM jsonb_array_elements(recs) x) AND r.status = 'processing' AND coalesce((r.hold->>'credit')::bigint, 0) > 0)
+    ORDER BY user_id FOR UPDATE;
 
   WITH f AS (
     SELECT DISTINCT ON (x.id) x.* FROM jsonb_to_recordset(recs) AS x(id uuid, status text, worker text, "tokensIn" bigint, "tokensOut" bigint,
@@ -91,7 +97,7 @@ BEGIN
     WHERE a.user_id = s.user_id RETURNING 1
   ), led AS (
     INSERT INTO credit_ledger (user_id, kind, amount_nusd, request_id, api_key_id, note)
-    SELECT user_id, 'debit', -charge, id, api_key_id, model_used FROM c WHERE held_credit > 0 AND charge > 0 RETURNING 1
+    SELECT user_id, 'debit', -charge, id, api_key_id, model_used FROM c WHERE held_credit > 0 AND charge > 0 AND user_id IS NOT NULL RETURNING 1
   ), us AS (
     INSERT INTO usage_stats (user_id, api_key_id, date, model, request_count, error_count, tokens_in, tokens_out, tokens_used, cost_nusd)
     SELECT user_id, api_key_id, (created_at AT TIME ZONE 'UTC')::date, model_used, count(*), count(*) FILTER (WHERE status <> 'success'),
@@ -106,4 +112,17 @@ BEGIN
   )
   SELECT (SELECT count(*) FROM upd) INTO n;
   RETURN n;
+END $$;
+
+CREATE OR REPLACE FUNCTION hi_sweep(timeout_ms integer) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE recs jsonb;
+BEGIN
+  SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'status', 'failed', 'tokensIn', 0, 'tokensOut', 0, 'cost', 0,
+           'durationMs', least(extract(epoch FROM now() - created_at) * 1000, 2147483647)::integer, 'errorCode', 'STUCK',
+           'errorMessage', format('no result within %s ms: the gateway serving it stopped or lost the database', timeout_ms))), '[]'::jsonb)
+    INTO recs
+    FROM (SELECT id, created_at FROM request_logs WHERE status = 'processing' AND created_at < now() - make_interval(secs => timeout_ms / 1000.0)
+          ORDER BY created_at LIMIT 1000) s;
+  DELETE FROM quota_counters WHERE expires_at < now() - interval '1 day' AND held = 0;
+  RETURN hi_settle(recs);
 END $$;
