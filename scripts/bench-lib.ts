@@ -1,3 +1,5 @@
+import os from 'node:os'
+
 // What every benchmark script shares: a closed-loop load generator and a table printer.
 
 export type Row = Record<string, string | number>
@@ -41,4 +43,19 @@ export function formatTable (rows: Row[]): string {
   const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => cell(r, c).length)))
   const fmt = (cells: string[]) => '| ' + cells.map((s, i) => s.padEnd(widths[i]!)).join(' | ') + ' |'
   return [fmt(cols), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...rows.map((r) => fmt(cols.map((c) => cell(r, c))))].join('\n')
+}
+
+/** Run a bench script on its own (`npx tsx scripts/bench-x.ts`): print its table, exit 0, or say why it failed. */
+export async function runStandalone (name: string, what: string, footer: string, bench: (scale: number) => Promise<Row[]>): Promise<never> {
+  const scale = Number(process.env.BENCH_SCALE ?? 1)
+  console.log(`${name}: ${what}…`)
+  try {
+    const rows = await bench(scale)
+    console.log('\n' + formatTable(rows))
+    console.log(`\n${footer}; ${os.cpus().length} CPUs; node ${process.version}; scale ${scale}`)
+    process.exit(0)
+  } catch (err) {
+    console.error(`${name} failed: ${(err as Error).message}`)
+    process.exit(1)
+  }
 }

@@ -23,7 +23,7 @@ import { createLogger } from '../shared/log.ts'
 import { GatewayConnection } from '../shared/sdk/rpc-transport.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import { MetricsService } from '../services/metrics/service.ts'
-import { formatTable, percentile, runLoad, type Row } from './bench-lib.ts'
+import { percentile, runLoad, runStandalone, type Row } from './bench-lib.ts'
 
 
 const ping = method<{ i: number }, { ok: true }>('ping', 'public', z.object({ i: z.number() }).strict())
@@ -182,18 +182,7 @@ export async function benchMetrics (scale: number): Promise<Row[]> {
   return rows
 }
 
-export { formatTable }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const scale = Number(process.env.BENCH_SCALE ?? 1)
-  console.log('bench-metrics: scrape time with 1 and 20 members, gateway RPS with metrics on and off…')
-  try {
-    const rows = await benchMetrics(scale)
-    console.log('\n' + formatTable(rows))
-    console.log(`\nsynthetic backend at zero delay; ${os.cpus().length} CPUs; node ${process.version}; scale ${scale}`)
-    process.exit(0)
-  } catch (err) {
-    console.error(`bench-metrics failed: ${(err as Error).message}`)
-    process.exit(1)
-  }
+  await runStandalone('bench-metrics', 'scrape time with 1 and 20 members, gateway RPS with metrics on and off', 'synthetic backend at zero delay', benchMetrics)
 }

@@ -19,7 +19,7 @@ import { GatewayConnection } from '../shared/sdk/rpc-transport.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import { InferenceService } from '../services/inference/service.ts'
 import { createBackends } from '../services/inference/backends/index.ts'
-import { formatTable, percentile, runLoad, type Row } from './bench-lib.ts'
+import { percentile, runLoad, runStandalone, type Row } from './bench-lib.ts'
 
 
 const load = runLoad
@@ -113,15 +113,5 @@ export async function benchRouting (scale: number): Promise<Row[]> {
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const scale = Number(process.env.BENCH_SCALE ?? 1)
-  console.log('bench-routing: gateway latency and throughput with 1, 10 and 100 workers; time from worker start to first routed request…')
-  try {
-    const rows = await benchRouting(scale)
-    console.log('\n' + formatTable(rows))
-    console.log(`\n4 tokens per request; synthetic backend at zero delay; ${os.cpus().length} CPUs; node ${process.version}; scale ${scale}`)
-    process.exit(0)
-  } catch (err) {
-    console.error(`bench-routing failed: ${(err as Error).message}`)
-    process.exit(1)
-  }
+  await runStandalone('bench-routing', 'gateway latency and throughput with 1, 10 and 100 workers; time from worker start to first routed request', '4 tokens per request; synthetic backend at zero delay', benchRouting)
 }

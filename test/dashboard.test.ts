@@ -4,7 +4,7 @@ import path from 'node:path'
 import type { AddressInfo } from 'node:net'
 import test from 'brittle'
 import type { BrowserContext, Page } from 'playwright-core'
-import { gatewayClient, startTestMesh } from '../shared/testing/harness.ts'
+import { gatewayClient, startTestMesh, until } from '../shared/testing/harness.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import { chromiumUnavailable, launchBrowser, newUser, overflowsHorizontally, PHONE, DESKTOP, screenshots } from '../shared/testing/browser.ts'
 
@@ -35,16 +35,6 @@ function chat (base: string, key: string, content = 'hello from the dashboard te
   })
 }
 
-/** Call fn until ok(result), for at most ms; the last result either way. */
-async function until<T> (fn: () => Promise<T>, ok: (r: T) => boolean, ms = 15_000, every = 200): Promise<T> {
-  const deadline = Date.now() + ms
-  let r = await fn()
-  while (!ok(r) && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, every))
-    r = await fn()
-  }
-  return r
-}
 
 async function sessionCookie (context: BrowserContext) {
   return (await context.cookies()).find((c) => c.name === COOKIE) ?? null
@@ -407,7 +397,7 @@ window.results = (async () => {
     await lateRow.locator('[data-approval]').filter({ hasText: 'approved' }).waitFor()
     t.ok((await lateRow.innerText()).includes(`by ${ADMIN}`), 'Approve: the worker is listed as approved, by the admin')
     t.is(await pendingRow.count(), 0, 'and no longer pending')
-    const served = await until(lateChat, (r) => r.status === 200, 10_000)
+    const served = await until(lateChat, (r) => r.status === 200, 10_000, 200)
     t.is(served.status, 200, 'after approval a request for late-model succeeds')
     t.is(served.json?.model, 'late-model')
     await root.reload()
@@ -417,7 +407,7 @@ window.results = (async () => {
     await lateRow.getByRole('button', { name: 'Confirm revoke' }).click()
     await root.locator(`[data-table="workers"] tr[data-worker="${lateKey}"] [data-approval]`).filter({ hasText: 'revoked' }).waitFor()
     t.pass('Revoke (two steps): the worker is listed as revoked')
-    const cut = await until(lateChat, (r) => r.status !== 200, 10_000)
+    const cut = await until(lateChat, (r) => r.status !== 200, 10_000, 200)
     t.is(cut.status, 404, 'after revoking, requests for late-model fail again (404)')
     t.is(cut.json.error.code, 'UNKNOWN_MODEL')
     t.ok(await root.locator(`[data-table="workers"] tr[data-worker="${lateKey}"]`).getByRole('button', { name: 'Approve again' }).isVisible(), 'a revoked worker can be approved again')
@@ -425,7 +415,7 @@ window.results = (async () => {
 
     // ---- a priced model: 402 without credits, then a grant and a charge in the ledger -------------
     await rpc.call(GatewayProtocol.registryChange, { token: rootToken, change: { op: 'setModel', id: 'synthetic', patch: { pricePer1MInput: 100, pricePer1MOutput: 300 } } })
-    const broke = await until(() => chat(base, second, 'priced now'), (r) => r.status !== 200, 5000)
+    const broke = await until(() => chat(base, second, 'priced now'), (r) => r.status !== 200, 5000, 200)
     t.is(broke.status, 402, 'a priced model with no credits is refused up front (402)')
     t.is(broke.json.error.code, 'INSUFFICIENT_CREDITS')
     await rpc.call(GatewayProtocol.grantCredits, { token: rootToken, username: 'alice', amountUsd: 1, note: 'welcome credit' })
