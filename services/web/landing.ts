@@ -1,17 +1,10 @@
-// The landing page: one self-contained HTML document (inline CSS, no scripts, no external assets).
+import { esc } from './dashboard/escape.ts'
+import { htmlDocument } from './dashboard/layout.ts'
 
-const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`)
+// The landing page: self-contained (its own inline CSS, no scripts, no external assets), in the
+// same page head as the dashboard.
 
-export function landingPage (gatewayKey: string): string {
-  const key = escapeHtml(gatewayKey)
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>hyperinfer</title>
-<style>
-  :root { color-scheme: light dark; --fg: #1d1f24; --muted: #5c6370; --bg: #fafafa; --card: #fff; --line: #e3e5e8; --accent: #3b5bdb; }
+const CSS = `  :root { color-scheme: light dark; --fg: #1d1f24; --muted: #5c6370; --bg: #fafafa; --card: #fff; --line: #e3e5e8; --accent: #3b5bdb; }
   @media (prefers-color-scheme: dark) { :root { --fg: #e6e6e6; --muted: #9aa0aa; --bg: #15171b; --card: #1d2026; --line: #2c3038; --accent: #8da2fb; } }
   * { box-sizing: border-box; }
   body { margin: 0; font: 16px/1.6 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: var(--bg); }
@@ -31,10 +24,11 @@ export function landingPage (gatewayKey: string): string {
   .btn { display: inline-block; padding: .55rem 1.1rem; border-radius: 8px; font-weight: 600; text-decoration: none; border: 1px solid var(--accent); }
   .btn-main { background: var(--accent); color: var(--bg); }
   .btn-alt { color: var(--accent); }
-</style>
-</head>
-<body>
-<main>
+`
+
+export function landingPage (gatewayKey: string): string {
+  const key = esc(gatewayKey)
+  return htmlDocument({ inlineCss: CSS }, `<main>
   <h1>hyper<span>infer</span></h1>
   <p class="lead">A peer-to-peer AI-inference mesh. Workers with GPUs join over encrypted Hyperswarm RPC, a gateway routes prompts to them, and you reach it from anywhere by its public key &mdash; no open ports, no central server.</p>
   <p class="cta"><a class="btn btn-main" href="/register">Create an account</a><a class="btn btn-alt" href="/login">Log in to the dashboard</a></p>
@@ -59,8 +53,5 @@ POST /api/auth/api-keys   Authorization: Bearer &lt;token&gt;  {"name"}
 POST /api/inference       X-API-Key: &lt;key&gt;  {"prompt","model?","maxTokens?"}
 GET  /api/models</pre></div>
   <p class="muted">Errors come back as <code>{"error": {"message", "type", "code"}}</code>. API keys are shown once, when created.</p>
-</main>
-</body>
-</html>
-`
+</main>`)
 }

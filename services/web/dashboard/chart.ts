@@ -1,4 +1,5 @@
-import { esc, fmtCompact, fmtInt, fmtUsd } from './html.ts'
+import { esc } from './escape.ts'
+import { fmtCompact, fmtInt, fmtUsd } from './format.ts'
 
 // The usage-by-day chart: inline SVG bars (stretched to the width of the page) with the axis labels
 // in HTML around it, so the text stays readable from phone to laptop. No script, no library.

@@ -7,7 +7,7 @@ import { AuthProtocol } from '../../../shared/protocol/auth.ts'
 import { GatewayProtocol, type GatewayHealth, type ModelListing } from '../../../shared/protocol/gateway.ts'
 import { httpStatusOf } from '../http-errors.ts'
 import type { Metric } from './chart.ts'
-import { adminPage, errorPage, keyPage, keysPage, loginPage, modelsPage, overviewPage, registerPage, type Maybe, type UsageView, type WebHealth } from './pages.ts'
+import { adminPage, errorPage, keyPage, keysPage, loginPage, modelsPage, overviewPage, registerPage, type Maybe, type UsageView, type WebHealth } from './pages/index.ts'
 import { checkCsrf, clearSessionCookie, Sessions, setSessionCookie, type SessionUser } from './session.ts'
 
 // The dashboard: HTML pages under /login, /register and /dashboard/*, and the JSON API their script

@@ -1,9 +1,4 @@
-// Small HTML helpers for the dashboard: escaping, number formats and the page frame. Every value
-// that came from a user or another service goes through esc() before it reaches the page.
-
-import type { SessionUser } from './session.ts'
-
-export const esc = (v: unknown): string => String(v ?? '').replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`)
+// Numbers, money, dates and durations as the pages show them: a missing or non-finite value is a dash.
 
 export const DASH = '—'
 
@@ -81,61 +76,7 @@ export function fmtDuration (seconds: unknown): string {
   return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`
 }
 
-export type NavItem = 'overview' | 'keys' | 'models' | 'admin'
-
-export interface Frame {
-  title: string
-  user?: SessionUser | null
-  active?: NavItem
-  body: string
-  /** a narrow, centred page (log in, register) */
-  narrow?: boolean
-}
-
-const NAV: Array<{ id: NavItem, href: string, label: string, admin?: boolean }> = [
-  { id: 'overview', href: '/dashboard', label: 'Usage' },
-  { id: 'keys', href: '/dashboard/keys', label: 'API keys' },
-  { id: 'models', href: '/dashboard/models', label: 'Models' },
-  { id: 'admin', href: '/dashboard/admin', label: 'Admin', admin: true }
-]
-
-export function page (f: Frame): string {
-  const user = f.user ?? null
-  const nav = user
-    ? `<nav class="nav" aria-label="Dashboard">${NAV.filter((n) => !n.admin || user.role === 'admin')
-        .map((n) => `<a href="${n.href}"${n.id === f.active ? ' aria-current="page"' : ''}>${n.label}</a>`).join('')}</nav>
-    <div class="who"><span class="who-name" data-testid="username">${esc(user.username)}</span>${user.role === 'admin' ? '<span class="badge">admin</span>' : ''}
-      <button type="button" class="btn btn-quiet" data-action="logout">Log out</button></div>`
-    : '<div class="who"><a href="/login">Log in</a><a class="btn btn-small" href="/register">Sign up</a></div>'
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="same-origin">
-<title>${esc(f.title)} · hyperinfer</title>
-<link rel="stylesheet" href="/dashboard/assets/app.css">
-<script src="/dashboard/assets/app.js" defer></script>
-</head>
-<body>
-<header class="top"><div class="top-in">
-  <a class="brand" href="${user ? '/dashboard' : '/'}">hyper<span>infer</span></a>
-  ${nav}
-</div></header>
-<main class="${f.narrow ? 'wrap narrow' : 'wrap'}">
-${f.body}
-</main>
-<div class="toast" role="status" aria-live="polite" hidden></div>
-</body>
-</html>
-`
-}
-
-/** A section heading with an optional line of help under it. */
-export function heading (title: string, sub?: string, aside = ''): string {
-  return `<div class="head"><div><h1>${esc(title)}</h1>${sub ? `<p class="sub">${sub}</p>` : ''}</div>${aside}</div>`
-}
-
-export function empty (title: string, text: string): string {
-  return `<div class="empty"><p class="empty-title">${esc(title)}</p><p>${text}</p></div>`
+/** A count and its noun: 1 worker, 3 workers. */
+export function plural (n: number, word: string): string {
+  return `${fmtInt(n)} ${word}${n === 1 ? '' : 's'}`
 }
