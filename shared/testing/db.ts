@@ -13,8 +13,8 @@ export function adminUrl (): string {
 
 export interface TestDatabase { url: string, pool: pg.Pool, drop: () => Promise<void> }
 
-export async function createTestDatabase (): Promise<TestDatabase> {
-  const admin = adminUrl()
+/** A fresh, migrated database on the server at `admin` (by default the test server). */
+export async function createTestDatabase (admin = adminUrl()): Promise<TestDatabase> {
   const name = 'hi_test_' + crypto.randomBytes(6).toString('hex')
   const client = new pg.Client({ connectionString: admin })
   await client.connect()

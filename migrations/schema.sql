@@ -1,0 +1,377 @@
+-- GENERATED FILE, DO NOT EDIT BY HAND: regenerate with `npm run schema` (scripts/schema.ts).
+-- The whole schema that migrations/NNN_*.sql build, as of the migrations listed below, so today's
+-- tables and SQL functions read in one place. The numbered migrations stay the source of truth; this
+-- file is never applied, and test/schema.test.ts fails when it no longer matches them.
+--
+-- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql
+
+
+-- Tables
+
+CREATE TABLE quota_counters (
+  name       text NOT NULL,
+  cap        bigint NOT NULL,
+  used       bigint DEFAULT 0 NOT NULL,
+  held       bigint DEFAULT 0 NOT NULL,
+  expires_at timestamp with time zone,
+  CONSTRAINT quota_counters_pkey PRIMARY KEY (name),
+  CONSTRAINT quota_counters_held_check CHECK (held >= 0),
+  CONSTRAINT quota_counters_used_check CHECK (used >= 0)
+);
+CREATE INDEX quota_counters_expiry_idx ON quota_counters USING btree (expires_at);
+
+CREATE TABLE schema_migrations (
+  name       text NOT NULL,
+  checksum   character(64) NOT NULL,
+  applied_at timestamp with time zone DEFAULT now() NOT NULL,
+  CONSTRAINT schema_migrations_pkey PRIMARY KEY (name)
+);
+
+CREATE TABLE users (
+  id            uuid DEFAULT gen_random_uuid() NOT NULL,
+  username      character varying(50) NOT NULL,
+  email         character varying(254) NOT NULL,
+  password_hash text NOT NULL,
+  tier          text DEFAULT 'default'::text NOT NULL,
+  role          text DEFAULT 'user'::text NOT NULL,
+  created_at    timestamp with time zone DEFAULT now() NOT NULL,
+  is_active     boolean DEFAULT true NOT NULL,
+  CONSTRAINT users_pkey PRIMARY KEY (id),
+  CONSTRAINT users_role_check CHECK (role = ANY (ARRAY['user'::text, 'admin'::text])),
+  CONSTRAINT users_tier_check CHECK (tier = ANY (ARRAY['default'::text, 'premium'::text]))
+);
+CREATE UNIQUE INDEX users_email_key ON users USING btree (lower((email)::text));
+CREATE UNIQUE INDEX users_username_key ON users USING btree (lower((username)::text));
+
+CREATE TABLE api_keys (
+  id           uuid DEFAULT gen_random_uuid() NOT NULL,
+  user_id      uuid NOT NULL,
+  key_hash     character(64) NOT NULL,
+  prefix       character varying(16) NOT NULL,
+  name         character varying(100) NOT NULL,
+  scopes       text[] DEFAULT ARRAY['inference'::text, 'models'::text] NOT NULL,
+  tier         text DEFAULT 'default'::text NOT NULL,
+  created_at   timestamp with time zone DEFAULT now() NOT NULL,
+  expires_at   timestamp with time zone,
+  revoked_at   timestamp with time zone,
+  last_used_at timestamp with time zone,
+  is_active    boolean DEFAULT true NOT NULL,
+  budget_nusd  bigint,
+  models       text[],
+  CONSTRAINT api_keys_pkey PRIMARY KEY (id),
+  CONSTRAINT api_keys_key_hash_key UNIQUE (key_hash),
+  CONSTRAINT api_keys_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE,
+  CONSTRAINT api_keys_budget_nusd_check CHECK (budget_nusd IS NULL OR budget_nusd >= 0),
+  CONSTRAINT api_keys_tier_check CHECK (tier = ANY (ARRAY['default'::text, 'premium'::text]))
+);
+CREATE INDEX api_keys_user_idx ON api_keys USING btree (user_id, created_at);
+
+CREATE TABLE audit_log (
+  id         bigserial NOT NULL,
+  user_id    uuid,
+  action     text NOT NULL,
+  target     text,
+  details    jsonb DEFAULT '{}'::jsonb NOT NULL,
+  created_at timestamp with time zone DEFAULT now() NOT NULL,
+  CONSTRAINT audit_log_pkey PRIMARY KEY (id),
+  CONSTRAINT audit_log_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE SET NULL
+);
+CREATE INDEX audit_log_user_idx ON audit_log USING btree (user_id, created_at);
+
+CREATE TABLE credit_accounts (
+  user_id      uuid NOT NULL,
+  balance_nusd bigint DEFAULT 0 NOT NULL,
+  held_nusd    bigint DEFAULT 0 NOT NULL,
+  updated_at   timestamp with time zone DEFAULT now() NOT NULL,
+  CONSTRAINT credit_accounts_pkey PRIMARY KEY (user_id),
+  CONSTRAINT credit_accounts_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE,
+  CONSTRAINT credit_accounts_balance_nusd_check CHECK (balance_nusd >= 0),
+  CONSTRAINT credit_accounts_held_nusd_check CHECK (held_nusd >= 0)
+);
+
+CREATE TABLE credit_ledger (
+  id          bigserial NOT NULL,
+  user_id     uuid NOT NULL,
+  kind        text NOT NULL,
+  amount_nusd bigint NOT NULL,
+  request_id  uuid,
+  api_key_id  uuid,
+  actor       uuid,
+  note        text,
+  created_at  timestamp with time zone DEFAULT now() NOT NULL,
+  CONSTRAINT credit_ledger_pkey PRIMARY KEY (id),
+  CONSTRAINT credit_ledger_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE,
+  CONSTRAINT credit_ledger_check CHECK ((kind = 'debit'::text) = (amount_nusd < 0) OR amount_nusd = 0),
+  CONSTRAINT credit_ledger_kind_check CHECK (kind = ANY (ARRAY['grant'::text, 'debit'::text, 'refund'::text]))
+);
+CREATE UNIQUE INDEX credit_ledger_request_debit_key ON credit_ledger USING btree (request_id) WHERE (kind = 'debit'::text);
+CREATE INDEX credit_ledger_user_idx ON credit_ledger USING btree (user_id, id);
+
+CREATE TABLE request_logs (
+  id               uuid NOT NULL,
+  user_id          uuid,
+  api_key_id       uuid,
+  prompt_hash      character(64) NOT NULL,
+  model_used       character varying(200) NOT NULL,
+  worker           character(64),
+  response_time_ms integer,
+  ttft_ms          integer,
+  tokens_in        integer DEFAULT 0 NOT NULL,
+  tokens_out       integer DEFAULT 0 NOT NULL,
+  tokens_used      integer DEFAULT 0 NOT NULL,
+  status           character varying(20) NOT NULL,
+  error_code       text,
+  created_at       timestamp with time zone DEFAULT now() NOT NULL,
+  kind             text DEFAULT 'chat'::text NOT NULL,
+  cost_nusd        bigint DEFAULT 0 NOT NULL,
+  trace_id         text,
+  gateway          character(64),
+  error_message    text,
+  hold             jsonb,
+  finished_at      timestamp with time zone,
+  CONSTRAINT request_logs_pkey PRIMARY KEY (id),
+  CONSTRAINT request_logs_api_key_id_fkey FOREIGN KEY (api_key_id) REFERENCES api_keys(id) ON DELETE SET NULL,
+  CONSTRAINT request_logs_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE SET NULL,
+  CONSTRAINT request_logs_status_check CHECK (status::text = ANY (ARRAY['processing'::character varying, 'success'::character varying, 'failed'::character varying, 'cancelled'::character varying]::text[]))
+);
+CREATE INDEX request_logs_key_time_idx ON request_logs USING btree (api_key_id, created_at);
+CREATE INDEX request_logs_processing_idx ON request_logs USING btree (created_at) WHERE ((status)::text = 'processing'::text);
+CREATE INDEX request_logs_user_time_idx ON request_logs USING btree (user_id, created_at);
+
+CREATE TABLE revoked_sessions (
+  jti        uuid NOT NULL,
+  user_id    uuid,
+  expires_at timestamp with time zone NOT NULL,
+  revoked_at timestamp with time zone DEFAULT now() NOT NULL,
+  CONSTRAINT revoked_sessions_pkey PRIMARY KEY (jti),
+  CONSTRAINT revoked_sessions_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE
+);
+CREATE INDEX revoked_sessions_expiry_idx ON revoked_sessions USING btree (expires_at);
+
+CREATE TABLE usage_stats (
+  id            uuid DEFAULT gen_random_uuid() NOT NULL,
+  user_id       uuid NOT NULL,
+  api_key_id    uuid NOT NULL,
+  date          date NOT NULL,
+  request_count integer DEFAULT 0 NOT NULL,
+  error_count   integer DEFAULT 0 NOT NULL,
+  tokens_in     bigint DEFAULT 0 NOT NULL,
+  tokens_out    bigint DEFAULT 0 NOT NULL,
+  tokens_used   bigint DEFAULT 0 NOT NULL,
+  created_at    timestamp with time zone DEFAULT now() NOT NULL,
+  updated_at    timestamp with time zone DEFAULT now() NOT NULL,
+  model         character varying(200) DEFAULT ''::character varying NOT NULL,
+  cost_nusd     bigint DEFAULT 0 NOT NULL,
+  CONSTRAINT usage_stats_pkey PRIMARY KEY (id),
+  CONSTRAINT usage_stats_key_date_model_key UNIQUE (api_key_id, date, model),
+  CONSTRAINT usage_stats_api_key_id_fkey FOREIGN KEY (api_key_id) REFERENCES api_keys(id) ON DELETE CASCADE,
+  CONSTRAINT usage_stats_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE
+);
+CREATE INDEX usage_stats_user_date_idx ON usage_stats USING btree (user_id, date);
+
+CREATE TABLE worker_join_tokens (
+  id           uuid DEFAULT gen_random_uuid() NOT NULL,
+  token_hash   character(64) NOT NULL,
+  prefix       character varying(16) NOT NULL,
+  label        character varying(100) NOT NULL,
+  created_by   uuid,
+  created_at   timestamp with time zone DEFAULT now() NOT NULL,
+  expires_at   timestamp with time zone,
+  revoked_at   timestamp with time zone,
+  uses         integer DEFAULT 0 NOT NULL,
+  last_used_at timestamp with time zone,
+  CONSTRAINT worker_join_tokens_pkey PRIMARY KEY (id),
+  CONSTRAINT worker_join_tokens_token_hash_key UNIQUE (token_hash),
+  CONSTRAINT worker_join_tokens_created_by_fkey FOREIGN KEY (created_by) REFERENCES users(id) ON DELETE SET NULL
+);
+
+
+-- Functions
+
+CREATE OR REPLACE FUNCTION hi_admit(reqs jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+AS $function$
+DECLARE fits boolean;
+BEGIN
+  INSERT INTO quota_counters (name, cap, expires_at)
+    SELECT DISTINCT ON (c->>'name') c->>'name', (c->>'cap')::bigint, (c->>'expires')::timestamptz
+    FROM jsonb_array_elements(reqs) r, jsonb_array_elements(r->'counters') c
+    ORDER BY c->>'name'
+    ON CONFLICT (name) DO NOTHING;
+  PERFORM 1 FROM quota_counters
+    WHERE name IN (SELECT c->>'name' FROM jsonb_array_elements(reqs) r, jsonb_array_elements(r->'counters') c)
+    ORDER BY name FOR UPDATE;
+  PERFORM 1 FROM credit_accounts
+    WHERE user_id IN (SELECT (r->>'user')::uuid FROM jsonb_array_elements(reqs) r WHERE coalesce((r->>'credit')::bigint, 0) > 0)
+    ORDER BY user_id FOR UPDATE;
+
+  SELECT coalesce(bool_and(q.used + q.held + w.amount <= w.cap), true) INTO fits
+    FROM (SELECT c->>'name' AS name, sum((c->>'amount')::bigint) AS amount, min((c->>'cap')::bigint) AS cap
+          FROM jsonb_array_elements(reqs) r, jsonb_array_elements(r->'counters') c GROUP BY 1) w
+    JOIN quota_counters q ON q.name = w.name;
+  IF fits THEN
+    SELECT coalesce(bool_and(coalesce(a.balance_nusd - a.held_nusd, 0) >= w.amount), true) INTO fits
+      FROM (SELECT (r->>'user')::uuid AS user_id, sum((r->>'credit')::bigint) AS amount
+            FROM jsonb_array_elements(reqs) r WHERE coalesce((r->>'credit')::bigint, 0) > 0 GROUP BY 1) w
+      LEFT JOIN credit_accounts a ON a.user_id = w.user_id;
+  END IF;
+  IF NOT fits THEN
+    RETURN hi_admit_seq(reqs);
+  END IF;
+
+  UPDATE quota_counters q SET held = q.held + w.amount, cap = w.cap
+    FROM (SELECT c->>'name' AS name, sum((c->>'amount')::bigint) AS amount, min((c->>'cap')::bigint) AS cap
+          FROM jsonb_array_elements(reqs) r, jsonb_array_elements(r->'counters') c GROUP BY 1) w
+    WHERE q.name = w.name;
+  UPDATE credit_accounts a SET held_nusd = a.held_nusd + w.amount, updated_at = now()
+    FROM (SELECT (r->>'user')::uuid AS user_id, sum((r->>'credit')::bigint) AS amount
+          FROM jsonb_array_elements(reqs) r WHERE coalesce((r->>'credit')::bigint, 0) > 0 GROUP BY 1) w
+    WHERE a.user_id = w.user_id;
+  INSERT INTO request_logs (id, user_id, api_key_id, prompt_hash, model_used, kind, status, trace_id, gateway, hold, created_at)
+    SELECT (r->>'id')::uuid, (r->>'user')::uuid, (r->>'key')::uuid, r->>'promptHash', r->>'model', r->>'kind', 'processing',
+           r->>'trace', r->>'gateway', jsonb_build_object('counters', r->'counters', 'credit', coalesce((r->>'credit')::bigint, 0)), (r->>'at')::timestamptz
+    FROM jsonb_array_elements(reqs) r;
+  RETURN (SELECT coalesce(jsonb_agg('{"ok": true}'::jsonb), '[]'::jsonb) FROM jsonb_array_elements(reqs));
+END $function$;
+
+CREATE OR REPLACE FUNCTION hi_admit_seq(reqs jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+  r jsonb; c jsonb; results jsonb := '[]'::jsonb; refused jsonb; row quota_counters%ROWTYPE;
+  acct credit_accounts%ROWTYPE; credit bigint;
+BEGIN
+  FOR r IN SELECT * FROM jsonb_array_elements(reqs) LOOP
+    refused := NULL;
+    credit := coalesce((r->>'credit')::bigint, 0);
+    FOR c IN SELECT * FROM jsonb_array_elements(r->'counters') ORDER BY value->>'name' LOOP
+      INSERT INTO quota_counters (name, cap, expires_at) VALUES (c->>'name', (c->>'cap')::bigint, (c->>'expires')::timestamptz)
+        ON CONFLICT (name) DO NOTHING;
+      SELECT * INTO row FROM quota_counters WHERE name = c->>'name' FOR UPDATE;
+      IF row.cap <> (c->>'cap')::bigint THEN
+        UPDATE quota_counters SET cap = (c->>'cap')::bigint WHERE name = row.name;
+        row.cap := (c->>'cap')::bigint;
+      END IF;
+      IF refused IS NULL AND row.used + row.held + (c->>'amount')::bigint > row.cap THEN
+        refused := jsonb_build_object('ok', false, 'code', c->>'code', 'counter', row.name, 'cap', row.cap,
+          'used', row.used + row.held, 'expires', row.expires_at);
+      END IF;
+    END LOOP;
+    IF refused IS NULL AND credit > 0 THEN
+      SELECT * INTO acct FROM credit_accounts WHERE user_id = (r->>'user')::uuid FOR UPDATE;
+      IF NOT FOUND OR acct.balance_nusd - acct.held_nusd < credit THEN
+        refused := jsonb_build_object('ok', false, 'code', 'INSUFFICIENT_CREDITS', 'counter', 'credits',
+          'cap', coalesce(acct.balance_nusd, 0), 'used', coalesce(acct.held_nusd, 0), 'need', credit);
+      END IF;
+    END IF;
+    IF refused IS NOT NULL THEN
+      results := results || jsonb_build_array(refused);
+      CONTINUE;
+    END IF;
+    FOR c IN SELECT * FROM jsonb_array_elements(r->'counters') LOOP
+      UPDATE quota_counters SET held = held + (c->>'amount')::bigint WHERE name = c->>'name';
+    END LOOP;
+    IF credit > 0 THEN
+      UPDATE credit_accounts SET held_nusd = held_nusd + credit, updated_at = now() WHERE user_id = (r->>'user')::uuid;
+    END IF;
+    INSERT INTO request_logs (id, user_id, api_key_id, prompt_hash, model_used, kind, status, trace_id, gateway, hold, created_at)
+      VALUES ((r->>'id')::uuid, (r->>'user')::uuid, (r->>'key')::uuid, r->>'promptHash', r->>'model', r->>'kind', 'processing',
+              r->>'trace', r->>'gateway', jsonb_build_object('counters', r->'counters', 'credit', credit), (r->>'at')::timestamptz);
+    results := results || jsonb_build_array(jsonb_build_object('ok', true));
+  END LOOP;
+  RETURN results;
+END $function$;
+
+CREATE OR REPLACE FUNCTION hi_append_only()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN RAISE EXCEPTION 'credit_ledger is append-only: add a refund or grant instead'; END $function$;
+
+CREATE OR REPLACE FUNCTION hi_settle(recs jsonb)
+ RETURNS integer
+ LANGUAGE plpgsql
+AS $function$
+DECLARE n integer; names text[];
+BEGIN
+  SELECT array_agg(DISTINCT e->>'name') INTO names
+    FROM request_logs r, jsonb_array_elements(coalesce(r.hold->'counters', '[]'::jsonb)) e
+    WHERE r.id IN (SELECT (x->>'id')::uuid FROM jsonb_array_elements(recs) x) AND r.status = 'processing';
+  PERFORM 1 FROM quota_counters WHERE name = ANY(coalesce(names, '{}')) ORDER BY name FOR UPDATE;
+  PERFORM 1 FROM credit_accounts WHERE user_id IN (
+      SELECT r.user_id FROM request_logs r
+      WHERE r.id IN (SELECT (x->>'id')::uuid FROM jsonb_array_elements(recs) x) AND r.status = 'processing' AND coalesce((r.hold->>'credit')::bigint, 0) > 0)
+    ORDER BY user_id FOR UPDATE;
+
+  WITH f AS (
+    SELECT DISTINCT ON (x.id) x.* FROM jsonb_to_recordset(recs) AS x(id uuid, status text, worker text, "tokensIn" bigint, "tokensOut" bigint,
+      cost bigint, "ttftMs" integer, "durationMs" integer, "errorCode" text, "errorMessage" text, "finishedAt" timestamptz)
+  ), l AS (
+    SELECT r.id, r.user_id, r.api_key_id, r.model_used, r.created_at, r.hold
+    FROM request_logs r JOIN f ON f.id = r.id WHERE r.status = 'processing' ORDER BY r.id FOR UPDATE OF r
+  ), c AS (
+    SELECT f.*, l.user_id, l.api_key_id, l.model_used, l.created_at, l.hold,
+           coalesce(f."tokensIn", 0) AS tin, coalesce(f."tokensOut", 0) AS tout,
+           coalesce(f."tokensIn", 0) + coalesce(f."tokensOut", 0) AS tokens,
+           coalesce((l.hold->>'credit')::bigint, 0) AS held_credit,
+           least(greatest(coalesce(f.cost, 0), 0), coalesce((l.hold->>'credit')::bigint, 0)) AS charge
+    FROM f JOIN l ON l.id = f.id
+  ), upd AS (
+    UPDATE request_logs r SET status = c.status, worker = c.worker, tokens_in = c.tin, tokens_out = c.tout, tokens_used = c.tokens,
+      cost_nusd = c.charge, ttft_ms = c."ttftMs", response_time_ms = c."durationMs", error_code = c."errorCode",
+      error_message = c."errorMessage", hold = NULL, finished_at = coalesce(c."finishedAt", now())
+    FROM c WHERE r.id = c.id RETURNING r.id
+  ), cnt AS (
+    SELECT e->>'name' AS name, sum((e->>'amount')::bigint) AS released,
+           sum(CASE e->>'unit' WHEN 'tokens' THEN least(c.tokens, (e->>'amount')::bigint)
+                               WHEN 'nusd' THEN least(c.charge, (e->>'amount')::bigint)
+                               ELSE (e->>'amount')::bigint END) AS actual
+    FROM c, jsonb_array_elements(coalesce(c.hold->'counters', '[]'::jsonb)) e GROUP BY 1
+  ), qc AS (
+    UPDATE quota_counters q SET held = greatest(q.held - cnt.released, 0), used = q.used + cnt.actual
+    FROM cnt WHERE q.name = cnt.name RETURNING 1
+  ), cr AS (
+    UPDATE credit_accounts a SET held_nusd = greatest(a.held_nusd - s.held, 0), balance_nusd = a.balance_nusd - s.charge, updated_at = now()
+    FROM (SELECT user_id, sum(held_credit) AS held, sum(charge) AS charge FROM c WHERE held_credit > 0 GROUP BY user_id) s
+    WHERE a.user_id = s.user_id RETURNING 1
+  ), led AS (
+    INSERT INTO credit_ledger (user_id, kind, amount_nusd, request_id, api_key_id, note)
+    SELECT user_id, 'debit', -charge, id, api_key_id, model_used FROM c WHERE held_credit > 0 AND charge > 0 AND user_id IS NOT NULL RETURNING 1
+  ), us AS (
+    INSERT INTO usage_stats (user_id, api_key_id, date, model, request_count, error_count, tokens_in, tokens_out, tokens_used, cost_nusd)
+    SELECT user_id, api_key_id, (created_at AT TIME ZONE 'UTC')::date, model_used, count(*), count(*) FILTER (WHERE status <> 'success'),
+           sum(tin), sum(tout), sum(tokens), sum(charge)
+    FROM c WHERE user_id IS NOT NULL AND api_key_id IS NOT NULL GROUP BY 1, 2, 3, 4
+    ON CONFLICT (api_key_id, date, model) DO UPDATE SET
+      request_count = usage_stats.request_count + EXCLUDED.request_count, error_count = usage_stats.error_count + EXCLUDED.error_count,
+      tokens_in = usage_stats.tokens_in + EXCLUDED.tokens_in, tokens_out = usage_stats.tokens_out + EXCLUDED.tokens_out,
+      tokens_used = usage_stats.tokens_used + EXCLUDED.tokens_used, cost_nusd = usage_stats.cost_nusd + EXCLUDED.cost_nusd,
+      updated_at = now()
+    RETURNING 1
+  )
+  SELECT (SELECT count(*) FROM upd) INTO n;
+  RETURN n;
+END $function$;
+
+CREATE OR REPLACE FUNCTION hi_sweep(timeout_ms integer)
+ RETURNS integer
+ LANGUAGE plpgsql
+AS $function$
+DECLARE recs jsonb;
+BEGIN
+  SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'status', 'failed', 'tokensIn', 0, 'tokensOut', 0, 'cost', 0,
+           'durationMs', least(extract(epoch FROM now() - created_at) * 1000, 2147483647)::integer, 'errorCode', 'STUCK',
+           'errorMessage', format('no result within %s ms: the gateway serving it stopped or lost the database', timeout_ms))), '[]'::jsonb)
+    INTO recs
+    FROM (SELECT id, created_at FROM request_logs WHERE status = 'processing' AND created_at < now() - make_interval(secs => timeout_ms / 1000.0)
+          ORDER BY created_at LIMIT 1000) s;
+  DELETE FROM quota_counters WHERE expires_at < now() - interval '1 day' AND held = 0;
+  RETURN hi_settle(recs);
+END $function$;
+
+
+-- Triggers
+
+CREATE TRIGGER credit_ledger_append_only BEFORE DELETE OR UPDATE ON credit_ledger FOR EACH ROW EXECUTE FUNCTION hi_append_only();
