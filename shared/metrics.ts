@@ -287,15 +287,17 @@ export class ServiceMetrics {
     return out
   }
 
-  // the shared inference and user families, with their label bounds applied here
+  // the shared inference and user families, with their label bounds applied here (nothing is
+  // computed when metrics are disabled)
 
   /** An inference request finished (any outcome), after `seconds`. */
   observeInference (model: string, seconds: number): void {
+    if (!this.enabled) return
     this.histogram('ai_platform_request_duration_seconds').observe({ service: this.service, model: this.models.value(model) }, seconds)
   }
 
   observeTtft (model: string, seconds: number): void {
-    this.histogram('ai_platform_time_to_first_token_seconds').observe({ model: this.models.value(model) }, seconds)
+    if (this.enabled) this.histogram('ai_platform_time_to_first_token_seconds').observe({ model: this.models.value(model) }, seconds)
   }
 
   countTokens (model: string, tokensIn: number, tokensOut: number): void {

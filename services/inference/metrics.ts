@@ -7,6 +7,7 @@ export interface WorkerLoad { capacity: number, inflight: Map<string, number> | 
 
 /** A backend call failed: counted by backend and error code (anything not code-shaped is INTERNAL). */
 export function countBackendError (metrics: ServiceMetrics, backend: string, code: string): void {
+  if (!metrics.enabled) return
   metrics.counter('ai_platform_backend_errors_total').inc({ backend: backend.slice(0, 40), code: /^[A-Z_]{1,40}$/.test(code) ? code : 'INTERNAL' })
 }
 
