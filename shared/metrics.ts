@@ -2,17 +2,18 @@ import crypto from 'node:crypto'
 import client from 'prom-client'
 import { toWireError } from './errors.ts'
 import type { HandlerTable } from './mesh/peer.ts'
+import { METRICS, metricRow, type LabelOf, type MetricName, type MetricRow } from './metric-table.ts'
 
-// One prom-client registry per service, with the seed's metric names and bounded labels only
-// (service, method, status, model, direction, backend, error code, time window; never user ids, key
-// ids or prompts). The metrics service pulls this registry over RPC (CommonProtocol.metricsText) and
-// adds `instance` to every sample.
+// One prom-client registry per service, holding the families of the metric table (shared/metric-table.ts)
+// and nothing else but process metrics. The metrics service pulls this registry over RPC
+// (CommonProtocol.metricsText) and adds `instance` to every sample.
 //
-// Families a service needs (PRESET below) are made when it opens (ensureFamilies), so a counter is
-// exported at 0 before its first increment and Prometheus' increase() sees that increment; a family the
-// service already registered itself under the same name is reused. Anything else is made on first use.
-// METRICS_DISABLED=1 (or METRICS_ENABLED=false) turns every recording method into a no-op and leaves
-// the registry without process metrics: the switch the benchmark uses to measure what metrics cost.
+// Recording goes through typed handles: `counter(name)`, `histogram(name)` and `gauge(name)` return the
+// prom-client family (labels checked against the table row at compile time), made on first use if this
+// service does not export it from the start. Gauges read at scrape time get a reader (`onScrape`).
+// METRICS_DISABLED=1 (or METRICS_ENABLED=false) makes every handle a no-op and leaves the registry
+// without process metrics: the switch the benchmark uses to measure what metrics cost. The families
+// are still exported (at 0), so dashboards and alerts see the same series names either way.
 
 export function metricsDisabled (env: NodeJS.ProcessEnv = process.env): boolean {
   const off = (v: string | undefined) => v !== undefined && /^(1|true|yes)$/i.test(v)
@@ -23,8 +24,6 @@ export function metricsDisabled (env: NodeJS.ProcessEnv = process.env): boolean 
 /** Methods that are scraping itself, not traffic: never counted. */
 const UNCOUNTED = new Set(['metricsText', 'serviceInfo'])
 
-export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
-export const TTFT_BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10]
 export const ACTIVE_WINDOWS = { '5m': 5 * 60_000, '1h': 60 * 60_000, '24h': 24 * 60 * 60_000 } as const
 export type ActiveWindow = keyof typeof ACTIVE_WINDOWS
 
@@ -104,36 +103,45 @@ export class ActiveUsers {
   get tracked (): number { return this.lastSeen.size }
 }
 
-export interface WorkerLoad { capacity: number, inflight: Map<string, number> | Record<string, number> }
+/**
+ * What a caller may do with a family: record into it with every label of its row, nothing else (the
+ * registry stays ours). A family without labels takes a bare value.
+ */
+type Labels<N extends MetricName> = Record<LabelOf<N>, string | number>
+type Unlabelled<N extends MetricName, Bare, Labelled> = [LabelOf<N>] extends [never] ? Bare : Labelled
+export type CounterOf<N extends MetricName<'counter'>> = Unlabelled<N, { inc (value?: number): void }, { inc (labels: Labels<N>, value?: number): void }>
+export type HistogramOf<N extends MetricName<'histogram'>> = Unlabelled<N, { observe (value: number): void }, { observe (labels: Labels<N>, value: number): void }>
+export type GaugeOf<N extends MetricName<'gauge'>> = Unlabelled<N, { set (value: number): void }, { set (labels: Labels<N>, value: number): void }>
 
-type Family = 'requestDuration' | 'ttft' | 'tokens' | 'rateLimitViolations' | 'activeUsers' | 'registrations' | 'keysCreated' | 'backendErrors' | 'worker'
+/** Every handle when metrics are disabled. */
+const NOOP = { inc () {}, observe () {}, set () {} }
 
-/** What each service exports from its first scrape. */
-const PRESET: Record<string, Family[]> = {
-  auth: ['registrations', 'keysCreated', 'activeUsers'],
-  gateway: ['requestDuration', 'ttft', 'tokens', 'rateLimitViolations', 'activeUsers'],
-  inference: ['requestDuration', 'ttft', 'tokens', 'backendErrors', 'worker']
-}
+type Reader = (gauge: client.Gauge<string>) => void
+
+const ROWS: readonly MetricRow[] = METRICS
 
 export class ServiceMetrics {
   readonly registry = new client.Registry()
   readonly enabled: boolean
-  readonly requests: client.Counter<'service' | 'method' | 'status'>
-  readonly duration: client.Histogram<'service' | 'method'>
+  readonly service: string
   /** model label guard shared by every per-model family of this service */
   readonly models: BoundedLabel
-  private readonly service: string
+  readonly activeUsers: ActiveUsers
+  private readonly counters = new Map<string, client.Counter>()
+  private readonly histograms = new Map<string, client.Histogram>()
+  private readonly gauges = new Map<string, client.Gauge>()
+  /** gauge name → what sets it at scrape time */
+  private readonly readers = new Map<string, Reader>()
   private readonly running = new Map<number, { method: string, started: number }>() // start order
   private readonly methodsSeen = new Set<string>()
   private nextRun = 0
-  private readonly made = new Map<Family, unknown>()
-  private workerLoad: (() => WorkerLoad) | null = null
 
   constructor (service: string, opts: { env?: NodeJS.ProcessEnv, maxModels?: number } = {}) {
     const env = opts.env ?? process.env
     this.service = service
     this.enabled = !metricsDisabled(env)
     this.models = new BoundedLabel(opts.maxModels ?? (Number(env.METRICS_MAX_MODELS) || 50))
+    this.activeUsers = new ActiveUsers({ maxTracked: Number(env.METRICS_MAX_ACTIVE_USERS) || 100_000 })
     this.registry.setDefaultLabels({ service })
     if (this.enabled) {
       client.collectDefaultMetrics({ register: this.registry })
@@ -141,55 +149,101 @@ export class ServiceMetrics {
       // per-type gauges nodejs_active_{handles,requests,resources}, which remain
       for (const n of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(n)
     }
-    const registers = [this.registry]
-    this.requests = new client.Counter({
-      name: 'ai_platform_requests_total',
-      help: 'RPC requests served, by method and outcome (success or the lower-cased error code)',
-      labelNames: ['service', 'method', 'status'],
-      registers
+    for (const row of ROWS) if (row.exportedBy === 'every') this.family(row)
+    this.onScrape('ai_platform_requests_in_flight', (g) => {
+      const n = new Map<string, number>()
+      for (const r of this.running.values()) n.set(r.method, (n.get(r.method) ?? 0) + 1)
+      for (const m of this.methodsSeen) g.set({ service, method: m }, n.get(m) ?? 0)
     })
-    this.duration = new client.Histogram({
-      name: 'ai_platform_rpc_duration_seconds',
-      help: 'Time to serve an RPC request',
-      labelNames: ['service', 'method'],
-      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
-      registers
+    this.onScrape('ai_platform_oldest_request_age_seconds', (g) => {
+      const first = this.running.values().next().value
+      g.set({ service }, first ? (Date.now() - first.started) / 1000 : 0)
     })
-    const self = this
-    new client.Gauge({
-      name: 'ai_platform_requests_in_flight',
-      help: 'RPC requests being served right now, by method',
-      labelNames: ['service', 'method'],
-      registers,
-      collect (this: client.Gauge) {
-        const n = new Map<string, number>()
-        for (const r of self.running.values()) n.set(r.method, (n.get(r.method) ?? 0) + 1)
-        for (const m of self.methodsSeen) this.set({ service, method: m }, n.get(m) ?? 0)
-      }
-    })
-    new client.Gauge({
-      name: 'ai_platform_oldest_request_age_seconds',
-      help: 'Age of the oldest RPC request still being served (0 when none): a stuck request keeps growing it',
-      labelNames: ['service'],
-      registers,
-      collect (this: client.Gauge) {
-        const first = self.running.values().next().value
-        this.set({ service }, first ? (Date.now() - first.started) / 1000 : 0)
-      }
+    // no family made here: only services that export it, or that saw a user (userActive), have one
+    this.reader('ai_platform_active_users', (g) => {
+      for (const [w, n] of Object.entries(this.activeUsers.counts())) g.set({ service, time_window: w }, n)
     })
   }
 
-  /** Make this service's PRESET families (idempotent); MeshService calls it on open. */
+  /** Make the families this service exports (idempotent); MeshService calls it on open. */
   ensureFamilies (): void {
-    for (const f of PRESET[this.service] ?? []) this.family(f)
+    for (const row of ROWS) if (typeof row.exportedBy !== 'string' && row.exportedBy.includes(this.service)) this.family(row)
   }
+
+  counter<N extends MetricName<'counter'>> (name: N): CounterOf<N> {
+    return this.enabled ? this.counters.get(name) ?? this.counterFamily(metricRow(name)) : NOOP
+  }
+
+  histogram<N extends MetricName<'histogram'>> (name: N): HistogramOf<N> {
+    return this.enabled ? this.histograms.get(name) ?? this.histogramFamily(metricRow(name)) : NOOP
+  }
+
+  gauge<N extends MetricName<'gauge'>> (name: N): GaugeOf<N> {
+    return this.enabled ? this.gauges.get(name) ?? this.gaugeFamily(metricRow(name)) : NOOP
+  }
+
+  /** At every scrape, `read` sets the gauge `name` (made now if it is not yet). */
+  onScrape<N extends MetricName<'gauge'>> (name: N, read: (gauge: GaugeOf<N>) => void): void {
+    this.reader(name, read)
+    this.gaugeFamily(metricRow(name))
+  }
+
+  private reader<N extends MetricName<'gauge'>> (name: N, read: (gauge: GaugeOf<N>) => void): void {
+    this.readers.set(name, read)
+  }
+
+  /**
+   * `value` into the family `name` the way its type records (counter: add, histogram: observe, gauge:
+   * set), for callers that hold the name as data and have checked the labels against the row.
+   */
+  record (name: MetricName, labels: Record<string, string>, value: number): void {
+    if (!this.enabled) return
+    const row = metricRow(name)
+    if (row.type === 'counter') this.counterFamily(row).inc(labels, value)
+    else if (row.type === 'histogram') this.histogramFamily(row).observe(labels, value)
+    else this.gaugeFamily(row).set(labels, value)
+  }
+
+  private family (row: MetricRow): void {
+    if (row.type === 'counter') this.counterFamily(row)
+    else if (row.type === 'histogram') this.histogramFamily(row)
+    else this.gaugeFamily(row)
+  }
+
+  private options (row: MetricRow) {
+    return { name: row.name, help: row.help, labelNames: row.labels ?? [], registers: [this.registry] }
+  }
+
+  private counterFamily (row: MetricRow): client.Counter {
+    let c = this.counters.get(row.name)
+    if (!c) this.counters.set(row.name, c = new client.Counter(this.options(row)))
+    return c
+  }
+
+  private histogramFamily (row: MetricRow): client.Histogram {
+    let h = this.histograms.get(row.name)
+    if (!h) this.histograms.set(row.name, h = new client.Histogram({ ...this.options(row), ...(row.buckets && { buckets: [...row.buckets] }) }))
+    return h
+  }
+
+  private gaugeFamily (row: MetricRow): client.Gauge {
+    let g = this.gauges.get(row.name)
+    if (!g) {
+      const readers = this.readers
+      g = new client.Gauge({ ...this.options(row), collect () { readers.get(row.name)?.(this) } })
+      this.gauges.set(row.name, g)
+    }
+    return g
+  }
+
+  // the request machinery every service shares (MeshService wires it)
 
   /** A served request ended: count it and time it. */
   observeRequest (method: string, outcome: string, seconds: number): void {
     if (!this.enabled || method.startsWith('_') || UNCOUNTED.has(method)) return
     const status = outcome === 'ok' ? 'success' : outcome.toLowerCase()
-    this.requests.inc({ service: this.service, method, status })
-    this.duration.observe({ service: this.service, method }, seconds)
+    this.counter('ai_platform_requests_total').inc({ service: this.service, method, status })
+    this.histogram('ai_platform_rpc_duration_seconds').observe({ service: this.service, method }, seconds)
   }
 
   /** A served request started; call the result with its outcome ('ok' or an error code) when it ends. */
@@ -233,140 +287,32 @@ export class ServiceMetrics {
     return out
   }
 
-  private family<T> (f: Family): T {
-    let m = this.made.get(f)
-    if (m) return m as T
-    const registers = [this.registry]
-    // reuse a family a service registered itself under the same name (the gateway's own counters)
-    const existing = (name: string) => this.registry.getSingleMetric(name)
-    const service = this.service
-    const self = this
-    switch (f) {
-      case 'requestDuration':
-        m = existing('ai_platform_request_duration_seconds') ?? new client.Histogram({
-          name: 'ai_platform_request_duration_seconds',
-          help: 'Inference request duration, by model (gateway: whole request; inference: on the worker)',
-          labelNames: ['service', 'model'],
-          buckets: DURATION_BUCKETS,
-          registers
-        })
-        break
-      case 'ttft':
-        m = existing('ai_platform_time_to_first_token_seconds') ?? new client.Histogram({
-          name: 'ai_platform_time_to_first_token_seconds', help: 'Time from dispatch to first token', labelNames: ['model'], buckets: TTFT_BUCKETS, registers
-        })
-        break
-      case 'tokens':
-        m = existing('ai_platform_tokens_total') ?? new client.Counter({
-          name: 'ai_platform_tokens_total', help: 'Tokens processed, by model and direction (in/out)', labelNames: ['model', 'direction'], registers
-        })
-        break
-      case 'rateLimitViolations':
-        m = existing('ai_platform_rate_limit_violations_total') ?? new client.Counter({
-          name: 'ai_platform_rate_limit_violations_total', help: 'Requests refused by the rate limiter', labelNames: ['service'], registers
-        })
-        break
-      case 'registrations':
-        m = new client.Counter({ name: 'ai_platform_registrations_total', help: 'User accounts created', registers })
-        break
-      case 'keysCreated':
-        m = new client.Counter({ name: 'ai_platform_api_keys_created_total', help: 'API keys created', registers })
-        break
-      case 'backendErrors':
-        m = new client.Counter({
-          name: 'ai_platform_backend_errors_total', help: 'Failed backend calls on a worker, by backend and error code', labelNames: ['backend', 'code'], registers
-        })
-        break
-      case 'activeUsers': {
-        const users = new ActiveUsers({ maxTracked: Number(process.env.METRICS_MAX_ACTIVE_USERS) || 100_000 })
-        new client.Gauge({
-          name: 'ai_platform_active_users',
-          help: 'Distinct users seen in the time window (counted from salted hashes, never ids)',
-          labelNames: ['service', 'time_window'],
-          registers,
-          collect (this: client.Gauge) {
-            for (const [w, n] of Object.entries(users.counts())) this.set({ service, time_window: w }, n)
-          }
-        })
-        m = users
-        break
-      }
-      case 'worker': {
-        const load = () => self.workerLoad?.() ?? { capacity: 0, inflight: {} }
-        const entries = (l: WorkerLoad) => l.inflight instanceof Map ? [...l.inflight] : Object.entries(l.inflight)
-        new client.Gauge({
-          name: 'ai_platform_worker_inflight', help: 'Requests this worker is running, by model', labelNames: ['model'], registers,
-          collect (this: client.Gauge) { for (const [model, n] of entries(load())) this.set({ model: self.models.value(model) }, n) }
-        })
-        new client.Gauge({
-          name: 'ai_platform_worker_capacity', help: 'Concurrent requests this worker announces it can run', registers,
-          collect (this: client.Gauge) { this.set(load().capacity) }
-        })
-        new client.Gauge({
-          name: 'ai_platform_worker_queue_depth', help: 'Requests beyond the announced capacity, waiting on the backend', registers,
-          collect (this: client.Gauge) {
-            const l = load()
-            const total = entries(l).reduce((s, [, n]) => s + n, 0)
-            this.set(Math.max(0, total - l.capacity))
-          }
-        })
-        m = true
-        break
-      }
-    }
-    this.made.set(f, m)
-    return m as T
-  }
-
-  // families, made on first use (or at construction, per PRESET)
-  get requestDuration (): client.Histogram<'service' | 'model'> { return this.family('requestDuration') }
-  get ttft (): client.Histogram<'model'> { return this.family('ttft') }
-  get tokens (): client.Counter<'model' | 'direction'> { return this.family('tokens') }
-  get rateLimitViolations (): client.Counter<'service'> { return this.family('rateLimitViolations') }
-  get registrations (): client.Counter { return this.family('registrations') }
-  get keysCreated (): client.Counter { return this.family('keysCreated') }
-  get backendErrors (): client.Counter<'backend' | 'code'> { return this.family('backendErrors') }
-  get activeUsers (): ActiveUsers { return this.family('activeUsers') }
-
-  // recording helpers: bounded labels applied here, no-ops when metrics are disabled
+  // the shared inference and user families, with their label bounds applied here (nothing is
+  // computed when metrics are disabled)
 
   /** An inference request finished (any outcome), after `seconds`. */
   observeInference (model: string, seconds: number): void {
     if (!this.enabled) return
-    this.requestDuration.observe({ service: this.service, model: this.models.value(model) }, seconds)
+    this.histogram('ai_platform_request_duration_seconds').observe({ service: this.service, model: this.models.value(model) }, seconds)
   }
 
   observeTtft (model: string, seconds: number): void {
-    if (this.enabled) this.ttft.observe({ model: this.models.value(model) }, seconds)
+    if (this.enabled) this.histogram('ai_platform_time_to_first_token_seconds').observe({ model: this.models.value(model) }, seconds)
   }
 
   countTokens (model: string, tokensIn: number, tokensOut: number): void {
     if (!this.enabled) return
+    const tokens = this.counter('ai_platform_tokens_total')
     const m = this.models.value(model)
-    if (tokensIn > 0) this.tokens.inc({ model: m, direction: 'in' }, tokensIn)
-    if (tokensOut > 0) this.tokens.inc({ model: m, direction: 'out' }, tokensOut)
-  }
-
-  rateLimited (): void {
-    if (this.enabled) this.rateLimitViolations.inc({ service: this.service })
+    if (tokensIn > 0) tokens.inc({ model: m, direction: 'in' }, tokensIn)
+    if (tokensOut > 0) tokens.inc({ model: m, direction: 'out' }, tokensOut)
   }
 
   /** A user did something: counted in the active-users gauge (hashed; the id is not kept). */
   userActive (userId: string): void {
-    if (this.enabled) this.activeUsers.touch(userId)
-  }
-
-  registered (): void { if (this.enabled) this.registrations.inc() }
-  keyCreated (): void { if (this.enabled) this.keysCreated.inc() }
-
-  backendError (backend: string, code: string): void {
-    if (this.enabled) this.backendErrors.inc({ backend: backend.slice(0, 40), code: /^[A-Z_]{1,40}$/.test(code) ? code : 'INTERNAL' })
-  }
-
-  /** Where the worker gauges read from at scrape time. */
-  trackWorkerLoad (load: () => WorkerLoad): void {
-    this.workerLoad = load
-    this.family('worker')
+    if (!this.enabled) return
+    this.gauge('ai_platform_active_users') // set at scrape time from activeUsers
+    this.activeUsers.touch(userId)
   }
 
   async text (): Promise<{ contentType: string, text: string }> {

@@ -91,7 +91,7 @@ export class AuthService extends MeshService {
       }
       await client.query('INSERT INTO audit_log (user_id, action, target) VALUES ($1, $2, $3)', [user.id, 'user.register', user.id])
       await client.query('COMMIT')
-      this.metrics.registered()
+      this.metrics.counter('ai_platform_registrations_total').inc()
       this.log.info({ userId: user.id }, 'user registered')
       return { user: publicUser(user) }
     } catch (err) {
@@ -165,7 +165,7 @@ export class AuthService extends MeshService {
         req.budgetUsd === undefined ? null : Math.round(req.budgetUsd * NUSD), req.models ? [...new Set(req.models)] : null])
     const info = keyInfo(rows[0]!)
     await this.audit(claims.userId, 'apikey.create', info.id)
-    this.metrics.keyCreated()
+    this.metrics.counter('ai_platform_api_keys_created_total').inc()
     return { ...info, key }
   }
 

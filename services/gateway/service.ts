@@ -547,11 +547,11 @@ export class GatewayService extends MeshService {
     if (r.code === 'BAD_REQUEST') return MeshError.BAD_REQUEST('this request carries a value that cannot be recorded')
     const retryAfterSeconds = r.expires ? Math.max(1, Math.ceil((Date.parse(r.expires) - Date.now()) / 1000)) : null
     if (r.code === 'RATE_LIMITED') {
-      this.metrics.rateLimited()
+      this.metrics.counter('ai_platform_rate_limit_violations_total').inc({ service: this.metrics.service })
       return MeshError.RATE_LIMITED(`rate limit of ${r.cap} ${describeCounter(r.counter)} reached; retry in ${retryAfterSeconds} s`, retryAfterSeconds ?? 60, { limit: r.cap })
     }
     if (r.code === 'QUOTA_EXCEEDED') {
-      this.metrics.rateLimited()
+      this.metrics.counter('ai_platform_rate_limit_violations_total').inc({ service: this.metrics.service })
       return MeshError.LIMIT('QUOTA_EXCEEDED', `this request could use more than the ${r.cap - r.used} ${describeCounter(r.counter)} left (of ${r.cap}); lower maxTokens or retry in ${retryAfterSeconds} s`,
         { limit: r.cap, used: r.used, retryAfterSeconds })
     }

@@ -8,6 +8,7 @@ import type { RequestOf } from '../../shared/mesh/method.ts'
 import { MeshError } from '../../shared/errors.ts'
 import type { Backend } from './backends/types.ts'
 import { StopFilter } from './stop.ts'
+import { countBackendError, trackWorkerLoad } from './metrics.ts'
 
 // An inference worker: one or more backends behind the adapter interface. It dials the gateways it is
 // given and serves them over that same channel, so a worker behind NAT needs no open port; mesh
@@ -47,7 +48,7 @@ export class InferenceService extends MeshService {
     this.opts = opts
     this.backends = opts.backends
     // worker gauges read the live per-model stats at scrape time
-    this.metrics.trackWorkerLoad(() => ({
+    trackWorkerLoad(this.metrics, () => ({
       capacity: opts.capacity ?? 64,
       inflight: new Map([...this.stats].map(([model, s]) => [model, s.inflight]))
     }))
@@ -228,7 +229,7 @@ export class InferenceService extends MeshService {
       stats.errors++
       if (ctx.signal.aborted) throw MeshError.CANCELLED()
       const failure = err instanceof MeshError ? err : MeshError.BACKEND_ERROR(`${entry.backend.name} failed`)
-      this.metrics.backendError(entry.backend.name, failure.code)
+      countBackendError(this.metrics, entry.backend.name, failure.code)
       throw failure
     } finally {
       ctx.signal.removeEventListener('abort', onAbort)
@@ -256,7 +257,7 @@ export class InferenceService extends MeshService {
     } catch (err) {
       stats.errors++
       const failure = err instanceof MeshError ? err : MeshError.BACKEND_ERROR(`${entry.backend.name} failed`)
-      if (!signal.aborted) this.metrics.backendError(entry.backend.name, failure.code)
+      if (!signal.aborted) countBackendError(this.metrics, entry.backend.name, failure.code)
       throw failure
     } finally {
       stats.inflight--

@@ -1,7 +1,6 @@
 import fs from 'node:fs'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import client from 'prom-client'
 import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
 import { handlers, type HandlerTable } from '../../shared/mesh/peer.ts'
@@ -10,6 +9,8 @@ import { MeshError } from '../../shared/errors.ts'
 import { CommonProtocol } from '../../shared/protocol/common.ts'
 import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
 import { MetricsProtocol, type ServiceHealth, type SystemHealth } from '../../shared/protocol/metrics.ts'
+import { metricRow, type LabelOf, type MergedMetricName } from '../../shared/metric-table.ts'
+import { checkClientMetric } from './client-metrics.ts'
 import { ExpositionMerger, parseExposition } from './exposition.ts'
 
 // One Prometheus endpoint for the whole mesh. At every scrape it pulls each member's own registry over
@@ -42,20 +43,6 @@ export interface MetricsServiceOptions extends Omit<MeshServiceOptions, 'name' |
   forgetAfterMs?: number
 }
 
-const STATUS = ['success', 'error', 'cancelled', 'timeout']
-
-interface ClientMetricSpec { type: 'counter' | 'histogram', help: string, labels: Record<string, string[]>, max: number, buckets?: number[] }
-
-/** The only metrics recordMetric accepts, with every allowed label value: series stay bounded. */
-export const CLIENT_METRICS: Record<string, ClientMetricSpec> = {
-  ai_platform_client_requests_total: { type: 'counter', help: 'Requests made by clients, by outcome', labels: { status: STATUS }, max: 1000 },
-  ai_platform_client_latency_seconds: {
-    type: 'histogram', help: 'Request latency seen by clients', labels: { status: STATUS }, max: 3600,
-    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
-  },
-  ai_platform_client_tokens_total: { type: 'counter', help: 'Tokens sent and received by clients', labels: { direction: ['in', 'out'] }, max: 1_000_000 }
-}
-
 interface Target {
   name: string
   service: string
@@ -84,7 +71,6 @@ export class MetricsService extends MeshService {
   private meshFileMtime = 0
   private readonly initial: MetricsTarget[]
   private readonly targets = new Map<string, Target>() // by public key
-  private readonly clientMetrics = new Map<string, client.Counter | client.Histogram>()
   /** what each gateway last said about its workers: instance → count */
   private readonly gatewayWorkers = new Map<string, number>()
   private server: http.Server | null = null
@@ -100,13 +86,6 @@ export class MetricsService extends MeshService {
     this.scrapeTimeoutMs = opts.scrapeTimeoutMs ?? 2000
     this.discoverWorkers = opts.discoverWorkers ?? true
     this.forgetAfterMs = opts.forgetAfterMs ?? 10 * 60_000
-    const registers = [this.metrics.registry]
-    for (const [name, spec] of Object.entries(CLIENT_METRICS)) {
-      const labelNames = Object.keys(spec.labels)
-      this.clientMetrics.set(name, spec.type === 'counter'
-        ? new client.Counter({ name, help: spec.help, labelNames, registers })
-        : new client.Histogram({ name, help: spec.help, labelNames, buckets: spec.buckets, registers }))
-    }
   }
 
   get url (): string {
@@ -252,22 +231,24 @@ export class MetricsService extends MeshService {
     merger.addText(own, { service: 'metrics', instance: this.instance })
     for (const p of pulls) if (p.text !== null) merger.addText(p.text, { service: p.target.service, instance: p.target.instance })
     const labels = (p: Pull) => ({ service: p.target.service, instance: p.target.instance })
-    merger.addGauge('ai_platform_up', 'Whether the mesh member answered the metrics service within the scrape timeout (1) or not (0)', [
+    const gauge = (name: MergedMetricName, samples: Array<{ labels: Record<LabelOf<MergedMetricName>, string>, value: number }>) =>
+      merger.addGauge(name, metricRow(name).help, samples)
+    gauge('ai_platform_up', [
       { labels: { service: 'metrics', instance: this.instance }, value: 1 },
       ...pulls.map((p) => ({ labels: labels(p), value: p.up ? 1 : 0 }))
     ])
-    merger.addGauge('ai_platform_scrape_duration_seconds', 'Time the mesh member took to return its metrics (or the timeout)', [
+    gauge('ai_platform_scrape_duration_seconds', [
       ...pulls.map((p) => ({ labels: labels(p), value: p.seconds }))
     ])
     if (this.discoverWorkers) {
-      merger.addGauge('ai_platform_gateway_workers_connected', 'Inference workers connected to the gateway, as the gateway reports them', [
+      gauge('ai_platform_gateway_workers_connected', [
         ...[...this.gatewayWorkers].map(([instance, n]) => ({ labels: { service: 'gateway', instance }, value: n }))
       ])
     }
-    merger.addGauge('ai_platform_mesh_scrape_seconds', 'Time the metrics service took to pull and merge every member', [
+    gauge('ai_platform_mesh_scrape_seconds', [
       { labels: { service: 'metrics', instance: this.instance }, value: Number(process.hrtime.bigint() - started) / 1e9 }
     ])
-    merger.addGauge('ai_platform_mesh_scrape_dropped_families', 'Families dropped in the last scrape because members disagreed on their type', [
+    gauge('ai_platform_mesh_scrape_dropped_families', [
       { labels: { service: 'metrics', instance: this.instance }, value: merger.conflicts }
     ])
     if (merger.conflicts || merger.malformed) this.log.warn({ conflicts: merger.conflicts, malformed: merger.malformed }, 'some member metrics were dropped')
@@ -299,19 +280,8 @@ export class MetricsService extends MeshService {
   }
 
   recordMetric (req: RequestOf<typeof MetricsProtocol.recordMetric>): { recorded: true } {
-    const spec = CLIENT_METRICS[req.name]
-    const metric = this.clientMetrics.get(req.name)
-    if (!spec || !metric) throw MeshError.BAD_REQUEST(`unknown metric '${req.name.slice(0, 100)}'`, { allowed: Object.keys(CLIENT_METRICS) })
-    if (req.value < 0 || req.value > spec.max) throw MeshError.BAD_REQUEST(`value for ${req.name} must be between 0 and ${spec.max}`)
-    const labels = req.labels ?? {}
-    for (const key of Object.keys(labels)) {
-      if (!(key in spec.labels)) throw MeshError.BAD_REQUEST(`label '${key}' is not allowed on ${req.name}`, { allowed: Object.keys(spec.labels) })
-    }
-    for (const [key, allowed] of Object.entries(spec.labels)) {
-      if (!allowed.includes(labels[key] ?? '')) throw MeshError.BAD_REQUEST(`label ${key} must be one of ${allowed.join(', ')}`)
-    }
-    if (metric instanceof client.Counter) metric.inc(labels, req.value)
-    else metric.observe(labels, req.value)
+    const { name, labels, value } = checkClientMetric(req)
+    this.metrics.record(name, labels, value)
     return { recorded: true }
   }
 

@@ -1,6 +1,7 @@
 import test from 'brittle'
 import { ExpositionMerger, parseExposition, parseSample } from '../exposition.ts'
 import { ActiveUsers, BoundedLabel, ServiceMetrics } from '../../../shared/metrics.ts'
+import { countBackendError, trackWorkerLoad } from '../../inference/metrics.ts'
 import { promtoolCheck, sampleValue } from './util.ts'
 
 // The text-format merge and the label-bounding helpers, checked against the real promtool.
@@ -107,9 +108,9 @@ test('ServiceMetrics: bounded model labels, worker gauges, in-flight age, METRIC
   m.countTokens('user-supplied-model-3', 7, 7)
   m.countTokens('user-supplied-model-4', 1, 1)
   m.observeInference('llama3', 0.2)
-  m.backendError('ollama', 'TIMEOUT')
-  m.backendError('ollama', 'not a code')
-  m.trackWorkerLoad(() => ({ capacity: 2, inflight: { llama3: 3, qwen: 1 } }))
+  countBackendError(m, 'ollama', 'TIMEOUT')
+  countBackendError(m, 'ollama', 'not a code')
+  trackWorkerLoad(m, () => ({ capacity: 2, inflight: { llama3: 3, qwen: 1 } }))
   const end = m.begin('infer')
   await new Promise((r) => setTimeout(r, 30))
   let text = await m.registry.metrics()
@@ -134,7 +135,7 @@ test('ServiceMetrics: bounded model labels, worker gauges, in-flight age, METRIC
   const authText = await auth.registry.metrics()
   t.is(sampleValue(authText, 'ai_platform_registrations_total', {}), 0, 'auth exports registrations from the start, at 0')
   t.is(sampleValue(authText, 'ai_platform_active_users', { time_window: '24h' }), 0)
-  auth.registered(); auth.keyCreated(); auth.userActive('u1'); auth.userActive('u1'); auth.userActive('u2')
+  auth.counter('ai_platform_registrations_total').inc(); auth.counter('ai_platform_api_keys_created_total').inc(); auth.userActive('u1'); auth.userActive('u1'); auth.userActive('u2')
   const authAfter = await auth.registry.metrics()
   t.is(sampleValue(authAfter, 'ai_platform_registrations_total', {}), 1)
   t.is(sampleValue(authAfter, 'ai_platform_api_keys_created_total', {}), 1)
