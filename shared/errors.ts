@@ -1,13 +1,17 @@
 // Coded errors that survive the wire. A handler throws a MeshError; the RPC layer sends
 // `{ code, message, details }`; the caller gets a MeshError with the same code back.
-// Callers branch on `err.code`, never on message text.
+// Callers branch on `err.code`, never on message text. Every code anything throws, sends or records
+// is in this table (the web's HTTP statuses are keyed by it, services/web/http-errors.ts).
 
 export const ErrorCodes = {
   BAD_REQUEST: 'BAD_REQUEST', // payload failed schema validation
-  UNKNOWN_METHOD: 'UNKNOWN_METHOD',
+  PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE', // an HTTP body over the web service's limit
+  UNKNOWN_METHOD: 'UNKNOWN_METHOD', // the remote does not serve the method
+  UNSUPPORTED: 'UNSUPPORTED', // the SDK's transport has no such operation (e.g. quota over HTTP)
   UNAUTHENTICATED: 'UNAUTHENTICATED', // missing / invalid / expired session token
   INVALID_API_KEY: 'INVALID_API_KEY', // unknown, revoked or expired API key
   FORBIDDEN: 'FORBIDDEN', // authenticated but not allowed (firewall, scopes, ownership)
+  CSRF_REJECTED: 'CSRF_REJECTED', // a dashboard form post without the same-origin proof
   NOT_FOUND: 'NOT_FOUND',
   CONFLICT: 'CONFLICT', // duplicate username / email
   INVALID_CREDENTIALS: 'INVALID_CREDENTIALS',
@@ -23,22 +27,31 @@ export const ErrorCodes = {
   TIMEOUT: 'TIMEOUT',
   CANCELLED: 'CANCELLED',
   SHUTTING_DOWN: 'SHUTTING_DOWN',
-  INTERNAL: 'INTERNAL'
+  INTERNAL: 'INTERNAL',
+  // recorded in request logs, never thrown to a caller
+  STUCK: 'STUCK', // the sweeper failed a request left in processing
+  UNRECORDABLE: 'UNRECORDABLE' // the request's outcome could not be stored as it was
 } as const
 
 export type ErrorCode = typeof ErrorCodes[keyof typeof ErrorCodes]
 
+const KNOWN_CODES: ReadonlySet<string> = new Set(Object.values(ErrorCodes))
+
+export function isErrorCode (code: unknown): code is ErrorCode {
+  return typeof code === 'string' && KNOWN_CODES.has(code)
+}
+
 export interface WireError {
-  code: string
+  code: ErrorCode
   message: string
   details?: Record<string, unknown>
 }
 
 export class MeshError extends Error {
-  readonly code: string
+  readonly code: ErrorCode
   readonly details?: Record<string, unknown>
 
-  constructor (code: string, message: string, details?: Record<string, unknown>) {
+  constructor (code: ErrorCode, message: string, details?: Record<string, unknown>) {
     super(`${code}: ${message}`)
     this.name = 'MeshError'
     this.code = code
@@ -56,8 +69,9 @@ export class MeshError extends Error {
     return out
   }
 
+  /** A peer's error as ours; a code this version does not know (a newer or hostile peer) is INTERNAL. */
   static fromWire (e: WireError): MeshError {
-    return new MeshError(String(e.code), String(e.message), e.details)
+    return new MeshError(isErrorCode(e.code) ? e.code : ErrorCodes.INTERNAL, String(e.message), e.details)
   }
 
   static BAD_REQUEST (msg: string, details?: Record<string, unknown>) { return new MeshError(ErrorCodes.BAD_REQUEST, msg, details) }

@@ -1,4 +1,5 @@
 import { GatewayProtocol, type ModelListing } from '../../shared/protocol/gateway.ts'
+import type { ModelPatch, RegistryWrite } from '../../shared/registry/schema.ts'
 import { UsageError } from '../context.ts'
 import { printJson, table } from '../output.ts'
 import type { Command } from '../command.ts'
@@ -20,8 +21,8 @@ function num (values: Record<string, unknown>, flag: string, min: number, max: n
   return n
 }
 
-function modelFields (values: Record<string, unknown>) {
-  const out: Record<string, unknown> = {}
+function modelFields (values: Record<string, unknown>): ModelPatch {
+  const out: ModelPatch = {}
   if (values.provider !== undefined) out.provider = String(values.provider)
   if (values['backend-model'] !== undefined) out.backendModel = String(values['backend-model'])
   if (values.tasks !== undefined) out.tasks = String(values.tasks).split(',').map((t) => t.trim()).filter(Boolean)
@@ -67,23 +68,23 @@ export const models: Command = {
     }
     if (!id) throw new UsageError(`usage: hyperinfer ${this.usage}`)
     const token = ctx.sessionToken()
-    let change
+    let change: RegistryWrite
     if (verb === 'add') {
       const f = modelFields(values)
       change = {
-        op: 'putModel' as const,
+        op: 'putModel',
         input: {
-          id, provider: (f.provider as string) ?? 'openai-compatible', backendModel: (f.backendModel as string) ?? id, tasks: (f.tasks as string[]) ?? ['chat'],
-          contextLength: (f.contextLength as number) ?? 8192, pricePer1MInput: (f.pricePer1MInput as number) ?? 0, pricePer1MOutput: (f.pricePer1MOutput as number) ?? 0,
-          quality: (f.quality as number) ?? 0.5, safety: (f.safety as number) ?? 0.5
+          id, provider: f.provider ?? 'openai-compatible', backendModel: f.backendModel ?? id, tasks: f.tasks ?? ['chat'],
+          contextLength: f.contextLength ?? 8192, pricePer1MInput: f.pricePer1MInput ?? 0, pricePer1MOutput: f.pricePer1MOutput ?? 0,
+          quality: f.quality ?? 0.5, safety: f.safety ?? 0.5
         }
       }
     } else if (verb === 'set') {
       const patch = modelFields(values)
       if (Object.keys(patch).length === 0) throw new UsageError('models set: give at least one field to change, e.g. --price-out 0.6')
-      change = { op: 'setModel' as const, id, patch }
+      change = { op: 'setModel', id, patch }
     } else if (verb === 'remove') {
-      change = { op: 'removeModel' as const, id }
+      change = { op: 'removeModel', id }
     } else throw new UsageError(`usage: hyperinfer ${this.usage}`)
     const res = await gw.call(GatewayProtocol.registryChange, { token, change }, ctx.globals.timeout)
     if (ctx.globals.json) return printJson(res.result)

@@ -3,9 +3,10 @@ import { MeshError } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
 import type { Peer } from '../../shared/mesh/peer.ts'
+import type { ModelListing } from '../../shared/protocol/gateway.ts'
 import {
-  Registry, RegistryReplica, replicateOverClient, replicateOverPeer,
-  type ModelEntry, type ModelInput, type ModelPatch, type RegistryBase, type WorkerEntry, type WorkerInput, type HistoryEntry
+  Registry, RegistryReplica, liveListing, registryListing, replicateOverClient, replicateOverPeer,
+  type HistoryEntry, type MeasurementSample, type ModelEntry, type RegistryBase, type RegistryWrite, type WorkerEntry
 } from '../../shared/registry/index.ts'
 import type { Price } from './limits.ts'
 
@@ -14,15 +15,7 @@ import type { Price } from './limits.ts'
 // writes to it. In-memory caches of models and workers are rebuilt from change events, so the
 // request path never reads the bee.
 
-export type RegistryWrite =
-  | { op: 'putModel', input: ModelInput }
-  /** add the model unless the registry has it: never overwrites what an operator set */
-  | { op: 'addModel', input: ModelInput }
-  | { op: 'setModel', id: string, patch: ModelPatch }
-  | { op: 'removeModel', id: string }
-  | { op: 'putWorker', input: WorkerInput }
-  | { op: 'approveWorker', key: string }
-  | { op: 'revokeWorker', key: string }
+export type { RegistryWrite }
 
 export interface CatalogOptions {
   home: string
@@ -117,6 +110,16 @@ export class Catalog {
   worker (key: string): WorkerEntry | undefined { return this.workers.get(key) }
   allWorkers (): WorkerEntry[] { return [...this.workers.values()] }
 
+  /** The models served now (`live`), described by the registry. */
+  listing (live: ModelListing[]): ModelListing[] {
+    return liveListing(live, (id) => this.models.get(id))
+  }
+
+  /** Every model in the registry, with how many of the `live` workers serve it now. */
+  registryListing (live: ModelListing[]): ModelListing[] {
+    return registryListing(this.allModels(), live)
+  }
+
   price (id: string): Price | null {
     const m = this.models.get(id)
     return m ? { input: m.pricePer1MInput, output: m.pricePer1MOutput } : null
@@ -160,7 +163,7 @@ export class Catalog {
     }, by).catch((err) => this.log?.warn({ model: id, err: (err as Error).message }, 'could not add model to the registry'))
   }
 
-  recordMeasurement (id: string, sample: { ttftMs: number, latencyMs: number, ok: boolean }): void {
+  recordMeasurement (id: string, sample: MeasurementSample): void {
     if (this.writer && this.models.has(id)) this.writer.recordMeasurement(id, sample)
   }
 

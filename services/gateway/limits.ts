@@ -1,6 +1,7 @@
 import { countTokens } from 'gpt-tokenizer'
 import { z } from 'zod'
 import type { ChatMessage } from '../../shared/protocol/inference.ts'
+import { modelInput, modelName } from '../../shared/registry/schema.ts'
 import type { CounterSpec } from './accounting.ts'
 
 // What a request may cost before it runs: tier limits (per key and per user, requests and tokens, by
@@ -38,7 +39,7 @@ export function parseTiers (json: string | undefined, requestLimits?: { default:
 
 /** USD per 1M tokens. */
 export interface Price { input: number, output: number }
-export const modelPrices = z.record(z.string().min(1).max(200), z.object({ input: z.number().min(0).max(10_000), output: z.number().min(0).max(10_000) }).strict())
+export const modelPrices = z.record(modelName, z.object({ input: modelInput.shape.pricePer1MInput, output: modelInput.shape.pricePer1MOutput }).strict())
 
 /** nano-USD for `tokens` at `usdPerMillion`: 1 USD = 1e9 nUSD, so nUSD per token = price × 1000. */
 export function nusd (tokens: number, usdPerMillion: number): number {

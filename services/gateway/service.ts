@@ -128,10 +128,10 @@ export class GatewayService extends MeshService {
       .on(GatewayProtocol.infer, (req, ctx) => this.infer(req, ctx))
       .on(GatewayProtocol.embed, (req, ctx) => this.embed(req, ctx))
       .on(GatewayProtocol.aiRequest, (req, ctx) => this.aiRequest(req, ctx))
-      .on(GatewayProtocol.models, () => ({ models: this.listing() }))
-      .on(GatewayProtocol.registry, () => ({ key: this.catalog.key, writable: this.catalog.writable, models: this.registryListing() }))
-      .on(GatewayProtocol.registryChange, async (req) => ({ result: await this.catalog.write(req.change as RegistryWrite, await this.adminName(req.token)) }))
-      .on(GatewayProtocol.registryForward, async (req) => ({ result: await this.catalog.write(req.change as RegistryWrite, req.by) }))
+      .on(GatewayProtocol.models, () => ({ models: this.catalog.listing(this.workers.listing()) }))
+      .on(GatewayProtocol.registry, () => ({ key: this.catalog.key, writable: this.catalog.writable, models: this.catalog.registryListing(this.workers.listing()) }))
+      .on(GatewayProtocol.registryChange, async (req) => ({ result: await this.catalog.write(req.change, await this.adminName(req.token)) }))
+      .on(GatewayProtocol.registryForward, async (req) => ({ result: await this.catalog.write(req.change, req.by) }))
       .on(GatewayProtocol.registryHistory, async (req) => {
         await this.adminName(req.token)
         return { key: this.catalog.key, entries: await this.catalog.history(req.limit ?? 50) }
@@ -164,7 +164,7 @@ export class GatewayService extends MeshService {
     this.catalog.onChange(() => this.reconcileWorkers())
     if (this.opts.registryFrom) {
       const writer = this.connectTo(this.opts.registryFrom, { name: 'registry-writer' })
-      this.catalog.follow(writer, (change, by) => writer.call(GatewayProtocol.registryForward, { change: change as any, by }, 10_000).then((r) => r.result))
+      this.catalog.follow(writer, (change, by) => writer.call(GatewayProtocol.registryForward, { change, by }, 10_000).then((r) => r.result))
     } else {
       await this.seedPrices()
     }
@@ -262,27 +262,6 @@ export class GatewayService extends MeshService {
         w.peer.channel.stream?.destroy?.()
       }
     }
-  }
-
-  private listing () {
-    return this.workers.listing().map((m) => ({ ...m, ...this.registryFields(m.id) }))
-  }
-
-  private registryFields (id: string) {
-    const e = this.catalog.model(id)
-    if (!e) return {}
-    return {
-      tasks: e.tasks, price: { input: e.pricePer1MInput, output: e.pricePer1MOutput }, quality: e.quality, safety: e.safety,
-      latency: e.measured ? { p50Ms: e.measured.p50LatencyMs, ttftMs: e.measured.ttftMs, errorRate: e.measured.errorRate, samples: e.measured.samples } : null
-    }
-  }
-
-  /** Every model in the registry, with how many connected workers serve it now. */
-  private registryListing () {
-    const live = new Map(this.workers.listing().map((m) => [m.id, m]))
-    return this.catalog.allModels().map((e) => ({
-      id: e.id, backend: live.get(e.id)?.backend ?? e.provider, contextLength: e.contextLength, workers: live.get(e.id)?.workers ?? 0, ...this.registryFields(e.id)
-    })).sort((a, b) => a.id.localeCompare(b.id))
   }
 
   private registryWorkers () {

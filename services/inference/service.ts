@@ -1,6 +1,7 @@
 import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.ts'
 import { handlers, type HandlerContext, type HandlerTable } from '../../shared/mesh/peer.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
+import { modelName } from '../../shared/protocol/common.ts'
 import { InferenceProtocol, type EmbedResult, type ModelInfo, type ModelStatus, type PromptResult, type TokenChunk } from '../../shared/protocol/inference.ts'
 import { lookupTopic, networkTopic } from '../../shared/mesh/discovery.ts'
 import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
@@ -152,6 +153,8 @@ export class InferenceService extends MeshService {
       const timer = setTimeout(() => ac.abort(), 3000)
       try {
         for (const info of await backend.listModels(ac.signal)) {
+          // a name the registry would refuse cannot be announced to a gateway: serve the others
+          if (!modelName.safeParse(info.id).success) { this.log.warn({ backend: backend.name, model: info.id.slice(0, 200) }, 'model name not accepted by the mesh; not served'); continue }
           if (!next.has(info.id)) next.set(info.id, { info, backend })
         }
       } catch (err) {

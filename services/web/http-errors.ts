@@ -1,6 +1,8 @@
+import type { ErrorCode } from '../../shared/errors.ts'
+
 // Error codes → HTTP status, shared by the JSON API and the dashboard's HTML pages.
 
-const STATUS_BY_CODE: Record<string, number> = {
+const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   BAD_REQUEST: 400,
   UNAUTHENTICATED: 401,
   INVALID_API_KEY: 401,
@@ -23,6 +25,6 @@ const STATUS_BY_CODE: Record<string, number> = {
   TIMEOUT: 504
 }
 
-export function httpStatusOf (code: string): number {
+export function httpStatusOf (code: ErrorCode): number {
   return STATUS_BY_CODE[code] ?? 500
 }

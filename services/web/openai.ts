@@ -4,6 +4,7 @@ import { z } from 'zod'
 import { MeshError } from '../../shared/errors.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
 import { GatewayProtocol, type InferResult } from '../../shared/protocol/gateway.ts'
+import { modelName } from '../../shared/protocol/common.ts'
 import type { ChatMessage } from '../../shared/protocol/inference.ts'
 
 // The OpenAI-compatible API: code written for OpenAI works unchanged against our base URL with our
@@ -19,7 +20,7 @@ const chatMessage = z.object({
 }).passthrough()
 const stop = z.union([z.string().min(1).max(100), z.array(z.string().min(1).max(100)).max(4)]).nullish()
 const common = {
-  model: z.string().min(1).max(200),
+  model: modelName,
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).passthrough().nullish(),
   max_tokens: z.number().int().min(1).max(32_768).nullish(),
@@ -41,7 +42,7 @@ export const completionSchema = z.object({
 }).passthrough()
 
 export const embeddingSchema = z.object({
-  model: z.string().min(1).max(200),
+  model: modelName,
   input: z.union([z.string().min(1).max(100_000), z.array(z.string().min(1).max(100_000)).min(1).max(256)]),
   encoding_format: z.enum(['float', 'base64']).nullish(),
   user: z.string().max(256).nullish()

@@ -5,10 +5,10 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
 import type { HandlerTable } from '../../shared/mesh/peer.ts'
-import { MeshError } from '../../shared/errors.ts'
+import { MeshError, type ErrorCode } from '../../shared/errors.ts'
 import { AuthProtocol } from '../../shared/protocol/auth.ts'
 import { GatewayProtocol, type ModelListing } from '../../shared/protocol/gateway.ts'
-import { RegistryReplica, replicateOverClient } from '../../shared/registry/index.ts'
+import { RegistryReplica, registryListing, replicateOverClient } from '../../shared/registry/index.ts'
 import { landingPage } from './landing.ts'
 import { registerOpenAIRoutes } from './openai.ts'
 import { httpStatusOf } from './http-errors.ts'
@@ -121,16 +121,7 @@ export class WebService extends MeshService {
   async registryListing (): Promise<{ key: string, writable: boolean, models: ModelListing[] }> {
     const r = this.replica
     if (r?.opened && r.peerCount > 0) {
-      const models = await r.listModels()
-      return {
-        key: r.key,
-        writable: false,
-        models: models.map((e) => ({
-          id: e.id, backend: e.provider, contextLength: e.contextLength, workers: 0, tasks: e.tasks,
-          price: { input: e.pricePer1MInput, output: e.pricePer1MOutput }, quality: e.quality, safety: e.safety,
-          latency: e.measured ? { p50Ms: e.measured.p50LatencyMs, ttftMs: e.measured.ttftMs, errorRate: e.measured.errorRate, samples: e.measured.samples } : null
-        }))
-      }
+      return { key: r.key, writable: false, models: registryListing(await r.listModels()) }
     }
     return this.client('gateway').call(GatewayProtocol.registry, {})
   }
@@ -238,7 +229,7 @@ export class WebService extends MeshService {
 
   /** Any error, ours, fastify's or the mesh's, as one HTTP status and an OpenAI-style body. */
   private sendError (err: unknown, req: FastifyRequest, reply: FastifyReply): void {
-    let code: string
+    let code: ErrorCode
     let message: string
     if (err instanceof MeshError) {
       code = err.code

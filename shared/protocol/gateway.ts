@@ -4,6 +4,7 @@ import { AuthProtocol, createKeyRequest, creditsRequest, grantCreditsRequest, li
 import { apiKey, modelName, sessionToken } from './common.ts'
 import { chatMessage, generationParams, type EmbedResult, type ModelInfo, type TokenChunk, type Usage } from './inference.ts'
 import type { ResponseOf } from '../mesh/method.ts'
+import { actor, modelInput, registryWrite, type HistoryEntry, type RegistryWrite, type WorkerEntry } from '../registry/schema.ts'
 
 // The gateway: the one public RPC entry of the mesh. Strangers may call the public methods; the
 // worker registration is open to workers that present the network's worker token or are mesh members.
@@ -106,14 +107,8 @@ export interface ModelListing extends ModelInfo {
   latency?: { p50Ms: number, ttftMs: number, errorRate: number, samples: number } | null
 }
 
-export interface RegistryWorker {
-  key: string
-  models: string[]
-  approval: { state: 'pending' | 'approved' | 'revoked', by: string, at: number }
-  label: string
-  region: string
-  capacity: number
-  updatedAt: number
+/** a registry worker entry, with how it is connected to this gateway now */
+export interface RegistryWorker extends WorkerEntry {
   connected: boolean
   inflight: number
   served: number
@@ -122,18 +117,6 @@ export interface RegistryWorker {
 }
 
 const adminToken = z.object({ token: sessionToken })
-const hexKey = z.string().regex(/^[0-9a-fA-F]{64}$/, 'a 64-character hex public key')
-export const modelSpec = z.object({
-  id: modelName,
-  provider: z.string().min(1).max(64),
-  backendModel: z.string().min(1).max(256),
-  tasks: z.array(z.string().min(1).max(32)).min(1).max(16),
-  contextLength: z.number().int().min(1).max(100_000_000),
-  pricePer1MInput: z.number().min(0).max(10_000),
-  pricePer1MOutput: z.number().min(0).max(10_000),
-  quality: unit,
-  safety: unit
-}).strict()
 export interface JoinTokenInfo {
   id: string
   prefix: string
@@ -152,19 +135,9 @@ export const joinTokensRequest = z.discriminatedUnion('op', [
   adminToken.extend({ op: z.literal('revoke'), id: z.string().uuid() }).strict()
 ])
 
-export const registryWrite = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('putModel'), input: modelSpec }).strict(),
-  z.object({ op: z.literal('addModel'), input: modelSpec }).strict(),
-  z.object({ op: z.literal('setModel'), id: modelName, patch: modelSpec.omit({ id: true }).partial().strict() }).strict(),
-  z.object({ op: z.literal('removeModel'), id: modelName }).strict(),
-  z.object({ op: z.literal('putWorker'), input: z.object({ key: hexKey, models: z.array(modelName).max(256).optional(), label: z.string().max(128).optional(), region: z.string().max(128).optional(), capacity: z.number().int().min(1).max(100_000).optional() }).strict() }).strict(),
-  z.object({ op: z.literal('approveWorker'), key: hexKey }).strict(),
-  z.object({ op: z.literal('revokeWorker'), key: hexKey }).strict()
-])
-
 export const registerWorkerRequest = z.object({
   token: z.string().max(200).optional(),
-  models: z.array(z.object({ id: modelName, backend: z.string().max(50), contextLength: z.number().int().positive().optional() }).strict()).max(1000),
+  models: z.array(z.object({ id: modelName, backend: z.string().max(50), contextLength: modelInput.shape.contextLength.optional() }).strict()).max(1000),
   capacity: z.number().int().min(1).max(100_000).optional(),
   label: z.string().max(100).optional()
 }).strict()
@@ -227,11 +200,11 @@ export const GatewayProtocol = {
   /** the registry's key and models (public: the catalog) */
   registry: method<Record<string, never>, { key: string, writable: boolean, models: ModelListing[] }>('registry', 'public', z.object({}).strict()),
   /** admins: change the registry (models, worker approval); on a replica gateway the write goes to the writer */
-  registryChange: method<z.infer<typeof adminToken> & { change: z.infer<typeof registryWrite> }, { result: unknown }>('registryChange', 'public', adminToken.extend({ change: registryWrite }).strict()),
-  registryHistory: method<z.infer<typeof adminToken> & { limit?: number }, { key: string, entries: Array<{ seq: number, type: 'put' | 'del', key: string, value: unknown }> }>('registryHistory', 'public', adminToken.extend({ limit: z.number().int().min(1).max(1000).optional() }).strict()),
+  registryChange: method<z.infer<typeof adminToken> & { change: RegistryWrite }, { result: unknown }>('registryChange', 'public', adminToken.extend({ change: registryWrite }).strict()),
+  registryHistory: method<z.infer<typeof adminToken> & { limit?: number }, { key: string, entries: HistoryEntry[] }>('registryHistory', 'public', adminToken.extend({ limit: z.number().int().min(1).max(1000).optional() }).strict()),
   workers: method<z.infer<typeof adminToken>, { workers: RegistryWorker[] }>('workers', 'public', adminToken.strict()),
   /** admins: join tokens for workers (a worker presenting one is approved at once); the token is shown once */
   joinTokens: method<z.infer<typeof joinTokensRequest>, { tokens: JoinTokenInfo[], created?: JoinTokenInfo & { token: string } }>('joinTokens', 'public', joinTokensRequest),
   /** between gateways: a replica forwards an admin's change to the writer */
-  registryForward: method<{ change: z.infer<typeof registryWrite>, by: string }, { result: unknown }>('registryForward', 'internal', z.object({ change: registryWrite, by: z.string().min(1).max(128) }).strict())
+  registryForward: method<{ change: RegistryWrite, by: string }, { result: unknown }>('registryForward', 'internal', z.object({ change: registryWrite, by: actor }).strict())
 }

@@ -1,6 +1,6 @@
 import type { MeshClient } from '../mesh/client.ts'
 import type { Peer } from '../mesh/peer.ts'
-import type { RegistryBase } from './registry.ts'
+import type { RegistryBase } from './base.ts'
 
 // Registry replication over the mesh's own connections. @hyperswarm/rpc puts its Protomux on the
 // NoiseSecretStream (`stream.userData = rpc.mux`, "for Hypercore replication"), so Corestore adds a
@@ -19,9 +19,11 @@ export function replicateOverPeer (registry: RegistryBase, peer: Peer): void {
  */
 export function replicateOverClient (registry: RegistryBase, client: MeshClient): () => void {
   const onOpen = (peer: Peer) => {
+    // replicate() throws only once the registry is closed, and a closed registry has nothing to share
     try { replicateOverPeer(registry, peer) } catch {}
   }
   client.on('open', onOpen)
+  // a connection that drops before it opens is no loss: the 'open' listener catches the next one
   if (client.connected) client.waitOpen(0).then(onOpen, () => {})
   return () => { client.off('open', onOpen) }
 }

@@ -4,12 +4,15 @@ import { z } from 'zod'
 //   models/<id>            ModelEntry
 //   workers/<publicKeyHex> WorkerEntry
 // Every write is checked against these schemas before it reaches the bee, so a replica only ever
-// reads values of this shape (from this version of the code or an older one).
+// reads values of this shape (from this version of the code or an older one). The protocols take
+// their model names, model specs and registry changes from here, so nothing a peer may send over
+// the wire is a value the registry would refuse.
 
 export const MODELS_PREFIX = 'models/'
 export const WORKERS_PREFIX = 'workers/'
 
-export const modelId = z.string()
+/** a model's name: its registry id, and what requests, workers and API-key scopes name it by */
+export const modelName = z.string()
   .min(1).max(128)
   .regex(/^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$/, 'letters, digits and . _ : / @ + - only, starting with a letter or digit')
 
@@ -18,7 +21,8 @@ export const workerKey = z.string()
   .transform((k) => k.toLowerCase())
 
 const score = z.number().min(0).max(1)
-const price = z.number().finite().min(0)
+/** USD per 1M tokens */
+const price = z.number().finite().min(0).max(10_000)
 const ms = z.number().finite().min(0)
 const shortText = z.string().max(128)
 /** who made a change: a public key (hex), a user name, or a service name */
@@ -35,7 +39,7 @@ export const measured = z.object({
 
 /** What a caller gives for a model; the registry adds `measured`, `updatedAt` and `updatedBy`. */
 export const modelInput = z.object({
-  id: modelId,
+  id: modelName,
   provider: z.string().min(1).max(64),
   backendModel: z.string().min(1).max(256),
   tasks: z.array(z.string().min(1).max(32).regex(/^[a-z0-9_-]+$/, 'lower-case task names')).min(1).max(16)
@@ -68,7 +72,7 @@ export const approval = z.object({
 /** What a caller gives for a worker; approval is only ever changed by approveWorker / revokeWorker. */
 export const workerInput = z.object({
   key: workerKey,
-  models: z.array(modelId).max(256).default([]),
+  models: z.array(modelName).max(256).default([]),
   label: shortText.default(''),
   region: shortText.default(''),
   /** concurrent requests the worker says it can take */
@@ -77,13 +81,27 @@ export const workerInput = z.object({
 
 export const workerEntry = z.object({
   key: z.string().regex(/^[0-9a-f]{64}$/),
-  models: z.array(modelId),
+  models: z.array(modelName),
   approval,
   label: shortText,
   region: shortText,
   capacity: z.number().int().min(1),
   updatedAt: z.number().int().min(0)
 }).strict()
+
+/**
+ * A change to the registry as an admin (or a replica gateway forwarding one) sends it. `addModel`
+ * adds the model unless the registry has it, so it never overwrites what an operator set.
+ */
+export const registryWrite = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('putModel'), input: modelInput }).strict(),
+  z.object({ op: z.literal('addModel'), input: modelInput }).strict(),
+  z.object({ op: z.literal('setModel'), id: modelName, patch: modelPatch }).strict(),
+  z.object({ op: z.literal('removeModel'), id: modelName }).strict(),
+  z.object({ op: z.literal('putWorker'), input: workerInput }).strict(),
+  z.object({ op: z.literal('approveWorker'), key: workerKey }).strict(),
+  z.object({ op: z.literal('revokeWorker'), key: workerKey }).strict()
+])
 
 export const measurementSample = z.object({
   ttftMs: ms,
@@ -100,7 +118,19 @@ export type Approval = z.infer<typeof approval>
 export type WorkerInput = z.input<typeof workerInput>
 export type WorkerEntry = z.infer<typeof workerEntry>
 export type MeasurementSample = z.infer<typeof measurementSample>
+/** what a caller gives: defaults not yet filled in (a parsed change is one too) */
+export type RegistryWrite = z.input<typeof registryWrite>
 export type RegistryValue = ModelEntry | WorkerEntry
+
+/** One change in the registry's log: what `history()` lists and change events carry. */
+export interface HistoryEntry {
+  /** the Hypercore index of the change (1 is the first change; 0 is the bee's header) */
+  seq: number
+  type: 'put' | 'del'
+  key: string
+  /** the value written, or null for a delete */
+  value: RegistryValue | null
+}
 
 export const modelKey = (id: string) => MODELS_PREFIX + id
 export const workerEntryKey = (key: string) => WORKERS_PREFIX + key.toLowerCase()

@@ -1,6 +1,6 @@
-import { MeshError } from '../errors.ts'
+import { MeshError, isErrorCode, type ErrorCode } from '../errors.ts'
 import type { Quota } from '../protocol/gateway.ts'
-import type { InferenceRequest, InferenceResult, ModelEntry, Transport } from './index.ts'
+import type { InferenceRequest, InferenceResult, ModelSummary, Transport } from './index.ts'
 
 // The SDK over the web service's OpenAI-compatible routes, with nothing but global fetch. The web
 // service answers errors as `{ error: { message, type, code } }` with the mesh's code in `code`, so
@@ -8,7 +8,7 @@ import type { InferenceRequest, InferenceResult, ModelEntry, Transport } from '.
 // the HTTP API: `model` is required (the route's schema demands it; the SDK says so before sending),
 // results carry no worker or timings, models carry no worker count, and there is no quota route.
 
-const STATUS_CODES: Record<number, string> = {
+const STATUS_CODES: Record<number, ErrorCode> = {
   400: 'BAD_REQUEST', 401: 'INVALID_API_KEY', 403: 'FORBIDDEN', 404: 'NOT_FOUND', 409: 'CONFLICT', 413: 'PROMPT_TOO_LARGE',
   429: 'RATE_LIMITED', 502: 'BACKEND_ERROR', 503: 'UNAVAILABLE', 504: 'TIMEOUT'
 }
@@ -71,7 +71,7 @@ export class HttpTransport implements Transport {
     })
   }
 
-  async models (): Promise<ModelEntry[]> {
+  async models (): Promise<ModelSummary[]> {
     return this.withControl('models', undefined, async (ctl) => {
       const res = await this.fetch('GET', '/v1/models', ctl)
       const json = await res.json() as { data?: Array<{ id: string, owned_by?: string }> }
@@ -140,9 +140,9 @@ function result (id: string | undefined, model: string | undefined, text: string
   }
 }
 
-/** An OpenAI-shaped error body as the MeshError it came from; the status decides when the code is missing. */
+/** An OpenAI-shaped error body as the MeshError it came from; the status decides when the code is missing or unknown. */
 function wireError (e: NonNullable<WireCompletion['error']>, status: number, retryAfter: string | null): MeshError {
-  const code = typeof e.code === 'string' && e.code ? e.code : (STATUS_CODES[status] ?? (status >= 500 ? 'INTERNAL' : 'BAD_REQUEST'))
+  const code = isErrorCode(e.code) ? e.code : (STATUS_CODES[status] ?? (status >= 500 ? 'INTERNAL' : 'BAD_REQUEST'))
   const details: Record<string, unknown> = e.details && typeof e.details === 'object' ? { ...e.details as object } : {}
   if (status) details.status = status
   const retry = retryAfter === null ? NaN : Number(retryAfter)

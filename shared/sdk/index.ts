@@ -1,6 +1,6 @@
 import { MeshError } from '../errors.ts'
 import type { Bootstrap } from '../mesh/dht.ts'
-import type { Quota } from '../protocol/gateway.ts'
+import type { ModelListing, Quota } from '../protocol/gateway.ts'
 import type { ChatMessage, Usage } from '../protocol/inference.ts'
 import { HttpTransport } from './http-transport.ts'
 import { RpcTransport } from './rpc-transport.ts'
@@ -43,13 +43,8 @@ export interface InferenceResult {
   durationMs?: number
 }
 
-export interface ModelEntry {
-  id: string
-  backend?: string
-  /** connected workers serving it (RPC only) */
-  workers?: number
-  contextLength?: number
-}
+/** A model the mesh serves: the gateway's listing, of which HTTP gives only the id and backend (no worker count). */
+export type ModelSummary = Pick<ModelListing, 'id'> & Partial<Pick<ModelListing, 'backend' | 'workers' | 'contextLength'>>
 
 interface CommonOptions {
   /** the API key requests are made with; may be empty when only models() is used */
@@ -67,7 +62,7 @@ export interface Transport {
   inference (req: InferenceRequest, signal?: AbortSignal): Promise<InferenceResult>
   /** calls onDelta with each non-empty text delta in order; the result's text is all of them joined */
   stream (req: InferenceRequest, onDelta: (text: string) => void, signal: AbortSignal): Promise<InferenceResult>
-  models (): Promise<ModelEntry[]>
+  models (): Promise<ModelSummary[]>
   quota (): Promise<Quota>
   close (): Promise<void>
 }
@@ -100,7 +95,7 @@ export class AIInferenceClient {
     return new InferenceStream((onDelta, signal) => meshErrors(() => this.t.stream(this.check(req), onDelta, signal)), opts.signal)
   }
 
-  models (): Promise<ModelEntry[]> {
+  models (): Promise<ModelSummary[]> {
     return meshErrors(() => this.t.models())
   }
 

@@ -8,7 +8,7 @@ import { MeshClient } from '../mesh/client.ts'
 import { createDHT, type Bootstrap } from '../mesh/dht.ts'
 import { GatewayProtocol, type Quota } from '../protocol/gateway.ts'
 import type { RequestOf } from '../mesh/method.ts'
-import type { InferenceRequest, InferenceResult, ModelEntry, Transport } from './index.ts'
+import type { InferenceRequest, InferenceResult, ModelSummary, Transport } from './index.ts'
 
 // The SDK over the mesh itself: a client-only DHT node with a fresh identity, @hyperswarm/rpc on it,
 // and one long-lived MeshClient to the gateway's public key. The CLI opens its gateway connection
@@ -113,7 +113,7 @@ export class RpcTransport implements Transport {
     return { ...res, text }
   }
 
-  async models (): Promise<ModelEntry[]> {
+  async models (): Promise<ModelSummary[]> {
     const gw = await this.conn.open()
     return (await gw.call(GatewayProtocol.models, {}, this.timeoutMs)).models
   }

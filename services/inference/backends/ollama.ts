@@ -1,7 +1,7 @@
 import { Ollama, type AbortableAsyncIterator, type ChatResponse } from 'ollama'
 import { MeshError } from '../../../shared/errors.ts'
 import type { ModelInfo } from '../../../shared/protocol/inference.ts'
-import type { Backend, BackendHealth, ChatChunk, ChatRequest, EmbedRequest, EmbedResult } from './types.ts'
+import type { Backend, BackendHealth, ChatChunk, ChatRequest, EmbedRequest, Embeddings } from './types.ts'
 
 // A local or remote Ollama server, through the official client.
 
@@ -63,7 +63,7 @@ export class OllamaBackend implements Backend {
     }
   }
 
-  async embed (req: EmbedRequest, signal: AbortSignal): Promise<EmbedResult> {
+  async embed (req: EmbedRequest, signal: AbortSignal): Promise<Embeddings> {
     try {
       const res = await this.client(signal).embed({ model: req.model, input: req.input })
       return { embeddings: res.embeddings, promptTokens: (res as { prompt_eval_count?: number }).prompt_eval_count ?? 0 }

@@ -1,7 +1,7 @@
 import OpenAI from 'openai'
 import { MeshError } from '../../../shared/errors.ts'
 import type { ModelInfo, Usage } from '../../../shared/protocol/inference.ts'
-import type { Backend, BackendHealth, ChatChunk, ChatRequest, EmbedRequest, EmbedResult } from './types.ts'
+import type { Backend, BackendHealth, ChatChunk, ChatRequest, EmbedRequest, Embeddings } from './types.ts'
 
 // OpenAI, or any server speaking its API (vLLM, llama.cpp, LM Studio, …), through the official
 // client. The provider key must never reach an error: provider messages are redacted before use.
@@ -57,7 +57,7 @@ export class OpenAIBackend implements Backend {
     }
   }
 
-  async embed (req: EmbedRequest, signal: AbortSignal): Promise<EmbedResult> {
+  async embed (req: EmbedRequest, signal: AbortSignal): Promise<Embeddings> {
     try {
       const res = await this.client.embeddings.create({ model: req.model, input: req.input }, { signal })
       const ordered = [...res.data].sort((a, b) => a.index - b.index)

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto'
 import { MeshError } from '../../../shared/errors.ts'
 import type { ChatMessage, ModelInfo } from '../../../shared/protocol/inference.ts'
-import type { Backend, BackendHealth, ChatChunk, ChatRequest, EmbedRequest, EmbedResult } from './types.ts'
+import type { Backend, BackendHealth, ChatChunk, ChatRequest, EmbedRequest, Embeddings } from './types.ts'
 
 // A built-in backend with no model weights: the text is derived from the prompt (same prompt, same
 // text), at a configurable token rate. For offline use, demos, tests and benchmarks.
@@ -61,7 +61,7 @@ export class SyntheticBackend implements Backend {
   async health (): Promise<BackendHealth> { return { ok: true } }
 
   /** A deterministic unit vector per input (64 dimensions), so equal texts embed equally. */
-  async embed (req: EmbedRequest, signal: AbortSignal): Promise<EmbedResult> {
+  async embed (req: EmbedRequest, signal: AbortSignal): Promise<Embeddings> {
     if (!this.models.includes(req.model)) throw MeshError.BACKEND_ERROR(`synthetic: no model '${req.model}'`, { status: 404 })
     if (signal.aborted) throw MeshError.CANCELLED()
     return { embeddings: req.input.map(syntheticEmbedding), promptTokens: req.input.reduce((n, t) => n + Math.max(1, t.split(/\s+/).filter(Boolean).length), 0) }

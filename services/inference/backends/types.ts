@@ -1,4 +1,4 @@
-import type { ChatMessage, ModelInfo, Usage } from '../../../shared/protocol/inference.ts'
+import type { ChatMessage, EmbedResult, ModelInfo, Usage } from '../../../shared/protocol/inference.ts'
 
 // The one adapter interface every backend implements. The worker core never names a provider:
 // adding a backend is adding a file here and a line in ./index.ts.
@@ -19,7 +19,8 @@ export type ChatChunk =
 export interface BackendHealth { ok: boolean, detail?: string }
 
 export interface EmbedRequest { model: string, input: string[] }
-export interface EmbedResult { embeddings: number[][], promptTokens: number }
+/** a backend's vectors; the worker makes them an EmbedResult (promptTokens 0: the backend did not say) */
+export type Embeddings = Pick<EmbedResult, 'embeddings'> & EmbedResult['usage']
 
 export interface Backend {
   /** short stable name: 'ollama', 'openai', 'synthetic' */
@@ -32,6 +33,6 @@ export interface Backend {
   chat (req: ChatRequest, signal: AbortSignal): AsyncIterable<ChatChunk>
   health (signal?: AbortSignal): Promise<BackendHealth>
   /** one vector per input, in order; absent on backends that cannot embed */
-  embed? (req: EmbedRequest, signal: AbortSignal): Promise<EmbedResult>
+  embed? (req: EmbedRequest, signal: AbortSignal): Promise<Embeddings>
   close? (): Promise<void>
 }
