@@ -3,9 +3,11 @@ import { MeshError } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
 import type { Peer } from '../../shared/mesh/peer.ts'
+import type { RequestOf } from '../../shared/mesh/method.ts'
+import type { GatewayProtocol } from '../../shared/protocol/gateway.ts'
 import {
   Registry, RegistryReplica, replicateOverClient, replicateOverPeer,
-  type ModelEntry, type ModelInput, type ModelPatch, type RegistryBase, type WorkerEntry, type WorkerInput, type HistoryEntry
+  type ModelEntry, type RegistryBase, type WorkerEntry, type HistoryEntry
 } from '../../shared/registry/index.ts'
 import type { Price } from './limits.ts'
 
@@ -14,15 +16,8 @@ import type { Price } from './limits.ts'
 // writes to it. In-memory caches of models and workers are rebuilt from change events, so the
 // request path never reads the bee.
 
-export type RegistryWrite =
-  | { op: 'putModel', input: ModelInput }
-  /** add the model unless the registry has it: never overwrites what an operator set */
-  | { op: 'addModel', input: ModelInput }
-  | { op: 'setModel', id: string, patch: ModelPatch }
-  | { op: 'removeModel', id: string }
-  | { op: 'putWorker', input: WorkerInput }
-  | { op: 'approveWorker', key: string }
-  | { op: 'revokeWorker', key: string }
+/** A change to the registry, as admins send it and replicas forward it to the writer. */
+export type RegistryWrite = RequestOf<typeof GatewayProtocol.registryForward>['change']
 
 export interface CatalogOptions {
   home: string
@@ -158,6 +153,18 @@ export class Catalog {
       op: 'addModel',
       input: { id, provider: backend, backendModel: id, tasks, contextLength: contextLength ?? 8192, pricePer1MInput: price?.input ?? 0, pricePer1MOutput: price?.output ?? 0, quality: 0.5, safety: 0.5 }
     }, by).catch((err) => this.log?.warn({ model: id, err: (err as Error).message }, 'could not add model to the registry'))
+  }
+
+  /** Configured prices (MODEL_PRICES) go into the registry, where every gateway reads them. */
+  async seedPrices (prices: Record<string, Price>): Promise<void> {
+    for (const [id, p] of Object.entries(prices)) {
+      const cur = this.models.get(id)
+      if (cur && cur.pricePer1MInput === p.input && cur.pricePer1MOutput === p.output) continue
+      const change: RegistryWrite = cur
+        ? { op: 'setModel', id, patch: { pricePer1MInput: p.input, pricePer1MOutput: p.output } }
+        : { op: 'putModel', input: { id, provider: 'configured', backendModel: id, tasks: ['chat'], contextLength: 8192, pricePer1MInput: p.input, pricePer1MOutput: p.output, quality: 0.5, safety: 0.5 } }
+      await this.write(change, 'MODEL_PRICES').catch((err) => this.log?.warn({ model: id, err: (err as Error).message }, 'could not seed a price'))
+    }
   }
 
   recordMeasurement (id: string, sample: { ttftMs: number, latencyMs: number, ok: boolean }): void {
