@@ -1,7 +1,7 @@
 import type pg from 'pg'
 import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.ts'
 import { handlers, type HandlerTable } from '../../shared/mesh/peer.ts'
-import { AuthEvents, AuthProtocol, type ApiKeyInfo, type Credits, type KeyIdentity, type LedgerEntry, type PublicUser, type UsageReport } from '../../shared/protocol/auth.ts'
+import { AuthEvents, AuthProtocol, type ApiKeyInfo, type Credits, type KeyIdentity, type LedgerEntry, type PublicUser } from '../../shared/protocol/auth.ts'
 import type { RequestOf } from '../../shared/mesh/method.ts'
 import { MeshError } from '../../shared/errors.ts'
 import { newApiKey } from '../../shared/apikey.ts'
@@ -55,10 +55,8 @@ export class AuthService extends MeshService {
       .on(AuthProtocol.listApiKeys, (req) => this.listApiKeys(req))
       .on(AuthProtocol.revokeApiKey, (req) => this.revokeApiKey(req))
       .on(AuthProtocol.validateApiKey, (req) => this.validateApiKey(req.keyHash))
-      .on(AuthProtocol.getUserUsage, (req) => this.getUserUsage(req))
       .on(AuthProtocol.whoami, (req) => this.whoami(req.token))
       .on(AuthProtocol.logout, (req) => this.logout(req.token))
-      .on(AuthProtocol.getCredits, (req) => this.getCredits(req))
       .on(AuthProtocol.grantCredits, (req) => this.grantCredits(req))
       .table
   }
@@ -212,59 +210,12 @@ export class AuthService extends MeshService {
     }
   }
 
-  async getUserUsage (req: RequestOf<typeof AuthProtocol.getUserUsage>): Promise<UsageReport> {
-    const claims = await this.session(req.token)
-    const since = req.since ?? new Date(Date.now() - ((req.days ?? 30) - 1) * 86_400_000).toISOString().slice(0, 10)
-    type Row = { date: string, model: string, requests: number, tokens_in: string, tokens_out: string, errors: number, cost: string }
-    const { rows } = await this.pool.query<Row>(
-      `SELECT to_char(date, 'YYYY-MM-DD') AS date, model, sum(request_count)::int AS requests, sum(tokens_in)::text AS tokens_in,
-              sum(tokens_out)::text AS tokens_out, sum(error_count)::int AS errors, sum(cost_nusd)::text AS cost
-       FROM usage_stats WHERE user_id = $1 AND date >= $2::date
-       GROUP BY date, model ORDER BY date, model`, [claims.userId, since])
-    const zero = () => ({ requests: 0, tokensIn: 0, tokensOut: 0, errors: 0, cost: 0 })
-    const add = (a: ReturnType<typeof zero>, r: Row) => {
-      a.requests += r.requests; a.tokensIn += Number(r.tokens_in); a.tokensOut += Number(r.tokens_out); a.errors += r.errors; a.cost += Number(r.cost)
-    }
-    const byDate = new Map<string, ReturnType<typeof zero>>()
-    const byModel = new Map<string, ReturnType<typeof zero>>()
-    const totals = zero()
-    for (const r of rows) {
-      if (!byDate.has(r.date)) byDate.set(r.date, zero())
-      if (!byModel.has(r.model)) byModel.set(r.model, zero())
-      add(byDate.get(r.date)!, r); add(byModel.get(r.model)!, r); add(totals, r)
-    }
-    const out = ({ cost, ...rest }: ReturnType<typeof zero>) => ({ ...rest, costUsd: usd(cost) })
-    return {
-      userId: claims.userId,
-      since,
-      daily: [...byDate].map(([date, a]) => ({ date, ...out(a) })),
-      byModel: [...byModel].map(([model, a]) => ({ model, ...out(a) })).sort((a, b) => b.requests - a.requests),
-      totals: out(totals),
-      credits: await this.credits(claims.userId)
-    }
-  }
-
   async whoami (token: string): Promise<{ user: PublicUser }> {
     const claims = await this.session(token)
     const { rows } = await this.pool.query<UserRow & { is_active: boolean }>(
       'SELECT id, username, email, tier, role, created_at, is_active FROM users WHERE id = $1', [claims.userId])
     if (!rows[0] || !rows[0].is_active) throw MeshError.UNAUTHENTICATED('account no longer exists or is disabled')
     return { user: publicUser(rows[0]) }
-  }
-
-  private async credits (userId: string, db: pg.Pool | pg.PoolClient = this.pool): Promise<Credits> {
-    const { rows } = await db.query<{ balance_nusd: string, held_nusd: string }>('SELECT balance_nusd, held_nusd FROM credit_accounts WHERE user_id = $1', [userId])
-    const balance = Number(rows[0]?.balance_nusd ?? 0)
-    const held = Number(rows[0]?.held_nusd ?? 0)
-    return { balanceUsd: usd(balance), reservedUsd: usd(held), availableUsd: usd(balance - held) }
-  }
-
-  async getCredits (req: RequestOf<typeof AuthProtocol.getCredits>): Promise<Credits & { ledger: LedgerEntry[] }> {
-    const claims = await this.session(req.token)
-    const { rows } = await this.pool.query<LedgerRow>(
-      `SELECT id, kind, amount_nusd, request_id, note, created_at FROM credit_ledger WHERE user_id = $1 ORDER BY id DESC LIMIT $2`,
-      [claims.userId, req.limit ?? 20])
-    return { ...await this.credits(claims.userId), ledger: rows.map(ledgerEntry) }
   }
 
   /** An admin adds credits (a grant or a refund) to a user's account: a ledger row and the balance, in one transaction. */
@@ -278,17 +229,21 @@ export class AuthService extends MeshService {
       const { rows: users } = await client.query<{ id: string, username: string }>('SELECT id, username FROM users WHERE lower(username) = lower($1)', [req.username])
       const user = users[0]
       if (!user) throw MeshError.NOT_FOUND(`no user named '${req.username}'`)
-      await client.query(
+      const { rows: [account] } = await client.query<{ balance_nusd: string, held_nusd: string }>(
         `INSERT INTO credit_accounts (user_id, balance_nusd) VALUES ($1, $2)
-         ON CONFLICT (user_id) DO UPDATE SET balance_nusd = credit_accounts.balance_nusd + EXCLUDED.balance_nusd, updated_at = now()`, [user.id, amount])
+         ON CONFLICT (user_id) DO UPDATE SET balance_nusd = credit_accounts.balance_nusd + EXCLUDED.balance_nusd, updated_at = now()
+         RETURNING balance_nusd, held_nusd`, [user.id, amount])
       const { rows } = await client.query<LedgerRow>(
         `INSERT INTO credit_ledger (user_id, kind, amount_nusd, actor, note) VALUES ($1, $2, $3, $4, $5)
          RETURNING id, kind, amount_nusd, request_id, note, created_at`, [user.id, req.kind ?? 'grant', amount, admin.user.id, req.note ?? null])
       await client.query('INSERT INTO audit_log (user_id, action, target, details) VALUES ($1, $2, $3, $4)',
         [admin.user.id, 'credits.' + (req.kind ?? 'grant'), user.id, { amountUsd: req.amountUsd }])
       await client.query('COMMIT')
-      return { ...await this.credits(user.id), username: user.username, entry: ledgerEntry(rows[0]!) }
+      const balance = Number(account!.balance_nusd)
+      const held = Number(account!.held_nusd)
+      return { balanceUsd: usd(balance), reservedUsd: usd(held), availableUsd: usd(balance - held), username: user.username, entry: ledgerEntry(rows[0]!) }
     } catch (err) {
+      // a failed rollback leaves nothing to undo: the connection's transaction ends with it; the first error is the one to report
       await client.query('ROLLBACK').catch(() => {})
       throw err
     } finally {

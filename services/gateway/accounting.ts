@@ -222,18 +222,6 @@ export class Accounting {
     return n
   }
 
-  /** Counters by name (missing = never used). */
-  async counters (names: string[]): Promise<Map<string, { cap: number, used: number, held: number, expires: string | null }>> {
-    const { rows } = await this.pool.query<{ name: string, cap: string, used: string, held: string, expires_at: Date | null }>(
-      'SELECT name, cap, used, held, expires_at FROM quota_counters WHERE name = ANY($1)', [names])
-    return new Map(rows.map((r) => [r.name, { cap: Number(r.cap), used: Number(r.used), held: Number(r.held), expires: r.expires_at?.toISOString() ?? null }]))
-  }
-
-  async credits (userId: string): Promise<{ balance: number, held: number } | null> {
-    const { rows } = await this.pool.query<{ balance_nusd: string, held_nusd: string }>('SELECT balance_nusd, held_nusd FROM credit_accounts WHERE user_id = $1', [userId])
-    return rows[0] ? { balance: Number(rows[0].balance_nusd), held: Number(rows[0].held_nusd) } : null
-  }
-
   async close (): Promise<void> {
     this.closing = true
     if (this.sweepTimer) clearInterval(this.sweepTimer)

@@ -163,6 +163,18 @@ export class Catalog {
     }, by).catch((err) => this.log?.warn({ model: id, err: (err as Error).message }, 'could not add model to the registry'))
   }
 
+  /** Configured prices (MODEL_PRICES) go into the registry, where every gateway reads them. */
+  async seedPrices (prices: Record<string, Price>): Promise<void> {
+    for (const [id, p] of Object.entries(prices)) {
+      const cur = this.models.get(id)
+      if (cur && cur.pricePer1MInput === p.input && cur.pricePer1MOutput === p.output) continue
+      const change: RegistryWrite = cur
+        ? { op: 'setModel', id, patch: { pricePer1MInput: p.input, pricePer1MOutput: p.output } }
+        : { op: 'putModel', input: { id, provider: 'configured', backendModel: id, tasks: ['chat'], contextLength: 8192, pricePer1MInput: p.input, pricePer1MOutput: p.output, quality: 0.5, safety: 0.5 } }
+      await this.write(change, 'MODEL_PRICES').catch((err) => this.log?.warn({ model: id, err: (err as Error).message }, 'could not seed a price'))
+    }
+  }
+
   recordMeasurement (id: string, sample: MeasurementSample): void {
     if (this.writer && this.models.has(id)) this.writer.recordMeasurement(id, sample)
   }

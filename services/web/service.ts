@@ -5,6 +5,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
 import type { HandlerTable } from '../../shared/mesh/peer.ts'
+import { parseRequest } from '../../shared/mesh/method.ts'
 import { MeshError, type ErrorCode } from '../../shared/errors.ts'
 import { AuthProtocol } from '../../shared/protocol/auth.ts'
 import { GatewayProtocol, type ModelListing } from '../../shared/protocol/gateway.ts'
@@ -17,9 +18,9 @@ import { registerDashboardRoutes } from './dashboard/routes.ts'
 export { httpStatusOf }
 
 // The HTTP edge of the mesh for browsers and plain HTTP clients. No business logic lives here: every
-// route checks the shape of the request just enough to forward it, calls auth or the gateway over
-// RPC (which validate with zod), and maps the coded error that comes back to an HTTP status and an
-// OpenAI-style error body.
+// route checks a body against the protocol's own schema (the check auth or the gateway would make,
+// with the same coded error), calls auth or the gateway over RPC, and maps the coded error that comes
+// back to an HTTP status and an OpenAI-style error body.
 
 export interface WebServiceOptions extends Omit<MeshServiceOptions, 'name' | 'privateOnly'> {
   /** hex public key of the auth service */
@@ -169,14 +170,14 @@ export class WebService extends MeshService {
     }))
 
     app.post('/api/auth/register', async (req, reply) => {
-      const res = await this.client('auth').call(AuthProtocol.registerUser, objectBody(req) as any)
+      const res = await this.client('auth').call(AuthProtocol.registerUser, parseRequest(AuthProtocol.registerUser, objectBody(req)))
       reply.code(201)
       return res
     })
-    app.post('/api/auth/login', async (req) => this.client('auth').call(AuthProtocol.loginUser, objectBody(req) as any))
+    app.post('/api/auth/login', async (req) => this.client('auth').call(AuthProtocol.loginUser, parseRequest(AuthProtocol.loginUser, objectBody(req))))
     app.post('/api/auth/api-keys', async (req, reply) => {
       const token = bearer(req)
-      const res = await this.client('auth').call(AuthProtocol.generateApiKey, { ...objectBody(req), token } as any)
+      const res = await this.client('auth').call(AuthProtocol.generateApiKey, parseRequest(AuthProtocol.generateApiKey, { ...objectBody(req), token }))
       reply.code(201)
       return res
     })
@@ -184,22 +185,23 @@ export class WebService extends MeshService {
     app.delete<{ Params: { id: string } }>('/api/auth/api-keys/:id', async (req) => {
       return this.client('auth').call(AuthProtocol.revokeApiKey, { token: bearer(req), id: req.params.id })
     })
+    // usage is read where it is written, at the gateway: this route and the dashboard's ask the same method
     app.get<{ Querystring: { days?: string } }>('/api/usage', async (req) => {
       const token = bearer(req)
       const days = req.query.days
-      return this.client('auth').call(AuthProtocol.getUserUsage, days === undefined ? { token } : { token, days: Number(days) })
+      return this.client('gateway').call(GatewayProtocol.usage, days === undefined ? { token } : { token, days: Number(days) })
     })
 
     app.post('/api/inference', async (req, reply) => {
       const header = req.headers['x-api-key']
       if (typeof header !== 'string' || !header) throw MeshError.INVALID_API_KEY('missing X-API-Key header')
-      const body = objectBody(req)
+      const body = parseRequest(GatewayProtocol.infer, { ...objectBody(req), apiKey: header, stream: false })
       // a client that hangs up cancels the generation on the worker
       const ac = new AbortController()
       const onClose = () => { if (!reply.raw.writableFinished) ac.abort() }
       reply.raw.once('close', onClose)
       try {
-        return await this.client('gateway').stream(GatewayProtocol.infer, { ...body, apiKey: header, stream: false } as any, {
+        return await this.client('gateway').stream(GatewayProtocol.infer, body, {
           onChunk () {},
           signal: ac.signal,
           idleTimeout: INFER_IDLE_TIMEOUT_MS,

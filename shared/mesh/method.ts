@@ -1,4 +1,5 @@
 import type { z } from 'zod'
+import { MeshError } from '../errors.ts'
 
 // A method of a service's protocol: its wire name, who may call it, the schema its request must
 // pass, and (for streams) the type of the frames it emits. Server, client and tests all import
@@ -27,3 +28,12 @@ export function streamMethod<Req, Res, Chunk> (name: string, access: Access, req
 export type RequestOf<M> = M extends MethodDef<infer R, any, any> ? R : never
 export type ResponseOf<M> = M extends MethodDef<any, infer R, any> ? R : never
 export type ChunkOf<M> = M extends MethodDef<any, any, infer C> ? C : never
+
+/** A request checked against its method's schema, or BAD_REQUEST naming the first bad field: what every server answers. */
+export function parseRequest<Req> (def: MethodDef<Req, unknown, unknown>, raw: unknown): Req {
+  const parsed = def.request.safeParse(raw)
+  if (parsed.success) return parsed.data
+  const issue = parsed.error.issues[0]
+  const where = issue?.path?.length ? issue.path.join('.') + ': ' : ''
+  throw MeshError.BAD_REQUEST(`invalid ${def.name} request: ${where}${issue?.message ?? 'malformed'}`, { issues: parsed.error.issues.length })
+}

@@ -1,6 +1,6 @@
 import type ProtomuxRPC from 'protomux-rpc'
 import { MeshError, toWireError, type WireError } from '../errors.ts'
-import type { MethodDef } from './method.ts'
+import { parseRequest, type MethodDef } from './method.ts'
 import type { Logger } from '../log.ts'
 
 // One encrypted RPC channel seen from our side. The same channel can both serve our handlers and
@@ -126,12 +126,7 @@ export class Peer {
         sid = Number(_sid) || 0
         raw = rest
       }
-      const parsed = def.request.safeParse(raw ?? {})
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0]
-        const where = issue?.path?.length ? issue.path.join('.') + ': ' : ''
-        throw MeshError.BAD_REQUEST(`invalid ${def.name} request: ${where}${issue?.message ?? 'malformed'}`, { issues: parsed.error.issues.length })
-      }
+      const request = parseRequest(def, raw ?? {})
       if (sid) this.inflight.set(sid, ac)
       this.running.add(ac)
       // frames emitted in one event-loop turn travel as one message: a burst of tokens costs one
@@ -141,7 +136,7 @@ export class Peer {
         pending.push(data)
         if (!scheduled) { scheduled = true; setImmediate(flush) }
       }
-      const value = await fn(parsed.data, { remoteKey, peer: this, signal: ac.signal, emit })
+      const value = await fn(request, { remoteKey, peer: this, signal: ac.signal, emit })
       flush() // every frame goes out before the response, on the same ordered channel
       return { ok: true, value: value ?? null }
     } catch (err) {

@@ -3,11 +3,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from '../../../shared/log.ts'
 import { MeshError } from '../../../shared/errors.ts'
 import type { MeshClient } from '../../../shared/mesh/client.ts'
+import { parseRequest } from '../../../shared/mesh/method.ts'
 import { AuthProtocol } from '../../../shared/protocol/auth.ts'
 import { GatewayProtocol, type GatewayHealth, type ModelListing } from '../../../shared/protocol/gateway.ts'
 import { httpStatusOf } from '../http-errors.ts'
 import type { Metric } from './chart.ts'
-import { adminPage, errorPage, keyPage, keysPage, loginPage, modelsPage, overviewPage, registerPage, type Maybe, type UsageView, type WebHealth } from './pages/index.ts'
+import { adminPage, errorPage, keyPage, keysPage, loginPage, modelsPage, overviewPage, registerPage, type Maybe, type WebHealth } from './pages/index.ts'
 import { checkCsrf, clearSessionCookie, Sessions, setSessionCookie, type SessionUser } from './session.ts'
 
 // The dashboard: HTML pages under /login, /register and /dashboard/*, and the JSON API their script
@@ -150,7 +151,7 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
     const metric: Metric = q.metric === 'tokens' || q.metric === 'cost' ? q.metric : 'requests'
     const gw = deps.gateway()
     const [usage, quota, credits] = await Promise.all([
-      gw.call(GatewayProtocol.usage, { token: u.token, days }) as Promise<UsageView>,
+      gw.call(GatewayProtocol.usage, { token: u.token, days }),
       optional(gw.call(GatewayProtocol.accountQuota, { token: u.token })),
       optional(gw.call(GatewayProtocol.credits, { token: u.token, limit: 20 }))
     ])
@@ -205,15 +206,15 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
     })
 
     api.post('/register', async (req, reply) => {
-      const b = body(req)
-      const { user: created } = await deps.auth().call(AuthProtocol.registerUser, b as any)
-      const session = await deps.auth().call(AuthProtocol.loginUser, { email: String(b.email), password: String(b.password) })
+      const account = parseRequest(AuthProtocol.registerUser, body(req))
+      const { user: created } = await deps.auth().call(AuthProtocol.registerUser, account)
+      const session = await deps.auth().call(AuthProtocol.loginUser, { email: account.email, password: account.password })
       setSessionCookie(req, reply, session.token, session.expiresAt)
       reply.code(201)
       return { user: created }
     })
     api.post('/login', async (req, reply) => {
-      const session = await deps.auth().call(AuthProtocol.loginUser, body(req) as any)
+      const session = await deps.auth().call(AuthProtocol.loginUser, parseRequest(AuthProtocol.loginUser, body(req)))
       setSessionCookie(req, reply, session.token, session.expiresAt)
       // the token itself stays in the HttpOnly cookie
       return { user: session.user, expiresAt: session.expiresAt }
@@ -243,7 +244,7 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
     })
     api.post('/keys', async (req, reply) => {
       const u = await sessions.user(req)
-      const res = await deps.auth().call(AuthProtocol.generateApiKey, { ...body(req), token: u.token } as any)
+      const res = await deps.auth().call(AuthProtocol.generateApiKey, parseRequest(AuthProtocol.generateApiKey, { ...body(req), token: u.token }))
       reply.code(201)
       return res
     })

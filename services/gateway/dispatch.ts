@@ -1,0 +1,104 @@
+import { MeshError } from '../../shared/errors.ts'
+import type { Logger } from '../../shared/log.ts'
+import type { RequestOf } from '../../shared/mesh/method.ts'
+import { InferenceProtocol, type EmbedResult, type PromptResult, type TokenChunk } from '../../shared/protocol/inference.ts'
+import type { WorkerConn, WorkerPool } from './workers.ts'
+
+// Sending an admitted request to a worker: the pool picks the least-loaded worker that serves the
+// model; an attempt that fails with a retryable code goes to the next worker (each worker at most
+// once, up to maxAttempts) while the caller allows it; a worker silent for idleTimeoutMs fails its
+// attempt. The breaker hears of each worker's faults, never of the caller's.
+
+const RETRYABLE = new Set(['UNAVAILABLE', 'TIMEOUT', 'BACKEND_ERROR', 'SHUTTING_DOWN', 'INTERNAL', 'UNKNOWN_MODEL'])
+
+/** A failure another worker might not have: the worker's fault, not the caller's. */
+export function isRetryable (code: string): boolean { return RETRYABLE.has(code) }
+
+export type DispatchOutcome<T> =
+  | { ok: true, value: T, worker: string, attempts: number }
+  | { ok: false, err: unknown, worker: string | null, attempts: number }
+
+export type PromptRequest = RequestOf<typeof InferenceProtocol.processPrompt>
+export type WorkerEmbedRequest = RequestOf<typeof InferenceProtocol.embed>
+
+export interface PromptHooks {
+  /** aborting cancels the worker's generation */
+  signal: AbortSignal
+  /** an attempt starts (the first, or another worker's after a failure) */
+  onAttempt (): void
+  onChunk (chunk: TokenChunk): void
+  /** whether a failed attempt may go to another worker */
+  mayRetry (): boolean
+}
+
+/** What the request pipeline needs of the workers. */
+export interface WorkerDispatch {
+  prompt (req: PromptRequest, hooks: PromptHooks): Promise<DispatchOutcome<PromptResult>>
+  embed (req: WorkerEmbedRequest, signal: AbortSignal): Promise<DispatchOutcome<EmbedResult>>
+}
+
+export interface DispatcherOptions {
+  maxAttempts?: number
+  /** no token or response from a worker for this long fails the attempt */
+  idleTimeoutMs?: number
+  log: Logger
+}
+
+export class Dispatcher implements WorkerDispatch {
+  private readonly workers: WorkerPool
+  private readonly maxAttempts: number
+  private readonly idleTimeoutMs: number
+  private readonly log: Logger
+
+  constructor (workers: WorkerPool, opts: DispatcherOptions) {
+    this.workers = workers
+    this.maxAttempts = opts.maxAttempts ?? 3
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 60_000
+    this.log = opts.log
+  }
+
+  prompt (req: PromptRequest, hooks: PromptHooks): Promise<DispatchOutcome<PromptResult>> {
+    return this.run(req.model, hooks.signal, (worker) => {
+      hooks.onAttempt()
+      return worker.peer.stream(InferenceProtocol.processPrompt, req, { signal: hooks.signal, idleTimeout: this.idleTimeoutMs, onChunk: hooks.onChunk })
+    }, hooks.mayRetry)
+  }
+
+  embed (req: WorkerEmbedRequest, signal: AbortSignal): Promise<DispatchOutcome<EmbedResult>> {
+    return this.run(req.model, signal, (worker) => worker.peer.call(InferenceProtocol.embed, req, { timeout: this.idleTimeoutMs }), () => true)
+  }
+
+  /** Run `attempt` on one worker after another until one succeeds or a failure may not be retried. */
+  private async run<T> (model: string, signal: AbortSignal, attempt: (w: WorkerConn) => Promise<T>, mayRetry: () => boolean): Promise<DispatchOutcome<T>> {
+    const tried = new Set<string>()
+    let err: unknown = MeshError.NO_WORKER(`no worker could serve '${model}'`)
+    let last: WorkerConn | null = null
+    for (let i = 0; i < this.maxAttempts; i++) {
+      const worker = this.workers.pick(model, tried)
+      if (!worker) break
+      tried.add(worker.publicKey)
+      last = worker
+      worker.inflight++
+      let reported = false
+      try {
+        const value = await attempt(worker)
+        worker.served++
+        this.workers.report(worker, true)
+        reported = true
+        return { ok: true, value, worker: worker.publicKey, attempts: i + 1 }
+      } catch (e) {
+        err = e
+        const code = (e as MeshError).code
+        // the breaker counts the worker's faults, not the caller's (cancel, bad input, limits)
+        if (!signal.aborted && isRetryable(code)) { this.workers.report(worker, false); reported = true }
+        if (signal.aborted || !isRetryable(code) || !mayRetry()) break
+        this.log.warn({ worker: worker.publicKey.slice(0, 16), code, attempt: i }, 'worker failed before answering; retrying elsewhere')
+      } finally {
+        worker.inflight--
+        // a half-open trial that ended without a verdict (cancelled, caller's error) frees the slot
+        if (!reported) worker.trial = false
+      }
+    }
+    return { ok: false, err, worker: last?.publicKey ?? null, attempts: tried.size }
+  }
+}

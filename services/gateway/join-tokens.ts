@@ -1,0 +1,60 @@
+import crypto from 'node:crypto'
+import type pg from 'pg'
+import { MeshError } from '../../shared/errors.ts'
+import { sha256Hex } from '../../shared/apikey.ts'
+import type { Logger } from '../../shared/log.ts'
+import type { RequestOf, ResponseOf } from '../../shared/mesh/method.ts'
+import type { PublicUser } from '../../shared/protocol/auth.ts'
+import type { GatewayProtocol, JoinTokenInfo } from '../../shared/protocol/gateway.ts'
+
+// Worker join tokens: an admin creates one (the token is shown once), and a worker that presents it
+// is approved at once. They are kept in PostgreSQL, hash only, so every gateway honours them.
+
+interface JoinTokenRow { id: string, prefix: string, label: string, created_at: Date, expires_at: Date | null, revoked_at: Date | null, uses: number, last_used_at: Date | null }
+
+export function joinTokenInfo (r: JoinTokenRow): JoinTokenInfo {
+  const expired = r.expires_at !== null && r.expires_at.getTime() <= Date.now()
+  return {
+    id: r.id, prefix: r.prefix, label: r.label, createdAt: r.created_at.toISOString(), expiresAt: r.expires_at?.toISOString() ?? null,
+    revokedAt: r.revoked_at?.toISOString() ?? null, uses: r.uses, lastUsedAt: r.last_used_at?.toISOString() ?? null,
+    status: r.revoked_at ? 'revoked' : expired ? 'expired' : 'active'
+  }
+}
+
+export class JoinTokens {
+  private readonly pool: pg.Pool
+  private readonly log: Logger
+
+  constructor (pool: pg.Pool, log: Logger) {
+    this.pool = pool
+    this.log = log
+  }
+
+  /** An admin's create, revoke or list; the answer is the list, newest first, and a created token once. */
+  async manage (req: RequestOf<typeof GatewayProtocol.joinTokens>, admin: PublicUser): Promise<ResponseOf<typeof GatewayProtocol.joinTokens>> {
+    let created: (JoinTokenInfo & { token: string }) | undefined
+    if (req.op === 'create') {
+      const token = 'hij_' + crypto.randomBytes(32).toString('base64url')
+      const { rows } = await this.pool.query<JoinTokenRow>(
+        `INSERT INTO worker_join_tokens (token_hash, prefix, label, created_by, expires_at)
+         VALUES ($1, $2, $3, $4, CASE WHEN $5::int IS NULL THEN NULL ELSE now() + make_interval(hours => $5::int) END) RETURNING *`,
+        [sha256Hex(token), token.slice(0, 10), req.label, admin.id, req.expiresInHours ?? null])
+      created = { ...joinTokenInfo(rows[0]!), token }
+      this.log.info({ id: rows[0]!.id, by: 'user:' + admin.username }, 'join token created')
+    } else if (req.op === 'revoke') {
+      const { rowCount } = await this.pool.query('UPDATE worker_join_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1', [req.id])
+      if (!rowCount) throw MeshError.NOT_FOUND('no such join token')
+    }
+    const { rows } = await this.pool.query<JoinTokenRow>('SELECT * FROM worker_join_tokens ORDER BY created_at DESC LIMIT 200')
+    return { tokens: rows.map(joinTokenInfo), ...(created ? { created } : {}) }
+  }
+
+  /** A join token's label if the token is valid (counted as used), else null. */
+  async label (token: string): Promise<string | null> {
+    if (!token.startsWith('hij_')) return null
+    const { rows } = await this.pool.query<{ label: string }>(
+      `UPDATE worker_join_tokens SET uses = uses + 1, last_used_at = now()
+       WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) RETURNING label`, [sha256Hex(token)])
+    return rows[0]?.label ?? null
+  }
+}

@@ -1,0 +1,64 @@
+import type { ModelListing, RegistryWorker } from '../../shared/protocol/gateway.ts'
+import type { Catalog } from './catalog.ts'
+import type { ModelCandidate } from './router.ts'
+import type { WorkerPool } from './workers.ts'
+
+// What the gateway says about models and workers: the registry's record joined with what is live
+// (connected workers, their load) and with this gateway's own time-to-first-token measurements.
+
+export class Listings {
+  private readonly catalog: Catalog
+  private readonly workers: WorkerPool
+  /** moving average of time to first token per model, as this gateway measured it */
+  private readonly ttftAvg = new Map<string, number>()
+
+  constructor (catalog: Catalog, workers: WorkerPool) {
+    this.catalog = catalog
+    this.workers = workers
+  }
+
+  /** A first token arrived `ms` after the request went to a worker. */
+  firstToken (model: string, ms: number): void {
+    const prev = this.ttftAvg.get(model)
+    this.ttftAvg.set(model, prev === undefined ? ms : prev * 0.8 + ms * 0.2)
+  }
+
+  /** An attempt's outcome, for the model's measured latency and error rate in the registry. */
+  measured (model: string, sample: { ttftMs: number, latencyMs: number, ok: boolean }): void {
+    this.catalog.recordMeasurement(model, sample)
+  }
+
+  /** The models served now, with what the registry says of them. */
+  served (): ModelListing[] {
+    return this.catalog.listing(this.workers.listing())
+  }
+
+  /** Every model in the registry, with how many connected workers serve it now. */
+  registryModels (): ModelListing[] {
+    return this.catalog.registryListing(this.workers.listing())
+  }
+
+  /** Every worker in the registry (pending and revoked too), with its live state if connected. */
+  registryWorkers (): RegistryWorker[] {
+    return this.catalog.allWorkers().map((e) => {
+      const w = this.workers.get(e.key)
+      const live = w && !w.peer.isClosed
+      return {
+        ...e, connected: !!live, inflight: live ? w.inflight : 0, served: w?.served ?? 0, failures: w?.failures ?? 0,
+        breaker: live ? (w.openUntil > Date.now() ? 'open' as const : w.openUntil !== 0 ? 'half-open' as const : 'closed' as const) : null
+      }
+    })
+  }
+
+  /** The models the router may choose among: served now, described by the registry and our own measurements. */
+  candidates (): ModelCandidate[] {
+    return this.workers.listing().map((m) => {
+      const e = this.catalog.model(m.id)
+      return {
+        id: m.id, provider: e?.provider ?? m.backend, tasks: e?.tasks ?? (/embed/i.test(m.id) ? ['embed'] : ['chat']),
+        priceIn: e?.pricePer1MInput ?? 0, priceOut: e?.pricePer1MOutput ?? 0, quality: e?.quality ?? 0.5, safety: e?.safety ?? 0.5,
+        ttftMs: this.ttftAvg.get(m.id) ?? e?.measured?.ttftMs ?? null, inflight: this.workers.inflightFor(m.id), workers: m.workers
+      }
+    })
+  }
+}

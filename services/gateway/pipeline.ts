@@ -1,0 +1,175 @@
+import crypto from 'node:crypto'
+import { MeshError } from '../../shared/errors.ts'
+import { sha256Hex } from '../../shared/apikey.ts'
+import type { RequestOf, ResponseOf } from '../../shared/mesh/method.ts'
+import type { ServiceMetrics } from '../../shared/metrics.ts'
+import type { GatewayProtocol, InferResult } from '../../shared/protocol/gateway.ts'
+import type { ChatMessage, PromptResult, TokenChunk } from '../../shared/protocol/inference.ts'
+import type { Admission } from './admission.ts'
+import { isRetryable, type DispatchOutcome, type WorkerDispatch } from './dispatch.ts'
+import { countPromptTokens, toUsd } from './limits.ts'
+import type { Listings } from './listings.ts'
+import { route } from './router.ts'
+import type { Settler } from './settlement.ts'
+import { TokenStream } from './token-stream.ts'
+
+// One inference request, step by step: validate → authenticate and admit (admission.ts) → dispatch
+// to a worker (dispatch.ts) → stream its tokens back (token-stream.ts) → settle (settlement.ts).
+// Everything it uses comes in through PipelineDeps, so it runs the same on real workers and on fakes.
+
+export type InferRequest = RequestOf<typeof GatewayProtocol.infer>
+export type EmbedRequest = RequestOf<typeof GatewayProtocol.embed>
+export type EmbedResponse = ResponseOf<typeof GatewayProtocol.embed>
+
+/** The caller of one request: its cancellation, and where stream frames go. */
+export interface Caller {
+  readonly signal: AbortSignal
+  emit (chunk: TokenChunk): void
+}
+
+export interface PipelineDeps {
+  admission: Pick<Admission, 'authenticate' | 'admit' | 'hasDefaultModel'>
+  dispatch: WorkerDispatch
+  settler: Pick<Settler, 'settle'>
+  listings: Pick<Listings, 'candidates' | 'firstToken' | 'measured'>
+  metrics: ServiceMetrics
+  maxPromptChars?: number
+  /** the completion budget held (and enforced) for a request that names no maxTokens */
+  defaultMaxTokens?: number
+}
+
+const FINISH_REASONS = new Set<unknown>(['stop', 'length', 'cancelled'])
+/** a token count from a peer: a non-negative integer (capped), anything else counts as unknown (0) */
+function count (v: unknown): number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v > 0 ? Math.min(v, 100_000_000) : 0
+}
+
+export class RequestPipeline {
+  readonly deps: PipelineDeps
+  private readonly metrics: ServiceMetrics
+
+  constructor (deps: PipelineDeps) {
+    this.deps = deps
+    this.metrics = deps.metrics
+  }
+
+  async infer (req: InferRequest, caller: Caller): Promise<InferResult> {
+    const started = Date.now()
+    const messages: ChatMessage[] = req.messages ?? [{ role: 'user', content: req.prompt ?? '' }]
+    this.checkSize(messages.map((m) => m.content), 'prompt')
+    const promptTokens = countPromptTokens(messages)
+    const ceiling = req.maxTokens ?? this.deps.defaultMaxTokens ?? 1024
+    const id = crypto.randomUUID()
+    const { requested, chosen } = this.chooseModel(req)
+    const { model } = await this.deps.admission.admit(req.apiKey, requested, {
+      id, kind: 'chat', promptTokens, completionTokens: ceiling, trace: req.traceId ?? null, promptHash: sha256Hex(req.prompt ?? JSON.stringify(messages))
+    })
+    const { out, tokens } = await this.stream({ requestId: id, model, messages, maxTokens: req.maxTokens, temperature: req.temperature, ...(req.stop ? { stop: req.stop } : {}) },
+      ceiling, req.stream === true, caller)
+
+    const worker = out.worker
+    const ttftMs = tokens.firstTokenAt === null ? null : tokens.firstTokenAt - started
+    if (!out.ok && !tokens.truncated) {
+      const err = out.err instanceof MeshError ? out.err : MeshError.INTERNAL()
+      const cancelled = caller.signal.aborted
+      // a stream cut short is billed for what it delivered; a whole answer that failed delivered nothing
+      const billed = req.stream ? tokens.delivered : 0
+      this.metrics.observeInference(model, (Date.now() - started) / 1000)
+      // the model's error rate in the registry counts what its workers got wrong, not the caller's cancel
+      if (!cancelled && isRetryable(err.code)) this.deps.listings.measured(model, { ttftMs: ttftMs ?? 0, latencyMs: Date.now() - started, ok: false })
+      await this.deps.settler.settle({
+        id, model, status: cancelled ? 'cancelled' : 'failed', worker, tokensIn: billed > 0 ? promptTokens : 0, tokensOut: billed, started, ttftMs,
+        error: cancelled ? { code: 'CANCELLED', message: 'the caller cancelled the request' } : { code: err.code, message: err.message }
+      })
+      throw err
+    }
+    const usage = this.usage(out, tokens, promptTokens, ceiling)
+    const cost = await this.deps.settler.settle({ id, model, status: 'success', worker, tokensIn: usage.promptTokens, tokensOut: usage.completionTokens, started, ttftMs, error: null })
+    this.deps.listings.measured(model, { ttftMs: ttftMs ?? 0, latencyMs: Date.now() - started, ok: true })
+    this.metrics.countTokens(model, usage.promptTokens, usage.completionTokens)
+    this.metrics.observeInference(model, (Date.now() - started) / 1000)
+    return {
+      id, model, worker: worker!, text: req.stream ? '' : tokens.text, usage, costUsd: toUsd(cost),
+      finishReason: tokens.truncated ? 'length' : out.ok && FINISH_REASONS.has(out.value?.finishReason) ? out.value.finishReason : 'stop',
+      ttftMs, durationMs: Date.now() - started,
+      routing: { ...chosen, attempts: out.attempts }
+    }
+  }
+
+  async embed (req: EmbedRequest, caller: Pick<Caller, 'signal'>): Promise<EmbedResponse> {
+    const started = Date.now()
+    const input = typeof req.input === 'string' ? [req.input] : req.input
+    this.checkSize(input, 'input')
+    const promptTokens = countPromptTokens(input.map((content) => ({ role: 'user' as const, content })))
+    const id = crypto.randomUUID()
+    await this.deps.admission.admit(req.apiKey, req.model, { id, kind: 'embed', promptTokens, completionTokens: 0, trace: req.traceId ?? null, promptHash: sha256Hex(JSON.stringify(input)) })
+    const out = await this.deps.dispatch.embed({ requestId: id, model: req.model, input }, caller.signal)
+    if (!out.ok) {
+      const err = out.err instanceof MeshError ? out.err : MeshError.INTERNAL()
+      await this.deps.settler.settle({
+        id, model: req.model, status: caller.signal.aborted ? 'cancelled' : 'failed', worker: out.worker, tokensIn: 0, tokensOut: 0, started, ttftMs: null,
+        error: { code: err.code, message: err.message }
+      })
+      throw err
+    }
+    const tokensIn = count(out.value?.usage?.promptTokens) || promptTokens
+    const cost = await this.deps.settler.settle({ id, model: req.model, status: 'success', worker: out.worker, tokensIn, tokensOut: 0, started, ttftMs: null, error: null })
+    this.metrics.countTokens(req.model, tokensIn, 0)
+    this.metrics.observeInference(req.model, (Date.now() - started) / 1000)
+    return { ...out.value, usage: { ...out.value.usage, promptTokens: tokensIn }, id, worker: out.worker, costUsd: toUsd(cost) }
+  }
+
+  /** Refuse an input over the size limit, or an empty one, before it costs anything. */
+  private checkSize (texts: string[], what: 'prompt' | 'input'): void {
+    const chars = texts.reduce((n, t) => n + t.length, 0)
+    const max = this.deps.maxPromptChars ?? 100_000
+    if (chars > max) throw MeshError.PROMPT_TOO_LARGE(`${what} is ${chars} characters; the limit is ${max}`)
+    if (chars === 0) throw MeshError.BAD_REQUEST(`${what} is empty`)
+  }
+
+  /** The model the caller named, else the router's pick for the caller's route, else the default. */
+  private chooseModel (req: InferRequest): { requested: string | undefined, chosen: Omit<InferResult['routing'], 'attempts'> } {
+    if (req.model) return { requested: req.model, chosen: { strategy: 'explicit', reason: 'the caller named the model', score: null } }
+    if (req.route) {
+      const r = route(this.deps.listings.candidates(), req.route)
+      return { requested: r.ranked[0]!.id, chosen: { strategy: r.strategy, reason: r.reason, score: r.ranked[0]!.score } }
+    }
+    const reason = this.deps.admission.hasDefaultModel ? 'the gateway\'s DEFAULT_MODEL' : 'the first model served'
+    return { requested: undefined, chosen: { strategy: 'default', reason, score: null } }
+  }
+
+  /** Dispatch the prompt and carry its tokens to the caller; the caller leaving cancels the worker. */
+  private async stream (req: Parameters<WorkerDispatch['prompt']>[0], ceiling: number, streaming: boolean, caller: Caller):
+    Promise<{ out: DispatchOutcome<PromptResult>, tokens: TokenStream }> {
+    const stop = new AbortController()
+    const onAbort = () => stop.abort()
+    caller.signal.addEventListener('abort', onAbort, { once: true })
+    if (caller.signal.aborted) stop.abort() // the caller left while we admitted: cancel before any work
+    const tokens = new TokenStream({
+      ceiling,
+      forward: streaming ? (chunk) => caller.emit(chunk) : null,
+      stop: () => stop.abort(),
+      onFirstToken: (ms) => {
+        this.metrics.observeTtft(req.model, ms / 1000)
+        this.deps.listings.firstToken(req.model, ms)
+      }
+    })
+    try {
+      const out = await this.deps.dispatch.prompt(req, { signal: stop.signal, onAttempt: () => tokens.restart(), onChunk: (c) => tokens.push(c), mayRetry: () => tokens.mayRetry() })
+      return { out, tokens }
+    } finally {
+      caller.signal.removeEventListener('abort', onAbort)
+    }
+  }
+
+  /** What the request used: the worker's counts, checked like any input, within what was delivered and the ceiling. */
+  private usage (out: DispatchOutcome<PromptResult>, tokens: TokenStream, promptTokens: number, ceiling: number) {
+    const reported = out.ok && out.value && typeof out.value.usage === 'object' && out.value.usage !== null
+      ? { promptTokens: count(out.value.usage.promptTokens), completionTokens: count(out.value.usage.completionTokens) }
+      : null
+    return {
+      promptTokens: reported?.promptTokens || promptTokens,
+      completionTokens: Math.min(reported && !tokens.truncated ? Math.max(reported.completionTokens, tokens.delivered) : tokens.delivered, ceiling)
+    }
+  }
+}
