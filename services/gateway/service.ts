@@ -115,8 +115,8 @@ export class GatewayService extends MeshService {
     // account and key methods are proxied to auth, so a CLI needs nothing but the gateway's key
     const t = 15_000
     return handlers()
-      .on(GatewayProtocol.register, (req) => this.auth.call(AuthProtocol.registerUser, req, t))
-      .on(GatewayProtocol.login, (req) => this.auth.call(AuthProtocol.loginUser, req, t))
+      .on(GatewayProtocol.register, (req, ctx) => this.auth.call(AuthProtocol.registerUser, { ...req, source: ctx.remoteKey }, t))
+      .on(GatewayProtocol.login, (req, ctx) => this.auth.call(AuthProtocol.loginUser, { ...req, source: ctx.remoteKey }, t))
       .on(GatewayProtocol.createKey, (req) => this.auth.call(AuthProtocol.generateApiKey, req, t))
       .on(GatewayProtocol.listKeys, (req) => this.auth.call(AuthProtocol.listApiKeys, req, t))
       .on(GatewayProtocol.revokeKey, (req) => this.auth.call(AuthProtocol.revokeApiKey, req, t))

@@ -10,6 +10,8 @@ export const sessionToken = z.string().min(10).max(4096)
 export const apiKey = z.string().min(10).max(200)
 export const modelName = z.string().min(1).max(200).regex(/^[^\s\x00-\x1f\x7f]+$/, 'no whitespace or control characters')
 export const uuid = z.string().uuid()
+/** A name or note a person types (key names, labels, notes) holds no control characters. */
+export const plainText = (s: z.ZodString) => s.regex(/^[^\p{Cc}]*$/u, 'no control characters (such as NUL, tab or newline)')
 export const tier = z.enum(['default', 'premium'])
 
 export interface ServiceInfo {
