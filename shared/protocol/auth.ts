@@ -54,6 +54,8 @@ export const registerRequest = z.object({ username, email, password, setupCode: 
 export const loginRequest = z.object({ email, password: z.string().min(1).max(256) }).strict()
 /** what a mesh service adds when it relays a stranger's call to auth: who the stranger is, for throttling */
 const relayed = { source: z.string().min(1).max(128).optional() }
+const registerUserRequest = registerRequest.extend(relayed).strict()
+const loginUserRequest = loginRequest.extend(relayed).strict()
 export const createKeyRequest = z.object({
   token: sessionToken,
   name: plainText(z.string().trim().min(1).max(100)),
@@ -78,8 +80,8 @@ export const grantCreditsRequest = z.object({
 }).strict()
 
 export const AuthProtocol = {
-  registerUser: method<z.infer<typeof registerRequest> & { source?: string }, { user: PublicUser }>('registerUser', 'internal', registerRequest.extend(relayed).strict()),
-  loginUser: method<z.infer<typeof loginRequest> & { source?: string }, { token: string, expiresAt: string, user: PublicUser }>('loginUser', 'internal', loginRequest.extend(relayed).strict()),
+  registerUser: method<z.infer<typeof registerUserRequest>, { user: PublicUser }>('registerUser', 'internal', registerUserRequest),
+  loginUser: method<z.infer<typeof loginUserRequest>, { token: string, expiresAt: string, user: PublicUser }>('loginUser', 'internal', loginUserRequest),
   generateApiKey: method<z.infer<typeof createKeyRequest>, ApiKeyInfo & { key: string }>('generateApiKey', 'internal', createKeyRequest),
   listApiKeys: method<z.infer<typeof listKeysRequest>, { keys: ApiKeyInfo[] }>('listApiKeys', 'internal', listKeysRequest),
   revokeApiKey: method<z.infer<typeof revokeKeyRequest>, ApiKeyInfo>('revokeApiKey', 'internal', revokeKeyRequest),
