@@ -3,7 +3,7 @@
 -- tables and SQL functions read in one place. The numbered migrations stay the source of truth; this
 -- file is never applied, and test/schema.test.ts fails when it no longer matches them.
 --
--- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql
+-- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql, 007_admin_roles.sql
 
 
 -- Tables
@@ -28,16 +28,19 @@ CREATE TABLE schema_migrations (
 );
 
 CREATE TABLE users (
-  id            uuid DEFAULT gen_random_uuid() NOT NULL,
-  username      character varying(50) NOT NULL,
-  email         character varying(254) NOT NULL,
-  password_hash text NOT NULL,
-  tier          text DEFAULT 'default'::text NOT NULL,
-  role          text DEFAULT 'user'::text NOT NULL,
-  created_at    timestamp with time zone DEFAULT now() NOT NULL,
-  is_active     boolean DEFAULT true NOT NULL,
+  id                   uuid DEFAULT gen_random_uuid() NOT NULL,
+  username             character varying(50) NOT NULL,
+  email                character varying(254) NOT NULL,
+  password_hash        text NOT NULL,
+  tier                 text DEFAULT 'default'::text NOT NULL,
+  role                 text DEFAULT 'user'::text NOT NULL,
+  created_at           timestamp with time zone DEFAULT now() NOT NULL,
+  is_active            boolean DEFAULT true NOT NULL,
+  role_source          text,
+  sessions_valid_after timestamp with time zone,
   CONSTRAINT users_pkey PRIMARY KEY (id),
   CONSTRAINT users_role_check CHECK (role = ANY (ARRAY['user'::text, 'admin'::text])),
+  CONSTRAINT users_role_source_check CHECK (role_source = ANY (ARRAY['config'::text, 'bootstrap'::text])),
   CONSTRAINT users_tier_check CHECK (tier = ANY (ARRAY['default'::text, 'premium'::text]))
 );
 CREATE UNIQUE INDEX users_email_key ON users USING btree (lower((email)::text));

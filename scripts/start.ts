@@ -1,16 +1,14 @@
 // `npm start`: the whole mesh on this machine (see shared/localmesh.ts). Ctrl-C stops everything;
 // the next start reuses the same keys, database and bootstrap port.
+import fs from 'node:fs'
 import path from 'node:path'
 import { LocalMesh } from '../shared/localmesh.ts'
 import { stateDir } from '../shared/config.ts'
+import { setupCodeFile } from '../services/auth/bootstrap.ts'
+import { startServiceEnv } from './start-env.ts'
 
 const home = stateDir()
 const env: Record<string, string> = {}
-const inferenceEnv: Record<string, string> = {
-  OLLAMA_URL: process.env.OLLAMA_URL ?? 'http://127.0.0.1:11434',
-  // a visible stream for people trying it out; `npm run bench` measures at zero delay
-  SYNTHETIC_TOKENS_PER_SEC: process.env.SYNTHETIC_TOKENS_PER_SEC ?? '40'
-}
 
 const mesh = new LocalMesh({
   home,
@@ -19,8 +17,7 @@ const mesh = new LocalMesh({
   metricsPort: Number(process.env.METRICS_SERVICE_PORT ?? 3004),
   env,
   publicHost: process.env.HYPERINFER_PUBLIC_HOST || undefined,
-  // on your own machine the account named `admin` runs the registry and approves workers
-  serviceEnv: { inference: inferenceEnv, auth: { ADMIN_USERS: process.env.ADMIN_USERS ?? 'admin' } },
+  serviceEnv: startServiceEnv(),
   onLog: (line) => console.log(`  ${line}`)
 })
 
@@ -48,6 +45,14 @@ try {
     })
   }
   const models = /models=(\S*)/.exec(mesh.children.get('inference')?.readyLine ?? '')?.[1] ?? ''
+  // auth keeps the file only while no account is an admin; the code itself stays out of the terminal's scrollback
+  const codeFile = path.relative(process.cwd(), setupCodeFile(home))
+  const firstAdmin = fs.existsSync(setupCodeFile(home))
+    ? `
+No admin yet. Make your own account the admin with the one-time setup code in ${codeFile} (mode 0600):
+  npx hyperinfer register --username you --email you@example.com --password '…' --setup-code "$(cat ${codeFile})"
+`
+    : ''
   console.log(`
 hyperinfer mesh is up.
 
@@ -68,7 +73,7 @@ Try it from another terminal:
   npx hyperinfer infer "Write a haiku about peer-to-peer networks"
 
 Add a worker from another machine: npx hyperinfer worker-token   (see README)
-Ctrl-C stops everything.`)
+${firstAdmin}Ctrl-C stops everything.`)
 } catch (err) {
   console.error(`hyperinfer: start failed: ${(err as Error).message}`)
   await stop(1)

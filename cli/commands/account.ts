@@ -7,16 +7,18 @@ import { type Command, readPassword, required } from '../command.ts'
 
 export const register: Command = {
   name: 'register',
-  summary: 'create an account',
-  usage: 'register --username U --email E (--password P | --password-stdin)',
-  options: { username: { type: 'string' }, email: { type: 'string' }, password: { type: 'string' }, 'password-stdin': { type: 'boolean' } },
+  summary: 'create an account (with --setup-code: the first admin)',
+  usage: 'register --username U --email E (--password P | --password-stdin) [--setup-code C]',
+  options: { username: { type: 'string' }, email: { type: 'string' }, password: { type: 'string' }, 'password-stdin': { type: 'boolean' }, 'setup-code': { type: 'string' } },
   async run (ctx: CliContext, { values }) {
+    // the one-time code auth keeps in its state dir while the mesh has no admin
+    const setupCode = values['setup-code'] === undefined ? {} : { setupCode: required(values, 'setup-code') }
     const gw = await ctx.gateway()
     const res = await gw.call(GatewayProtocol.register, {
-      username: required(values, 'username'), email: required(values, 'email'), password: await readPassword(values)
+      username: required(values, 'username'), email: required(values, 'email'), password: await readPassword(values), ...setupCode
     }, ctx.globals.timeout)
     if (ctx.globals.json) printJson(res)
-    else console.log(`registered ${res.user.username} <${res.user.email}>; now run: hyperinfer login --email ${res.user.email} --password …`)
+    else console.log(`registered ${res.user.username} <${res.user.email}>${res.user.role === 'admin' ? ' as an admin' : ''}; now run: hyperinfer login --email ${res.user.email} --password …`)
   }
 }
 

@@ -5,8 +5,12 @@ import { AuthEvents, AuthProtocol, type ApiKeyInfo, type Credits, type KeyIdenti
 import type { RequestOf } from '../../shared/mesh/method.ts'
 import { MeshError } from '../../shared/errors.ts'
 import { newApiKey } from '../../shared/apikey.ts'
-import { DUMMY_HASH, hashPassword, verifyPassword } from './passwords.ts'
-import { SessionTokens, type SessionClaims } from './sessions.ts'
+import { Passwords } from './passwords.ts'
+import { SessionTokens, sessionEnded, type SessionClaims } from './sessions.ts'
+import { AuthThrottle, relayedClient as client } from './throttle.ts'
+import { checkCredentials, type UserRow } from './credentials.ts'
+import { roleForNewAccount } from './roles.ts'
+import { AdminSetupCode } from './bootstrap.ts'
 
 const TIER_RANK: Record<string, number> = { default: 0, premium: 1 }
 const MAX_ACTIVE_KEYS = 100
@@ -15,8 +19,10 @@ export interface AuthServiceOptions extends Omit<MeshServiceOptions, 'name' | 'p
   pool: pg.Pool
   jwtSecret: Buffer
   sessionTtlSeconds?: number
-  /** usernames (case-insensitive) that are admins: set at registration and at each login */
+  /** usernames (case-insensitive) that are admins: at registration here, at start in syncAdminRoles */
   adminUsers?: string[]
+  /** the first admin's one-time code (none: no registration can claim the role that way) */
+  setupCode?: AdminSetupCode
   /** credits every new account starts with, USD */
   signupCreditUsd?: number
 }
@@ -29,7 +35,6 @@ interface KeyRow {
 const KEY_COLUMNS = 'id, name, prefix, scopes, tier, created_at, expires_at, revoked_at, last_used_at, budget_nusd, models'
 const NUSD = 1e9
 const usd = (nusd: number | string): number => Number(nusd) / NUSD
-interface UserRow { id: string, username: string, email: string, tier: string, role: string, created_at: Date }
 
 export class AuthService extends MeshService {
   private readonly pool: pg.Pool
@@ -38,6 +43,9 @@ export class AuthService extends MeshService {
   private flushTimer: NodeJS.Timeout | null = null
   private readonly admins: Set<string>
   private readonly signupCreditNusd: number
+  private readonly passwords = new Passwords()
+  private readonly throttle = new AuthThrottle()
+  private readonly setupCode: AdminSetupCode
 
   constructor (opts: AuthServiceOptions) {
     super({ ...opts, name: 'auth', privateOnly: true })
@@ -45,12 +53,13 @@ export class AuthService extends MeshService {
     this.admins = new Set((opts.adminUsers ?? []).map((u) => u.toLowerCase()))
     this.signupCreditNusd = Math.round((opts.signupCreditUsd ?? 0) * NUSD)
     this.sessions = new SessionTokens(opts.jwtSecret, opts.sessionTtlSeconds)
+    this.setupCode = opts.setupCode ?? AdminSetupCode.none()
   }
 
   protected handlers (): HandlerTable {
     return handlers()
-      .on(AuthProtocol.registerUser, (req) => this.registerUser(req))
-      .on(AuthProtocol.loginUser, (req) => this.loginUser(req))
+      .on(AuthProtocol.registerUser, (req, ctx) => this.throttle.register(client(ctx.remoteKey, req.source), () => this.registerUser(req)))
+      .on(AuthProtocol.loginUser, (req, ctx) => this.loginUser(req, client(ctx.remoteKey, req.source)))
       .on(AuthProtocol.generateApiKey, (req) => this.generateApiKey(req))
       .on(AuthProtocol.listApiKeys, (req) => this.listApiKeys(req))
       .on(AuthProtocol.revokeApiKey, (req) => this.revokeApiKey(req))
@@ -73,51 +82,41 @@ export class AuthService extends MeshService {
   }
 
   async registerUser (req: RequestOf<typeof AuthProtocol.registerUser>): Promise<{ user: PublicUser }> {
-    const passwordHash = await hashPassword(req.password)
-    const role = this.admins.has(req.username.toLowerCase()) ? 'admin' : 'user'
+    const grant = roleForNewAccount(this.admins, this.setupCode, req)
+    let passwordHash: string
+    try { passwordHash = await this.passwords.hash(req.password) } catch (err) { grant.settle(false); throw err }
     const client = await this.pool.connect()
     try {
       await client.query('BEGIN')
       const { rows } = await client.query<UserRow>(
-        `INSERT INTO users (username, email, password_hash, role) VALUES ($1, $2, $3, $4)
+        `INSERT INTO users (username, email, password_hash, role, role_source) VALUES ($1, $2, $3, $4, $5)
          RETURNING id, username, email, tier, role, created_at`,
-        [req.username, req.email.toLowerCase(), passwordHash, role])
+        [req.username, req.email.toLowerCase(), passwordHash, grant.role, grant.source])
       const user = rows[0]!
       await client.query('INSERT INTO credit_accounts (user_id, balance_nusd) VALUES ($1, $2)', [user.id, this.signupCreditNusd])
       if (this.signupCreditNusd > 0) {
         await client.query(`INSERT INTO credit_ledger (user_id, kind, amount_nusd, note) VALUES ($1, 'grant', $2, 'signup credit')`, [user.id, this.signupCreditNusd])
       }
-      await client.query('INSERT INTO audit_log (user_id, action, target) VALUES ($1, $2, $3)', [user.id, 'user.register', user.id])
+      await client.query('INSERT INTO audit_log (user_id, action, target) VALUES ($1, $2, $3)', [user.id, grant.source === 'bootstrap' ? 'user.register_admin' : 'user.register', user.id])
       await client.query('COMMIT')
+      grant.settle(true)
       this.metrics.counter('ai_platform_registrations_total').inc()
       this.log.info({ userId: user.id }, 'user registered')
       return { user: publicUser(user) }
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => {})
-      if ((err as { code?: string }).code === '23505') {
-        const field = String((err as { constraint?: string }).constraint).includes('email') ? 'email' : 'username'
-        throw MeshError.CONFLICT(`that ${field} is already registered`, { field })
-      }
+      grant.settle(false)
+      await client.query('ROLLBACK').catch(() => {}) // the connection is released either way; the insert's error is what matters
+      // which of username and email is taken stays unsaid: registering must not probe for accounts
+      if ((err as { code?: string }).code === '23505') throw MeshError.CONFLICT('could not register with these details')
       throw err
     } finally {
       client.release()
     }
   }
 
-  async loginUser (req: RequestOf<typeof AuthProtocol.loginUser>) {
-    const { rows } = await this.pool.query<UserRow & { password_hash: string, is_active: boolean }>(
-      'SELECT id, username, email, tier, role, created_at, password_hash, is_active FROM users WHERE lower(email) = lower($1)',
-      [req.email])
-    const row = rows[0]
-    const ok = await verifyPassword(req.password, row?.password_hash ?? DUMMY_HASH)
-    if (!row || !ok || !row.is_active) throw MeshError.INVALID_CREDENTIALS()
-    // ADMIN_USERS is the list of admins: names on it are promoted, names taken off it are demoted
-    const role = this.admins.size === 0 ? row.role : this.admins.has(row.username.toLowerCase()) ? 'admin' : 'user'
-    if (role !== row.role) {
-      await this.pool.query('UPDATE users SET role = $2 WHERE id = $1', [row.id, role])
-      await this.audit(row.id, role === 'admin' ? 'user.promote' : 'user.demote', row.id)
-      row.role = role
-    }
+  async loginUser (req: RequestOf<typeof AuthProtocol.loginUser>, source: string | null = null) {
+    const row = await this.throttle.login(req.email, source, () => checkCredentials(this.pool, this.passwords, req, this.log))
+    if (!row) throw MeshError.INVALID_CREDENTIALS()
     const session = await this.sessions.issue({ userId: row.id, username: row.username, role: row.role })
     this.metrics.userActive(row.id)
     await this.audit(row.id, 'user.login', row.id)
@@ -126,19 +125,15 @@ export class AuthService extends MeshService {
 
   private async session (token: string): Promise<SessionClaims> {
     const s = await this.sessions.verify(token)
-    if (s.jti) {
-      const { rows } = await this.pool.query('SELECT 1 FROM revoked_sessions WHERE jti = $1', [s.jti])
-      if (rows.length > 0) throw MeshError.UNAUTHENTICATED('this session was logged out; log in again')
-    }
+    const ended = await sessionEnded(this.pool, s)
+    if (ended) throw MeshError.UNAUTHENTICATED(ended)
     return s
   }
 
   /** Log a session out everywhere: the token is refused from now until it would have expired. */
   async logout (token: string): Promise<{ loggedOut: true }> {
     const s = await this.sessions.verify(token)
-    if (s.jti) {
-      await this.pool.query('INSERT INTO revoked_sessions (jti, user_id, expires_at) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING', [s.jti, s.userId, s.expiresAt])
-    }
+    await this.pool.query('INSERT INTO revoked_sessions (jti, user_id, expires_at) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING', [s.jti, s.userId, s.expiresAt])
     await this.audit(s.userId, 'user.logout', s.userId)
     return { loggedOut: true }
   }

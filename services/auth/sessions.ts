@@ -1,12 +1,17 @@
 import crypto from 'node:crypto'
+import type pg from 'pg'
 import { SignJWT, jwtVerify, errors as joseErrors } from 'jose'
 import { MeshError } from '../../shared/errors.ts'
 
 // Session tokens are HS256 JWTs (jose) signed with the auth service's secret; only auth verifies them.
+// A token must carry a subject, an id (logout revokes by it), an issue time (a demotion refuses what
+// was issued before it) and an expiry: one without them is refused, whoever signed it.
 
 export interface SessionClaims { userId: string, username: string, role: string }
-/** what verify() adds: the token's id (absent on tokens issued before ids existed) and expiry */
-export interface VerifiedSession extends SessionClaims { jti: string | null, expiresAt: Date }
+/** what verify() adds: the token's id, when it was issued (seconds) and when it expires */
+export interface VerifiedSession extends SessionClaims { jti: string, issuedAt: number, expiresAt: Date }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 export class SessionTokens {
   private readonly key: Uint8Array
@@ -33,15 +38,24 @@ export class SessionTokens {
 
   async verify (token: string): Promise<VerifiedSession> {
     try {
-      const { payload } = await jwtVerify(token, this.key, { issuer: 'hyperinfer-auth', algorithms: ['HS256'] })
-      if (typeof payload.sub !== 'string') throw MeshError.UNAUTHENTICATED()
-      return {
-        userId: payload.sub, username: String(payload.username ?? ''), role: String(payload.role ?? 'user'),
-        jti: typeof payload.jti === 'string' ? payload.jti : null, expiresAt: new Date((payload.exp ?? 0) * 1000)
-      }
+      const { payload } = await jwtVerify(token, this.key, { issuer: 'hyperinfer-auth', algorithms: ['HS256'], requiredClaims: ['sub', 'jti', 'iat', 'exp'] })
+      const { sub, jti, iat, exp } = payload
+      if (typeof sub !== 'string' || !UUID.test(sub) || typeof jti !== 'string' || !UUID.test(jti) || iat === undefined || exp === undefined) throw MeshError.UNAUTHENTICATED()
+      return { userId: sub, username: String(payload.username ?? ''), role: String(payload.role ?? 'user'), jti, issuedAt: iat, expiresAt: new Date(exp * 1000) }
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) throw MeshError.UNAUTHENTICATED('session expired, log in again')
       throw MeshError.UNAUTHENTICATED()
     }
   }
+}
+
+/** Why a session with a good signature is over all the same (logged out, or issued before its account's cut-off), or null. */
+export async function sessionEnded (db: pg.Pool, s: VerifiedSession): Promise<string | null> {
+  const { rows } = await db.query<{ revoked: boolean, cutoff: Date | null }>(
+    `SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE jti = $1) AS revoked,
+            (SELECT sessions_valid_after FROM users WHERE id = $2) AS cutoff`, [s.jti, s.userId])
+  if (rows[0]?.revoked) return 'this session was logged out; log in again'
+  // iat has whole seconds: a session from the very second of the cut-off is kept
+  if (rows[0]?.cutoff && s.issuedAt < Math.floor(rows[0].cutoff.getTime() / 1000)) return 'this session ended when the account\'s role changed; log in again'
+  return null
 }

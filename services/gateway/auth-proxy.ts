@@ -17,17 +17,23 @@ export interface AuthProxy {
   mount (table: HandlerBuilder, client: () => MeshClient): void
 }
 
-function pair<Req, Res> (gateway: MethodDef<Req, Res, never>, auth: MethodDef<Req, Res, never>): AuthProxy {
+/**
+ * `source`: the auth method also gets the caller's public key, which it throttles by (logins and
+ * registrations); the gateway's public schema has no such field, so a caller cannot name its own.
+ */
+function pair<Req, Res> (gateway: MethodDef<Req, Res, never>, auth: MethodDef<Req & { source?: string }, Res, never>, opts: { source?: true } = {}): AuthProxy {
   return {
     gateway: gateway.name,
     auth: auth.name,
-    mount: (table, client) => { table.on(gateway, (req) => client().call(auth, req, TIMEOUT_MS)) }
+    mount: (table, client) => {
+      table.on(gateway, (req, ctx) => client().call(auth, opts.source ? { ...req, source: ctx.remoteKey } : req, TIMEOUT_MS))
+    }
   }
 }
 
 export const AUTH_PROXIES: readonly AuthProxy[] = [
-  pair(GatewayProtocol.register, AuthProtocol.registerUser),
-  pair(GatewayProtocol.login, AuthProtocol.loginUser),
+  pair(GatewayProtocol.register, AuthProtocol.registerUser, { source: true }),
+  pair(GatewayProtocol.login, AuthProtocol.loginUser, { source: true }),
   pair(GatewayProtocol.createKey, AuthProtocol.generateApiKey),
   pair(GatewayProtocol.listKeys, AuthProtocol.listApiKeys),
   pair(GatewayProtocol.revokeKey, AuthProtocol.revokeApiKey),

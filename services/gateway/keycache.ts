@@ -6,13 +6,18 @@ import type { KeyIdentity } from '../../shared/protocol/auth.ts'
 // not rest on the TTL: auth pushes `keyRevoked` to every connected gateway, and the whole cache is
 // dropped whenever the connection to auth drops (a push may have been missed). Concurrent lookups of
 // one key share a single auth call.
+//
+// A revocation may overtake a validation: auth read the key as valid, then revoked it and pushed the
+// revocation, and only then did the answer arrive. So every revocation and every clear starts a new
+// generation: an answer to a validation begun in an older one is handed to its waiters but not cached,
+// and a lookup made after the revocation does not join it.
 
 const MAX_INVALID = 10_000
 
 export class KeyCache {
   private readonly entries = new Map<string, { identity: KeyIdentity, until: number }>()
   private readonly byKeyId = new Map<string, string>()
-  private readonly pending = new Map<string, Promise<KeyIdentity>>()
+  private readonly pending = new Map<string, { generation: number, answer: Promise<KeyIdentity> }>()
   private readonly invalid = new Map<string, number>()
   private readonly ttlMs: number
   private readonly validate: (keyHash: string) => Promise<KeyIdentity>
@@ -39,29 +44,30 @@ export class KeyCache {
     // a short negative cache keeps a flood of bad keys off auth
     const bad = this.invalid.get(hash)
     if (bad && bad > now) throw MeshError.INVALID_API_KEY()
-    let p = this.pending.get(hash)
-    if (!p) {
-      const gen = this.generation
-      p = this.validate(hash).then((identity) => {
-        if (gen === this.generation) {
-          this.entries.set(hash, { identity, until: Date.now() + this.ttlMs })
-          this.byKeyId.set(identity.keyId, hash)
-        }
-        return identity
-      }, (err) => {
-        if ((err as MeshError).code === 'INVALID_API_KEY') {
-          // random keys from a stranger must not grow memory: this cache only shields auth, so it may forget
-          if (this.invalid.size >= MAX_INVALID) this.invalid.clear()
-          this.invalid.set(hash, Date.now() + 1000)
-        }
-        throw err
-      }).finally(() => this.pending.delete(hash))
-      this.pending.set(hash, p)
-    }
-    return p
+    const inFlight = this.pending.get(hash)
+    if (inFlight && inFlight.generation === this.generation) return inFlight.answer
+    const gen = this.generation
+    const answer: Promise<KeyIdentity> = this.validate(hash).then((identity) => {
+      if (gen === this.generation) {
+        this.entries.set(hash, { identity, until: Date.now() + this.ttlMs })
+        this.byKeyId.set(identity.keyId, hash)
+      }
+      return identity
+    }, (err) => {
+      if ((err as MeshError).code === 'INVALID_API_KEY') {
+        // random keys from a stranger must not grow memory: this cache only shields auth, so it may forget
+        if (this.invalid.size >= MAX_INVALID) this.invalid.clear()
+        this.invalid.set(hash, Date.now() + 1000)
+      }
+      throw err
+    }).finally(() => { if (this.pending.get(hash)?.answer === answer) this.pending.delete(hash) })
+    this.pending.set(hash, { generation: gen, answer })
+    return answer
   }
 
   dropKeyId (keyId: string): void {
+    // which key a validation in flight is for is unknown until it answers: none of them may be cached
+    this.generation++
     const hash = this.byKeyId.get(keyId)
     if (hash) this.drop(hash)
   }

@@ -170,11 +170,11 @@ export class WebService extends MeshService {
     }))
 
     app.post('/api/auth/register', async (req, reply) => {
-      const res = await this.client('auth').call(AuthProtocol.registerUser, parseRequest(AuthProtocol.registerUser, objectBody(req)))
+      const res = await this.client('auth').call(AuthProtocol.registerUser, { ...parseRequest(GatewayProtocol.register, objectBody(req)), source: 'ip:' + req.ip })
       reply.code(201)
       return res
     })
-    app.post('/api/auth/login', async (req) => this.client('auth').call(AuthProtocol.loginUser, parseRequest(AuthProtocol.loginUser, objectBody(req))))
+    app.post('/api/auth/login', async (req) => this.client('auth').call(AuthProtocol.loginUser, { ...parseRequest(GatewayProtocol.login, objectBody(req)), source: 'ip:' + req.ip }))
     app.post('/api/auth/api-keys', async (req, reply) => {
       const token = bearer(req)
       const res = await this.client('auth').call(AuthProtocol.generateApiKey, parseRequest(AuthProtocol.generateApiKey, { ...objectBody(req), token }))

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { method } from '../mesh/method.ts'
-import { apiKey, email, modelName, password, sessionToken, tier, username, uuid } from './common.ts'
+import { apiKey, email, modelName, password, plainText, sessionToken, tier, username, uuid } from './common.ts'
 
 // The auth service: users, sessions (JWT) and API keys. Every method is internal to the mesh: the
 // CLI reaches them through the gateway's proxies, browsers through the web service.
@@ -49,11 +49,16 @@ export interface UsageReport {
   credits: Credits
 }
 
-export const registerRequest = z.object({ username, email, password }).strict()
+/** `setupCode`: the one-time code that makes the first admin (see services/auth/bootstrap.ts) */
+export const registerRequest = z.object({ username, email, password, setupCode: z.string().trim().min(1).max(200).optional() }).strict()
 export const loginRequest = z.object({ email, password: z.string().min(1).max(256) }).strict()
+/** what a mesh service adds when it relays a stranger's call to auth: who the stranger is, for throttling */
+const relayed = { source: z.string().min(1).max(128).optional() }
+const registerUserRequest = registerRequest.extend(relayed).strict()
+const loginUserRequest = loginRequest.extend(relayed).strict()
 export const createKeyRequest = z.object({
   token: sessionToken,
-  name: z.string().trim().min(1).max(100),
+  name: plainText(z.string().trim().min(1).max(100)),
   scopes: z.array(z.enum(['inference', 'models'])).min(1).max(8).optional(),
   tier: tier.optional(),
   expiresInDays: z.number().int().min(1).max(3650).optional(),
@@ -71,12 +76,12 @@ export const grantCreditsRequest = z.object({
   username,
   amountUsd: z.number().positive().max(1_000_000),
   kind: z.enum(['grant', 'refund']).optional(),
-  note: z.string().trim().max(200).optional()
+  note: plainText(z.string().trim().max(200)).optional()
 }).strict()
 
 export const AuthProtocol = {
-  registerUser: method<z.infer<typeof registerRequest>, { user: PublicUser }>('registerUser', 'internal', registerRequest),
-  loginUser: method<z.infer<typeof loginRequest>, { token: string, expiresAt: string, user: PublicUser }>('loginUser', 'internal', loginRequest),
+  registerUser: method<z.infer<typeof registerUserRequest>, { user: PublicUser }>('registerUser', 'internal', registerUserRequest),
+  loginUser: method<z.infer<typeof loginUserRequest>, { token: string, expiresAt: string, user: PublicUser }>('loginUser', 'internal', loginUserRequest),
   generateApiKey: method<z.infer<typeof createKeyRequest>, ApiKeyInfo & { key: string }>('generateApiKey', 'internal', createKeyRequest),
   listApiKeys: method<z.infer<typeof listKeysRequest>, { keys: ApiKeyInfo[] }>('listApiKeys', 'internal', listKeysRequest),
   revokeApiKey: method<z.infer<typeof revokeKeyRequest>, ApiKeyInfo>('revokeApiKey', 'internal', revokeKeyRequest),

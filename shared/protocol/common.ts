@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { method } from '../mesh/method.ts'
-import { modelName } from '../registry/schema.ts'
+import { modelName, plainText } from '../registry/schema.ts'
 
 // Building blocks shared by several protocols, and the methods every mesh service answers.
 
@@ -10,7 +10,7 @@ export const password = z.string().min(8, 'at least 8 characters').max(256)
 export const sessionToken = z.string().min(10).max(4096)
 export const apiKey = z.string().min(10).max(200)
 /** the registry's model-name schema: a name a request, a worker or a key scope gives is one the registry takes */
-export { modelName }
+export { modelName, plainText }
 export const uuid = z.string().uuid()
 export const tier = z.enum(['default', 'premium'])
 

@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { method, streamMethod } from '../mesh/method.ts'
 import { AuthProtocol, createKeyRequest, creditsRequest, grantCreditsRequest, listKeysRequest, loginRequest, registerRequest, revokeKeyRequest, usageRequest, whoamiRequest, type Credits } from './auth.ts'
-import { apiKey, modelName, sessionToken } from './common.ts'
+import { apiKey, modelName, plainText, sessionToken } from './common.ts'
 import { chatMessage, generationParams, type EmbedResult, type ModelInfo, type TokenChunk, type Usage } from './inference.ts'
 import type { ResponseOf } from '../mesh/method.ts'
 import { actor, modelInput, registryWrite, type HistoryEntry, type RegistryWrite, type WorkerEntry } from '../registry/schema.ts'
@@ -131,7 +131,7 @@ export interface JoinTokenInfo {
 
 export const joinTokensRequest = z.discriminatedUnion('op', [
   adminToken.extend({ op: z.literal('list') }).strict(),
-  adminToken.extend({ op: z.literal('create'), label: z.string().trim().min(1).max(100), expiresInHours: z.number().int().min(1).max(24 * 365).optional() }).strict(),
+  adminToken.extend({ op: z.literal('create'), label: plainText(z.string().trim().min(1).max(100)), expiresInHours: z.number().int().min(1).max(24 * 365).optional() }).strict(),
   adminToken.extend({ op: z.literal('revoke'), id: z.string().uuid() }).strict()
 ])
 
@@ -139,7 +139,7 @@ export const registerWorkerRequest = z.object({
   token: z.string().max(200).optional(),
   models: z.array(z.object({ id: modelName, backend: z.string().max(50), contextLength: modelInput.shape.contextLength.optional() }).strict()).max(1000),
   capacity: z.number().int().min(1).max(100_000).optional(),
-  label: z.string().max(100).optional()
+  label: plainText(z.string().max(100)).optional()
 }).strict()
 
 export const gatewayEmbedRequest = z.object({

@@ -24,7 +24,9 @@ const score = z.number().min(0).max(1)
 /** USD per 1M tokens */
 const price = z.number().finite().min(0).max(10_000)
 const ms = z.number().finite().min(0)
-const shortText = z.string().max(128)
+/** A name or note a person types (key names, labels, notes) holds no control characters. */
+export const plainText = (s: z.ZodString) => s.regex(/^[^\p{Cc}]*$/u, 'no control characters (such as NUL, tab or newline)')
+const shortText = plainText(z.string().max(128))
 /** who made a change: a public key (hex), a user name, or a service name */
 export const actor = z.string().min(1).max(128)
 

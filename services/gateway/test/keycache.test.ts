@@ -56,3 +56,25 @@ test('key cache: sweep drops expired identities', async (t) => {
   cache.sweep(Date.now() + 5000)
   t.is(cache.size, 0, 'memory follows the keys in use')
 })
+
+test('key cache: a key revoked while its validation is in flight is not cached, and later lookups ask auth again', async (t) => {
+  const { hashApiKey } = await import('../../../shared/apikey.ts')
+  const key = 'hi_' + 'd'.repeat(43)
+  const keyId = 'k-' + hashApiKey(key).slice(0, 6)
+  const { calls, validate } = counting(new Set([hashApiKey(key)]), 50)
+  const cache = new KeyCache(validate, 60_000)
+  const first = cache.resolve(key) // auth has read the key as valid; its answer is on the way
+  await new Promise((r) => setTimeout(r, 10))
+  cache.dropKeyId(keyId) // the revocation overtakes the answer
+  await first
+  t.is(cache.size, 0, 'the answer to a validation begun before the revocation is not cached')
+  await cache.resolve(key)
+  t.is(calls.length, 2, 'so the next lookup asks auth, which would refuse the key')
+
+  const other = 'hi_' + 'f'.repeat(43)
+  const before = cache.resolve(other).catch((e) => e)
+  cache.dropKeyId(keyId)
+  const after = cache.resolve(other).catch((e) => e)
+  t.is(calls.length, 4, 'a lookup made after a revocation does not join a validation begun before it')
+  await Promise.all([before, after])
+})

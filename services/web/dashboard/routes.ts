@@ -206,15 +206,15 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
     })
 
     api.post('/register', async (req, reply) => {
-      const account = parseRequest(AuthProtocol.registerUser, body(req))
-      const { user: created } = await deps.auth().call(AuthProtocol.registerUser, account)
-      const session = await deps.auth().call(AuthProtocol.loginUser, { email: account.email, password: account.password })
+      const account = parseRequest(GatewayProtocol.register, body(req))
+      const { user: created } = await deps.auth().call(AuthProtocol.registerUser, { ...account, source: 'ip:' + req.ip })
+      const session = await deps.auth().call(AuthProtocol.loginUser, { email: account.email, password: account.password, source: 'ip:' + req.ip })
       setSessionCookie(req, reply, session.token, session.expiresAt)
       reply.code(201)
       return { user: created }
     })
     api.post('/login', async (req, reply) => {
-      const session = await deps.auth().call(AuthProtocol.loginUser, parseRequest(AuthProtocol.loginUser, body(req)))
+      const session = await deps.auth().call(AuthProtocol.loginUser, { ...parseRequest(GatewayProtocol.login, body(req)), source: 'ip:' + req.ip })
       setSessionCookie(req, reply, session.token, session.expiresAt)
       // the token itself stays in the HttpOnly cookie
       return { user: session.user, expiresAt: session.expiresAt }
