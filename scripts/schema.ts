@@ -4,8 +4,8 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { startEmbeddedPostgres, type EmbeddedDatabase } from '../shared/embedded-pg.ts'
-import { createTestDatabase } from '../shared/testing/db.ts'
+import { startEmbeddedPostgres, type EmbeddedDatabase } from './lib/embedded-pg.ts'
+import { createTestDatabase } from '../test/support/db.ts'
 import { dumpSchema, SCHEMA_FILE } from './schema-dump.ts'
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hyperinfer-schema-'))

@@ -1,7 +1,7 @@
 // The per-service environment `npm start` gives the mesh it starts, from the operator's environment.
 // No account is an admin by name: the first admin registers with the one-time setup code auth writes
 // to the state dir (see services/auth/bootstrap.ts). ADMIN_USERS still names admins when set.
-import type { LocalMeshOptions } from '../shared/localmesh.ts'
+import type { LocalMeshOptions } from './lib/localmesh.ts'
 
 export function startServiceEnv (env: NodeJS.ProcessEnv = process.env): NonNullable<LocalMeshOptions['serviceEnv']> {
   return {

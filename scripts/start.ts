@@ -1,8 +1,8 @@
-// `npm start`: the whole mesh on this machine (see shared/localmesh.ts). Ctrl-C stops everything;
+// `npm start`: the whole mesh on this machine (see scripts/lib/localmesh.ts). Ctrl-C stops everything;
 // the next start reuses the same keys, database and bootstrap port.
 import fs from 'node:fs'
 import path from 'node:path'
-import { LocalMesh } from '../shared/localmesh.ts'
+import { LocalMesh } from './lib/localmesh.ts'
 import { stateDir } from '../shared/config.ts'
 import { setupCodeFile } from '../services/auth/bootstrap.ts'
 import { startServiceEnv } from './start-env.ts'

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { startEmbeddedPostgres, type EmbeddedDatabase } from '../shared/embedded-pg.ts'
+import { startEmbeddedPostgres, type EmbeddedDatabase } from './lib/embedded-pg.ts'
 
 const root = path.resolve(import.meta.dirname, '..')
 

@@ -4,9 +4,9 @@ import path from 'node:path'
 import type { AddressInfo } from 'node:net'
 import test from 'brittle'
 import type { BrowserContext, Page } from 'playwright-core'
-import { gatewayClient, startTestMesh, until } from '../shared/testing/harness.ts'
+import { gatewayClient, startTestMesh, until } from './support/harness.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
-import { chromiumUnavailable, launchBrowser, newUser, overflowsHorizontally, PHONE, DESKTOP, screenshots } from '../shared/testing/browser.ts'
+import { chromiumUnavailable, launchBrowser, newUser, overflowsHorizontally, PHONE, DESKTOP, screenshots } from './support/browser.ts'
 
 // The web dashboard in real headless Chromium against the whole mesh (real auth, gateway, worker,
 // PostgreSQL). Every assertion is on what the user sees in the page, or on what the HTTP API

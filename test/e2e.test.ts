@@ -1,6 +1,6 @@
 import test from 'brittle'
 import crypto from 'node:crypto'
-import { startTestMesh, runCli } from '../shared/testing/harness.ts'
+import { startTestMesh, runCli } from './support/harness.ts'
 import { syntheticText } from '../services/inference/backends/synthetic.ts'
 
 // The whole product as a user meets it: `npm start`'s processes on a local DHT, real PostgreSQL, and

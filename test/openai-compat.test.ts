@@ -1,8 +1,8 @@
 import test from 'brittle'
 import OpenAI from 'openai'
-import { startTestMesh, gatewayClient, userWithKey, alive } from '../shared/testing/harness.ts'
-import { startFakeOllama } from '../shared/testing/fake-ollama.ts'
-import { FAIL_MODEL, SLOW_MODEL } from '../shared/testing/fake-llm.ts'
+import { startTestMesh, gatewayClient, userWithKey, alive } from './support/harness.ts'
+import { startFakeOllama } from './fakes/fake-ollama.ts'
+import { FAIL_MODEL, SLOW_MODEL } from './fakes/fake-llm.ts'
 import { syntheticEmbedding, syntheticText } from '../services/inference/backends/synthetic.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 

@@ -3,13 +3,13 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { spawnLongCli } from '../shared/testing/netns.ts'
-import { startTestMesh, gatewayClient, userWithKey, runCli, until, registerAdmin, ADMIN_PASSWORD } from '../shared/testing/harness.ts'
-import { startFakeOpenAI } from '../shared/testing/fake-openai.ts'
-import { FAIL_MODEL } from '../shared/testing/fake-llm.ts'
+import { spawnLongCli } from './support/netns.ts'
+import { startTestMesh, gatewayClient, userWithKey, runCli, until, registerAdmin, ADMIN_PASSWORD } from './support/harness.ts'
+import { startFakeOpenAI } from './fakes/fake-openai.ts'
+import { FAIL_MODEL } from './fakes/fake-llm.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import type { MeshClient } from '../shared/mesh/client.ts'
-import type { LocalMesh } from '../shared/localmesh.ts'
+import type { LocalMesh } from '../scripts/lib/localmesh.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 

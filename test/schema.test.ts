@@ -4,7 +4,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import pg from 'pg'
 import { createPool } from '../shared/db.ts'
-import { adminUrl, createTestDatabase } from '../shared/testing/db.ts'
+import { adminUrl, createTestDatabase } from './support/db.ts'
 import { dumpSchema, SCHEMA_COMMAND, SCHEMA_FILE } from '../scripts/schema-dump.ts'
 
 // migrations/schema.sql is a generated snapshot of what the migrations build: it must match a freshly

@@ -1,5 +1,5 @@
 import test from 'brittle'
-import { startTestMesh } from '../shared/testing/harness.ts'
+import { startTestMesh } from './support/harness.ts'
 
 // The seed's REST routes on the web service, over real HTTP, against the real auth and gateway.
 

@@ -1,6 +1,6 @@
 import test from 'brittle'
 import { z } from 'zod'
-import { localTestnet } from '../testing/testnet.ts'
+import { localTestnet } from '../../test/support/testnet.ts'
 import { MeshService } from '../mesh/service.ts'
 import { handlers, type HandlerTable } from '../mesh/peer.ts'
 import { method, streamMethod } from '../mesh/method.ts'

@@ -1,6 +1,6 @@
 import test from 'brittle'
 import c from 'compact-encoding'
-import { startTestMesh, gatewayClient, userWithKey, alive } from '../../../shared/testing/harness.ts'
+import { startTestMesh, gatewayClient, userWithKey, alive } from '../../../test/support/harness.ts'
 import { GatewayProtocol } from '../../../shared/protocol/gateway.ts'
 import { CommonProtocol } from '../../../shared/protocol/common.ts'
 import { MeshError } from '../../../shared/errors.ts'

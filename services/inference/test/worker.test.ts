@@ -1,8 +1,8 @@
 import test from 'brittle'
-import { startTestMesh, gatewayClient, userWithKey } from '../../../shared/testing/harness.ts'
-import { fakeTokens } from '../../../shared/testing/fake-llm.ts'
-import { startFakeOllama } from '../../../shared/testing/fake-ollama.ts'
-import { startFakeOpenAI } from '../../../shared/testing/fake-openai.ts'
+import { startTestMesh, gatewayClient, userWithKey } from '../../../test/support/harness.ts'
+import { fakeTokens } from '../../../test/fakes/fake-llm.ts'
+import { startFakeOllama } from '../../../test/fakes/fake-ollama.ts'
+import { startFakeOpenAI } from '../../../test/fakes/fake-openai.ts'
 import { GatewayProtocol } from '../../../shared/protocol/gateway.ts'
 
 // A worker process with all three backends, reached through the gateway like any user would: each

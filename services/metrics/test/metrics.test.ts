@@ -1,7 +1,7 @@
 import test from 'brittle'
 import crypto from 'node:crypto'
 import { z } from 'zod'
-import { localTestnet } from '../../../shared/testing/testnet.ts'
+import { localTestnet } from '../../../test/support/testnet.ts'
 import { MeshService } from '../../../shared/mesh/service.ts'
 import { handlers, type HandlerTable } from '../../../shared/mesh/peer.ts'
 import { method } from '../../../shared/mesh/method.ts'

@@ -1,6 +1,6 @@
 import test from 'brittle'
 import crypto from 'node:crypto'
-import { localTestnet } from '../../../shared/testing/testnet.ts'
+import { localTestnet } from '../../../test/support/testnet.ts'
 import { keyPairFromSeed } from '../../../shared/keys.ts'
 import { createLogger } from '../../../shared/log.ts'
 import { WebService } from '../service.ts'

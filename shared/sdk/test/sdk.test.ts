@@ -1,5 +1,5 @@
 import test from 'brittle'
-import { startTestMesh, gatewayClient, userWithKey, type TestMesh } from '../../testing/harness.ts'
+import { startTestMesh, gatewayClient, userWithKey, type TestMesh } from '../../../test/support/harness.ts'
 import { syntheticText } from '../../../services/inference/backends/synthetic.ts'
 import { GatewayProtocol } from '../../protocol/gateway.ts'
 import type { MeshClient } from '../../mesh/client.ts'

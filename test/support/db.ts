@@ -1,6 +1,6 @@
 import crypto from 'node:crypto'
 import pg from 'pg'
-import { createPool, migrate } from '../db.ts'
+import { createPool, migrate } from '../../shared/db.ts'
 
 // Each test gets its own freshly migrated database on the real PostgreSQL that `npm test` provides
 // (an embedded one, or the server in TEST_DATABASE_URL). Nothing is mocked.

@@ -3,20 +3,20 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import createTestnet, { type Testnet } from 'hyperdht/testnet'
-import { createPool, migrate } from './db.ts'
+import { createPool, migrate } from '../../shared/db.ts'
 import { startEmbeddedPostgres, freePort, type EmbeddedDatabase } from './embedded-pg.ts'
-import { serviceKeyPair } from './keys.ts'
-import { readMeshFile, writeMeshFile, type MeshFile } from './meshfile.ts'
-import { loadSecret } from './service-env.ts'
-import { safeUrl } from './log.ts'
-import { GatewayProtocol } from './protocol/gateway.ts'
-import { GatewayConnection } from './sdk/rpc-transport.ts'
+import { serviceKeyPair } from '../../shared/keys.ts'
+import { readMeshFile, writeMeshFile, type MeshFile } from '../../shared/meshfile.ts'
+import { loadSecret } from '../../shared/service-env.ts'
+import { safeUrl } from '../../shared/log.ts'
+import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
+import { GatewayConnection } from '../../shared/sdk/rpc-transport.ts'
 
 // A whole mesh on one machine, every service its own child process: a DHT bootstrapper on 127.0.0.1,
 // PostgreSQL (DATABASE_URL, or embedded in the state dir), migrations, then auth, gateway, metrics,
 // web and inference workers. Used by `npm start`, the end-to-end tests and the benchmark.
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 const SERVICES = ['auth', 'gateway', 'metrics', 'web'] as const
 type ServiceName = typeof SERVICES[number]
 

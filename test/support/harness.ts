@@ -4,10 +4,10 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { LocalMesh, type LocalMeshOptions } from '../localmesh.ts'
+import { LocalMesh, type LocalMeshOptions } from '../../scripts/lib/localmesh.ts'
 import { createTestDatabase, type TestDatabase } from './db.ts'
-import type { MeshClient } from '../mesh/client.ts'
-import { GatewayConnection } from '../sdk/rpc-transport.ts'
+import type { MeshClient } from '../../shared/mesh/client.ts'
+import { GatewayConnection } from '../../shared/sdk/rpc-transport.ts'
 
 // Real processes for end-to-end tests: a fresh database, a temp state dir, the whole mesh via
 // LocalMesh, the real CLI binary, and a real RPC client — the same parts a user runs.
@@ -64,7 +64,7 @@ export async function gatewayClient (t: { teardown: (fn: () => unknown, o?: { or
 
 /** Register, log in and create a key over RPC: the fixture most tests need. */
 export async function userWithKey (client: MeshClient, name = 'u' + crypto.randomBytes(4).toString('hex')): Promise<{ token: string, key: string, keyId: string, userId: string }> {
-  const { GatewayProtocol } = await import('../protocol/gateway.ts')
+  const { GatewayProtocol } = await import('../../shared/protocol/gateway.ts')
   const password = 'pw-' + crypto.randomBytes(8).toString('hex')
   const email = `${name}@example.com`
   const reg = await client.call(GatewayProtocol.register, { username: name, email, password })
@@ -103,7 +103,7 @@ export const ADMIN_PASSWORD = 'boss-password-' + crypto.randomBytes(4).toString(
 
 /** Register and log in `boss` (the mesh must list it in auth's ADMIN_USERS); returns the session token. */
 export async function registerAdmin (client: MeshClient): Promise<string> {
-  const { GatewayProtocol } = await import('../protocol/gateway.ts')
+  const { GatewayProtocol } = await import('../../shared/protocol/gateway.ts')
   await client.call(GatewayProtocol.register, { username: 'boss', email: 'boss@example.com', password: ADMIN_PASSWORD })
   return (await client.call(GatewayProtocol.login, { email: 'boss@example.com', password: ADMIN_PASSWORD })).token
 }
