@@ -8,6 +8,7 @@ import type { RequestOf } from '../../shared/mesh/method.ts'
 import { MeshError } from '../../shared/errors.ts'
 import type { Backend } from './backends/types.ts'
 import { StopFilter } from './stop.ts'
+import type { Approval, WorkerStatus } from './status.ts'
 
 // An inference worker: one or more backends behind the adapter interface. It dials the gateways it is
 // given and serves them over that same channel, so a worker behind NAT needs no open port; mesh
@@ -28,6 +29,8 @@ export interface InferenceServiceOptions extends Omit<MeshServiceOptions, 'name'
   modelRefreshMs?: number
   /** how often load (in flight, queue, draining) goes to each gateway */
   heartbeatMs?: number
+  /** told each change of this worker's state (a supervising process: ./status.ts) */
+  onStatus?: (status: WorkerStatus) => void
 }
 
 interface ModelStats { inflight: number, served: number, errors: number }
@@ -85,6 +88,7 @@ export class InferenceService extends MeshService {
     // liveness and load go to the gateways directly, never through the registry
     this.heartbeatTimer = setInterval(() => { void this.heartbeat() }, this.opts.heartbeatMs ?? 2000)
     this.heartbeatTimer.unref()
+    this.opts.onStatus?.({ type: 'ready', publicKey: this.publicKey, models: this.models.map((m) => m.id) })
   }
 
   private joinGateway (key: string): void {
@@ -92,20 +96,28 @@ export class InferenceService extends MeshService {
     if (this.joined.has(key)) return
     this.joined.add(key)
     this.log.info({ gateway: key }, 'joining gateway')
-    const table = this.handlers()
-    {
-      const client = this.connectTo(key, {
-        name: `gateway:${key.slice(0, 8)}`,
-        handlers: table,
-        // every (re)connect announces what this worker serves
-        onOpen: (peer) => peer.call(GatewayProtocol.registerWorker, this.registration(), { timeout: 10_000 }).then((r) => {
-          const log = { peer: `gateway:${key.slice(0, 8)}`, approval: r.approval }
-          if (r.approval === 'pending') this.log.warn(log, 'registered, pending approval: no traffic until an operator approves this worker')
-          else this.log.info(log, 'registration answered')
-        })
+    const report = this.opts.onStatus ?? (() => {})
+    report({ type: 'joining', gateway: key })
+    let approval: Approval = 'approved'
+    let up = false
+    const client = this.connectTo(key, {
+      name: `gateway:${key.slice(0, 8)}`,
+      handlers: this.handlers(),
+      // every (re)connect announces what this worker serves
+      onOpen: (peer) => peer.call(GatewayProtocol.registerWorker, this.registration(), { timeout: 10_000 }).then((r) => {
+        approval = r.approval
+        const log = { peer: `gateway:${key.slice(0, 8)}`, approval: r.approval }
+        if (r.approval === 'pending') this.log.warn(log, 'registered, pending approval: no traffic until an operator approves this worker')
+        else this.log.info(log, 'registration answered')
+      }, (err: unknown) => {
+        const code = (err as { code?: unknown } | null)?.code
+        report({ type: 'registration-failed', gateway: key, code: typeof code === 'string' ? code : 'UNKNOWN' })
+        throw err
       })
-      this.gatewayClients.push(client)
-    }
+    })
+    client.on('open', () => { up = true; report({ type: 'registered', gateway: key, approval }) })
+    client.on('close', () => { if (up) report({ type: 'gateway-lost', gateway: key }); up = false })
+    this.gatewayClients.push(client)
   }
 
   private async heartbeat (): Promise<void> {
@@ -117,6 +129,7 @@ export class InferenceService extends MeshService {
 
   protected async onClose (): Promise<void> {
     this.draining = true
+    this.opts.onStatus?.({ type: 'draining' })
     if (this.refreshTimer) clearInterval(this.refreshTimer)
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer)
     if (this.discoverTimer) clearTimeout(this.discoverTimer)
@@ -167,6 +180,7 @@ export class InferenceService extends MeshService {
   private async refreshAndAnnounce (): Promise<void> {
     if (!(await this.refreshModels())) return
     this.log.info({ models: [...this.catalog.keys()] }, 'model catalog changed')
+    this.opts.onStatus?.({ type: 'models', models: [...this.catalog.keys()] })
     for (const client of this.gatewayClients) {
       if (client.connected) await client.call(GatewayProtocol.registerWorker, this.registration()).catch(() => {})
     }

@@ -3,6 +3,7 @@ import type { GatewayHealth, ModelListing, QuotaLimit, RegistryWorker } from '..
 import { usageChart, type DailyRow, type Metric } from './chart.ts'
 import { DASH, empty, esc, fmtCompact, fmtDate, fmtDuration, fmtInt, fmtBalance, fmtMs, fmtPrice, fmtReset, fmtUsd, fmtUsdSigned, heading, page } from './html.ts'
 import type { SessionUser } from './session.ts'
+import { localBackendIds } from '../../inference/backends/table.ts'
 
 // The dashboard's pages, rendered on the server from what auth and the gateway return. Forms and
 // buttons post to /api/dashboard/* from app.js; nothing here ever holds a secret.
@@ -284,7 +285,7 @@ ${heading(k.name, `Key <code>${esc(k.prefix)}…</code>`, statusBadge(k))}
 
 // ---- models -----------------------------------------------------------------------------------
 
-const LOCAL_BACKENDS = new Set(['synthetic', 'ollama', 'llamacpp', 'llama.cpp', 'local'])
+const LOCAL_BACKENDS = localBackendIds
 
 function priceOf (m: ModelListing): string {
   const p = m.price
