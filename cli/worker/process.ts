@@ -3,9 +3,9 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { MeshError } from '../../shared/errors.ts'
 import { BACKENDS } from '../../services/inference/backends/table.ts'
-import { parseWorkerStatus, type WorkerStatus } from '../../services/inference/status.ts'
+import { parseWorkerStatus } from '../../services/inference/status.ts'
 import { UsageError } from '../context.ts'
-import { printJson } from '../output.ts'
+import { short, WorkerReport } from './report.ts'
 
 // Runs the worker's own entry (services/inference/index.ts) as a child with exactly the env its plan
 // says, so the worker is the same process `npm start` runs. What the user sees on the terminal comes
@@ -42,9 +42,6 @@ function redact (text: string, secrets: string[]): string {
   return out
 }
 
-const short = (key: string) => `${key.slice(0, 16)}…`
-
-
 /** Run the worker in the foreground until it stops; reports its registration on stdout. */
 export async function runWorker (plan: WorkerPlan, json: boolean): Promise<void> {
   const userLevel = (process.env.LOG_LEVEL ?? 'warn').toLowerCase()
@@ -70,72 +67,12 @@ export async function runWorker (plan: WorkerPlan, json: boolean): Promise<void>
   })
   const say = (line: string) => process.stderr.write(redact(line, plan.secrets) + '\n')
 
-  const gateways = [...plan.gateways]
-  let workerKey = ''
-  let served: string[] = []
-  let reported = false
-  const registered = new Set<string>()
-  const reportedGateways = new Set<string>()
-  const refused = new Map<string, string>()
-  // gateways that recorded this worker as pending (no token): no traffic until an operator approves it
-  const pending = new Set<string>()
-  let stderrTail = ''
-  let stopping = false
-  let draining = false
-  let stopped = false
-
-  const announce = () => {
-    if (!workerKey) return
-    for (const gw of gateways) {
-      if (!registered.has(gw) || reportedGateways.has(gw)) continue
-      reportedGateways.add(gw)
-      const models = served.length ? served.join(',') : '(no models yet)'
-      const note = pending.has(gw) ? ' (pending approval: it gets no traffic until an operator approves it)' : ''
-      if (!reported) {
-        reported = true
-        if (json) printJson({ worker: workerKey, name: plan.name, backend: plan.backend, models: served, gateway: gw, registered: true, ...(pending.has(gw) ? { approval: 'pending' } : {}) })
-        else process.stdout.write(`worker ${short(workerKey)} serving ${models} via ${plan.backend}; registered with gateway ${short(gw)}${note}\n`)
-        if (served.length === 0) say(`hyperinfer: the ${plan.backend} backend lists no models${plan.models.length ? ` named ${plan.models.join(',')}` : ''} yet; the worker checks again every 30 s`)
-      } else if (!json) {
-        process.stdout.write(`worker ${short(workerKey)} registered with gateway ${short(gw)}${note}\n`)
-      }
-    }
-  }
-
-  const onStatus = (s: WorkerStatus) => {
-    switch (s.type) {
-      case 'ready': workerKey = s.publicKey; served = s.models; announce(); break
-      // gateways found on the network topic join the list this command reports on
-      case 'joining': if (!gateways.includes(s.gateway)) gateways.push(s.gateway); break
-      case 'registered':
-        refused.delete(s.gateway)
-        if (s.approval === 'pending') pending.add(s.gateway)
-        else pending.delete(s.gateway)
-        if (reportedGateways.has(s.gateway) && !stopping && !draining) say(`hyperinfer: reconnected to gateway ${short(s.gateway)} and registered again`)
-        registered.add(s.gateway)
-        announce()
-        break
-      case 'registration-failed': {
-        if (refused.get(s.gateway) === s.code) break
-        refused.set(s.gateway, s.code)
-        const hint = s.code === 'FORBIDDEN' ? ' — the worker token is missing or wrong (see `hyperinfer worker-token` on the mesh machine)' : ''
-        say(`hyperinfer: gateway ${short(s.gateway)} refused the registration [${s.code}]${hint}; retrying`)
-        break
-      }
-      case 'models':
-        served = s.models
-        if (!json) process.stdout.write(`worker ${short(workerKey)} now serves ${served.join(',') || '(no models)'}\n`)
-        break
-      // the worker's own log line says so; a later 'registered' reports the reconnect
-      case 'gateway-lost': break
-      case 'draining': draining = true; break
-      case 'stopped': stopped = true; break
-    }
-  }
+  const report = new WorkerReport({ name: plan.name, backend: plan.backend, models: plan.models, gateways: plan.gateways, json, say })
   child.on('message', (message: unknown) => {
     const status = parseWorkerStatus(message)
-    if (status) onStatus(status)
+    if (status) report.on(status)
   })
+  let stderrTail = ''
 
   const lines = (stream: NodeJS.ReadableStream, fn: (line: string) => void) => {
     let buf = ''
@@ -154,19 +91,19 @@ export async function runWorker (plan: WorkerPlan, json: boolean): Promise<void>
   })
 
   const slow = setTimeout(() => {
-    if (registered.size === 0 && !stopping && !draining) {
+    if (!report.registeredAnywhere && !report.quiet) {
       say(`hyperinfer: not registered with any gateway after 20 s (is the gateway key right, and is the bootstrap ${plan.bootstrap ?? '(public DHT)'} reachable from here?); still trying`)
     }
   }, 20_000)
   slow.unref()
 
   const stop = (signal: NodeJS.Signals) => {
-    if (stopping) {
+    if (report.stopping) {
       say('hyperinfer: stopping now, without waiting for in-flight requests')
       child.kill('SIGKILL')
       return
     }
-    stopping = true
+    report.stopping = true
     say('hyperinfer: stopping the worker: it takes no new requests and finishes the ones in flight (up to 5 s)…')
     child.kill(signal)
   }
@@ -183,7 +120,8 @@ export async function runWorker (plan: WorkerPlan, json: boolean): Promise<void>
   process.off('SIGINT', onInt)
   process.off('SIGTERM', onTerm)
   const why = redact(stderrTail.trim().split('\n').slice(-3).join(' | '), plan.secrets)
-  if (stopping && stopped && code === 0) {
+  const workerKey = report.workerKey
+  if (report.stopping && report.stopped && code === 0) {
     if (!json) say(`hyperinfer: worker ${workerKey ? short(workerKey) : ''} stopped`)
     return
   }
