@@ -124,6 +124,7 @@ export class InferenceService extends MeshService {
     const capacity = this.opts.capacity ?? 64
     const inflight = this.inflight()
     const beat = { inflight, queue: Math.max(0, inflight - capacity), capacity, draining: this.draining }
+    // a missed beat needs no handling: the next one follows, and a gateway that hears none skips this worker
     await Promise.all(this.gatewayClients.filter((c) => c.connected).map((c) => c.call(GatewayProtocol.workerHeartbeat, beat, 2000).catch(() => {})))
   }
 
@@ -138,7 +139,7 @@ export class InferenceService extends MeshService {
     // drain: let in-flight streams finish (bounded), take no new ones
     const deadline = Date.now() + 5000
     while (this.inflight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
-    for (const b of this.backends) await b.close?.().catch(() => {})
+    for (const b of this.backends) await b.close?.().catch((err: Error) => this.log.debug({ backend: b.name, err: err.message }, 'backend close failed; nothing is served from it any more'))
   }
 
   private inflight (): number {
@@ -182,7 +183,10 @@ export class InferenceService extends MeshService {
     this.log.info({ models: [...this.catalog.keys()] }, 'model catalog changed')
     this.opts.onStatus?.({ type: 'models', models: [...this.catalog.keys()] })
     for (const client of this.gatewayClients) {
-      if (client.connected) await client.call(GatewayProtocol.registerWorker, this.registration()).catch(() => {})
+      if (client.connected) {
+        await client.call(GatewayProtocol.registerWorker, this.registration())
+          .catch((err: Error) => this.log.debug({ peer: client.name, err: err.message }, 'catalog announce failed; the next reconnect announces it again'))
+      }
     }
   }
 
