@@ -88,7 +88,7 @@ export class InferenceService extends MeshService {
     // liveness and load go to the gateways directly, never through the registry
     this.heartbeatTimer = setInterval(() => { void this.heartbeat() }, this.opts.heartbeatMs ?? 2000)
     this.heartbeatTimer.unref()
-    this.opts.onStatus?.({ type: 'ready', publicKey: this.publicKey, models: this.models.map((m) => m.id) })
+    this.report({ type: 'ready', publicKey: this.publicKey, models: this.models.map((m) => m.id) })
   }
 
   private joinGateway (key: string): void {
@@ -96,8 +96,7 @@ export class InferenceService extends MeshService {
     if (this.joined.has(key)) return
     this.joined.add(key)
     this.log.info({ gateway: key }, 'joining gateway')
-    const report = this.opts.onStatus ?? (() => {})
-    report({ type: 'joining', gateway: key })
+    this.report({ type: 'joining', gateway: key })
     let approval: Approval = 'approved'
     let up = false
     const client = this.connectTo(key, {
@@ -110,14 +109,18 @@ export class InferenceService extends MeshService {
         if (r.approval === 'pending') this.log.warn(log, 'registered, pending approval: no traffic until an operator approves this worker')
         else this.log.info(log, 'registration answered')
       }, (err: unknown) => {
-        const code = (err as { code?: unknown } | null)?.code
-        report({ type: 'registration-failed', gateway: key, code: typeof code === 'string' ? code : 'UNKNOWN' })
+        const code = err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : 'UNKNOWN'
+        this.report({ type: 'registration-failed', gateway: key, code })
         throw err
       })
     })
-    client.on('open', () => { up = true; report({ type: 'registered', gateway: key, approval }) })
-    client.on('close', () => { if (up) report({ type: 'gateway-lost', gateway: key }); up = false })
+    client.on('open', () => { up = true; this.report({ type: 'registered', gateway: key, approval }) })
+    client.on('close', () => { if (up) this.report({ type: 'gateway-lost', gateway: key }); up = false })
     this.gatewayClients.push(client)
+  }
+
+  private report (status: WorkerStatus): void {
+    this.opts.onStatus?.(status)
   }
 
   private async heartbeat (): Promise<void> {
@@ -130,7 +133,7 @@ export class InferenceService extends MeshService {
 
   protected async onClose (): Promise<void> {
     this.draining = true
-    this.opts.onStatus?.({ type: 'draining' })
+    this.report({ type: 'draining' })
     if (this.refreshTimer) clearInterval(this.refreshTimer)
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer)
     if (this.discoverTimer) clearTimeout(this.discoverTimer)
@@ -181,7 +184,7 @@ export class InferenceService extends MeshService {
   private async refreshAndAnnounce (): Promise<void> {
     if (!(await this.refreshModels())) return
     this.log.info({ models: [...this.catalog.keys()] }, 'model catalog changed')
-    this.opts.onStatus?.({ type: 'models', models: [...this.catalog.keys()] })
+    this.report({ type: 'models', models: [...this.catalog.keys()] })
     for (const client of this.gatewayClients) {
       if (client.connected) {
         await client.call(GatewayProtocol.registerWorker, this.registration())
