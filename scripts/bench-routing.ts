@@ -56,7 +56,7 @@ export async function benchRouting (scale: number): Promise<Row[]> {
     const startWorker = async (i: number, model: string) => {
       const w = new InferenceService({
         keyPair: pairs[i]!, log, bootstrap, host: '127.0.0.1', allow,
-        backends: createBackends({ synthetic: { models: [model] } }), gateways: [mesh.gatewayKey], capacity: 64
+        backends: await createBackends({ SYNTHETIC_MODELS: model }), gateways: [mesh.gatewayKey], capacity: 64
       })
       await w.open()
       workers.push(w)

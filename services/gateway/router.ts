@@ -1,4 +1,5 @@
 import { MeshError } from '../../shared/errors.ts'
+import { localBackendIds } from '../inference/backends/table.ts'
 
 // Choosing a model. Strategies are data: each is a set of weights over per-model signals in [0, 1]
 // (cost, latency, quality), plus filters (task, minimum safety). The signals come from the registry
@@ -44,7 +45,7 @@ export interface Ranked { id: string, score: number, signals: { speed: number, c
 export interface Routing { strategy: string, reason: string, ranked: Ranked[] }
 
 /** Backends that run on the worker's own machine cost nothing per token. */
-const LOCAL_PROVIDERS = new Set(['synthetic', 'ollama'])
+const LOCAL_PROVIDERS = localBackendIds
 
 export function costSignal (c: ModelCandidate): number {
   const blended = (c.priceIn + 3 * c.priceOut) / 4

@@ -10,6 +10,7 @@ import { MeshError } from '../../shared/errors.ts'
 import type { Backend } from './backends/types.ts'
 import { StopFilter } from './stop.ts'
 import { countBackendError, trackWorkerLoad } from './metrics.ts'
+import type { Approval, WorkerStatus } from './status.ts'
 
 // An inference worker: one or more backends behind the adapter interface. It dials the gateways it is
 // given and serves them over that same channel, so a worker behind NAT needs no open port; mesh
@@ -30,6 +31,8 @@ export interface InferenceServiceOptions extends Omit<MeshServiceOptions, 'name'
   modelRefreshMs?: number
   /** how often load (in flight, queue, draining) goes to each gateway */
   heartbeatMs?: number
+  /** told each change of this worker's state (a supervising process: ./status.ts) */
+  onStatus?: (status: WorkerStatus) => void
 }
 
 interface ModelStats { inflight: number, served: number, errors: number }
@@ -87,6 +90,7 @@ export class InferenceService extends MeshService {
     // liveness and load go to the gateways directly, never through the registry
     this.heartbeatTimer = setInterval(() => { void this.heartbeat() }, this.opts.heartbeatMs ?? 2000)
     this.heartbeatTimer.unref()
+    this.report({ type: 'ready', publicKey: this.publicKey, models: this.models.map((m) => m.id) })
   }
 
   private joinGateway (key: string): void {
@@ -94,31 +98,44 @@ export class InferenceService extends MeshService {
     if (this.joined.has(key)) return
     this.joined.add(key)
     this.log.info({ gateway: key }, 'joining gateway')
-    const table = this.handlers()
-    {
-      const client = this.connectTo(key, {
-        name: `gateway:${key.slice(0, 8)}`,
-        handlers: table,
-        // every (re)connect announces what this worker serves
-        onOpen: (peer) => peer.call(GatewayProtocol.registerWorker, this.registration(), { timeout: 10_000 }).then((r) => {
-          const log = { peer: `gateway:${key.slice(0, 8)}`, approval: r.approval }
-          if (r.approval === 'pending') this.log.warn(log, 'registered, pending approval: no traffic until an operator approves this worker')
-          else this.log.info(log, 'registration answered')
-        })
+    this.report({ type: 'joining', gateway: key })
+    let approval: Approval = 'approved'
+    let up = false
+    const client = this.connectTo(key, {
+      name: `gateway:${key.slice(0, 8)}`,
+      handlers: this.handlers(),
+      // every (re)connect announces what this worker serves
+      onOpen: (peer) => peer.call(GatewayProtocol.registerWorker, this.registration(), { timeout: 10_000 }).then((r) => {
+        approval = r.approval
+        const log = { peer: `gateway:${key.slice(0, 8)}`, approval: r.approval }
+        if (r.approval === 'pending') this.log.warn(log, 'registered, pending approval: no traffic until an operator approves this worker')
+        else this.log.info(log, 'registration answered')
+      }, (err: unknown) => {
+        const code = err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : 'UNKNOWN'
+        this.report({ type: 'registration-failed', gateway: key, code })
+        throw err
       })
-      this.gatewayClients.push(client)
-    }
+    })
+    client.on('open', () => { up = true; this.report({ type: 'registered', gateway: key, approval }) })
+    client.on('close', () => { if (up) this.report({ type: 'gateway-lost', gateway: key }); up = false })
+    this.gatewayClients.push(client)
+  }
+
+  private report (status: WorkerStatus): void {
+    this.opts.onStatus?.(status)
   }
 
   private async heartbeat (): Promise<void> {
     const capacity = this.opts.capacity ?? 64
     const inflight = this.inflight()
     const beat = { inflight, queue: Math.max(0, inflight - capacity), capacity, draining: this.draining }
+    // a missed beat needs no handling: the next one follows, and a gateway that hears none skips this worker
     await Promise.all(this.gatewayClients.filter((c) => c.connected).map((c) => c.call(GatewayProtocol.workerHeartbeat, beat, 2000).catch(() => {})))
   }
 
   protected async onClose (): Promise<void> {
     this.draining = true
+    this.report({ type: 'draining' })
     if (this.refreshTimer) clearInterval(this.refreshTimer)
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer)
     if (this.discoverTimer) clearTimeout(this.discoverTimer)
@@ -127,7 +144,7 @@ export class InferenceService extends MeshService {
     // drain: let in-flight streams finish (bounded), take no new ones
     const deadline = Date.now() + 5000
     while (this.inflight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
-    for (const b of this.backends) await b.close?.().catch(() => {})
+    for (const b of this.backends) await b.close?.().catch((err: Error) => this.log.debug({ backend: b.name, err: err.message }, 'backend close failed; nothing is served from it any more'))
   }
 
   private inflight (): number {
@@ -171,8 +188,12 @@ export class InferenceService extends MeshService {
   private async refreshAndAnnounce (): Promise<void> {
     if (!(await this.refreshModels())) return
     this.log.info({ models: [...this.catalog.keys()] }, 'model catalog changed')
+    this.report({ type: 'models', models: [...this.catalog.keys()] })
     for (const client of this.gatewayClients) {
-      if (client.connected) await client.call(GatewayProtocol.registerWorker, this.registration()).catch(() => {})
+      if (client.connected) {
+        await client.call(GatewayProtocol.registerWorker, this.registration())
+          .catch((err: Error) => this.log.debug({ peer: client.name, err: err.message }, 'catalog announce failed; the next reconnect announces it again'))
+      }
     }
   }
 

@@ -1,19 +1,11 @@
 import type { Backend } from './types.ts'
-import { SyntheticBackend, type SyntheticOptions } from './synthetic.ts'
-import { OllamaBackend } from './ollama.ts'
-import { OpenAIBackend, type OpenAIOptions } from './openai.ts'
+import { BACKENDS } from './table.ts'
 
-export interface BackendConfig {
-  synthetic?: SyntheticOptions | false
-  ollamaUrl?: string
-  openai?: OpenAIOptions
-}
-
-/** The backends a worker runs, from its configuration. */
-export function createBackends (cfg: BackendConfig): Backend[] {
-  const out: Backend[] = []
-  if (cfg.synthetic !== false) out.push(new SyntheticBackend(cfg.synthetic ?? {}))
-  if (cfg.ollamaUrl) out.push(new OllamaBackend({ url: cfg.ollamaUrl }))
-  if (cfg.openai) out.push(new OpenAIBackend(cfg.openai))
-  return out
+/**
+ * The backends a worker runs, from its env (one row of ./table.ts each, in the table's order). Every
+ * row's settings are checked (ConfigError) before any backend's file is loaded.
+ */
+export async function createBackends (env: NodeJS.ProcessEnv): Promise<Backend[]> {
+  const builders = BACKENDS.map((b) => b.plan(env))
+  return Promise.all(builders.flatMap((build) => build ? [build()] : []))
 }

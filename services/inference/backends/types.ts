@@ -1,7 +1,7 @@
 import type { ChatMessage, EmbedResult, ModelInfo, Usage } from '../../../shared/protocol/inference.ts'
 
 // The one adapter interface every backend implements. The worker core never names a provider:
-// adding a backend is adding a file here and a line in ./index.ts.
+// adding a backend is adding a file here and a row in ./table.ts.
 
 export interface ChatRequest {
   /** the backend's own model name */

@@ -8,6 +8,8 @@ import { OllamaBackend } from '../backends/ollama.ts'
 import { OpenAIBackend } from '../backends/openai.ts'
 import { SyntheticBackend, syntheticEmbedding, syntheticText } from '../backends/synthetic.ts'
 import type { Backend, ChatChunk } from '../backends/types.ts'
+import { BACKENDS } from '../backends/table.ts'
+import { createBackends } from '../backends/index.ts'
 
 // One contract, every adapter: what the worker (and so the user) sees must not depend on which
 // backend serves. The HTTP adapters run through their official clients against fake servers that
@@ -164,9 +166,31 @@ function contract (name: string, make: (t: Assertion) => Promise<Subject>): void
     t.is(err?.code, 'BACKEND_ERROR')
     t.is(err?.details?.status, 500)
   })
+
+  test(`${name}: its row in the backend table says what it can do`, async (t) => {
+    const s = await make(t)
+    const row = BACKENDS.find((b) => b.id === name)
+    t.ok(row, 'a row in backends/table.ts')
+    t.is(row?.capabilities.chat, true)
+    t.is(row?.capabilities.embed, typeof s.backend.embed === 'function', 'embed as the adapter has it')
+  })
 }
 
 for (const [name, make] of Object.entries(subjects)) contract(name, make)
+
+test('backend table: every row has its subject in this contract suite', async (t) => {
+  t.alike(BACKENDS.map((b) => b.id).sort(), Object.keys(subjects).sort())
+})
+
+test('backend table: the worker env turns backends on, in the table\'s order', async (t) => {
+  t.alike((await createBackends({})).map((b) => b.name), ['synthetic'], 'nothing set: synthetic alone')
+  const all = await createBackends({ OLLAMA_URL: 'http://127.0.0.1:9', OPENAI_BASE_URL: 'http://127.0.0.1:9/v1', SYNTHETIC_MODELS: 'a,b' })
+  t.alike(all.map((b) => b.name), ['synthetic', 'ollama', 'openai'])
+  t.alike((await all[0]!.listModels()).map((m) => m.id), ['a', 'b'], 'each backend from its own settings')
+  t.alike((await createBackends({ SYNTHETIC: 'false', OPENAI_API_KEY: 'sk-x' })).map((b) => b.name), ['openai'], 'SYNTHETIC=false turns it off; a key alone turns openai on')
+  const bad = await createBackends({ OLLAMA_URL: 'not a url' }).then(() => null, (e: Error) => e)
+  t.is(bad?.name, 'ConfigError', `a malformed setting is a ConfigError: ${bad?.message}`)
+})
 
 test('openai: the provider key never appears in an error', async (t) => {
   const server = await startFakeOpenAI()

@@ -1,3 +1,4 @@
+import { localBackendIds } from '../../../inference/backends/table.ts'
 import type { ModelListing } from '../../../../shared/protocol/gateway.ts'
 import { esc } from '../escape.ts'
 import { DASH, fmtCompact, fmtInt, fmtMs, fmtPrice, plural } from '../format.ts'
@@ -7,7 +8,7 @@ import type { SessionUser } from '../session.ts'
 // The models page: what the mesh serves now and what else the registry knows, with prices,
 // scores and the latency the gateway measured.
 
-const LOCAL_BACKENDS = new Set(['synthetic', 'ollama', 'llamacpp', 'llama.cpp', 'local'])
+const LOCAL_BACKENDS = localBackendIds
 
 function priceOf (m: ModelListing): string {
   const p = m.price
