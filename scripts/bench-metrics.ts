@@ -176,7 +176,7 @@ export async function benchMetrics (scale: number): Promise<Row[]> {
     onRows[0]!['on/off rps'] = (on / off).toFixed(2)
     rows.push(...offRows, ...onRows)
   } finally {
-    await db?.stop().catch(() => {})
+    await db?.stop().catch(() => {}) // best effort: its data dir is removed next either way
     fs.rmSync(pgDir, { recursive: true, force: true })
   }
   return rows

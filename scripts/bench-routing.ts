@@ -104,6 +104,7 @@ export async function benchRouting (scale: number): Promise<Row[]> {
     joins.sort((a, b) => a - b)
     rows.push({ bench: 'new worker: start → first routed request', workers: workers.length, requests: joins.length, 'p50 ms': percentile(joins, 0.5).toFixed(0), 'p99 ms': joins[joins.length - 1]!.toFixed(0) })
   } finally {
+    // best effort teardown: the mesh is stopped and its home removed next either way
     await conn.close().catch(() => {})
     await Promise.all(workers.map((w) => w.close().catch(() => {})))
     await mesh.stop()

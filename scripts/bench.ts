@@ -172,7 +172,7 @@ try {
   await gateway.close()
   await unaccounted.close()
   await worker.close()
-  await rpc.destroy({ force: true }).catch(() => {})
+  await rpc.destroy({ force: true }).catch(() => {}) // best effort: the bench is done with it
   await mesh.stop()
   // metrics: scrape time with 1 and 20 members, and the request path with metrics on vs off
   console.log('\nbench: metrics…')
@@ -189,6 +189,7 @@ try {
   console.error(`bench failed: ${(err as Error).message}`)
   exitCode = 1
 } finally {
+  // best effort teardown: the results are written (or the failure reported) already
   await rpc?.destroy({ force: true }).catch(() => {})
   await dht?.destroy().catch(() => {})
   await mesh.stop()

@@ -80,7 +80,7 @@ function runFile (file: string): Promise<void> {
 try {
   for (const file of files) await runFile(file)
 } finally {
-  if (db) await db.stop().catch(() => {})
+  if (db) await db.stop().catch(() => {}) // best effort: its data dir is removed next either way; test results stand
   fs.rmSync(tmp, { recursive: true, force: true })
 }
 

@@ -54,7 +54,7 @@ export async function migrate (pool: pg.Pool, dir = MIGRATIONS_DIR, log?: Logger
       log?.info({ migration: file }, 'migration applied')
     }
   } finally {
-    await client.query('SELECT pg_advisory_unlock(727274)').catch(() => {})
+    await client.query('SELECT pg_advisory_unlock(727274)').catch((err) => log?.debug({ err: (err as Error).message }, 'migration lock not released; the server drops it when this connection ends'))
     client.release()
   }
   return result

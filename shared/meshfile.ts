@@ -21,7 +21,7 @@ export function meshFilePath (home: string): string {
 export function readMeshFile (home: string): MeshFile | null {
   try {
     return JSON.parse(fs.readFileSync(meshFilePath(home), 'utf8')) as MeshFile
-  } catch {
+  } catch { // no mesh file in this home (or not JSON): there is no local mesh to read from
     return null
   }
 }

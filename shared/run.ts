@@ -41,6 +41,7 @@ export async function runService<S extends Runnable> (name: string, build: () =>
     await svc.open()
   } catch (err) {
     process.stderr.write(`${name}: failed to start: ${(err as Error).message}\n`)
+    // the start failure just printed is the one to report; the process exits whatever close does
     await svc.close().catch(() => {})
     await cleanup().catch(() => {})
     process.exit(1)

@@ -7,7 +7,7 @@ import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import { MeshError } from '../shared/errors.ts'
 import type { MeshClient } from '../shared/mesh/client.ts'
 
-// Issue 5 on real processes and a real Postgres: every token billed once, no budget overrun, limits
+// Accounting on real processes and a real Postgres: every token billed once, no budget overrun, limits
 // exact across gateways, nothing acknowledged lost to SIGKILL, stuck rows failed by the sweeper, and
 // the daily rollups equal to the request log after all of it.
 

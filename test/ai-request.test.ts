@@ -6,7 +6,7 @@ import { SLOW_MODEL } from './fakes/fake-llm.ts'
 import { syntheticEmbedding, syntheticText } from '../services/inference/backends/synthetic.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 
-// POST /v1/ai/request (seed 000): a task and preferences in, the routed model and why out. The
+// POST /v1/ai/request: a task and preferences in, the routed model and why out. The
 // router picks what the gateway's own data says: measured time to first token and backend cost.
 
 async function post (base: string, key: string, body: unknown) {

@@ -13,7 +13,7 @@ import type { LocalMesh } from '../scripts/lib/localmesh.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
-// Issue 4 on real processes: the registry decides who gets traffic (approval), which model a
+// Routing on real processes: the registry decides who gets traffic (approval), which model a
 // strategy picks (its data), and every gateway sees the same registry.
 
 

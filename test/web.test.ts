@@ -1,7 +1,7 @@
 import test from 'brittle'
 import { startTestMesh } from './support/harness.ts'
 
-// The seed's REST routes on the web service, over real HTTP, against the real auth and gateway.
+// The web service's /api REST routes (register, log in, API keys, inference), over real HTTP, against the real auth and gateway.
 
 async function http (base: string, method: string, path: string, opts: { body?: unknown, headers?: Record<string, string> } = {}) {
   const res = await fetch(base + path, {

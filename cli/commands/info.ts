@@ -18,6 +18,7 @@ export const status: Command = {
     const h = await gw.call(GatewayProtocol.getServiceHealth, {}, ctx.globals.timeout)
     // the metrics service answers mesh members only over RPC; its /health is the public view
     const metricsUrl = (values.metrics as string | undefined) || process.env.HYPERINFER_METRICS_URL || readMeshFile(ctx.home)?.metrics
+    // a metrics service that does not answer (or fails) gives null: printed below as 'did not answer'
     const sys = metricsUrl
       ? await fetch(new URL('/health', metricsUrl), { signal: AbortSignal.timeout(ctx.globals.timeout) }).then((r) => r.ok || r.status === 503 ? r.json() as Promise<SystemHealth> : null, () => null)
       : null

@@ -17,7 +17,7 @@ export async function freePort (preferred = 0): Promise<number> {
     })
   })
   if (preferred) {
-    try { return await tryPort(preferred) } catch {}
+    try { return await tryPort(preferred) } catch {} // taken: any free port will do
   }
   return tryPort(0)
 }
@@ -43,10 +43,10 @@ export async function startEmbeddedPostgres (dir: string, opts: { port?: number,
   else await stopStalePostmaster(dir)
   await pgServer.start()
   const database = opts.database ?? 'hyperinfer'
-  if (fresh) await pgServer.createDatabase(database).catch(() => {})
+  if (fresh) await pgServer.createDatabase(database).catch(() => {}) // a database that could not be made shows at the first connection to `url`
   else {
     // a previous run may have stopped before the database was created
-    await pgServer.createDatabase(database).catch(() => {})
+    await pgServer.createDatabase(database).catch(() => {}) // usually 'already exists'; a real failure shows at the first connection
   }
   return {
     url: `postgres://hyperinfer:hyperinfer@127.0.0.1:${port}/${database}`,
@@ -75,11 +75,11 @@ async function stopStalePostmaster (dir: string): Promise<void> {
   let pid: number
   try {
     pid = Number(fs.readFileSync(path.join(dir, 'postmaster.pid'), 'utf8').split('\n')[0])
-  } catch {
+  } catch { // no postmaster.pid: nothing was left running
     return
   }
   if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) return
-  try { process.kill(pid, 'SIGINT') } catch { return }
+  try { process.kill(pid, 'SIGINT') } catch { return } // it exited between the check and the signal
   for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100))
 }
 

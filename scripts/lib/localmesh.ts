@@ -161,6 +161,7 @@ export class LocalMesh {
     let last = 'no answer from the gateway'
     try {
       while (Date.now() < deadline) {
+        // not reachable yet (or no answer): poll again until the deadline, which reports `last`
         const h = await conn.open().then((client) => client.call(GatewayProtocol.getServiceHealth, {}, 5000)).catch(() => null)
         if (h) {
           if (h.auth === 'connected' && h.workers.length >= workers) return
@@ -204,7 +205,7 @@ export class LocalMesh {
         if (m) { info.readyLine = m[0]; clearTimeout(timer); resolve(info) }
       })
       proc.on('exit', (code, signal) => {
-        if (out !== null) { try { fs.closeSync(out) } catch {} }
+        if (out !== null) { try { fs.closeSync(out) } catch {} } // best effort: the log file descriptor is done with
         if (!info.readyLine) {
           clearTimeout(timer)
           reject(new Error(`${name} exited before it was ready (code ${code ?? signal}): ${stderrTail.trim().split('\n').slice(-3).join(' | ')}`))
@@ -241,6 +242,7 @@ export class LocalMesh {
     // workers and edges first, the gateway next (it flushes usage), auth last
     const order = [...this.children.keys()].sort((a, b) => rank(a) - rank(b))
     for (const name of order) await this.stopChild(name)
+    // best effort: stop() tears down whatever it can; the children are gone already
     if (this.db) await this.db.stop().catch(() => {})
     if (this.testnet) await this.testnet.destroy().catch(() => {})
   }

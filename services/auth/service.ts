@@ -187,7 +187,7 @@ export class AuthService extends MeshService {
   private broadcastRevocation (keyId: string): void {
     for (const peer of this.peers) {
       if (peer.isClosed) continue
-      try { peer.channel.event(AuthEvents.keyRevoked.name, { keyId }) } catch {}
+      try { peer.channel.event(AuthEvents.keyRevoked.name, { keyId }) } catch (err) { this.log.debug({ err: (err as Error).message }, 'revocation not pushed to a closing peer; a gateway drops its whole key cache when its auth connection drops') }
     }
   }
 
@@ -248,7 +248,7 @@ export class AuthService extends MeshService {
 
   private async flushLastUsed (): Promise<void> {
     // logged-out sessions past their expiry are refused by the signature check alone
-    await this.pool.query('DELETE FROM revoked_sessions WHERE expires_at < now()').catch(() => {})
+    await this.pool.query('DELETE FROM revoked_sessions WHERE expires_at < now()').catch((err) => this.log.debug({ err: (err as Error).message }, 'expired revoked sessions not pruned; the next flush tries again'))
     if (this.usedKeys.size === 0) return
     const ids = [...this.usedKeys]
     this.usedKeys.clear()

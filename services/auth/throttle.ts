@@ -104,7 +104,8 @@ export function relayedClient (callerKey: string, source: string | undefined): s
 /**
  * The three throttles auth applies: failed logins per account and per client, registrations per
  * client. A client is named by the mesh service that relays the call (the gateway passes the caller's
- * public key); a call that names none is held only by the account throttle and the hashing gate.
+ * public key, the web the client's address); a call that names none is held only by the account
+ * throttle and the hashing gate.
  */
 export class AuthThrottle {
   readonly accounts = new Backoff({ free: 5, maxOpen: 1, baseMs: 2000, maxMs: 15 * MINUTE, forgetMs: 15 * MINUTE }, 'too many login attempts for this account')

@@ -2,7 +2,7 @@ import type pg from 'pg'
 import { MeshError } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log.ts'
 
-// Exact accounting against Postgres, shared by every gateway (see migrations/002_accounting.sql).
+// Exact accounting against Postgres, shared by every gateway (see migrations/002_accounting.sql and 004_accounting_sets.sql).
 //
 // admit(): a request's worst case (1 request, prompt + max tokens, its price at max tokens) is held
 // on every counter that limits it and on the user's credits, atomically, before it is dispatched —
@@ -10,7 +10,8 @@ import type { Logger } from '../../shared/log.ts'
 // admit more than a shared limit. The same call writes the request's 'processing' row.
 // settle(): when it ends, the hold turns into the real charge, the row gets its final status and
 // the day's rollup moves, in one transaction. settle() resolves only once that is committed: the
-// gateway sends the final answer after it, so nothing acknowledged can be lost, even to SIGKILL.
+// gateway sends the final answer after it (unless the database stays out longer than settlement.ts
+// waits), so nothing acknowledged can be lost, even to SIGKILL.
 //
 // Both are group-committed: everything that arrives while a round trip is under way goes in the
 // next one, so under load it is one database call for many requests, and at rest one per request.

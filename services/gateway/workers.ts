@@ -6,8 +6,8 @@ import type { WorkerSummary, ModelListing } from '../../shared/protocol/gateway.
 // workers that serve the model, whose breaker is closed and that have not already failed this
 // request, two are drawn at random and the one with fewer outstanding requests (relative to its
 // capacity) wins — power of two choices: near-best balance without herding every gateway onto the
-// same idle worker. A worker that fails `breakerThreshold` times in a row is skipped for
-// `breakerCooldownMs`, then gets one trial request (half-open) before it is trusted again.
+// same idle worker. A worker that fails `threshold` times in a row (BreakerOptions) is skipped for
+// `cooldownMs`, then gets one trial request (half-open) before it is trusted again.
 
 export interface WorkerConn {
   publicKey: string

@@ -235,7 +235,7 @@ export function registerOpenAIRoutes (app: FastifyInstance, deps: OpenAIRouteDep
     }
   })
 
-  // seed 000: { task, input, preferences } → the gateway's router picks the model
+  // a task-level request { task, input, preferences }: the caller names the task, the gateway's router picks the model
   app.post('/v1/ai/request', async (req) => {
     const apiKey = apiKeyOf(req)
     const body = req.body

@@ -93,7 +93,7 @@ export class WebService extends MeshService {
     const app = this.app
     this.app = null
     if (app) await app.close()
-    await this.replica?.close().catch(() => {})
+    await this.replica?.close().catch((err) => this.log.debug({ err: (err as Error).message }, 'registry replica close failed; the service is closing anyway'))
   }
 
   /**

@@ -29,7 +29,7 @@ export function announceOn (dht: DHT, topic: Buffer, keyPair: KeyPair, log?: Log
   return async () => {
     stopped = true
     clearInterval(timer)
-    if (!dht.destroyed) await dht.unannounce(topic, keyPair).catch(() => {})
+    if (!dht.destroyed) await dht.unannounce(topic, keyPair).catch((err) => log?.debug({ err: (err as Error).message }, 'unannounce failed; the DHT record expires on its own'))
   }
 }
 

@@ -170,7 +170,7 @@ export class Peer {
     let timer: NodeJS.Timeout | null = null
     let fail: (err: Error) => void = () => {}
     const failed = new Promise<never>((_resolve, reject) => { fail = reject })
-    failed.catch(() => {})
+    failed.catch(() => {}) // raced against the request below; this only keeps a failure nobody awaits yet from being unhandled
     const touch = () => {
       if (timer) clearTimeout(timer)
       timer = setTimeout(() => {
@@ -201,7 +201,7 @@ export class Peer {
 
   private cancelRemote (id: number): void {
     if (this.channel.closed) return
-    try { this.channel.event('_cancel', { id }) } catch {}
+    try { this.channel.event('_cancel', { id }) } catch {} // best effort: a channel closing under us ends the remote stream anyway
   }
 
   private onClose (): void {

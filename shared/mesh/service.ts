@@ -143,13 +143,13 @@ export abstract class MeshService {
   }
 
   private async doClose (): Promise<void> {
-    if (this.opening) await this.opening.catch(() => {})
+    if (this.opening) await this.opening.catch(() => {}) // a failed open was reported to whoever awaited open(); close releases what it got to
     try { await this.onClose() } catch (err) { this.log.error({ err }, 'close failed') }
     for (const client of this.clients) await client.close()
     this.clients.clear()
-    if (this.rpcServer) await this.rpcServer.close().catch(() => {})
-    if (this.rpcInstance) await this.rpcInstance.destroy({ force: true }).catch(() => {})
-    if (this.dht) await this.dht.destroy().catch(() => {})
+    if (this.rpcServer) await this.rpcServer.close().catch((err) => this.log.debug({ err: (err as Error).message }, 'rpc server close failed; closing the rest anyway'))
+    if (this.rpcInstance) await this.rpcInstance.destroy({ force: true }).catch((err) => this.log.debug({ err: (err as Error).message }, 'rpc destroy failed; closing the rest anyway'))
+    if (this.dht) await this.dht.destroy().catch((err) => this.log.debug({ err: (err as Error).message }, 'dht destroy failed; the service is closed all the same'))
     this.log.info(`${this.name} closed`)
   }
 }

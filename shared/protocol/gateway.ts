@@ -6,8 +6,8 @@ import { chatMessage, generationParams, type EmbedResult, type ModelInfo, type T
 import type { ResponseOf } from '../mesh/method.ts'
 import { actor, modelInput, registryWrite, type HistoryEntry, type RegistryWrite, type WorkerEntry } from '../registry/schema.ts'
 
-// The gateway: the one public RPC entry of the mesh. Strangers may call the public methods; the
-// worker registration is open to workers that present the network's worker token or are mesh members.
+// The gateway: the one public RPC entry of the mesh. Strangers may call the public methods; any worker
+// may register, and gets traffic once approved (services/gateway/membership.ts says by what).
 
 const strategy = z.enum(['cost', 'latency', 'quality', 'hybrid'])
 const unit = z.number().min(0).max(1)

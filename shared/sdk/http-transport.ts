@@ -109,7 +109,7 @@ export class HttpTransport implements Transport {
     const res = await fetch(this.base + path, { method, headers, body: payload === undefined ? undefined : JSON.stringify(payload), signal: ctl.signal })
     ctl.touch()
     if (!res.ok) {
-      const json = await res.json().catch(() => null) as WireCompletion | null
+      const json = await res.json().catch(() => null) as WireCompletion | null // a body that is not JSON: the error is built from the status
       throw wireError(json?.error ?? {}, res.status, res.headers.get('retry-after'))
     }
     return res

@@ -64,6 +64,7 @@ export class GatewayConnection {
     if (this.closed) return
     this.closed = true
     await this.client.close()
+    // best effort: the client is closed; a failing destroy leaves nothing this connection still uses
     await this.rpc.destroy({ force: true }).catch(() => {})
     await this.dht.destroy().catch(() => {})
   }

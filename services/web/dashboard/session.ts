@@ -68,7 +68,7 @@ function expiryOf (token: string): number {
   try {
     const payload = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { exp?: unknown }
     if (typeof payload.exp === 'number') return payload.exp * 1000
-  } catch {}
+  } catch {} // a payload we cannot read: remember the logout for a day, the default session lifetime
   return Date.now() + 24 * 3600_000
 }
 
