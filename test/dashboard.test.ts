@@ -223,7 +223,7 @@ if (unavailable) {
     const reqRow = limitsCard.locator(`[data-limit="${reqLimit.name}"]`)
     const reqText = await reqRow.innerText()
     t.ok(reqText.includes(`2 / ${reqLimit.cap.toLocaleString('en-US')} requests`), 'requests per hour: used / cap: ' + reqText.replace(/\s+/g, ' '))
-    t.ok(/resets in \d+ min \(\d\d:\d\d UTC\)/.test(reqText), 'with the time it resets')
+    t.ok(/resets in \d+ min \((tomorrow )?\d\d:\d\d UTC\)/.test(reqText), 'with the time it resets')
     t.ok(Number(await reqRow.locator('.meter-fg').getAttribute('width')) > 0, 'and a bar that shows it in use')
     t.ok(await limitsCard.locator('[data-tier]').filter({ hasText: quota.tier }).isVisible(), 'the tier is named')
     const creditsCard = alice.locator('[data-card="credits"]')
