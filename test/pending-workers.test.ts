@@ -23,6 +23,7 @@ interface Stranger { key: string, peer: Peer, close: () => void }
 async function strangers (t: { teardown: (fn: () => unknown, o?: { order?: number }) => void }, mesh: LocalMesh) {
   const dht = createDHT({ keyPair: DHT.keyPair(crypto.randomBytes(32)), bootstrap: bootstrapList(mesh.bootstrapString), clientOnly: true })
   const rpc = new RPC({ dht, valueEncoding: c.json })
+  // teardown: a node that already went down with its connections has nothing left to release
   t.teardown(async () => {
     await rpc.destroy({ force: true }).catch(() => {})
     await dht.destroy().catch(() => {})
