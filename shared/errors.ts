@@ -28,9 +28,11 @@ export const ErrorCodes = {
   CANCELLED: 'CANCELLED',
   SHUTTING_DOWN: 'SHUTTING_DOWN',
   INTERNAL: 'INTERNAL',
+  // the registry cannot record what was sent (a worker's registration is refused, not served); in
+  // request logs, a request whose outcome could not be stored as it was
+  UNRECORDABLE: 'UNRECORDABLE',
   // recorded in request logs, never thrown to a caller
-  STUCK: 'STUCK', // the sweeper failed a request left in processing
-  UNRECORDABLE: 'UNRECORDABLE' // the request's outcome could not be stored as it was
+  STUCK: 'STUCK' // the sweeper failed a request left in processing
 } as const
 
 export type ErrorCode = typeof ErrorCodes[keyof typeof ErrorCodes]
@@ -98,6 +100,7 @@ export class MeshError extends Error {
   static CANCELLED (msg = 'request cancelled') { return new MeshError(ErrorCodes.CANCELLED, msg) }
   static SHUTTING_DOWN () { return new MeshError(ErrorCodes.SHUTTING_DOWN, 'service is shutting down') }
   static INTERNAL (msg = 'internal error') { return new MeshError(ErrorCodes.INTERNAL, msg) }
+  static UNRECORDABLE (msg: string, details?: Record<string, unknown>) { return new MeshError(ErrorCodes.UNRECORDABLE, msg, details) }
 }
 
 export function isMeshError (err: unknown): err is MeshError {

@@ -118,8 +118,8 @@ export const registry: Command = {
 
 export const workers: Command = {
   name: 'workers',
-  summary: 'admins: list workers, approve or revoke one; join tokens for new workers',
-  usage: 'workers [list] | workers approve <key> | workers revoke <key> | workers token create --label L [--expires-in-hours H] [--quiet] | workers token list | workers token revoke <id>',
+  summary: 'admins: list workers, approve, revoke or reject one, clear the pending ones; join tokens for new workers',
+  usage: 'workers [list] | workers approve <key> | workers revoke <key> | workers reject <key> | workers clear-pending | workers token create --label L [--expires-in-hours H] [--quiet] | workers token list | workers token revoke <id>',
   options: { label: { type: 'string' }, 'expires-in-hours': { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
   positionals: true,
   async run (ctx, { values, positionals }) {
@@ -157,8 +157,18 @@ export const workers: Command = {
       return console.log(table([['KEY', 'STATE', 'BY', 'CONNECTED', 'MODELS', 'IN FLIGHT', 'SERVED', 'BREAKER', 'LABEL'],
         ...res.workers.map((w) => [w.key, w.approval.state, w.approval.by, w.connected ? 'yes' : 'no', w.models.join(','), String(w.inflight), String(w.served), w.breaker ?? '-', w.label || '-'])]))
     }
-    if (verb !== 'approve' && verb !== 'revoke') throw new UsageError(`usage: hyperinfer ${this.usage}`)
+    if (verb === 'clear-pending') {
+      const res = await gw.call(GatewayProtocol.pendingWorkers, { token, op: 'clear' }, ctx.globals.timeout)
+      if (ctx.globals.json) return printJson(res)
+      return console.log(`cleared ${res.cleared} pending worker(s)`)
+    }
+    if (verb !== 'approve' && verb !== 'revoke' && verb !== 'reject') throw new UsageError(`usage: hyperinfer ${this.usage}`)
     if (!key || !/^[0-9a-fA-F]{64}$/.test(key)) throw new UsageError(`workers ${verb}: give the worker's 64-character hex key (see: hyperinfer workers list)`)
+    if (verb === 'reject') {
+      const res = await gw.call(GatewayProtocol.pendingWorkers, { token, op: 'reject', key }, ctx.globals.timeout)
+      if (ctx.globals.json) return printJson(res)
+      return console.log(`rejected pending worker ${key.slice(0, 16)}… (disconnected; its key is refused for an hour)`)
+    }
     const res = await gw.call(GatewayProtocol.registryChange, { token, change: { op: verb === 'approve' ? 'approveWorker' : 'revokeWorker', key } }, ctx.globals.timeout)
     if (ctx.globals.json) return printJson(res.result)
     console.log(`${verb === 'approve' ? 'approved' : 'revoked'} worker ${key.slice(0, 16)}…`)

@@ -3,20 +3,23 @@ import { MeshError } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log.ts'
 import type { RequestOf, ResponseOf } from '../../shared/mesh/method.ts'
 import type { HandlerContext } from '../../shared/mesh/peer.ts'
-import type { GatewayProtocol } from '../../shared/protocol/gateway.ts'
+import type { GatewayProtocol, RegistryWorker } from '../../shared/protocol/gateway.ts'
+import { modelInput, parseOrThrow, workerInput, type RegistryWrite } from '../../shared/registry/schema.ts'
 import type { Catalog } from './catalog.ts'
 import type { JoinTokens } from './join-tokens.ts'
 import type { Pricing } from './limits.ts'
+import { PendingWorkers, type PendingOptions } from './pending.ts'
+import { RegistrationRate, type RegistrationRateOptions } from './registration-rate.ts'
 import type { WorkerConn, WorkerPool } from './workers.ts'
 
 // Which workers get traffic. A worker announces itself (registerWorker): mesh members and holders
 // of the network's worker token or a join token are approved at once; anyone else is recorded as
 // pending and gets no traffic until an operator approves it (`hyperinfer workers approve <key>`).
-// A revoked worker is refused, token or not. Approvals and revocations made in the registry (by any
-// gateway) reach connected workers through reconcile().
-
-/** strangers may not grow the shared registry without bound */
-const MAX_PENDING_WORKERS = 100
+// Pending workers wait in this gateway's memory (pending.ts), never in the registry; only an approval
+// writes a worker there. A registration the registry could not record is refused (UNRECORDABLE), so
+// every worker that is served is listed and can be revoked. A revoked worker is refused, token or
+// not. Registrations are counted per worker key (registration-rate.ts). Approvals and revocations
+// made in the registry (by any gateway) reach connected workers through reconcile().
 
 export interface MembershipDeps {
   catalog: Catalog
@@ -29,49 +32,110 @@ export interface MembershipDeps {
   isMeshMember (key: string): boolean
   /** this gateway's public key, told to the worker */
   gateway: string
+  pending?: PendingOptions
+  rate?: RegistrationRateOptions
+}
+
+type WorkerRecord = ReturnType<typeof recordable>
+
+/**
+ * What the registry would hold for this worker, checked against the registry's own schemas (the
+ * worker entry, and the model entry each offered model gets): UNRECORDABLE if it would refuse any.
+ */
+function recordable (key: string, req: RequestOf<typeof GatewayProtocol.registerWorker>) {
+  const fail = (msg: string) => MeshError.UNRECORDABLE(msg.replace(/^invalid /, 'the registry cannot record this '))
+  for (const m of req.models) parseOrThrow(modelInput.shape.provider, m.backend, `worker: models.${m.id}.backend`, fail)
+  const record = parseOrThrow(workerInput, { key, models: [...new Set(req.models.map((m) => m.id))], capacity: req.capacity ?? 64, label: req.label ?? '' }, 'worker', fail)
+  return { key: record.key, models: record.models, capacity: record.capacity, label: record.label }
 }
 
 type Caller = Pick<HandlerContext, 'remoteKey' | 'peer'>
 
 export class Membership {
   private readonly deps: MembershipDeps
+  private readonly pending: PendingWorkers
+  private readonly rate: RegistrationRate
 
   constructor (deps: MembershipDeps) {
     this.deps = deps
+    this.pending = new PendingWorkers(deps.pending)
+    this.rate = new RegistrationRate(deps.rate)
   }
 
   async register (req: RequestOf<typeof GatewayProtocol.registerWorker>, ctx: Caller): Promise<ResponseOf<typeof GatewayProtocol.registerWorker>> {
     const { catalog, workers, log } = this.deps
     const key = ctx.remoteKey
+    this.rate.take(key)
     const member = this.deps.isMeshMember(key)
     const networkToken = this.isNetworkToken(req.token)
     const entry = catalog.worker(key)
     if (entry?.approval.state === 'revoked') throw MeshError.FORBIDDEN(`this worker was revoked by ${entry.approval.by}`)
+    const record = recordable(key, req)
     const joinLabel = !member && !networkToken && req.token ? await this.joinLabel(req.token) : null
     const approved = member || networkToken || joinLabel !== null || entry?.approval.state === 'approved'
-    const models = req.models.map((m) => m.id)
-    // a bounded queue of pending workers, whose models enter the catalog only once they are approved
-    if (!approved && !entry && catalog.allWorkers().filter((e) => e.approval.state === 'pending').length >= MAX_PENDING_WORKERS) {
-      throw MeshError.FORBIDDEN(`${MAX_PENDING_WORKERS} workers are already waiting for approval; ask an operator for a join token`)
+    const label = req.label ?? null
+    if (!approved) {
+      // waiting workers stay in memory: nothing a stranger repeats reaches the append-only registry
+      const fresh = this.pending.put(key, ctx.peer, { models: record.models, capacity: record.capacity, label: record.label })
+      workers.upsert(ctx.peer, req.models, record.capacity, label, false)
+      if (fresh) log.info({ worker: key.slice(0, 16), models: record.models.length }, 'worker registered, pending approval')
+      return { accepted: true, gateway: this.deps.gateway, approval: 'pending' }
     }
-    if (models.length > 256) throw MeshError.BAD_REQUEST('a worker may offer at most 256 models')
-    const capacity = req.capacity ?? 64
-    const w = workers.upsert(ctx.peer, req.models, capacity, req.label ?? null, approved)
+    // an admitted worker is served only once the registry holds it, so it is listed and can be revoked
+    const by = member ? 'mesh-allow-list' : networkToken ? 'worker-token' : joinLabel !== null ? `join-token:${joinLabel}`.slice(0, 128) : 'registry'
+    await this.record(record, by)
+    this.pending.delete(key)
+    const w = workers.upsert(ctx.peer, req.models, record.capacity, label, true)
+    await this.ensureModels(w)
+    log.info({ worker: key.slice(0, 16), models: record.models.length }, 'worker registered')
+    return { accepted: true, gateway: this.deps.gateway, approval: 'approved' }
+  }
+
+  /** Write an admitted worker into the registry: what it serves if that changed, and its approval. */
+  private async record (record: WorkerRecord, by: string): Promise<void> {
+    const { catalog, log } = this.deps
+    const entry = catalog.worker(record.key)
     try {
-      if (approved) await this.ensureModels(w)
-      if (!entry || entry.models.join(',') !== models.join(',') || entry.capacity !== capacity) {
-        await catalog.write({ op: 'putWorker', input: { key, models, capacity, label: req.label ?? '' } }, 'worker:' + key.slice(0, 16))
+      if (!entry || entry.models.join(',') !== record.models.join(',') || entry.capacity !== record.capacity || entry.label !== record.label) {
+        await catalog.write({ op: 'putWorker', input: record }, 'worker:' + record.key.slice(0, 16))
       }
-      if (approved && catalog.worker(key)?.approval.state !== 'approved') {
-        const by = member ? 'mesh-allow-list' : networkToken ? 'worker-token' : joinLabel !== null ? `join-token:${joinLabel}`.slice(0, 128) : 'registry'
-        await catalog.write({ op: 'approveWorker', key }, by)
-      }
+      if (catalog.worker(record.key)?.approval.state !== 'approved') await catalog.write({ op: 'approveWorker', key: record.key }, by)
     } catch (err) {
-      // the registry is the record, not the gate: a worker admitted by token still serves
-      log.warn({ worker: key.slice(0, 16), err: (err as Error).message }, 'could not record the worker in the registry')
+      const code = (err as MeshError).code
+      log.warn({ worker: record.key.slice(0, 16), code, err: (err as Error).message }, 'could not record the worker in the registry: refused')
+      if (err instanceof MeshError && code !== 'BAD_REQUEST' && code !== 'INTERNAL') throw err
+      throw MeshError.UNRECORDABLE('the registry cannot record this worker, so it is not admitted')
     }
-    log.info({ worker: w.publicKey.slice(0, 16), models, approved }, approved ? 'worker registered' : 'worker registered, pending approval')
-    return { accepted: true, gateway: this.deps.gateway, approval: approved ? 'approved' : 'pending' }
+  }
+
+  /**
+   * An admin's registry change. Approving or revoking a worker that waits here writes it into the
+   * registry first (a waiting worker is not in it), from what it announced.
+   */
+  async adminChange (change: RegistryWrite, by: string): Promise<unknown> {
+    const { catalog } = this.deps
+    const key = change.op === 'approveWorker' || change.op === 'revokeWorker' ? change.key.toLowerCase() : null
+    const waiting = key ? this.pending.get(key) : undefined
+    if (key && waiting && !catalog.worker(key)) {
+      await catalog.write({ op: 'putWorker', input: { key, models: waiting.models, capacity: waiting.capacity, label: waiting.label } }, by)
+    }
+    const result = await catalog.write(change, by)
+    if (key) this.pending.delete(key)
+    return result
+  }
+
+  /** Admins: clear the queue of waiting workers, or reject one; both drop their connections. */
+  managePending (req: RequestOf<typeof GatewayProtocol.pendingWorkers>): ResponseOf<typeof GatewayProtocol.pendingWorkers> {
+    if (req.op === 'clear') return { cleared: this.pending.clear() }
+    if (!this.pending.reject(req.key.toLowerCase())) throw MeshError.NOT_FOUND(`worker ${req.key.slice(0, 16)}… is not waiting for approval here`)
+    return { cleared: 1 }
+  }
+
+  /** The registry's workers with the ones waiting here (a waiting worker's live entry wins). */
+  withPending (recorded: RegistryWorker[]): RegistryWorker[] {
+    const waiting = this.pending.list()
+    const keys = new Set(waiting.map((w) => w.key))
+    return [...recorded.filter((w) => !keys.has(w.key)), ...waiting]
   }
 
   /** A registered worker's load report, on the connection it registered on. */
@@ -88,6 +152,7 @@ export class Membership {
     for (const w of workers.all()) {
       const entry = catalog.worker(w.publicKey)
       if (!entry) continue
+      if (entry.approval.state !== 'pending') this.pending.delete(w.publicKey)
       if (entry.approval.state === 'approved' && !w.approved) {
         w.approved = true
         void this.ensureModels(w).catch((err) => log.debug({ worker: w.publicKey.slice(0, 16), err: (err as Error).message }, 'models of an approved worker not recorded yet; its next registration retries'))

@@ -133,13 +133,14 @@ export class GatewayService extends MeshService {
       .on(GatewayProtocol.accountQuota, (req) => this.reads.accountQuota(req.token))
       .on(GatewayProtocol.models, () => ({ models: this.listings.served() }))
       .on(GatewayProtocol.registry, () => ({ key: this.catalog.key, writable: this.catalog.writable, models: this.listings.registryModels() }))
-      .on(GatewayProtocol.registryChange, async (req) => ({ result: await this.catalog.write(req.change, await this.sessions.adminName(req.token)) }))
+      .on(GatewayProtocol.registryChange, async (req) => ({ result: await this.membership.adminChange(req.change, await this.sessions.adminName(req.token)) }))
       .on(GatewayProtocol.registryForward, async (req) => ({ result: await this.catalog.write(req.change, req.by) }))
       .on(GatewayProtocol.registryHistory, async (req) => {
         await this.sessions.admin(req.token)
         return { key: this.catalog.key, entries: await this.catalog.history(req.limit ?? 50) }
       })
-      .on(GatewayProtocol.workers, async (req) => { await this.sessions.admin(req.token); return { workers: this.listings.registryWorkers() } })
+      .on(GatewayProtocol.workers, async (req) => { await this.sessions.admin(req.token); return { workers: this.membership.withPending(this.listings.registryWorkers()) } })
+      .on(GatewayProtocol.pendingWorkers, async (req) => { await this.sessions.admin(req.token); return this.membership.managePending(req) })
       .on(GatewayProtocol.joinTokens, async (req) => this.joinTokens.manage(req, await this.sessions.admin(req.token)))
       .on(GatewayProtocol.registerWorker, (req, ctx) => this.membership.register(req, ctx))
       .on(GatewayProtocol.workerHeartbeat, (req, ctx) => this.membership.heartbeat(req, ctx))

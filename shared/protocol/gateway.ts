@@ -4,7 +4,7 @@ import { AuthProtocol, createKeyRequest, creditsRequest, grantCreditsRequest, li
 import { apiKey, modelName, plainText, sessionToken } from './common.ts'
 import { chatMessage, generationParams, type EmbedResult, type ModelInfo, type TokenChunk, type Usage } from './inference.ts'
 import type { ResponseOf } from '../mesh/method.ts'
-import { actor, modelInput, registryWrite, type HistoryEntry, type RegistryWrite, type WorkerEntry } from '../registry/schema.ts'
+import { actor, modelInput, registryWrite, workerKey, type HistoryEntry, type RegistryWrite, type WorkerEntry } from '../registry/schema.ts'
 
 // The gateway: the one public RPC entry of the mesh. Strangers may call the public methods; any worker
 // may register, and gets traffic once approved (services/gateway/membership.ts says by what).
@@ -135,6 +135,12 @@ export const joinTokensRequest = z.discriminatedUnion('op', [
   adminToken.extend({ op: z.literal('revoke'), id: z.string().uuid() }).strict()
 ])
 
+/** the workers waiting for approval on one gateway: clear them all, or reject one */
+export const pendingWorkersRequest = z.discriminatedUnion('op', [
+  adminToken.extend({ op: z.literal('clear') }).strict(),
+  adminToken.extend({ op: z.literal('reject'), key: workerKey }).strict()
+])
+
 export const registerWorkerRequest = z.object({
   token: z.string().max(200).optional(),
   models: z.array(z.object({ id: modelName, backend: z.string().max(50), contextLength: modelInput.shape.contextLength.optional() }).strict()).max(1000),
@@ -205,6 +211,8 @@ export const GatewayProtocol = {
   workers: method<z.infer<typeof adminToken>, { workers: RegistryWorker[] }>('workers', 'public', adminToken.strict()),
   /** admins: join tokens for workers (a worker presenting one is approved at once); the token is shown once */
   joinTokens: method<z.infer<typeof joinTokensRequest>, { tokens: JoinTokenInfo[], created?: JoinTokenInfo & { token: string } }>('joinTokens', 'public', joinTokensRequest),
+  /** admins: drop the workers waiting for approval on this gateway (all, or one key, refused for a while after); they are disconnected */
+  pendingWorkers: method<z.infer<typeof pendingWorkersRequest>, { cleared: number }>('pendingWorkers', 'public', pendingWorkersRequest),
   /** between gateways: a replica forwards an admin's change to the writer */
   registryForward: method<{ change: RegistryWrite, by: string }, { result: unknown }>('registryForward', 'internal', z.object({ change: registryWrite, by: actor }).strict())
 }
