@@ -26,7 +26,7 @@ import { MetricsService } from '../services/metrics/service.ts'
 import { percentile, runLoad, runStandalone, type Row } from './bench-lib.ts'
 
 
-const ping = method<{ i: number }, { ok: true }>('ping', 'public', z.object({ i: z.number() }).strict())
+const ping = method<{ i: number }, { ok: true }>('ping', { from: ['stranger'] }, z.object({ i: z.number() }).strict())
 class Member extends MeshService {
   protected handlers (): HandlerTable { return handlers().on(ping, () => ({ ok: true as const })).table }
 }
