@@ -71,7 +71,7 @@ async function scrapeBench (members: number, scrapes: number): Promise<Row> {
   const { testnet, bootstrap } = await localTestnet(3)
   const metricsKp = keyPairFromSeed(crypto.randomBytes(32))
   const callerKp = keyPairFromSeed(crypto.randomBytes(32))
-  const allow = [metricsKp.publicKey.toString('hex')]
+  const allow = ['metrics=' + metricsKp.publicKey.toString('hex')]
   const list: Member[] = []
   let metrics: MetricsService | null = null
   const caller = new Member({ name: 'caller', keyPair: callerKp, log, bootstrap })
