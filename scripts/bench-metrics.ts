@@ -26,7 +26,7 @@ import { MetricsService } from '../services/metrics/service.ts'
 import { percentile, runLoad, runStandalone, type Row } from './bench-lib.ts'
 
 
-const ping = method<{ i: number }, { ok: true }>('ping', 'public', z.object({ i: z.number() }).strict())
+const ping = method<{ i: number }, { ok: true }>('ping', { from: ['stranger'] }, z.object({ i: z.number() }).strict())
 class Member extends MeshService {
   protected handlers (): HandlerTable { return handlers().on(ping, () => ({ ok: true as const })).table }
 }
@@ -71,7 +71,7 @@ async function scrapeBench (members: number, scrapes: number): Promise<Row> {
   const { testnet, bootstrap } = await localTestnet(3)
   const metricsKp = keyPairFromSeed(crypto.randomBytes(32))
   const callerKp = keyPairFromSeed(crypto.randomBytes(32))
-  const allow = [metricsKp.publicKey.toString('hex')]
+  const allow = ['metrics=' + metricsKp.publicKey.toString('hex')]
   const list: Member[] = []
   let metrics: MetricsService | null = null
   const caller = new Member({ name: 'caller', keyPair: callerKp, log, bootstrap })

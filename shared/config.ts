@@ -1,5 +1,6 @@
 import path from 'node:path'
 import { z } from 'zod'
+import { parseMembers } from './mesh/roles.ts'
 
 // Every process reads its configuration from the environment once, at start, through a schema:
 // a bad value stops the process with one clear line instead of failing later.
@@ -46,6 +47,9 @@ export const meshEnv = {
   HYPERINFER_HOME: z.string().optional(),
   HYPERINFER_BOOTSTRAP: z.string().optional(),
   HYPERINFER_HOST: z.string().default('127.0.0.1'),
-  HYPERINFER_MESH_ALLOW: keyList,
+  /** the mesh members: `kind=key` entries (gateway-2=…, web=…) or bare keys (operators' tools); see mesh/roles.ts */
+  HYPERINFER_MESH_ALLOW: z.string().default('').transform((s) => s.split(/[\s,]+/).filter(Boolean)).superRefine((entries, ctx) => {
+    try { parseMembers(entries) } catch (err) { ctx.addIssue({ code: z.ZodIssueCode.custom, message: (err as Error).message }) }
+  }),
   LOG_LEVEL: z.string().default('info')
 }

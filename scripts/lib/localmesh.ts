@@ -37,7 +37,7 @@ export interface LocalMeshOptions {
   workers?: number
   /** how many gateways to start (default 1): gateway, gateway-2, …, sharing auth, database and workers */
   gateways?: number
-  /** more hex keys allowed to call internal methods (e.g. a benchmark client) */
+  /** more mesh members: bare hex keys (operators' tools, e.g. a benchmark client) or `kind=key` */
   extraAllow?: string[]
   /** pipe child output to the console instead of log files */
   inheritLogs?: boolean
@@ -104,7 +104,8 @@ export class LocalMesh {
     const workerNames = Array.from({ length: this.opts.workers ?? 1 }, (_, i) => i === 0 ? 'inference' : `inference-${i + 1}`)
     for (const name of [...SERVICES, ...this.gatewayNames, ...workerNames]) this.keys[name] = serviceKeyPair(this.home, name).publicKey.toString('hex')
     this.workerToken = loadSecret(this.home, 'worker-token').toString('hex')
-    const members = [...Object.values(this.keys), ...(this.opts.extraAllow ?? [])].join(',')
+    // every member by name, so each service knows which key is which (its role); extra entries as given
+    const members = [...Object.entries(this.keys).map(([name, key]) => `${name}=${key}`), ...(this.opts.extraAllow ?? [])].join(',')
 
     const common: Record<string, string> = {
       HYPERINFER_HOME: this.home,

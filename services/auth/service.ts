@@ -3,6 +3,7 @@ import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.
 import { handlers, type HandlerTable } from '../../shared/mesh/peer.ts'
 import { AuthEvents, AuthProtocol, type ApiKeyInfo, type Credits, type KeyIdentity, type LedgerEntry, type PublicUser } from '../../shared/protocol/auth.ts'
 import type { RequestOf } from '../../shared/mesh/method.ts'
+import type { Credential } from '../../shared/mesh/roles.ts'
 import { MeshError } from '../../shared/errors.ts'
 import { newApiKey } from '../../shared/apikey.ts'
 import { Passwords } from './passwords.ts'
@@ -68,6 +69,13 @@ export class AuthService extends MeshService {
       .on(AuthProtocol.logout, (req) => this.logout(req.token))
       .on(AuthProtocol.grantCredits, (req) => this.grantCredits(req))
       .table
+  }
+
+  /** Sessions are checked before a request is parsed, and again by the method that uses them. */
+  protected async verifyCredential (needs: Credential, token: string): Promise<void> {
+    if (needs === 'apiKey') throw MeshError.FORBIDDEN('auth takes no API key as a credential')
+    const { user } = await this.whoami(token)
+    if (needs === 'admin' && user.role !== 'admin') throw MeshError.FORBIDDEN('only an admin can do this')
   }
 
   protected async onOpen (): Promise<void> {

@@ -33,7 +33,7 @@ export class Catalog {
   private readonly log?: Logger
   private models = new Map<string, ModelEntry>()
   private workers = new Map<string, WorkerEntry>()
-  private forward: ((w: RegistryWrite, by: string) => Promise<unknown>) | null = null
+  private forward: ((w: RegistryWrite, adminToken?: string) => Promise<unknown>) | null = null
   private readonly listeners = new Set<(keys: string[]) => void>()
   private stopWatch: (() => void) | null = null
 
@@ -68,8 +68,11 @@ export class Catalog {
     if (this.writer) replicateOverPeer(this.registry, peer)
   }
 
-  /** Replica side: follow the writer over this client's connections, and send writes through `forward`. */
-  follow (client: MeshClient, forward: (w: RegistryWrite, by: string) => Promise<unknown>): void {
+  /**
+   * Replica side: follow the writer over this client's connections, and send writes through
+   * `forward`, with the admin's session when an admin made the change (the writer checks it itself).
+   */
+  follow (client: MeshClient, forward: (w: RegistryWrite, adminToken?: string) => Promise<unknown>): void {
     replicateOverClient(this.registry, client)
     this.forward = forward
   }
@@ -125,11 +128,11 @@ export class Catalog {
     return m ? { input: m.pricePer1MInput, output: m.pricePer1MOutput } : null
   }
 
-  /** Apply a write here (writer) or at the writer (replica). */
-  async write (w: RegistryWrite, by: string): Promise<unknown> {
+  /** Apply a write here (writer) or at the writer (replica); `adminToken`: the session of the admin who made it. */
+  async write (w: RegistryWrite, by: string, adminToken?: string): Promise<unknown> {
     if (!this.writer) {
       if (!this.forward) throw MeshError.UNAVAILABLE('this gateway holds a read-only registry replica and is not connected to its writer')
-      return this.forward(w, by)
+      return this.forward(w, adminToken)
     }
     const out = await this.applyLocal(this.writer, w, by)
     // the caller sees its own write in the next read

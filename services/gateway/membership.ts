@@ -112,14 +112,14 @@ export class Membership {
    * An admin's registry change. Approving or revoking a worker that waits here writes it into the
    * registry first (a waiting worker is not in it), from what it announced.
    */
-  async adminChange (change: RegistryWrite, by: string): Promise<unknown> {
+  async adminChange (change: RegistryWrite, by: string, adminToken?: string): Promise<unknown> {
     const { catalog } = this.deps
     const key = change.op === 'approveWorker' || change.op === 'revokeWorker' ? change.key.toLowerCase() : null
     const waiting = key ? this.pending.get(key) : undefined
     if (key && waiting && !catalog.worker(key)) {
-      await catalog.write({ op: 'putWorker', input: { key, models: waiting.models, capacity: waiting.capacity, label: waiting.label } }, by)
+      await catalog.write({ op: 'putWorker', input: { key, models: waiting.models, capacity: waiting.capacity, label: waiting.label } }, by, adminToken)
     }
-    const result = await catalog.write(change, by)
+    const result = await catalog.write(change, by, adminToken)
     if (key) this.pending.delete(key)
     return result
   }

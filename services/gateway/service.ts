@@ -6,6 +6,9 @@ import type { Peer } from '../../shared/mesh/peer.ts'
 import { announceOn, networkTopic } from '../../shared/mesh/discovery.ts'
 import { AuthEvents, AuthProtocol } from '../../shared/protocol/auth.ts'
 import { GatewayProtocol, type GatewayHealth } from '../../shared/protocol/gateway.ts'
+import type { RequestOf } from '../../shared/mesh/method.ts'
+import type { Credential, PeerRole } from '../../shared/mesh/roles.ts'
+import { MeshError } from '../../shared/errors.ts'
 import { AccountReads } from './account-reads.ts'
 import { Accounting } from './accounting.ts'
 import { Admission } from './admission.ts'
@@ -27,6 +30,9 @@ import { WorkerPool } from './workers.ts'
 // table, lifecycle and health; each part is its own module: a request's steps (pipeline.ts and the
 // modules it names), worker membership, join tokens, account reads, the registry (catalog.ts) and
 // the account methods answered by auth (auth-proxy.ts).
+
+/** registry changes a gateway makes on its own (a worker joins, offers a model); anything else is an admin's */
+const REPLICA_OWN_CHANGES = new Set(['putWorker', 'approveWorker', 'addModel'])
 
 export interface GatewayOptions extends Omit<MeshServiceOptions, 'name' | 'privateOnly'> {
   pool: pg.Pool
@@ -133,8 +139,8 @@ export class GatewayService extends MeshService {
       .on(GatewayProtocol.accountQuota, (req) => this.reads.accountQuota(req.token))
       .on(GatewayProtocol.models, () => ({ models: this.listings.served() }))
       .on(GatewayProtocol.registry, () => ({ key: this.catalog.key, writable: this.catalog.writable, models: this.listings.registryModels() }))
-      .on(GatewayProtocol.registryChange, async (req) => ({ result: await this.membership.adminChange(req.change, await this.sessions.adminName(req.token)) }))
-      .on(GatewayProtocol.registryForward, async (req) => ({ result: await this.catalog.write(req.change, req.by) }))
+      .on(GatewayProtocol.registryChange, async (req) => ({ result: await this.membership.adminChange(req.change, await this.sessions.adminName(req.token), req.token) }))
+      .on(GatewayProtocol.registryForward, async (req, ctx) => ({ result: await this.catalog.write(req.change, await this.forwardedBy(req, ctx.remoteKey)) }))
       .on(GatewayProtocol.registryHistory, async (req) => {
         await this.sessions.admin(req.token)
         return { key: this.catalog.key, entries: await this.catalog.history(req.limit ?? 50) }
@@ -146,6 +152,31 @@ export class GatewayService extends MeshService {
       .on(GatewayProtocol.workerHeartbeat, (req, ctx) => this.membership.heartbeat(req, ctx))
       .on(GatewayProtocol.getServiceHealth, () => this.health())
       .table
+  }
+
+  /** Besides its configured kind: an approved worker on its own connection, and (on the writer) a replica gateway. */
+  protected callerRoles (remoteKey: string, peer: Peer): Set<PeerRole> {
+    const roles = super.callerRoles(remoteKey, peer)
+    const w = this.workers.get(remoteKey)
+    if (w && w.peer === peer && w.approved) roles.add('worker')
+    if (roles.has('gateway') && this.catalog.writable) roles.add('replicaGateway')
+    return roles
+  }
+
+  protected async verifyCredential (needs: Credential, value: string): Promise<void> {
+    if (needs === 'apiKey') await this.keys.resolve(value)
+    else if (needs === 'session') await this.sessions.user(value)
+    else await this.sessions.admin(value)
+  }
+
+  /**
+   * Who a forwarded registry change is recorded as: the admin whose session came with it, checked
+   * here; without one, the replica itself, and only for the changes a gateway makes on its own.
+   */
+  private async forwardedBy (req: RequestOf<typeof GatewayProtocol.registryForward>, replicaKey: string): Promise<string> {
+    if (req.token) return this.sessions.adminName(req.token)
+    if (!REPLICA_OWN_CHANGES.has(req.change.op)) throw MeshError.FORBIDDEN(`a forwarded ${req.change.op} needs an admin's session`)
+    return 'gateway:' + replicaKey.slice(0, 16)
   }
 
   protected onPeer (peer: Peer): void {
@@ -161,12 +192,13 @@ export class GatewayService extends MeshService {
     this.catalog.onChange(() => this.membership.reconcile())
     if (this.opts.registryFrom) {
       const writer = this.connectTo(this.opts.registryFrom, { name: 'registry-writer' })
-      this.catalog.follow(writer, (change, by) => writer.call(GatewayProtocol.registryForward, { change, by }, 10_000).then((r) => r.result))
+      this.catalog.follow(writer, (change, token) => writer.call(GatewayProtocol.registryForward, token ? { change, token } : { change }, 10_000).then((r) => r.result))
     } else {
       await this.catalog.seedPrices(this.pricing.all())
     }
     this.auth = this.connectTo(this.opts.authKey, {
       name: 'auth',
+      dialled: 'auth',
       handlers: handlers().on(AuthEvents.keyRevoked, (ev) => { this.keys.dropKeyId(ev.keyId) }).table
     })
     // a revocation pushed while we were disconnected would be missed: forget every cached key

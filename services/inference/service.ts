@@ -104,6 +104,7 @@ export class InferenceService extends MeshService {
     const client = this.connectTo(key, {
       name: `gateway:${key.slice(0, 8)}`,
       handlers: this.handlers(),
+      dialled: 'gateway',
       // every (re)connect announces what this worker serves
       onOpen: (peer) => peer.call(GatewayProtocol.registerWorker, this.registration(), { timeout: 10_000 }).then((r) => {
         approval = r.approval

@@ -4,7 +4,8 @@ import type { Client } from '@hyperswarm/rpc'
 import { MeshError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { MethodDef } from './method.ts'
-import { Peer, type HandlerTable, type StreamOptions } from './peer.ts'
+import { Peer, type Authorize, type HandlerTable, type StreamOptions } from './peer.ts'
+import { rolesAllow } from './roles.ts'
 
 // A long-lived connection to one peer by public key: reconnects with capped exponential backoff and
 // jitter, and every call carries a timeout. Built on rpc.connect(); never the pooled rpc.request(),
@@ -15,6 +16,8 @@ export interface MeshClientOptions {
   log?: Logger
   /** handlers this side serves on the same channel (e.g. a worker serving its gateway) */
   handlers?: HandlerTable
+  /** who may call those handlers; without it, only methods open to any peer are served */
+  authorize?: Authorize
   /** run on every (re)connect before the client counts as connected; a throw drops the connection */
   onOpen?: (peer: Peer) => Promise<void> | void
   minBackoff?: number
@@ -58,7 +61,7 @@ export class MeshClient extends EventEmitter {
     this.client = client
     const channel = client.rpc
     if (!channel) throw new Error('rpc channel missing')
-    const peer = new Peer(channel, { handlers: this.opts.handlers, authorize: () => true, log: this.opts.log })
+    const peer = new Peer(channel, { handlers: this.opts.handlers, authorize: this.opts.authorize ?? strangersOnly, log: this.opts.log })
     this.peer = peer
     const attemptTimer = setTimeout(() => { if (this.client === client && !this.ready) client.destroy() }, this.opts.attemptTimeout ?? 3000)
     client.on('open', async () => {
@@ -136,4 +139,10 @@ export class MeshClient extends EventEmitter {
     this.ready = false
     if (client) client.destroy()
   }
+}
+
+const STRANGER = new Set(['stranger'] as const)
+
+function strangersOnly (_remoteKey: string, def: MethodDef<any, any, any>): void {
+  if (!rolesAllow(def.callers, STRANGER) || def.callers.needs) throw MeshError.FORBIDDEN(`method '${def.name}' is not served on this connection`)
 }

@@ -1,15 +1,14 @@
 import type { z } from 'zod'
 import { MeshError } from '../errors.ts'
+import type { Callers } from './roles.ts'
 
-// A method of a service's protocol: its wire name, who may call it, the schema its request must
-// pass, and (for streams) the type of the frames it emits. Server, client and tests all import
-// the same definition, so the three can never disagree about a name or a shape.
-
-export type Access = 'public' | 'internal'
+// A method of a service's protocol: its wire name, who may call it (roles.ts), the schema its
+// request must pass, and (for streams) the type of the frames it emits. Server, client and tests all
+// import the same definition, so the three can never disagree about a name, a shape or a caller.
 
 export interface MethodDef<Req = unknown, Res = unknown, Chunk = never> {
   readonly name: string
-  readonly access: Access
+  readonly callers: Callers
   readonly request: z.ZodType<Req>
   readonly stream: boolean
   /** phantom fields carrying the response / chunk types */
@@ -17,12 +16,12 @@ export interface MethodDef<Req = unknown, Res = unknown, Chunk = never> {
   readonly _chunk?: Chunk
 }
 
-export function method<Req, Res> (name: string, access: Access, request: z.ZodType<Req>): MethodDef<Req, Res, never> {
-  return { name, access, request, stream: false }
+export function method<Req, Res> (name: string, callers: Callers, request: z.ZodType<Req>): MethodDef<Req, Res, never> {
+  return { name, callers, request, stream: false }
 }
 
-export function streamMethod<Req, Res, Chunk> (name: string, access: Access, request: z.ZodType<Req>): MethodDef<Req, Res, Chunk> {
-  return { name, access, request, stream: true }
+export function streamMethod<Req, Res, Chunk> (name: string, callers: Callers, request: z.ZodType<Req>): MethodDef<Req, Res, Chunk> {
+  return { name, callers, request, stream: true }
 }
 
 export type RequestOf<M> = M extends MethodDef<infer R, any, any> ? R : never

@@ -24,6 +24,8 @@ export interface HandlerContext<Chunk = unknown> {
 
 export type Handler<Req = any, Res = any, Chunk = any> = (req: Req, ctx: HandlerContext<Chunk>) => Promise<Res> | Res
 
+export type Authorize = (remoteKey: string, def: MethodDef<any, any, any>, raw: unknown, peer: Peer) => Promise<void> | void
+
 export interface HandlerEntry { def: MethodDef<any, any, any>, fn: Handler }
 export type HandlerTable = Map<string, HandlerEntry>
 
@@ -39,8 +41,11 @@ export class HandlerBuilder {
 
 export interface PeerOptions {
   handlers?: HandlerTable
-  /** decides whether the remote may call an internal method */
-  authorize?: (remoteKey: string, def: MethodDef<any, any, any>) => boolean
+  /**
+   * refuses a call its method's rule does not let in (throws FORBIDDEN, UNAUTHENTICATED, …); runs
+   * before the body is parsed. Without it every call is refused.
+   */
+  authorize?: Authorize
   log?: Logger
   /** called once per served request with its outcome ('ok' or an error code) */
   observe?: (method: string, outcome: string, seconds: number) => void
@@ -118,9 +123,8 @@ export class Peer {
       if (!ac.signal.aborted && !this.channel.closed) this.channel.event('_chunk', { id: sid, batch })
     }
     try {
-      if (def.access === 'internal' && !(this.opts.authorize?.(remoteKey, def) ?? false)) {
-        throw MeshError.FORBIDDEN(`method '${def.name}' is internal to the mesh`)
-      }
+      if (!this.opts.authorize) throw MeshError.FORBIDDEN(`method '${def.name}' is not served to anyone on this connection`)
+      await this.opts.authorize(remoteKey, def, raw, this)
       if (def.stream && raw && typeof raw === 'object' && '_sid' in raw) {
         const { _sid, ...rest } = raw as Record<string, unknown>
         sid = Number(_sid) || 0

@@ -7,13 +7,16 @@ import { createDHT, type Bootstrap } from './dht.ts'
 import { MeshClient, type MeshClientOptions } from './client.ts'
 import { Peer, type HandlerTable } from './peer.ts'
 import type { MethodDef } from './method.ts'
+import { credentialOf, parseMembers, rolesAllow, type Credential, type MemberKind, type PeerRole } from './roles.ts'
+import { MeshError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import { ServiceMetrics } from '../metrics.ts'
 import { CommonProtocol } from '../protocol/common.ts'
 
-// The base every hyperinfer process extends: a stable key pair, one DHT node, an RPC server whose
-// internal methods only mesh members may call, long-lived clients to other services, and an explicit
-// open/close lifecycle (close is idempotent and releases everything in reverse order).
+// The base every hyperinfer process extends: a stable key pair, one DHT node, an RPC server that lets
+// a caller into a method only in a role the method lists (roles.ts), long-lived clients to other
+// services, and an explicit open/close lifecycle (close is idempotent and releases everything in
+// reverse order).
 
 export interface MeshServiceOptions {
   name: string
@@ -21,7 +24,10 @@ export interface MeshServiceOptions {
   log: Logger
   bootstrap?: Bootstrap
   host?: string
-  /** hex public keys of mesh members allowed to call internal methods */
+  /**
+   * the mesh members: `kind=key` entries (gateway, gateway-2, auth, web, metrics, inference-3, …) or
+   * bare keys (operators' tools); a member's kind is its role here
+   */
   allow?: string[]
   /** reject connections from anyone not on the allow-list (services with no public methods) */
   privateOnly?: boolean
@@ -33,7 +39,7 @@ export abstract class MeshService {
   readonly name: string
   readonly keyPair: KeyPair
   readonly log: Logger
-  protected readonly allow: Set<string>
+  private readonly members: Map<string, MemberKind>
   private readonly privateOnly: boolean
   private readonly bootstrap?: Bootstrap
   private readonly host?: string
@@ -51,7 +57,7 @@ export abstract class MeshService {
     this.name = opts.name
     this.keyPair = opts.keyPair
     this.log = opts.log
-    this.allow = new Set((opts.allow ?? []).map((k) => k.toLowerCase()))
+    this.members = parseMembers(opts.allow ?? [])
     this.privateOnly = opts.privateOnly ?? false
     this.bootstrap = opts.bootstrap
     this.host = opts.host
@@ -79,11 +85,33 @@ export abstract class MeshService {
   protected onPeer (_peer: Peer): void {}
 
   isMeshMember (remoteKey: string): boolean {
-    return this.allow.has(remoteKey.toLowerCase())
+    return this.members.has(remoteKey.toLowerCase())
   }
 
-  protected authorize (remoteKey: string, _def: MethodDef<any, any, any>): boolean {
-    return this.isMeshMember(remoteKey)
+  /** the configured kind of a member key, or null for anyone else */
+  memberKind (remoteKey: string): MemberKind | null {
+    return this.members.get(remoteKey.toLowerCase()) ?? null
+  }
+
+  /** The roles a caller holds on this connection: any peer is a stranger; configured keys add their kind. */
+  protected callerRoles (remoteKey: string, _peer: Peer): Set<PeerRole> {
+    const roles = new Set<PeerRole>(['stranger'])
+    const kind = this.memberKind(remoteKey)
+    if (kind) roles.add(kind)
+    return roles
+  }
+
+  /** Checks the credential a method needs (its `needs`); a service that serves such methods overrides it. */
+  protected async verifyCredential (needs: Credential, _value: string): Promise<void> {
+    throw MeshError.FORBIDDEN(`${this.name} accepts no ${needs} credential`)
+  }
+
+  /** The gate in front of every handler: the caller's role first, then the credential, before any parsing. */
+  private async authorize (remoteKey: string, def: MethodDef<any, any, any>, raw: unknown, peer: Peer, dialled?: PeerRole): Promise<void> {
+    const roles = this.callerRoles(remoteKey, peer)
+    if (dialled) roles.add(dialled)
+    if (!rolesAllow(def.callers, roles)) throw MeshError.FORBIDDEN(`method '${def.name}' is open to ${def.callers?.from.join(', ') || 'nobody'} only`)
+    if (def.callers.needs) await this.verifyCredential(def.callers.needs, credentialOf(def.callers.needs, raw))
   }
 
   open (): Promise<void> {
@@ -104,7 +132,7 @@ export abstract class MeshService {
       firewall: (remotePublicKey: Buffer) => this.privateOnly && !this.isMeshMember(remotePublicKey.toString('hex'))
     })
     server.on('connection', (channel: ProtomuxRPC) => {
-      const peer = new Peer(channel, { handlers: table, authorize: (k, d) => this.authorize(k, d), log: this.log, observe })
+      const peer = new Peer(channel, { handlers: table, authorize: (k, d, raw, p) => this.authorize(k, d, raw, p), log: this.log, observe })
       this.peers.add(peer)
       this.log.debug({ peer: peer.remoteKey.slice(0, 16) }, 'peer connected')
       channel.on('open', () => this.log.debug({ peer: peer.remoteKey.slice(0, 16) }, 'peer channel open'))
@@ -127,11 +155,16 @@ export abstract class MeshService {
     }
   }
 
-  /** A long-lived client to another mesh member, closed with this service. */
-  connectTo (publicKey: string | Buffer, opts: MeshClientOptions): MeshClient {
+  /**
+   * A long-lived client to another mesh member, closed with this service. Handlers served on it see
+   * the dialled peer in the role `dialled` (the service we chose to dial), besides its configured one.
+   */
+  connectTo (publicKey: string | Buffer, opts: MeshClientOptions & { dialled?: PeerRole }): MeshClient {
     const key = typeof publicKey === 'string' ? Buffer.from(publicKey, 'hex') : publicKey
     // handlers served on a connection we dialled have no server-side observe hook: they count themselves
-    const served = opts.handlers ? { handlers: this.metrics.instrument(opts.handlers, { count: true }) } : {}
+    const served = opts.handlers
+      ? { handlers: this.metrics.instrument(opts.handlers, { count: true }), authorize: (k: string, d: MethodDef<any, any, any>, raw: unknown, p: Peer) => this.authorize(k, d, raw, p, opts.dialled) }
+      : {}
     const client = new MeshClient(this.rpc, key, { log: this.log, ...opts, ...served })
     this.clients.add(client)
     return client

@@ -2,8 +2,8 @@ import { z } from 'zod'
 import { method } from '../mesh/method.ts'
 import { apiKey, email, modelName, password, plainText, sessionToken, tier, username, uuid } from './common.ts'
 
-// The auth service: users, sessions (JWT) and API keys. Every method is internal to the mesh: the
-// CLI reaches them through the gateway's proxies, browsers through the web service.
+// The auth service: users, sessions (JWT) and API keys. Only gateways and the web may call it: the
+// CLI reaches it through the gateway's proxies, browsers through the web service.
 
 export interface PublicUser { id: string, username: string, email: string, tier: string, role: string, createdAt: string }
 
@@ -80,26 +80,24 @@ export const grantCreditsRequest = z.object({
 }).strict()
 
 export const AuthProtocol = {
-  registerUser: method<z.infer<typeof registerUserRequest>, { user: PublicUser }>('registerUser', 'internal', registerUserRequest),
-  loginUser: method<z.infer<typeof loginUserRequest>, { token: string, expiresAt: string, user: PublicUser }>('loginUser', 'internal', loginUserRequest),
-  generateApiKey: method<z.infer<typeof createKeyRequest>, ApiKeyInfo & { key: string }>('generateApiKey', 'internal', createKeyRequest),
-  listApiKeys: method<z.infer<typeof listKeysRequest>, { keys: ApiKeyInfo[] }>('listApiKeys', 'internal', listKeysRequest),
-  revokeApiKey: method<z.infer<typeof revokeKeyRequest>, ApiKeyInfo>('revokeApiKey', 'internal', revokeKeyRequest),
+  registerUser: method<z.infer<typeof registerUserRequest>, { user: PublicUser }>('registerUser', { from: ['gateway', 'web'] }, registerUserRequest),
+  loginUser: method<z.infer<typeof loginUserRequest>, { token: string, expiresAt: string, user: PublicUser }>('loginUser', { from: ['gateway', 'web'] }, loginUserRequest),
+  generateApiKey: method<z.infer<typeof createKeyRequest>, ApiKeyInfo & { key: string }>('generateApiKey', { from: ['gateway', 'web'], needs: 'session' }, createKeyRequest),
+  listApiKeys: method<z.infer<typeof listKeysRequest>, { keys: ApiKeyInfo[] }>('listApiKeys', { from: ['gateway', 'web'], needs: 'session' }, listKeysRequest),
+  revokeApiKey: method<z.infer<typeof revokeKeyRequest>, ApiKeyInfo>('revokeApiKey', { from: ['gateway', 'web'], needs: 'session' }, revokeKeyRequest),
   /** gateways send the SHA-256 of the key, never the key itself */
-  validateApiKey: method<{ keyHash: string }, KeyIdentity>('validateApiKey', 'internal', z.object({ keyHash: z.string().regex(/^[0-9a-f]{64}$/) }).strict()),
-  getUserUsage: method<z.infer<typeof usageRequest>, UsageReport>('getUserUsage', 'internal', usageRequest),
+  validateApiKey: method<{ keyHash: string }, KeyIdentity>('validateApiKey', { from: ['gateway'] }, z.object({ keyHash: z.string().regex(/^[0-9a-f]{64}$/) }).strict()),
   /** the session's user, read fresh from the database (role included) */
-  whoami: method<z.infer<typeof whoamiRequest>, { user: PublicUser }>('whoami', 'internal', whoamiRequest),
+  whoami: method<z.infer<typeof whoamiRequest>, { user: PublicUser }>('whoami', { from: ['gateway', 'web'], needs: 'session' }, whoamiRequest),
   /** the session is refused everywhere from now on */
-  logout: method<z.infer<typeof whoamiRequest>, { loggedOut: true }>('logout', 'internal', whoamiRequest),
-  getCredits: method<z.infer<typeof creditsRequest>, Credits & { ledger: LedgerEntry[] }>('getCredits', 'internal', creditsRequest),
+  logout: method<z.infer<typeof whoamiRequest>, { loggedOut: true }>('logout', { from: ['gateway', 'web'], needs: 'session' }, whoamiRequest),
   /** admins only */
-  grantCredits: method<z.infer<typeof grantCreditsRequest>, Credits & { username: string, entry: LedgerEntry }>('grantCredits', 'internal', grantCreditsRequest)
+  grantCredits: method<z.infer<typeof grantCreditsRequest>, Credits & { username: string, entry: LedgerEntry }>('grantCredits', { from: ['gateway'], needs: 'admin' }, grantCreditsRequest)
 }
 
 /** Events auth pushes to every connected gateway. */
 export const AuthEvents = {
-  keyRevoked: method<{ keyId: string }, void>('keyRevoked', 'internal', z.object({ keyId: uuid }).strict())
+  keyRevoked: method<{ keyId: string }, void>('keyRevoked', { from: ['auth'] }, z.object({ keyId: uuid }).strict())
 }
 
 export { apiKey }

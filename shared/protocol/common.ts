@@ -23,6 +23,6 @@ export interface ServiceInfo {
 }
 
 export const CommonProtocol = {
-  serviceInfo: method<Record<string, never>, ServiceInfo>('serviceInfo', 'internal', z.object({}).strict()),
-  metricsText: method<Record<string, never>, { contentType: string, text: string }>('metricsText', 'internal', z.object({}).strict())
+  serviceInfo: method<Record<string, never>, ServiceInfo>('serviceInfo', { from: ['metrics', 'operator'] }, z.object({}).strict()),
+  metricsText: method<Record<string, never>, { contentType: string, text: string }>('metricsText', { from: ['metrics'] }, z.object({}).strict())
 }

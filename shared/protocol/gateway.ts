@@ -1,13 +1,14 @@
 import { z } from 'zod'
 import { method, streamMethod } from '../mesh/method.ts'
-import { AuthProtocol, createKeyRequest, creditsRequest, grantCreditsRequest, listKeysRequest, loginRequest, registerRequest, revokeKeyRequest, usageRequest, whoamiRequest, type Credits } from './auth.ts'
+import { AuthProtocol, createKeyRequest, creditsRequest, grantCreditsRequest, listKeysRequest, loginRequest, registerRequest, revokeKeyRequest, usageRequest, whoamiRequest, type Credits, type LedgerEntry, type UsageReport } from './auth.ts'
 import { apiKey, modelName, plainText, sessionToken } from './common.ts'
 import { chatMessage, generationParams, type EmbedResult, type ModelInfo, type TokenChunk, type Usage } from './inference.ts'
 import type { ResponseOf } from '../mesh/method.ts'
-import { actor, modelInput, registryWrite, workerKey, type HistoryEntry, type RegistryWrite, type WorkerEntry } from '../registry/schema.ts'
+import { modelInput, registryWrite, workerKey, type HistoryEntry, type RegistryWrite, type WorkerEntry } from '../registry/schema.ts'
 
-// The gateway: the one public RPC entry of the mesh. Strangers may call the public methods; any worker
-// may register, and gets traffic once approved (services/gateway/membership.ts says by what).
+// The gateway: the one public RPC entry of the mesh. Most methods are open to any peer and ask for an
+// API key or a session in the body; any worker may register and gets traffic once approved
+// (services/gateway/membership.ts says by what); only a replica gateway may forward a registry change.
 
 const strategy = z.enum(['cost', 'latency', 'quality', 'hybrid'])
 const unit = z.number().min(0).max(1)
@@ -181,38 +182,42 @@ export interface AiResponse {
 }
 
 export const GatewayProtocol = {
-  aiRequest: method<z.infer<typeof aiRequestSchema>, AiResponse>('aiRequest', 'public', aiRequestSchema),
-  embed: method<z.infer<typeof gatewayEmbedRequest>, EmbedResult & { id: string, worker: string, costUsd: number }>('embed', 'public', gatewayEmbedRequest),
-  register: method<z.infer<typeof registerRequest>, ResponseOf<typeof AuthProtocol.registerUser>>('register', 'public', registerRequest),
-  login: method<z.infer<typeof loginRequest>, ResponseOf<typeof AuthProtocol.loginUser>>('login', 'public', loginRequest),
-  createKey: method<z.infer<typeof createKeyRequest>, ResponseOf<typeof AuthProtocol.generateApiKey>>('createKey', 'public', createKeyRequest),
-  listKeys: method<z.infer<typeof listKeysRequest>, ResponseOf<typeof AuthProtocol.listApiKeys>>('listKeys', 'public', listKeysRequest),
-  revokeKey: method<z.infer<typeof revokeKeyRequest>, ResponseOf<typeof AuthProtocol.revokeApiKey>>('revokeKey', 'public', revokeKeyRequest),
-  usage: method<z.infer<typeof usageRequest>, ResponseOf<typeof AuthProtocol.getUserUsage>>('usage', 'public', usageRequest),
-  whoami: method<z.infer<typeof whoamiRequest>, ResponseOf<typeof AuthProtocol.whoami>>('whoami', 'public', whoamiRequest),
-  logout: method<z.infer<typeof whoamiRequest>, ResponseOf<typeof AuthProtocol.logout>>('logout', 'public', whoamiRequest),
-  credits: method<z.infer<typeof creditsRequest>, ResponseOf<typeof AuthProtocol.getCredits>>('credits', 'public', creditsRequest),
-  grantCredits: method<z.infer<typeof grantCreditsRequest>, ResponseOf<typeof AuthProtocol.grantCredits>>('grantCredits', 'public', grantCreditsRequest),
-  infer: streamMethod<z.infer<typeof inferRequest>, InferResult, TokenChunk>('infer', 'public', inferRequest),
-  models: method<Record<string, never>, { models: ModelListing[] }>('models', 'public', z.object({}).strict()),
-  getServiceHealth: method<Record<string, never>, GatewayHealth>('getServiceHealth', 'public', z.object({}).strict()),
-  getUserQuota: method<{ apiKey: string }, Quota>('getUserQuota', 'public', z.object({ apiKey }).strict()),
+  aiRequest: method<z.infer<typeof aiRequestSchema>, AiResponse>('aiRequest', { from: ['stranger'], needs: 'apiKey' }, aiRequestSchema),
+  embed: method<z.infer<typeof gatewayEmbedRequest>, EmbedResult & { id: string, worker: string, costUsd: number }>('embed', { from: ['stranger'], needs: 'apiKey' }, gatewayEmbedRequest),
+  register: method<z.infer<typeof registerRequest>, ResponseOf<typeof AuthProtocol.registerUser>>('register', { from: ['stranger'] }, registerRequest),
+  login: method<z.infer<typeof loginRequest>, ResponseOf<typeof AuthProtocol.loginUser>>('login', { from: ['stranger'] }, loginRequest),
+  createKey: method<z.infer<typeof createKeyRequest>, ResponseOf<typeof AuthProtocol.generateApiKey>>('createKey', { from: ['stranger'], needs: 'session' }, createKeyRequest),
+  listKeys: method<z.infer<typeof listKeysRequest>, ResponseOf<typeof AuthProtocol.listApiKeys>>('listKeys', { from: ['stranger'], needs: 'session' }, listKeysRequest),
+  revokeKey: method<z.infer<typeof revokeKeyRequest>, ResponseOf<typeof AuthProtocol.revokeApiKey>>('revokeKey', { from: ['stranger'], needs: 'session' }, revokeKeyRequest),
+  usage: method<z.infer<typeof usageRequest>, UsageReport>('usage', { from: ['stranger'], needs: 'session' }, usageRequest),
+  whoami: method<z.infer<typeof whoamiRequest>, ResponseOf<typeof AuthProtocol.whoami>>('whoami', { from: ['stranger'], needs: 'session' }, whoamiRequest),
+  logout: method<z.infer<typeof whoamiRequest>, ResponseOf<typeof AuthProtocol.logout>>('logout', { from: ['stranger'], needs: 'session' }, whoamiRequest),
+  credits: method<z.infer<typeof creditsRequest>, Credits & { ledger: LedgerEntry[] }>('credits', { from: ['stranger'], needs: 'session' }, creditsRequest),
+  grantCredits: method<z.infer<typeof grantCreditsRequest>, ResponseOf<typeof AuthProtocol.grantCredits>>('grantCredits', { from: ['stranger'], needs: 'admin' }, grantCreditsRequest),
+  infer: streamMethod<z.infer<typeof inferRequest>, InferResult, TokenChunk>('infer', { from: ['stranger'], needs: 'apiKey' }, inferRequest),
+  models: method<Record<string, never>, { models: ModelListing[] }>('models', { from: ['stranger'] }, z.object({}).strict()),
+  getServiceHealth: method<Record<string, never>, GatewayHealth>('getServiceHealth', { from: ['stranger'] }, z.object({}).strict()),
+  getUserQuota: method<{ apiKey: string }, Quota>('getUserQuota', { from: ['stranger'], needs: 'apiKey' }, z.object({ apiKey }).strict()),
   /** a session's account-wide limits (all keys together) and credits */
-  accountQuota: method<{ token: string }, { tier: string, limits: QuotaLimit[], credits: Credits }>('accountQuota', 'public', z.object({ token: sessionToken }).strict()),
-  registerWorker: method<z.infer<typeof registerWorkerRequest>, { accepted: true, gateway: string, approval: 'approved' | 'pending' }>('registerWorker', 'public', registerWorkerRequest),
+  accountQuota: method<{ token: string }, { tier: string, limits: QuotaLimit[], credits: Credits }>('accountQuota', { from: ['stranger'], needs: 'session' }, z.object({ token: sessionToken }).strict()),
+  registerWorker: method<z.infer<typeof registerWorkerRequest>, { accepted: true, gateway: string, approval: 'approved' | 'pending' }>('registerWorker', { from: ['stranger'] }, registerWorkerRequest),
   /** a registered worker's load, every couple of seconds; `draining` asks for no new requests */
-  workerHeartbeat: method<{ inflight: number, queue: number, capacity: number, draining: boolean }, { ok: true }>('workerHeartbeat', 'public',
+  workerHeartbeat: method<{ inflight: number, queue: number, capacity: number, draining: boolean }, { ok: true }>('workerHeartbeat', { from: ['worker'] },
     z.object({ inflight: z.number().int().min(0).max(1e7), queue: z.number().int().min(0).max(1e7), capacity: z.number().int().min(1).max(100_000), draining: z.boolean() }).strict()),
   /** the registry's key and models (public: the catalog) */
-  registry: method<Record<string, never>, { key: string, writable: boolean, models: ModelListing[] }>('registry', 'public', z.object({}).strict()),
+  registry: method<Record<string, never>, { key: string, writable: boolean, models: ModelListing[] }>('registry', { from: ['stranger'] }, z.object({}).strict()),
   /** admins: change the registry (models, worker approval); on a replica gateway the write goes to the writer */
-  registryChange: method<z.infer<typeof adminToken> & { change: RegistryWrite }, { result: unknown }>('registryChange', 'public', adminToken.extend({ change: registryWrite }).strict()),
-  registryHistory: method<z.infer<typeof adminToken> & { limit?: number }, { key: string, entries: HistoryEntry[] }>('registryHistory', 'public', adminToken.extend({ limit: z.number().int().min(1).max(1000).optional() }).strict()),
-  workers: method<z.infer<typeof adminToken>, { workers: RegistryWorker[] }>('workers', 'public', adminToken.strict()),
+  registryChange: method<z.infer<typeof adminToken> & { change: RegistryWrite }, { result: unknown }>('registryChange', { from: ['stranger'], needs: 'admin' }, adminToken.extend({ change: registryWrite }).strict()),
+  registryHistory: method<z.infer<typeof adminToken> & { limit?: number }, { key: string, entries: HistoryEntry[] }>('registryHistory', { from: ['stranger'], needs: 'admin' }, adminToken.extend({ limit: z.number().int().min(1).max(1000).optional() }).strict()),
+  workers: method<z.infer<typeof adminToken>, { workers: RegistryWorker[] }>('workers', { from: ['stranger'], needs: 'admin' }, adminToken.strict()),
   /** admins: join tokens for workers (a worker presenting one is approved at once); the token is shown once */
-  joinTokens: method<z.infer<typeof joinTokensRequest>, { tokens: JoinTokenInfo[], created?: JoinTokenInfo & { token: string } }>('joinTokens', 'public', joinTokensRequest),
+  joinTokens: method<z.infer<typeof joinTokensRequest>, { tokens: JoinTokenInfo[], created?: JoinTokenInfo & { token: string } }>('joinTokens', { from: ['stranger'], needs: 'admin' }, joinTokensRequest),
   /** admins: drop the workers waiting for approval on this gateway (all, or one key, refused for a while after); they are disconnected */
-  pendingWorkers: method<z.infer<typeof pendingWorkersRequest>, { cleared: number }>('pendingWorkers', 'public', pendingWorkersRequest),
-  /** between gateways: a replica forwards an admin's change to the writer */
-  registryForward: method<{ change: RegistryWrite, by: string }, { result: unknown }>('registryForward', 'internal', z.object({ change: registryWrite, by: actor }).strict())
+  pendingWorkers: method<z.infer<typeof pendingWorkersRequest>, { cleared: number }>('pendingWorkers', { from: ['stranger'], needs: 'admin' }, pendingWorkersRequest),
+  /**
+   * between gateways: a replica forwards a change to the writer. With an admin's session the writer
+   * checks it and records the admin; without, only a gateway's own changes (a worker joining, a model
+   * it offers) are taken, recorded as the replica
+   */
+  registryForward: method<{ change: RegistryWrite, token?: string }, { result: unknown }>('registryForward', { from: ['replicaGateway'] }, z.object({ change: registryWrite, token: sessionToken.optional() }).strict())
 }

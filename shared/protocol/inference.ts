@@ -40,8 +40,8 @@ export const embedRequest = z.object({
 export interface EmbedResult { model: string, embeddings: number[][], usage: { promptTokens: number } }
 
 export const InferenceProtocol = {
-  embed: method<z.infer<typeof embedRequest>, EmbedResult>('embed', 'internal', embedRequest),
-  processPrompt: streamMethod<z.infer<typeof processPromptRequest>, PromptResult, TokenChunk>('processPrompt', 'internal', processPromptRequest),
-  listAvailableModels: method<Record<string, never>, { models: ModelInfo[] }>('listAvailableModels', 'internal', z.object({}).strict()),
-  getModelStatus: method<{ model: string }, ModelStatus>('getModelStatus', 'internal', z.object({ model: modelName }).strict())
+  embed: method<z.infer<typeof embedRequest>, EmbedResult>('embed', { from: ['gateway', 'operator'] }, embedRequest),
+  processPrompt: streamMethod<z.infer<typeof processPromptRequest>, PromptResult, TokenChunk>('processPrompt', { from: ['gateway', 'operator'] }, processPromptRequest),
+  listAvailableModels: method<Record<string, never>, { models: ModelInfo[] }>('listAvailableModels', { from: ['gateway', 'operator'] }, z.object({}).strict()),
+  getModelStatus: method<{ model: string }, ModelStatus>('getModelStatus', { from: ['gateway', 'operator'] }, z.object({ model: modelName }).strict())
 }

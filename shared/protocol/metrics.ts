@@ -2,7 +2,7 @@ import { z } from 'zod'
 import { method } from '../mesh/method.ts'
 
 // The metrics service: pulls every mesh member's metrics over RPC and serves one Prometheus endpoint.
-// All methods are internal; recordMetric accepts only a fixed allow-list of metric names and label
+// Its methods are for operators' tools (bare keys on its members list); recordMetric accepts only a fixed allow-list of metric names and label
 // values (see services/metrics/service.ts), so a caller can never grow the series count without bound.
 
 export interface ServiceHealth {
@@ -39,7 +39,7 @@ export const recordMetricRequest = z.object({
 
 export const MetricsProtocol = {
   /** the merged exposition of the whole mesh, as served on GET /metrics */
-  getMetrics: method<Record<string, never>, { contentType: string, text: string }>('getMetrics', 'internal', z.object({}).strict()),
-  getSystemHealth: method<Record<string, never>, SystemHealth>('getSystemHealth', 'internal', z.object({}).strict()),
-  recordMetric: method<z.infer<typeof recordMetricRequest>, { recorded: true }>('recordMetric', 'internal', recordMetricRequest)
+  getMetrics: method<Record<string, never>, { contentType: string, text: string }>('getMetrics', { from: ['operator'] }, z.object({}).strict()),
+  getSystemHealth: method<Record<string, never>, SystemHealth>('getSystemHealth', { from: ['operator'] }, z.object({}).strict()),
+  recordMetric: method<z.infer<typeof recordMetricRequest>, { recorded: true }>('recordMetric', { from: ['operator'] }, recordMetricRequest)
 }

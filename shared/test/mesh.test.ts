@@ -10,11 +10,11 @@ import { createLogger } from '../log.ts'
 import crypto from 'node:crypto'
 
 const Echo = {
-  echo: method<{ text: string }, { text: string, caller: string }>('echo', 'public', z.object({ text: z.string().max(10) }).strict()),
-  secret: method<Record<string, never>, { ok: true }>('secret', 'internal', z.object({}).strict()),
-  boom: method<Record<string, never>, never>('boom', 'public', z.object({}).strict()),
-  slow: method<{ ms: number }, { done: true }>('slow', 'public', z.object({ ms: z.number() }).strict()),
-  count: streamMethod<{ n: number, delay: number }, { sent: number, cancelled: boolean }, { i: number }>('count', 'public', z.object({ n: z.number().int(), delay: z.number() }).strict())
+  echo: method<{ text: string }, { text: string, caller: string }>('echo', { from: ['stranger'] }, z.object({ text: z.string().max(10) }).strict()),
+  secret: method<Record<string, never>, { ok: true }>('secret', { from: ['operator'] }, z.object({}).strict()),
+  boom: method<Record<string, never>, never>('boom', { from: ['stranger'] }, z.object({}).strict()),
+  slow: method<{ ms: number }, { done: true }>('slow', { from: ['stranger'] }, z.object({ ms: z.number() }).strict()),
+  count: streamMethod<{ n: number, delay: number }, { sent: number, cancelled: boolean }, { i: number }>('count', { from: ['stranger'] }, z.object({ n: z.number().int(), delay: z.number() }).strict())
 }
 
 class EchoService extends MeshService {

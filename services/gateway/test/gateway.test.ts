@@ -70,9 +70,10 @@ test('gateway: bad input gets coded errors and changes nothing; every process st
     ['both prompt and messages', () => client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'a', messages: [{ role: 'user', content: 'b' }] }), 'BAD_REQUEST'],
     ['negative max tokens', () => client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'a', maxTokens: -5 }), 'BAD_REQUEST'],
     ['unexpected field', () => client.call(GatewayProtocol.infer, { apiKey: key, prompt: 'a', admin: true } as any), 'BAD_REQUEST'],
-    ['missing api key', () => client.call(GatewayProtocol.infer, { prompt: 'a' } as any), 'BAD_REQUEST'],
+    // the credential is checked before the body is parsed
+    ['missing api key', () => client.call(GatewayProtocol.infer, { prompt: 'a' } as any), 'INVALID_API_KEY'],
     ['made-up api key', () => client.call(GatewayProtocol.infer, { apiKey: 'hi_' + 'A'.repeat(43), prompt: 'a' }), 'INVALID_API_KEY'],
-    ['null payload', () => client.call(GatewayProtocol.infer, null as any), 'BAD_REQUEST'],
+    ['null payload', () => client.call(GatewayProtocol.infer, null as any), 'INVALID_API_KEY'],
     ['array payload', () => client.call(GatewayProtocol.register, [1, 2, 3] as any), 'BAD_REQUEST'],
     ['weak password', () => client.call(GatewayProtocol.register, { username: 'bob', email: 'bob@example.com', password: 'short' }), 'BAD_REQUEST'],
     ['bad email', () => client.call(GatewayProtocol.register, { username: 'bob', email: 'not-an-email', password: 'long enough pw' }), 'BAD_REQUEST'],

@@ -14,7 +14,7 @@ import { promtoolCheck, sampleValue } from './util.ts'
 // The metrics service in-process on a local DHT: two small mesh members with a real RPC method, a
 // member that dies, and a client pushing metrics. What is asserted is what Prometheus would read.
 
-const ping = method<Record<string, never>, { pong: true }>('ping', 'public', z.object({}).strict())
+const ping = method<Record<string, never>, { pong: true }>('ping', { from: ['stranger'] }, z.object({}).strict())
 
 class Member extends MeshService {
   protected handlers (): HandlerTable { return handlers().on(ping, () => ({ pong: true as const })).table }
@@ -31,8 +31,8 @@ test('metrics: one merged exposition of every member, a dead member is up 0 with
   const metricsKp = kp()
   const clientKp = kp()
   const metricsKey = metricsKp.publicKey.toString('hex')
-  const alpha = new Member({ name: 'alpha', keyPair: kp(), log, bootstrap, allow: [metricsKey] })
-  const beta = new Member({ name: 'beta', keyPair: kp(), log, bootstrap, allow: [metricsKey] })
+  const alpha = new Member({ name: 'alpha', keyPair: kp(), log, bootstrap, allow: ['metrics=' + metricsKey] })
+  const beta = new Member({ name: 'beta', keyPair: kp(), log, bootstrap, allow: ['metrics=' + metricsKey] })
   await alpha.open()
   await beta.open()
   const metrics = new MetricsService({

@@ -333,7 +333,7 @@ test('registry: a replica over a HyperDHT connection follows the writer within 1
 
 // the integration path for the gateway: MeshService.onPeer on the writer, MeshClient on a replica
 
-const Ping = method<{ n: number }, { pong: number }>('registryTestPing', 'public', z.object({ n: z.number() }).strict())
+const Ping = method<{ n: number }, { pong: number }>('registryTestPing', { from: ['stranger'] }, z.object({ n: z.number() }).strict())
 
 class WriterService extends MeshService {
   constructor (opts: ConstructorParameters<typeof MeshService>[0], readonly registry: Registry) { super(opts) }
