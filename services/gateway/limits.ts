@@ -70,7 +70,7 @@ export class Pricing {
  */
 const SLICE_CHARS = 512
 /** tokenizing yields to the event loop after this long, so other requests are not held up */
-const SLICE_MS = 4
+const SLICE_MS = 2
 
 /**
  * Tokens the prompt will be billed for by a typical tokenizer (cl100k/o200k family), counted in
