@@ -14,6 +14,7 @@ import DHT from 'hyperdht'
 import { LocalMesh } from './lib/localmesh.ts'
 import { benchMetrics } from './bench-metrics.ts'
 import { formatTable, runLoad } from './bench-lib.ts'
+import { benchHostile } from './bench-hostile.ts'
 import { benchRouting } from './bench-routing.ts'
 import { MeshClient } from '../shared/mesh/client.ts'
 import { createDHT } from '../shared/mesh/dht.ts'
@@ -184,6 +185,11 @@ try {
   const routingRows = await benchRouting(SCALE)
   console.log('\n' + formatTable(routingRows))
   report.routing = routingRows
+  // one caller stalling the others: small requests alone and during 100k-character prompts
+  console.log('\nbench: event-loop delay during hostile prompts…')
+  const hostileRows = await benchHostile(SCALE)
+  console.log('\n' + formatTable(hostileRows))
+  report.hostile = hostileRows
   fs.writeFileSync(path.join(outDir, 'latest.json'), JSON.stringify(report, null, 2) + '\n')
 } catch (err) {
   console.error(`bench failed: ${(err as Error).message}`)

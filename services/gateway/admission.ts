@@ -4,9 +4,10 @@ import type { KeyIdentity } from '../../shared/protocol/auth.ts'
 import type { AdmitRequest, AdmitResult } from './accounting.ts'
 import { countersFor, describeCounter, promptTokenHold, toUsd, type Pricing, type TierLimits } from './limits.ts'
 
-// The gate every request passes before any worker sees it: authenticate the key, check its scope,
-// the model and the key's model list, then hold the request's worst case on every limit and on the
-// credits (one database round trip, shared by the requests that arrive together). Refusals are
+// The gate every request passes before any worker sees it, in the order the pipeline calls it:
+// authenticate the key; permit: its scope, the model and the key's model list; then (once the
+// prompt is counted) hold the request's worst case on every limit and on the credits (one database
+// round trip, shared by the requests that arrive together). Refusals are
 // coded: FORBIDDEN, UNKNOWN_MODEL, RATE_LIMITED, QUOTA_EXCEEDED, INSUFFICIENT_CREDITS, BUDGET_EXCEEDED.
 
 export interface AdmissionDeps {
@@ -51,16 +52,23 @@ export class Admission {
   /** Whether a request that names no model gets the configured default rather than the first served. */
   get hasDefaultModel (): boolean { return !!this.deps.defaultModel }
 
-  async admit (apiKey: string, requested: string | undefined, r: AdmissionTicket): Promise<{ identity: KeyIdentity, model: string }> {
-    const { served, accounting, pricing } = this.deps
-    const identity = await this.authenticate(apiKey)
+  /**
+   * Whether this key may run a request on `requested` (or the default model), and on which: its
+   * scope, its model list and the models served. No limit is held yet, and nothing is counted.
+   */
+  permit (identity: KeyIdentity, requested: string | undefined): string {
     this.metrics.userActive(identity.userId)
     if (!identity.scopes.includes('inference')) throw MeshError.FORBIDDEN('this API key lacks the inference scope')
     const model = requested ?? this.defaultModel()
     if (identity.models && !identity.models.includes(model)) throw MeshError.FORBIDDEN(`this API key may not use '${model}' (allowed: ${identity.models.join(', ')})`)
-    if (!served.serves(model)) throw MeshError.UNKNOWN_MODEL(model, served.modelIds())
-    if (!accounting) return { identity, model }
+    if (!this.deps.served.serves(model)) throw MeshError.UNKNOWN_MODEL(model, this.deps.served.modelIds())
+    return model
+  }
 
+  /** Hold the request's worst case on every limit of the key and its user, and on the credits. */
+  async hold (identity: KeyIdentity, model: string, r: AdmissionTicket): Promise<void> {
+    const { accounting, pricing } = this.deps
+    if (!accounting) return
     const holdIn = promptTokenHold(r.promptTokens)
     const credit = pricing.cost(model, holdIn, r.completionTokens)
     const now = new Date()
@@ -71,7 +79,6 @@ export class Admission {
       gateway: this.deps.gateway, credit, at: now.toISOString(), counters
     })
     if (!result.ok) throw this.refusal(result)
-    return { identity, model }
   }
 
   private defaultModel (): string {

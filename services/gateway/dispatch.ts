@@ -1,4 +1,4 @@
-import { MeshError } from '../../shared/errors.ts'
+import { MeshError, type ErrorCode } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log.ts'
 import type { RequestOf } from '../../shared/mesh/method.ts'
 import { InferenceProtocol, type EmbedResult, type PromptResult, type TokenChunk } from '../../shared/protocol/inference.ts'
@@ -7,12 +7,36 @@ import type { WorkerConn, WorkerPool } from './workers.ts'
 // Sending an admitted request to a worker: the pool picks the least-loaded worker that serves the
 // model; an attempt that fails with a retryable code goes to the next worker (each worker at most
 // once, up to maxAttempts) while the caller allows it; a worker silent for idleTimeoutMs fails its
-// attempt. The breaker hears of each worker's faults, never of the caller's.
+// attempt, and so does a frame the token stream refuses. The breaker hears of each worker's faults,
+// never of the caller's. A worker's failure reaches the caller in the gateway's words (fromWorker).
 
 const RETRYABLE = new Set(['UNAVAILABLE', 'TIMEOUT', 'BACKEND_ERROR', 'SHUTTING_DOWN', 'INTERNAL', 'UNKNOWN_MODEL'])
 
 /** A failure another worker might not have: the worker's fault, not the caller's. */
 export function isRetryable (code: string): boolean { return RETRYABLE.has(code) }
+
+/**
+ * The codes a worker's failure keeps (each matters to the caller or to retries), in the gateway's
+ * words: a worker's own text, details and retry-after never reach a caller, since a hostile worker
+ * could put anything there. Any other code is the backend failing.
+ */
+const WORKER_ERRORS: Partial<Record<ErrorCode, string>> = {
+  BACKEND_ERROR: 'the model backend failed',
+  TIMEOUT: 'the model backend did not answer in time',
+  UNAVAILABLE: 'the worker could not be reached',
+  SHUTTING_DOWN: 'the worker is shutting down',
+  UNKNOWN_MODEL: 'the worker does not serve this model',
+  BAD_REQUEST: 'the model backend refused the request',
+  PROMPT_TOO_LARGE: 'the prompt is too long for the model',
+  CANCELLED: 'the request was cancelled'
+}
+
+/** A worker's failure as the gateway tells it; an error that is not coded is the gateway's own and passes. */
+export function fromWorker (err: unknown): unknown {
+  if (!(err instanceof MeshError)) return err
+  const message = WORKER_ERRORS[err.code]
+  return message ? new MeshError(err.code, message) : MeshError.BACKEND_ERROR(WORKER_ERRORS.BACKEND_ERROR!)
+}
 
 export type DispatchOutcome<T> =
   | { ok: true, value: T, worker: string, attempts: number }
@@ -26,7 +50,8 @@ export interface PromptHooks {
   signal: AbortSignal
   /** an attempt starts (the first, or another worker's after a failure) */
   onAttempt (): void
-  onChunk (chunk: TokenChunk): void
+  /** a frame from the worker; an error returned ends the attempt as the worker's failure */
+  onChunk (chunk: TokenChunk): MeshError | null
   /** whether a failed attempt may go to another worker */
   mayRetry (): boolean
 }
@@ -58,14 +83,30 @@ export class Dispatcher implements WorkerDispatch {
   }
 
   prompt (req: PromptRequest, hooks: PromptHooks): Promise<DispatchOutcome<PromptResult>> {
-    return this.run(req.model, hooks.signal, (worker) => {
+    return this.run(req.model, hooks.signal, async (worker) => {
       hooks.onAttempt()
-      return worker.peer.stream(InferenceProtocol.processPrompt, req, { signal: hooks.signal, idleTimeout: this.idleTimeoutMs, onChunk: hooks.onChunk })
+      const attempt = new AbortController()
+      const onAbort = () => attempt.abort()
+      hooks.signal.addEventListener('abort', onAbort, { once: true })
+      if (hooks.signal.aborted) attempt.abort()
+      let broken: MeshError | null = null
+      const onChunk = (chunk: TokenChunk) => {
+        if (broken) return // the rest of a batch from a worker that broke the protocol
+        broken = hooks.onChunk(chunk)
+        if (broken) attempt.abort()
+      }
+      try {
+        return await worker.peer.stream(InferenceProtocol.processPrompt, req, { signal: attempt.signal, idleTimeout: this.idleTimeoutMs, onChunk })
+      } catch (err) {
+        throw broken ?? fromWorker(err)
+      } finally {
+        hooks.signal.removeEventListener('abort', onAbort)
+      }
     }, hooks.mayRetry)
   }
 
   embed (req: WorkerEmbedRequest, signal: AbortSignal): Promise<DispatchOutcome<EmbedResult>> {
-    return this.run(req.model, signal, (worker) => worker.peer.call(InferenceProtocol.embed, req, { timeout: this.idleTimeoutMs }), () => true)
+    return this.run(req.model, signal, (worker) => worker.peer.call(InferenceProtocol.embed, req, { timeout: this.idleTimeoutMs }).catch((err) => { throw fromWorker(err) }), () => true)
   }
 
   /** Run `attempt` on one worker after another until one succeeds or a failure may not be retried. */

@@ -1,6 +1,5 @@
 import { countTokens } from 'gpt-tokenizer'
 import { z } from 'zod'
-import type { ChatMessage } from '../../shared/protocol/inference.ts'
 import { modelInput, modelName } from '../../shared/registry/schema.ts'
 import type { CounterSpec } from './accounting.ts'
 
@@ -65,11 +64,46 @@ export class Pricing {
   configured (model: string): Price | null { return this.table.get(model) ?? null }
 }
 
-/** Tokens the prompt will be billed for by a typical tokenizer (cl100k/o200k family). */
-export function countPromptTokens (messages: ChatMessage[]): number {
-  let n = 0
-  for (const m of messages) n += countTokens(m.content) + 4 // role and separators, as chat templates add
-  return n + 2
+/**
+ * chars tokenized in one call: BPE over one unbroken run (100k of 'a' or of one CJK character) costs
+ * time quadratic in the run's length, so no call sees a longer run than this
+ */
+const SLICE_CHARS = 512
+/** tokenizing yields to the event loop after this long, so other requests are not held up */
+const SLICE_MS = 2
+
+/**
+ * Tokens the prompt will be billed for by a typical tokenizer (cl100k/o200k family), counted in
+ * slices of at most SLICE_CHARS: time linear in the prompt's length, and the event loop is given back
+ * every SLICE_MS. A slice ends before whitespace where there is some near its end, so ordinary text
+ * counts as it would whole; a run without any is cut (its count may then differ by a token a slice,
+ * and it is this count that is held and, failing the worker's own, charged).
+ */
+export async function countPromptTokens (texts: string[]): Promise<number> {
+  let n = 2
+  let since = performance.now()
+  for (const text of texts) {
+    n += 4 // role and separators, as chat templates add
+    for (let at = 0; at < text.length;) {
+      const end = sliceEnd(text, at)
+      n += countTokens(text.slice(at, end))
+      at = end
+      if (performance.now() - since > SLICE_MS) {
+        await new Promise((resolve) => setImmediate(resolve))
+        since = performance.now()
+      }
+    }
+  }
+  return n
+}
+
+const WHITESPACE = /\s/
+function sliceEnd (text: string, from: number): number {
+  if (text.length - from <= SLICE_CHARS) return text.length
+  const end = from + SLICE_CHARS
+  for (let i = end; i > end - 64; i--) if (WHITESPACE.test(text[i]!)) return i
+  const code = text.charCodeAt(end - 1)
+  return code >= 0xd800 && code <= 0xdbff ? end - 1 : end // never split a surrogate pair
 }
 
 /** A hold that covers the backend's own count: its tokenizer may differ from ours. */

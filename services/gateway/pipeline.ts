@@ -7,14 +7,17 @@ import type { GatewayProtocol, InferResult } from '../../shared/protocol/gateway
 import type { ChatMessage, PromptResult, TokenChunk } from '../../shared/protocol/inference.ts'
 import type { Admission } from './admission.ts'
 import { isRetryable, type DispatchOutcome, type WorkerDispatch } from './dispatch.ts'
-import { countPromptTokens, toUsd } from './limits.ts'
+import { countPromptTokens, promptTokenHold, toUsd } from './limits.ts'
 import type { Listings } from './listings.ts'
 import { route } from './router.ts'
 import type { Settler } from './settlement.ts'
 import { TokenStream } from './token-stream.ts'
 
-// One inference request, step by step: validate → authenticate and admit (admission.ts) → dispatch
-// to a worker (dispatch.ts) → stream its tokens back (token-stream.ts) → settle (settlement.ts).
+// One inference request, step by step: validate its shape and size → authenticate the key and
+// permit the model (admission.ts) → count the prompt, only now → hold the worst case (admission.ts)
+// → dispatch to a worker (dispatch.ts) → stream its tokens back (token-stream.ts) → settle
+// (settlement.ts). What a worker reports is clamped to what was held and delivered, and the caller
+// is told exactly what was charged.
 // Everything it uses comes in through PipelineDeps, so it runs the same on real workers and on fakes.
 
 export type InferRequest = RequestOf<typeof GatewayProtocol.infer>
@@ -28,7 +31,7 @@ export interface Caller {
 }
 
 export interface PipelineDeps {
-  admission: Pick<Admission, 'authenticate' | 'admit' | 'hasDefaultModel'>
+  admission: Pick<Admission, 'authenticate' | 'permit' | 'hold' | 'hasDefaultModel'>
   dispatch: WorkerDispatch
   settler: Pick<Settler, 'settle'>
   listings: Pick<Listings, 'candidates' | 'firstToken' | 'measured'>
@@ -39,9 +42,9 @@ export interface PipelineDeps {
 }
 
 const FINISH_REASONS = new Set<unknown>(['stop', 'length', 'cancelled'])
-/** a token count from a peer: a non-negative integer (capped), anything else counts as unknown (0) */
+/** a token count from a peer: a positive integer, anything else counts as unknown (0); the caller bounds it */
 function count (v: unknown): number {
-  return typeof v === 'number' && Number.isSafeInteger(v) && v > 0 ? Math.min(v, 100_000_000) : 0
+  return typeof v === 'number' && Number.isSafeInteger(v) && v > 0 ? v : 0
 }
 
 export class RequestPipeline {
@@ -57,11 +60,16 @@ export class RequestPipeline {
     const started = Date.now()
     const messages: ChatMessage[] = req.messages ?? [{ role: 'user', content: req.prompt ?? '' }]
     this.checkSize(messages.map((m) => m.content), 'prompt')
-    const promptTokens = countPromptTokens(messages)
+    const { admission } = this.deps
+    // a stranger's request costs a key lookup and nothing more: counting the prompt comes after
+    const identity = await admission.authenticate(req.apiKey)
+    const { requested, chosen } = this.chooseModel(req)
+    const model = admission.permit(identity, requested)
+    const promptTokens = await countPromptTokens(messages.map((m) => m.content))
+    if (caller.signal.aborted) throw MeshError.CANCELLED('the caller cancelled the request')
     const ceiling = req.maxTokens ?? this.deps.defaultMaxTokens ?? 1024
     const id = crypto.randomUUID()
-    const { requested, chosen } = this.chooseModel(req)
-    const { model } = await this.deps.admission.admit(req.apiKey, requested, {
+    await admission.hold(identity, model, {
       id, kind: 'chat', promptTokens, completionTokens: ceiling, trace: req.traceId ?? null, promptHash: sha256Hex(req.prompt ?? JSON.stringify(messages))
     })
     const { out, tokens } = await this.stream({ requestId: id, model, messages, maxTokens: req.maxTokens, temperature: req.temperature, ...(req.stop ? { stop: req.stop } : {}) },
@@ -100,9 +108,13 @@ export class RequestPipeline {
     const started = Date.now()
     const input = typeof req.input === 'string' ? [req.input] : req.input
     this.checkSize(input, 'input')
-    const promptTokens = countPromptTokens(input.map((content) => ({ role: 'user' as const, content })))
+    const { admission } = this.deps
+    const identity = await admission.authenticate(req.apiKey)
+    admission.permit(identity, req.model)
+    const promptTokens = await countPromptTokens(input)
+    if (caller.signal.aborted) throw MeshError.CANCELLED('the caller cancelled the request')
     const id = crypto.randomUUID()
-    await this.deps.admission.admit(req.apiKey, req.model, { id, kind: 'embed', promptTokens, completionTokens: 0, trace: req.traceId ?? null, promptHash: sha256Hex(JSON.stringify(input)) })
+    await admission.hold(identity, req.model, { id, kind: 'embed', promptTokens, completionTokens: 0, trace: req.traceId ?? null, promptHash: sha256Hex(JSON.stringify(input)) })
     const out = await this.deps.dispatch.embed({ requestId: id, model: req.model, input }, caller.signal)
     if (!out.ok) {
       const err = out.err instanceof MeshError ? out.err : MeshError.INTERNAL()
@@ -112,7 +124,7 @@ export class RequestPipeline {
       })
       throw err
     }
-    const tokensIn = count(out.value?.usage?.promptTokens) || promptTokens
+    const tokensIn = Math.min(count(out.value?.usage?.promptTokens) || promptTokens, promptTokenHold(promptTokens))
     const cost = await this.deps.settler.settle({ id, model: req.model, status: 'success', worker: out.worker, tokensIn, tokensOut: 0, started, ttftMs: null, error: null })
     this.metrics.countTokens(req.model, tokensIn, 0)
     this.metrics.observeInference(req.model, (Date.now() - started) / 1000)
@@ -162,14 +174,20 @@ export class RequestPipeline {
     }
   }
 
-  /** What the request used: the worker's counts, checked like any input, within what was delivered and the ceiling. */
+  /**
+   * What the request is charged, and told it used: the worker's counts, checked like any input and
+   * bounded by what was held and delivered. The prompt by its hold (the estimate with the margin for
+   * the backend's own tokenizer); the completion by the ceiling, and by the bytes delivered (a token
+   * is at least a byte), never below the frames delivered.
+   */
   private usage (out: DispatchOutcome<PromptResult>, tokens: TokenStream, promptTokens: number, ceiling: number) {
     const reported = out.ok && out.value && typeof out.value.usage === 'object' && out.value.usage !== null
       ? { promptTokens: count(out.value.usage.promptTokens), completionTokens: count(out.value.usage.completionTokens) }
       : null
+    const completionBound = Math.min(ceiling, Math.max(tokens.delivered, tokens.bytes))
     return {
-      promptTokens: reported?.promptTokens || promptTokens,
-      completionTokens: Math.min(reported && !tokens.truncated ? Math.max(reported.completionTokens, tokens.delivered) : tokens.delivered, ceiling)
+      promptTokens: Math.min(reported?.promptTokens || promptTokens, promptTokenHold(promptTokens)),
+      completionTokens: reported && !tokens.truncated ? Math.min(Math.max(reported.completionTokens, tokens.delivered), completionBound) : tokens.delivered
     }
   }
 }

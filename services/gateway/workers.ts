@@ -13,7 +13,10 @@ export interface WorkerConn {
   publicKey: string
   peer: Peer
   models: Map<string, ModelInfo>
+  /** what routing weighs its load by: the worker's latest claim, never above `registeredCapacity` */
   capacity: number
+  /** the capacity it registered with, which is recorded in the registry (the operator sees it there) */
+  registeredCapacity: number
   label: string | null
   inflight: number
   served: number
@@ -52,12 +55,13 @@ export class WorkerPool {
     if (existing && existing.peer === peer) {
       existing.models = new Map(models.map((m) => [m.id, m]))
       existing.capacity = capacity
+      existing.registeredCapacity = capacity
       existing.label = label
       existing.approved = approved
       return existing
     }
     const conn: WorkerConn = {
-      publicKey: peer.remoteKey, peer, models: new Map(models.map((m) => [m.id, m])), capacity, label,
+      publicKey: peer.remoteKey, peer, models: new Map(models.map((m) => [m.id, m])), capacity, registeredCapacity: capacity, label,
       inflight: 0, served: 0, failures: 0, connectedAt: new Date(), approved, consecutiveFailures: 0, openUntil: 0, trial: false, reported: null
     }
     this.workers.set(peer.remoteKey, conn)
@@ -73,9 +77,10 @@ export class WorkerPool {
   /** a worker that sent heartbeats and then went silent for this long is skipped (half-open connection) */
   staleAfterMs = 10_000
 
+  /** A worker's load report. It may lower its capacity (it is busy elsewhere), never raise it past what it registered. */
   heartbeat (w: WorkerConn, beat: { inflight: number, queue: number, capacity: number, draining: boolean }): void {
     w.reported = { inflight: beat.inflight, queue: beat.queue, draining: beat.draining, at: Date.now() }
-    w.capacity = beat.capacity
+    w.capacity = Math.max(1, Math.min(beat.capacity, w.registeredCapacity))
   }
 
   /** outstanding work relative to capacity: what this gateway sent, or the worker's own count if larger */

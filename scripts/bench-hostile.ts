@@ -1,0 +1,106 @@
+// Whether one caller can stall the gateway for the others, on real processes (LocalMesh: auth, a
+// gateway, a synthetic worker, PostgreSQL): another user's small requests (c=1) alone, then while
+// 100k-character prompts of one CJK character (slow to tokenize) are sent without pause, with a
+// made-up key and with a real one. Reports the small requests' latency, the p99 they gained, and
+// the gateway's own event-loop delay (its nodejs_eventloop_lag_max_seconds over each phase).
+// The gateway's budget: no request delays another by more than 50 ms.
+// Standalone: `npx tsx scripts/bench-hostile.ts` (BENCH_SCALE=0.2 shortens it).
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import RPC from '@hyperswarm/rpc'
+import c from 'compact-encoding'
+import DHT from 'hyperdht'
+import { LocalMesh } from './lib/localmesh.ts'
+import { MeshClient } from '../shared/mesh/client.ts'
+import { createDHT } from '../shared/mesh/dht.ts'
+import { bootstrapList } from '../shared/config.ts'
+import { CommonProtocol } from '../shared/protocol/common.ts'
+import { GatewayProtocol } from '../shared/protocol/gateway.ts'
+import { runLoad, runStandalone, type Row } from './bench-lib.ts'
+
+const BIG = '漢'.repeat(100_000)
+
+/** the gateway's largest event-loop delay since the last read, in ms (reading resets it) */
+async function loopLagMaxMs (gateway: MeshClient): Promise<number> {
+  const { text } = await gateway.call(CommonProtocol.metricsText, {}, 30_000)
+  const line = text.split('\n').find((l) => l.startsWith('nodejs_eventloop_lag_max_seconds'))
+  return line ? Number(line.split(' ').at(-1)) * 1000 : NaN
+}
+
+export async function benchHostile (scale: number): Promise<Row[]> {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'hyperinfer-bench-hostile-'))
+  const keyPair = DHT.keyPair(crypto.randomBytes(32))
+  const limits = { requestsPerHour: 1e8, userRequestsPerHour: 1e8, tokensPerHour: 1e12, tokensPerDay: 1e12 }
+  const mesh = new LocalMesh({
+    home,
+    databaseUrl: process.env.DATABASE_URL || undefined,
+    webPort: 0,
+    metricsPort: 0,
+    extraAllow: [keyPair.publicKey.toString('hex')],
+    serviceEnv: {
+      gateway: { LOG_LEVEL: 'warn', TIER_LIMITS: JSON.stringify({ default: limits, premium: limits }) },
+      inference: { LOG_LEVEL: 'warn', SYNTHETIC_TOKENS_PER_SEC: '0' },
+      auth: { LOG_LEVEL: 'warn' }
+    }
+  })
+  let rpc: RPC | null = null
+  let dht: DHT | null = null
+  const rows: Row[] = []
+  try {
+    await mesh.start()
+    dht = createDHT({ keyPair, bootstrap: bootstrapList(mesh.bootstrapString), clientOnly: true })
+    rpc = new RPC({ keyPair, dht, valueEncoding: c.json })
+    const gateway = new MeshClient(rpc, Buffer.from(mesh.gatewayKey, 'hex'), { name: 'gateway' })
+    await gateway.waitOpen(15_000)
+    const keyOf = async (name: string) => {
+      const email = `${name}@example.com`
+      await gateway.call(GatewayProtocol.register, { username: name, email, password: 'bench password' })
+      const { token } = await gateway.call(GatewayProtocol.login, { email, password: 'bench password' })
+      return (await gateway.call(GatewayProtocol.createKey, { token, name: 'bench' })).key
+    }
+    const victim = await keyOf('victim' + Date.now())
+    const attacker = await keyOf('attacker' + Date.now())
+    const madeUp = 'hi_' + crypto.randomBytes(32).toString('base64url').slice(0, 43)
+    const small = (i: number) => gateway.call(GatewayProtocol.infer, { apiKey: victim, prompt: `small ${i}`, maxTokens: 4 }, 30_000)
+    const n = Math.max(100, Math.round(500 * scale))
+
+    await runLoad(10, 200, small) // warm
+    await loopLagMaxMs(gateway)
+    const quiet = await runLoad(1, n, small)
+    const quietLag = await loopLagMaxMs(gateway)
+
+    let running = true
+    let sent = 0
+    const flood = async (apiKey: string) => {
+      while (running) {
+        sent++
+        await gateway.call(GatewayProtocol.infer, { apiKey, prompt: BIG, maxTokens: 2 }, 120_000).catch(() => {}) // refusals are the point
+      }
+    }
+    const floods = [flood(madeUp), flood(attacker)]
+    const hostile = await runLoad(1, n, small)
+    const hostileLag = await loopLagMaxMs(gateway)
+    running = false
+    await Promise.all(floods)
+
+    const row = (phase: string, r: Awaited<ReturnType<typeof runLoad>>, lag: number): Row => ({
+      bench: 'event-loop delay during hostile prompts', phase, requests: n, errors: r.errors, 'p50 ms': r.p50.toFixed(2), 'p99 ms': r.p99.toFixed(2), 'gateway loop max ms': lag.toFixed(1)
+    })
+    rows.push(row('quiet', quiet, quietLag))
+    rows.push({ ...row(`100k-char prompts (${sent} sent, made-up and real key)`, hostile, hostileLag), 'p99 added ms': (hostile.p99 - quiet.p99).toFixed(2) })
+    await gateway.close()
+  } finally {
+    await rpc?.destroy({ force: true }).catch(() => {})
+    await dht?.destroy().catch(() => {})
+    await mesh.stop()
+    fs.rmSync(home, { recursive: true, force: true })
+  }
+  return rows
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  await runStandalone('bench-hostile', 'small requests alone and during 100k-character prompts', 'budget: p99 added ≤ 50 ms and gateway loop max ≤ 50 ms', benchHostile)
+}
