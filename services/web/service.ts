@@ -2,6 +2,7 @@ import path from 'node:path'
 import crypto from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import { allowedHosts, hostAllowed, hostRefusal } from '../../shared/host-allow.ts'
 import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
 import type { HandlerTable } from '../../shared/mesh/peer.ts'
@@ -144,9 +145,11 @@ export class WebService extends MeshService {
       frameworkErrors: (err, req, reply) => { this.sendError(err, req, reply) }
     })
 
+    const hosts = allowedHosts(this.httpHost)
     app.addHook('onRequest', async (req, reply) => {
       reply.header('x-request-id', req.id)
       reply.header('x-content-type-options', 'nosniff')
+      if (!hostAllowed(req.headers.host, hosts)) throw new MeshError('HOST_NOT_ALLOWED', hostRefusal(req.headers.host))
     })
     app.addHook('onResponse', async (req, reply) => {
       // path only: a query string is never logged, and no header or body ever is
