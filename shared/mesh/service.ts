@@ -6,6 +6,7 @@ import type ProtomuxRPC from 'protomux-rpc'
 import { createDHT, type Bootstrap } from './dht.ts'
 import { MeshClient, type MeshClientOptions } from './client.ts'
 import { Peer, type HandlerTable } from './peer.ts'
+import { ConnectionLimiter, connectionLimits, type ConnectionLimits } from './conn-limit.ts'
 import type { MethodDef } from './method.ts'
 import type { Logger } from '../log.ts'
 import { ServiceMetrics } from '../metrics.ts'
@@ -25,6 +26,8 @@ export interface MeshServiceOptions {
   allow?: string[]
   /** reject connections from anyone not on the allow-list (services with no public methods) */
   privateOnly?: boolean
+  /** caps on non-members' connections (default: conn-limit.ts) */
+  connectionLimits?: ConnectionLimits
 }
 
 export const VERSION = '0.1.0'
@@ -44,6 +47,7 @@ export abstract class MeshService {
   readonly peers = new Set<Peer>()
   readonly metrics: ServiceMetrics
   readonly startedAt = Date.now()
+  private readonly connLimit: ConnectionLimiter
   private opening: Promise<void> | null = null
   private closing: Promise<void> | null = null
 
@@ -56,6 +60,7 @@ export abstract class MeshService {
     this.bootstrap = opts.bootstrap
     this.host = opts.host
     this.metrics = new ServiceMetrics(opts.name)
+    this.connLimit = new ConnectionLimiter(opts.connectionLimits ?? connectionLimits({}), (k) => this.isMeshMember(k), opts.log)
   }
 
   get publicKey (): string { return this.keyPair.publicKey.toString('hex') }
@@ -101,9 +106,10 @@ export abstract class MeshService {
     table.set(CommonProtocol.metricsText.name, { def: CommonProtocol.metricsText, fn: () => this.metrics.text() })
     const observe = (m: string, outcome: string, seconds: number) => this.metrics.observeRequest(m, outcome, seconds)
     const server = this.rpcInstance.createServer({
-      firewall: (remotePublicKey: Buffer) => this.privateOnly && !this.isMeshMember(remotePublicKey.toString('hex'))
+      firewall: (remotePublicKey: Buffer) => (this.privateOnly && !this.isMeshMember(remotePublicKey.toString('hex'))) || this.connLimit.refuse(remotePublicKey.toString('hex'))
     })
     server.on('connection', (channel: ProtomuxRPC) => {
+      if (!this.connLimit.admit(channel)) return
       const peer = new Peer(channel, { handlers: table, authorize: (k, d) => this.authorize(k, d), log: this.log, observe })
       this.peers.add(peer)
       this.log.debug({ peer: peer.remoteKey.slice(0, 16) }, 'peer connected')
