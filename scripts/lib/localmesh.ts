@@ -171,8 +171,8 @@ export class LocalMesh {
       while (Date.now() < deadline) {
         const h = await conn.open().then((client) => client.call(GatewayProtocol.getServiceHealth, {}, 5000)).catch(() => null)
         if (h) {
-          if (h.auth === 'connected' && h.workers.length >= workers) return
-          last = `auth ${h.auth}, ${h.workers.length}/${workers} workers registered`
+          if (h.auth === 'connected' && h.workerCount >= workers) return
+          last = `auth ${h.auth}, ${h.workerCount}/${workers} workers registered`
         }
         await new Promise((r) => setTimeout(r, 100))
       }

@@ -201,8 +201,8 @@ export class MetricsService extends MeshService {
     await Promise.all(gateways.map(async (g) => {
       const r = await this.bounded(g, GatewayProtocol.getServiceHealth)
       if (!r.ok) { this.gatewayWorkers.delete(g.instance); return }
-      this.gatewayWorkers.set(g.instance, r.value.workers.length)
-      for (const w of r.value.workers) {
+      this.gatewayWorkers.set(g.instance, r.value.workerCount)
+      for (const w of r.value.workers ?? []) {
         const t = this.targets.get(w.publicKey.toLowerCase()) ?? this.addTarget('inference', w.publicKey, 'discovered')
         if (t) t.listedAt = now
       }

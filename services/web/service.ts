@@ -9,7 +9,7 @@ import type { HandlerTable } from '../../shared/mesh/peer.ts'
 import { parseRequest } from '../../shared/mesh/method.ts'
 import { MeshError, type ErrorCode } from '../../shared/errors.ts'
 import { AuthProtocol } from '../../shared/protocol/auth.ts'
-import { GatewayProtocol, type ModelListing } from '../../shared/protocol/gateway.ts'
+import { GatewayProtocol, type RegistryListing } from '../../shared/protocol/gateway.ts'
 import { RegistryReplica, registryListing, replicateOverClient } from '../../shared/registry/index.ts'
 import { landingPage } from './landing.ts'
 import { registerOpenAIRoutes } from './openai.ts'
@@ -105,6 +105,7 @@ export class WebService extends MeshService {
     while (!this.closingRegistry) {
       try {
         const { key } = await this.client('gateway').call(GatewayProtocol.registry, {}, 5000)
+        if (!key) throw MeshError.FORBIDDEN('the gateway does not count this service as a mesh member')
         const replica = new RegistryReplica({ key, storage: path.join(this.home, 'registry', 'web'), log: this.log })
         await replica.open()
         if (this.closingRegistry) { await replica.close(); return }
@@ -120,7 +121,7 @@ export class WebService extends MeshService {
   }
 
   /** The registry's models: from the local replica once it is replicating, else from the gateway. */
-  async registryListing (): Promise<{ key: string, writable: boolean, models: ModelListing[] }> {
+  async registryListing (): Promise<RegistryListing> {
     const r = this.replica
     if (r?.opened && r.peerCount > 0) {
       return { key: r.key, writable: false, models: registryListing(await r.listModels()) }
@@ -169,7 +170,8 @@ export class WebService extends MeshService {
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       auth: this.auth?.connected ? 'connected' : 'disconnected',
       gateway: this.gateway?.connected ? 'connected' : 'disconnected',
-      registry: this.replica?.opened ? { key: this.replica.key, version: this.replica.version, peers: this.replica.peerCount } : null
+      // the registry's key is the network key: admins read it on the dashboard, strangers get none
+      registry: this.replica?.opened ? { version: this.replica.version, peers: this.replica.peerCount } : null
     }))
 
     app.post('/api/auth/register', async (req, reply) => {

@@ -68,10 +68,19 @@ export interface GatewayHealth {
   uptimeSeconds: number
   auth: 'connected' | 'disconnected'
   database: 'ok' | 'error'
-  workers: WorkerSummary[]
+  /** connected workers, approved or not */
+  workerCount: number
+  /** each worker by its key: for admins and mesh members only */
+  workers?: WorkerSummary[]
   models: string[]
   inflight: number
 }
+
+/** the registry's public view; its key (the network key) is for admins and mesh members only */
+export interface RegistryListing { key?: string, writable: boolean, models: ModelListing[] }
+
+/** a public method's request that may carry a session: an admin's session gets the full answer */
+const maybeAdmin = z.object({ token: sessionToken.optional() }).strict()
 
 export interface QuotaLimit {
   name: string
@@ -189,7 +198,7 @@ export const GatewayProtocol = {
   grantCredits: method<z.infer<typeof grantCreditsRequest>, ResponseOf<typeof AuthProtocol.grantCredits>>('grantCredits', 'public', grantCreditsRequest),
   infer: streamMethod<z.infer<typeof inferRequest>, InferResult, TokenChunk>('infer', 'public', inferRequest),
   models: method<Record<string, never>, { models: ModelListing[] }>('models', 'public', z.object({}).strict()),
-  getServiceHealth: method<Record<string, never>, GatewayHealth>('getServiceHealth', 'public', z.object({}).strict()),
+  getServiceHealth: method<z.infer<typeof maybeAdmin>, GatewayHealth>('getServiceHealth', 'public', maybeAdmin),
   getUserQuota: method<{ apiKey: string }, Quota>('getUserQuota', 'public', z.object({ apiKey }).strict()),
   /** a session's account-wide limits (all keys together) and credits */
   accountQuota: method<{ token: string }, { tier: string, limits: QuotaLimit[], credits: Credits }>('accountQuota', 'public', z.object({ token: sessionToken }).strict()),
@@ -197,8 +206,8 @@ export const GatewayProtocol = {
   /** a registered worker's load, every couple of seconds; `draining` asks for no new requests */
   workerHeartbeat: method<{ inflight: number, queue: number, capacity: number, draining: boolean }, { ok: true }>('workerHeartbeat', 'public',
     z.object({ inflight: z.number().int().min(0).max(1e7), queue: z.number().int().min(0).max(1e7), capacity: z.number().int().min(1).max(100_000), draining: z.boolean() }).strict()),
-  /** the registry's key and models (public: the catalog) */
-  registry: method<Record<string, never>, { key: string, writable: boolean, models: ModelListing[] }>('registry', 'public', z.object({}).strict()),
+  /** the registry's models (public: the catalog) and, for admins and members, its key */
+  registry: method<z.infer<typeof maybeAdmin>, RegistryListing>('registry', 'public', maybeAdmin),
   /** admins: change the registry (models, worker approval); on a replica gateway the write goes to the writer */
   registryChange: method<z.infer<typeof adminToken> & { change: RegistryWrite }, { result: unknown }>('registryChange', 'public', adminToken.extend({ change: registryWrite }).strict()),
   registryHistory: method<z.infer<typeof adminToken> & { limit?: number }, { key: string, entries: HistoryEntry[] }>('registryHistory', 'public', adminToken.extend({ limit: z.number().int().min(1).max(1000).optional() }).strict()),
