@@ -72,6 +72,21 @@ export class CliContext {
     }
   }
 
+  /**
+   * A read the gateway answers an admin's session in more detail: made with the session when there is
+   * one, and without it when there is none or auth no longer accepts it (the public answer still helps).
+   */
+  async withSessionIfAny<Res> (call: (req: { token?: string }) => Promise<Res>): Promise<Res> {
+    let token: string
+    try { token = this.sessionToken() } catch { return call({}) } // no current session
+    try {
+      return await call({ token })
+    } catch (err) {
+      if ((err as { code?: string }).code === 'UNAUTHENTICATED') return call({})
+      throw err
+    }
+  }
+
   apiKey (flag?: string): string {
     const key = flag || process.env.HYPERINFER_API_KEY
     if (!key) throw new UsageError('no API key: pass --key or set HYPERINFER_API_KEY (create one with `hyperinfer keys create --name N`)')

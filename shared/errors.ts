@@ -12,6 +12,7 @@ export const ErrorCodes = {
   INVALID_API_KEY: 'INVALID_API_KEY', // unknown, revoked or expired API key
   FORBIDDEN: 'FORBIDDEN', // authenticated but not allowed (firewall, scopes, ownership)
   CSRF_REJECTED: 'CSRF_REJECTED', // a dashboard form post without the same-origin proof
+  HOST_NOT_ALLOWED: 'HOST_NOT_ALLOWED', // an HTTP request naming a Host the server does not answer to
   NOT_FOUND: 'NOT_FOUND',
   CONFLICT: 'CONFLICT', // duplicate username / email
   INVALID_CREDENTIALS: 'INVALID_CREDENTIALS',

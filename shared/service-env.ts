@@ -6,6 +6,7 @@ import { bootstrapList, ConfigError, loadConfig, meshEnv, stateDir } from './con
 import { serviceKeyPair } from './keys.ts'
 import { createLogger } from './log.ts'
 import type { MeshServiceOptions } from './mesh/service.ts'
+import { connectionLimits } from './mesh/conn-limit.ts'
 
 // What every service process reads first: where its state lives, its identity, the bootstrap list,
 // and the allow-list of mesh members.
@@ -24,7 +25,8 @@ export function meshOptions (name: string, env: NodeJS.ProcessEnv = process.env)
     log: createLogger(env.HYPERINFER_SERVICE_NAME || name, cfg.LOG_LEVEL),
     bootstrap,
     host: env.HYPERINFER_HOST || undefined,
-    allow: cfg.HYPERINFER_MESH_ALLOW
+    allow: cfg.HYPERINFER_MESH_ALLOW,
+    connectionLimits: connectionLimits(env)
   }
 }
 

@@ -3,7 +3,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { startTestMesh, gatewayClient, userWithKey, waitFor } from './support/harness.ts'
+import { startTestMesh, gatewayClient, registerAdmin, userWithKey, waitFor } from './support/harness.ts'
 import { createNetNs, spawnLongCli } from './support/netns.ts'
 import { serviceKeyPair } from '../shared/keys.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
@@ -35,7 +35,7 @@ test('netns: a worker in its own network namespace joins the gateway over the DH
   t.comment(`namespace ${ns.name}: host ${ns.hostIp} (${ns.hostIf}) <-> worker ${ns.nsIp} (${ns.nsIf})`)
 
   // the mesh's bootstrapper binds all interfaces and is advertised at the host's end of the link
-  const { mesh } = await startTestMesh(t, { publicHost: ns.hostIp })
+  const { mesh } = await startTestMesh(t, { publicHost: ns.hostIp, serviceEnv: { auth: { ADMIN_USERS: 'boss' } } })
   t.ok(mesh.bootstrapString.startsWith(`${ns.hostIp}:`), `bootstrap ${mesh.bootstrapString}`)
   const { client } = await gatewayClient(t, mesh)
 
@@ -61,8 +61,9 @@ test('netns: a worker in its own network namespace joins the gateway over the DH
 
   const listedIn = await waitFor('netns-model listed by the gateway', async () => (await modelIds(client)).includes('netns-model'), 20_000)
   t.pass(`the gateway lists netns-model (${listedIn} ms after the registered line)`)
-  const health = await client.call(GatewayProtocol.getServiceHealth, {})
-  const entry = health.workers.find((x) => x.publicKey === workerKey)
+  // each worker's key is shown to an admin's session
+  const health = await client.call(GatewayProtocol.getServiceHealth, { token: await registerAdmin(client) })
+  const entry = health.workers?.find((x) => x.publicKey === workerKey)
   t.alike(entry?.models, ['netns-model'], 'the gateway knows the namespaced worker by its key')
 
   const user = await userWithKey(client)

@@ -85,9 +85,9 @@ test('openai compat: chat, streaming with usage, completions, models, stop, and 
   const e400b = await openai.chat.completions.create({ model: 'synthetic', messages: [] }).catch((e) => e)
   t.is(e400b.status, 400, 'empty messages → 400')
 
-  const scoped = await rpc.call(GatewayProtocol.createKey, { token, name: 'models only', scopes: ['models'] })
+  const scoped = await rpc.call(GatewayProtocol.createKey, { token, name: 'other model only', models: ['other-model'] })
   const e403 = await new OpenAI({ baseURL: mesh.webUrl + '/v1', apiKey: scoped.key, maxRetries: 0 }).chat.completions.create({ model: 'synthetic', messages }).catch((e) => e)
-  t.ok(e403 instanceof OpenAI.PermissionDeniedError, 'a key without the inference scope → PermissionDeniedError')
+  t.ok(e403 instanceof OpenAI.PermissionDeniedError, 'a key not allowed the model → PermissionDeniedError')
   t.is(e403.status, 403)
   const e502 = await openai.chat.completions.create({ model: FAIL_MODEL, messages }).catch((e) => e)
   t.ok(e502 instanceof OpenAI.InternalServerError && e502.status === 502, 'the backend failing → 502')

@@ -109,8 +109,8 @@ test('pending workers: re-registering in a loop does not grow the registry or th
   t.is(served.code, 'UNKNOWN_MODEL', 'the refused worker gets no traffic')
   const ws = await client.call(GatewayProtocol.workers, { token: boss })
   t.absent(ws.workers.some((w) => w.key === bad.key), 'and is not in the worker list')
-  const health = await client.call(GatewayProtocol.getServiceHealth, {})
-  t.absent(health.workers.some((w) => w.publicKey === bad.key), 'nor served by the gateway')
+  const health = await client.call(GatewayProtocol.getServiceHealth, { token: boss })
+  t.absent(health.workers!.some((w) => w.publicKey === bad.key), 'nor served by the gateway')
 })
 
 test('pending workers: throwaway keys cannot fill the queue for good; join tokens always get in; admins clear and reject', { timeout: 300_000 }, async (t) => {

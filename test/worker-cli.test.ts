@@ -3,7 +3,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { startTestMesh, runCli, gatewayClient, userWithKey, waitFor } from './support/harness.ts'
+import { startTestMesh, runCli, gatewayClient, registerAdmin, userWithKey, waitFor } from './support/harness.ts'
 import { startFakeOpenAI } from './fakes/fake-openai.ts'
 import { spawnLongCli } from './support/netns.ts'
 import { serviceKeyPair } from '../shared/keys.ts'
@@ -49,7 +49,7 @@ test('worker CLI: bad flags are usage errors (exit 2) with one clear line', { ti
 test('worker CLI: an OpenAI-compatible worker joins over loopback, its key never shows, Ctrl-C drains, restart keeps its key', { timeout: 180_000 }, async (t) => {
   const fake = await startFakeOpenAI({ models: ['m1', 'm2', 'slow'], apiKey: SECRET })
   t.teardown(() => fake.close(), { order: 2 })
-  const { mesh } = await startTestMesh(t)
+  const { mesh } = await startTestMesh(t, { serviceEnv: { auth: { ADMIN_USERS: 'boss' } } })
   const { client } = await gatewayClient(t, mesh)
   const user = await userWithKey(client)
 
@@ -73,8 +73,9 @@ test('worker CLI: an OpenAI-compatible worker joins over loopback, its key never
   const m1 = listed.models.find((m) => m.id === 'm1')
   t.is(m1?.backend, 'openai', 'the gateway lists m1 from the openai backend')
   t.absent(listed.models.some((m) => m.id === 'm2'), 'm2 is not served: --models filters')
-  const health = await client.call(GatewayProtocol.getServiceHealth, {})
-  t.ok(health.workers.some((x) => x.publicKey === workerKey), 'the gateway lists the worker by its public key')
+  // each worker's key is shown to an admin's session
+  const health = await client.call(GatewayProtocol.getServiceHealth, { token: await registerAdmin(client) })
+  t.ok(!!health.workers?.some((x) => x.publicKey === workerKey), 'the gateway lists the worker by its public key')
 
   const r = await client.call(GatewayProtocol.infer, { apiKey: user.key, model: 'm1', prompt: 'hello over the mesh', maxTokens: 8 }, 30_000)
   t.is(r.worker, workerKey, 'an m1 request went to the CLI worker')

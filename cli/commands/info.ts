@@ -15,7 +15,8 @@ export const status: Command = {
   options: { metrics: { type: 'string' } },
   async run (ctx, { values }) {
     const gw = await ctx.gateway()
-    const h = await gw.call(GatewayProtocol.getServiceHealth, {}, ctx.globals.timeout)
+    // an admin's session gets each worker; anyone else the counts
+    const h = await ctx.withSessionIfAny((req) => gw.call(GatewayProtocol.getServiceHealth, req, ctx.globals.timeout))
     // the metrics service answers mesh members only over RPC; its /health is the public view
     const metricsUrl = (values.metrics as string | undefined) || process.env.HYPERINFER_METRICS_URL || readMeshFile(ctx.home)?.metrics
     // a metrics service that does not answer (or fails) gives null: printed below as 'did not answer'
@@ -27,8 +28,8 @@ export const status: Command = {
     console.log(`auth     ${h.auth}`)
     console.log(`database ${h.database}`)
     console.log(`models   ${h.models.join(', ') || '(none)'}`)
-    console.log(`workers  ${h.workers.length}`)
-    for (const w of h.workers) console.log(`  ${w.publicKey.slice(0, 16)}…  ${w.models.join(',')}  in flight ${w.inflight}  served ${w.served}  failures ${w.failures}`)
+    console.log(`workers  ${h.workerCount}`)
+    for (const w of h.workers ?? []) console.log(`  ${w.publicKey.slice(0, 16)}…  ${w.models.join(',')}  in flight ${w.inflight}  served ${w.served}  failures ${w.failures}`)
     if (sys) {
       console.log(`mesh     ${sys.status} (from ${metricsUrl})`)
       for (const m of sys.services) console.log(`  ${m.name.padEnd(12)} ${m.instance.padEnd(18)} ${m.up ? 'up  ' : 'DOWN'}  ${m.latencyMs + ' ms'}  ${m.version ?? '-'}${m.error ? '  ' + m.error : ''}`)

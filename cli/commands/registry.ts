@@ -102,9 +102,10 @@ export const registry: Command = {
     const [verb] = positionals
     const gw = await ctx.gateway()
     if (verb === undefined) {
-      const r = await gw.call(GatewayProtocol.registry, {}, ctx.globals.timeout)
-      if (ctx.globals.json) return printJson({ key: r.key, writable: r.writable, models: r.models.length })
-      return console.log(`registry ${r.key} (${r.writable ? 'written by this gateway' : 'a replica on this gateway'}), ${r.models.length} model(s)`)
+      // the key is the network key: the gateway gives it to an admin's session only
+      const r = await ctx.withSessionIfAny((req) => gw.call(GatewayProtocol.registry, req, ctx.globals.timeout))
+      if (ctx.globals.json) return printJson({ key: r.key ?? null, writable: r.writable, models: r.models.length })
+      return console.log(`registry ${r.key ?? '(key shown to admins only)'} (${r.writable ? 'written by this gateway' : 'a replica on this gateway'}), ${r.models.length} model(s)`)
     }
     if (verb !== 'history') throw new UsageError(`usage: hyperinfer ${this.usage}`)
     const limit = num(values, 'limit', 1, 1000)

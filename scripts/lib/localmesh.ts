@@ -4,7 +4,8 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import createTestnet, { type Testnet } from 'hyperdht/testnet'
 import { createPool, migrate } from '../../shared/db.ts'
-import { startEmbeddedPostgres, freePort, type EmbeddedDatabase } from './embedded-pg.ts'
+import { startEmbeddedPostgres, freePort, loadPassword, type EmbeddedDatabase } from './embedded-pg.ts'
+import { ensureAppRole } from './app-role.ts'
 import { serviceKeyPair } from '../../shared/keys.ts'
 import { readMeshFile, writeMeshFile, type MeshFile } from '../../shared/meshfile.ts'
 import { loadSecret } from '../../shared/service-env.ts'
@@ -51,7 +52,10 @@ export class LocalMesh {
   readonly home: string
   testnet: Testnet | null = null
   db: EmbeddedDatabase | null = null
+  /** the URL migrations run with (the embedded database's superuser, or DATABASE_URL as given) */
   databaseUrl = ''
+  /** the URL the services connect with: the embedded database's app role, or DATABASE_URL as given */
+  serviceDatabaseUrl = ''
   bootstrap: string[] = []
   readonly children = new Map<string, ChildInfo>()
   keys: Record<string, string> = {}
@@ -100,6 +104,10 @@ export class LocalMesh {
     } finally {
       await pool.end()
     }
+    // a DATABASE_URL given is the operator's choice of role; the embedded database gets its own app role
+    this.serviceDatabaseUrl = this.db
+      ? await ensureAppRole(this.databaseUrl, loadPassword(path.join(this.home, 'pg-app-password')))
+      : this.databaseUrl
 
     const workerNames = Array.from({ length: this.opts.workers ?? 1 }, (_, i) => i === 0 ? 'inference' : `inference-${i + 1}`)
     for (const name of [...SERVICES, ...this.gatewayNames, ...workerNames]) this.keys[name] = serviceKeyPair(this.home, name).publicKey.toString('hex')
@@ -114,10 +122,10 @@ export class LocalMesh {
       ...(this.opts.env ?? {})
     }
     const se = this.opts.serviceEnv ?? {}
-    await this.spawn('auth', { ...common, DATABASE_URL: this.databaseUrl, ...se.auth })
+    await this.spawn('auth', { ...common, DATABASE_URL: this.serviceDatabaseUrl, ...se.auth })
     // the first gateway writes the model registry; the others follow it by its key
     const gatewayEnv = (name: string, extra: Record<string, string> = {}) => ({
-      ...common, HYPERINFER_SERVICE_NAME: name, DATABASE_URL: this.databaseUrl, HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_WORKER_TOKEN: this.workerToken, ...se.gateway,
+      ...common, HYPERINFER_SERVICE_NAME: name, DATABASE_URL: this.serviceDatabaseUrl, HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_WORKER_TOKEN: this.workerToken, ...se.gateway,
       ...extra, ...this.opts.instanceEnv?.[name]
     })
     const first = await this.spawn('gateway', gatewayEnv('gateway'), 'gateway')
@@ -165,8 +173,8 @@ export class LocalMesh {
         // not reachable yet (or no answer): poll again until the deadline, which reports `last`
         const h = await conn.open().then((client) => client.call(GatewayProtocol.getServiceHealth, {}, 5000)).catch(() => null)
         if (h) {
-          if (h.auth === 'connected' && h.workers.length >= workers) return
-          last = `auth ${h.auth}, ${h.workers.length}/${workers} workers registered`
+          if (h.auth === 'connected' && h.workerCount >= workers) return
+          last = `auth ${h.auth}, ${h.workerCount}/${workers} workers registered`
         }
         await new Promise((r) => setTimeout(r, 100))
       }

@@ -162,7 +162,7 @@ export class AuthService extends MeshService {
       `INSERT INTO api_keys (user_id, key_hash, prefix, name, scopes, tier, expires_at, budget_nusd, models)
        VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7::int IS NULL THEN NULL ELSE now() + make_interval(days => $7::int) END, $8, $9)
        RETURNING ${KEY_COLUMNS}`,
-      [claims.userId, hash, prefix, req.name, req.scopes ?? ['inference', 'models'], tier, req.expiresInDays ?? null,
+      [claims.userId, hash, prefix, req.name, req.scopes ?? ['inference'], tier, req.expiresInDays ?? null,
         req.budgetUsd === undefined ? null : Math.round(req.budgetUsd * NUSD), req.models ? [...new Set(req.models)] : null])
     const info = keyInfo(rows[0]!)
     await this.audit(claims.userId, 'apikey.create', info.id)

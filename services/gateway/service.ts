@@ -16,6 +16,7 @@ import { aiRequest } from './ai-request.ts'
 import { AUTH_PROXIES } from './auth-proxy.ts'
 import { Catalog } from './catalog.ts'
 import { Dispatcher } from './dispatch.ts'
+import { Disclosure } from './disclosure.ts'
 import { JoinTokens } from './join-tokens.ts'
 import { KeyCache } from './keycache.ts'
 import { parseTiers, Pricing, type Price, type TierLimits } from './limits.ts'
@@ -83,6 +84,7 @@ export class GatewayService extends MeshService {
   private readonly accountingOn: boolean
   private readonly listings: Listings
   private readonly sessions: SessionUsers
+  private readonly disclosure: Disclosure
   private readonly reads: AccountReads
   private readonly joinTokens: JoinTokens
   private readonly membership: Membership
@@ -98,6 +100,7 @@ export class GatewayService extends MeshService {
     this.accountingOn = opts.accounting ?? true
     this.keys = new KeyCache((keyHash) => this.auth.call(AuthProtocol.validateApiKey, { keyHash }, 5000), opts.keyCacheTtlMs)
     this.sessions = new SessionUsers((token) => this.auth.call(AuthProtocol.whoami, { token }, 10_000).then((r) => r.user))
+    this.disclosure = new Disclosure(this.sessions, (key) => this.isMeshMember(key))
     this.accounting = new Accounting(this.pool, { log: this.log, stuckAfterMs: opts.stuckAfterMs, sweepEveryMs: opts.sweepEveryMs })
     this.pricing = new Pricing(opts.prices)
     this.workers = new WorkerPool(opts.breaker)
@@ -138,7 +141,7 @@ export class GatewayService extends MeshService {
       .on(GatewayProtocol.getUserQuota, (req) => this.reads.quota(req.apiKey))
       .on(GatewayProtocol.accountQuota, (req) => this.reads.accountQuota(req.token))
       .on(GatewayProtocol.models, () => ({ models: this.listings.served() }))
-      .on(GatewayProtocol.registry, () => ({ key: this.catalog.key, writable: this.catalog.writable, models: this.listings.registryModels() }))
+      .on(GatewayProtocol.registry, (req, ctx) => this.disclosure.registry({ key: this.catalog.key, writable: this.catalog.writable, models: this.listings.registryModels() }, ctx.remoteKey, req.token))
       .on(GatewayProtocol.registryChange, async (req) => ({ result: await this.membership.adminChange(req.change, await this.sessions.adminName(req.token), req.token) }))
       .on(GatewayProtocol.registryForward, async (req, ctx) => ({ result: await this.catalog.write(req.change, await this.forwardedBy(req, ctx.remoteKey)) }))
       .on(GatewayProtocol.registryHistory, async (req) => {
@@ -150,7 +153,7 @@ export class GatewayService extends MeshService {
       .on(GatewayProtocol.joinTokens, async (req) => this.joinTokens.manage(req, await this.sessions.admin(req.token)))
       .on(GatewayProtocol.registerWorker, (req, ctx) => this.membership.register(req, ctx))
       .on(GatewayProtocol.workerHeartbeat, (req, ctx) => this.membership.heartbeat(req, ctx))
-      .on(GatewayProtocol.getServiceHealth, () => this.health())
+      .on(GatewayProtocol.getServiceHealth, async (req, ctx) => this.disclosure.health(await this.health(), ctx.remoteKey, req.token))
       .table
   }
 
@@ -231,13 +234,15 @@ export class GatewayService extends MeshService {
   async health (): Promise<GatewayHealth> {
     const dbOk = await this.databaseOk()
     const authUp = this.auth.connected
+    const workers = this.workers.summaries()
     return {
       status: authUp && dbOk && this.workers.size > 0 ? 'ok' : 'degraded',
       publicKey: this.publicKey,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       auth: authUp ? 'connected' : 'disconnected',
       database: dbOk ? 'ok' : 'error',
-      workers: this.workers.summaries(),
+      workerCount: workers.length,
+      workers,
       models: this.workers.modelIds(),
       inflight: this.workers.inflight()
     }

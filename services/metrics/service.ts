@@ -6,6 +6,7 @@ import type { MeshClient } from '../../shared/mesh/client.ts'
 import { handlers, type HandlerTable } from '../../shared/mesh/peer.ts'
 import type { MethodDef, RequestOf } from '../../shared/mesh/method.ts'
 import { MeshError } from '../../shared/errors.ts'
+import { allowedHosts, hostAllowed, hostRefusal } from '../../shared/host-allow.ts'
 import { CommonProtocol } from '../../shared/protocol/common.ts'
 import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
 import { MetricsProtocol, type ServiceHealth, type SystemHealth } from '../../shared/protocol/metrics.ts'
@@ -64,6 +65,8 @@ export function serviceOf (name: string): string {
 export class MetricsService extends MeshService {
   private readonly httpPort: number
   private readonly httpHost: string
+  /** Host names the HTTP server answers to */
+  private readonly hosts: ReadonlySet<string>
   private readonly scrapeTimeoutMs: number
   private readonly discoverWorkers: boolean
   private readonly forgetAfterMs: number
@@ -81,6 +84,7 @@ export class MetricsService extends MeshService {
     super({ ...opts, name: 'metrics', privateOnly: true })
     this.httpPort = opts.port
     this.httpHost = opts.host ?? '127.0.0.1'
+    this.hosts = allowedHosts(this.httpHost)
     this.initial = opts.targets
     this.meshFile = opts.meshFile ?? null
     this.scrapeTimeoutMs = opts.scrapeTimeoutMs ?? 2000
@@ -197,8 +201,8 @@ export class MetricsService extends MeshService {
     await Promise.all(gateways.map(async (g) => {
       const r = await this.bounded(g, GatewayProtocol.getServiceHealth)
       if (!r.ok) { this.gatewayWorkers.delete(g.instance); return }
-      this.gatewayWorkers.set(g.instance, r.value.workers.length)
-      for (const w of r.value.workers) {
+      this.gatewayWorkers.set(g.instance, r.value.workerCount)
+      for (const w of r.value.workers ?? []) {
         const t = this.targets.get(w.publicKey.toLowerCase()) ?? this.addTarget('inference', w.publicKey, 'discovered')
         if (t) t.listedAt = now
       }
@@ -301,6 +305,9 @@ export class MetricsService extends MeshService {
   private async serveHttp (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost')
     const path = url.pathname
+    if (!hostAllowed(req.headers.host, this.hosts)) {
+      return send(res, 421, 'application/json', JSON.stringify({ error: { code: 'HOST_NOT_ALLOWED', message: hostRefusal(req.headers.host) } }))
+    }
     try {
       if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'application/json', JSON.stringify({ error: { code: 'METHOD_NOT_ALLOWED', message: 'use GET' } }))
       if (path === '/metrics') return send(res, 200, this.metrics.registry.contentType, await this.scrape())

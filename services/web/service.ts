@@ -2,13 +2,14 @@ import path from 'node:path'
 import crypto from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import { allowedHosts, hostAllowed, hostRefusal } from '../../shared/host-allow.ts'
 import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
 import type { HandlerTable } from '../../shared/mesh/peer.ts'
 import { parseRequest } from '../../shared/mesh/method.ts'
 import { MeshError, type ErrorCode } from '../../shared/errors.ts'
 import { AuthProtocol } from '../../shared/protocol/auth.ts'
-import { GatewayProtocol, type ModelListing } from '../../shared/protocol/gateway.ts'
+import { GatewayProtocol, type RegistryListing } from '../../shared/protocol/gateway.ts'
 import { RegistryReplica, registryListing, replicateOverClient } from '../../shared/registry/index.ts'
 import { landingPage } from './landing.ts'
 import { registerOpenAIRoutes } from './openai.ts'
@@ -104,6 +105,7 @@ export class WebService extends MeshService {
     while (!this.closingRegistry) {
       try {
         const { key } = await this.client('gateway').call(GatewayProtocol.registry, {}, 5000)
+        if (!key) throw MeshError.FORBIDDEN('the gateway does not count this service as a mesh member')
         const replica = new RegistryReplica({ key, storage: path.join(this.home, 'registry', 'web'), log: this.log })
         await replica.open()
         if (this.closingRegistry) { await replica.close(); return }
@@ -119,7 +121,7 @@ export class WebService extends MeshService {
   }
 
   /** The registry's models: from the local replica once it is replicating, else from the gateway. */
-  async registryListing (): Promise<{ key: string, writable: boolean, models: ModelListing[] }> {
+  async registryListing (): Promise<RegistryListing> {
     const r = this.replica
     if (r?.opened && r.peerCount > 0) {
       return { key: r.key, writable: false, models: registryListing(await r.listModels()) }
@@ -144,9 +146,11 @@ export class WebService extends MeshService {
       frameworkErrors: (err, req, reply) => { this.sendError(err, req, reply) }
     })
 
+    const hosts = allowedHosts(this.httpHost)
     app.addHook('onRequest', async (req, reply) => {
       reply.header('x-request-id', req.id)
       reply.header('x-content-type-options', 'nosniff')
+      if (!hostAllowed(req.headers.host, hosts)) throw new MeshError('HOST_NOT_ALLOWED', hostRefusal(req.headers.host))
     })
     app.addHook('onResponse', async (req, reply) => {
       // path only: a query string is never logged, and no header or body ever is
@@ -166,7 +170,8 @@ export class WebService extends MeshService {
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       auth: this.auth?.connected ? 'connected' : 'disconnected',
       gateway: this.gateway?.connected ? 'connected' : 'disconnected',
-      registry: this.replica?.opened ? { key: this.replica.key, version: this.replica.version, peers: this.replica.peerCount } : null
+      // the registry's key is the network key: admins read it on the dashboard, strangers get none
+      registry: this.replica?.opened ? { version: this.replica.version, peers: this.replica.peerCount } : null
     }))
 
     app.post('/api/auth/register', async (req, reply) => {

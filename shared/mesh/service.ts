@@ -6,6 +6,7 @@ import type ProtomuxRPC from 'protomux-rpc'
 import { createDHT, type Bootstrap } from './dht.ts'
 import { MeshClient, type MeshClientOptions } from './client.ts'
 import { Peer, type HandlerTable } from './peer.ts'
+import { ConnectionLimiter, connectionLimits, type ConnectionLimits } from './conn-limit.ts'
 import type { MethodDef } from './method.ts'
 import { credentialOf, parseMembers, rolesAllow, type Credential, type MemberKind, type PeerRole } from './roles.ts'
 import { MeshError } from '../errors.ts'
@@ -31,6 +32,8 @@ export interface MeshServiceOptions {
   allow?: string[]
   /** reject connections from anyone not on the allow-list (services with no public methods) */
   privateOnly?: boolean
+  /** caps on non-members' connections (default: conn-limit.ts) */
+  connectionLimits?: ConnectionLimits
 }
 
 export const VERSION = '0.1.0'
@@ -50,6 +53,7 @@ export abstract class MeshService {
   readonly peers = new Set<Peer>()
   readonly metrics: ServiceMetrics
   readonly startedAt = Date.now()
+  private readonly connLimit: ConnectionLimiter
   private opening: Promise<void> | null = null
   private closing: Promise<void> | null = null
 
@@ -62,6 +66,7 @@ export abstract class MeshService {
     this.bootstrap = opts.bootstrap
     this.host = opts.host
     this.metrics = new ServiceMetrics(opts.name)
+    this.connLimit = new ConnectionLimiter(opts.connectionLimits ?? connectionLimits({}), (k) => this.isMeshMember(k), opts.log)
   }
 
   get publicKey (): string { return this.keyPair.publicKey.toString('hex') }
@@ -129,9 +134,10 @@ export abstract class MeshService {
     table.set(CommonProtocol.metricsText.name, { def: CommonProtocol.metricsText, fn: () => this.metrics.text() })
     const observe = (m: string, outcome: string, seconds: number) => this.metrics.observeRequest(m, outcome, seconds)
     const server = this.rpcInstance.createServer({
-      firewall: (remotePublicKey: Buffer) => this.privateOnly && !this.isMeshMember(remotePublicKey.toString('hex'))
+      firewall: (remotePublicKey: Buffer) => (this.privateOnly && !this.isMeshMember(remotePublicKey.toString('hex'))) || this.connLimit.refuse(remotePublicKey.toString('hex'))
     })
     server.on('connection', (channel: ProtomuxRPC) => {
+      if (!this.connLimit.admit(channel)) return
       const peer = new Peer(channel, { handlers: table, authorize: (k, d, raw, p) => this.authorize(k, d, raw, p), log: this.log, observe })
       this.peers.add(peer)
       this.log.debug({ peer: peer.remoteKey.slice(0, 16) }, 'peer connected')

@@ -59,7 +59,8 @@ const loginUserRequest = loginRequest.extend(relayed).strict()
 export const createKeyRequest = z.object({
   token: sessionToken,
   name: plainText(z.string().trim().min(1).max(100)),
-  scopes: z.array(z.enum(['inference', 'models'])).min(1).max(8).optional(),
+  /** what the key may do; the model catalog is public, so listing models needs no scope */
+  scopes: z.array(z.enum(['inference'])).min(1).max(8).optional(),
   tier: tier.optional(),
   expiresInDays: z.number().int().min(1).max(3650).optional(),
   budgetUsd: z.number().min(0).max(1_000_000).optional(),

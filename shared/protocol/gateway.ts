@@ -69,10 +69,19 @@ export interface GatewayHealth {
   uptimeSeconds: number
   auth: 'connected' | 'disconnected'
   database: 'ok' | 'error'
-  workers: WorkerSummary[]
+  /** connected workers, approved or not */
+  workerCount: number
+  /** each worker by its key: for admins and mesh members only */
+  workers?: WorkerSummary[]
   models: string[]
   inflight: number
 }
+
+/** the registry's public view; its key (the network key) is for admins and mesh members only */
+export interface RegistryListing { key?: string, writable: boolean, models: ModelListing[] }
+
+/** a public method's request that may carry a session: an admin's session gets the full answer */
+const maybeAdmin = z.object({ token: sessionToken.optional() }).strict()
 
 export interface QuotaLimit {
   name: string
@@ -196,7 +205,7 @@ export const GatewayProtocol = {
   grantCredits: method<z.infer<typeof grantCreditsRequest>, ResponseOf<typeof AuthProtocol.grantCredits>>('grantCredits', { from: ['stranger'], needs: 'admin' }, grantCreditsRequest),
   infer: streamMethod<z.infer<typeof inferRequest>, InferResult, TokenChunk>('infer', { from: ['stranger'], needs: 'apiKey' }, inferRequest),
   models: method<Record<string, never>, { models: ModelListing[] }>('models', { from: ['stranger'] }, z.object({}).strict()),
-  getServiceHealth: method<Record<string, never>, GatewayHealth>('getServiceHealth', { from: ['stranger'] }, z.object({}).strict()),
+  getServiceHealth: method<z.infer<typeof maybeAdmin>, GatewayHealth>('getServiceHealth', { from: ['stranger'] }, maybeAdmin),
   getUserQuota: method<{ apiKey: string }, Quota>('getUserQuota', { from: ['stranger'], needs: 'apiKey' }, z.object({ apiKey }).strict()),
   /** a session's account-wide limits (all keys together) and credits */
   accountQuota: method<{ token: string }, { tier: string, limits: QuotaLimit[], credits: Credits }>('accountQuota', { from: ['stranger'], needs: 'session' }, z.object({ token: sessionToken }).strict()),
@@ -204,8 +213,8 @@ export const GatewayProtocol = {
   /** a registered worker's load, every couple of seconds; `draining` asks for no new requests */
   workerHeartbeat: method<{ inflight: number, queue: number, capacity: number, draining: boolean }, { ok: true }>('workerHeartbeat', { from: ['worker'] },
     z.object({ inflight: z.number().int().min(0).max(1e7), queue: z.number().int().min(0).max(1e7), capacity: z.number().int().min(1).max(100_000), draining: z.boolean() }).strict()),
-  /** the registry's key and models (public: the catalog) */
-  registry: method<Record<string, never>, { key: string, writable: boolean, models: ModelListing[] }>('registry', { from: ['stranger'] }, z.object({}).strict()),
+  /** the registry's models (public: the catalog) and, for admins and members, its key */
+  registry: method<z.infer<typeof maybeAdmin>, RegistryListing>('registry', { from: ['stranger'] }, maybeAdmin),
   /** admins: change the registry (models, worker approval); on a replica gateway the write goes to the writer */
   registryChange: method<z.infer<typeof adminToken> & { change: RegistryWrite }, { result: unknown }>('registryChange', { from: ['stranger'], needs: 'admin' }, adminToken.extend({ change: registryWrite }).strict()),
   registryHistory: method<z.infer<typeof adminToken> & { limit?: number }, { key: string, entries: HistoryEntry[] }>('registryHistory', { from: ['stranger'], needs: 'admin' }, adminToken.extend({ limit: z.number().int().min(1).max(1000).optional() }).strict()),

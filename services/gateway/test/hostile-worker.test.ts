@@ -119,11 +119,11 @@ test('hostile worker: frame and answer bytes are bounded, usage is clamped and b
 
   // capacity: registered 2, a heartbeat claiming 100,000 does not raise it
   await worker.gatewayPeer!.call(GatewayProtocol.workerHeartbeat, { inflight: 0, queue: 0, capacity: 100_000, draining: false }, { timeout: 10_000 })
-  const health = await client.call(GatewayProtocol.getServiceHealth, {})
-  const me = health.workers.find((w) => w.publicKey === worker.publicKey)
+  const health = await client.call(GatewayProtocol.getServiceHealth, { token: boss })
+  const me = health.workers!.find((w) => w.publicKey === worker.publicKey)
   t.is(me?.capacity, 2, 'routing weighs the worker by the capacity it registered')
   await worker.gatewayPeer!.call(GatewayProtocol.workerHeartbeat, { inflight: 0, queue: 0, capacity: 1, draining: false }, { timeout: 10_000 })
-  const lowered = (await client.call(GatewayProtocol.getServiceHealth, {})).workers.find((w) => w.publicKey === worker.publicKey)
+  const lowered = (await client.call(GatewayProtocol.getServiceHealth, { token: boss })).workers!.find((w) => w.publicKey === worker.publicKey)
   t.is(lowered?.capacity, 1, 'a heartbeat may lower it')
 
   t.ok(alive(mesh).includes('gateway'), 'the gateway is still up')

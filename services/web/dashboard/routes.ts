@@ -5,7 +5,7 @@ import { MeshError } from '../../../shared/errors.ts'
 import type { MeshClient } from '../../../shared/mesh/client.ts'
 import { parseRequest } from '../../../shared/mesh/method.ts'
 import { AuthProtocol } from '../../../shared/protocol/auth.ts'
-import { GatewayProtocol, type GatewayHealth, type ModelListing } from '../../../shared/protocol/gateway.ts'
+import { GatewayProtocol, type GatewayHealth, type RegistryListing } from '../../../shared/protocol/gateway.ts'
 import { httpStatusOf } from '../http-errors.ts'
 import type { Metric } from './chart.ts'
 import { adminPage, errorPage, keyPage, keysPage, loginPage, modelsPage, overviewPage, registerPage, type Maybe, type WebHealth } from './pages/index.ts'
@@ -20,7 +20,7 @@ export interface DashboardDeps {
   auth: () => MeshClient
   gateway: () => MeshClient
   /** the registry's models (the web service's replica, else the gateway) */
-  registry: () => Promise<{ key: string, writable: boolean, models: ModelListing[] }>
+  registry: () => Promise<RegistryListing>
   webHealth: () => WebHealth
   log: Logger
 }
@@ -187,7 +187,10 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
       optional(gateway.call(GatewayProtocol.getServiceHealth, {})),
       // the gateway checks the admin role again itself
       optional(gateway.call(GatewayProtocol.workers, { token: u.token }).then((r) => r.workers)),
-      optional(deps.registry().then((r) => ({ key: r.key, writable: r.writable })))
+      optional(deps.registry().then((r) => {
+        if (!r.key) throw MeshError.UNAVAILABLE('the gateway did not give the registry key')
+        return { key: r.key, writable: r.writable }
+      }))
     ])
     const gw: GatewayHealth | null = health.ok ? health.value : null
     return adminPage(ctx.user!, { gw, gwError: health.ok ? null : health.error, web: deps.webHealth(), workers, registry })
@@ -272,8 +275,10 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
       return deps.gateway().call(GatewayProtocol.models, {})
     })
     api.get('/registry', async (req) => {
-      await sessions.user(req)
-      return deps.registry()
+      const u = await sessions.user(req)
+      const { key, ...catalog } = await deps.registry()
+      // the key is the network key: admins only
+      return u.role === 'admin' ? { key, ...catalog } : catalog
     })
     api.get('/admin/health', async (req) => {
       requireAdmin(await sessions.user(req))

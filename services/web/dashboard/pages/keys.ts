@@ -42,10 +42,6 @@ export function keysPage (user: SessionUser, keys: ApiKeyInfo[]): string {
       <option value="">Never</option><option value="7">In 7 days</option><option value="30">In 30 days</option><option value="90">In 90 days</option><option value="365">In 1 year</option>
     </select></label>
     <label>Budget (USD)<input name="budgetUsd" type="number" min="0" max="1000000" step="0.01" inputmode="decimal" placeholder="No limit"></label>
-    <fieldset><legend>Scopes</legend>
-      <label class="check"><input type="checkbox" name="scopes" value="inference" checked> inference</label>
-      <label class="check"><input type="checkbox" name="scopes" value="models" checked> models</label>
-    </fieldset>
     <button class="btn" type="submit">Create key</button>
     <p class="form-error" data-error role="alert" hidden></p>
   </form>

@@ -7,7 +7,7 @@ import { DASH, fmtDate, fmtInt, plural } from '../format.ts'
 
 /** The worker list from the health check, when the registry's list is not available. */
 export function workersFromHealth (gw: GatewayHealth): RegistryWorker[] {
-  return gw.workers.map((w) => ({
+  return (gw.workers ?? []).map((w) => ({
     key: w.publicKey, models: w.models, approval: { state: w.approved ? 'approved' : 'pending', by: '', at: Date.parse(w.connectedAt) },
     label: w.label ?? '', region: '', capacity: w.capacity, updatedAt: Date.parse(w.connectedAt), connected: true,
     inflight: w.inflight, served: w.served, failures: w.failures, breaker: w.breaker

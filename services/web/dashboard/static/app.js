@@ -122,9 +122,6 @@ const forms = {
       const f = new FormData(form)
       const body = { name: String(f.get('name') || '').trim() }
       if (!body.name) throw Object.assign(new Error('Give the key a name, so you can tell your keys apart'), { code: 'BAD_REQUEST' })
-      const scopes = f.getAll('scopes').map(String)
-      if (scopes.length === 0) throw Object.assign(new Error('Pick at least one scope'), { code: 'BAD_REQUEST' })
-      body.scopes = scopes
       const days = String(f.get('expiresInDays') || '')
       if (days) body.expiresInDays = Number(days)
       const budget = String(f.get('budgetUsd') || '').trim()
