@@ -1,16 +1,16 @@
-import crypto from 'node:crypto'
 import { MeshError } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log.ts'
 import type { RequestOf, ResponseOf } from '../../shared/mesh/method.ts'
 import type { HandlerContext } from '../../shared/mesh/peer.ts'
 import type { GatewayProtocol } from '../../shared/protocol/gateway.ts'
 import type { Catalog } from './catalog.ts'
-import type { JoinTokens } from './join-tokens.ts'
 import type { Pricing } from './limits.ts'
 import type { WorkerConn, WorkerPool } from './workers.ts'
+import type { WorkerTokens } from './worker-tokens.ts'
 
-// Which workers get traffic. A worker announces itself (registerWorker): mesh members and holders
-// of the network's worker token or a join token are approved at once; anyone else is recorded as
+// Which workers get traffic. A worker announces itself (registerWorker): mesh members and workers
+// that prove they hold the network's worker token or a join token are approved at once (a proof
+// that matches no valid token is refused); anyone else is recorded as
 // pending and gets no traffic until an operator approves it (`hyperinfer workers approve <key>`).
 // A revoked worker is refused, token or not. Approvals and revocations made in the registry (by any
 // gateway) reach connected workers through reconcile().
@@ -22,10 +22,9 @@ export interface MembershipDeps {
   catalog: Catalog
   workers: WorkerPool
   pricing: Pricing
-  joinTokens: Pick<JoinTokens, 'label'>
+  /** checks a worker's token proof */
+  tokens: Pick<WorkerTokens, 'verify'>
   log: Logger
-  /** the network's shared worker token, if one is configured */
-  workerToken?: string
   isMeshMember (key: string): boolean
   /** this gateway's public key, told to the worker */
   gateway: string
@@ -44,11 +43,14 @@ export class Membership {
     const { catalog, workers, log } = this.deps
     const key = ctx.remoteKey
     const member = this.deps.isMeshMember(key)
-    const networkToken = this.isNetworkToken(req.token)
     const entry = catalog.worker(key)
     if (entry?.approval.state === 'revoked') throw MeshError.FORBIDDEN(`this worker was revoked by ${entry.approval.by}`)
-    const joinLabel = !member && !networkToken && req.token ? await this.joinLabel(req.token) : null
-    const approved = member || networkToken || joinLabel !== null || entry?.approval.state === 'approved'
+    const proof = !member && req.proof ? await this.deps.tokens.verify(req.proof, key) : null
+    if (proof && !proof.ok && proof.reason === 'mismatch' && entry?.approval.state !== 'approved') {
+      throw MeshError.FORBIDDEN('the worker token was not accepted: it is wrong, rotated, expired or revoked')
+    }
+    const tokenBy = proof?.ok ? proof.by : null
+    const approved = member || tokenBy !== null || entry?.approval.state === 'approved'
     const models = req.models.map((m) => m.id)
     // a bounded queue of pending workers, whose models enter the catalog only once they are approved
     if (!approved && !entry && catalog.allWorkers().filter((e) => e.approval.state === 'pending').length >= MAX_PENDING_WORKERS) {
@@ -63,7 +65,7 @@ export class Membership {
         await catalog.write({ op: 'putWorker', input: { key, models, capacity, label: req.label ?? '' } }, 'worker:' + key.slice(0, 16))
       }
       if (approved && catalog.worker(key)?.approval.state !== 'approved') {
-        const by = member ? 'mesh-allow-list' : networkToken ? 'worker-token' : joinLabel !== null ? `join-token:${joinLabel}`.slice(0, 128) : 'registry'
+        const by = member ? 'mesh-allow-list' : tokenBy ?? 'registry'
         await catalog.write({ op: 'approveWorker', key }, by)
       }
     } catch (err) {
@@ -97,23 +99,6 @@ export class Membership {
         log.warn({ worker: w.publicKey.slice(0, 16), by: entry.approval.by }, 'worker revoked: disconnecting')
         w.peer.channel.stream?.destroy?.()
       }
-    }
-  }
-
-  /** compare digests: equal length whatever the input, so the comparison is constant-time and cannot throw */
-  private isNetworkToken (given: string | undefined): boolean {
-    const token = this.deps.workerToken
-    const digest = (v: string) => crypto.createHash('sha256').update(v).digest()
-    return !!token && !!given && crypto.timingSafeEqual(digest(given), digest(token))
-  }
-
-  private async joinLabel (token: string): Promise<string | null> {
-    try {
-      return await this.deps.joinTokens.label(token)
-    } catch (err) {
-      // a database outage leaves the worker pending, as if it had no token; it can register again
-      this.deps.log.debug({ err: (err as Error).message }, 'join token not checked')
-      return null
     }
   }
 

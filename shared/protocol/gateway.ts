@@ -4,10 +4,12 @@ import { AuthProtocol, createKeyRequest, creditsRequest, grantCreditsRequest, li
 import { apiKey, modelName, plainText, sessionToken } from './common.ts'
 import { chatMessage, generationParams, type EmbedResult, type ModelInfo, type TokenChunk, type Usage } from './inference.ts'
 import type { ResponseOf } from '../mesh/method.ts'
-import { actor, modelInput, registryWrite, type HistoryEntry, type RegistryWrite, type WorkerEntry } from '../registry/schema.ts'
+import { actor, modelInput, registryWrite, type GatewayEntry, type HistoryEntry, type RegistryWrite, type WorkerEntry } from '../registry/schema.ts'
+import { workerProof } from '../worker-proof.ts'
 
 // The gateway: the one public RPC entry of the mesh. Strangers may call the public methods; the
-// worker registration is open to workers that present the network's worker token or are mesh members.
+// worker registration is open to workers that prove they hold the network's worker token or a join
+// token (../worker-proof.ts: the token itself never goes over the wire) or are mesh members.
 
 const strategy = z.enum(['cost', 'latency', 'quality', 'hybrid'])
 const unit = z.number().min(0).max(1)
@@ -136,7 +138,8 @@ export const joinTokensRequest = z.discriminatedUnion('op', [
 ])
 
 export const registerWorkerRequest = z.object({
-  token: z.string().max(200).optional(),
+  /** proof of a token, bound to this worker's and this gateway's keys */
+  proof: workerProof.optional(),
   models: z.array(z.object({ id: modelName, backend: z.string().max(50), contextLength: modelInput.shape.contextLength.optional() }).strict()).max(1000),
   capacity: z.number().int().min(1).max(100_000).optional(),
   label: plainText(z.string().max(100)).optional()
@@ -198,13 +201,15 @@ export const GatewayProtocol = {
   workerHeartbeat: method<{ inflight: number, queue: number, capacity: number, draining: boolean }, { ok: true }>('workerHeartbeat', 'public',
     z.object({ inflight: z.number().int().min(0).max(1e7), queue: z.number().int().min(0).max(1e7), capacity: z.number().int().min(1).max(100_000), draining: z.boolean() }).strict()),
   /** the registry's key and models (public: the catalog) */
-  registry: method<Record<string, never>, { key: string, writable: boolean, models: ModelListing[] }>('registry', 'public', z.object({}).strict()),
+  registry: method<Record<string, never>, { key: string, writable: boolean, models: ModelListing[], gateways: GatewayEntry[] }>('registry', 'public', z.object({}).strict()),
   /** admins: change the registry (models, worker approval); on a replica gateway the write goes to the writer */
   registryChange: method<z.infer<typeof adminToken> & { change: RegistryWrite }, { result: unknown }>('registryChange', 'public', adminToken.extend({ change: registryWrite }).strict()),
   registryHistory: method<z.infer<typeof adminToken> & { limit?: number }, { key: string, entries: HistoryEntry[] }>('registryHistory', 'public', adminToken.extend({ limit: z.number().int().min(1).max(1000).optional() }).strict()),
   workers: method<z.infer<typeof adminToken>, { workers: RegistryWorker[] }>('workers', 'public', adminToken.strict()),
   /** admins: join tokens for workers (a worker presenting one is approved at once); the token is shown once */
   joinTokens: method<z.infer<typeof joinTokensRequest>, { tokens: JoinTokenInfo[], created?: JoinTokenInfo & { token: string } }>('joinTokens', 'public', joinTokensRequest),
+  /** admins: replace the network's worker token (shown once); the old one admits no new worker */
+  rotateWorkerToken: method<z.infer<typeof adminToken>, { token: string, createdAt: string }>('rotateWorkerToken', 'public', adminToken.strict()),
   /** between gateways: a replica forwards an admin's change to the writer */
   registryForward: method<{ change: RegistryWrite, by: string }, { result: unknown }>('registryForward', 'internal', z.object({ change: registryWrite, by: actor }).strict())
 }
