@@ -141,7 +141,7 @@ test('worker trust: token proofs are bound to both keys; rotation retires the ol
     HYPERINFER_HOME: mesh.home, HYPERINFER_BOOTSTRAP: mesh.bootstrapString, HYPERINFER_MESH_ALLOW: '', HYPERINFER_WORKER_NAME: 'kept',
     HYPERINFER_GATEWAYS: a, HYPERINFER_WORKER_TOKEN: token, SYNTHETIC_MODELS: 'kept-model'
   }, 'inference')
-  t.ok(child.readyLine.includes('kept-model'))
+  t.ok(child.readyLine.includes('kept-model'), 'a worker process admitted by the token before the rotation')
   await until(() => client.call(GatewayProtocol.models, {}), (r) => r.models.some((m) => m.id === 'kept-model'), 30_000)
 
   t.is((await runCli(home, ['login', '--email', 'boss@example.com', '--password', ADMIN_PASSWORD])).code, 0, 'the admin logs in')

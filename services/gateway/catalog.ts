@@ -64,9 +64,9 @@ export class Catalog {
     await this.registry.close()
   }
 
-  /** Writer side: replicate to a mesh member that connected. */
+  /** Replicate to a peer that connected (it gets only what it asks for by the registry's key). */
   serve (peer: Peer): void {
-    if (this.writer) replicateOverPeer(this.registry, peer)
+    replicateOverPeer(this.registry, peer)
   }
 
   /** Replica side: follow the writer over this client's connections, and send writes through `forward`. */

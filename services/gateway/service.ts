@@ -154,8 +154,10 @@ export class GatewayService extends MeshService {
   }
 
   protected onPeer (peer: Peer): void {
-    // the registry replicates to mesh members (other gateways, web) over the same connection
-    if (this.isMeshMember(peer.remoteKey) && this.catalog.registry.opened) this.catalog.serve(peer)
+    // the registry replicates over the same connection to whoever asks for it by its key: gateways,
+    // the web, and workers that check this gateway is vouched for before they join it. It is signed
+    // by its writer, so any gateway (replica or writer) can pass it on.
+    if (this.catalog.registry.opened) this.catalog.serve(peer)
   }
 
   protected async onOpen (): Promise<void> {
