@@ -10,8 +10,8 @@ import type { WorkerTokens } from './worker-tokens.ts'
 
 // Which workers get traffic. A worker announces itself (registerWorker): mesh members and workers
 // that prove they hold the network's worker token or a join token are approved at once (a proof
-// that matches no valid token is refused); anyone else is recorded as
-// pending and gets no traffic until an operator approves it (`hyperinfer workers approve <key>`).
+// that matches no valid token is refused); anyone else is recorded as pending and gets no traffic
+// until an operator approves it (`hyperinfer workers approve <key>`).
 // A revoked worker is refused, token or not. Approvals and revocations made in the registry (by any
 // gateway) reach connected workers through reconcile().
 
