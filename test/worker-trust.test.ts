@@ -83,8 +83,8 @@ function meshPeer<T extends MeshService> (t: { teardown: (fn: () => unknown, o?:
   return svc.open().then(() => svc)
 }
 
-test('worker trust: a peer announcing on the network topic gets no registration, no token and no prompt served; the vouched gateway does', { timeout: 180_000 }, async (t) => {
-  const { mesh } = await startTestMesh(t)
+test('worker trust: a peer announcing on the network topic gets no registration, no token and no prompt served; the vouched gateway does until it is removed', { timeout: 240_000 }, async (t) => {
+  const { mesh } = await startTestMesh(t, { serviceEnv: { auth: { ADMIN_USERS: 'boss' } } })
   const { client } = await gatewayClient(t, mesh)
   const reg = await client.call(GatewayProtocol.registry, {})
   t.ok(reg.gateways.some((g) => g.key === mesh.gatewayKey), 'the registry vouches for the gateway that writes it')
@@ -114,6 +114,12 @@ test('worker trust: a peer announcing on the network topic gets no registration,
   const fromWorker = rogue.received.filter((m) => m.from === worker)
   t.alike(fromWorker.map((m) => m.method), [], 'the rogue received no call at all from the worker: no registration, no heartbeat')
   t.absent(JSON.stringify(rogue.received).includes(mesh.workerToken), 'the worker token never reached the rogue')
+
+  // the registry stops vouching for the gateway: the worker leaves it
+  const boss = await registerAdmin(client)
+  await client.call(GatewayProtocol.registryChange, { token: boss, change: { op: 'removeGateway', key: mesh.gatewayKey } })
+  const gone = await until(() => client.call(GatewayProtocol.models, {}), (m) => !m.models.some((x) => x.id === 'trust-model'), 60_000)
+  t.absent(gone.models.some((m) => m.id === 'trust-model'), 'a gateway removed from the registry loses the worker that found it by the network key')
 })
 
 test('worker trust: token proofs are bound to both keys; rotation retires the old token; a revoked worker stays out', { timeout: 240_000 }, async (t) => {
