@@ -6,10 +6,10 @@ import { credits, login, logout, register, usage } from './commands/account.ts'
 import { keys } from './commands/keys.ts'
 import { infer } from './commands/infer.ts'
 import { quota, status, workerToken } from './commands/info.ts'
-import { models, registry, workers } from './commands/registry.ts'
+import { gateways, models, registry, workers } from './commands/registry.ts'
 import { worker } from './commands/worker.ts'
 
-const COMMANDS: Command[] = [register, login, logout, keys, infer, models, status, quota, usage, credits, registry, workers, workerToken, worker]
+const COMMANDS: Command[] = [register, login, logout, keys, infer, models, status, quota, usage, credits, registry, workers, gateways, workerToken, worker]
 
 const GLOBAL: NonNullable<ParseArgsConfig['options']> = {
   json: { type: 'boolean' },

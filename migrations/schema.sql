@@ -3,7 +3,7 @@
 -- tables and SQL functions read in one place. The numbered migrations stay the source of truth; this
 -- file is never applied, and test/schema.test.ts fails when it no longer matches them.
 --
--- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql, 007_admin_roles.sql
+-- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql, 007_admin_roles.sql, 008_network_worker_tokens.sql
 
 
 -- Tables
@@ -110,6 +110,20 @@ CREATE TABLE credit_ledger (
 CREATE UNIQUE INDEX credit_ledger_request_debit_key ON credit_ledger USING btree (request_id) WHERE (kind = 'debit'::text);
 CREATE INDEX credit_ledger_user_idx ON credit_ledger USING btree (user_id, id);
 
+CREATE TABLE network_worker_tokens (
+  id         uuid DEFAULT gen_random_uuid() NOT NULL,
+  token_hash character(64) NOT NULL,
+  source     text NOT NULL,
+  created_by uuid,
+  created_at timestamp with time zone DEFAULT now() NOT NULL,
+  retired_at timestamp with time zone,
+  CONSTRAINT network_worker_tokens_pkey PRIMARY KEY (id),
+  CONSTRAINT network_worker_tokens_token_hash_key UNIQUE (token_hash),
+  CONSTRAINT network_worker_tokens_created_by_fkey FOREIGN KEY (created_by) REFERENCES users(id) ON DELETE SET NULL,
+  CONSTRAINT network_worker_tokens_source_check CHECK (source = ANY (ARRAY['config'::text, 'rotated'::text]))
+);
+CREATE UNIQUE INDEX network_worker_tokens_one_active ON network_worker_tokens USING btree ((true)) WHERE (retired_at IS NULL);
+
 CREATE TABLE request_logs (
   id               uuid NOT NULL,
   user_id          uuid,
@@ -187,6 +201,7 @@ CREATE TABLE worker_join_tokens (
   CONSTRAINT worker_join_tokens_token_hash_key UNIQUE (token_hash),
   CONSTRAINT worker_join_tokens_created_by_fkey FOREIGN KEY (created_by) REFERENCES users(id) ON DELETE SET NULL
 );
+CREATE INDEX worker_join_tokens_prefix ON worker_join_tokens USING btree (prefix);
 
 
 -- Functions

@@ -1,3 +1,4 @@
+import { workerJoinProof } from '../shared/worker-proof.ts'
 import test from 'brittle'
 import crypto from 'node:crypto'
 import { once } from 'node:events'
@@ -97,12 +98,12 @@ test('pending workers: re-registering in a loop does not grow the registry or th
   // something the registry cannot record: refused with a code, not served, nothing written
   const bad = await connect()
   const recordBefore = await head()
-  const noBackend = await register(bad, { token: mesh.workerToken, models: [{ id: 'unrecordable-model', backend: '' }] })
+  const noBackend = await register(bad, { proof: workerJoinProof(mesh.workerToken, bad.key, mesh.gatewayKey), models: [{ id: 'unrecordable-model', backend: '' }] })
   t.is('code' in noBackend && noBackend.code, 'UNRECORDABLE', 'a model with an empty backend name is UNRECORDABLE')
   t.ok('message' in noBackend && /cannot record/.test(noBackend.message), 'and says why: ' + ('message' in noBackend ? noBackend.message : ''))
-  const tooMany = await register(bad, { token: mesh.workerToken, models: Array.from({ length: 300 }, (_, i) => ({ id: `many-${i}`, backend: 'synthetic' })) })
+  const tooMany = await register(bad, { proof: workerJoinProof(mesh.workerToken, bad.key, mesh.gatewayKey), models: Array.from({ length: 300 }, (_, i) => ({ id: `many-${i}`, backend: 'synthetic' })) })
   t.is('code' in tooMany && tooMany.code, 'UNRECORDABLE', 'more models than a registry entry holds is UNRECORDABLE')
-  const badName = await register(bad, { token: mesh.workerToken, models: [{ id: 'bad name!', backend: 'synthetic' }] })
+  const badName = await register(bad, { proof: workerJoinProof(mesh.workerToken, bad.key, mesh.gatewayKey), models: [{ id: 'bad name!', backend: 'synthetic' }] })
   t.is('code' in badName && badName.code, 'BAD_REQUEST', 'a model name the registry would refuse is refused as it arrives')
   t.is(await head(), recordBefore, 'nothing was recorded')
   const served = await client.call(GatewayProtocol.infer, { apiKey, model: 'unrecordable-model', prompt: 'hi', maxTokens: 2 }).catch((e) => e)

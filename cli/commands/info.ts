@@ -56,10 +56,20 @@ export const quota: Command = {
 
 export const workerToken: Command = {
   name: 'worker-token',
-  summary: "print this machine's network worker token (for adding workers elsewhere)",
-  usage: 'worker-token',
-  options: {},
-  async run (ctx) {
+  summary: "print this machine's network worker token; admins: worker-token rotate",
+  usage: 'worker-token | worker-token rotate [--quiet]',
+  options: { quiet: { type: 'boolean', short: 'q' } },
+  positionals: true,
+  async run (ctx, { values, positionals }) {
+    const [verb] = positionals
+    if (verb === 'rotate') {
+      const gw = await ctx.gateway()
+      const res = await gw.call(GatewayProtocol.rotateWorkerToken, { token: ctx.sessionToken() }, ctx.globals.timeout)
+      if (ctx.globals.json) return printJson(res)
+      if (values.quiet) return console.log(res.token)
+      return console.log(`new network worker token:\n\n  ${res.token}\n\nThis is the only time it is shown. The old token admits no new worker from now on; workers already approved stay approved.\nStart new workers with: HYPERINFER_WORKER_TOKEN=<token> npx hyperinfer worker --backend … --network …`)
+    }
+    if (verb !== undefined) throw new UsageError(`usage: hyperinfer ${this.usage}`)
     const file = path.join(ctx.home, 'keys', 'worker-token.secret')
     let token: string
     try { token = fs.readFileSync(file, 'utf8').trim() } catch { throw new UsageError(`no worker token in ${ctx.home}: run \`npm start\` here first`) }

@@ -175,3 +175,31 @@ export const workers: Command = {
     console.log(`${verb === 'approve' ? 'approved' : 'revoked'} worker ${key.slice(0, 16)}…`)
   }
 }
+
+export const gateways: Command = {
+  name: 'gateways',
+  summary: 'gateways the registry vouches for (workers serve only these); admins: gateways add|remove',
+  usage: 'gateways [list] | gateways add <key> [--label L] | gateways remove <key>',
+  options: { label: { type: 'string' } },
+  positionals: true,
+  async run (ctx, { values, positionals }) {
+    const [verb = 'list', key] = positionals
+    const gw = await ctx.gateway()
+    if (verb === 'list') {
+      // the list of gateways is part of the registry's full answer, which needs an admin's session
+      const r = await gw.call(GatewayProtocol.registry, { token: ctx.sessionToken() }, ctx.globals.timeout)
+      const gateways = r.gateways ?? []
+      if (ctx.globals.json) return printJson({ gateways })
+      if (gateways.length === 0) return console.log('the registry vouches for no gateway')
+      return console.log(table([['KEY', 'LABEL', 'BY', 'SINCE'], ...gateways.map((g) => [g.key, g.label || '-', g.by, new Date(g.at).toISOString().slice(0, 19).replace('T', ' ')])]))
+    }
+    if (verb !== 'add' && verb !== 'remove') throw new UsageError(`usage: hyperinfer ${this.usage}`)
+    if (!key || !/^[0-9a-fA-F]{64}$/.test(key)) throw new UsageError(`gateways ${verb}: give the gateway's 64-character hex key`)
+    const change: RegistryWrite = verb === 'add'
+      ? { op: 'putGateway', input: { key, label: (values.label as string | undefined) ?? '' } }
+      : { op: 'removeGateway', key }
+    const res = await gw.call(GatewayProtocol.registryChange, { token: ctx.sessionToken(), change }, ctx.globals.timeout)
+    if (ctx.globals.json) return printJson(res.result)
+    console.log(verb === 'add' ? `the registry now vouches for gateway ${key.slice(0, 16)}…` : `removed gateway ${key.slice(0, 16)}…: workers that found it by the network key leave it`)
+  }
+}

@@ -128,7 +128,9 @@ export class LocalMesh {
       ...common, HYPERINFER_SERVICE_NAME: name, DATABASE_URL: this.serviceDatabaseUrl, HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_WORKER_TOKEN: this.workerToken, ...se.gateway,
       ...extra, ...this.opts.instanceEnv?.[name]
     })
-    const first = await this.spawn('gateway', gatewayEnv('gateway'), 'gateway')
+    // the writer vouches for the other gateways in the registry, so workers that know only the network key serve them
+    const replicas = this.gatewayNames.slice(1).map((n) => this.keys[n]!).join(',')
+    const first = await this.spawn('gateway', gatewayEnv('gateway', { HYPERINFER_REPLICA_GATEWAYS: replicas }), 'gateway')
     this.registryKey = /registry=([0-9a-f]{64})/.exec(first.readyLine)?.[1] ?? ''
     await Promise.all(this.gatewayNames.slice(1).map((name) => this.spawn(name, gatewayEnv(name, {
       HYPERINFER_REGISTRY_KEY: this.registryKey, HYPERINFER_REGISTRY_FROM: this.keys.gateway!

@@ -6,7 +6,7 @@ import type { Peer } from '../../shared/mesh/peer.ts'
 import type { ModelListing } from '../../shared/protocol/gateway.ts'
 import {
   Registry, RegistryReplica, liveListing, registryListing, replicateOverClient, replicateOverPeer,
-  type HistoryEntry, type MeasurementSample, type ModelEntry, type RegistryBase, type RegistryWrite, type WorkerEntry
+  type GatewayEntry, type HistoryEntry, type MeasurementSample, type ModelEntry, type RegistryBase, type RegistryWrite, type WorkerEntry
 } from '../../shared/registry/index.ts'
 import type { Price } from './limits.ts'
 
@@ -33,6 +33,7 @@ export class Catalog {
   private readonly log?: Logger
   private models = new Map<string, ModelEntry>()
   private workers = new Map<string, WorkerEntry>()
+  private gateways = new Map<string, GatewayEntry>()
   private forward: ((w: RegistryWrite, adminToken?: string) => Promise<unknown>) | null = null
   private readonly listeners = new Set<(keys: string[]) => void>()
   private stopWatch: (() => void) | null = null
@@ -63,9 +64,9 @@ export class Catalog {
     await this.registry.close()
   }
 
-  /** Writer side: replicate to a mesh member that connected. */
+  /** Replicate to a peer that connected (it gets only what it asks for by the registry's key). */
   serve (peer: Peer): void {
-    if (this.writer) replicateOverPeer(this.registry, peer)
+    replicateOverPeer(this.registry, peer)
   }
 
   /**
@@ -79,7 +80,7 @@ export class Catalog {
 
   onChange (fn: (keys: string[]) => void): void { this.listeners.add(fn) }
 
-  private applied = { models: -1, workers: -1 }
+  private applied = { models: -1, workers: -1, gateways: -1 }
 
   /**
    * Reads run side by side (a slow one never holds up the next), but a result only replaces the cache
@@ -100,11 +101,15 @@ export class Catalog {
         const workers = await this.registry.listWorkers()
         if (version >= this.applied.workers) { this.workers = new Map(workers.map((w) => [w.key, w])); this.applied.workers = version }
       }
+      if (keys === null || keys.some((k) => k.startsWith('gateways/'))) {
+        const gateways = await this.registry.listGateways()
+        if (version >= this.applied.gateways) { this.gateways = new Map(gateways.map((g) => [g.key, g])); this.applied.gateways = version }
+      }
     } catch (err) {
       this.log?.warn({ err: (err as Error).message }, 'registry refresh failed')
       return
     }
-    const changed = keys ?? ['models/', 'workers/']
+    const changed = keys ?? ['models/', 'workers/', 'gateways/']
     for (const fn of this.listeners) fn(changed)
   }
 
@@ -112,6 +117,9 @@ export class Catalog {
   allModels (): ModelEntry[] { return [...this.models.values()] }
   worker (key: string): WorkerEntry | undefined { return this.workers.get(key) }
   allWorkers (): WorkerEntry[] { return [...this.workers.values()] }
+  /** a gateway the registry's writer vouches for */
+  gateway (key: string): GatewayEntry | undefined { return this.gateways.get(key.toLowerCase()) }
+  allGateways (): GatewayEntry[] { return [...this.gateways.values()] }
 
   /** The models served now (`live`), described by the registry. */
   listing (live: ModelListing[]): ModelListing[] {
@@ -136,7 +144,7 @@ export class Catalog {
     }
     const out = await this.applyLocal(this.writer, w, by)
     // the caller sees its own write in the next read
-    await this.refresh([w.op.endsWith('Model') ? 'models/' : 'workers/'])
+    await this.refresh([w.op.endsWith('Model') ? 'models/' : w.op.endsWith('Gateway') ? 'gateways/' : 'workers/'])
     return out
   }
 
@@ -153,6 +161,8 @@ export class Catalog {
       case 'putWorker': return r.putWorker(w.input, by)
       case 'approveWorker': return r.approveWorker(w.key, by)
       case 'revokeWorker': return r.revokeWorker(w.key, by)
+      case 'putGateway': return r.putGateway(w.input, by)
+      case 'removeGateway': return r.removeGateway(w.key).then(() => ({ removed: w.key }))
     }
   }
 

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { ConfigError, hexKey, loadConfig, positiveInt } from '../../shared/config.ts'
+import { ConfigError, hexKey, keyList, loadConfig, positiveInt } from '../../shared/config.ts'
 import { createPool } from '../../shared/db.ts'
 import { runService } from '../../shared/run.ts'
 import { meshOptions } from '../../shared/service-env.ts'
@@ -30,6 +30,8 @@ const schema = z.object({
   /** a second gateway follows the first one's registry: its key, and the writer gateway's public key */
   HYPERINFER_REGISTRY_KEY: hexKey.optional(),
   HYPERINFER_REGISTRY_FROM: hexKey.optional(),
+  /** on the writer: the replica gateways' keys, vouched for in the registry so workers serve them */
+  HYPERINFER_REPLICA_GATEWAYS: keyList,
   REGISTRY_MEASURE_INTERVAL_MS: positiveInt.default(10_000),
   BREAKER_THRESHOLD: positiveInt.default(3),
   BREAKER_COOLDOWN_MS: positiveInt.default(10_000),
@@ -58,6 +60,7 @@ await runService('gateway', () => {
     instance: process.env.HYPERINFER_SERVICE_NAME || 'gateway',
     registryKey: cfg.HYPERINFER_REGISTRY_KEY,
     registryFrom: cfg.HYPERINFER_REGISTRY_FROM,
+    replicaGateways: cfg.HYPERINFER_REPLICA_GATEWAYS,
     measureIntervalMs: cfg.REGISTRY_MEASURE_INTERVAL_MS,
     breaker: { threshold: cfg.BREAKER_THRESHOLD, cooldownMs: cfg.BREAKER_COOLDOWN_MS },
     pool,

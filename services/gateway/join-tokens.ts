@@ -2,13 +2,14 @@ import crypto from 'node:crypto'
 import type pg from 'pg'
 import { MeshError } from '../../shared/errors.ts'
 import { sha256Hex } from '../../shared/apikey.ts'
+import { proofMatches, type WorkerProof } from '../../shared/worker-proof.ts'
 import type { Logger } from '../../shared/log.ts'
 import type { RequestOf, ResponseOf } from '../../shared/mesh/method.ts'
 import type { PublicUser } from '../../shared/protocol/auth.ts'
 import type { GatewayProtocol, JoinTokenInfo } from '../../shared/protocol/gateway.ts'
 
 // Worker join tokens: an admin creates one (the token is shown once), and a worker that presents it
-// is approved at once. They are kept in PostgreSQL, hash only, so every gateway honours them.
+// proves it holds one (../../shared/worker-proof.ts) is approved at once. They are kept in PostgreSQL, hash only, so every gateway honours them.
 
 interface JoinTokenRow { id: string, prefix: string, label: string, created_at: Date, expires_at: Date | null, revoked_at: Date | null, uses: number, last_used_at: Date | null }
 
@@ -49,12 +50,17 @@ export class JoinTokens {
     return { tokens: rows.map(joinTokenInfo), ...(created ? { created } : {}) }
   }
 
-  /** A join token's label if the token is valid (counted as used), else null. */
-  async label (token: string): Promise<string | null> {
-    if (!token.startsWith('hij_')) return null
-    const { rows } = await this.pool.query<{ label: string }>(
-      `UPDATE worker_join_tokens SET uses = uses + 1, last_used_at = now()
-       WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) RETURNING label`, [sha256Hex(token)])
-    return rows[0]?.label ?? null
+  /**
+   * The label of the valid join token this proof is made with (counted as used), else null. The
+   * proof names the token by its prefix; each active token with that prefix is tried.
+   */
+  async labelForProof (proof: WorkerProof, workerKey: string, gatewayKey: string): Promise<string | null> {
+    const { rows } = await this.pool.query<{ id: string, token_hash: string, label: string }>(
+      `SELECT id, token_hash, label FROM worker_join_tokens
+       WHERE prefix = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) LIMIT 8`, [proof.tokenId])
+    const match = rows.find((r) => proofMatches(proof, Buffer.from(r.token_hash, 'hex'), workerKey, gatewayKey))
+    if (!match) return null
+    await this.pool.query('UPDATE worker_join_tokens SET uses = uses + 1, last_used_at = now() WHERE id = $1', [match.id])
+    return match.label
   }
 }

@@ -1,4 +1,3 @@
-import crypto from 'node:crypto'
 import { MeshError } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log.ts'
 import type { RequestOf, ResponseOf } from '../../shared/mesh/method.ts'
@@ -6,14 +5,15 @@ import type { HandlerContext } from '../../shared/mesh/peer.ts'
 import type { GatewayProtocol, RegistryWorker } from '../../shared/protocol/gateway.ts'
 import { modelInput, parseOrThrow, workerInput, type RegistryWrite } from '../../shared/registry/schema.ts'
 import type { Catalog } from './catalog.ts'
-import type { JoinTokens } from './join-tokens.ts'
 import type { Pricing } from './limits.ts'
 import { PendingWorkers, type PendingOptions } from './pending.ts'
 import { RegistrationRate, type RegistrationRateOptions } from './registration-rate.ts'
 import type { WorkerConn, WorkerPool } from './workers.ts'
+import type { WorkerTokens } from './worker-tokens.ts'
 
-// Which workers get traffic. A worker announces itself (registerWorker): mesh members and holders
-// of the network's worker token or a join token are approved at once; anyone else is recorded as
+// Which workers get traffic. A worker announces itself (registerWorker): mesh members and workers
+// that prove they hold the network's worker token or a join token are approved at once (a proof
+// that matches no valid token is refused); anyone else is recorded as
 // pending and gets no traffic until an operator approves it (`hyperinfer workers approve <key>`).
 // Pending workers wait in this gateway's memory (pending.ts), never in the registry; only an approval
 // writes a worker there. A registration the registry could not record is refused (UNRECORDABLE), so
@@ -25,10 +25,9 @@ export interface MembershipDeps {
   catalog: Catalog
   workers: WorkerPool
   pricing: Pricing
-  joinTokens: Pick<JoinTokens, 'label'>
+  /** checks a worker's token proof */
+  tokens: Pick<WorkerTokens, 'verify'>
   log: Logger
-  /** the network's shared worker token, if one is configured */
-  workerToken?: string
   isMeshMember (key: string): boolean
   /** this gateway's public key, told to the worker */
   gateway: string
@@ -67,12 +66,15 @@ export class Membership {
     const key = ctx.remoteKey
     this.rate.take(key)
     const member = this.deps.isMeshMember(key)
-    const networkToken = this.isNetworkToken(req.token)
     const entry = catalog.worker(key)
     if (entry?.approval.state === 'revoked') throw MeshError.FORBIDDEN(`this worker was revoked by ${entry.approval.by}`)
     const record = recordable(key, req)
-    const joinLabel = !member && !networkToken && req.token ? await this.joinLabel(req.token) : null
-    const approved = member || networkToken || joinLabel !== null || entry?.approval.state === 'approved'
+    const proof = !member && req.proof ? await this.deps.tokens.verify(req.proof, key) : null
+    if (proof && !proof.ok && proof.reason === 'mismatch' && entry?.approval.state !== 'approved') {
+      throw MeshError.FORBIDDEN('the worker token was not accepted: it is wrong, rotated, expired or revoked')
+    }
+    const tokenBy = proof?.ok ? proof.by : null
+    const approved = member || tokenBy !== null || entry?.approval.state === 'approved'
     const label = req.label ?? null
     if (!approved) {
       // waiting workers stay in memory: nothing a stranger repeats reaches the append-only registry
@@ -82,7 +84,7 @@ export class Membership {
       return { accepted: true, gateway: this.deps.gateway, approval: 'pending' }
     }
     // an admitted worker is served only once the registry holds it, so it is listed and can be revoked
-    const by = member ? 'mesh-allow-list' : networkToken ? 'worker-token' : joinLabel !== null ? `join-token:${joinLabel}`.slice(0, 128) : 'registry'
+    const by = member ? 'mesh-allow-list' : tokenBy ?? 'registry'
     await this.record(record, by)
     this.pending.delete(key)
     const w = workers.upsert(ctx.peer, req.models, record.capacity, label, true)
@@ -162,23 +164,6 @@ export class Membership {
         log.warn({ worker: w.publicKey.slice(0, 16), by: entry.approval.by }, 'worker revoked: disconnecting')
         w.peer.channel.stream?.destroy?.()
       }
-    }
-  }
-
-  /** compare digests: equal length whatever the input, so the comparison is constant-time and cannot throw */
-  private isNetworkToken (given: string | undefined): boolean {
-    const token = this.deps.workerToken
-    const digest = (v: string) => crypto.createHash('sha256').update(v).digest()
-    return !!token && !!given && crypto.timingSafeEqual(digest(given), digest(token))
-  }
-
-  private async joinLabel (token: string): Promise<string | null> {
-    try {
-      return await this.deps.joinTokens.label(token)
-    } catch (err) {
-      // a database outage leaves the worker pending, as if it had no token; it can register again
-      this.deps.log.debug({ err: (err as Error).message }, 'join token not checked')
-      return null
     }
   }
 

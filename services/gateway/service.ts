@@ -26,6 +26,7 @@ import { RequestPipeline } from './pipeline.ts'
 import { SessionUsers } from './sessions.ts'
 import { Settler } from './settlement.ts'
 import { WorkerPool } from './workers.ts'
+import { WorkerTokens } from './worker-tokens.ts'
 
 // The public entry of the mesh. This file wires the gateway's parts together and holds its handler
 // table, lifecycle and health; each part is its own module: a request's steps (pipeline.ts and the
@@ -66,6 +67,8 @@ export interface GatewayOptions extends Omit<MeshServiceOptions, 'name' | 'priva
   registryKey?: string
   /** the public key of the gateway that writes the registry */
   registryFrom?: string
+  /** writer only: the replica gateways it vouches for in the registry at start (workers serve only vouched gateways) */
+  replicaGateways?: string[]
   /** how often measured latency is written to the registry, at most */
   measureIntervalMs?: number
   breaker?: { threshold?: number, cooldownMs?: number }
@@ -87,6 +90,7 @@ export class GatewayService extends MeshService {
   private readonly disclosure: Disclosure
   private readonly reads: AccountReads
   private readonly joinTokens: JoinTokens
+  private readonly workerTokens: WorkerTokens
   private readonly membership: Membership
   private stopAnnounce: (() => Promise<void>) | null = null
   private sweepTimer: NodeJS.Timeout | null = null
@@ -111,9 +115,10 @@ export class GatewayService extends MeshService {
     this.listings = new Listings(this.catalog, this.workers)
     this.reads = new AccountReads({ pool: this.pool, keys: this.keys, sessionUser: (token) => this.sessions.user(token), tiers })
     this.joinTokens = new JoinTokens(this.pool, this.log)
+    this.workerTokens = new WorkerTokens({ pool: this.pool, joinTokens: this.joinTokens, log: this.log, gateway: this.publicKey, seed: opts.workerToken })
     this.membership = new Membership({
-      catalog: this.catalog, workers: this.workers, pricing: this.pricing, joinTokens: this.joinTokens, log: this.log,
-      workerToken: opts.workerToken, isMeshMember: (key) => this.isMeshMember(key), gateway: this.publicKey
+      catalog: this.catalog, workers: this.workers, pricing: this.pricing, tokens: this.workerTokens, log: this.log,
+      isMeshMember: (key) => this.isMeshMember(key), gateway: this.publicKey
     })
     const ledger = this.accountingOn ? this.accounting : null
     this.pipeline = new RequestPipeline({
@@ -141,7 +146,7 @@ export class GatewayService extends MeshService {
       .on(GatewayProtocol.getUserQuota, (req) => this.reads.quota(req.apiKey))
       .on(GatewayProtocol.accountQuota, (req) => this.reads.accountQuota(req.token))
       .on(GatewayProtocol.models, () => ({ models: this.listings.served() }))
-      .on(GatewayProtocol.registry, (req, ctx) => this.disclosure.registry({ key: this.catalog.key, writable: this.catalog.writable, models: this.listings.registryModels() }, ctx.remoteKey, req.token))
+      .on(GatewayProtocol.registry, (req, ctx) => this.disclosure.registry({ key: this.catalog.key, writable: this.catalog.writable, models: this.listings.registryModels(), gateways: this.catalog.allGateways() }, ctx.remoteKey, req.token))
       .on(GatewayProtocol.registryChange, async (req) => ({ result: await this.membership.adminChange(req.change, await this.sessions.adminName(req.token), req.token) }))
       .on(GatewayProtocol.registryForward, async (req, ctx) => ({ result: await this.catalog.write(req.change, await this.forwardedBy(req, ctx.remoteKey)) }))
       .on(GatewayProtocol.registryHistory, async (req) => {
@@ -151,6 +156,7 @@ export class GatewayService extends MeshService {
       .on(GatewayProtocol.workers, async (req) => { await this.sessions.admin(req.token); return { workers: this.membership.withPending(this.listings.registryWorkers()) } })
       .on(GatewayProtocol.pendingWorkers, async (req) => { await this.sessions.admin(req.token); return this.membership.managePending(req) })
       .on(GatewayProtocol.joinTokens, async (req) => this.joinTokens.manage(req, await this.sessions.admin(req.token)))
+      .on(GatewayProtocol.rotateWorkerToken, async (req) => this.workerTokens.rotate(await this.sessions.admin(req.token)))
       .on(GatewayProtocol.registerWorker, (req, ctx) => this.membership.register(req, ctx))
       .on(GatewayProtocol.workerHeartbeat, (req, ctx) => this.membership.heartbeat(req, ctx))
       .on(GatewayProtocol.getServiceHealth, async (req, ctx) => this.disclosure.health(await this.health(), ctx.remoteKey, req.token))
@@ -183,12 +189,16 @@ export class GatewayService extends MeshService {
   }
 
   protected onPeer (peer: Peer): void {
-    // the registry replicates to mesh members (other gateways, web) over the same connection
-    if (this.isMeshMember(peer.remoteKey) && this.catalog.registry.opened) this.catalog.serve(peer)
+    // the registry replicates over the same connection to whoever asks for it by its key: gateways,
+    // the web, and workers that check this gateway is vouched for before they join it. It is signed
+    // by its writer, so any gateway (replica or writer) can pass it on.
+    if (this.catalog.registry.opened) this.catalog.serve(peer)
   }
 
   protected async onOpen (): Promise<void> {
     await this.catalog.open()
+    // a database that is not up yet only delays the seed: the next start stores it
+    await this.workerTokens.seed().catch((err) => this.log.warn({ err: (err as Error).message }, 'could not store the configured worker token'))
     for (const p of this.peers) this.onPeer(p)
     // workers that know only the network key (the registry key) find gateways on its topic
     this.stopAnnounce = announceOn(this.dhtNode, networkTopic(this.catalog.key), this.keyPair, this.log)
@@ -197,6 +207,7 @@ export class GatewayService extends MeshService {
       const writer = this.connectTo(this.opts.registryFrom, { name: 'registry-writer' })
       this.catalog.follow(writer, (change, token) => writer.call(GatewayProtocol.registryForward, token ? { change, token } : { change }, 10_000).then((r) => r.result))
     } else {
+      await this.vouchForGateways([this.publicKey, ...(this.opts.replicaGateways ?? [])])
       await this.catalog.seedPrices(this.pricing.all())
     }
     this.auth = this.connectTo(this.opts.authKey, {
@@ -210,6 +221,16 @@ export class GatewayService extends MeshService {
     if (this.accountingOn) this.accounting.start()
     this.sweepTimer = setInterval(() => { this.keys.sweep() }, 60_000)
     this.sweepTimer.unref()
+  }
+
+  /** The writer vouches for itself and its configured replicas; one already listed keeps its entry. */
+  private async vouchForGateways (keys: string[]): Promise<void> {
+    for (const key of new Set(keys.map((k) => k.toLowerCase()))) {
+      if (this.catalog.gateway(key)) continue
+      const label = key === this.publicKey ? (this.opts.instance ?? 'gateway') : 'replica'
+      await this.catalog.write({ op: 'putGateway', input: { key, label } }, 'gateway-config')
+        .catch((err) => this.log.warn({ gateway: key.slice(0, 16), err: (err as Error).message }, 'could not vouch for a gateway in the registry'))
+    }
   }
 
   protected async onClose (): Promise<void> {

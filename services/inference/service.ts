@@ -11,10 +11,13 @@ import type { Backend } from './backends/types.ts'
 import { StopFilter } from './stop.ts'
 import { countBackendError, trackWorkerLoad } from './metrics.ts'
 import type { Approval, WorkerStatus } from './status.ts'
+import { GatewayTrust, guardHandlers } from './gateway-trust.ts'
+import { workerJoinProof } from '../../shared/worker-proof.ts'
 
 // An inference worker: one or more backends behind the adapter interface. It dials the gateways it is
 // given and serves them over that same channel, so a worker behind NAT needs no open port; mesh
-// members may also call it directly on its own key.
+// members may also call it directly on its own key. Gateways found by the network key are served
+// only once the registry vouches for them (./gateway-trust.ts); a token is never sent, only proven.
 
 export interface InferenceServiceOptions extends Omit<MeshServiceOptions, 'name'> {
   backends: Backend[]
@@ -24,7 +27,7 @@ export interface InferenceServiceOptions extends Omit<MeshServiceOptions, 'name'
   network?: string
   /** how often the network topic is looked up again for new gateways */
   discoverEveryMs?: number
-  /** the network's worker token, presented to gateways that do not know this worker's key */
+  /** the network's worker token or a join token, proven (never sent) to gateways that do not know this worker's key */
   workerToken?: string
   capacity?: number
   label?: string
@@ -42,7 +45,8 @@ export class InferenceService extends MeshService {
   private readonly opts: InferenceServiceOptions
   private catalog = new Map<string, { info: ModelInfo, backend: Backend }>()
   private readonly stats = new Map<string, ModelStats>()
-  private readonly gatewayClients: MeshClient[] = []
+  private readonly gatewayClients = new Map<string, MeshClient>()
+  private readonly trust: GatewayTrust
   private refreshTimer: NodeJS.Timeout | null = null
   private heartbeatTimer: NodeJS.Timeout | null = null
   private draining = false
@@ -51,6 +55,7 @@ export class InferenceService extends MeshService {
     super({ ...opts, name: 'inference' })
     this.opts = opts
     this.backends = opts.backends
+    this.trust = new GatewayTrust({ network: opts.network, explicit: opts.gateways, log: this.log })
     // worker gauges read the live per-model stats at scrape time
     trackWorkerLoad(this.metrics, () => ({
       capacity: opts.capacity ?? 64,
@@ -74,6 +79,8 @@ export class InferenceService extends MeshService {
 
   protected async onOpen (): Promise<void> {
     await this.refreshModels()
+    await this.trust.open()
+    this.trust.onDropped((key) => this.leaveGateway(key))
     for (const key of this.opts.gateways) this.joinGateway(key)
     if (this.opts.network) {
       const topic = networkTopic(this.opts.network)
@@ -98,28 +105,50 @@ export class InferenceService extends MeshService {
     if (this.joined.has(key)) return
     this.joined.add(key)
     this.log.info({ gateway: key }, 'joining gateway')
-    this.report({ type: 'joining', gateway: key })
+    if (this.trust.trusts(key)) this.report({ type: 'joining', gateway: key })
     let approval: Approval = 'approved'
     let up = false
     const client = this.connectTo(key, {
       name: `gateway:${key.slice(0, 8)}`,
-      handlers: this.handlers(),
+      // a dialled peer is served only while it is a gateway this worker trusts
+      handlers: guardHandlers(this.handlers(), (k) => this.trust.trusts(k) || this.isMeshMember(k)),
       dialled: 'gateway',
-      // every (re)connect announces what this worker serves
-      onOpen: (peer) => peer.call(GatewayProtocol.registerWorker, this.registration(), { timeout: 10_000 }).then((r) => {
-        approval = r.approval
-        const log = { peer: `gateway:${key.slice(0, 8)}`, approval: r.approval }
-        if (r.approval === 'pending') this.log.warn(log, 'registered, pending approval: no traffic until an operator approves this worker')
-        else this.log.info(log, 'registration answered')
-      }, (err: unknown) => {
-        const code = err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : 'UNKNOWN'
-        this.report({ type: 'registration-failed', gateway: key, code })
-        throw err
-      })
+      // every (re)connect checks the gateway, then announces what this worker serves
+      onOpen: async (peer) => {
+        const vouched = this.trust.trusts(key)
+        try {
+          await this.trust.check(key, peer)
+        } catch (err) {
+          this.log.warn({ gateway: key.slice(0, 16) }, 'not a gateway of this network: nothing sent, nothing served')
+          this.leaveGateway(key)
+          throw err
+        }
+        if (!vouched) this.report({ type: 'joining', gateway: key })
+        await peer.call(GatewayProtocol.registerWorker, this.registration(key), { timeout: 10_000 }).then((r) => {
+          approval = r.approval
+          const log = { peer: `gateway:${key.slice(0, 8)}`, approval: r.approval }
+          if (r.approval === 'pending') this.log.warn(log, 'registered, pending approval: no traffic until an operator approves this worker')
+          else this.log.info(log, 'registration answered')
+        }, (err: unknown) => {
+          const code = err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : 'UNKNOWN'
+          this.report({ type: 'registration-failed', gateway: key, code })
+          throw err
+        })
+      }
     })
     client.on('open', () => { up = true; this.report({ type: 'registered', gateway: key, approval }) })
     client.on('close', () => { if (up) this.report({ type: 'gateway-lost', gateway: key }); up = false })
-    this.gatewayClients.push(client)
+    this.gatewayClients.set(key, client)
+  }
+
+  /** Stop serving a gateway and close its connection; discovery may dial it again later. */
+  private leaveGateway (key: string): void {
+    const client = this.gatewayClients.get(key)
+    this.gatewayClients.delete(key)
+    this.joined.delete(key)
+    this.trust.forget(key)
+    // closing only destroys the connection; it has nothing to report
+    void client?.close()
   }
 
   private report (status: WorkerStatus): void {
@@ -131,7 +160,7 @@ export class InferenceService extends MeshService {
     const inflight = this.inflight()
     const beat = { inflight, queue: Math.max(0, inflight - capacity), capacity, draining: this.draining }
     // a missed beat needs no handling: the next one follows, and a gateway that hears none skips this worker
-    await Promise.all(this.gatewayClients.filter((c) => c.connected).map((c) => c.call(GatewayProtocol.workerHeartbeat, beat, 2000).catch(() => {})))
+    await Promise.all([...this.gatewayClients.values()].filter((c) => c.connected).map((c) => c.call(GatewayProtocol.workerHeartbeat, beat, 2000).catch(() => {})))
   }
 
   protected async onClose (): Promise<void> {
@@ -146,6 +175,7 @@ export class InferenceService extends MeshService {
     const deadline = Date.now() + 5000
     while (this.inflight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
     for (const b of this.backends) await b.close?.().catch((err: Error) => this.log.debug({ backend: b.name, err: err.message }, 'backend close failed; nothing is served from it any more'))
+    await this.trust.close()
   }
 
   private inflight (): number {
@@ -154,9 +184,11 @@ export class InferenceService extends MeshService {
     return n
   }
 
-  private registration () {
+  /** What this worker tells the gateway `gateway`: a token proof made for that gateway alone. */
+  private registration (gateway: string) {
+    const token = this.opts.workerToken
     return {
-      token: this.opts.workerToken,
+      ...(token ? { proof: workerJoinProof(token, this.publicKey, gateway) } : {}),
       models: this.models.map((m) => ({ id: m.id, backend: m.backend, ...(m.contextLength ? { contextLength: m.contextLength } : {}) })),
       capacity: this.opts.capacity,
       label: this.opts.label
@@ -190,9 +222,9 @@ export class InferenceService extends MeshService {
     if (!(await this.refreshModels())) return
     this.log.info({ models: [...this.catalog.keys()] }, 'model catalog changed')
     this.report({ type: 'models', models: [...this.catalog.keys()] })
-    for (const client of this.gatewayClients) {
+    for (const [key, client] of this.gatewayClients) {
       if (client.connected) {
-        await client.call(GatewayProtocol.registerWorker, this.registration())
+        await client.call(GatewayProtocol.registerWorker, this.registration(key))
           .catch((err: Error) => this.log.debug({ peer: client.name, err: err.message }, 'catalog announce failed; the next reconnect announces it again'))
       }
     }

@@ -4,11 +4,13 @@ import { AuthProtocol, createKeyRequest, creditsRequest, grantCreditsRequest, li
 import { apiKey, modelName, plainText, sessionToken } from './common.ts'
 import { chatMessage, generationParams, type EmbedResult, type ModelInfo, type TokenChunk, type Usage } from './inference.ts'
 import type { ResponseOf } from '../mesh/method.ts'
-import { modelInput, registryWrite, workerKey, type HistoryEntry, type RegistryWrite, type WorkerEntry } from '../registry/schema.ts'
+import { modelInput, registryWrite, workerKey, type GatewayEntry, type HistoryEntry, type RegistryWrite, type WorkerEntry } from '../registry/schema.ts'
+import { workerProof } from '../worker-proof.ts'
 
 // The gateway: the one public RPC entry of the mesh. Most methods are open to any peer and ask for an
 // API key or a session in the body; any worker may register and gets traffic once approved
-// (services/gateway/membership.ts says by what); only a replica gateway may forward a registry change.
+// (services/gateway/membership.ts says by what; a token is proven, never sent: ../worker-proof.ts);
+// only a replica gateway may forward a registry change.
 
 const strategy = z.enum(['cost', 'latency', 'quality', 'hybrid'])
 const unit = z.number().min(0).max(1)
@@ -78,7 +80,7 @@ export interface GatewayHealth {
 }
 
 /** the registry's public view; its key (the network key) is for admins and mesh members only */
-export interface RegistryListing { key?: string, writable: boolean, models: ModelListing[] }
+export interface RegistryListing { key?: string, writable: boolean, models: ModelListing[], gateways?: GatewayEntry[] }
 
 /** a public method's request that may carry a session: an admin's session gets the full answer */
 const maybeAdmin = z.object({ token: sessionToken.optional() }).strict()
@@ -152,7 +154,8 @@ export const pendingWorkersRequest = z.discriminatedUnion('op', [
 ])
 
 export const registerWorkerRequest = z.object({
-  token: z.string().max(200).optional(),
+  /** proof of a token, bound to this worker's and this gateway's keys */
+  proof: workerProof.optional(),
   models: z.array(z.object({ id: modelName, backend: z.string().max(50), contextLength: modelInput.shape.contextLength.optional() }).strict()).max(1000),
   capacity: z.number().int().min(1).max(100_000).optional(),
   label: plainText(z.string().max(100)).optional()
@@ -213,7 +216,7 @@ export const GatewayProtocol = {
   /** a registered worker's load, every couple of seconds; `draining` asks for no new requests */
   workerHeartbeat: method<{ inflight: number, queue: number, capacity: number, draining: boolean }, { ok: true }>('workerHeartbeat', { from: ['worker'] },
     z.object({ inflight: z.number().int().min(0).max(1e7), queue: z.number().int().min(0).max(1e7), capacity: z.number().int().min(1).max(100_000), draining: z.boolean() }).strict()),
-  /** the registry's models (public: the catalog) and, for admins and members, its key */
+  /** the registry's models (public: the catalog) and, for admins and members, its key and gateways */
   registry: method<z.infer<typeof maybeAdmin>, RegistryListing>('registry', { from: ['stranger'] }, maybeAdmin),
   /** admins: change the registry (models, worker approval); on a replica gateway the write goes to the writer */
   registryChange: method<z.infer<typeof adminToken> & { change: RegistryWrite }, { result: unknown }>('registryChange', { from: ['stranger'], needs: 'admin' }, adminToken.extend({ change: registryWrite }).strict()),
@@ -223,6 +226,8 @@ export const GatewayProtocol = {
   joinTokens: method<z.infer<typeof joinTokensRequest>, { tokens: JoinTokenInfo[], created?: JoinTokenInfo & { token: string } }>('joinTokens', { from: ['stranger'], needs: 'admin' }, joinTokensRequest),
   /** admins: drop the workers waiting for approval on this gateway (all, or one key, refused for a while after); they are disconnected */
   pendingWorkers: method<z.infer<typeof pendingWorkersRequest>, { cleared: number }>('pendingWorkers', { from: ['stranger'], needs: 'admin' }, pendingWorkersRequest),
+  /** admins: replace the network's worker token (shown once); the old one admits no new worker */
+  rotateWorkerToken: method<z.infer<typeof adminToken>, { token: string, createdAt: string }>('rotateWorkerToken', { from: ['stranger'], needs: 'admin' }, adminToken.strict()),
   /**
    * between gateways: a replica forwards a change to the writer. With an admin's session the writer
    * checks it and records the admin; without, only a gateway's own changes (a worker joining, a model

@@ -5,8 +5,8 @@ import type Hypercore from 'hypercore'
 import { MeshError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import {
-  MODELS_PREFIX, WORKERS_PREFIX, modelKey, workerEntryKey,
-  type ApprovalState, type HistoryEntry, type ModelEntry, type RegistryValue, type WorkerEntry
+  GATEWAYS_PREFIX, MODELS_PREFIX, WORKERS_PREFIX, gatewayEntryKey, modelKey, workerEntryKey,
+  type ApprovalState, type GatewayEntry, type HistoryEntry, type ModelEntry, type RegistryValue, type WorkerEntry
 } from './schema.ts'
 
 // The model/worker registry: one Hyperbee in a Corestore. The gateway owns the writable copy
@@ -173,6 +173,23 @@ export abstract class RegistryBase extends EventEmitter {
     })
   }
 
+  /** A gateway the writer vouches for, or null: a worker serves only gateways listed here. */
+  getGateway (key: string): Promise<GatewayEntry | null> {
+    if (!/^[0-9a-fA-F]{64}$/.test(key)) return Promise.resolve(null)
+    return this.read(async (bee) => {
+      const node = await bee.get(gatewayEntryKey(key), this.readOptions)
+      return node ? node.value as GatewayEntry : null
+    })
+  }
+
+  listGateways (): Promise<GatewayEntry[]> {
+    return this.read(async (bee) => {
+      const out: GatewayEntry[] = []
+      for await (const node of bee.createReadStream(prefixRange(GATEWAYS_PREFIX), this.readOptions)) out.push(node.value as GatewayEntry)
+      return out
+    })
+  }
+
   /** The change log, oldest first unless `reverse`: what `hyperinfer registry history` prints. */
   history (opts: HistoryOptions = {}): Promise<HistoryEntry[]> {
     return this.read(async (bee) => {
@@ -272,7 +289,7 @@ export abstract class RegistryBase extends EventEmitter {
  */
 export type RegistryReader = Pick<RegistryBase,
   'open' | 'close' | 'key' | 'discoveryKey' | 'version' | 'changedVersion' | 'replicate' | 'getModel' | 'listModels' |
-  'getWorker' | 'listWorkers' | 'history' | 'watch' | 'waitForVersion' | 'on' | 'off'>
+  'getWorker' | 'listWorkers' | 'getGateway' | 'listGateways' | 'history' | 'watch' | 'waitForVersion' | 'on' | 'off'>
 
 function prefixRange (prefix: string): { gte: string, lt: string } {
   // utf-8 keys sort by bytes; the prefix's last byte + 1 ends the range

@@ -5,9 +5,9 @@ import { MeshError } from '../errors.ts'
 import { REGISTRY_CORE_NAME, RegistryBase, type RegistryBaseOptions } from './base.ts'
 import { Measurements } from './measurements.ts'
 import {
-  actor, modelEntry, modelInput, modelKey, modelName, modelPatch, parseOrThrow, workerEntry, workerEntryKey, workerInput,
+  actor, gatewayEntry, gatewayEntryKey, gatewayInput, modelEntry, modelInput, modelKey, modelName, modelPatch, parseOrThrow, workerEntry, workerEntryKey, workerInput,
   workerKey, type ApprovalState, type MeasurementSample, type ModelEntry, type ModelInput, type ModelPatch,
-  type WorkerEntry, type WorkerInput
+  type GatewayEntry, type GatewayInput, type WorkerEntry, type WorkerInput
 } from './schema.ts'
 
 // The writable registry: a named core, so the same storage directory always gives the same key.
@@ -139,6 +139,28 @@ export class Registry extends RegistryBase {
     await this.serialized(async () => {
       if (!await this.getWorker(wk)) throw MeshError.NOT_FOUND(`worker ${wk.slice(0, 16)}… is not in the registry`)
       await this.requireBee().del(workerEntryKey(wk))
+    })
+  }
+
+  /** Vouch for a gateway: workers that know the network key serve it. Writing it again updates the label. */
+  async putGateway (input: GatewayInput, by: string = this.by): Promise<GatewayEntry> {
+    this.requireBee()
+    const spec = parseOrThrow(gatewayInput, input, 'gateway', MeshError.BAD_REQUEST)
+    const who = parseActor(by)
+    return this.serialized(async () => {
+      const entry = parseOrThrow(gatewayEntry, { ...spec, by: who, at: this.now() }, 'gateway', MeshError.BAD_REQUEST)
+      await this.requireBee().put(gatewayEntryKey(spec.key), entry)
+      return entry
+    })
+  }
+
+  /** Stop vouching for a gateway (NOT_FOUND if it is not listed): workers drop it. */
+  async removeGateway (key: string): Promise<void> {
+    this.requireBee()
+    const gk = parseOrThrow(workerKey, key, 'gateway key', MeshError.BAD_REQUEST)
+    await this.serialized(async () => {
+      if (!await this.getGateway(gk)) throw MeshError.NOT_FOUND(`gateway ${gk.slice(0, 16)}… is not in the registry`)
+      await this.requireBee().del(gatewayEntryKey(gk))
     })
   }
 

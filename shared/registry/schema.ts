@@ -3,6 +3,7 @@ import { z } from 'zod'
 // What the registry Hyperbee holds. Keys are utf-8, values JSON:
 //   models/<id>            ModelEntry
 //   workers/<publicKeyHex> WorkerEntry
+//   gateways/<publicKeyHex> GatewayEntry (a gateway the writer vouches for: workers serve only these)
 // Every write is checked against these schemas before it reaches the bee, so a replica only ever
 // reads values of this shape (from this version of the code or an older one). The protocols take
 // their model names, model specs and registry changes from here, so nothing a peer may send over
@@ -10,6 +11,7 @@ import { z } from 'zod'
 
 export const MODELS_PREFIX = 'models/'
 export const WORKERS_PREFIX = 'workers/'
+export const GATEWAYS_PREFIX = 'gateways/'
 
 /** a model's name: its registry id, and what requests, workers and API-key scopes name it by */
 export const modelName = z.string()
@@ -91,6 +93,20 @@ export const workerEntry = z.object({
   updatedAt: z.number().int().min(0)
 }).strict()
 
+/** What a caller gives to vouch for a gateway: its key and a note for operators. */
+export const gatewayInput = z.object({
+  key: workerKey,
+  label: shortText.default('')
+}).strict()
+
+export const gatewayEntry = z.object({
+  key: z.string().regex(/^[0-9a-f]{64}$/),
+  label: shortText,
+  /** who vouched for it */
+  by: actor,
+  at: z.number().int().min(0)
+}).strict()
+
 /**
  * A change to the registry as an admin (or a replica gateway forwarding one) sends it. `addModel`
  * adds the model unless the registry has it, so it never overwrites what an operator set.
@@ -102,7 +118,9 @@ export const registryWrite = z.discriminatedUnion('op', [
   z.object({ op: z.literal('removeModel'), id: modelName }).strict(),
   z.object({ op: z.literal('putWorker'), input: workerInput }).strict(),
   z.object({ op: z.literal('approveWorker'), key: workerKey }).strict(),
-  z.object({ op: z.literal('revokeWorker'), key: workerKey }).strict()
+  z.object({ op: z.literal('revokeWorker'), key: workerKey }).strict(),
+  z.object({ op: z.literal('putGateway'), input: gatewayInput }).strict(),
+  z.object({ op: z.literal('removeGateway'), key: workerKey }).strict()
 ])
 
 export const measurementSample = z.object({
@@ -120,9 +138,11 @@ export type Approval = z.infer<typeof approval>
 export type WorkerInput = z.input<typeof workerInput>
 export type WorkerEntry = z.infer<typeof workerEntry>
 export type MeasurementSample = z.infer<typeof measurementSample>
+export type GatewayInput = z.input<typeof gatewayInput>
+export type GatewayEntry = z.infer<typeof gatewayEntry>
 /** what a caller gives: defaults not yet filled in (a parsed change is one too) */
 export type RegistryWrite = z.input<typeof registryWrite>
-export type RegistryValue = ModelEntry | WorkerEntry
+export type RegistryValue = ModelEntry | WorkerEntry | GatewayEntry
 
 /** One change in the registry's log: what `history()` lists and change events carry. */
 export interface HistoryEntry {
@@ -136,6 +156,7 @@ export interface HistoryEntry {
 
 export const modelKey = (id: string) => MODELS_PREFIX + id
 export const workerEntryKey = (key: string) => WORKERS_PREFIX + key.toLowerCase()
+export const gatewayEntryKey = (key: string) => GATEWAYS_PREFIX + key.toLowerCase()
 
 /** Parse with a schema, or throw BAD_REQUEST naming the first bad field. */
 export function parseOrThrow<S extends z.ZodType> (schema: S, value: unknown, what: string, fail: (msg: string, details: Record<string, unknown>) => Error): z.infer<S> {

@@ -1,6 +1,7 @@
 import test from 'brittle'
 import c from 'compact-encoding'
 import { startTestMesh, gatewayClient, userWithKey, alive } from '../../../test/support/harness.ts'
+import { workerJoinProof } from '../../../shared/worker-proof.ts'
 import { GatewayProtocol } from '../../../shared/protocol/gateway.ts'
 import { CommonProtocol } from '../../../shared/protocol/common.ts'
 import { MeshError } from '../../../shared/errors.ts'
@@ -88,12 +89,12 @@ test('gateway: bad input gets coded errors and changes nothing; every process st
     t.ok(typeof err?.message === 'string' && err.message.length > 0, `${name} has a message`)
   }
 
-  // a worker without the token (or with a wrong one: same length in characters as the real 64-hex
-  // token, twice as long in bytes) is only recorded as pending: no traffic, no model offered
+  // a worker without the token is only recorded as pending: no traffic, no model offered; one whose
+  // token proof matches no token is refused
   const pending = await client.call(GatewayProtocol.registerWorker, { models: [{ id: 'evil', backend: 'x' }] })
   t.is(pending.approval, 'pending', 'a worker without the token is pending')
-  const wrong = await client.call(GatewayProtocol.registerWorker, { token: 'ü'.repeat(64), models: [{ id: 'evil', backend: 'x' }] })
-  t.is(wrong.approval, 'pending', 'a wrong multi-byte token does not throw and is not accepted')
+  const wrong = await client.call(GatewayProtocol.registerWorker, { proof: { tokenId: 'network', mac: 'ab'.repeat(32) }, models: [{ id: 'evil', backend: 'x' }] }).catch((e) => e)
+  t.is(wrong.code, 'FORBIDDEN', 'a proof made with a wrong token is refused')
   const evil = await client.call(GatewayProtocol.infer, { apiKey: key, model: 'evil', prompt: 'x' }).catch((e) => e)
   t.is(evil.code, 'UNKNOWN_MODEL', 'the pending worker\'s model is not offered')
   const models = await client.call(GatewayProtocol.models, {})
@@ -136,7 +137,7 @@ class BadWorker extends MeshService {
     this.connectTo(gateway, {
       name: 'gateway',
       handlers: this.handlers(),
-      onOpen: (peer) => peer.call(GatewayProtocol.registerWorker, { token, models: [{ id: 'garbage-frames', backend: 'bad' }, { id: 'null-result', backend: 'bad' }] }, { timeout: 10_000 }).then(() => {})
+      onOpen: (peer) => peer.call(GatewayProtocol.registerWorker, { proof: workerJoinProof(token, this.publicKey, gateway), models: [{ id: 'garbage-frames', backend: 'bad' }, { id: 'null-result', backend: 'bad' }] }, { timeout: 10_000 }).then(() => {})
     })
   }
 }

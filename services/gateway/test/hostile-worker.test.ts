@@ -1,3 +1,4 @@
+import { workerJoinProof } from '../../../shared/worker-proof.ts'
 import test from 'brittle'
 import crypto from 'node:crypto'
 import { startTestMesh, gatewayClient, userWithKey, alive, registerAdmin, until } from '../../../test/support/harness.ts'
@@ -51,7 +52,7 @@ class HostileWorker extends MeshService {
     this.connectTo(gateway, {
       name: 'gateway',
       handlers: this.handlers(),
-      onOpen: (peer) => peer.call(GatewayProtocol.registerWorker, { token, models, capacity }, { timeout: 10_000 }).then(() => { this.gatewayPeer = peer })
+      onOpen: (peer) => peer.call(GatewayProtocol.registerWorker, { proof: workerJoinProof(token, this.publicKey, gateway), models, capacity }, { timeout: 10_000 }).then(() => { this.gatewayPeer = peer })
     })
   }
 }
