@@ -64,3 +64,13 @@ test('fuzz: a short run of npm run fuzz keeps every invariant', { timeout: 600_0
   t.alike(report.leaks, [], 'no secret appeared in an answer or a log')
   t.alike(report.failures, [], 'the run reports no failure')
 })
+
+test('fuzz: a password check that waited too long for a slot is refused as RATE_LIMITED, not left to time out', async (t) => {
+  const { Passwords } = await import('../services/auth/passwords.ts')
+  const passwords = new Passwords({ params: { N: 2 ** 14, r: 8, p: 1 }, maxConcurrent: 1, maxQueued: 1000, maxWaitMs: 50 })
+  const hash = await passwords.hash('correct horse battery')
+  const outcomes = await Promise.all(Array.from({ length: 200 }, () => passwords.verify('correct horse battery', hash).then(String, (err) => err.code)))
+  t.ok(outcomes.includes('true'), 'the checks that got a slot in time ran')
+  t.ok(outcomes.includes('RATE_LIMITED'), 'the ones that waited past the limit were refused with a coded error')
+  t.alike([...new Set(outcomes)].sort(), ['RATE_LIMITED', 'true'], 'nothing else happened')
+})

@@ -1,8 +1,10 @@
-import RPC, { type Client } from '@hyperswarm/rpc'
+import type RPC from '@hyperswarm/rpc'
+import type { Client } from '@hyperswarm/rpc'
+import type { KeyPair } from 'hyperdht'
 import c from 'compact-encoding'
 import { isErrorCode } from '../../shared/errors.ts'
 import type { MethodDef } from '../../shared/mesh/method.ts'
-import { hostile, jsonSchemaOf, mutate, nested, Rand, sample, type Known } from './mutate.ts'
+import { hostile, jsonSchemaOf, mutate, Rand, sample, type Known } from './mutate.ts'
 import { Tally, type SecretScan } from './tally.ts'
 
 // The RPC half of the fuzzer: frames straight through @hyperswarm/rpc, so the payload can be
@@ -18,6 +20,8 @@ export interface RpcTarget {
 export interface Identity {
   name: 'stranger' | 'member'
   rpc: RPC
+  /** the key pair it dials with: connect() would otherwise use the DHT node's own */
+  keyPair: KeyPair
   targets: RpcTarget[]
   /** what the field names mean for this identity (real key, session, model) */
   known: (def: MethodDef<any, any, any>, r: Rand) => Known
@@ -45,7 +49,7 @@ export class RpcFuzzer {
     let cl = this.clients.get(key)
     if (!cl || cl.closed) {
       cl?.destroy()
-      cl = id.rpc.connect(Buffer.from(target.publicKey, 'hex'))
+      cl = id.rpc.connect(Buffer.from(target.publicKey, 'hex'), { keyPair: id.keyPair })
       this.clients.set(key, cl)
     }
     return cl
@@ -76,7 +80,10 @@ export class RpcFuzzer {
       // oversized: a separate connection, so a remote that drops it does not take other calls with it
       const def = r.pick(target.defs)
       method = def.name
-      value = r.chance(0.5) ? { blob: 'B'.repeat(3_000_000 + r.int(2_000_000)) } : nested(r, 100_000)
+      const depth = 100_000
+      // nested past what JSON.stringify can recurse into: encoded by hand
+      value = r.chance(0.5) ? { blob: 'B'.repeat(3_000_000 + r.int(2_000_000)) } : c.encode(c.string, '['.repeat(depth) + ']'.repeat(depth))
+      raw = Buffer.isBuffer(value)
       lane = 'big'
       label = `oversized:${method}`
     } else if (roll < 0.19) {

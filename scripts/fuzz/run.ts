@@ -106,9 +106,8 @@ export async function runFuzz (opts: FuzzOptions): Promise<FuzzReport> {
     })
 
     dht = createDHT({ keyPair: member, bootstrap: bootstrapList(mesh.bootstrapString), clientOnly: true })
-    const memberRpc = new RPC({ keyPair: member, dht, valueEncoding: c.json })
-    const strangerRpc = new RPC({ keyPair: stranger, dht, valueEncoding: c.json })
-    rpcs.push(memberRpc, strangerRpc)
+    const rpc = new RPC({ keyPair: member, dht, valueEncoding: c.json })
+    rpcs.push(rpc)
     const known = (def: MethodDef<any, any, any>, r: Rand): Known => ({
       apiKey: () => r.chance(0.7) ? key : 'hi_' + 'q'.repeat(43),
       // logout would end the session the rest of the run uses
@@ -129,8 +128,8 @@ export async function runFuzz (opts: FuzzOptions): Promise<FuzzReport> {
     const memberTargets = all.map((t) => t.service === 'gateway' ? { ...t, defs: t.defs.filter((d) => d.name !== 'registerWorker' && d.name !== 'workerHeartbeat') } : t)
     // strangers reach only the services with public methods; the others refuse the connection
     const ids: Identity[] = [
-      { name: 'stranger', rpc: strangerRpc, targets: all.filter((t) => t.service === 'gateway' || t.service === 'inference'), known },
-      { name: 'member', rpc: memberRpc, targets: memberTargets, known }
+      { name: 'stranger', rpc, keyPair: stranger, targets: all.filter((t) => t.service === 'gateway' || t.service === 'inference'), known },
+      { name: 'member', rpc, keyPair: member, targets: memberTargets, known }
     ]
     rpcFuzz = new RpcFuzzer(ids, scan, { timeoutMs: opts.timeoutMs })
     const rf = rpcFuzz
