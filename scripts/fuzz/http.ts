@@ -110,7 +110,9 @@ export class HttpFuzzer {
     let err: { error?: { message?: unknown, type?: unknown, code?: unknown } } | null = null
     try { err = JSON.parse(text) } catch {}
     const coded = !!err?.error && typeof err.error.message === 'string' && typeof err.error.type === 'string' && typeof err.error.code === 'string'
-    if (status >= 500 && status !== 503) this.tally.count('failure', label, `HTTP ${status}: ${text.slice(0, 200)}`)
+    // a mesh call that outlived its deadline (a CPU-starved auth hashing passwords) is a timeout, as on RPC
+    if (status === 504 && coded && err!.error!.code === 'TIMEOUT') this.tally.count('timeout', label)
+    else if (status >= 500 && status !== 503) this.tally.count('failure', label, `HTTP ${status}: ${text.slice(0, 200)}`)
     else if (!coded) this.tally.count('failure', label, `HTTP ${status} without an OpenAI error object: ${text.slice(0, 200)}`)
     else this.tally.count('coded', label, `${status} ${String(err!.error!.code)}`)
   }
