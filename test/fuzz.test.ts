@@ -61,6 +61,7 @@ test('fuzz: a short run of npm run fuzz keeps every invariant', { timeout: 600_0
   t.alike(report.processes.filter((p) => !p.alive).map((p) => p.name), [], 'no process crashed')
   t.is(report.processes.length, 5, 'all five processes were watched')
   t.alike(report.postRun, { rpc: 'ok', http: 'ok' }, 'a real inference works over RPC and over HTTP after the run')
+  t.ok(report.logBytes > 0, 'the processes wrote logs, and they were scanned')
   t.alike(report.leaks, [], 'no secret appeared in an answer or a log')
   t.alike(report.failures, [], 'the run reports no failure')
 })

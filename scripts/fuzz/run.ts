@@ -74,6 +74,8 @@ export async function runFuzz (opts: FuzzOptions): Promise<FuzzReport> {
     webPort: 0,
     metricsPort: 0,
     extraAllow: [member.publicKey.toString('hex')],
+    // info level whatever the caller's LOG_LEVEL: the logs are checked for secrets after the run
+    env: { LOG_LEVEL: 'info' },
     serviceEnv: {
       auth: { ADMIN_USERS: 'boss' },
       gateway: { DEFAULT_RATE_LIMIT: '100000000', TIER_LIMITS: JSON.stringify({ default: limits, premium: limits }) },
