@@ -21,7 +21,9 @@ export class HttpFuzzer {
   constructor (private readonly baseUrl: string, private readonly creds: HttpSecrets, private readonly seed: number, scan: SecretScan, private readonly timeoutMs: number) {
     this.tally = new Tally('http', scan)
     const text = (r: Rand, max: number) => { const v = hostile(r); return (typeof v === 'string' ? v : JSON.stringify(v)).slice(0, max) }
-    const seg = (r: Rand) => encodeURIComponent(text(r, 200))
+    // every byte percent-encoded: encodeURIComponent throws on the lone surrogates hostile() makes
+    const pct = (s: string) => Buffer.from(s).toString('hex').replace(/../g, '%$&')
+    const seg = (r: Rand) => pct(text(r, 200))
     this.routes = [
       { method: 'POST', path: (r) => '/v1/chat/completions', auth: 'apiKey', schema: chatCompletionSchema },
       { method: 'POST', path: (r) => '/v1/completions', auth: 'apiKey', schema: completionSchema },
@@ -34,7 +36,7 @@ export class HttpFuzzer {
       { method: 'POST', path: (r) => '/api/auth/api-keys', auth: 'session', schema: AuthProtocol.generateApiKey.request },
       { method: 'GET', path: (r) => '/api/auth/api-keys', auth: 'session' },
       { method: 'DELETE', path: (r) => '/api/auth/api-keys/' + (r.chance(0.5) ? crypto.randomUUID() : seg(r)), auth: 'session' },
-      { method: 'GET', path: (r) => '/api/usage' + (r.chance(0.7) ? '?days=' + encodeURIComponent(text(r, 100)) : ''), auth: 'session' },
+      { method: 'GET', path: (r) => '/api/usage' + (r.chance(0.7) ? '?days=' + pct(text(r, 100)) : ''), auth: 'session' },
       { method: 'POST', path: (r) => '/api/inference', auth: 'x-api-key', schema: GatewayProtocol.infer.request },
       { method: 'GET', path: (r) => '/api/models', auth: 'session' },
       { method: 'POST', path: (r) => '/api/' + seg(r), auth: 'session' }

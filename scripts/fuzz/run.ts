@@ -139,8 +139,8 @@ export async function runFuzz (opts: FuzzOptions): Promise<FuzzReport> {
 
     log(`fuzz: ${opts.frames} RPC frames and ${opts.http} HTTP requests, concurrency ${opts.concurrency}, seed ${opts.seed}`)
     await Promise.all([
-      runPool(opts.frames, opts.concurrency, (i) => rf.frame(i, opts.seed), (n) => log(`  rpc ${n}/${opts.frames}`)),
-      runPool(opts.http, Math.max(1, Math.round(opts.concurrency / 2)), (i) => httpFuzz.request(i), (n) => log(`  http ${n}/${opts.http}`))
+      runPool(opts.frames, opts.concurrency, (i) => rf.frame(i, opts.seed).catch((err) => rf.tally.count('failure', 'fuzzer', String(err))), (n) => log(`  rpc ${n}/${opts.frames}`)),
+      runPool(opts.http, Math.max(1, Math.round(opts.concurrency / 2)), (i) => httpFuzz.request(i).catch((err) => httpFuzz.tally.count('failure', 'fuzzer', String(err))), (n) => log(`  http ${n}/${opts.http}`))
     ])
     rf.close()
 
