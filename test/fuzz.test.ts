@@ -26,7 +26,7 @@ async function strangerRpc (t: { teardown: (fn: () => unknown) => void }, bootst
   return rpc
 }
 
-test('fuzz: frames that are not JSON, and requests to event names, get coded errors and the gateway stays up', { timeout: 180_000 }, async (t) => {
+test('fuzz: frames that are not JSON, requests to event names and bad stream ids get coded errors and the gateway stays up', { timeout: 180_000 }, async (t) => {
   const { mesh } = await startTestMesh(t)
   const rpc = await strangerRpc(t, mesh.bootstrapString)
   const gw = rpc.connect(Buffer.from(mesh.gatewayKey, 'hex'))
@@ -38,6 +38,10 @@ test('fuzz: frames that are not JSON, and requests to event names, get coded err
   // '_cancel' is an event; asked as a request its handler returns nothing, which JSON cannot encode
   const eventAsRequest = await gw.request('_cancel', { id: 1 }, { timeout: 5000 }).catch((err: Error) => err)
   t.alike(eventAsRequest, { ok: false, error: { code: 'BAD_REQUEST', message: "'_cancel' is an event, not a method" } }, 'a request to an event name gets a coded error')
+
+  // a stream id that is an object whose toString and valueOf are not functions: Number() throws on it
+  const badSid = await gw.request('infer', { _sid: { toString: 'x', valueOf: 1 }, apiKey: 'hi_' + 'x'.repeat(43), prompt: 'hi' }, { timeout: 5000 })
+  t.is(badSid?.error?.code, 'BAD_REQUEST', 'a stream id that is not a number is refused as BAD_REQUEST, not INTERNAL')
 
   t.alike(alive(mesh), ['auth', 'gateway', 'inference', 'metrics', 'web'], 'every process is still running')
   const { client } = await gatewayClient(t, mesh)

@@ -125,7 +125,9 @@ export class Peer {
       }
       if (def.stream && raw && typeof raw === 'object' && '_sid' in raw) {
         const { _sid, ...rest } = raw as Record<string, unknown>
-        sid = Number(_sid) || 0
+        // only a positive integer: Number() itself throws on an object whose valueOf is not a function
+        if (!Number.isSafeInteger(_sid) || (_sid as number) < 1) throw MeshError.BAD_REQUEST('_sid must be a positive integer')
+        sid = _sid as number
         raw = rest
       }
       const request = parseRequest(def, raw ?? {})
