@@ -103,9 +103,11 @@ declare module 'hypercore-crypto' {
 }
 
 declare module 'compact-encoding' {
+  export interface State { start: number, end: number, buffer: Buffer | null }
   const c: {
     json: unknown
     raw: unknown
+    string: { preencode (state: State, s: string): void, encode (state: State, s: string): void, decode (state: State): string }
     encode (enc: unknown, value: unknown): Buffer
     decode (enc: unknown, buf: Buffer): any
   }

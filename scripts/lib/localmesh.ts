@@ -215,8 +215,9 @@ export class LocalMesh {
         const m = new RegExp(`^${service} ready .*$`, 'm').exec(buf)
         if (m) { info.readyLine = m[0]; clearTimeout(timer); resolve(info) }
       })
+      // output can still arrive after 'exit': the log file closes once the pipes have ('close')
+      proc.on('close', () => { if (out !== null) { try { fs.closeSync(out) } catch {} } }) // best effort: the descriptor is done with either way
       proc.on('exit', (code, signal) => {
-        if (out !== null) { try { fs.closeSync(out) } catch {} } // best effort: the log file descriptor is done with
         if (!info.readyLine) {
           clearTimeout(timer)
           reject(new Error(`${name} exited before it was ready (code ${code ?? signal}): ${stderrTail.trim().split('\n').slice(-3).join(' | ')}`))

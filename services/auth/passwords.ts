@@ -44,6 +44,8 @@ export interface PasswordsOptions {
   maxConcurrent?: number
   /** hashes waiting for a slot before more are refused (default: 8 per slot) */
   maxQueued?: number
+  /** a hash that waited this long for a slot is refused: its caller (10 s RPC timeouts) is about to give up */
+  maxWaitMs?: number
 }
 
 export class Passwords {
@@ -57,7 +59,7 @@ export class Passwords {
     this.dummyHash = encode(this.params, Buffer.alloc(16), Buffer.alloc(LEN))
     const slots = opts.maxConcurrent ?? Math.min(4, os.availableParallelism())
     this.gate = new Semaphore(slots, opts.maxQueued ?? 8 * slots,
-      () => MeshError.RATE_LIMITED('auth is busy checking passwords; retry in a second', 1))
+      () => MeshError.RATE_LIMITED('auth is busy checking passwords; retry in a second', 1), opts.maxWaitMs ?? 4000)
   }
 
   async hash (password: string): Promise<string> {

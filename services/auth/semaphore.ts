@@ -1,17 +1,20 @@
-// At most `max` tasks run at once and at most `maxQueued` wait for a slot; a task beyond that is
-// refused at once (with the error `refuse` makes) instead of joining an ever longer queue.
+// At most `max` tasks run at once and at most `maxQueued` wait for a slot; a task beyond that, or one
+// that has waited `maxWaitMs` without a slot, is refused (with the error `refuse` makes) instead of
+// waiting until its caller has long given up.
 
 export class Semaphore {
   private active = 0
   private readonly waiting: Array<() => void> = []
   private readonly max: number
   private readonly maxQueued: number
+  private readonly maxWaitMs: number
   private readonly refuse: () => Error
 
-  constructor (max: number, maxQueued: number, refuse: () => Error) {
+  constructor (max: number, maxQueued: number, refuse: () => Error, maxWaitMs = Infinity) {
     this.max = Math.max(1, max)
     this.maxQueued = Math.max(0, maxQueued)
     this.refuse = refuse
+    this.maxWaitMs = maxWaitMs
   }
 
   get running (): number { return this.active }
@@ -20,7 +23,17 @@ export class Semaphore {
   async run<T> (task: () => Promise<T>): Promise<T> {
     if (this.active >= this.max) {
       if (this.waiting.length >= this.maxQueued) throw this.refuse()
-      await new Promise<void>((resolve) => this.waiting.push(resolve))
+      await new Promise<void>((resolve, reject) => {
+        const timer = Number.isFinite(this.maxWaitMs)
+          ? setTimeout(() => {
+            const i = this.waiting.indexOf(wake)
+            if (i >= 0) this.waiting.splice(i, 1)
+            reject(this.refuse())
+          }, this.maxWaitMs)
+          : null
+        const wake = () => { if (timer) clearTimeout(timer); resolve() }
+        this.waiting.push(wake)
+      })
     } else {
       this.active++
     }

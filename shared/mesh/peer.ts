@@ -81,17 +81,19 @@ export class Peer {
     this.remoteKey = channel.stream?.remotePublicKey?.toString('hex') ?? ''
     channel.respond('_chunk', (msg: { id: number, batch: unknown[] }) => {
       const s = msg && this.streams.get(msg.id)
-      if (!s || !Array.isArray(msg.batch)) return
+      if (!s || !Array.isArray(msg.batch)) return eventOnly('_chunk')
       // a peer's malformed frame must not become an uncaught exception in this process
       try {
         for (const data of msg.batch) s.onChunk(data)
       } catch (err) {
         this.opts.log?.warn({ err: (err as Error).message, peer: this.remoteKey.slice(0, 16) }, 'dropped a stream frame the handler could not take')
       }
+      return eventOnly('_chunk')
     })
     channel.respond('_cancel', (msg: { id: number }) => {
       const ac = msg && this.inflight.get(msg.id)
       if (ac) ac.abort(MeshError.CANCELLED('cancelled by caller'))
+      return eventOnly('_cancel')
     })
     for (const [name, entry] of opts.handlers ?? []) {
       channel.respond(name, (req: unknown) => this.serve(entry, req))
@@ -127,7 +129,9 @@ export class Peer {
       await this.opts.authorize(remoteKey, def, raw, this)
       if (def.stream && raw && typeof raw === 'object' && '_sid' in raw) {
         const { _sid, ...rest } = raw as Record<string, unknown>
-        sid = Number(_sid) || 0
+        // only a positive integer: Number() itself throws on an object whose valueOf is not a function
+        if (!Number.isSafeInteger(_sid) || (_sid as number) < 1) throw MeshError.BAD_REQUEST('_sid must be a positive integer')
+        sid = _sid as number
         raw = rest
       }
       const request = parseRequest(def, raw ?? {})
@@ -218,6 +222,11 @@ export class Peer {
   destroy (): void {
     this.channel.destroy()
   }
+}
+
+/** what an event's handler returns: sent only when a peer asks an event name as a request */
+function eventOnly (name: string): Envelope {
+  return { ok: false, error: MeshError.BAD_REQUEST(`'${name}' is an event, not a method`).toWire() }
 }
 
 function unwrap (env: Envelope): unknown {

@@ -1,10 +1,10 @@
 import RPC, { type Server } from '@hyperswarm/rpc'
-import c from 'compact-encoding'
 import type DHT from 'hyperdht'
 import type { KeyPair } from 'hyperdht'
 import type ProtomuxRPC from 'protomux-rpc'
 import { createDHT, type Bootstrap } from './dht.ts'
 import { MeshClient, type MeshClientOptions } from './client.ts'
+import { wireJson } from './wire.ts'
 import { Peer, type HandlerTable } from './peer.ts'
 import { ConnectionLimiter, connectionLimits, type ConnectionLimits } from './conn-limit.ts'
 import type { MethodDef } from './method.ts'
@@ -126,7 +126,7 @@ export abstract class MeshService {
 
   private async doOpen (): Promise<void> {
     this.dht = createDHT({ keyPair: this.keyPair, bootstrap: this.bootstrap, host: this.host })
-    this.rpcInstance = new RPC({ keyPair: this.keyPair, dht: this.dht, valueEncoding: c.json })
+    this.rpcInstance = new RPC({ keyPair: this.keyPair, dht: this.dht, valueEncoding: wireJson })
     this.metrics.ensureFamilies()
     // handlers are tracked while they run (in-flight, oldest age); the observe hook counts and times them
     const table = this.metrics.instrument(this.handlers(), { count: false })

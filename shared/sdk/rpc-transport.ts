@@ -1,6 +1,6 @@
 import crypto from 'node:crypto'
 import RPC from '@hyperswarm/rpc'
-import c from 'compact-encoding'
+import { wireJson } from '../mesh/wire.ts'
 import DHT from 'hyperdht'
 import { bootstrapList } from '../config.ts'
 import { MeshError } from '../errors.ts'
@@ -45,7 +45,7 @@ export class GatewayConnection {
     // a fresh identity per connection: callers are strangers to the mesh, and the key says nothing about them
     const keyPair = DHT.keyPair(crypto.randomBytes(32))
     this.dht = createDHT({ keyPair, bootstrap, clientOnly: true })
-    this.rpc = new RPC({ keyPair, dht: this.dht, valueEncoding: c.json })
+    this.rpc = new RPC({ keyPair, dht: this.dht, valueEncoding: wireJson })
     this.client = new MeshClient(this.rpc, Buffer.from(key, 'hex'), { name: `gateway ${key.slice(0, 8)}…`, maxBackoff: 1000 })
   }
 
