@@ -79,8 +79,13 @@ test('admission: a worker that joins without the token gets nothing until approv
   t.ok(!tokens.stdout.includes(joinToken), 'the list never shows the token itself')
   t.is((await runCli(home, ['workers', 'token', 'revoke', id])).code, 0, 'hyperinfer workers token revoke')
   const second = await strangerWorker(mesh, 'joiner2', 'joiner2-model', { HYPERINFER_WORKER_TOKEN: joinToken })
-  const state = await until(() => client.call(GatewayProtocol.workers, { token: boss }), (r) => !!r.workers.find((w) => w.key === second && w.connected))
-  t.is(state.workers.find((w) => w.key === second)?.approval.state, 'pending', 'a revoked join token admits no one: the next worker is pending')
+  // a proof of a revoked token is refused outright (FORBIDDEN), so the worker is neither served nor
+  // waiting; it keeps retrying, so give it the time an admitted worker takes to appear, several times over
+  await new Promise((resolve) => setTimeout(resolve, 5000))
+  const state = await client.call(GatewayProtocol.workers, { token: boss })
+  t.absent(state.workers.find((w) => w.key === second), 'a revoked join token admits no one: the next worker is refused, not even pending')
+  const refused = await client.call(GatewayProtocol.infer, { apiKey: key, model: 'joiner2-model', prompt: 'hi', maxTokens: 2 }, 5000).catch((e) => e)
+  t.is(refused.code, 'UNKNOWN_MODEL', 'and nothing is routed to it')
 })
 
 test('failover: killing a worker mid-load loses no request that had not streamed; a failing worker trips its breaker', { timeout: 180_000 }, async (t) => {
