@@ -15,6 +15,7 @@ import { LocalMesh } from './lib/localmesh.ts'
 import { benchMetrics } from './bench-metrics.ts'
 import { formatTable, runLoad } from './bench-lib.ts'
 import { benchHostile } from './bench-hostile.ts'
+import { benchLogin } from './bench-login.ts'
 import { benchRouting } from './bench-routing.ts'
 import { MeshClient } from '../shared/mesh/client.ts'
 import { createDHT } from '../shared/mesh/dht.ts'
@@ -190,6 +191,11 @@ try {
   const hostileRows = await benchHostile(SCALE)
   console.log('\n' + formatTable(hostileRows))
   report.hostile = hostileRows
+  // a password flood against one account: real logins of another user, alone and during it
+  console.log('\nbench: real logins during a password flood…')
+  const loginRows = await benchLogin(SCALE)
+  console.log('\n' + formatTable(loginRows))
+  report.login = loginRows
   fs.writeFileSync(path.join(outDir, 'latest.json'), JSON.stringify(report, null, 2) + '\n')
 } catch (err) {
   console.error(`bench failed: ${(err as Error).message}`)

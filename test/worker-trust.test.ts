@@ -159,6 +159,7 @@ test('worker trust: token proofs are bound to both keys; rotation retires the ol
   t.is(rotated.code, 0, 'hyperinfer worker-token rotate: ' + rotated.stderr.trim())
   const fresh = rotated.stdout.trim()
   t.ok(fresh.length > 20 && fresh !== token, 'prints a new token')
+  t.is((await runCli(home, ['worker-token'])).stdout.trim(), fresh, 'and `hyperinfer worker-token` on the mesh machine prints the new one from then on')
   const y = await meshPeer(t, mesh, ProbeWorker, 'y')
   t.is(await y.register(a, workerJoinProof(token, y.publicKey, a)), 'FORBIDDEN', 'the old token admits no new worker')
   t.is(await y.register(a, workerJoinProof(fresh, y.publicKey, a)), 'approved', 'the new one does')

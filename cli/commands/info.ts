@@ -65,6 +65,9 @@ export const workerToken: Command = {
     if (verb === 'rotate') {
       const gw = await ctx.gateway()
       const res = await gw.call(GatewayProtocol.rotateWorkerToken, { token: ctx.sessionToken() }, ctx.globals.timeout)
+      // on the mesh machine the local copy follows, so `hyperinfer worker-token` prints the live token
+      const local = path.join(ctx.home, 'keys', 'worker-token.secret')
+      if (fs.existsSync(local)) fs.writeFileSync(local, res.token + '\n', { mode: 0o600 })
       if (ctx.globals.json) return printJson(res)
       if (values.quiet) return console.log(res.token)
       return console.log(`new network worker token:\n\n  ${res.token}\n\nThis is the only time it is shown. The old token admits no new worker from now on; workers already approved stay approved.\nStart new workers with: HYPERINFER_WORKER_TOKEN=<token> npx hyperinfer worker --backend … --network …`)
