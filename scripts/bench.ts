@@ -13,7 +13,7 @@ import c from 'compact-encoding'
 import DHT from 'hyperdht'
 import { LocalMesh } from './lib/localmesh.ts'
 import { benchMetrics } from './bench-metrics.ts'
-import { formatTable, runLoad } from './bench-lib.ts'
+import { formatTable, runLoad, type Row as TableRow } from './bench-lib.ts'
 import { benchHostile } from './bench-hostile.ts'
 import { benchLogin } from './bench-login.ts'
 import { benchRouting } from './bench-routing.ts'
@@ -176,26 +176,19 @@ try {
   await worker.close()
   await rpc.destroy({ force: true }).catch(() => {}) // best effort: the bench is done with it
   await mesh.stop()
-  // metrics: scrape time with 1 and 20 members, and the request path with metrics on vs off
-  console.log('\nbench: metrics…')
-  const metricsRows = await benchMetrics(SCALE)
-  console.log('\n' + formatTable(metricsRows))
-  report.metrics = metricsRows
-  // routing: the gateway with 1, 10 and 100 workers, and a new worker's time to its first request
-  console.log('\nbench: routing…')
-  const routingRows = await benchRouting(SCALE)
-  console.log('\n' + formatTable(routingRows))
-  report.routing = routingRows
-  // one caller stalling the others: small requests alone and during 100k-character prompts
-  console.log('\nbench: event-loop delay during hostile prompts…')
-  const hostileRows = await benchHostile(SCALE)
-  console.log('\n' + formatTable(hostileRows))
-  report.hostile = hostileRows
-  // a password flood against one account: real logins of another user, alone and during it
-  console.log('\nbench: real logins during a password flood…')
-  const loginRows = await benchLogin(SCALE)
-  console.log('\n' + formatTable(loginRows))
-  report.login = loginRows
+  // the benches that start meshes of their own, one after another, each a table and a key in the report
+  const sections: Array<[key: string, title: string, bench: (scale: number) => Promise<TableRow[]>]> = [
+    ['metrics', 'metrics', benchMetrics], // scrape time with 1 and 20 members; the request path with metrics on vs off
+    ['routing', 'routing', benchRouting], // the gateway with 1, 10 and 100 workers; a new worker's time to its first request
+    ['hostile', 'event-loop delay during hostile prompts', benchHostile], // small requests alone and during 100k-character prompts
+    ['login', 'real logins during a password flood', benchLogin] // a flood against one account; another user's logins
+  ]
+  for (const [key, title, bench] of sections) {
+    console.log(`\nbench: ${title}…`)
+    const sectionRows = await bench(SCALE)
+    console.log('\n' + formatTable(sectionRows))
+    report[key] = sectionRows
+  }
   fs.writeFileSync(path.join(outDir, 'latest.json'), JSON.stringify(report, null, 2) + '\n')
 } catch (err) {
   console.error(`bench failed: ${(err as Error).message}`)
