@@ -37,6 +37,22 @@ export interface WebServiceOptions extends Omit<MeshServiceOptions, 'name' | 'pr
 }
 
 export const BODY_LIMIT = 1024 * 1024
+/** an oversized body up to this size is read and dropped before the 413; a larger one is cut off */
+const DRAIN_LIMIT = 16 * 1024 * 1024
+const DRAIN_MS = 5000
+
+/** Read a request body to its end and drop it, giving up after `ms`. */
+function drain (stream: NodeJS.ReadableStream, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms)
+    const done = () => { clearTimeout(timer); resolve() }
+    stream.on('data', () => {}) // discarded: only reaching the end matters
+    stream.once('end', done)
+    stream.once('error', done) // a broken upload ends the draining the same way
+    stream.once('close', done)
+    stream.resume()
+  })
+}
 const INFER_IDLE_TIMEOUT_MS = 60_000
 
 function errorType (status: number): string {
@@ -151,6 +167,14 @@ export class WebService extends MeshService {
       reply.header('x-request-id', req.id)
       reply.header('x-content-type-options', 'nosniff')
       if (!hostAllowed(req.headers.host, hosts)) throw new MeshError('HOST_NOT_ALLOWED', hostRefusal(req.headers.host))
+      // a body announced over the limit is read and dropped (up to a bound, for a few seconds) before
+      // the 413, so the client finishes writing and sees the answer instead of a reset connection
+      const announced = Number(req.headers['content-length'])
+      if (announced > BODY_LIMIT) {
+        reply.header('connection', 'close')
+        if (announced <= DRAIN_LIMIT) await drain(req.raw, DRAIN_MS)
+        throw new MeshError('PAYLOAD_TOO_LARGE', `request body exceeds ${BODY_LIMIT} bytes`)
+      }
     })
     app.addHook('onResponse', async (req, reply) => {
       // path only: a query string is never logged, and no header or body ever is
