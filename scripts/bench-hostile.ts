@@ -39,7 +39,8 @@ export async function benchHostile (scale: number): Promise<Row[]> {
     databaseUrl: process.env.DATABASE_URL || undefined,
     webPort: 0,
     metricsPort: 0,
-    extraAllow: [keyPair.publicKey.toString('hex')],
+    // named as the metrics service: the bench reads the gateway's own event-loop metric (metricsText)
+    extraAllow: ['metrics=' + keyPair.publicKey.toString('hex')],
     serviceEnv: {
       gateway: { LOG_LEVEL: 'warn', TIER_LIMITS: JSON.stringify({ default: limits, premium: limits }) },
       inference: { LOG_LEVEL: 'warn', SYNTHETIC_TOKENS_PER_SEC: '0' },
