@@ -13,7 +13,7 @@ import type { RequestOf } from '../shared/mesh/method.ts'
 import { Peer } from '../shared/mesh/peer.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import type { LocalMesh } from '../scripts/lib/localmesh.ts'
-import { startTestMesh, gatewayClient, userWithKey, runCli, until, registerAdmin, ADMIN_PASSWORD } from './support/harness.ts'
+import { startTestMesh, gatewayClient, userWithKey, runCli, until, registerAdmin, ADMIN_PASSWORD, strangerWorker } from './support/harness.ts'
 
 // Strangers announcing workers: waiting workers never reach the append-only registry, the queue of
 // them cannot be filled for good, and a registration the registry cannot record is refused.
@@ -42,14 +42,6 @@ function register (s: Stranger, req: RequestOf<typeof GatewayProtocol.registerWo
   return s.peer.call(GatewayProtocol.registerWorker, req, { timeout: 15_000 }).then((r) => r as { approval: string }, (e) => e)
 }
 
-/** A worker process the mesh does not know: not on the allow-list, and a join token only if given. */
-async function workerProcess (mesh: LocalMesh, name: string, models: string, env: Record<string, string> = {}): Promise<string> {
-  const child = await mesh.spawn(name, {
-    HYPERINFER_HOME: mesh.home, HYPERINFER_BOOTSTRAP: mesh.bootstrapString, HYPERINFER_MESH_ALLOW: mesh.gatewayKeys.join(','),
-    HYPERINFER_WORKER_NAME: name, HYPERINFER_GATEWAYS: mesh.gatewayKey, SYNTHETIC_MODELS: models, ...env
-  }, 'inference')
-  return /inference ready ([0-9a-f]{64})/.exec(child.readyLine)![1]!
-}
 
 test('pending workers: re-registering in a loop does not grow the registry or the log; a registration the registry cannot record is refused', { timeout: 240_000 }, async (t) => {
   // the gateway logs at info, so what it says about a stranger can be read back
@@ -136,14 +128,14 @@ test('pending workers: throwaway keys cannot fill the queue for good; join token
 
   // an operator's worker with a join token gets in while the queue is full
   const made = await client.call(GatewayProtocol.joinTokens, { token: boss, op: 'create', label: 'gpu-box' })
-  const tokened = await workerProcess(mesh, 'tokened', 'tokened-model', { HYPERINFER_WORKER_TOKEN: made.created!.token })
+  const tokened = await strangerWorker(mesh, 'tokened', 'tokened-model', { HYPERINFER_WORKER_TOKEN: made.created!.token })
   const routed = await until(() => client.call(GatewayProtocol.infer, { apiKey, model: 'tokened-model', prompt: 'hi', maxTokens: 2 }, 5000).catch((e) => e), (r) => !(r instanceof Error), 20_000)
   t.is(routed.worker, tokened, 'a worker with a join token is admitted and served while 100 strangers wait')
 
   // the throwaway connections go away: their places are free again for a real operator's worker
   for (const s of throwaway) s.close()
   await until(() => client.call(GatewayProtocol.workers, { token: boss }), (r) => r.workers.filter((w) => w.approval.state === 'pending' && w.connected).length === 0)
-  const patient = await workerProcess(mesh, 'patient', 'patient-model')
+  const patient = await strangerWorker(mesh, 'patient', 'patient-model')
   const waiting = await until(() => runCli(home, ['workers', 'list', '--json']), (r) => !!(r.json?.workers ?? []).find((w: { key: string, connected: boolean }) => w.key === patient && w.connected))
   t.is(waiting.json.workers.find((w: { key: string }) => w.key === patient)?.approval.state, 'pending', 'a worker without a token is accepted as pending once the strangers are gone')
 

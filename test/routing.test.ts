@@ -4,12 +4,11 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { spawnLongCli } from './support/netns.ts'
-import { startTestMesh, gatewayClient, userWithKey, runCli, until, registerAdmin, ADMIN_PASSWORD } from './support/harness.ts'
+import { startTestMesh, gatewayClient, userWithKey, runCli, until, registerAdmin, ADMIN_PASSWORD, strangerWorker } from './support/harness.ts'
 import { startFakeOpenAI } from './fakes/fake-openai.ts'
 import { FAIL_MODEL } from './fakes/fake-llm.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import type { MeshClient } from '../shared/mesh/client.ts'
-import type { LocalMesh } from '../scripts/lib/localmesh.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
@@ -19,14 +18,6 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
 
 
-/** A worker the mesh does not know: not on the allow-list, no worker token. */
-async function strangerWorker (mesh: LocalMesh, name: string, models: string, env: Record<string, string> = {}): Promise<string> {
-  const child = await mesh.spawn(name, {
-    HYPERINFER_HOME: mesh.home, HYPERINFER_BOOTSTRAP: mesh.bootstrapString, HYPERINFER_MESH_ALLOW: mesh.gatewayKeys.join(','),
-    HYPERINFER_WORKER_NAME: name, HYPERINFER_GATEWAYS: mesh.gatewayKey, SYNTHETIC_MODELS: models, ...env
-  }, 'inference')
-  return /inference ready ([0-9a-f]{64})/.exec(child.readyLine)![1]!
-}
 
 test('admission: a worker that joins without the token gets nothing until approved, then traffic within 2 s; revoked, it is cut off', { timeout: 180_000 }, async (t) => {
   const { mesh, home } = await startTestMesh(t, { serviceEnv: { auth: { ADMIN_USERS: 'boss' } } })

@@ -107,3 +107,12 @@ export async function registerAdmin (client: MeshClient): Promise<string> {
   await client.call(GatewayProtocol.register, { username: 'boss', email: 'boss@example.com', password: ADMIN_PASSWORD })
   return (await client.call(GatewayProtocol.login, { email: 'boss@example.com', password: ADMIN_PASSWORD })).token
 }
+
+/** A worker process the mesh does not know: not on its allow-list, with a token only if `env` gives one. Its key. */
+export async function strangerWorker (mesh: LocalMesh, name: string, models: string, env: Record<string, string> = {}): Promise<string> {
+  const child = await mesh.spawn(name, {
+    HYPERINFER_HOME: mesh.home, HYPERINFER_BOOTSTRAP: mesh.bootstrapString, HYPERINFER_MESH_ALLOW: mesh.gatewayKeys.join(','),
+    HYPERINFER_WORKER_NAME: name, HYPERINFER_GATEWAYS: mesh.gatewayKey, SYNTHETIC_MODELS: models, ...env
+  }, 'inference')
+  return /inference ready ([0-9a-f]{64})/.exec(child.readyLine)![1]!
+}
