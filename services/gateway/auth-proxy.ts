@@ -3,7 +3,7 @@ import type { MethodDef } from '../../shared/mesh/method.ts'
 import type { HandlerBuilder } from '../../shared/mesh/peer.ts'
 import { AuthProtocol } from '../../shared/protocol/auth.ts'
 import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
-import { CallerGate } from './caller-gate.ts'
+import { CallerGate } from '../../shared/caller-gate.ts'
 
 // Account and key methods the gateway answers by asking auth, so a CLI needs nothing but the
 // gateway's key. Each pair is a public gateway method and the internal auth method behind it; the

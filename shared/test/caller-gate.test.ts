@@ -1,6 +1,6 @@
 import test from 'brittle'
 import { CallerGate } from '../caller-gate.ts'
-import { MeshError } from '../../../shared/errors.ts'
+import { MeshError } from '../errors.ts'
 
 // The gateway's own hold on logins relayed to auth: attempts in flight per caller, and a caller auth
 // has held back is refused at the gateway, without asking auth, until its wait is over.

@@ -1,9 +1,10 @@
-import { MeshError } from '../../shared/errors.ts'
+import { MeshError } from './errors.ts'
 
-// Logins and registrations relayed to auth, gated per caller at the gateway: a caller has at most
-// `maxOpen` in flight, and once auth has held the whole caller back (a RATE_LIMITED refusal with
-// scope 'client') the gateway refuses that caller itself until the wait is over. A flood from one
-// caller then costs auth, and the real logins waiting on its password hashing, nothing.
+// Logins and registrations relayed to auth, gated per caller by the service relaying them (the
+// gateway per public key, the web per address): a caller has at most `maxOpen` in flight, and once
+// auth has held the whole caller back (a RATE_LIMITED refusal with scope 'client') the relaying
+// service refuses that caller itself until the wait is over. A flood from one caller then costs auth,
+// and the real logins waiting on its password hashing, nothing.
 
 interface Entry { open: number, until: number }
 
