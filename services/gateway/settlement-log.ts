@@ -26,12 +26,14 @@ export interface LogOptions { sync?: 'fsync' | 'write', maxSegmentBytes?: number
 
 const ADMIT_DELAY_MS = 2
 
+const datasync = (fd: number) => new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => err ? reject(err) : resolve()))
+
 export class SettlementLog {
   private readonly dir: string
   private readonly sync: 'fsync' | 'write'
   private readonly maxSegmentBytes: number
   private readonly log?: Logger
-  private fh: fs.promises.FileHandle | null = null
+  private fd: number | null = null
   private seg = 0
   private size = 0
   private readonly live = new Map<number, number>()
@@ -111,14 +113,14 @@ export class SettlementLog {
       if (this.failed) break
     }
     if (this.timer) clearTimeout(this.timer)
-    await this.fh?.close()
-    this.fh = null
+    if (this.fd !== null) fs.closeSync(this.fd)
+    this.fd = null
   }
 
   private file (seg: number): string { return path.join(this.dir, String(seg).padStart(8, '0') + '.log') }
 
   private async openSegment (): Promise<void> {
-    this.fh = await fs.promises.open(this.file(this.seg), 'a', 0o600)
+    this.fd = fs.openSync(this.file(this.seg), 'a', 0o600)
     this.size = 0
     // the new file's name must survive a crash too
     const dir = await fs.promises.open(this.dir, 'r')
@@ -126,7 +128,7 @@ export class SettlementLog {
   }
 
   private kick (): void {
-    if (this.writing || this.buf.length === 0 || !this.fh) return
+    if (this.writing || this.buf.length === 0 || this.fd === null) return
     if (this.timer) { clearTimeout(this.timer); this.timer = null }
     this.writing = true
     queueMicrotask(() => { void this.drain() })
@@ -143,8 +145,9 @@ export class SettlementLog {
         for (const l of lines) { chunk += l.line; l.ticket.seg = this.seg }
         this.live.set(this.seg, (this.live.get(this.seg) ?? 0) + lines.length)
         try {
-          await this.fh!.write(chunk)
-          if (waiters.length > 0 && this.sync === 'fsync') await this.fh!.datasync()
+          // the write itself goes to the page cache at once (no thread hop); only the sync waits on the disk
+          fs.writeSync(this.fd!, chunk)
+          if (waiters.length > 0 && this.sync === 'fsync') await datasync(this.fd!)
         } catch (err) {
           this.failed = err as Error
           this.log?.error({ err: (err as Error).message }, 'settlement log: write failed')
@@ -155,7 +158,7 @@ export class SettlementLog {
         for (const w of waiters) w.resolve()
         if (this.size > this.maxSegmentBytes) {
           const old = this.seg
-          await this.fh!.close()
+          fs.closeSync(this.fd!)
           this.seg++
           await this.openSegment()
           if ((this.live.get(old) ?? 0) === 0) { this.live.set(old, 1); this.release(old) }
