@@ -81,7 +81,7 @@ export interface AccountingOptions {
   gateway: string
   /** where the settlement log lives (one directory per gateway instance) */
   logDir: string
-  /** 'fsync' (default): an answer waits until its record survives a power cut; 'write': a process crash */
+  /** 'write' (default): an answer waits until the kernel has its record (survives a process crash; synced within 10 ms); 'fsync': until it survives a power cut */
   sync?: 'fsync' | 'write'
   /** a slice unused this long goes back to PostgreSQL */
   leaseIdleMs?: number

@@ -28,7 +28,7 @@ const schema = z.object({
   STUCK_REQUEST_MS: positiveInt.default(15 * 60_000),
   SWEEP_INTERVAL_MS: positiveInt.default(30_000),
   /** 'fsync': an answer waits until its settlement is on disk (survives a power cut); 'write': until the kernel has it (survives the process) */
-  SETTLEMENT_SYNC: z.enum(['fsync', 'write']).default('fsync'),
+  SETTLEMENT_SYNC: z.enum(['fsync', 'write']).default('write'),
   /** an unused lease slice goes back to PostgreSQL after this long */
   LEASE_IDLE_MS: positiveInt.default(2000),
   /** at rest, answered requests wait this long for company before they are written to PostgreSQL in one batch */

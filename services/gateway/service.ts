@@ -52,7 +52,7 @@ export interface GatewayOptions extends Omit<MeshServiceOptions, 'name' | 'priva
   accounting?: boolean
   /** a request still 'processing' after this long is failed by the sweeper */
   stuckAfterMs?: number
-  /** 'fsync' (default): an answer waits until its settlement survives a power cut; 'write': a process crash */
+  /** 'write' (default): an answer waits until the kernel has its settlement (synced within 10 ms); 'fsync': until it survives a power cut */
   settlementSync?: 'fsync' | 'write'
   /** an unused lease slice goes back to PostgreSQL after this long */
   leaseIdleMs?: number
