@@ -34,7 +34,8 @@ function deepest (issue: Issue): Issue {
 }
 
 function describe (issue: Issue): string {
-  if (issue.code === 'invalid_union') return 'matches none of the accepted forms'
+  // a union's own message when it has one (a discriminated union names its accepted tags)
+  if (issue.code === 'invalid_union') return issue.message && issue.message !== 'Invalid input' ? issue.message : 'matches none of the accepted forms'
   if (issue.code === 'unrecognized_keys') return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.join(', ')}`
   return issue.message.replace(/^Invalid (input|option): /, '')
 }
