@@ -133,4 +133,10 @@ test('clients: the openai package with tools, .parse(), 600 embeddings; keys, CO
   for await (const _ of s) { /* tool calls come whole in the result */ }
   const r = await s.result
   t.alike(r.toolCalls, whole.toolCalls, 'streamed over RPC: the same call'); t.alike(r.ignored, ['temperature'], 'and the ignored parameters')
+  const http = new AIInferenceClient({ apiKey: key, baseUrl: mesh.webUrl! })
+  const overHttp = await http.inference({ model: 'synthetic', prompt: 'weather?', tools, temperature: 0.2 })
+  t.alike(overHttp.toolCalls, whole.toolCalls, 'the SDK over HTTP: the same call'); t.alike(overHttp.ignored, ['temperature'])
+  const hs = http.stream({ model: 'synthetic', prompt: 'weather?', tools })
+  for await (const _ of hs) { /* tool calls come whole in the result */ }
+  t.alike((await hs.result).toolCalls, whole.toolCalls, 'and streamed over HTTP')
 })
