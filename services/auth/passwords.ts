@@ -4,18 +4,20 @@ import { promisify } from 'node:util'
 import { MeshError } from '../../shared/errors.ts'
 import { Semaphore } from './semaphore.ts'
 
-// Password hashes: scrypt at OWASP's current figure (N=2^17, r=8, p=1), encoded as
+// Password hashes: scrypt at one of OWASP's current equivalent settings (N=2^14, r=8, p=5: the same
+// work as N=2^17, r=8, p=1 in an eighth of the memory, and 3–4× faster here because 16 MiB stays nearer
+// the caches than 128 MiB), encoded as
 // `scrypt$N$r$p$salt$hash`. The parameters travel with each hash, so a hash made with older ones
 // still verifies, and `needsRehash` tells the caller to replace it after a successful login.
 //
-// Each hash costs 128·N·r bytes (128 MiB) and a core for a good part of a second, so all of them go
+// Each hash costs 128·N·r bytes (16 MiB) and a core for a quarter of a second or so, so all of them go
 // through one small gate: a few run, a few wait, and the rest are refused at once as RATE_LIMITED.
 
 export interface ScryptParams { N: number, r: number, p: number }
-export const CURRENT_PARAMS: ScryptParams = { N: 2 ** 17, r: 8, p: 1 }
+export const CURRENT_PARAMS: ScryptParams = { N: 2 ** 14, r: 8, p: 5 }
 const LEN = 32
 // stored hashes come from our own database, but a bad row must not make us allocate gigabytes
-const LIMITS: ScryptParams = { N: 2 ** 20, r: 16, p: 4 }
+const LIMITS: ScryptParams = { N: 2 ** 20, r: 16, p: 16 }
 
 const scrypt = promisify(crypto.scrypt) as (pw: string, salt: Buffer, len: number, opts: crypto.ScryptOptions) => Promise<Buffer>
 

@@ -30,11 +30,14 @@ export class Backoff {
   private readonly entries = new Map<string, Entry>()
   private readonly policy: BackoffPolicy
   private readonly refusal: string
+  private readonly scope: 'account' | 'client'
   private readonly now: () => number
 
-  constructor (policy: BackoffPolicy, refusal: string, now: () => number = Date.now) {
+  /** `scope` travels with each refusal, so a relaying service knows the whole client is held back */
+  constructor (policy: BackoffPolicy, refusal: string, scope: 'account' | 'client', now: () => number = Date.now) {
     this.policy = policy
     this.refusal = refusal
+    this.scope = scope
     this.now = now
   }
 
@@ -58,7 +61,7 @@ export class Backoff {
     const waitMs = e.blockedUntil > now
       ? e.blockedUntil - now
       : e.open >= maxOpen || (e.open > 0 && e.counted + e.open >= free) ? this.delay(Math.max(0, e.counted + e.open - free)) : 0
-    if (waitMs > 0) throw MeshError.RATE_LIMITED(`${this.refusal}; retry in ${Math.ceil(waitMs / 1000)} s`, Math.ceil(waitMs / 1000))
+    if (waitMs > 0) throw MeshError.RATE_LIMITED(`${this.refusal}; retry in ${Math.ceil(waitMs / 1000)} s`, Math.ceil(waitMs / 1000), { scope: this.scope })
     e.open++
   }
 
@@ -108,9 +111,9 @@ export function relayedClient (callerKey: string, source: string | undefined): s
  * throttle and the hashing gate.
  */
 export class AuthThrottle {
-  readonly accounts = new Backoff({ free: 5, maxOpen: 1, baseMs: 2000, maxMs: 15 * MINUTE, forgetMs: 15 * MINUTE }, 'too many login attempts for this account')
-  readonly loginClients = new Backoff({ free: 10, maxOpen: 2, baseMs: 2000, maxMs: 15 * MINUTE, forgetMs: 15 * MINUTE }, 'too many login attempts from this client')
-  readonly signupClients = new Backoff({ free: 5, maxOpen: 1, baseMs: 10_000, maxMs: 60 * MINUTE, forgetMs: 60 * MINUTE }, 'too many registrations from this client')
+  readonly accounts = new Backoff({ free: 5, maxOpen: 1, baseMs: 2000, maxMs: 15 * MINUTE, forgetMs: 15 * MINUTE }, 'too many login attempts for this account', 'account')
+  readonly loginClients = new Backoff({ free: 10, maxOpen: 2, baseMs: 2000, maxMs: 15 * MINUTE, forgetMs: 15 * MINUTE }, 'too many login attempts from this client', 'client')
+  readonly signupClients = new Backoff({ free: 5, maxOpen: 1, baseMs: 10_000, maxMs: 60 * MINUTE, forgetMs: 60 * MINUTE }, 'too many registrations from this client', 'client')
 
   /**
    * Run a credential check under the login throttles. `check` resolves to the user, or null for a wrong

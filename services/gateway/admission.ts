@@ -2,7 +2,7 @@ import { MeshError } from '../../shared/errors.ts'
 import type { ServiceMetrics } from '../../shared/metrics.ts'
 import type { KeyIdentity } from '../../shared/protocol/auth.ts'
 import type { AdmitRequest, AdmitResult } from './accounting.ts'
-import { countersFor, describeCounter, promptTokenHold, toUsd, type Pricing, type TierLimits } from './limits.ts'
+import { countersFor, describeCounter, toUsd, type Pricing, type TierLimits } from './limits.ts'
 
 // The gate every request passes before any worker sees it, in the order the pipeline calls it:
 // authenticate the key; permit: its scope, the model and the key's model list; then (once the
@@ -29,7 +29,8 @@ export interface AdmissionDeps {
 export interface AdmissionTicket {
   id: string
   kind: 'chat' | 'embed'
-  promptTokens: number
+  /** prompt tokens to hold (limits.ts measurePrompt) */
+  promptHold: number
   completionTokens: number
   trace: string | null
   promptHash: string
@@ -69,7 +70,7 @@ export class Admission {
   async hold (identity: KeyIdentity, model: string, r: AdmissionTicket): Promise<void> {
     const { accounting, pricing } = this.deps
     if (!accounting) return
-    const holdIn = promptTokenHold(r.promptTokens)
+    const holdIn = r.promptHold
     const credit = pricing.cost(model, holdIn, r.completionTokens)
     const now = new Date()
     const counters = countersFor({ keyId: identity.keyId, userId: identity.userId, keyTier: identity.tier, userTier: identity.userTier, budgetNusd: identity.budgetNusd },

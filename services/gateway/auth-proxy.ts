@@ -3,6 +3,7 @@ import type { MethodDef } from '../../shared/mesh/method.ts'
 import type { HandlerBuilder } from '../../shared/mesh/peer.ts'
 import { AuthProtocol } from '../../shared/protocol/auth.ts'
 import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
+import { CallerGate } from '../../shared/caller-gate.ts'
 
 // Account and key methods the gateway answers by asking auth, so a CLI needs nothing but the
 // gateway's key. Each pair is a public gateway method and the internal auth method behind it; the
@@ -18,22 +19,27 @@ export interface AuthProxy {
 }
 
 /**
- * `source`: the auth method also gets the caller's public key, which it throttles by (logins and
- * registrations); the gateway's public schema has no such field, so a caller cannot name its own.
+ * `gate`: the auth method also gets the caller's public key as `source`, which it throttles by (logins
+ * and registrations; the gateway's public schema has no such field, so a caller cannot name its own),
+ * and the gateway holds each caller to the same allowance before asking auth at all.
  */
-function pair<Req, Res> (gateway: MethodDef<Req, Res, never>, auth: MethodDef<Req & { source?: string }, Res, never>, opts: { source?: true } = {}): AuthProxy {
+function pair<Req, Res> (gateway: MethodDef<Req, Res, never>, auth: MethodDef<Req & { source?: string }, Res, never>, opts: { gate?: [maxOpen: number, refusal: string] } = {}): AuthProxy {
   return {
     gateway: gateway.name,
     auth: auth.name,
     mount: (table, client) => {
-      table.on(gateway, (req, ctx) => client().call(auth, opts.source ? { ...req, source: ctx.remoteKey } : req, TIMEOUT_MS))
+      const gate = opts.gate ? new CallerGate(...opts.gate) : null
+      table.on(gateway, (req, ctx) => gate
+        ? gate.run(ctx.remoteKey, () => client().call(auth, { ...req, source: ctx.remoteKey }, TIMEOUT_MS))
+        : client().call(auth, req, TIMEOUT_MS))
     }
   }
 }
 
+// the same allowance of attempts in flight as auth gives each client (services/auth/throttle.ts)
 export const AUTH_PROXIES: readonly AuthProxy[] = [
-  pair(GatewayProtocol.register, AuthProtocol.registerUser, { source: true }),
-  pair(GatewayProtocol.login, AuthProtocol.loginUser, { source: true }),
+  pair(GatewayProtocol.register, AuthProtocol.registerUser, { gate: [1, 'too many registrations from this client'] }),
+  pair(GatewayProtocol.login, AuthProtocol.loginUser, { gate: [2, 'too many login attempts from this client'] }),
   pair(GatewayProtocol.createKey, AuthProtocol.generateApiKey),
   pair(GatewayProtocol.listKeys, AuthProtocol.listApiKeys),
   pair(GatewayProtocol.revokeKey, AuthProtocol.revokeApiKey),

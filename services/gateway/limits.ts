@@ -111,6 +111,35 @@ export function promptTokenHold (estimate: number): number {
   return Math.ceil(estimate * 1.25) + 16
 }
 
+/** prompts up to this many characters are counted before admission, in a few ms at most */
+const COUNT_BEFORE_CHARS = 16_384
+
+/** What admission holds for a prompt, and what is charged for it when the worker reports no count. */
+export interface PromptMeasure {
+  /** tokens held, and the most a worker's count is charged */
+  hold: number
+  /** our own count: made before admission for a short prompt, on demand (only at settlement) for a long one */
+  count (): Promise<number>
+}
+
+/**
+ * A short prompt is counted at once and held with a margin for the backend's tokenizer. A long one is
+ * not counted on the way in (even sliced, 100k characters cost the gateway tens of ms of CPU per
+ * request): it is held at its UTF-8 bytes, a bound for any byte-level tokenizer since each token
+ * stands for at least one byte, plus what a chat template adds, and counted only if the worker
+ * reports no count of its own.
+ */
+export async function measurePrompt (texts: string[]): Promise<PromptMeasure> {
+  const chars = texts.reduce((n, t) => n + t.length, 0)
+  if (chars <= COUNT_BEFORE_CHARS) {
+    const n = await countPromptTokens(texts)
+    return { hold: promptTokenHold(n), count: async () => n }
+  }
+  const bytes = texts.reduce((n, t) => n + Buffer.byteLength(t), 0)
+  let counted: Promise<number> | null = null
+  return { hold: bytes + 4 * texts.length + 18, count: () => (counted ??= countPromptTokens(texts)) }
+}
+
 const pad = (n: number) => String(n).padStart(2, '0')
 function hourWindow (now: Date): { id: string, ends: Date } {
   const ends = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate(), now.getUTCHours() + 1))

@@ -9,7 +9,7 @@ import { generationParams, imageCount, promptTexts, type FinishReason, type Gene
 import { BACKENDS, ignoredParams } from '../inference/backends/table.ts'
 import type { Admission } from './admission.ts'
 import { isRetryable, type DispatchOutcome, type WorkerDispatch } from './dispatch.ts'
-import { countPromptTokens, promptTokenHold, toUsd } from './limits.ts'
+import { measurePrompt, toUsd, type PromptMeasure } from './limits.ts'
 import type { Listings } from './listings.ts'
 import { route } from './router.ts'
 import type { Settler } from './settlement.ts'
@@ -80,12 +80,12 @@ export class RequestPipeline {
     const { requested, chosen } = this.chooseModel(req)
     const model = admission.permit(identity, requested)
     const ignored = this.checkCapabilities(model, request)
-    const promptTokens = await countPromptTokens(texts) + imageCount(request) * IMAGE_TOKENS
+    const prompt = plus(await measurePrompt(texts), imageCount(request) * IMAGE_TOKENS)
     if (caller.signal.aborted) throw MeshError.CANCELLED('the caller cancelled the request')
     const ceiling = req.maxTokens ?? this.deps.defaultMaxTokens ?? 1024
     const id = crypto.randomUUID()
     await admission.hold(identity, model, {
-      id, kind: 'chat', promptTokens, completionTokens: ceiling, trace: req.traceId ?? null, promptHash: sha256Hex(req.prompt ?? JSON.stringify(messages))
+      id, kind: 'chat', promptHold: prompt.hold, completionTokens: ceiling, trace: req.traceId ?? null, promptHash: sha256Hex(req.prompt ?? JSON.stringify(messages))
     })
     // a streaming caller hears of ignored parameters before the first token (the web sends it as a header)
     if (req.stream && ignored.length > 0) caller.emit({ text: '', ignored })
@@ -102,12 +102,12 @@ export class RequestPipeline {
       // the model's error rate in the registry counts what its workers got wrong, not the caller's cancel
       if (!cancelled && isRetryable(err.code)) this.deps.listings.measured(model, { ttftMs: ttftMs ?? 0, latencyMs: Date.now() - started, ok: false })
       await this.deps.settler.settle({
-        id, model, status: cancelled ? 'cancelled' : 'failed', worker, tokensIn: billed > 0 ? promptTokens : 0, tokensOut: billed, started, ttftMs,
+        id, model, status: cancelled ? 'cancelled' : 'failed', worker, tokensIn: billed > 0 ? await chargedPrompt(null, prompt) : 0, tokensOut: billed, started, ttftMs,
         error: cancelled ? { code: 'CANCELLED', message: 'the caller cancelled the request' } : { code: err.code, message: err.message }
       })
       throw err
     }
-    const usage = this.usage(out, tokens, promptTokens, ceiling)
+    const usage = await this.usage(out, tokens, prompt, ceiling)
     const cost = await this.deps.settler.settle({ id, model, status: 'success', worker, tokensIn: usage.promptTokens, tokensOut: usage.completionTokens, started, ttftMs, error: null })
     this.deps.listings.measured(model, { ttftMs: ttftMs ?? 0, latencyMs: Date.now() - started, ok: true })
     this.metrics.countTokens(model, usage.promptTokens, usage.completionTokens)
@@ -140,10 +140,11 @@ export class RequestPipeline {
       const caps = BACKENDS.find((b) => b.id === backend)?.capabilities
       if (caps && !caps.tokenInput) throw MeshError.BAD_REQUEST(`model '${req.model}' (${backend}) does not take token-id input; send text`, { param: 'input' })
     }
-    const promptTokens = (texts.length ? await countPromptTokens(texts) : 0) + ids
+    // token ids are tokens already: each holds and counts as one
+    const prompt = plus(await measurePrompt(texts), ids)
     if (caller.signal.aborted) throw MeshError.CANCELLED('the caller cancelled the request')
     const id = crypto.randomUUID()
-    await admission.hold(identity, req.model, { id, kind: 'embed', promptTokens, completionTokens: 0, trace: req.traceId ?? null, promptHash: sha256Hex(JSON.stringify(input)) })
+    await admission.hold(identity, req.model, { id, kind: 'embed', promptHold: prompt.hold, completionTokens: 0, trace: req.traceId ?? null, promptHash: sha256Hex(JSON.stringify(input)) })
     const out = await this.deps.dispatch.embed({ requestId: id, model: req.model, input, ...(req.dimensions !== undefined ? { dimensions: req.dimensions } : {}) }, caller.signal)
     if (!out.ok) {
       const err = out.err instanceof MeshError ? out.err : MeshError.INTERNAL()
@@ -153,7 +154,7 @@ export class RequestPipeline {
       })
       throw err
     }
-    const tokensIn = Math.min(count(out.value?.usage?.promptTokens) || promptTokens, promptTokenHold(promptTokens))
+    const tokensIn = await chargedPrompt(count(out.value?.usage?.promptTokens), prompt)
     const cost = await this.deps.settler.settle({ id, model: req.model, status: 'success', worker: out.worker, tokensIn, tokensOut: 0, started, ttftMs: null, error: null })
     this.metrics.countTokens(req.model, tokensIn, 0)
     this.metrics.observeInference(req.model, (Date.now() - started) / 1000)
@@ -225,18 +226,27 @@ export class RequestPipeline {
 
   /**
    * What the request is charged, and told it used: the worker's counts, checked like any input and
-   * bounded by what was held and delivered. The prompt by its hold (the estimate with the margin for
-   * the backend's own tokenizer); the completion by the ceiling, and by the bytes delivered (a token
-   * is at least a byte), never below the frames delivered.
+   * bounded by what was held and delivered. The prompt by its hold; the completion by the ceiling,
+   * and by the bytes delivered (a token is at least a byte), never below the frames delivered.
    */
-  private usage (out: DispatchOutcome<PromptResult>, tokens: TokenStream, promptTokens: number, ceiling: number) {
+  private async usage (out: DispatchOutcome<PromptResult>, tokens: TokenStream, prompt: PromptMeasure, ceiling: number) {
     const reported = out.ok && out.value && typeof out.value.usage === 'object' && out.value.usage !== null
       ? { promptTokens: count(out.value.usage.promptTokens), completionTokens: count(out.value.usage.completionTokens) }
       : null
     const completionBound = Math.min(ceiling, Math.max(tokens.delivered, tokens.bytes))
     return {
-      promptTokens: Math.min(reported?.promptTokens || promptTokens, promptTokenHold(promptTokens)),
+      promptTokens: await chargedPrompt(reported?.promptTokens ?? 0, prompt),
       completionTokens: reported && !tokens.truncated ? Math.min(Math.max(reported.completionTokens, tokens.delivered), completionBound) : tokens.delivered
     }
   }
+}
+
+/** A prompt's measure with `extra` tokens our tokenizer does not see (images, token ids), held and counted as they are. */
+function plus (m: PromptMeasure, extra: number): PromptMeasure {
+  return extra === 0 ? m : { hold: m.hold + extra, count: async () => (await m.count()) + extra }
+}
+
+/** The prompt tokens charged: the worker's count, or failing one our own, and never more than was held. */
+async function chargedPrompt (reported: number | null, prompt: PromptMeasure): Promise<number> {
+  return Math.min(reported || await prompt.count(), prompt.hold)
 }

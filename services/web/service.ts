@@ -16,6 +16,7 @@ import { registerOpenAIRoutes } from './openai.ts'
 import { registerCors } from './cors.ts'
 import { httpStatusOf } from './http-errors.ts'
 import { registerDashboardRoutes } from './dashboard/routes.ts'
+import { RelayedAuth } from './relayed-auth.ts'
 
 export { httpStatusOf }
 
@@ -75,6 +76,7 @@ export class WebService extends MeshService {
   private readonly httpHost: string
   private readonly rpcTimeoutMs: number
   private auth: MeshClient | null = null
+  private readonly relayed = new RelayedAuth(() => this.client('auth'))
   private replica: RegistryReplica | null = null
   private closingRegistry = false
   private readonly home: string
@@ -205,11 +207,11 @@ export class WebService extends MeshService {
     }))
 
     app.post('/api/auth/register', async (req, reply) => {
-      const res = await this.client('auth').call(AuthProtocol.registerUser, { ...parseRequest(GatewayProtocol.register, objectBody(req)), source: 'ip:' + req.ip })
+      const res = await this.relayed.register(parseRequest(GatewayProtocol.register, objectBody(req)), req.ip)
       reply.code(201)
       return res
     })
-    app.post('/api/auth/login', async (req) => this.client('auth').call(AuthProtocol.loginUser, { ...parseRequest(GatewayProtocol.login, objectBody(req)), source: 'ip:' + req.ip }))
+    app.post('/api/auth/login', async (req) => this.relayed.login(parseRequest(GatewayProtocol.login, objectBody(req)), req.ip))
     app.post('/api/auth/api-keys', async (req, reply) => {
       const token = bearer(req)
       const res = await this.client('auth').call(AuthProtocol.generateApiKey, parseRequest(AuthProtocol.generateApiKey, { ...objectBody(req), token }))
@@ -250,6 +252,7 @@ export class WebService extends MeshService {
     registerOpenAIRoutes(app, { gateway: () => this.client('gateway'), rpcTimeoutMs: this.rpcTimeoutMs })
     registerDashboardRoutes(app, {
       auth: () => this.client('auth'),
+      relayed: this.relayed,
       gateway: () => this.client('gateway'),
       registry: () => this.registryListing(),
       log: this.log,

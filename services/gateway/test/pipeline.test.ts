@@ -7,7 +7,7 @@ import type { AdmitRequest, Settlement } from '../accounting.ts'
 import { Admission } from '../admission.ts'
 import type { PromptRequest, WorkerDispatch } from '../dispatch.ts'
 import { KeyCache } from '../keycache.ts'
-import { DEFAULT_TIERS, Pricing } from '../limits.ts'
+import { DEFAULT_TIERS, Pricing, countPromptTokens } from '../limits.ts'
 import { RequestPipeline } from '../pipeline.ts'
 import { Settler } from '../settlement.ts'
 
@@ -21,7 +21,7 @@ const identity: KeyIdentity = {
 }
 
 /** A gateway whose one worker serves `models` and answers every prompt with `tokens`, one frame each. */
-function gateway (models: string[], tokens: string[]) {
+function gateway (models: string[], tokens: string[], opts: { reportsUsage?: boolean } = {}) {
   const admitted: AdmitRequest[] = []
   const dispatched: PromptRequest[] = []
   const settled: Settlement[] = []
@@ -35,7 +35,8 @@ function gateway (models: string[], tokens: string[]) {
         hooks.onChunk({ text })
         await new Promise((resolve) => setImmediate(resolve))
       }
-      return { ok: true, value: { model: req.model, backend: 'fake', usage: { promptTokens: 7, completionTokens: tokens.length }, finishReason: 'stop', ttftMs: null }, worker: WORKER, attempts: 1 }
+      const usage = opts.reportsUsage === false ? undefined : { promptTokens: 7, completionTokens: tokens.length }
+      return { ok: true, value: { model: req.model, backend: 'fake', usage, finishReason: 'stop', ttftMs: null }, worker: WORKER, attempts: 1 } as never
     },
     async embed () { throw new Error('not used') }
   }
@@ -104,4 +105,19 @@ test('pipeline: a caller who leaves mid-stream cancels the worker; the request i
   t.is(err.code, 'CANCELLED')
   t.alike(frames.map((f) => f.text), ['a', 'b'])
   t.alike([gw.settled.length, gw.settled[0]!.status, gw.settled[0]!.tokensOut, gw.settled[0]!.errorCode], [1, 'cancelled', 2, 'CANCELLED'])
+})
+
+test('pipeline: a long prompt is held at one token per byte without being counted first; charged the worker\'s count, or ours when it gives none', async (t) => {
+  const prompt = 'hello world '.repeat(4000)
+  const bytes = Buffer.byteLength(prompt)
+  const gw = gateway(['m1'], ['ok'])
+  const res = await gw.pipeline.infer({ apiKey: 'hi_test_key_1', model: 'm1', prompt, maxTokens: 4 }, caller().ctx)
+  t.ok(gw.admitted[0]!.credit >= bytes * 1000, `the hold covers a token per byte (${gw.admitted[0]!.credit} nano-USD held for ${bytes} bytes)`)
+  t.is(res.usage.promptTokens, 7, 'the worker\'s count is what is charged')
+  t.is(gw.settled[0]!.tokensIn, 7)
+
+  const silent = gateway(['m1'], ['ok'], { reportsUsage: false })
+  const ours = await countPromptTokens([prompt])
+  const res2 = await silent.pipeline.infer({ apiKey: 'hi_test_key_1', model: 'm1', prompt, maxTokens: 4 }, caller().ctx)
+  t.is(res2.usage.promptTokens, ours, `a worker with no count is charged our own (${ours} tokens, not ${bytes})`)
 })

@@ -7,6 +7,7 @@ import { parseRequest } from '../../../shared/mesh/method.ts'
 import { AuthProtocol } from '../../../shared/protocol/auth.ts'
 import { GatewayProtocol, type GatewayHealth, type RegistryListing } from '../../../shared/protocol/gateway.ts'
 import { httpStatusOf } from '../http-errors.ts'
+import type { RelayedAuth } from '../relayed-auth.ts'
 import type { Metric } from './chart.ts'
 import { adminPage, errorPage, keyPage, keysPage, loginPage, modelsPage, overviewPage, registerPage, type Maybe, type WebHealth } from './pages/index.ts'
 import { checkCsrf, clearSessionCookie, Sessions, setSessionCookie, type SessionUser } from './session.ts'
@@ -18,6 +19,8 @@ import { checkCsrf, clearSessionCookie, Sessions, setSessionCookie, type Session
 
 export interface DashboardDeps {
   auth: () => MeshClient
+  /** logins and registrations, gated per client address */
+  relayed: RelayedAuth
   gateway: () => MeshClient
   /** the registry's models (the web service's replica, else the gateway) */
   registry: () => Promise<RegistryListing>
@@ -210,14 +213,14 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
 
     api.post('/register', async (req, reply) => {
       const account = parseRequest(GatewayProtocol.register, body(req))
-      const { user: created } = await deps.auth().call(AuthProtocol.registerUser, { ...account, source: 'ip:' + req.ip })
-      const session = await deps.auth().call(AuthProtocol.loginUser, { email: account.email, password: account.password, source: 'ip:' + req.ip })
+      const { user: created } = await deps.relayed.register(account, req.ip)
+      const session = await deps.relayed.login({ email: account.email, password: account.password }, req.ip)
       setSessionCookie(req, reply, session.token, session.expiresAt)
       reply.code(201)
       return { user: created }
     })
     api.post('/login', async (req, reply) => {
-      const session = await deps.auth().call(AuthProtocol.loginUser, { ...parseRequest(GatewayProtocol.login, body(req)), source: 'ip:' + req.ip })
+      const session = await deps.relayed.login(parseRequest(GatewayProtocol.login, body(req)), req.ip)
       setSessionCookie(req, reply, session.token, session.expiresAt)
       // the token itself stays in the HttpOnly cookie
       return { user: session.user, expiresAt: session.expiresAt }
