@@ -13,6 +13,7 @@ import { GatewayProtocol, type RegistryListing } from '../../shared/protocol/gat
 import { RegistryReplica, registryListing, replicateOverClient } from '../../shared/registry/index.ts'
 import { landingPage } from './landing.ts'
 import { registerOpenAIRoutes } from './openai.ts'
+import { registerCors } from './cors.ts'
 import { httpStatusOf } from './http-errors.ts'
 import { registerDashboardRoutes } from './dashboard/routes.ts'
 import { RelayedAuth } from './relayed-auth.ts'
@@ -35,6 +36,8 @@ export interface WebServiceOptions extends Omit<MeshServiceOptions, 'name' | 'pr
   rpcTimeoutMs?: number
   /** state dir: the registry replica lives under registry/web */
   home?: string
+  /** origins browsers may call /v1 from (CORS_ORIGINS); empty: no cross-origin access */
+  corsOrigins?: readonly string[]
 }
 
 export const BODY_LIMIT = 1024 * 1024
@@ -77,6 +80,7 @@ export class WebService extends MeshService {
   private replica: RegistryReplica | null = null
   private closingRegistry = false
   private readonly home: string
+  private readonly corsOrigins: readonly string[]
   private gateway: MeshClient | null = null
   private app: FastifyInstance | null = null
 
@@ -88,6 +92,7 @@ export class WebService extends MeshService {
     this.httpHost = opts.host ?? '127.0.0.1'
     this.rpcTimeoutMs = opts.rpcTimeoutMs ?? 10_000
     this.home = opts.home ?? '.hyperinfer'
+    this.corsOrigins = opts.corsOrigins ?? []
   }
 
   get url (): string {
@@ -182,6 +187,7 @@ export class WebService extends MeshService {
       // path only: a query string is never logged, and no header or body ever is
       this.log.info({ reqId: req.id, method: req.method, path: req.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'http')
     })
+    registerCors(app, this.corsOrigins)
     app.setErrorHandler((err, req, reply) => { this.sendError(err, req, reply) })
     app.setNotFoundHandler((req, reply) => { this.sendError(MeshError.NOT_FOUND(`no route for ${req.method} ${req.url.split('?')[0]}`), req, reply) })
 
