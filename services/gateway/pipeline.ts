@@ -3,12 +3,14 @@ import { MeshError } from '../../shared/errors.ts'
 import { sha256Hex } from '../../shared/apikey.ts'
 import type { RequestOf, ResponseOf } from '../../shared/mesh/method.ts'
 import type { ServiceMetrics } from '../../shared/metrics.ts'
+import type { Span } from '../../shared/tracing/index.ts'
 import type { GatewayProtocol, InferResult } from '../../shared/protocol/gateway.ts'
 import type { ChatMessage, PromptResult, TokenChunk } from '../../shared/protocol/inference.ts'
 import type { Admission } from './admission.ts'
 import { isRetryable, type DispatchOutcome, type WorkerDispatch } from './dispatch.ts'
 import { measurePrompt, toUsd, type PromptMeasure } from './limits.ts'
 import type { Listings } from './listings.ts'
+import { RequestTrace } from './request-trace.ts'
 import { route } from './router.ts'
 import type { Settler } from './settlement.ts'
 import { TokenStream } from './token-stream.ts'
@@ -24,10 +26,11 @@ export type InferRequest = RequestOf<typeof GatewayProtocol.infer>
 export type EmbedRequest = RequestOf<typeof GatewayProtocol.embed>
 export type EmbedResponse = ResponseOf<typeof GatewayProtocol.embed>
 
-/** The caller of one request: its cancellation, and where stream frames go. */
+/** The caller of one request: its cancellation, where stream frames go, and its span when traced. */
 export interface Caller {
   readonly signal: AbortSignal
   emit (chunk: TokenChunk): void
+  readonly span?: Span | undefined
 }
 
 export interface PipelineDeps {
@@ -57,23 +60,42 @@ export class RequestPipeline {
   }
 
   async infer (req: InferRequest, caller: Caller): Promise<InferResult> {
+    const trace = RequestTrace.start(caller, 'infer')
+    try {
+      const result = await this.runInfer(req, caller, trace)
+      trace?.end()
+      return result
+    } catch (err) {
+      trace?.end(err)
+      throw err
+    }
+  }
+
+  private async runInfer (req: InferRequest, caller: Caller, trace: RequestTrace | null): Promise<InferResult> {
     const started = Date.now()
     const messages: ChatMessage[] = req.messages ?? [{ role: 'user', content: req.prompt ?? '' }]
     this.checkSize(messages.map((m) => m.content), 'prompt')
     const { admission } = this.deps
     // a stranger's request costs a key lookup and nothing more: counting the prompt comes after
+    trace?.next('admission.authenticate')
     const identity = await admission.authenticate(req.apiKey)
+    trace?.next('routing')
     const { requested, chosen } = this.chooseModel(req)
     const model = admission.permit(identity, requested)
+    trace?.next('admission.hold', { 'hyperinfer.model': model, 'hyperinfer.routing.strategy': chosen.strategy })
     const prompt = await measurePrompt(messages.map((m) => m.content))
     if (caller.signal.aborted) throw MeshError.CANCELLED('the caller cancelled the request')
     const ceiling = req.maxTokens ?? this.deps.defaultMaxTokens ?? 1024
     const id = crypto.randomUUID()
+    trace?.set('hyperinfer.request_id', id)
     await admission.hold(identity, model, {
-      id, kind: 'chat', promptHold: prompt.hold, completionTokens: ceiling, trace: req.traceId ?? null, promptHash: sha256Hex(req.prompt ?? JSON.stringify(messages))
+      id, kind: 'chat', promptHold: prompt.hold, completionTokens: ceiling, trace: req.traceId ?? trace?.traceId ?? null, promptHash: sha256Hex(req.prompt ?? JSON.stringify(messages))
     })
+    trace?.next('dispatch', undefined, 'client')
     const { out, tokens } = await this.stream({ requestId: id, model, messages, maxTokens: req.maxTokens, temperature: req.temperature, ...(req.stop ? { stop: req.stop } : {}) },
-      ceiling, req.stream === true, caller)
+      ceiling, req.stream === true, caller, trace)
+    trace?.note({ 'hyperinfer.worker': out.worker?.slice(0, 16), 'hyperinfer.attempts': out.attempts, 'error.type': out.ok ? null : (out.err as MeshError)?.code })
+    trace?.next('settlement')
 
     const worker = out.worker
     const ttftMs = tokens.firstTokenAt === null ? null : tokens.firstTokenAt - started
@@ -104,18 +126,36 @@ export class RequestPipeline {
     }
   }
 
-  async embed (req: EmbedRequest, caller: Pick<Caller, 'signal'>): Promise<EmbedResponse> {
+  async embed (req: EmbedRequest, caller: Pick<Caller, 'signal' | 'span'>): Promise<EmbedResponse> {
+    const trace = RequestTrace.start(caller, 'embed')
+    try {
+      const result = await this.runEmbed(req, caller, trace)
+      trace?.end()
+      return result
+    } catch (err) {
+      trace?.end(err)
+      throw err
+    }
+  }
+
+  private async runEmbed (req: EmbedRequest, caller: Pick<Caller, 'signal'>, trace: RequestTrace | null): Promise<EmbedResponse> {
     const started = Date.now()
     const input = typeof req.input === 'string' ? [req.input] : req.input
     this.checkSize(input, 'input')
     const { admission } = this.deps
+    trace?.next('admission.authenticate')
     const identity = await admission.authenticate(req.apiKey)
+    trace?.next('admission.hold', { 'hyperinfer.model': req.model })
     admission.permit(identity, req.model)
     const prompt = await measurePrompt(input)
     if (caller.signal.aborted) throw MeshError.CANCELLED('the caller cancelled the request')
     const id = crypto.randomUUID()
-    await admission.hold(identity, req.model, { id, kind: 'embed', promptHold: prompt.hold, completionTokens: 0, trace: req.traceId ?? null, promptHash: sha256Hex(JSON.stringify(input)) })
-    const out = await this.deps.dispatch.embed({ requestId: id, model: req.model, input }, caller.signal)
+    trace?.set('hyperinfer.request_id', id)
+    await admission.hold(identity, req.model, { id, kind: 'embed', promptHold: prompt.hold, completionTokens: 0, trace: req.traceId ?? trace?.traceId ?? null, promptHash: sha256Hex(JSON.stringify(input)) })
+    trace?.next('dispatch', undefined, 'client')
+    const out = await this.deps.dispatch.embed({ requestId: id, model: req.model, input }, caller.signal, trace?.traceparent)
+    trace?.note({ 'hyperinfer.worker': out.worker?.slice(0, 16), 'hyperinfer.attempts': out.attempts })
+    trace?.next('settlement')
     if (!out.ok) {
       const err = out.err instanceof MeshError ? out.err : MeshError.INTERNAL()
       await this.deps.settler.settle({
@@ -151,7 +191,7 @@ export class RequestPipeline {
   }
 
   /** Dispatch the prompt and carry its tokens to the caller; the caller leaving cancels the worker. */
-  private async stream (req: Parameters<WorkerDispatch['prompt']>[0], ceiling: number, streaming: boolean, caller: Caller):
+  private async stream (req: Parameters<WorkerDispatch['prompt']>[0], ceiling: number, streaming: boolean, caller: Caller, trace: RequestTrace | null):
     Promise<{ out: DispatchOutcome<PromptResult>, tokens: TokenStream }> {
     const stop = new AbortController()
     const onAbort = () => stop.abort()
@@ -162,12 +202,15 @@ export class RequestPipeline {
       forward: streaming ? (chunk) => caller.emit(chunk) : null,
       stop: () => stop.abort(),
       onFirstToken: (ms) => {
+        trace?.firstToken(ms)
         this.metrics.observeTtft(req.model, ms / 1000)
         this.deps.listings.firstToken(req.model, ms)
       }
     })
     try {
-      const out = await this.deps.dispatch.prompt(req, { signal: stop.signal, onAttempt: () => tokens.restart(), onChunk: (c) => tokens.push(c), mayRetry: () => tokens.mayRetry() })
+      const out = await this.deps.dispatch.prompt(req, {
+        signal: stop.signal, onAttempt: () => tokens.restart(), onChunk: (c) => tokens.push(c), mayRetry: () => tokens.mayRetry(), traceparent: trace?.traceparent
+      })
       return { out, tokens }
     } finally {
       caller.signal.removeEventListener('abort', onAbort)

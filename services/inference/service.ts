@@ -252,9 +252,10 @@ export class InferenceService extends MeshService {
     const upstream = new AbortController()
     const onAbort = () => upstream.abort()
     ctx.signal.addEventListener('abort', onAbort, { once: true })
+    ctx.span?.set('hyperinfer.backend', entry.backend.name)
     const emit = (text: string) => {
       if (!text) return
-      if (ttftMs === null) ttftMs = Date.now() - started
+      if (ttftMs === null) { ttftMs = Date.now() - started; ctx.span?.record('first_token', started) }
       ctx.emit({ text })
     }
     try {

@@ -6,6 +6,7 @@ import type { MeshClient } from '../../shared/mesh/client.ts'
 import { GatewayProtocol, type InferResult } from '../../shared/protocol/gateway.ts'
 import { modelName } from '../../shared/protocol/common.ts'
 import type { ChatMessage } from '../../shared/protocol/inference.ts'
+import { traceparentOf } from './tracing.ts'
 
 // The OpenAI-compatible API: code written for OpenAI works unchanged against our base URL with our
 // key. The edge only translates shapes; authentication, limits, routing and usage stay in the gateway.
@@ -155,7 +156,7 @@ export function registerOpenAIRoutes (app: FastifyInstance, deps: OpenAIRouteDep
       ...(params.stop ? { stop: params.stop } : {})
     }
     if (!params.stream) {
-      const r = await deps.gateway().stream(GatewayProtocol.infer, request, { onChunk () {}, signal: ac.signal, idleTimeout: 60_000, connectTimeout: deps.rpcTimeoutMs })
+      const r = await deps.gateway().stream(GatewayProtocol.infer, request, { onChunk () {}, signal: ac.signal, idleTimeout: 60_000, connectTimeout: deps.rpcTimeoutMs, traceparent: traceparentOf(req) })
       reply.send(shape.whole(r, r.text))
       return
     }
@@ -173,6 +174,7 @@ export function registerOpenAIRoutes (app: FastifyInstance, deps: OpenAIRouteDep
         signal: ac.signal,
         idleTimeout: 60_000,
         connectTimeout: deps.rpcTimeoutMs,
+        traceparent: traceparentOf(req),
         onChunk: (c) => { start(); send(shape.delta(params.model, c.text, first)); first = false }
       })
       start()
@@ -222,7 +224,7 @@ export function registerOpenAIRoutes (app: FastifyInstance, deps: OpenAIRouteDep
   app.post('/v1/embeddings', async (req) => {
     const apiKey = apiKeyOf(req)
     const body = parse(embeddingSchema, req.body)
-    const r = await deps.gateway().call(GatewayProtocol.embed, { apiKey, model: body.model, input: body.input, traceId: String(req.id) }, 60_000)
+    const r = await deps.gateway().call(GatewayProtocol.embed, { apiKey, model: body.model, input: body.input, traceId: String(req.id) }, 60_000, traceparentOf(req))
     // the official SDK asks for base64 (little-endian float32) and decodes it itself
     const encode = body.encoding_format === 'base64'
       ? (v: number[]) => Buffer.from(new Float32Array(v).buffer).toString('base64')

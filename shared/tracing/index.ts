@@ -48,11 +48,14 @@ export function tracingEndpoint (env: NodeJS.ProcessEnv = process.env): string |
   return env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_EXPORTER_OTLP_ENDPOINT || null
 }
 
-/** Turn tracing on for this process as `service` when an endpoint is configured; a no-op otherwise. */
-export async function startTracing (service: string, env: NodeJS.ProcessEnv = process.env): Promise<boolean> {
+/**
+ * Turn tracing on for this process when an endpoint is configured (a no-op otherwise): its spans
+ * carry `service` (gateway, inference, web, …) and `instance` (gateway-2, inference-3, …).
+ */
+export async function startTracing (service: string, instance = service, env: NodeJS.ProcessEnv = process.env): Promise<boolean> {
   if (active || !tracingEndpoint(env)) return active !== null
   const sdk = await import('./sdk.ts')
-  const made = sdk.createTracer(service)
+  const made = sdk.createTracer(service, instance)
   active = made.tracer
   shutdown = made.shutdown
   return true

@@ -96,10 +96,10 @@ class SdkTracer implements Tracer {
   }
 }
 
-export function createTracer (service: string): { tracer: Tracer, shutdown: () => Promise<void> } {
+export function createTracer (service: string, instance: string): { tracer: Tracer, shutdown: () => Promise<void> } {
   const ids = new PresetIdGenerator()
   const provider = new BasicTracerProvider({
-    resource: resourceFromAttributes({ 'service.name': service, 'service.namespace': 'hyperinfer', 'service.version': VERSION, 'service.instance.id': String(process.pid) }),
+    resource: resourceFromAttributes({ 'service.name': service, 'service.namespace': 'hyperinfer', 'service.version': VERSION, 'service.instance.id': instance, 'process.pid': process.pid }),
     idGenerator: ids,
     spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())]
   })
