@@ -245,7 +245,7 @@ export function registerOpenAIRoutes (app: FastifyInstance, deps: OpenAIRouteDep
     const { task, input, preferences, max_tokens: maxTokens } = body as Record<string, unknown>
     return deps.gateway().call(GatewayProtocol.aiRequest, {
       apiKey, task, input, ...(preferences !== undefined ? { preferences } : {}), ...(maxTokens !== undefined ? { maxTokens } : {})
-    } as never, 60_000)
+    } as never, 60_000, traceparentOf(req))
   })
 
   app.get('/v1/models', async (req) => {
