@@ -77,9 +77,9 @@ async function meshRun (databaseUrl: string, receiver: OtlpReceiver | null, leve
     gw = new GatewayConnection({ gateway: mesh.gatewayKey, bootstrap: mesh.bootstrapString, connectTimeoutMs: 15_000 })
     const client = await gw.open()
     const name = 'bench' + crypto.randomBytes(4).toString('hex')
-    await client.call(GatewayProtocol.register, { username: name, email: `${name}@example.com`, password: 'bench password' })
-    const { token } = await client.call(GatewayProtocol.login, { email: `${name}@example.com`, password: 'bench password' })
-    const { key } = await client.call(GatewayProtocol.createKey, { token, name: 'bench' })
+    await client.call(GatewayProtocol.register, { username: name, email: `${name}@example.com`, password: 'bench password' }, 60_000)
+    const { token } = await client.call(GatewayProtocol.login, { email: `${name}@example.com`, password: 'bench password' }, 60_000)
+    const { key } = await client.call(GatewayProtocol.createKey, { token, name: 'bench' }, 60_000)
     const ids: string[] = []
     const once = async (i: number) => {
       const res = await fetch(mesh.webUrl + '/v1/chat/completions', {
