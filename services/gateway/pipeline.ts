@@ -3,6 +3,7 @@ import { MeshError } from '../../shared/errors.ts'
 import { sha256Hex } from '../../shared/apikey.ts'
 import type { RequestOf, ResponseOf } from '../../shared/mesh/method.ts'
 import type { ServiceMetrics } from '../../shared/metrics.ts'
+import type { Span } from '../../shared/tracing/index.ts'
 import type { GatewayProtocol, InferResult } from '../../shared/protocol/gateway.ts'
 import type { ChatMessage, EmbedInput, PromptResult, TokenChunk } from '../../shared/protocol/inference.ts'
 import { generationParams, imageCount, promptTexts, type FinishReason, type GenerationRequest } from '../../shared/protocol/chat.ts'
@@ -11,6 +12,7 @@ import type { Admission } from './admission.ts'
 import { isRetryable, type DispatchOutcome, type WorkerDispatch } from './dispatch.ts'
 import { measurePrompt, toUsd, type PromptMeasure } from './limits.ts'
 import type { Listings } from './listings.ts'
+import { RequestTrace } from './request-trace.ts'
 import { route } from './router.ts'
 import type { Settler } from './settlement.ts'
 import { TokenStream } from './token-stream.ts'
@@ -26,10 +28,11 @@ export type InferRequest = RequestOf<typeof GatewayProtocol.infer>
 export type EmbedRequest = RequestOf<typeof GatewayProtocol.embed>
 export type EmbedResponse = ResponseOf<typeof GatewayProtocol.embed>
 
-/** The caller of one request: its cancellation, and where stream frames go. */
+/** The caller of one request: its cancellation, where stream frames go, and its span when traced. */
 export interface Caller {
   readonly signal: AbortSignal
   emit (chunk: TokenChunk): void
+  readonly span?: Span | undefined
 }
 
 export interface PipelineDeps {
@@ -69,6 +72,18 @@ export class RequestPipeline {
   }
 
   async infer (req: InferRequest, caller: Caller): Promise<InferResult> {
+    const trace = RequestTrace.start(caller, 'infer')
+    try {
+      const result = await this.runInfer(req, caller, trace)
+      trace?.end()
+      return result
+    } catch (err) {
+      trace?.end(err)
+      throw err
+    }
+  }
+
+  private async runInfer (req: InferRequest, caller: Caller, trace: RequestTrace | null): Promise<InferResult> {
     const started = Date.now()
     const messages: ChatMessage[] = req.messages ?? [{ role: 'user', content: req.prompt ?? '' }]
     const request = generation(req, messages)
@@ -76,20 +91,27 @@ export class RequestPipeline {
     this.checkSize(texts)
     const { admission } = this.deps
     // a stranger's request costs a key lookup and nothing more: counting the prompt comes after
+    trace?.next('admission.authenticate')
     const identity = await admission.authenticate(req.apiKey)
+    trace?.next('routing')
     const { requested, chosen } = this.chooseModel(req)
     const model = admission.permit(identity, requested)
     const ignored = this.checkCapabilities(model, request)
+    trace?.next('admission.hold', { 'hyperinfer.model': model, 'hyperinfer.routing.strategy': chosen.strategy })
     const prompt = plus(await measurePrompt(texts), imageCount(request) * IMAGE_TOKENS)
     if (caller.signal.aborted) throw MeshError.CANCELLED('the caller cancelled the request')
     const ceiling = req.maxTokens ?? this.deps.defaultMaxTokens ?? 1024
     const id = crypto.randomUUID()
+    trace?.set('hyperinfer.request_id', id)
     await admission.hold(identity, model, {
-      id, kind: 'chat', promptHold: prompt.hold, completionTokens: ceiling, trace: req.traceId ?? null, promptHash: sha256Hex(req.prompt ?? JSON.stringify(messages))
+      id, kind: 'chat', promptHold: prompt.hold, completionTokens: ceiling, trace: req.traceId ?? trace?.traceId ?? null, promptHash: sha256Hex(req.prompt ?? JSON.stringify(messages))
     })
     // a streaming caller hears of ignored parameters before the first token (the web sends it as a header)
     if (req.stream && ignored.length > 0) caller.emit({ text: '', ignored })
-    const { out, tokens } = await this.stream({ requestId: id, model, ...request }, ceiling, req.stream === true, caller)
+    trace?.next('dispatch', undefined, 'client')
+    const { out, tokens } = await this.stream({ requestId: id, model, ...request }, ceiling, req.stream === true, caller, trace)
+    trace?.note({ 'hyperinfer.worker': out.worker?.slice(0, 16), 'hyperinfer.attempts': out.attempts, 'error.type': out.ok ? null : (out.err as MeshError)?.code })
+    trace?.next('settlement')
 
     const worker = out.worker
     const ttftMs = tokens.firstTokenAt === null ? null : tokens.firstTokenAt - started
@@ -126,14 +148,28 @@ export class RequestPipeline {
     }
   }
 
-  async embed (req: EmbedRequest, caller: Pick<Caller, 'signal'>): Promise<EmbedResponse> {
+  async embed (req: EmbedRequest, caller: Pick<Caller, 'signal' | 'span'>): Promise<EmbedResponse> {
+    const trace = RequestTrace.start(caller, 'embed')
+    try {
+      const result = await this.runEmbed(req, caller, trace)
+      trace?.end()
+      return result
+    } catch (err) {
+      trace?.end(err)
+      throw err
+    }
+  }
+
+  private async runEmbed (req: EmbedRequest, caller: Pick<Caller, 'signal'>, trace: RequestTrace | null): Promise<EmbedResponse> {
     const started = Date.now()
     const input: EmbedInput[] = typeof req.input === 'string' || req.input.every((x) => typeof x === 'number') ? [req.input as EmbedInput] : req.input as EmbedInput[]
     const texts = input.filter((x): x is string => typeof x === 'string')
     const ids = input.reduce((n, x) => n + (typeof x === 'string' ? 0 : x.length), 0)
     this.checkEmbedSize(texts, ids)
     const { admission } = this.deps
+    trace?.next('admission.authenticate')
     const identity = await admission.authenticate(req.apiKey)
+    trace?.next('admission.hold', { 'hyperinfer.model': req.model })
     admission.permit(identity, req.model)
     if (ids > 0) {
       const backend = this.deps.listings.describe(req.model)?.backend
@@ -144,8 +180,12 @@ export class RequestPipeline {
     const prompt = plus(await measurePrompt(texts), ids)
     if (caller.signal.aborted) throw MeshError.CANCELLED('the caller cancelled the request')
     const id = crypto.randomUUID()
-    await admission.hold(identity, req.model, { id, kind: 'embed', promptHold: prompt.hold, completionTokens: 0, trace: req.traceId ?? null, promptHash: sha256Hex(JSON.stringify(input)) })
-    const out = await this.deps.dispatch.embed({ requestId: id, model: req.model, input, ...(req.dimensions !== undefined ? { dimensions: req.dimensions } : {}) }, caller.signal)
+    trace?.set('hyperinfer.request_id', id)
+    await admission.hold(identity, req.model, { id, kind: 'embed', promptHold: prompt.hold, completionTokens: 0, trace: req.traceId ?? trace?.traceId ?? null, promptHash: sha256Hex(JSON.stringify(input)) })
+    trace?.next('dispatch', undefined, 'client')
+    const out = await this.deps.dispatch.embed({ requestId: id, model: req.model, input, ...(req.dimensions !== undefined ? { dimensions: req.dimensions } : {}) }, caller.signal, trace?.traceparent)
+    trace?.note({ 'hyperinfer.worker': out.worker?.slice(0, 16), 'hyperinfer.attempts': out.attempts })
+    trace?.next('settlement')
     if (!out.ok) {
       const err = out.err instanceof MeshError ? out.err : MeshError.INTERNAL()
       await this.deps.settler.settle({
@@ -201,7 +241,7 @@ export class RequestPipeline {
   }
 
   /** Dispatch the prompt and carry its tokens to the caller; the caller leaving cancels the worker. */
-  private async stream (req: Parameters<WorkerDispatch['prompt']>[0], ceiling: number, streaming: boolean, caller: Caller):
+  private async stream (req: Parameters<WorkerDispatch['prompt']>[0], ceiling: number, streaming: boolean, caller: Caller, trace: RequestTrace | null):
     Promise<{ out: DispatchOutcome<PromptResult>, tokens: TokenStream }> {
     const stop = new AbortController()
     const onAbort = () => stop.abort()
@@ -212,12 +252,15 @@ export class RequestPipeline {
       forward: streaming ? (chunk) => caller.emit(chunk) : null,
       stop: () => stop.abort(),
       onFirstToken: (ms) => {
+        trace?.firstToken(ms)
         this.metrics.observeTtft(req.model, ms / 1000)
         this.deps.listings.firstToken(req.model, ms)
       }
     })
     try {
-      const out = await this.deps.dispatch.prompt(req, { signal: stop.signal, onAttempt: () => tokens.restart(), onChunk: (c) => tokens.push(c), mayRetry: () => tokens.mayRetry() })
+      const out = await this.deps.dispatch.prompt(req, {
+        signal: stop.signal, onAttempt: () => tokens.restart(), onChunk: (c) => tokens.push(c), mayRetry: () => tokens.mayRetry(), traceparent: trace?.traceparent
+      })
       return { out, tokens }
     } finally {
       caller.signal.removeEventListener('abort', onAbort)

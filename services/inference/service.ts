@@ -248,6 +248,7 @@ export class InferenceService extends MeshService {
     const upstream = new AbortController()
     const onAbort = () => upstream.abort()
     ctx.signal.addEventListener('abort', onAbort, { once: true })
+    ctx.span?.set('hyperinfer.backend', entry.backend.name)
     try {
       const { requestId: _, ...request } = req
       const { usage, completionTokens, finishReason } = await relayGeneration(entry.backend.chat(request, upstream.signal), {
@@ -255,7 +256,7 @@ export class InferenceService extends MeshService {
         parallelToolCalls: req.parallelToolCalls,
         cut: () => upstream.abort(),
         emit: (frame) => {
-          if (ttftMs === null) ttftMs = Date.now() - started
+          if (ttftMs === null) { ttftMs = Date.now() - started; ctx.span?.record('first_token', started) }
           ctx.emit(frame)
         }
       })

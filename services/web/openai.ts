@@ -6,6 +6,7 @@ import { chatCompletions } from './openai/chat.ts'
 import { completions } from './openai/completions.ts'
 import { embeddings } from './openai/embeddings.ts'
 import { apiKeyOf } from './openai/request.ts'
+import { traceparentOf } from './tracing.ts'
 
 // The OpenAI-compatible API: code written for OpenAI works unchanged against our base URL with our
 // key. The edge only translates shapes (one module per endpoint under ./openai/); authentication,
@@ -29,7 +30,7 @@ export function registerOpenAIRoutes (app: FastifyInstance, deps: OpenAIRouteDep
     const { task, input, preferences, max_tokens: maxTokens } = body as Record<string, unknown>
     return deps.gateway().call(GatewayProtocol.aiRequest, {
       apiKey, task, input, ...(preferences !== undefined ? { preferences } : {}), ...(maxTokens !== undefined ? { maxTokens } : {})
-    } as never, 60_000)
+    } as never, 60_000, traceparentOf(req))
   })
 
   app.get('/v1/models', async (req) => {

@@ -1,5 +1,4 @@
 import path from 'node:path'
-import crypto from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { allowedHosts, hostAllowed, hostRefusal } from '../../shared/host-allow.ts'
@@ -17,6 +16,8 @@ import { registerCors } from './cors.ts'
 import { httpStatusOf } from './http-errors.ts'
 import { registerDashboardRoutes } from './dashboard/routes.ts'
 import { RelayedAuth } from './relayed-auth.ts'
+import { registerHttpTracing, traceparentOf } from './tracing.ts'
+import { requestIdOf } from '../../shared/tracing/context.ts'
 
 export { httpStatusOf }
 
@@ -162,10 +163,7 @@ export class WebService extends MeshService {
     const app = Fastify({
       logger: false,
       bodyLimit: BODY_LIMIT,
-      genReqId: (req) => {
-        const given = req.headers['x-request-id']
-        return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : crypto.randomUUID()
-      },
+      genReqId: (req) => requestIdOf(req.headers),
       frameworkErrors: (err, req, reply) => { this.sendError(err, req, reply) }
     })
 
@@ -188,6 +186,7 @@ export class WebService extends MeshService {
       this.log.info({ reqId: req.id, method: req.method, path: req.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'http')
     })
     registerCors(app, this.corsOrigins)
+    registerHttpTracing(app)
     app.setErrorHandler((err, req, reply) => { this.sendError(err, req, reply) })
     app.setNotFoundHandler((req, reply) => { this.sendError(MeshError.NOT_FOUND(`no route for ${req.method} ${req.url.split('?')[0]}`), req, reply) })
 
@@ -242,7 +241,8 @@ export class WebService extends MeshService {
           onChunk () {},
           signal: ac.signal,
           idleTimeout: INFER_IDLE_TIMEOUT_MS,
-          connectTimeout: this.rpcTimeoutMs
+          connectTimeout: this.rpcTimeoutMs,
+          traceparent: traceparentOf(req)
         })
       } finally {
         reply.raw.off('close', onClose)

@@ -6,6 +6,7 @@ import { GatewayProtocol } from '../../../shared/protocol/gateway.ts'
 import { MAX_EMBED_INPUTS, type EmbedInput } from '../../../shared/protocol/inference.ts'
 import type { Generation } from './generate.ts'
 import { apiKeyOf, parseBody } from './request.ts'
+import { traceparentOf } from '../tracing.ts'
 
 // POST /v1/embeddings: up to 2,048 inputs, as texts or token ids (an array of integers, or an array
 // of such arrays), `dimensions`, float or base64 vectors. A batch goes to the gateway in parts of
@@ -45,7 +46,7 @@ export async function embeddings (req: FastifyRequest, deps: Pick<Generation, 'g
       const i = next++
       results[i] = await deps.gateway().call(GatewayProtocol.embed, {
         apiKey, model: body.model, input: parts[i]!, traceId: String(req.id), ...(body.dimensions ? { dimensions: body.dimensions } : {})
-      }, 60_000)
+      }, 60_000, traceparentOf(req))
     }
   }
   await Promise.all(Array.from({ length: Math.min(PARALLEL, parts.length) }, run))

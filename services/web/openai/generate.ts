@@ -5,6 +5,7 @@ import type { RequestOf } from '../../../shared/mesh/method.ts'
 import { PARAM_WIRE_NAMES, type GenerationParam } from '../../../shared/protocol/chat.ts'
 import { GatewayProtocol, type InferResult } from '../../../shared/protocol/gateway.ts'
 import type { TokenChunk } from '../../../shared/protocol/inference.ts'
+import { traceparentOf } from '../tracing.ts'
 
 // Running a generation through the gateway for any API shape (chat completions, completions, and
 // whatever else translates onto the mesh's chat request): one gateway request per choice (so `n`
@@ -51,7 +52,7 @@ export async function generateWhole (req: FastifyRequest, reply: FastifyReply, g
   try {
     const results = await Promise.all(g.choices.map((choice) => g.gateway().stream(GatewayProtocol.infer,
       { ...choice, apiKey: g.apiKey, stream: false, traceId: String(req.id) },
-      { onChunk () {}, signal: ac.signal, idleTimeout: IDLE_TIMEOUT_MS, connectTimeout: g.rpcTimeoutMs }
+      { onChunk () {}, signal: ac.signal, idleTimeout: IDLE_TIMEOUT_MS, connectTimeout: g.rpcTimeoutMs, traceparent: traceparentOf(req) }
     ).catch((err: unknown) => { ac.abort(); throw err })))
     const ignored = ignoredHeader(results, g.unused)
     if (ignored) reply.header(IGNORED_HEADER, ignored)
@@ -88,6 +89,7 @@ export async function generateStream (req: FastifyRequest, reply: FastifyReply, 
           signal: ac.signal,
           idleTimeout: IDLE_TIMEOUT_MS,
           connectTimeout: g.rpcTimeoutMs,
+          traceparent: traceparentOf(req),
           onChunk: (c) => {
             // the gateway's word on ignored parameters comes before the first token
             if (c.ignored) { if (!started) ignored = c.ignored; return }
