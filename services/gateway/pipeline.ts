@@ -10,8 +10,9 @@ import { isRetryable, type DispatchOutcome, type WorkerDispatch } from './dispat
 import { measurePrompt, toUsd, type PromptMeasure } from './limits.ts'
 import type { Listings } from './listings.ts'
 import { route } from './router.ts'
+import type { SafetyLayer } from './safety/layer.ts'
 import type { Settler } from './settlement.ts'
-import { TokenStream } from './token-stream.ts'
+import { TokenStream, type TokenStreamOptions } from './token-stream.ts'
 
 // One inference request, step by step: validate its shape and size → authenticate the key and
 // permit the model (admission.ts) → count the prompt, only now → hold the worst case (admission.ts)
@@ -27,6 +28,8 @@ export type EmbedResponse = ResponseOf<typeof GatewayProtocol.embed>
 /** The caller of one request: its cancellation, and where stream frames go. */
 export interface Caller {
   readonly signal: AbortSignal
+  /** the caller's peer key, when it came over RPC */
+  readonly remoteKey?: string
   emit (chunk: TokenChunk): void
 }
 
@@ -36,6 +39,8 @@ export interface PipelineDeps {
   settler: Pick<Settler, 'settle'>
   listings: Pick<Listings, 'candidates' | 'firstToken' | 'measured'>
   metrics: ServiceMetrics
+  /** the safety layer (safety/layer.ts): input pre-check and output moderation; none: no checks */
+  safety?: Pick<SafetyLayer, 'admit'>
   maxPromptChars?: number
   /** the completion budget held (and enforced) for a request that names no maxTokens */
   defaultMaxTokens?: number
@@ -65,15 +70,16 @@ export class RequestPipeline {
     const identity = await admission.authenticate(req.apiKey)
     const { requested, chosen } = this.chooseModel(req)
     const model = admission.permit(identity, requested)
+    const id = crypto.randomUUID()
+    const guard = await this.deps.safety?.admit(identity, { id, model, messages, caller }) ?? null
     const prompt = await measurePrompt(messages.map((m) => m.content))
     if (caller.signal.aborted) throw MeshError.CANCELLED('the caller cancelled the request')
     const ceiling = req.maxTokens ?? this.deps.defaultMaxTokens ?? 1024
-    const id = crypto.randomUUID()
     await admission.hold(identity, model, {
       id, kind: 'chat', promptHold: prompt.hold, completionTokens: ceiling, trace: req.traceId ?? null, promptHash: sha256Hex(req.prompt ?? JSON.stringify(messages))
     })
-    const { out, tokens } = await this.stream({ requestId: id, model, messages, maxTokens: req.maxTokens, temperature: req.temperature, ...(req.stop ? { stop: req.stop } : {}) },
-      ceiling, req.stream === true, caller)
+    const { out, tokens } = await this.stream({ requestId: id, model, messages: guard?.messages ?? messages, maxTokens: req.maxTokens, temperature: req.temperature, ...(req.stop ? { stop: req.stop } : {}) },
+      ceiling, req.stream === true, caller, guard?.output ?? null)
 
     const worker = out.worker
     const ttftMs = tokens.firstTokenAt === null ? null : tokens.firstTokenAt - started
@@ -98,7 +104,7 @@ export class RequestPipeline {
     this.metrics.observeInference(model, (Date.now() - started) / 1000)
     return {
       id, model, worker: worker!, text: req.stream ? '' : tokens.text, usage, costUsd: toUsd(cost),
-      finishReason: tokens.truncated ? 'length' : out.ok && FINISH_REASONS.has(out.value?.finishReason) ? out.value.finishReason : 'stop',
+      finishReason: tokens.filtered ? 'content_filter' : tokens.truncated ? 'length' : out.ok && FINISH_REASONS.has(out.value?.finishReason) ? out.value.finishReason : 'stop',
       ttftMs, durationMs: Date.now() - started,
       routing: { ...chosen, attempts: out.attempts }
     }
@@ -151,7 +157,7 @@ export class RequestPipeline {
   }
 
   /** Dispatch the prompt and carry its tokens to the caller; the caller leaving cancels the worker. */
-  private async stream (req: Parameters<WorkerDispatch['prompt']>[0], ceiling: number, streaming: boolean, caller: Caller):
+  private async stream (req: Parameters<WorkerDispatch['prompt']>[0], ceiling: number, streaming: boolean, caller: Caller, guard: TokenStreamOptions['guard']):
     Promise<{ out: DispatchOutcome<PromptResult>, tokens: TokenStream }> {
     const stop = new AbortController()
     const onAbort = () => stop.abort()
@@ -161,6 +167,7 @@ export class RequestPipeline {
       ceiling,
       forward: streaming ? (chunk) => caller.emit(chunk) : null,
       stop: () => stop.abort(),
+      guard,
       onFirstToken: (ms) => {
         this.metrics.observeTtft(req.model, ms / 1000)
         this.deps.listings.firstToken(req.model, ms)
@@ -168,6 +175,7 @@ export class RequestPipeline {
     })
     try {
       const out = await this.deps.dispatch.prompt(req, { signal: stop.signal, onAttempt: () => tokens.restart(), onChunk: (c) => tokens.push(c), mayRetry: () => tokens.mayRetry() })
+      if (out.ok || tokens.truncated) tokens.end()
       return { out, tokens }
     } finally {
       caller.signal.removeEventListener('abort', onAbort)

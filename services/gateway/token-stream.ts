@@ -27,6 +27,8 @@ export interface TokenStreamOptions {
   stop: () => void
   /** the attempt's first token, `ms` after the attempt started */
   onFirstToken: (ms: number) => void
+  /** output moderation (safety/output-moderation.ts): what of each token may pass, and where to end */
+  guard?: { pass (text: string): { text: string, stop: boolean }, flush (): { text: string, stop: boolean }, reset (): void } | null
 }
 
 export class TokenStream {
@@ -34,6 +36,8 @@ export class TokenStream {
   /** UTF-8 bytes of the tokens delivered */
   bytes = 0
   truncated = false
+  /** the guard ended the answer (finish reason content_filter) */
+  filtered = false
   text = ''
   firstTokenAt: number | null = null
   private attemptStarted = 0
@@ -48,7 +52,7 @@ export class TokenStream {
   /** A worker takes the request; an answer not streamed to the caller yet starts over. */
   restart (): void {
     this.attemptStarted = Date.now()
-    if (!this.opts.forward) { this.text = ''; this.delivered = 0; this.bytes = 0; this.firstTokenAt = null }
+    if (!this.opts.forward) { this.text = ''; this.delivered = 0; this.bytes = 0; this.firstTokenAt = null; this.opts.guard?.reset() }
   }
 
   /** Take one frame; returns the error that ends the attempt if the frame breaks the protocol. */
@@ -65,9 +69,21 @@ export class TokenStream {
     }
     this.delivered++
     this.bytes += size
-    if (this.opts.forward) this.opts.forward({ text: chunk.text })
-    else this.text += chunk.text
+    this.deliver(this.opts.guard ? this.opts.guard.pass(chunk.text) : { text: chunk.text, stop: false })
     return null
+  }
+
+  /** The worker's answer is complete: what the guard still holds goes out (or ends the answer). */
+  end (): void {
+    if (this.opts.guard && !this.filtered) this.deliver(this.opts.guard.flush())
+  }
+
+  private deliver (p: { text: string, stop: boolean }): void {
+    if (p.text) {
+      if (this.opts.forward) this.opts.forward({ text: p.text })
+      else this.text += p.text
+    }
+    if (p.stop && !this.filtered) { this.filtered = true; this.truncated = true; this.opts.stop() }
   }
 
   /** Once a token reached a streaming caller, another worker would repeat it: fail instead of retrying. */

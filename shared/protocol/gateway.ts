@@ -44,7 +44,8 @@ export interface InferResult {
   usage: Usage
   /** what this request was charged, USD */
   costUsd: number
-  finishReason: 'stop' | 'length' | 'cancelled'
+  /** content_filter: the key's safety policy ended the answer there */
+  finishReason: 'stop' | 'length' | 'cancelled' | 'content_filter'
   ttftMs: number | null
   durationMs: number
   /** how the model was chosen: the caller named it, or the router's strategy, score and reason */

@@ -35,7 +35,7 @@ export interface InferenceResult {
   model: string
   text: string
   usage: Usage
-  finishReason: 'stop' | 'length' | 'cancelled'
+  finishReason: 'stop' | 'length' | 'cancelled' | 'content_filter'
   /** hex key of the worker that served the request (RPC only) */
   worker?: string
   /** gateway-measured time to first token and total time (RPC only) */

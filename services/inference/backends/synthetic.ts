@@ -4,7 +4,9 @@ import type { ChatMessage, ModelInfo } from '../../../shared/protocol/inference.
 import type { Backend, BackendHealth, ChatChunk, ChatRequest, EmbedRequest, Embeddings } from './types.ts'
 
 // A built-in backend with no model weights: the text is derived from the prompt (same prompt, same
-// text), at a configurable token rate. For offline use, demos, tests and benchmarks.
+// text), at a configurable token rate. For offline use, demos, tests and benchmarks. A model whose
+// name contains "guard" answers as a moderation classifier does (Llama Guard's "safe", or "unsafe"
+// and a hazard code), by a fixed word list, so the safety layer's model path runs offline.
 
 const WORDS = ('the mesh routes every request to a worker that streams tokens back over encrypted ' +
   'peer connections while gateways count usage and keys stay hashed so nodes join from anywhere ' +
@@ -33,6 +35,19 @@ function syntheticTokens (messages: ChatMessage[], count: number): string[] {
 
 function countWords (messages: ChatMessage[]): number {
   return Math.max(1, messages.reduce((n, m) => n + m.content.split(/\s+/).filter(Boolean).length, 0))
+}
+
+/** The synthetic classifier's deterministic verdict on the last user message. */
+const HAZARD_WORDS: Array<[RegExp, string]> = [
+  [/\b(?:bomb|explosives?|shoot|murder|stab)\b/i, 'S1'],
+  [/\b(?:meth|heroin|fentanyl|launder|counterfeit)\b/i, 'S2'],
+  [/\b(?:suicide|self-harm|overdose)\b/i, 'S11'],
+  [/\b(?:exterminate|subhuman)\b/i, 'S10']
+]
+export function syntheticVerdict (messages: ChatMessage[]): string {
+  const last = [...messages].reverse().find((m) => m.role === 'user') ?? messages[messages.length - 1]
+  const codes = HAZARD_WORDS.filter(([re]) => re.test(last?.content ?? '')).map(([, code]) => code)
+  return codes.length ? `unsafe\n${codes.join(',')}` : 'safe'
 }
 
 export function syntheticEmbedding (text: string): number[] {
@@ -70,7 +85,7 @@ export class SyntheticBackend implements Backend {
   async * chat (req: ChatRequest, signal: AbortSignal): AsyncIterable<ChatChunk> {
     if (!this.models.includes(req.model)) throw MeshError.BACKEND_ERROR(`synthetic: no model '${req.model}'`, { status: 404 })
     const count = req.maxTokens ?? this.defaultMaxTokens
-    const tokens = syntheticTokens(req.messages, count)
+    const tokens = /guard/i.test(req.model) ? syntheticVerdict(req.messages).split(/(?=\n)/) : syntheticTokens(req.messages, count)
     for (let i = 0; i < tokens.length; i++) {
       if (signal.aborted) throw MeshError.CANCELLED()
       if (this.delayMs > 0) await sleep(this.delayMs, signal)
