@@ -88,8 +88,8 @@ function usageOf (r: InferResult) {
   return { prompt_tokens: r.usage.promptTokens, completion_tokens: r.usage.completionTokens, total_tokens: r.usage.promptTokens + r.usage.completionTokens }
 }
 
-function finishOf (r: InferResult): 'stop' | 'length' {
-  return r.finishReason === 'length' ? 'length' : 'stop'
+function finishOf (r: InferResult): 'stop' | 'length' | 'content_filter' {
+  return r.finishReason === 'length' || r.finishReason === 'content_filter' ? r.finishReason : 'stop'
 }
 
 interface Shape {
@@ -100,7 +100,7 @@ interface Shape {
   /** one streamed delta; `first` carries the role for chat */
   delta: (model: string, text: string, first: boolean) => unknown
   /** the closing chunk with the finish reason */
-  finish: (model: string, reason: 'stop' | 'length') => unknown
+  finish: (model: string, reason: 'stop' | 'length' | 'content_filter') => unknown
   usage: (r: InferResult) => unknown
 }
 

@@ -136,7 +136,7 @@ function result (id: string | undefined, model: string | undefined, text: string
   return {
     id, model, text,
     usage: { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens },
-    finishReason: finish === 'length' ? 'length' : finish === 'cancelled' ? 'cancelled' : 'stop'
+    finishReason: finish === 'length' || finish === 'cancelled' || finish === 'content_filter' ? finish : 'stop'
   }
 }
 
