@@ -30,7 +30,7 @@ export interface SafetyConfig {
   defaultPolicy: SafetyPolicy
   /** put redacted items back into the answer */
   restoreRedacted: boolean
-  /** ask the mesh's moderation model (a model tagged `moderation`) about prompts, when one is served */
+  /** ask the mesh's moderation model (a model tagged `moderation`) about prompts under block, when one is served */
   useModel: boolean
   anomaly: { threshold: number, action: 'alert' | 'suspend', webhook: string | null }
 }
@@ -98,11 +98,12 @@ export class SafetyLayer {
     const pre = precheck(req.messages, policy)
     const decisions = [...pre.decisions]
     let blocked = pre.blocked
-    const model = !blocked && this.deps.config.useModel ? this.moderation.model() : null
+    // the model costs a round trip: it is asked where its verdict can refuse the request
+    const model = !blocked && policy === 'block' && this.deps.config.useModel ? this.moderation.model() : null
     if (model) {
       const verdict = await this.moderation.classify(model, req.messages, req.caller.signal)
       for (const category of verdict?.categories ?? []) {
-        const d: Decision = { detector: 'model', category, action: policy === 'block' || policy === 'redact' ? 'block' : 'flag' }
+        const d: Decision = { detector: 'model', category, action: 'block' }
         decisions.push(d)
         if (d.action === 'block' && !blocked) blocked = d
       }
