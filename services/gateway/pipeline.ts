@@ -40,7 +40,7 @@ export interface PipelineDeps {
   listings: Pick<Listings, 'candidates' | 'firstToken' | 'measured'>
   metrics: ServiceMetrics
   /** the safety layer (safety/layer.ts): input pre-check and output moderation; none: no checks */
-  safety?: Pick<SafetyLayer, 'admit'>
+  safety?: Pick<SafetyLayer, 'admit' | 'checkKey'>
   maxPromptChars?: number
   /** the completion budget held (and enforced) for a request that names no maxTokens */
   defaultMaxTokens?: number
@@ -116,6 +116,7 @@ export class RequestPipeline {
     this.checkSize(input, 'input')
     const { admission } = this.deps
     const identity = await admission.authenticate(req.apiKey)
+    this.deps.safety?.checkKey(identity)
     admission.permit(identity, req.model)
     const prompt = await measurePrompt(input)
     if (caller.signal.aborted) throw MeshError.CANCELLED('the caller cancelled the request')

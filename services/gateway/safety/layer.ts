@@ -83,7 +83,7 @@ export class SafetyLayer {
   /** Whether `identity` may send this request on, and in what form; throws the refusal. */
   async admit (identity: KeyIdentity, req: { id: string, model: string, messages: ChatMessage[], caller: { signal: AbortSignal, remoteKey?: string } }): Promise<RequestGuard | null> {
     const { keyId, userId } = identity
-    if (identity.suspendedAt) throw MeshError.FORBIDDEN('this API key is suspended pending an administrator\'s review')
+    this.checkKey(identity)
     this.tracked.set(req.caller, { keyId })
     const now = this.now()
     const wait = this.anomaly.retryAfter(keyId, now)
@@ -122,6 +122,11 @@ export class SafetyLayer {
     return { messages: pre.messages, output }
   }
 
+  /** Refuse a key suspended pending review (every request that spends: inference, embeddings, moderation). */
+  checkKey (identity: KeyIdentity): void {
+    if (identity.suspendedAt) throw MeshError.FORBIDDEN('this API key is suspended pending an administrator\'s review')
+  }
+
   /** Run one request, and tell the key's baseline how it ended. */
   async track<T extends Pick<InferResult, 'usage' | 'finishReason'>> (caller: object, run: () => Promise<T>): Promise<T> {
     try {
@@ -154,7 +159,7 @@ export class SafetyLayer {
       })
       .on(SafetyProtocol.moderate, async (req, ctx) => {
         const identity = await this.deps.keys.resolve(req.apiKey)
-        if (identity.suspendedAt) throw MeshError.FORBIDDEN('this API key is suspended pending an administrator\'s review')
+        this.checkKey(identity)
         const open = this.moderating.get(identity.keyId) ?? 0
         if (open >= MAX_MODERATIONS_PER_KEY) throw MeshError.RATE_LIMITED(`at most ${MAX_MODERATIONS_PER_KEY} moderation requests at once per key`, 1)
         this.moderating.set(identity.keyId, open + 1)
