@@ -15,8 +15,9 @@ import type { Settler } from './settlement.ts'
 import { TokenStream, type TokenStreamOptions } from './token-stream.ts'
 
 // One inference request, step by step: validate its shape and size → authenticate the key and
-// permit the model (admission.ts) → count the prompt, only now → hold the worst case (admission.ts)
-// → dispatch to a worker (dispatch.ts) → stream its tokens back (token-stream.ts) → settle
+// permit the model (admission.ts) → the safety pre-check (safety/layer.ts; a refusal costs nothing)
+// → count the prompt, only now → hold the worst case (admission.ts)
+// → dispatch to a worker (dispatch.ts) → stream its tokens back through the output guard (token-stream.ts) → settle
 // (settlement.ts). What a worker reports is clamped to what was held and delivered, and the caller
 // is told exactly what was charged.
 // Everything it uses comes in through PipelineDeps, so it runs the same on real workers and on fakes.
