@@ -110,7 +110,7 @@ export class AnomalyDetector {
     if (o.refused) k.cur.refusals++
     const bad = k.cur.failures + k.cur.refusals
     // a spike of refusals and errors: slowed, for longer while it goes on
-    if (bad >= SLOW_MIN_FAILURES && bad >= k.cur.requests * 0.5 && k.slowUntil <= now) {
+    if ((o.failed || o.refused) && bad >= SLOW_MIN_FAILURES && bad >= k.cur.requests * 0.5 && k.slowUntil <= now) {
       k.slowSeconds = Math.min(SLOW_MAX_SECONDS, k.slowSeconds > 0 ? k.slowSeconds * 2 : 5)
       k.slowUntil = now + k.slowSeconds * 1000
     }
