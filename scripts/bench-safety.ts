@@ -60,12 +60,13 @@ export async function benchSafety (scale: number): Promise<Row[]> {
     const once = (safety: string) => (i: number) => gateway.stream(GatewayProtocol.infer, { apiKey: keys.get(safety)!, prompt: `${PROMPT} #${i}`, maxTokens: 16, stream: true }, { onChunk: () => {}, idleTimeout: 30_000 })
 
     for (const p of policies) await runLoad(1, 100, once(p)) // warm: JIT, key cache, connection
-    const rounds = 5
+    const rounds = 6
     const perRound = Math.max(40, Math.round(200 * scale))
     const samples = new Map<string, number[]>(policies.map((p) => [p, []]))
     const errors = new Map<string, number>(policies.map((p) => [p, 0]))
     for (let r = 0; r < rounds; r++) {
-      for (const p of policies) {
+      // each round starts with another policy, so none always runs first (after a pause) or last
+      for (const p of [...policies.slice(r % policies.length), ...policies.slice(0, r % policies.length)]) {
         const res = await runLoad(1, perRound, once(p))
         samples.get(p)!.push(res.p50)
         errors.set(p, errors.get(p)! + res.errors)
