@@ -19,6 +19,7 @@ import { benchLogin } from './bench-login.ts'
 import { benchRouting } from './bench-routing.ts'
 import { benchTtft } from './bench-ttft.ts'
 import { benchTracing } from './bench-tracing.ts'
+import { benchSafety } from './bench-safety.ts'
 import { MeshClient } from '../shared/mesh/client.ts'
 import { createDHT } from '../shared/mesh/dht.ts'
 import { bootstrapList } from '../shared/config.ts'
@@ -185,7 +186,8 @@ try {
     ['hostile', 'event-loop delay during hostile prompts', benchHostile], // small requests alone and during 100k-character prompts
     ['login', 'real logins during a password flood', benchLogin], // a flood against one account; another user's logins
     ['ttft', 'time to first token: the gateway\'s share, and 10,000 streams at once', benchTtft], // first token after 20 ms direct vs gateway; a burst
-    ['tracing', 'tracing off and on; each step of a request from its trace', benchTracing] // HTTP /v1 at c=1 and 100
+    ['tracing', 'tracing off and on; each step of a request from its trace', benchTracing], // HTTP /v1 at c=1 and 100
+    ['safety', 'the safety pre-check', benchSafety] // the same request with key safety off, flag and redact
   ]
   for (const [key, title, bench] of sections) {
     console.log(`\nbench: ${title}…`)

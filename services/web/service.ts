@@ -13,6 +13,7 @@ import { RegistryReplica, registryListing, replicateOverClient } from '../../sha
 import { landingPage } from './landing.ts'
 import { registerOpenAIRoutes } from './openai.ts'
 import { registerCors } from './cors.ts'
+import { registerSafetyRoutes } from './safety-routes.ts'
 import { httpStatusOf } from './http-errors.ts'
 import { registerDashboardRoutes } from './dashboard/routes.ts'
 import { RelayedAuth } from './relayed-auth.ts'
@@ -250,6 +251,7 @@ export class WebService extends MeshService {
     })
     app.get('/api/models', async () => this.client('gateway').call(GatewayProtocol.models, {}))
     registerOpenAIRoutes(app, { gateway: () => this.client('gateway'), rpcTimeoutMs: this.rpcTimeoutMs })
+    registerSafetyRoutes(app, { auth: () => this.client('auth'), gateway: () => this.client('gateway') })
     registerDashboardRoutes(app, {
       auth: () => this.client('auth'),
       relayed: this.relayed,

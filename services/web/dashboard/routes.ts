@@ -5,6 +5,7 @@ import { MeshError } from '../../../shared/errors.ts'
 import type { MeshClient } from '../../../shared/mesh/client.ts'
 import { parseRequest } from '../../../shared/mesh/method.ts'
 import { AuthProtocol } from '../../../shared/protocol/auth.ts'
+import { AuthSafetyProtocol, SafetyProtocol } from '../../../shared/protocol/safety.ts'
 import { GatewayProtocol, type GatewayHealth, type RegistryListing } from '../../../shared/protocol/gateway.ts'
 import { httpStatusOf } from '../http-errors.ts'
 import type { RelayedAuth } from '../relayed-auth.ts'
@@ -172,7 +173,8 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
     const key = keys.find((k) => k.id === id)
     // another user's key looks exactly like a missing one
     if (!key) throw MeshError.NOT_FOUND('no such API key')
-    return keyPage(ctx.user!, key)
+    const events = await optional(deps.gateway().call(SafetyProtocol.safetyEvents, { token: u.token, keyId: key.id, limit: 20 }).then((r) => r.events))
+    return keyPage(ctx.user!, key, events)
   }))
   app.get('/dashboard/models', htmlRoute(async (req, ctx) => {
     await user(req, ctx)
@@ -253,6 +255,10 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
       const res = await deps.auth().call(AuthProtocol.generateApiKey, parseRequest(AuthProtocol.generateApiKey, { ...body(req), token: u.token }))
       reply.code(201)
       return res
+    })
+    api.patch('/keys/:id/safety', async (req) => {
+      const u = await sessions.user(req)
+      return deps.auth().call(AuthSafetyProtocol.setApiKeySafety, parseRequest(AuthSafetyProtocol.setApiKeySafety, { token: u.token, id: (req.params as { id: string }).id, safety: body(req).safety ?? null }))
     })
     api.delete('/keys/:id', async (req) => {
       const u = await sessions.user(req)
