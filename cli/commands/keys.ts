@@ -7,8 +7,6 @@ import { usd } from './account.ts'
 
 // `keys create|list|revoke`: one command with a sub-verb as its first positional.
 export const keys: Command = {
-  name: 'keys',
-  summary: 'create, list and revoke API keys',
   usage: 'keys create --name N [--expires-in-days D] [--budget USD] [--models a,b] [--quiet] | keys list | keys revoke <id>',
   options: { name: { type: 'string' }, 'expires-in-days': { type: 'string' }, budget: { type: 'string' }, models: { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
   positionals: true,

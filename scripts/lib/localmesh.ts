@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
-import createTestnet, { type Testnet } from 'hyperdht/testnet'
+import createTestnet, { type Testnet } from 'hyperdht/testnet.js'
 import { createPool, migrate } from '../../shared/db.ts'
 import { startEmbeddedPostgres, freePort, loadPassword, type EmbeddedDatabase } from './embedded-pg.ts'
 import { ensureAppRole } from './app-role.ts'
@@ -12,12 +11,13 @@ import { loadSecret } from '../../shared/service-env.ts'
 import { safeUrl } from '../../shared/log.ts'
 import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
 import { GatewayConnection } from '../../shared/sdk/rpc-transport.ts'
+import { entryArgs, PACKAGE_ROOT } from '../../shared/package.ts'
 
 // A whole mesh on one machine, every service its own child process: a DHT bootstrapper on 127.0.0.1,
 // PostgreSQL (DATABASE_URL, or embedded in the state dir), migrations, then auth, gateway, metrics,
-// web and inference workers. Used by `npm start`, the end-to-end tests and the benchmark.
+// web and inference workers. Used by `npm start`, the end-to-end tests and the benchmark. Each child runs
+// in the form this code runs in: compiled JS under `npm start`, see ../../shared/package.ts.
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 const SERVICES = ['auth', 'gateway', 'metrics', 'web'] as const
 type ServiceName = typeof SERVICES[number]
 
@@ -188,11 +188,10 @@ export class LocalMesh {
 
   /** Start one service process and wait for its ready line. */
   async spawn (name: string, env: Record<string, string>, service = name, timeoutMs = 60_000): Promise<ChildInfo> {
-    const entry = path.join(ROOT, 'services', service, 'index.ts')
     const logFile = path.join(this.home, 'logs', `${name}.log`)
     const out = this.opts.inheritLogs ? null : fs.openSync(logFile, 'a')
-    const proc = spawn(process.execPath, ['--import', 'tsx', entry], {
-      cwd: ROOT,
+    const proc = spawn(process.execPath, entryArgs(`services/${service}/index`), {
+      cwd: PACKAGE_ROOT,
       env: { ...process.env, ...env },
       // the IPC channel closes when this process dies, however it dies; the child then stops itself
       stdio: ['ignore', 'pipe', 'pipe', 'ipc']

@@ -1,0 +1,32 @@
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+// The package on disk: where its root is, whether this code runs compiled (the JS that `npm run build`
+// writes to dist/, which `npm install` builds) or as TypeScript source through tsx (the tests, the
+// dev scripts), and how to start one of its entry points as a child process in the same form.
+
+const HERE = fileURLToPath(import.meta.url)
+
+/** True when this module is the compiled dist/shared/package.js. */
+export const COMPILED = HERE.endsWith('.js')
+
+/** The repository root: the directory with package.json, migrations/ and the sources. */
+export const PACKAGE_ROOT = path.resolve(path.dirname(HERE), COMPILED ? '../..' : '..')
+
+export const DIST_DIR = path.join(PACKAGE_ROOT, 'dist')
+
+/**
+ * Source code spawns compiled children only when told: the test runner builds dist/ first and then sets
+ * this, so the tests run what ships without ever running a stale build.
+ */
+export const SPAWN_COMPILED_ENV = 'HYPERINFER_SPAWN_COMPILED'
+
+/**
+ * The node arguments that run an entry point given by its path from the root without extension
+ * ('services/gateway/index'): its compiled JS when this process is compiled (or SPAWN_COMPILED_ENV is
+ * '1'), else its TypeScript source through tsx.
+ */
+export function entryArgs (entry: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  if (COMPILED || env[SPAWN_COMPILED_ENV] === '1') return [path.join(DIST_DIR, entry + '.js')]
+  return ['--import', 'tsx', path.join(PACKAGE_ROOT, entry + '.ts')]
+}
