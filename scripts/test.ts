@@ -14,9 +14,14 @@ import { SPAWN_COMPILED_ENV } from '../shared/package.ts'
 const root = path.resolve(import.meta.dirname, '..')
 
 // a stale dist/ is never tested: the build runs first, and a failed build fails the run
-const build = spawnSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-b', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' })
-if (build.status !== 0) {
-  process.stdout.write(`\nthe build failed (${build.error?.message ?? `exit code ${build.status ?? build.signal}`})\n0 passed, 1 failed\n`)
+function buildStep (args: string[]): string | null {
+  const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' })
+  return r.status === 0 ? null : (r.error?.message ?? `exit code ${r.status ?? r.signal}`)
+}
+const buildFailed = buildStep([path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-b', 'tsconfig.build.json']) ??
+  buildStep([path.join(root, 'dist', 'scripts', 'bundle-cli.js')])
+if (buildFailed) {
+  process.stdout.write(`\nthe build failed (${buildFailed})\n0 passed, 1 failed\n`)
   process.exit(1)
 }
 

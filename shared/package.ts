@@ -1,3 +1,4 @@
+import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -7,11 +8,11 @@ import { fileURLToPath } from 'node:url'
 
 const HERE = fileURLToPath(import.meta.url)
 
-/** True when this module is the compiled dist/shared/package.js. */
+/** True when this module runs as JS: compiled to dist/shared/package.js, or inside the CLI's bundle. */
 export const COMPILED = HERE.endsWith('.js')
 
-/** The repository root: the directory with package.json, migrations/ and the sources. */
-export const PACKAGE_ROOT = path.resolve(path.dirname(HERE), COMPILED ? '../..' : '..')
+/** The repository root: the nearest directory up with package.json (dist/ has none of its own). */
+export const PACKAGE_ROOT = findRoot(path.dirname(HERE))
 
 export const DIST_DIR = path.join(PACKAGE_ROOT, 'dist')
 
@@ -29,4 +30,11 @@ export const SPAWN_COMPILED_ENV = 'HYPERINFER_SPAWN_COMPILED'
 export function entryArgs (entry: string, env: NodeJS.ProcessEnv = process.env): string[] {
   if (COMPILED || env[SPAWN_COMPILED_ENV] === '1') return [path.join(DIST_DIR, entry + '.js')]
   return ['--import', 'tsx', path.join(PACKAGE_ROOT, entry + '.ts')]
+}
+
+function findRoot (from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir
+    if (path.dirname(dir) === dir) throw new Error(`no package.json above ${from}`)
+  }
 }
