@@ -19,7 +19,7 @@ function buildStep (args: string[]): string | null {
   return r.status === 0 ? null : (r.error?.message ?? `exit code ${r.status ?? r.signal}`)
 }
 const buildFailed = buildStep([path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-b', 'tsconfig.build.json']) ??
-  buildStep([path.join(root, 'dist', 'scripts', 'bundle-cli.js')])
+  buildStep([path.join(root, 'dist', 'scripts', 'bundle.js')])
 if (buildFailed) {
   process.stdout.write(`\nthe build failed (${buildFailed})\n0 passed, 1 failed\n`)
   process.exit(1)

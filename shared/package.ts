@@ -8,13 +8,16 @@ import { fileURLToPath } from 'node:url'
 
 const HERE = fileURLToPath(import.meta.url)
 
-/** True when this module runs as JS: compiled to dist/shared/package.js, or inside the CLI's bundle. */
+/** True when this module runs as JS: compiled to dist/shared/package.js, or inside a bundle. */
 export const COMPILED = HERE.endsWith('.js')
 
 /** The repository root: the nearest directory up with package.json (dist/ has none of its own). */
 export const PACKAGE_ROOT = findRoot(path.dirname(HERE))
 
 export const DIST_DIR = path.join(PACKAGE_ROOT, 'dist')
+
+/** The programs as they run: bundled from dist/ by scripts/bundle.ts (the build's second step). */
+export const BUNDLE_DIR = path.join(DIST_DIR, 'bundle')
 
 /**
  * Source code spawns compiled children only when told: the test runner builds dist/ first and then sets
@@ -23,12 +26,12 @@ export const DIST_DIR = path.join(PACKAGE_ROOT, 'dist')
 export const SPAWN_COMPILED_ENV = 'HYPERINFER_SPAWN_COMPILED'
 
 /**
- * The node arguments that run an entry point given by its path from the root without extension
- * ('services/gateway/index'): its compiled JS when this process is compiled (or SPAWN_COMPILED_ENV is
+ * The node arguments that run a program given by its path from the root without extension
+ * ('services/gateway/index'): its bundle when this process is compiled (or SPAWN_COMPILED_ENV is
  * '1'), else its TypeScript source through tsx.
  */
 export function entryArgs (entry: string, env: NodeJS.ProcessEnv = process.env): string[] {
-  if (COMPILED || env[SPAWN_COMPILED_ENV] === '1') return [path.join(DIST_DIR, entry + '.js')]
+  if (COMPILED || env[SPAWN_COMPILED_ENV] === '1') return [path.join(BUNDLE_DIR, entry + '.js')]
   return ['--import', 'tsx', path.join(PACKAGE_ROOT, entry + '.ts')]
 }
 
