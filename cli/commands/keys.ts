@@ -9,8 +9,6 @@ import { usd } from './account.ts'
 // `keys create|list|revoke|set|resume`: one command with a sub-verb as its first positional.
 // `--safety off|flag|redact|block` sets a key's safety policy (`default`: the account's applies).
 export const keys: Command = {
-  name: 'keys',
-  summary: 'create, list, revoke and set API keys; resume a suspended key (admins)',
   usage: 'keys create --name N [--expires-in-days D] [--budget USD] [--models a,b] [--safety P] [--quiet] | keys list | keys revoke <id> | keys set <id> --safety off|flag|redact|block|default | keys resume <id>',
   options: { name: { type: 'string' }, 'expires-in-days': { type: 'string' }, budget: { type: 'string' }, models: { type: 'string' }, safety: { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
   positionals: true,

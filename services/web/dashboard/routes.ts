@@ -1,7 +1,9 @@
 import fs from 'node:fs'
+import path from 'node:path'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from '../../../shared/log.ts'
 import { MeshError } from '../../../shared/errors.ts'
+import { PACKAGE_ROOT } from '../../../shared/package.ts'
 import type { MeshClient } from '../../../shared/mesh/client.ts'
 import { parseRequest } from '../../../shared/mesh/method.ts'
 import { AuthProtocol } from '../../../shared/protocol/auth.ts'
@@ -29,9 +31,11 @@ export interface DashboardDeps {
   log: Logger
 }
 
+// the sources' copy: the build compiles TypeScript only, so dist/ has no static files
+const STATIC_DIR = path.join(PACKAGE_ROOT, 'services', 'web', 'dashboard', 'static')
 const STATIC = new Map<string, { type: string, body: Buffer }>([
-  ['app.css', { type: 'text/css; charset=utf-8', body: fs.readFileSync(new URL('./static/app.css', import.meta.url)) }],
-  ['app.js', { type: 'text/javascript; charset=utf-8', body: fs.readFileSync(new URL('./static/app.js', import.meta.url)) }]
+  ['app.css', { type: 'text/css; charset=utf-8', body: fs.readFileSync(path.join(STATIC_DIR, 'app.css')) }],
+  ['app.js', { type: 'text/javascript; charset=utf-8', body: fs.readFileSync(path.join(STATIC_DIR, 'app.js')) }]
 ])
 
 const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
