@@ -303,7 +303,9 @@ export class WebService extends MeshService {
     }
     reply.header('x-request-id', req.id)
     const param = err instanceof MeshError && typeof err.details?.param === 'string' ? err.details.param : null
-    reply.code(status).type('application/json; charset=utf-8').send({ error: { message, type: errorType(status), param, code } })
+    // the OpenAI API names a bad key in its own words, which OpenAI clients may test for
+    const wire = code === 'INVALID_API_KEY' && req.url.startsWith('/v1/') ? 'invalid_api_key' : code
+    reply.code(status).type('application/json; charset=utf-8').send({ error: { message, type: errorType(status), param, code: wire } })
   }
 }
 
