@@ -9,8 +9,8 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import RPC from '@hyperswarm/rpc'
-import c from 'compact-encoding'
 import DHT from 'hyperdht'
+import { Pool } from 'undici'
 import { LocalMesh } from './lib/localmesh.ts'
 import { benchMetrics } from './bench-metrics.ts'
 import { formatTable, runLoad, type Row as TableRow } from './bench-lib.ts'
@@ -19,6 +19,7 @@ import { benchLogin } from './bench-login.ts'
 import { benchRouting } from './bench-routing.ts'
 import { MeshClient } from '../shared/mesh/client.ts'
 import { createDHT } from '../shared/mesh/dht.ts'
+import { wireJson } from '../shared/mesh/wire.ts'
 import { bootstrapList } from '../shared/config.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import { InferenceProtocol } from '../shared/protocol/inference.ts'
@@ -66,7 +67,7 @@ try {
   console.log('bench: starting the mesh (real processes, local DHT, PostgreSQL)…')
   await mesh.start()
   dht = createDHT({ keyPair: benchKeyPair, bootstrap: bootstrapList(mesh.bootstrapString), clientOnly: true })
-  rpc = new RPC({ keyPair: benchKeyPair, dht, valueEncoding: c.json })
+  rpc = new RPC({ keyPair: benchKeyPair, dht, valueEncoding: wireJson }) // the encoding every mesh client uses
   const gateway = new MeshClient(rpc, Buffer.from(mesh.gatewayKey, 'hex'), { name: 'gateway' })
   const unaccounted = new MeshClient(rpc, Buffer.from(mesh.gatewayKeys[1]!, 'hex'), { name: 'gateway-2' })
   const worker = new MeshClient(rpc, Buffer.from(mesh.keys.inference!, 'hex'), { name: 'worker' })
@@ -116,15 +117,18 @@ try {
   const httpN = Math.max(500, Math.round(3000 * SCALE))
   const body = (i: number, stream: boolean) => JSON.stringify({ model: 'synthetic', messages: [{ role: 'user', content: `bench prompt ${i}` }], max_tokens: MAX_TOKENS, stream })
   const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' }
+  // one keep-alive connection per concurrent caller, so the client measured is not what limits the edge
+  const http = new Pool(mesh.webUrl!, { connections: 100, pipelining: 1 })
+  const post = (i: number, stream: boolean) => http.request({ path: '/v1/chat/completions', method: 'POST', headers, body: body(i, stream) })
   const httpWhole = async (i: number) => {
-    const res = await fetch(mesh.webUrl + '/v1/chat/completions', { method: 'POST', headers, body: body(i, false) })
-    if (res.status !== 200) throw new Error(`HTTP ${res.status}`)
-    await res.json()
+    const res = await post(i, false)
+    if (res.statusCode !== 200) { await res.body.dump(); throw new Error(`HTTP ${res.statusCode}`) }
+    await res.body.json()
   }
   const httpStream = async (i: number) => {
-    const res = await fetch(mesh.webUrl + '/v1/chat/completions', { method: 'POST', headers, body: body(i, true) })
-    if (res.status !== 200) throw new Error(`HTTP ${res.status}`)
-    const text = await res.text()
+    const res = await post(i, true)
+    if (res.statusCode !== 200) { await res.body.dump(); throw new Error(`HTTP ${res.statusCode}`) }
+    const text = await res.body.text()
     if (!text.endsWith('data: [DONE]\n\n')) throw new Error('stream did not finish')
   }
   const rpcWhole = (i: number) => gateway.stream(GatewayProtocol.infer, { apiKey: key, prompt: `bench prompt ${i}`, maxTokens: MAX_TOKENS, stream: false }, { onChunk: () => {}, idleTimeout: 60_000 })
@@ -135,6 +139,7 @@ try {
   httpRows.push(await run('HTTP /v1, whole answer', 100, httpN, httpWhole))
   httpRows.push(await run('RPC, streamed', 100, httpN, viaGateway))
   httpRows.push(await run('HTTP /v1, streamed (SSE)', 100, httpN, httpStream))
+  await http.close()
 
   const header = ['path', 'concurrency', 'requests', 'errors', 'p50 ms', 'p99 ms', 'req/s', 'gateway/direct rps']
   const lines = rows.map((r, i) => {

@@ -1,11 +1,12 @@
 import crypto from 'node:crypto'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import { MeshError } from '../../shared/errors.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
 import { GatewayProtocol, type InferResult } from '../../shared/protocol/gateway.ts'
 import { modelName } from '../../shared/protocol/common.ts'
 import type { ChatMessage } from '../../shared/protocol/inference.ts'
+import { finishOf, relay, type Shape } from './relay.ts'
 
 // The OpenAI-compatible API: code written for OpenAI works unchanged against our base URL with our
 // key. The edge only translates shapes; authentication, limits, routing and usage stay in the gateway.
@@ -88,22 +89,6 @@ function usageOf (r: InferResult) {
   return { prompt_tokens: r.usage.promptTokens, completion_tokens: r.usage.completionTokens, total_tokens: r.usage.promptTokens + r.usage.completionTokens }
 }
 
-function finishOf (r: InferResult): 'stop' | 'length' {
-  return r.finishReason === 'length' ? 'length' : 'stop'
-}
-
-interface Shape {
-  id: string
-  created: number
-  /** the object a non-streaming answer returns */
-  whole: (r: InferResult, text: string) => unknown
-  /** one streamed delta; `first` carries the role for chat */
-  delta: (model: string, text: string, first: boolean) => unknown
-  /** the closing chunk with the finish reason */
-  finish: (model: string, reason: 'stop' | 'length') => unknown
-  usage: (r: InferResult) => unknown
-}
-
 function chatShape (): Shape {
   const id = 'chatcmpl-' + crypto.randomUUID()
   const created = Math.floor(Date.now() / 1000)
@@ -137,61 +122,10 @@ function completionShape (): Shape {
 }
 
 export function registerOpenAIRoutes (app: FastifyInstance, deps: OpenAIRouteDeps): void {
-  /**
-   * Run one generation through the gateway. Nothing is written until the gateway has accepted the
-   * request (first token or final answer), so a bad key, a limit or an unknown model is a proper
-   * HTTP error; after that, a failure ends the event stream with an error event.
-   */
-  async function generate (req: FastifyRequest, reply: FastifyReply, shape: Shape, params: {
-    apiKey: string, model: string, messages: ChatMessage[], maxTokens?: number, temperature?: number, stop?: string[], stream: boolean, includeUsage: boolean
-  }): Promise<void> {
-    const ac = new AbortController()
-    // a client that hangs up cancels the call all the way to the backend
-    reply.raw.once('close', () => { if (!reply.raw.writableFinished) ac.abort() })
-    const request = {
-      apiKey: params.apiKey, model: params.model, messages: params.messages, stream: params.stream, traceId: String(req.id),
-      ...(params.maxTokens !== undefined ? { maxTokens: params.maxTokens } : {}),
-      ...(params.temperature !== undefined ? { temperature: params.temperature } : {}),
-      ...(params.stop ? { stop: params.stop } : {})
-    }
-    if (!params.stream) {
-      const r = await deps.gateway().stream(GatewayProtocol.infer, request, { onChunk () {}, signal: ac.signal, idleTimeout: 60_000, connectTimeout: deps.rpcTimeoutMs })
-      reply.send(shape.whole(r, r.text))
-      return
-    }
-    let started = false
-    const start = () => {
-      if (started) return
-      started = true
-      reply.hijack()
-      reply.raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-request-id': String(req.id) })
-    }
-    const send = (obj: unknown) => { if (!reply.raw.writableEnded) reply.raw.write(`data: ${JSON.stringify(obj)}\n\n`) }
-    let first = true
-    try {
-      const r = await deps.gateway().stream(GatewayProtocol.infer, request, {
-        signal: ac.signal,
-        idleTimeout: 60_000,
-        connectTimeout: deps.rpcTimeoutMs,
-        onChunk: (c) => { start(); send(shape.delta(params.model, c.text, first)); first = false }
-      })
-      start()
-      send(shape.finish(r.model, finishOf(r)))
-      if (params.includeUsage) send(shape.usage(r))
-      reply.raw.end('data: [DONE]\n\n')
-    } catch (err) {
-      if (!started) throw err // nothing sent yet: a normal HTTP error response
-      if (ac.signal.aborted) { reply.raw.end(); return }
-      const e = err instanceof MeshError ? err : MeshError.INTERNAL()
-      send({ error: { message: e.reason, type: 'server_error', code: e.code } })
-      reply.raw.end()
-    }
-  }
-
   app.post('/v1/chat/completions', async (req, reply) => {
     const apiKey = apiKeyOf(req)
     const body = parse(chatCompletionSchema, req.body)
-    await generate(req, reply, chatShape(), {
+    await relay(req, reply, deps.gateway(), deps.rpcTimeoutMs, chatShape(), {
       apiKey,
       model: body.model,
       messages: toMessages(body.messages),
@@ -207,7 +141,7 @@ export function registerOpenAIRoutes (app: FastifyInstance, deps: OpenAIRouteDep
     const apiKey = apiKeyOf(req)
     const body = parse(completionSchema, req.body) as CompletionBody
     const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt[0]!
-    await generate(req, reply, completionShape(), {
+    await relay(req, reply, deps.gateway(), deps.rpcTimeoutMs, completionShape(), {
       apiKey,
       model: body.model,
       messages: [{ role: 'user', content: prompt }],
