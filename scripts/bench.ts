@@ -10,13 +10,13 @@ import os from 'node:os'
 import path from 'node:path'
 import RPC from '@hyperswarm/rpc'
 import DHT from 'hyperdht'
-import { Pool } from 'undici'
 import { LocalMesh } from './lib/localmesh.ts'
 import { benchMetrics } from './bench-metrics.ts'
 import { formatTable, runLoad, type Row as TableRow } from './bench-lib.ts'
 import { benchHostile } from './bench-hostile.ts'
 import { benchLogin } from './bench-login.ts'
 import { benchRouting } from './bench-routing.ts'
+import { BenchHttp } from './bench-http.ts'
 import { MeshClient } from '../shared/mesh/client.ts'
 import { createDHT } from '../shared/mesh/dht.ts'
 import { wireJson } from '../shared/mesh/wire.ts'
@@ -118,18 +118,17 @@ try {
   const body = (i: number, stream: boolean) => JSON.stringify({ model: 'synthetic', messages: [{ role: 'user', content: `bench prompt ${i}` }], max_tokens: MAX_TOKENS, stream })
   const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' }
   // one keep-alive connection per concurrent caller, so the client measured is not what limits the edge
-  const http = new Pool(mesh.webUrl!, { connections: 100, pipelining: 1 })
-  const post = (i: number, stream: boolean) => http.request({ path: '/v1/chat/completions', method: 'POST', headers, body: body(i, stream) })
+  const http = new BenchHttp(mesh.webUrl!, 100)
+  const post = (i: number, stream: boolean) => http.post('/v1/chat/completions', headers, body(i, stream))
   const httpWhole = async (i: number) => {
     const res = await post(i, false)
-    if (res.statusCode !== 200) { await res.body.dump(); throw new Error(`HTTP ${res.statusCode}`) }
-    await res.body.json()
+    if (res.status !== 200) throw new Error(`HTTP ${res.status}`)
+    JSON.parse(res.body)
   }
   const httpStream = async (i: number) => {
     const res = await post(i, true)
-    if (res.statusCode !== 200) { await res.body.dump(); throw new Error(`HTTP ${res.statusCode}`) }
-    const text = await res.body.text()
-    if (!text.endsWith('data: [DONE]\n\n')) throw new Error('stream did not finish')
+    if (res.status !== 200) throw new Error(`HTTP ${res.status}`)
+    if (!res.body.endsWith('data: [DONE]\n\n')) throw new Error('stream did not finish')
   }
   const rpcWhole = (i: number) => gateway.stream(GatewayProtocol.infer, { apiKey: key, prompt: `bench prompt ${i}`, maxTokens: MAX_TOKENS, stream: false }, { onChunk: () => {}, idleTimeout: 60_000 })
   // warm at the measured concurrency, so the HTTP client's connection pool is already open

@@ -4,6 +4,7 @@ import type { MeshClient } from '../../shared/mesh/client.ts'
 import { GatewayProtocol, type InferResult } from '../../shared/protocol/gateway.ts'
 import type { ChatMessage } from '../../shared/protocol/inference.ts'
 import { EventStream } from './sse.ts'
+import { Cancellation } from './cancel.ts'
 
 // One generation relayed from the gateway to an HTTP client: the answer whole, as one JSON body, or
 // streamed as server-sent events. The API's own shapes (chat, completions) come from the caller; the
@@ -61,7 +62,7 @@ function deltaEncoder (shape: Shape, model: string): (text: string) => string {
  * error; after that, a failure ends the event stream with an error event and no [DONE].
  */
 export async function relay (req: FastifyRequest, reply: FastifyReply, gateway: MeshClient, connectTimeout: number, shape: Shape, params: Generation): Promise<void> {
-  const ac = new AbortController()
+  const ac = new Cancellation()
   const raw = reply.raw
   // a client that hangs up cancels the call all the way to the backend
   const onClose = () => { if (!raw.writableFinished) ac.abort() }
@@ -73,7 +74,7 @@ export async function relay (req: FastifyRequest, reply: FastifyReply, gateway: 
     ...(params.stop ? { stop: params.stop } : {})
   }
   if (!params.stream) {
-    const r = await gateway.stream(GatewayProtocol.infer, request, { onChunk () {}, signal: ac.signal, idleTimeout: IDLE_TIMEOUT_MS, connectTimeout })
+    const r = await gateway.stream(GatewayProtocol.infer, request, { onChunk () {}, signal: ac, idleTimeout: IDLE_TIMEOUT_MS, connectTimeout })
     reply.send(shape.whole(r, r.text))
     return
   }
@@ -83,7 +84,7 @@ export async function relay (req: FastifyRequest, reply: FastifyReply, gateway: 
   let first = true
   try {
     const r = await gateway.stream(GatewayProtocol.infer, request, {
-      signal: ac.signal,
+      signal: ac,
       idleTimeout: IDLE_TIMEOUT_MS,
       connectTimeout,
       onChunk: (c) => {
@@ -98,7 +99,7 @@ export async function relay (req: FastifyRequest, reply: FastifyReply, gateway: 
     events.end(last + 'data: [DONE]\n\n')
   } catch (err) {
     if (!events.started) throw err // nothing sent yet: a normal HTTP error response
-    if (ac.signal.aborted) { events.end(); return }
+    if (ac.aborted) { events.end(); return }
     const e = err instanceof MeshError ? err : MeshError.INTERNAL()
     events.end(`data: ${JSON.stringify({ error: { message: e.reason, type: 'server_error', code: e.code } })}\n\n`)
   } finally {

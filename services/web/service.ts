@@ -167,11 +167,23 @@ export class WebService extends MeshService {
     })
 
     const hosts = allowedHosts(this.httpHost)
+    // the verdict per Host header value, remembered for the few values real clients send (bounded:
+    // a stranger chooses the header)
+    const verdicts = new Map<string, boolean>()
+    const hostOk = (host: string | undefined): boolean => {
+      if (host === undefined) return hostAllowed(host, hosts)
+      let ok = verdicts.get(host)
+      if (ok === undefined) {
+        ok = hostAllowed(host, hosts)
+        if (verdicts.size < 64) verdicts.set(host, ok)
+      }
+      return ok
+    }
     // callback hooks, not async ones: every request passes them, and the common case finishes at once
     app.addHook('onRequest', (req, reply, done) => {
       reply.header('x-request-id', req.id)
       reply.header('x-content-type-options', 'nosniff')
-      if (!hostAllowed(req.headers.host, hosts)) return done(new MeshError('HOST_NOT_ALLOWED', hostRefusal(req.headers.host)))
+      if (!hostOk(req.headers.host)) return done(new MeshError('HOST_NOT_ALLOWED', hostRefusal(req.headers.host)))
       // a body announced over the limit is read and dropped (up to a bound, for a few seconds) before
       // the 413, so the client finishes writing and sees the answer instead of a reset connection
       const announced = Number(req.headers['content-length'])

@@ -56,10 +56,16 @@ interface Envelope { ok: boolean, value?: unknown, error?: WireError }
 interface OpenStream { onChunk: (data: any) => void, touch: () => void }
 
 export interface CallOptions { timeout: number }
+/** What a stream can be cancelled with: an AbortSignal, or any lighter object with these members. */
+export interface CancelSignal {
+  readonly aborted: boolean
+  addEventListener (type: 'abort', listener: () => void, options?: { once?: boolean }): void
+  removeEventListener (type: 'abort', listener: () => void): void
+}
 export interface StreamOptions<Chunk> {
   onChunk: (chunk: Chunk) => void
   /** aborting cancels the remote call */
-  signal?: AbortSignal
+  signal?: CancelSignal
   /** fail with TIMEOUT when no frame or response arrives for this long */
   idleTimeout: number
 }
