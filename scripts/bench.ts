@@ -56,7 +56,9 @@ const mesh = new LocalMesh({
       TIER_LIMITS: JSON.stringify(Object.fromEntries(['default', 'premium'].map((t) => [t, { requestsPerHour: 100000000, userRequestsPerHour: 100000000, tokensPerHour: 1e12, tokensPerDay: 1e12 }])))
     },
     inference: { SYNTHETIC_TOKENS_PER_SEC: '0', WORKER_CAPACITY: '100000', LOG_LEVEL: 'warn' },
-    auth: { LOG_LEVEL: 'warn' }
+    auth: { LOG_LEVEL: 'warn' },
+    // like every other service here: no per-request info lines (the web's access log) in what is measured
+    web: { LOG_LEVEL: 'warn' }
   }
 })
 
