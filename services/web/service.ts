@@ -15,6 +15,7 @@ import { registerOpenAIRoutes } from './openai.ts'
 import { registerCors } from './cors.ts'
 import { registerSafetyRoutes } from './safety-routes.ts'
 import { httpStatusOf } from './http-errors.ts'
+import { AccessLog } from './access-log.ts'
 import { registerDashboardRoutes } from './dashboard/routes.ts'
 import { RelayedAuth } from './relayed-auth.ts'
 import { registerHttpTracing, traceparentOf } from './tracing.ts'
@@ -85,6 +86,7 @@ export class WebService extends MeshService {
   private readonly corsOrigins: readonly string[]
   private gateway: MeshClient | null = null
   private app: FastifyInstance | null = null
+  private readonly access: AccessLog
 
   constructor (opts: WebServiceOptions) {
     super({ ...opts, name: 'web', privateOnly: true })
@@ -95,6 +97,7 @@ export class WebService extends MeshService {
     this.rpcTimeoutMs = opts.rpcTimeoutMs ?? 10_000
     this.home = opts.home ?? '.hyperinfer'
     this.corsOrigins = opts.corsOrigins ?? []
+    this.access = new AccessLog(this.log)
   }
 
   get url (): string {
@@ -119,6 +122,7 @@ export class WebService extends MeshService {
     const app = this.app
     this.app = null
     if (app) await app.close()
+    this.access.flush()
     await this.replica?.close().catch((err) => this.log.debug({ err: (err as Error).message }, 'registry replica close failed; the service is closing anyway'))
   }
 
@@ -169,22 +173,36 @@ export class WebService extends MeshService {
     })
 
     const hosts = allowedHosts(this.httpHost)
-    app.addHook('onRequest', async (req, reply) => {
+    // the verdict per Host header value, remembered for the few values real clients send (bounded:
+    // a stranger chooses the header)
+    const verdicts = new Map<string, boolean>()
+    const hostOk = (host: string | undefined): boolean => {
+      if (host === undefined) return hostAllowed(host, hosts)
+      let ok = verdicts.get(host)
+      if (ok === undefined) {
+        ok = hostAllowed(host, hosts)
+        if (verdicts.size < 64) verdicts.set(host, ok)
+      }
+      return ok
+    }
+    // callback hooks, not async ones: every request passes them, and the common case finishes at once
+    app.addHook('onRequest', (req, reply, done) => {
       reply.header('x-request-id', req.id)
       reply.header('x-content-type-options', 'nosniff')
-      if (!hostAllowed(req.headers.host, hosts)) throw new MeshError('HOST_NOT_ALLOWED', hostRefusal(req.headers.host))
+      if (!hostOk(req.headers.host)) return done(new MeshError('HOST_NOT_ALLOWED', hostRefusal(req.headers.host)))
       // a body announced over the limit is read and dropped (up to a bound, for a few seconds) before
       // the 413, so the client finishes writing and sees the answer instead of a reset connection
       const announced = Number(req.headers['content-length'])
-      if (announced > BODY_LIMIT) {
-        reply.header('connection', 'close')
-        if (announced <= DRAIN_LIMIT) await drain(req.raw, DRAIN_MS)
-        throw new MeshError('PAYLOAD_TOO_LARGE', `request body exceeds ${BODY_LIMIT} bytes`)
-      }
+      if (!(announced > BODY_LIMIT)) return done()
+      reply.header('connection', 'close')
+      const refuse = () => done(new MeshError('PAYLOAD_TOO_LARGE', `request body exceeds ${BODY_LIMIT} bytes`))
+      if (announced <= DRAIN_LIMIT) void drain(req.raw, DRAIN_MS).then(refuse)
+      else refuse()
     })
-    app.addHook('onResponse', async (req, reply) => {
-      // path only: a query string is never logged, and no header or body ever is
-      this.log.info({ reqId: req.id, method: req.method, path: req.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'http')
+    const access = this.access
+    app.addHook('onResponse', (req, reply, done) => {
+      access.request(req.id, req.method, pathOf(req.url), reply.statusCode, Math.round(reply.elapsedTime))
+      done()
     })
     registerCors(app, this.corsOrigins)
     registerHttpTracing(app)
@@ -307,6 +325,11 @@ export class WebService extends MeshService {
     const wire = code === 'INVALID_API_KEY' && req.url.startsWith('/v1/') ? 'invalid_api_key' : code
     reply.code(status).type('application/json; charset=utf-8').send({ error: { message, type: errorType(status), param, code: wire } })
   }
+}
+
+function pathOf (url: string): string {
+  const q = url.indexOf('?')
+  return q === -1 ? url : url.slice(0, q)
 }
 
 function objectBody (req: FastifyRequest): Body {

@@ -64,12 +64,18 @@ export interface CallOptions {
   /** W3C traceparent of the caller's span: the remote handler's span becomes its child */
   traceparent?: string
 }
+/** What a stream can be cancelled with: an AbortSignal, or any lighter object with these members. */
+export interface CancelSignal {
+  readonly aborted: boolean
+  addEventListener (type: 'abort', listener: () => void, options?: { once?: boolean }): void
+  removeEventListener (type: 'abort', listener: () => void): void
+}
 export interface StreamOptions<Chunk> {
   /** W3C traceparent of the caller's span: the remote handler's span becomes its child */
   traceparent?: string
   onChunk: (chunk: Chunk) => void
   /** aborting cancels the remote call */
-  signal?: AbortSignal
+  signal?: CancelSignal
   /** fail with TIMEOUT when no frame or response arrives for this long */
   idleTimeout: number
 }
@@ -199,8 +205,9 @@ export class Peer {
     let fail: (err: Error) => void = () => {}
     const failed = new Promise<never>((_resolve, reject) => { fail = reject })
     failed.catch(() => {}) // raced against the request below; this only keeps a failure nobody awaits yet from being unhandled
+    // every frame re-arms the one idle timer (refresh() costs far less than a new timer per token)
     const touch = () => {
-      if (timer) clearTimeout(timer)
+      if (timer) { timer.refresh(); return }
       timer = setTimeout(() => {
         this.cancelRemote(id)
         fail(MeshError.TIMEOUT(`${def.name}: no data for ${opts.idleTimeout} ms`))
@@ -244,9 +251,15 @@ export class Peer {
   }
 }
 
-/** what an event's handler returns: sent only when a peer asks an event name as a request */
+/**
+ * what an event's handler returns: sent only when a peer asks an event name as a request. Built once
+ * per name, since every stream frame received runs the handler (a new error each time captures a stack).
+ */
+const EVENT_ONLY = new Map<string, Envelope>()
 function eventOnly (name: string): Envelope {
-  return { ok: false, error: MeshError.BAD_REQUEST(`'${name}' is an event, not a method`).toWire() }
+  let env = EVENT_ONLY.get(name)
+  if (!env) EVENT_ONLY.set(name, env = { ok: false, error: MeshError.BAD_REQUEST(`'${name}' is an event, not a method`).toWire() })
+  return env
 }
 
 function unwrap (env: Envelope): unknown {

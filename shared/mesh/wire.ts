@@ -16,9 +16,23 @@ function stringify (v: unknown): string {
   return s ?? 'null'
 }
 
+// A message is measured (preencode) and then written (encode) with the same value, one right after
+// the other: the text made for the first serves the second, so each value is encoded once, not twice.
+let lastValue: unknown
+let lastText = ''
+
 export const wireJson = {
-  preencode (state: State, v: unknown): void { c.string.preencode(state, stringify(v)) },
-  encode (state: State, v: unknown): void { c.string.encode(state, stringify(v)) },
+  preencode (state: State, v: unknown): void {
+    lastText = stringify(v)
+    lastValue = v
+    c.string.preencode(state, lastText)
+  },
+  encode (state: State, v: unknown): void {
+    const text = v === lastValue && lastValue !== undefined ? lastText : stringify(v)
+    lastValue = undefined
+    lastText = ''
+    c.string.encode(state, text)
+  },
   decode (state: State): unknown {
     try {
       return JSON.parse(c.string.decode(state))

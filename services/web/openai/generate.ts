@@ -5,6 +5,8 @@ import type { RequestOf } from '../../../shared/mesh/method.ts'
 import { PARAM_WIRE_NAMES, type GenerationParam } from '../../../shared/protocol/chat.ts'
 import { GatewayProtocol, type InferResult } from '../../../shared/protocol/gateway.ts'
 import type { TokenChunk } from '../../../shared/protocol/inference.ts'
+import { Cancellation } from '../cancel.ts'
+import { EventStream } from '../sse.ts'
 import { traceparentOf } from '../tracing.ts'
 
 // Running a generation through the gateway for any API shape (chat completions, completions, and
@@ -64,59 +66,55 @@ export async function generateWhole (req: FastifyRequest, reply: FastifyReply, g
 
 /** Answer with every choice as Server-Sent Events, interleaved as their frames come. */
 export async function generateStream (req: FastifyRequest, reply: FastifyReply, g: Generation, shape: EventShape, includeUsage: boolean): Promise<void> {
-  const ac = new AbortController()
+  const cancel = new Cancellation()
   // a client that hangs up cancels every choice all the way to the backend
-  reply.raw.once('close', () => { if (!reply.raw.writableFinished) ac.abort() })
+  reply.raw.once('close', () => { if (!reply.raw.writableFinished) cancel.abort() })
   let ignored: string[] = []
-  let started = false
-  const start = () => {
-    if (started) return
-    started = true
+  let events: EventStream | null = null
+  const start = (): EventStream => {
+    if (events) return events
     reply.hijack()
     const header = ignoredHeader([{ ignored }], g.unused)
-    reply.raw.writeHead(200, {
-      ...(reply.getHeaders() as Record<string, string>),
-      'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-request-id': String(req.id),
-      ...(header ? { [IGNORED_HEADER]: header } : {})
+    events = new EventStream(reply.raw, {
+      ...(reply.getHeaders() as Record<string, string>), 'x-request-id': String(req.id), ...(header ? { [IGNORED_HEADER]: header } : {})
     })
+    events.open()
+    return events
   }
-  const send = (obj: unknown) => { if (obj !== null && !reply.raw.writableEnded) reply.raw.write(`data: ${JSON.stringify(obj)}\n\n`) }
+  const send = (obj: unknown) => { if (obj !== null) start().send(JSON.stringify(obj)) }
   try {
     const results = await Promise.all(g.choices.map(async (choice, index) => {
       let first = true
       try {
         const r = await g.gateway().stream(GatewayProtocol.infer, { ...choice, apiKey: g.apiKey, stream: true, traceId: String(req.id) }, {
-          signal: ac.signal,
+          signal: cancel,
           idleTimeout: IDLE_TIMEOUT_MS,
           connectTimeout: g.rpcTimeoutMs,
           traceparent: traceparentOf(req),
           onChunk: (c) => {
             // the gateway's word on ignored parameters comes before the first token
-            if (c.ignored) { if (!started) ignored = c.ignored; return }
-            start()
+            if (c.ignored) { if (!events) ignored = c.ignored; return }
             send(shape.frame(index, c, first))
             first = false
           }
         })
-        start()
         send(shape.finish(index, r))
         return r
       } catch (err) {
-        ac.abort()
+        cancel.abort()
         throw err
       }
     }))
     if (includeUsage) send(shape.usage(results))
-    reply.raw.end('data: [DONE]\n\n')
+    start().end('data: [DONE]\n\n')
   } catch (err) {
-    if (!started) throw err // nothing sent yet: a normal HTTP error response
-    if (reply.raw.writableEnded) return
+    if (!events) throw err // nothing sent yet: a normal HTTP error response
     // the caller left: there is no one to tell
-    if (reply.raw.destroyed) return
+    if (reply.raw.writableEnded || reply.raw.destroyed) return
     const e = err instanceof MeshError ? err : MeshError.INTERNAL()
     send({ error: { message: e.code === 'INTERNAL' ? 'internal error' : e.reason, type: 'server_error', code: e.code } })
-    reply.raw.end()
+    start().end()
   } finally {
-    ac.abort()
+    cancel.abort()
   }
 }

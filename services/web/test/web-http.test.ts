@@ -2,6 +2,7 @@ import test from 'brittle'
 import crypto from 'node:crypto'
 import { localTestnet } from '../../../test/support/testnet.ts'
 import { keyPairFromSeed } from '../../../shared/keys.ts'
+import pino from 'pino'
 import { createLogger } from '../../../shared/log.ts'
 import { WebService } from '../service.ts'
 
@@ -110,4 +111,28 @@ test('web: an unreachable auth service is a quick 503 UNAVAILABLE', async (t) =>
 
   const models = await fetch(`${web.url}/api/models`)
   t.is(models.status, 503, 'unreachable gateway: 503 too')
+})
+
+test('web: every request gets one access-log line, without its query string', async (t) => {
+  const { testnet, bootstrap } = await localTestnet(3)
+  let written = ''
+  const log = pino({ name: 'web', level: 'info' }, { write (s: string) { written += s } })
+  const web = new WebService({ keyPair: keyPairFromSeed(crypto.randomBytes(32)), log, bootstrap, authKey: randomKey(), gatewayKey: randomKey(), port: 0, rpcTimeoutMs: 1500 })
+  await web.open()
+  t.teardown(async () => { await web.close(); await testnet.destroy() })
+
+  const ok = await fetch(`${web.url}/health?token=hunter2-secret`, { headers: { 'x-request-id': 'access-1' } })
+  await ok.body?.cancel()
+  const missing = await fetch(`${web.url}/nope?key=hunter2-secret`, { headers: { 'x-request-id': 'access-2' } })
+  await missing.body?.cancel()
+  await new Promise((resolve) => setTimeout(resolve, 50)) // lines leave in a batch at the end of the loop's turn
+
+  const lines = written.trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.msg === 'http')
+  const one = lines.find((l) => l.reqId === 'access-1')
+  const two = lines.find((l) => l.reqId === 'access-2')
+  t.alike({ method: one?.method, path: one?.path, status: one?.status, level: one?.level, name: one?.name }, { method: 'GET', path: '/health', status: 200, level: 30, name: 'web' })
+  t.alike({ path: two?.path, status: two?.status }, { path: '/nope', status: 404 })
+  t.is(typeof one?.ms, 'number')
+  t.is(typeof one?.time, 'number')
+  t.absent(written.includes('hunter2'), 'no query string reaches the log')
 })
