@@ -81,7 +81,7 @@ test('tracing: one HTTP request is one trace across web, gateway and worker, nam
   await streamed.text()
   const requestId = streamed.headers.get('x-request-id') ?? ''
   t.ok(/^[0-9a-f]{32}$/.test(requestId), 'x-request-id is a W3C trace id')
-  const fresh = await until(async () => rx.trace(requestId), (s) => s.some((x) => x.service === 'inference' && x.name === 'processPrompt') && s.some((x) => x.service === 'web'))
+  const fresh = await until(async () => rx.trace(requestId), (s) => s.some((x) => x.service === 'inference' && x.name === 'processPrompt') && s.some((x) => x.service === 'web') && s.some((x) => x.service === 'gateway' && x.name === 'infer'))
   const root = one(fresh, 'web', 'POST /v1/chat/completions')
   t.is(root?.parentSpanId, '', 'a streamed request without traceparent starts a trace at the web span')
   t.is(one(fresh, 'gateway', 'infer')?.parentSpanId, root?.spanId)
