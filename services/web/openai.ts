@@ -6,6 +6,7 @@ import { chatCompletions } from './openai/chat.ts'
 import { completions } from './openai/completions.ts'
 import { embeddings } from './openai/embeddings.ts'
 import { apiKeyOf } from './openai/request.ts'
+import { responses } from './openai/responses.ts'
 import { traceparentOf } from './tracing.ts'
 
 // The OpenAI-compatible API: code written for OpenAI works unchanged against our base URL with our
@@ -21,6 +22,7 @@ export function registerOpenAIRoutes (app: FastifyInstance, deps: OpenAIRouteDep
   app.post('/v1/chat/completions', (req, reply) => chatCompletions(req, reply, deps))
   app.post('/v1/completions', (req, reply) => completions(req, reply, deps))
   app.post('/v1/embeddings', (req) => embeddings(req, deps))
+  app.post('/v1/responses', (req, reply) => responses(req, reply, deps))
 
   // a task-level request { task, input, preferences }: the caller names the task, the gateway's router picks the model
   app.post('/v1/ai/request', async (req) => {

@@ -20,13 +20,24 @@ export type InferBody = Omit<RequestOf<typeof GatewayProtocol.infer>, 'apiKey' |
 export const IGNORED_HEADER = 'x-hyperinfer-ignored-params'
 const IDLE_TIMEOUT_MS = 60_000
 
+/** One event, several (an array, sent in order), or none (null). */
+export type Events = unknown | unknown[] | null
+
 export interface EventShape {
-  /** the event for one frame of choice `index`; `first`: the choice's first frame; null sends nothing */
-  frame (index: number, chunk: TokenChunk, first: boolean): unknown | null
+  /** the event for one frame of choice `index`; `first`: the choice's first frame */
+  frame (index: number, chunk: TokenChunk, first: boolean): Events
   /** the event that closes choice `index` */
-  finish (index: number, result: InferResult): unknown
+  finish (index: number, result: InferResult): Events
   /** the closing usage event (stream_options.include_usage) */
-  usage (results: InferResult[]): unknown
+  usage (results: InferResult[]): Events
+  /** the events that open the stream, once the gateway has accepted the request (default: none) */
+  begin?: () => Events
+  /** one event as SSE text (default: `data: <json>`) */
+  encode?: (event: unknown) => string
+  /** what ends the stream (default: `data: [DONE]`) */
+  done?: string
+  /** the event that reports a failure after the stream began (default: an OpenAI error object) */
+  error?: (err: MeshError) => unknown
 }
 
 export interface Generation {
@@ -79,8 +90,13 @@ export async function generateStream (req: FastifyRequest, reply: FastifyReply, 
       'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-request-id': String(req.id),
       ...(header ? { [IGNORED_HEADER]: header } : {})
     })
+    send(shape.begin?.() ?? null)
   }
-  const send = (obj: unknown) => { if (obj !== null && !reply.raw.writableEnded) reply.raw.write(`data: ${JSON.stringify(obj)}\n\n`) }
+  const encode = shape.encode ?? ((obj: unknown) => `data: ${JSON.stringify(obj)}\n\n`)
+  const send = (events: Events): void => {
+    if (Array.isArray(events)) { for (const e of events) send(e); return }
+    if (events !== null && events !== undefined && !reply.raw.writableEnded) reply.raw.write(encode(events))
+  }
   try {
     const results = await Promise.all(g.choices.map(async (choice, index) => {
       let first = true
@@ -107,14 +123,15 @@ export async function generateStream (req: FastifyRequest, reply: FastifyReply, 
       }
     }))
     if (includeUsage) send(shape.usage(results))
-    reply.raw.end('data: [DONE]\n\n')
+    reply.raw.end(shape.done ?? 'data: [DONE]\n\n')
   } catch (err) {
     if (!started) throw err // nothing sent yet: a normal HTTP error response
     if (reply.raw.writableEnded) return
     // the caller left: there is no one to tell
     if (reply.raw.destroyed) return
     const e = err instanceof MeshError ? err : MeshError.INTERNAL()
-    send({ error: { message: e.code === 'INTERNAL' ? 'internal error' : e.reason, type: 'server_error', code: e.code } })
+    const safe = e.code === 'INTERNAL' ? MeshError.INTERNAL('internal error') : e
+    send(shape.error ? shape.error(safe) : { error: { message: safe.reason, type: 'server_error', code: safe.code } })
     reply.raw.end()
   } finally {
     ac.abort()
