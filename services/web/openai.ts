@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { MeshError } from '../../shared/errors.ts'
+import { messages } from './anthropic/messages.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
 import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
 import { chatCompletions } from './openai/chat.ts'
@@ -23,6 +24,7 @@ export function registerOpenAIRoutes (app: FastifyInstance, deps: OpenAIRouteDep
   app.post('/v1/completions', (req, reply) => completions(req, reply, deps))
   app.post('/v1/embeddings', (req) => embeddings(req, deps))
   app.post('/v1/responses', (req, reply) => responses(req, reply, deps))
+  app.post('/v1/messages', (req, reply) => messages(req, reply, deps))
 
   // a task-level request { task, input, preferences }: the caller names the task, the gateway's router picks the model
   app.post('/v1/ai/request', async (req) => {
