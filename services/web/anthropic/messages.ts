@@ -118,23 +118,22 @@ export function errorTypeOf (status: number): string {
   return types[status] ?? 'api_error'
 }
 
-export function anthropicError (e: MeshError) {
-  const status = httpStatusOf(e.code)
-  return { type: 'error', error: { type: errorTypeOf(status), message: status >= 500 && e.code === 'INTERNAL' ? 'internal error' : e.reason } }
+/** An error in Anthropic's shape; `message` is already safe to show. */
+export function anthropicErrorBody (status: number, message: string) {
+  return { type: 'error', error: { type: errorTypeOf(status), message } }
 }
 
+/** A failure after a stream began, as Anthropic's `error` event. */
+export function anthropicError (e: MeshError) {
+  return anthropicErrorBody(httpStatusOf(e.code), e.code === 'INTERNAL' ? 'internal error' : e.reason)
+}
+
+// errors before anything was sent go to the service's error handler, which answers this route in
+// Anthropic's shape (anthropicErrorBody)
 export async function messages (req: FastifyRequest, reply: FastifyReply, deps: Pick<Generation, 'gateway' | 'rpcTimeoutMs'>): Promise<void> {
-  try {
-    const apiKey = apiKeyOf(req)
-    const body = parseBody(messagesSchema, req.body)
-    const g: Generation = { ...deps, apiKey, choices: [messagesRequest(body)], unused: unusedMessagesParams(body) }
-    if (body.stream === true) await generateStream(req, reply, g, messageEvents(body.model), true)
-    else await generateWhole(req, reply, g, (results) => whole(results[0]!))
-  } catch (err) {
-    // once anything was sent the stream reported it; an unknown error goes to the service's handler (logged, never shown)
-    if (reply.sent || reply.raw.headersSent || !(err instanceof MeshError)) throw err
-    const retry = Number(err.details?.retryAfterSeconds)
-    if (Number.isFinite(retry) && retry >= 0) reply.header('retry-after', String(Math.ceil(retry)))
-    reply.code(httpStatusOf(err.code)).type('application/json; charset=utf-8').send(anthropicError(err))
-  }
+  const apiKey = apiKeyOf(req)
+  const body = parseBody(messagesSchema, req.body)
+  const g: Generation = { ...deps, apiKey, choices: [messagesRequest(body)], unused: unusedMessagesParams(body) }
+  if (body.stream === true) await generateStream(req, reply, g, messageEvents(body.model), true)
+  else await generateWhole(req, reply, g, (results) => whole(results[0]!))
 }
