@@ -2,7 +2,7 @@ import test from 'brittle'
 import OpenAI from 'openai'
 import { zodTextFormat } from 'openai/helpers/zod'
 import { createOpenAI } from '@ai-sdk/openai'
-import { generateText, streamText, stepCountIs, tool as aiTool } from 'ai'
+import { generateObject, generateText, streamText, stepCountIs, tool as aiTool } from 'ai'
 import { z } from 'zod'
 import { Ajv } from 'ajv'
 import { startTestMesh, gatewayClient, userWithKey } from './support/harness.ts'
@@ -11,7 +11,8 @@ import { syntheticText } from '../services/inference/backends/synthetic.ts'
 // The OpenAI Responses API against a real mesh, with the clients that use it: the official `openai`
 // package (responses.create with text, a function_call_output round trip, text.format via
 // responses.parse and a zod schema; responses.stream's events and final response) and the Vercel AI
-// SDK's default provider (openai('model') speaks /v1/responses) with generateText and streamText.
+// SDK's default provider (openai('model') speaks /v1/responses) with generateText, generateObject and
+// streamText.
 
 const weatherTool: OpenAI.Responses.FunctionTool = {
   type: 'function',
@@ -48,6 +49,11 @@ test('clients: /v1/responses with the openai package and the AI SDK default prov
   t.is(hosted.status, 400)
   t.is(hosted.param, 'tools[0].type')
   t.ok(/tools\[0\]/.test(hosted.message) && /function/.test(hosted.message), 'a hosted tool is refused, naming the field: ' + hosted.message)
+
+  const image = await openai.responses.create({ model: 'synthetic', input: [{ role: 'user', content: [{ type: 'input_text', text: 'what is this?' }, { type: 'input_image', image_url: 'data:image/png;base64,iVBORw0KGgo=', detail: 'auto' }] }] }).catch((e) => e)
+  t.is(image.status, 400)
+  t.is(image.param, 'input', 'an image reaches the gateway, which refuses it for a model not tagged vision')
+  t.ok(/vision/.test(image.message), image.message)
 
   // a function call, its output as an input item, then the answer in text
   const first = await openai.responses.create({ model: 'synthetic', input: question, tools: [weatherTool] })
@@ -104,6 +110,9 @@ test('clients: /v1/responses with the openai package and the AI SDK default prov
   const gen = await generateText({ model: provider('synthetic'), prompt: 'hello there', maxOutputTokens: 5 })
   t.is(gen.text, syntheticText([{ role: 'user', content: 'hello there' }], 5), 'generateText')
   t.is(gen.usage.outputTokens, 5)
+  const Person = z.object({ name: z.string(), age: z.number().int().min(0).max(120), tags: z.array(z.string()) })
+  const obj = await generateObject({ model: provider('synthetic'), schema: Person, prompt: 'invent a person' })
+  t.ok(Person.safeParse(obj.object).success, 'generateObject (text.format json_schema): ' + JSON.stringify(obj.object))
   const Weather = z.object({ city: z.string(), unit: z.enum(['c', 'f']) })
   const calls: unknown[] = []
   const run = streamText({

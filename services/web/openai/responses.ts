@@ -167,6 +167,12 @@ export async function responses (req: FastifyRequest, reply: FastifyReply, deps:
   if (body.background === true) throw refuse('background', 'is not supported: responses are not stored, so they cannot run in the background')
   const g: Generation = { ...deps, apiKey, choices: [responsesRequest(body)], unused: unusedResponsesParams(body) }
   const shell = responseShell(body)
-  if (body.stream === true) await generateStream(req, reply, g, responseEvents(shell), true)
-  else await generateWhole(req, reply, g, (results) => shell({ output: outputOf(results[0]!), result: results[0]! }))
+  try {
+    if (body.stream === true) await generateStream(req, reply, g, responseEvents(shell), true)
+    else await generateWhole(req, reply, g, (results) => shell({ output: outputOf(results[0]!), result: results[0]! }))
+  } catch (err) {
+    // the gateway names the chat request's field; here the conversation is `input`
+    if (err instanceof MeshError && err.details?.param === 'messages') throw new MeshError(err.code, err.reason, { ...err.details, param: 'input' })
+    throw err
+  }
 }
