@@ -11,8 +11,9 @@ import { responses } from './openai/responses.ts'
 import { traceparentOf } from './tracing.ts'
 
 // The OpenAI-compatible API: code written for OpenAI works unchanged against our base URL with our
-// key. The edge only translates shapes (one module per endpoint under ./openai/); authentication,
-// limits, routing and usage stay in the gateway.
+// key (and Anthropic-SDK code against /v1/messages). The edge only translates shapes (one module per
+// endpoint under ./openai/ and ./anthropic/); authentication, limits, routing and usage stay in the
+// gateway.
 
 export interface OpenAIRouteDeps {
   gateway: () => MeshClient

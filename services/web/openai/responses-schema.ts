@@ -46,7 +46,6 @@ const inputItem = z.preprocess(
   (v) => v && typeof v === 'object' && !Array.isArray(v) && (v as { type?: unknown }).type === undefined ? { ...v, type: 'message' } : v,
   z.discriminatedUnion('type', [message, functionCall, functionCallOutput], { error: 'type must be message, function_call or function_call_output (no other item type is supported)' })
 )
-export type ResponsesInputItem = z.infer<typeof inputItem>
 
 const functionTool = z.object({
   type: z.literal('function', { error: 'only function tools are supported (hosted tools such as web_search are not)' }),
