@@ -3,15 +3,19 @@ import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
 import { AuthProtocol } from '../../shared/protocol/auth.ts'
 import { chatCompletionSchema, completionSchema } from '../../services/web/openai/chat-schema.ts'
 import { embeddingSchema } from '../../services/web/openai/embeddings.ts'
+import { responsesSchema } from '../../services/web/openai/responses-schema.ts'
+import { messagesSchema } from '../../services/web/anthropic/messages-schema.ts'
 import { BODY_LIMIT } from '../../services/web/service.ts'
 import { hostile, jsonSchemaOf, mutate, Rand, sample, type Known } from './mutate.ts'
 import { Tally, type SecretScan } from './tally.ts'
 
 // The HTTP half of the fuzzer: bent JSON bodies (and some that are not JSON at all, huge, or nested
 // past any sane depth) at the web service's OpenAI and REST routes, with and without valid
-// credentials. Every error must be an OpenAI error object; a 5xx other than 503 is a failure.
+// credentials. Every error must be an OpenAI error object (an Anthropic one on /v1/messages); a 5xx
+// other than 503 is a failure.
 
-interface Route { method: 'GET' | 'POST' | 'DELETE', path: (r: Rand) => string, auth: 'apiKey' | 'session' | 'x-api-key', schema?: z.ZodType }
+/** `errors`: the shape its errors take (Anthropic's for /v1/messages; OpenAI's otherwise) */
+interface Route { method: 'GET' | 'POST' | 'DELETE', path: (r: Rand) => string, auth: 'apiKey' | 'session' | 'x-api-key', schema?: z.ZodType, errors?: 'anthropic' }
 
 export interface HttpSecrets { apiKey: string, session: string }
 
@@ -29,6 +33,8 @@ export class HttpFuzzer {
       { method: 'POST', path: (r) => '/v1/chat/completions', auth: 'apiKey', schema: chatCompletionSchema },
       { method: 'POST', path: (r) => '/v1/completions', auth: 'apiKey', schema: completionSchema },
       { method: 'POST', path: (r) => '/v1/embeddings', auth: 'apiKey', schema: embeddingSchema },
+      { method: 'POST', path: (r) => '/v1/responses', auth: 'apiKey', schema: responsesSchema },
+      { method: 'POST', path: (r) => '/v1/messages', auth: 'x-api-key', schema: messagesSchema, errors: 'anthropic' },
       { method: 'POST', path: (r) => '/v1/ai/request', auth: 'apiKey', schema: GatewayProtocol.aiRequest.request },
       { method: 'GET', path: (r) => '/v1/models', auth: 'apiKey' },
       { method: 'GET', path: (r) => '/v1/models/' + (r.chance(0.5) ? 'synthetic' : seg(r)), auth: 'apiKey' },
@@ -110,13 +116,16 @@ export class HttpFuzzer {
     }
     this.tally.scan(text, label)
     if (status < 400) { this.tally.count('success', label); return }
-    let err: { error?: { message?: unknown, type?: unknown, code?: unknown } } | null = null
+    let err: { type?: unknown, error?: { message?: unknown, type?: unknown, code?: unknown } } | null = null
     try { err = JSON.parse(text) } catch {}
-    const coded = !!err?.error && typeof err.error.message === 'string' && typeof err.error.type === 'string' && typeof err.error.code === 'string'
+    // Anthropic's errors carry a type where OpenAI's carry a code
+    const anthropic = route.errors === 'anthropic'
+    const coded = !!err?.error && typeof err.error.message === 'string' && typeof err.error.type === 'string' &&
+      (anthropic ? err.type === 'error' : typeof err.error.code === 'string')
     // a mesh call that outlived its deadline (a CPU-starved auth hashing passwords) is a timeout, as on RPC
-    if (status === 504 && coded && err!.error!.code === 'TIMEOUT') this.tally.count('timeout', label)
+    if (status === 504 && coded && (anthropic ? err!.error!.type === 'timeout_error' : err!.error!.code === 'TIMEOUT')) this.tally.count('timeout', label)
     else if (status >= 500 && status !== 503) this.tally.count('failure', label, `HTTP ${status}: ${text.slice(0, 200)}`)
-    else if (!coded) this.tally.count('failure', label, `HTTP ${status} without an OpenAI error object: ${text.slice(0, 200)}`)
-    else this.tally.count('coded', label, `${status} ${String(err!.error!.code)}`)
+    else if (!coded) this.tally.count('failure', label, `HTTP ${status} without an ${anthropic ? 'Anthropic' : 'OpenAI'} error object: ${text.slice(0, 200)}`)
+    else this.tally.count('coded', label, `${status} ${String(anthropic ? err!.error!.type : err!.error!.code)}`)
   }
 }

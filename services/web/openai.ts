@@ -1,16 +1,19 @@
 import type { FastifyInstance } from 'fastify'
 import { MeshError } from '../../shared/errors.ts'
+import { messages } from './anthropic/messages.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
 import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
 import { chatCompletions } from './openai/chat.ts'
 import { completions } from './openai/completions.ts'
 import { embeddings } from './openai/embeddings.ts'
 import { apiKeyOf } from './openai/request.ts'
+import { responses } from './openai/responses.ts'
 import { traceparentOf } from './tracing.ts'
 
 // The OpenAI-compatible API: code written for OpenAI works unchanged against our base URL with our
-// key. The edge only translates shapes (one module per endpoint under ./openai/); authentication,
-// limits, routing and usage stay in the gateway.
+// key (and Anthropic-SDK code against /v1/messages). The edge only translates shapes (one module per
+// endpoint under ./openai/ and ./anthropic/); authentication, limits, routing and usage stay in the
+// gateway.
 
 export interface OpenAIRouteDeps {
   gateway: () => MeshClient
@@ -21,6 +24,8 @@ export function registerOpenAIRoutes (app: FastifyInstance, deps: OpenAIRouteDep
   app.post('/v1/chat/completions', (req, reply) => chatCompletions(req, reply, deps))
   app.post('/v1/completions', (req, reply) => completions(req, reply, deps))
   app.post('/v1/embeddings', (req) => embeddings(req, deps))
+  app.post('/v1/responses', (req, reply) => responses(req, reply, deps))
+  app.post('/v1/messages', (req, reply) => messages(req, reply, deps))
 
   // a task-level request { task, input, preferences }: the caller names the task, the gateway's router picks the model
   app.post('/v1/ai/request', async (req) => {

@@ -12,6 +12,7 @@ import { GatewayProtocol, type RegistryListing } from '../../shared/protocol/gat
 import { RegistryReplica, registryListing, replicateOverClient } from '../../shared/registry/index.ts'
 import { landingPage } from './landing.ts'
 import { registerOpenAIRoutes } from './openai.ts'
+import { anthropicErrorBody } from './anthropic/messages.ts'
 import { registerCors } from './cors.ts'
 import { registerSafetyRoutes } from './safety-routes.ts'
 import { httpStatusOf } from './http-errors.ts'
@@ -323,7 +324,9 @@ export class WebService extends MeshService {
     const param = err instanceof MeshError && typeof err.details?.param === 'string' ? err.details.param : null
     // the OpenAI API names a bad key in its own words, which OpenAI clients may test for
     const wire = code === 'INVALID_API_KEY' && req.url.startsWith('/v1/') ? 'invalid_api_key' : code
-    reply.code(status).type('application/json; charset=utf-8').send({ error: { message, type: errorType(status), param, code: wire } })
+    // the Anthropic Messages route answers in Anthropic's error shape, the rest in OpenAI's
+    const body = /^\/v1\/messages(\?|$)/.test(req.url) ? anthropicErrorBody(status, message) : { error: { message, type: errorType(status), param, code: wire } }
+    reply.code(status).type('application/json; charset=utf-8').send(body)
   }
 }
 

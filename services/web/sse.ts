@@ -29,8 +29,13 @@ export class EventStream {
 
   /** Queue one event whose data is `json` (already encoded); it leaves at the end of this turn. */
   send (json: string): void {
+    this.write(`data: ${json}\n\n`)
+  }
+
+  /** Queue raw SSE text (one or more whole events, e.g. with `event:` lines); it leaves at the end of this turn. */
+  write (text: string): void {
     this.open()
-    this.pending += `data: ${json}\n\n`
+    this.pending += text
     if (!this.scheduled) {
       this.scheduled = true
       setImmediate(this.flush)

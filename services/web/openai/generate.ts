@@ -22,13 +22,24 @@ export type InferBody = Omit<RequestOf<typeof GatewayProtocol.infer>, 'apiKey' |
 export const IGNORED_HEADER = 'x-hyperinfer-ignored-params'
 const IDLE_TIMEOUT_MS = 60_000
 
+/** One event, several (an array, sent in order), or none (null). */
+export type Events = unknown | unknown[] | null
+
 export interface EventShape {
-  /** the event for one frame of choice `index`; `first`: the choice's first frame; null sends nothing */
-  frame (index: number, chunk: TokenChunk, first: boolean): unknown | null
+  /** the event for one frame of choice `index`; `first`: the choice's first frame */
+  frame (index: number, chunk: TokenChunk, first: boolean): Events
   /** the event that closes choice `index` */
-  finish (index: number, result: InferResult): unknown
+  finish (index: number, result: InferResult): Events
   /** the closing usage event (stream_options.include_usage) */
-  usage (results: InferResult[]): unknown
+  usage (results: InferResult[]): Events
+  /** the events that open the stream, once the gateway has accepted the request (default: none) */
+  begin?: () => Events
+  /** one event as SSE text (default: `data: <json>`) */
+  encode?: (event: unknown) => string
+  /** what ends the stream (default: `data: [DONE]`) */
+  done?: string
+  /** the event that reports a failure after the stream began (default: an OpenAI error object) */
+  error?: (err: MeshError) => unknown
 }
 
 export interface Generation {
@@ -79,9 +90,15 @@ export async function generateStream (req: FastifyRequest, reply: FastifyReply, 
       ...(reply.getHeaders() as Record<string, string>), 'x-request-id': String(req.id), ...(header ? { [IGNORED_HEADER]: header } : {})
     })
     events.open()
-    return events
+    const ev = events
+    send(shape.begin?.() ?? null)
+    return ev
   }
-  const send = (obj: unknown) => { if (obj !== null) start().send(JSON.stringify(obj)) }
+  const encode = shape.encode ?? ((obj: unknown) => `data: ${JSON.stringify(obj)}\n\n`)
+  const send = (ev: Events): void => {
+    if (Array.isArray(ev)) { for (const e of ev) send(e); return }
+    if (ev !== null && ev !== undefined) start().write(encode(ev))
+  }
   try {
     const results = await Promise.all(g.choices.map(async (choice, index) => {
       let first = true
@@ -106,13 +123,14 @@ export async function generateStream (req: FastifyRequest, reply: FastifyReply, 
       }
     }))
     if (includeUsage) send(shape.usage(results))
-    start().end('data: [DONE]\n\n')
+    start().end(shape.done ?? 'data: [DONE]\n\n')
   } catch (err) {
     if (!events) throw err // nothing sent yet: a normal HTTP error response
     // the caller left: there is no one to tell
     if (reply.raw.writableEnded || reply.raw.destroyed) return
     const e = err instanceof MeshError ? err : MeshError.INTERNAL()
-    send({ error: { message: e.code === 'INTERNAL' ? 'internal error' : e.reason, type: 'server_error', code: e.code } })
+    const safe = e.code === 'INTERNAL' ? MeshError.INTERNAL('internal error') : e
+    send(shape.error ? shape.error(safe) : { error: { message: safe.reason, type: 'server_error', code: safe.code } })
     start().end()
   } finally {
     cancel.abort()
