@@ -5,6 +5,7 @@ import { runService } from '../../shared/run.ts'
 import { meshOptions } from '../../shared/service-env.ts'
 import { GatewayService } from './service.ts'
 import { modelPrices, parseTiers } from './limits.ts'
+import { adaptiveEnv, adaptiveOptions } from './adaptive-env.ts'
 
 const schema = z.object({
   DATABASE_URL: z.string().min(1, 'DATABASE_URL is required'),
@@ -37,7 +38,7 @@ const schema = z.object({
   BREAKER_COOLDOWN_MS: positiveInt.default(10_000),
   /** benchmarks only: 'off' turns off limits, credits and usage records */
   HYPERINFER_ACCOUNTING: z.enum(['on', 'off']).default('on')
-})
+}).extend(adaptiveEnv.shape)
 
 function tiersFrom (json: string | undefined, requests: { default: number, premium: number }) {
   try {
@@ -75,7 +76,8 @@ await runService('gateway', () => {
     maxPromptChars: cfg.MAX_PROMPT_CHARS,
     defaultModel: cfg.DEFAULT_MODEL,
     keyCacheTtlMs: cfg.KEY_CACHE_TTL_MS,
-    workerIdleTimeoutMs: cfg.WORKER_IDLE_TIMEOUT_MS
+    workerIdleTimeoutMs: cfg.WORKER_IDLE_TIMEOUT_MS,
+    adaptive: adaptiveOptions(cfg)
   })
   return { service, cleanup: () => pool.end() }
 }, (svc) => `gateway ready ${svc.publicKey} registry=${(svc as GatewayService).catalog.key}`)

@@ -9,6 +9,8 @@ import type { Admission } from './admission.ts'
 import { isRetryable, type DispatchOutcome, type WorkerDispatch } from './dispatch.ts'
 import { measurePrompt, toUsd, type PromptMeasure } from './limits.ts'
 import type { Listings } from './listings.ts'
+import type { ResponseCache } from './cache/response-cache.ts'
+import type { LearnedRouter } from './learned-router.ts'
 import { route } from './router.ts'
 import type { Settler } from './settlement.ts'
 import { TokenStream } from './token-stream.ts'
@@ -39,7 +41,14 @@ export interface PipelineDeps {
   maxPromptChars?: number
   /** the completion budget held (and enforced) for a request that names no maxTokens */
   defaultMaxTokens?: number
+  /** the response cache (cache/); the `learned` strategy's bandit; where each request's outcome goes */
+  cache?: Pick<ResponseCache, 'lookup'>
+  learner?: LearnedRouter
+  onOutcome?: (o: RequestOutcome) => void
 }
+
+/** How a request that reached a worker ended, for learned routing and demand forecasts. */
+export interface RequestOutcome { id: string, model: string, route: InferRequest['route'], ok: boolean, ttftMs: number | null, seconds: number, tokens: number, costNusd: number }
 
 const FINISH_REASONS = new Set<unknown>(['stop', 'length', 'cancelled'])
 /** a token count from a peer: a positive integer, anything else counts as unknown (0); the caller bounds it */
@@ -65,6 +74,8 @@ export class RequestPipeline {
     const identity = await admission.authenticate(req.apiKey)
     const { requested, chosen } = this.chooseModel(req)
     const model = admission.permit(identity, requested)
+    const cached = await this.deps.cache?.lookup(req, messages, model, identity, caller)
+    if (cached?.result) return cached.result
     const prompt = await measurePrompt(messages.map((m) => m.content))
     if (caller.signal.aborted) throw MeshError.CANCELLED('the caller cancelled the request')
     const ceiling = req.maxTokens ?? this.deps.defaultMaxTokens ?? 1024
@@ -84,7 +95,10 @@ export class RequestPipeline {
       const billed = req.stream ? tokens.delivered : 0
       this.metrics.observeInference(model, (Date.now() - started) / 1000)
       // the model's error rate in the registry counts what its workers got wrong, not the caller's cancel
-      if (!cancelled && isRetryable(err.code)) this.deps.listings.measured(model, { ttftMs: ttftMs ?? 0, latencyMs: Date.now() - started, ok: false })
+      if (!cancelled && isRetryable(err.code)) {
+        this.deps.listings.measured(model, { ttftMs: ttftMs ?? 0, latencyMs: Date.now() - started, ok: false })
+        this.deps.onOutcome?.({ id, model, route: req.route, ok: false, ttftMs, seconds: (Date.now() - started) / 1000, tokens: 0, costNusd: 0 })
+      }
       await this.deps.settler.settle({
         id, model, status: cancelled ? 'cancelled' : 'failed', worker, tokensIn: billed > 0 ? await chargedPrompt(null, prompt) : 0, tokensOut: billed, started, ttftMs,
         error: cancelled ? { code: 'CANCELLED', message: 'the caller cancelled the request' } : { code: err.code, message: err.message }
@@ -96,9 +110,12 @@ export class RequestPipeline {
     this.deps.listings.measured(model, { ttftMs: ttftMs ?? 0, latencyMs: Date.now() - started, ok: true })
     this.metrics.countTokens(model, usage.promptTokens, usage.completionTokens)
     this.metrics.observeInference(model, (Date.now() - started) / 1000)
+    const finishReason = tokens.truncated ? 'length' : out.ok && FINISH_REASONS.has(out.value?.finishReason) ? out.value.finishReason : 'stop'
+    cached?.store({ id, chunks: tokens.chunks, usage, finishReason })
+    this.deps.onOutcome?.({ id, model, route: req.route, ok: true, ttftMs, seconds: (Date.now() - started) / 1000, tokens: usage.promptTokens + usage.completionTokens, costNusd: cost })
     return {
       id, model, worker: worker!, text: req.stream ? '' : tokens.text, usage, costUsd: toUsd(cost),
-      finishReason: tokens.truncated ? 'length' : out.ok && FINISH_REASONS.has(out.value?.finishReason) ? out.value.finishReason : 'stop',
+      finishReason,
       ttftMs, durationMs: Date.now() - started,
       routing: { ...chosen, attempts: out.attempts }
     }
@@ -143,7 +160,7 @@ export class RequestPipeline {
   private chooseModel (req: InferRequest): { requested: string | undefined, chosen: Omit<InferResult['routing'], 'attempts'> } {
     if (req.model) return { requested: req.model, chosen: { strategy: 'explicit', reason: 'the caller named the model', score: null } }
     if (req.route) {
-      const r = route(this.deps.listings.candidates(), req.route)
+      const r = route(this.deps.listings.candidates(), req.route, this.deps.learner)
       return { requested: r.ranked[0]!.id, chosen: { strategy: r.strategy, reason: r.reason, score: r.ranked[0]!.score } }
     }
     const reason = this.deps.admission.hasDefaultModel ? 'the gateway\'s DEFAULT_MODEL' : 'the first model served'

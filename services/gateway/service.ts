@@ -10,6 +10,7 @@ import type { RequestOf } from '../../shared/mesh/method.ts'
 import type { Credential, PeerRole } from '../../shared/mesh/roles.ts'
 import { MeshError } from '../../shared/errors.ts'
 import { AccountReads } from './account-reads.ts'
+import { Adaptive, type AdaptiveOptions } from './adaptive.ts'
 import { Accounting } from './accounting.ts'
 import { Admission } from './admission.ts'
 import { aiRequest } from './ai-request.ts'
@@ -72,6 +73,8 @@ export interface GatewayOptions extends Omit<MeshServiceOptions, 'name' | 'priva
   /** how often measured latency is written to the registry, at most */
   measureIntervalMs?: number
   breaker?: { threshold?: number, cooldownMs?: number }
+  /** the response cache, predictive warm-up and learned routing (adaptive.ts) */
+  adaptive?: AdaptiveOptions
 }
 
 export class GatewayService extends MeshService {
@@ -84,6 +87,7 @@ export class GatewayService extends MeshService {
   readonly accounting: Accounting
   readonly pricing: Pricing
   readonly pipeline: RequestPipeline
+  readonly adaptive: Adaptive
   private readonly accountingOn: boolean
   private readonly listings: Listings
   private readonly sessions: SessionUsers
@@ -121,6 +125,10 @@ export class GatewayService extends MeshService {
       isMeshMember: (key) => this.isMeshMember(key), gateway: this.publicKey
     })
     const ledger = this.accountingOn ? this.accounting : null
+    this.adaptive = new Adaptive({
+      pool: this.pool, pricing: this.pricing, metrics: this.metrics, log: this.log, gateway: this.publicKey, ledger: this.accountingOn,
+      dispatch: () => this.pipeline.deps.dispatch, workers: () => this.workers.summaries(), identity: (k) => this.keys.resolve(k), user: (t) => this.sessions.user(t)
+    }, opts.adaptive)
     this.pipeline = new RequestPipeline({
       admission: new Admission({
         keys: this.keys, served: this.workers, accounting: ledger, pricing: this.pricing, tiers, metrics: this.metrics, gateway: this.publicKey, defaultModel: opts.defaultModel
@@ -130,14 +138,15 @@ export class GatewayService extends MeshService {
       listings: this.listings,
       metrics: this.metrics,
       maxPromptChars: opts.maxPromptChars,
-      defaultMaxTokens: opts.defaultMaxTokens
+      defaultMaxTokens: opts.defaultMaxTokens,
+      ...this.adaptive.pipelineDeps()
     })
   }
 
   protected handlers (): HandlerTable {
     const table = handlers()
     for (const proxy of AUTH_PROXIES) proxy.mount(table, () => this.auth)
-    return table
+    return this.adaptive.mount(table)
       .on(GatewayProtocol.infer, (req, ctx) => this.pipeline.infer(req, ctx))
       .on(GatewayProtocol.embed, (req, ctx) => this.pipeline.embed(req, ctx))
       .on(GatewayProtocol.aiRequest, (req, ctx) => aiRequest(this.pipeline, req, ctx))
@@ -219,6 +228,7 @@ export class GatewayService extends MeshService {
     this.auth.on('close', () => this.keys.clear())
     this.auth.on('open', () => this.keys.clear())
     if (this.accountingOn) this.accounting.start()
+    await this.adaptive.open(this.catalog)
     this.sweepTimer = setInterval(() => { this.keys.sweep() }, 60_000)
     this.sweepTimer.unref()
   }
@@ -236,6 +246,7 @@ export class GatewayService extends MeshService {
   protected async onClose (): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer)
     await this.stopAnnounce?.()
+    await this.adaptive.close()
     await this.accounting.close()
     await this.catalog.close()
   }

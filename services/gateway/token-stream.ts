@@ -35,6 +35,8 @@ export class TokenStream {
   bytes = 0
   truncated = false
   text = ''
+  /** the frames as delivered, for the response cache to replay */
+  chunks: string[] = []
   firstTokenAt: number | null = null
   private attemptStarted = 0
   private readonly maxBytes: number
@@ -48,7 +50,7 @@ export class TokenStream {
   /** A worker takes the request; an answer not streamed to the caller yet starts over. */
   restart (): void {
     this.attemptStarted = Date.now()
-    if (!this.opts.forward) { this.text = ''; this.delivered = 0; this.bytes = 0; this.firstTokenAt = null }
+    if (!this.opts.forward) { this.text = ''; this.chunks = []; this.delivered = 0; this.bytes = 0; this.firstTokenAt = null }
   }
 
   /** Take one frame; returns the error that ends the attempt if the frame breaks the protocol. */
@@ -65,6 +67,7 @@ export class TokenStream {
     }
     this.delivered++
     this.bytes += size
+    this.chunks.push(chunk.text)
     if (this.opts.forward) this.opts.forward({ text: chunk.text })
     else this.text += chunk.text
     return null

@@ -25,7 +25,8 @@ export const processPromptRequest = z.object({
   ...generationParams
 }).strict()
 
-export interface TokenChunk { text: string }
+/** one streamed frame; `cached` marks the first frame of an answer replayed from the response cache */
+export interface TokenChunk { text: string, cached?: true }
 export interface Usage { promptTokens: number, completionTokens: number }
 export interface PromptResult { model: string, backend: string, usage: Usage, finishReason: 'stop' | 'length' | 'cancelled', ttftMs: number | null }
 
