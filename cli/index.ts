@@ -4,12 +4,13 @@ import { reportError } from './output.ts'
 import type { Command } from './command.ts'
 import { credits, login, logout, register, usage } from './commands/account.ts'
 import { keys } from './commands/keys.ts'
+import { cache, feedback } from './commands/cache.ts'
 import { infer } from './commands/infer.ts'
 import { quota, status, workerToken } from './commands/info.ts'
 import { gateways, models, registry, workers } from './commands/registry.ts'
 import { worker } from './commands/worker.ts'
 
-const COMMANDS: Command[] = [register, login, logout, keys, infer, models, status, quota, usage, credits, registry, workers, gateways, workerToken, worker]
+const COMMANDS: Command[] = [register, login, logout, keys, infer, models, status, quota, usage, credits, registry, workers, gateways, workerToken, worker, cache, feedback]
 
 const GLOBAL: NonNullable<ParseArgsConfig['options']> = {
   json: { type: 'boolean' },

@@ -6,6 +6,7 @@ import type { MeshClient } from '../../shared/mesh/client.ts'
 import { GatewayProtocol, type InferResult } from '../../shared/protocol/gateway.ts'
 import { modelName } from '../../shared/protocol/common.ts'
 import type { ChatMessage } from '../../shared/protocol/inference.ts'
+import { cacheHeaders, cacheRequestField } from './cache-routes.ts'
 
 // The OpenAI-compatible API: code written for OpenAI works unchanged against our base URL with our
 // key. The edge only translates shapes; authentication, limits, routing and usage stay in the gateway.
@@ -149,22 +150,22 @@ export function registerOpenAIRoutes (app: FastifyInstance, deps: OpenAIRouteDep
     // a client that hangs up cancels the call all the way to the backend
     reply.raw.once('close', () => { if (!reply.raw.writableFinished) ac.abort() })
     const request = {
-      apiKey: params.apiKey, model: params.model, messages: params.messages, stream: params.stream, traceId: String(req.id),
+      apiKey: params.apiKey, model: params.model, messages: params.messages, stream: params.stream, traceId: String(req.id), ...cacheRequestField(req),
       ...(params.maxTokens !== undefined ? { maxTokens: params.maxTokens } : {}),
       ...(params.temperature !== undefined ? { temperature: params.temperature } : {}),
       ...(params.stop ? { stop: params.stop } : {})
     }
     if (!params.stream) {
       const r = await deps.gateway().stream(GatewayProtocol.infer, request, { onChunk () {}, signal: ac.signal, idleTimeout: 60_000, connectTimeout: deps.rpcTimeoutMs })
-      reply.send(shape.whole(r, r.text))
+      reply.headers(cacheHeaders(r)).send(shape.whole(r, r.text))
       return
     }
     let started = false
-    const start = () => {
+    const start = (first?: { cached?: true }) => {
       if (started) return
       started = true
       reply.hijack()
-      reply.raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-request-id': String(req.id) })
+      reply.raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-request-id': String(req.id), ...cacheHeaders(first ?? {}) })
     }
     const send = (obj: unknown) => { if (!reply.raw.writableEnded) reply.raw.write(`data: ${JSON.stringify(obj)}\n\n`) }
     let first = true
@@ -173,7 +174,7 @@ export function registerOpenAIRoutes (app: FastifyInstance, deps: OpenAIRouteDep
         signal: ac.signal,
         idleTimeout: 60_000,
         connectTimeout: deps.rpcTimeoutMs,
-        onChunk: (c) => { start(); send(shape.delta(params.model, c.text, first)); first = false }
+        onChunk: (c) => { start(c); send(shape.delta(params.model, c.text, first)); first = false }
       })
       start()
       send(shape.finish(r.model, finishOf(r)))

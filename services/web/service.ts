@@ -13,6 +13,7 @@ import { GatewayProtocol, type RegistryListing } from '../../shared/protocol/gat
 import { RegistryReplica, registryListing, replicateOverClient } from '../../shared/registry/index.ts'
 import { landingPage } from './landing.ts'
 import { registerOpenAIRoutes } from './openai.ts'
+import { registerCacheRoutes } from './cache-routes.ts'
 import { httpStatusOf } from './http-errors.ts'
 import { registerDashboardRoutes } from './dashboard/routes.ts'
 import { RelayedAuth } from './relayed-auth.ts'
@@ -244,6 +245,7 @@ export class WebService extends MeshService {
     })
     app.get('/api/models', async () => this.client('gateway').call(GatewayProtocol.models, {}))
     registerOpenAIRoutes(app, { gateway: () => this.client('gateway'), rpcTimeoutMs: this.rpcTimeoutMs })
+    registerCacheRoutes(app, { gateway: () => this.client('gateway'), rpcTimeoutMs: this.rpcTimeoutMs })
     registerDashboardRoutes(app, {
       auth: () => this.client('auth'),
       relayed: this.relayed,

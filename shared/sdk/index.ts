@@ -28,6 +28,8 @@ export interface InferenceRequest {
   model?: string
   maxTokens?: number
   temperature?: number
+  /** the response cache (RPC): true caches even a non-deterministic request; 'no-store' keeps it out */
+  cache?: boolean | 'no-store'
 }
 
 export interface InferenceResult {
@@ -41,6 +43,8 @@ export interface InferenceResult {
   /** gateway-measured time to first token and total time (RPC only) */
   ttftMs?: number | null
   durationMs?: number
+  /** answered from the response cache (RPC) */
+  cached?: true
 }
 
 /** A model the mesh serves: the gateway's listing, of which HTTP gives only the id and backend (no worker count). */

@@ -84,8 +84,8 @@ export class RpcTransport implements Transport {
 
   private request (req: InferenceRequest, stream: boolean): RequestOf<typeof GatewayProtocol.infer> {
     // named fields only: the gateway's schema is strict, and a caller's extra keys are not its business
-    const { prompt, messages, model, maxTokens, temperature } = req
-    return { apiKey: this.apiKey, prompt, messages, model, maxTokens, temperature, stream }
+    const { prompt, messages, model, maxTokens, temperature, cache } = req
+    return { apiKey: this.apiKey, prompt, messages, model, maxTokens, temperature, stream, cache }
   }
 
   async inference (req: InferenceRequest, signal?: AbortSignal): Promise<InferenceResult> {
