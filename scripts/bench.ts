@@ -17,6 +17,8 @@ import { formatTable, runLoad, type Row as TableRow } from './bench-lib.ts'
 import { benchHostile } from './bench-hostile.ts'
 import { benchLogin } from './bench-login.ts'
 import { benchRouting } from './bench-routing.ts'
+import { benchCache } from './bench-cache.ts'
+import { benchLearned } from './bench-learned.ts'
 import { MeshClient } from '../shared/mesh/client.ts'
 import { createDHT } from '../shared/mesh/dht.ts'
 import { bootstrapList } from '../shared/config.ts'
@@ -181,7 +183,9 @@ try {
     ['metrics', 'metrics', benchMetrics], // scrape time with 1 and 20 members; the request path with metrics on vs off
     ['routing', 'routing', benchRouting], // the gateway with 1, 10 and 100 workers; a new worker's time to its first request
     ['hostile', 'event-loop delay during hostile prompts', benchHostile], // small requests alone and during 100k-character prompts
-    ['login', 'real logins during a password flood', benchLogin] // a flood against one account; another user's logins
+    ['login', 'real logins during a password flood', benchLogin], // a flood against one account; another user's logins
+    ['cache', 'response cache', benchCache], // misses against local and shared hits; semantic hit and false-hit rates
+    ['learned', 'learned routing in simulation', benchLearned] // regret against an oracle, with drift
   ]
   for (const [key, title, bench] of sections) {
     console.log(`\nbench: ${title}…`)

@@ -3,7 +3,7 @@ import { z } from 'zod'
 // The response cache's settings, from the gateway's environment (README "Response cache").
 
 /** The threshold measured on the labelled paraphrase set (scripts/bench-cache.ts, "semantic"). */
-export const DEFAULT_SEMANTIC_THRESHOLD = 0.8
+export const DEFAULT_SEMANTIC_THRESHOLD = 0.9
 
 export interface CacheConfig {
   enabled: boolean
