@@ -10,7 +10,9 @@ import { syntheticText } from '../services/inference/backends/synthetic.ts'
 // stats and purge from the CLI, and expiry.
 
 const PRICE_OUT = 2 // USD per 1M output tokens for `synthetic`; `free-model` has no price
-const TTL_MS = 6000
+const TTL_MS = 120_000
+/** gateway-2 keeps what it writes for only this long: the expiry check */
+const SHORT_TTL_MS = 4000
 
 async function infer (client: MeshClient, req: Record<string, unknown>): Promise<{ r: InferResult, chunks: Array<{ text: string, cached?: true }> }> {
   const chunks: Array<{ text: string, cached?: true }> = []
@@ -21,6 +23,7 @@ async function infer (client: MeshClient, req: Record<string, unknown>): Promise
 test('response cache: exact and semantic hits, replayed chunks, scope, no-store, HTTP, billing, stats, purge, expiry', { timeout: 300_000 }, async (t) => {
   const { mesh, db, home } = await startTestMesh(t, {
     gateways: 2,
+    instanceEnv: { 'gateway-2': { CACHE_TTL_MS: String(SHORT_TTL_MS) } },
     serviceEnv: {
       auth: { ADMIN_USERS: 'boss' },
       gateway: { MODEL_PRICES: JSON.stringify({ synthetic: { input: 0, output: PRICE_OUT } }), CACHE_PRICE: '0.5', CACHE_TTL_MS: String(TTL_MS), CACHE_EMBED_MODEL: 'synthetic-embed' },
@@ -119,12 +122,13 @@ test('response cache: exact and semantic hits, replayed chunks, scope, no-store,
 
   await client.call(GatewayProtocol.cacheSettings, { token: alice.token, keyId: alice.keyId, semantic: false })
 
-  // one entry in each gateway's local tier, then a purge
-  const onFirst = { ...ask, model: 'free-model', messages: [{ role: 'user', content: 'kept by the first gateway' }] }
-  const onSecond = { ...ask, model: 'free-model', messages: [{ role: 'user', content: 'kept by the second gateway' }] }
-  await infer(client, onFirst)
-  await infer(second, onSecond)
-  t.is((await infer(second, onSecond)).r.cache?.tier, 'local')
+  // A in both gateways' local tiers (the second copied it from the shared tier), B in the first's only
+  const a = { ...ask, model: 'free-model', messages: [{ role: 'user', content: 'kept by both gateways' }] }
+  const b = { ...ask, model: 'free-model', messages: [{ role: 'user', content: 'kept by the first gateway' }] }
+  await infer(client, a)
+  await infer(client, b)
+  t.is((await infer(second, a)).r.cache?.tier, 'shared')
+  t.is((await infer(second, a)).r.cache?.tier, 'local')
   // stats and purge from the CLI, as a user and as the admin
   const own = await client.call(GatewayProtocol.cacheStats, { token: alice.token })
   t.is(own.scope, 'account')
@@ -140,13 +144,13 @@ test('response cache: exact and semantic hits, replayed chunks, scope, no-store,
   t.is(purge.code, 0, purge.stderr)
   t.ok(purge.json.shared >= 2, `purged ${purge.json.shared} shared entries`)
   await new Promise((resolve) => setTimeout(resolve, 500)) // the other gateway hears the purge over LISTEN/NOTIFY
-  t.absent((await infer(client, onFirst)).r.cached, 'after a purge: a miss on the gateway that purged…')
-  t.absent((await infer(second, onSecond)).r.cached, '…and on the other gateway, whose local tier heard of it')
+  t.absent((await infer(second, a)).r.cached, 'after a purge: a miss on the other gateway, whose local tier heard of it…')
+  t.absent((await infer(client, b)).r.cached, '…and on the gateway that purged')
 
-  // expiry: an entry is not served past its TTL
+  // expiry: an entry is not served past its TTL (gateway-2 writes with a short one)
   const soon = { ...ask, model: 'free-model', messages: [{ role: 'user', content: 'expire me' }] }
-  await infer(client, soon)
-  t.is((await infer(client, soon)).r.cached, true)
-  await new Promise((resolve) => setTimeout(resolve, TTL_MS + 500))
-  t.absent((await infer(client, soon)).r.cached, 'past its TTL an entry is gone from both tiers')
+  await infer(second, soon)
+  t.is((await infer(second, soon)).r.cached, true)
+  await new Promise((resolve) => setTimeout(resolve, SHORT_TTL_MS + 500))
+  t.absent((await infer(second, soon)).r.cached, 'past its TTL an entry is served from neither tier')
 })
