@@ -11,7 +11,8 @@ test('learned routing: routes, takes feedback three ways, keeps what it learns i
   const { mesh, db, home } = await startTestMesh(t, {
     gateways: 2,
     serviceEnv: {
-      gateway: { LEARNED_SYNC_MS: '200' },
+      // predictive warm-up on a short clock: entries live 2 s, a prompt asked twice is hot
+      gateway: { LEARNED_SYNC_MS: '200', CACHE_TTL_MS: '2000', CACHE_WARM_BUDGET_TOKENS: '100000', CACHE_WARM_MIN_USES: '2', CACHE_WARM_INTERVAL_MS: '300' },
       inference: { SYNTHETIC_MODELS: 'synthetic,other', SYNTHETIC_TOKENS_PER_SEC: '0' }
     }
   })
@@ -62,12 +63,28 @@ test('learned routing: routes, takes feedback three ways, keeps what it learns i
   t.ok(arms.some((a) => a.model === r.model && a.n > 0.9 && a.q_n > 0.9), `arms in PostgreSQL: ${JSON.stringify(arms)}`)
   t.ok(arms.every((a) => a.context === 'chat'))
 
+  // warm-up: a hot deterministic prompt is answered again before its entry expires, so it is still a
+  // hit well past its TTL; a prompt asked once is not
+  const hot = { apiKey: alice.key, model: 'synthetic', prompt: 'a hot prompt', maxTokens: 3, temperature: 0 }
+  const cold = { ...hot, prompt: 'a cold prompt' }
+  await client.call(GatewayProtocol.infer, cold, 30_000)
+  for (let i = 0; i < 4; i++) await client.call(GatewayProtocol.infer, hot, 30_000)
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+  const warmHit = await client.call(GatewayProtocol.infer, hot, 30_000)
+  t.is(warmHit.cached, true, 'a hot prompt is still cached after its TTL: warm-up refreshed it')
+  t.absent((await client.call(GatewayProtocol.infer, cold, 30_000)).cached, 'a cold one expired')
+
   // the metrics: cache counters, router decisions, demand and capacity per model
   await client.call(GatewayProtocol.infer, { apiKey: alice.key, prompt: 'cache me', maxTokens: 2, temperature: 0 }, 30_000)
   await client.call(GatewayProtocol.infer, { apiKey: alice.key, prompt: 'cache me', maxTokens: 2, temperature: 0 }, 30_000)
-  const text = await until(() => fetch(mesh.metricsUrl + '/metrics').then((m) => m.text()), (s) => /ai_platform_cache_requests_total\{[^}]*tier="local"[^}]*result="hit"[^}]*\} 1/.test(s), 10_000)
-  t.ok(/ai_platform_cache_requests_total\{[^}]*tier="local"[^}]*result="hit"[^}]*\} 1/.test(text), 'ai_platform_cache_requests_total{tier,result}')
-  t.ok(/ai_platform_router_decisions_total\{[^}]*strategy="learned"[^}]*\} [1-9]/.test(text), 'ai_platform_router_decisions_total')
-  t.ok(/ai_platform_demand_forecast_requests_per_minute\{[^}]*model="synthetic"/.test(text), 'ai_platform_demand_forecast_requests_per_minute')
-  t.ok(/ai_platform_model_capacity_requests_per_minute\{[^}]*model="other"[^}]*\} [1-9]/.test(text), 'ai_platform_model_capacity_requests_per_minute')
+  /** a sample of `family` whose labels include all of `labels`, with a value above 0 */
+  const positive = (text: string, family: string, ...labels: string[]) => text.split('\n').some((l) =>
+    l.startsWith(family + '{') && labels.every((x) => l.includes(x)) && Number(l.slice(l.lastIndexOf(' ') + 1)) > 0)
+  const text = await until(() => fetch(mesh.metricsUrl + '/metrics').then((m) => m.text()), (s) => positive(s, 'ai_platform_cache_requests_total', 'tier="local"', 'result="hit"'), 10_000)
+  t.ok(positive(text, 'ai_platform_cache_requests_total', 'tier="local"', 'result="hit"'), 'ai_platform_cache_requests_total{tier,result}')
+  t.ok(positive(text, 'ai_platform_router_decisions_total', 'strategy="learned"'), 'ai_platform_router_decisions_total')
+  t.ok(text.split('\n').some((l) => l.startsWith('ai_platform_demand_forecast_requests_per_minute{') && l.includes('model="synthetic"')), 'ai_platform_demand_forecast_requests_per_minute')
+  t.ok(positive(text, 'ai_platform_cache_warm_hits_total'), 'ai_platform_cache_warm_hits_total')
+  t.ok(positive(text, 'ai_platform_cache_warm_tokens_total'), 'ai_platform_cache_warm_tokens_total: what warming cost')
+  t.ok(positive(text, 'ai_platform_model_capacity_requests_per_minute', 'model="other"'), 'ai_platform_model_capacity_requests_per_minute')
 })
