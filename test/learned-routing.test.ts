@@ -13,7 +13,9 @@ test('learned routing: routes, takes feedback three ways, keeps what it learns i
     serviceEnv: {
       // predictive warm-up on a short clock: entries live 2 s, a prompt asked twice is hot
       gateway: { LEARNED_SYNC_MS: '200', CACHE_TTL_MS: '2000', CACHE_WARM_BUDGET_TOKENS: '100000', CACHE_WARM_MIN_USES: '2', CACHE_WARM_INTERVAL_MS: '300' },
-      inference: { SYNTHETIC_MODELS: 'synthetic,other', SYNTHETIC_TOKENS_PER_SEC: '0' }
+      inference: { SYNTHETIC_MODELS: 'synthetic,other', SYNTHETIC_TOKENS_PER_SEC: '0' },
+      // a loaded machine must not turn a slow scrape into a missing member
+      metrics: { METRICS_SCRAPE_TIMEOUT_MS: '20000' }
     }
   })
   const { client } = await gatewayClient(t, mesh)

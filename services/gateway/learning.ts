@@ -51,7 +51,7 @@ export class Learning {
     const byId = UUID.test(req.requestId)
     const { rows } = await pool.query<{ id: string, model: string }>(
       byId
-        ? 'SELECT id, model_used AS model FROM request_logs WHERE id = $2::uuid AND user_id = $1 AND status = \'success\''
+        ? 'SELECT id, model_used AS model FROM request_logs WHERE user_id = $1 AND (id = $2::uuid OR trace_id = $2) AND status = \'success\' ORDER BY (id = $2::uuid) DESC, created_at DESC LIMIT 1'
         : 'SELECT id, model_used AS model FROM request_logs WHERE user_id = $1 AND trace_id = $2 AND status = \'success\' ORDER BY created_at DESC LIMIT 1',
       [identity.userId, req.requestId])
     const found = rows[0]
