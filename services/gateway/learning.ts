@@ -51,9 +51,9 @@ export class Learning {
     const byId = UUID.test(req.requestId)
     const { rows } = await pool.query<{ id: string, model: string }>(
       byId
-        ? 'SELECT id, model_used AS model FROM request_logs WHERE user_id = $1 AND (id = $2::uuid OR trace_id = $2) AND status = \'success\' ORDER BY (id = $2::uuid) DESC, created_at DESC LIMIT 1'
+        ? 'SELECT id, model_used AS model FROM request_logs WHERE user_id = $1 AND (id = $2::uuid OR trace_id = $3) AND status = \'success\' ORDER BY (id = $2::uuid) DESC, created_at DESC LIMIT 1'
         : 'SELECT id, model_used AS model FROM request_logs WHERE user_id = $1 AND trace_id = $2 AND status = \'success\' ORDER BY created_at DESC LIMIT 1',
-      [identity.userId, req.requestId])
+      byId ? [identity.userId, req.requestId, req.requestId] : [identity.userId, req.requestId])
     const found = rows[0]
     // another account's request is as unknown to the caller as one that never existed
     if (!found) throw MeshError.NOT_FOUND(`no successful request '${req.requestId}' of yours to score`)
