@@ -82,7 +82,7 @@ test('learned routing: routes, takes feedback three ways, keeps what it learns i
   /** a sample of `family` whose labels include all of `labels`, with a value above 0 */
   const positive = (text: string, family: string, ...labels: string[]) => text.split('\n').some((l) =>
     l.startsWith(family + '{') && labels.every((x) => l.includes(x)) && Number(l.slice(l.lastIndexOf(' ') + 1)) > 0)
-  const text = await until(() => fetch(mesh.metricsUrl + '/metrics').then((m) => m.text()), (s) => positive(s, 'ai_platform_cache_requests_total', 'tier="local"', 'result="hit"'), 10_000)
+  const text = await until(() => fetch(new URL(mesh.metricsUrl!).origin + '/metrics').then((m) => m.text()), (s) => positive(s, 'ai_platform_cache_requests_total', 'tier="local"', 'result="hit"'), 10_000)
   t.ok(positive(text, 'ai_platform_cache_requests_total', 'tier="local"', 'result="hit"'), 'ai_platform_cache_requests_total{tier,result}')
   t.ok(positive(text, 'ai_platform_router_decisions_total', 'strategy="learned"'), 'ai_platform_router_decisions_total')
   t.ok(text.split('\n').some((l) => l.startsWith('ai_platform_demand_forecast_requests_per_minute{') && l.includes('model="synthetic"')), 'ai_platform_demand_forecast_requests_per_minute')
