@@ -17,6 +17,8 @@ import { formatTable, runLoad, type Row as TableRow } from './bench-lib.ts'
 import { benchHostile } from './bench-hostile.ts'
 import { benchLogin } from './bench-login.ts'
 import { benchRouting } from './bench-routing.ts'
+import { benchTtft } from './bench-ttft.ts'
+import { benchTracing } from './bench-tracing.ts'
 import { benchCache } from './bench-cache.ts'
 import { benchLearned } from './bench-learned.ts'
 import { MeshClient } from '../shared/mesh/client.ts'
@@ -184,6 +186,8 @@ try {
     ['routing', 'routing', benchRouting], // the gateway with 1, 10 and 100 workers; a new worker's time to its first request
     ['hostile', 'event-loop delay during hostile prompts', benchHostile], // small requests alone and during 100k-character prompts
     ['login', 'real logins during a password flood', benchLogin], // a flood against one account; another user's logins
+    ['ttft', 'time to first token: the gateway\'s share, and 10,000 streams at once', benchTtft], // first token after 20 ms direct vs gateway; a burst
+    ['tracing', 'tracing off and on; each step of a request from its trace', benchTracing], // HTTP /v1 at c=1 and 100
     ['cache', 'response cache', benchCache], // misses against local and shared hits; semantic hit and false-hit rates
     ['learned', 'learned routing in simulation', benchLearned] // regret against an oracle, with drift
   ]

@@ -10,6 +10,11 @@ export function newApiKey (): { key: string, hash: string, prefix: string } {
   return { key, hash: hashApiKey(key), prefix: key.slice(0, 10) }
 }
 
+/** Whether a string has the shape of a key this mesh issues; anything else is refused without a lookup. */
+export function hasApiKeyShape (key: string): boolean {
+  return /^hi_[A-Za-z0-9_-]{43}$/.test(key)
+}
+
 export function hashApiKey (key: string): string {
   return crypto.createHash('sha256').update(key).digest('hex')
 }

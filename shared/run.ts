@@ -1,5 +1,6 @@
 import { ConfigError } from './config.ts'
 import type { Logger } from './log.ts'
+import { startTracing, stopTracing } from './tracing/index.ts'
 
 export interface Runnable { open (): Promise<void>, close (): Promise<void>, readonly log: Logger }
 
@@ -13,6 +14,8 @@ export async function runService<S extends Runnable> (name: string, build: () =>
   let svc: S
   let cleanup: () => Promise<void> = async () => {}
   try {
+    // tracing (off unless an OTLP endpoint is set) is up before anything could start a span
+    await startTracing(name, process.env.HYPERINFER_SERVICE_NAME || process.env.HYPERINFER_WORKER_NAME || name)
     const built = await build()
     svc = built.service
     if (built.cleanup) cleanup = built.cleanup
@@ -30,7 +33,7 @@ export async function runService<S extends Runnable> (name: string, build: () =>
     svc.log.info({ signal }, 'stopping')
     const timer = setTimeout(() => { svc.log.error('graceful stop timed out'); process.exit(1) }, 10_000)
     timer.unref()
-    try { await svc.close(); await cleanup() } finally { process.exit(0) }
+    try { await svc.close(); await cleanup(); await stopTracing() } finally { process.exit(0) }
   }
   process.on('SIGINT', () => { void stop('SIGINT') })
   process.on('SIGTERM', () => { void stop('SIGTERM') })

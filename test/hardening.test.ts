@@ -93,7 +93,9 @@ test('database: the services connect as a role that is no superuser; the superus
   const user = await userWithKey(client)
   const r = await client.call(GatewayProtocol.infer, { apiKey: user.key, prompt: 'hello', maxTokens: 3 }, 30_000)
   t.is(r.usage.completionTokens, 3, 'and a request goes through end to end')
-  t.ok((await app.query('SELECT count(*)::int AS n FROM request_logs WHERE status = $1', ['success'])).rows[0].n >= 1, 'recorded as the app role')
+  // answered requests reach PostgreSQL in a batch just after the answer
+  const recorded = await until(async () => (await app.query('SELECT count(*)::int AS n FROM request_logs WHERE status = $1', ['success'])).rows[0].n, (n) => n >= 1)
+  t.ok(recorded >= 1, 'recorded as the app role')
 })
 
 test('API keys: the scope list holds what is enforced; asking for the old models scope is a BAD_REQUEST', { timeout: 60_000 }, async (t) => {

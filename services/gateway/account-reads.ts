@@ -7,7 +7,9 @@ import { countersFor, describeCounter, toUsd, type TierLimits } from './limits.t
 
 // What an account has used and may still use: daily usage, limits (per key and per account), credits
 // and their ledger. The gateway writes all of it (accounting.ts: holds, charges, the daily rollup),
-// so it is the one reader too; every dashboard, CLI and HTTP route asks here.
+// so it is the one reader too; every dashboard, CLI and HTTP route asks here. A read first waits for
+// this gateway's answered requests to reach PostgreSQL (they are recorded in batches after the
+// answer), and counts the unused part of this gateway's lease slices as free, not held.
 
 export interface AccountReadsDeps {
   pool: pg.Pool
@@ -15,6 +17,10 @@ export interface AccountReadsDeps {
   /** a session token's user (auth reads it) */
   sessionUser (token: string): Promise<PublicUser>
   tiers: Record<string, TierLimits>
+  /** resolves once this gateway's answered requests are in PostgreSQL */
+  settled?: () => Promise<void>
+  /** the unused part of this gateway's slice of a counter or of 'credit:<user id>' */
+  unused?: (name: string) => number
 }
 
 interface LedgerRow { id: string, kind: 'grant' | 'debit' | 'refund', amount_nusd: string, request_id: string | null, note: string | null, created_at: Date }
@@ -30,6 +36,7 @@ export class AccountReads {
   /** The session's usage by day and by model since a date (default: the last 30 days). */
   async usage (req: RequestOf<typeof GatewayProtocol.usage>): Promise<UsageReport> {
     const user = await this.deps.sessionUser(req.token)
+    await this.deps.settled?.()
     const since = req.since ?? new Date(Date.now() - ((req.days ?? 30) - 1) * 86_400_000).toISOString().slice(0, 10)
     const { rows } = await this.deps.pool.query<UsageRow>(
       `SELECT to_char(date, 'YYYY-MM-DD') AS date, model, sum(request_count)::int AS requests, sum(tokens_in)::text AS tokens_in,
@@ -62,6 +69,7 @@ export class AccountReads {
   /** The session's credits and the newest entries of its ledger. */
   async ledger (req: RequestOf<typeof GatewayProtocol.credits>): Promise<Credits & { ledger: LedgerEntry[] }> {
     const user = await this.deps.sessionUser(req.token)
+    await this.deps.settled?.()
     const { rows } = await this.deps.pool.query<LedgerRow>(
       'SELECT id, kind, amount_nusd, request_id, note, created_at FROM credit_ledger WHERE user_id = $1 ORDER BY id DESC LIMIT $2',
       [user.id, req.limit ?? 20])
@@ -72,6 +80,7 @@ export class AccountReads {
   /** A key's limits: the top-level fields describe its requests per hour; `limits` lists every limit that applies. */
   async quota (apiKey: string): Promise<Quota> {
     const identity = await this.deps.keys.resolve(apiKey)
+    await this.deps.settled?.()
     const specs = countersFor({ keyId: identity.keyId, userId: identity.userId, keyTier: identity.tier, userTier: identity.userTier, budgetNusd: identity.budgetNusd },
       this.deps.tiers, { tokens: 0, nusd: 0 })
     const [limits, credits] = await Promise.all([this.limits(specs), this.credits(identity.userId)])
@@ -87,6 +96,7 @@ export class AccountReads {
   /** The account's own limits (all keys together) and credits, for a session: what the dashboard shows. */
   async accountQuota (token: string): Promise<{ tier: string, limits: QuotaLimit[], credits: Credits }> {
     const user = await this.deps.sessionUser(token)
+    await this.deps.settled?.()
     const specs = countersFor({ keyId: '-', userId: user.id, keyTier: user.tier, userTier: user.tier, budgetNusd: null }, this.deps.tiers, { tokens: 0, nusd: 0 })
       .filter((c) => c.name.split(':')[1] === 'u')
     const [limits, credits] = await Promise.all([this.limits(specs), this.credits(user.id)])
@@ -96,7 +106,7 @@ export class AccountReads {
   private async limits (specs: CounterSpec[]): Promise<QuotaLimit[]> {
     const { rows } = await this.deps.pool.query<{ name: string, used: string, held: string }>(
       'SELECT name, used, held FROM quota_counters WHERE name = ANY($1)', [specs.map((c) => c.name)])
-    const state = new Map(rows.map((r) => [r.name, Number(r.used) + Number(r.held)]))
+    const state = new Map(rows.map((r) => [r.name, Number(r.used) + Number(r.held) - (this.deps.unused?.(r.name) ?? 0)]))
     return specs.map((c) => {
       const used = state.get(c.name) ?? 0
       const money = c.unit === 'nusd'
@@ -116,7 +126,7 @@ export class AccountReads {
   private async credits (userId: string): Promise<Credits> {
     const { rows } = await this.deps.pool.query<{ balance_nusd: string, held_nusd: string }>('SELECT balance_nusd, held_nusd FROM credit_accounts WHERE user_id = $1', [userId])
     const balance = Number(rows[0]?.balance_nusd ?? 0)
-    const held = Number(rows[0]?.held_nusd ?? 0)
+    const held = Math.max(0, Number(rows[0]?.held_nusd ?? 0) - (this.deps.unused?.('credit:' + userId) ?? 0))
     return { balanceUsd: toUsd(balance), reservedUsd: toUsd(held), availableUsd: toUsd(balance - held) }
   }
 }

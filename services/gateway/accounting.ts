@@ -1,23 +1,32 @@
+import path from 'node:path'
 import type pg from 'pg'
 import { MeshError } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log.ts'
+import { PgLeaseStore } from './lease-store.ts'
+import { Leases, sortHolds, type AdmitResult, type Hold } from './leases.ts'
+import { Recorder, type EndRecord } from './recorder.ts'
+import { SettlementLog, type Ticket } from './settlement-log.ts'
 
-// Exact accounting against Postgres, shared by every gateway (see migrations/002_accounting.sql and 004_accounting_sets.sql).
+// Exact accounting, shared by every gateway, with no database round trip on a request's path.
 //
 // admit(): a request's worst case (1 request, prompt + max tokens, its price at max tokens) is held
-// on every counter that limits it and on the user's credits, atomically, before it is dispatched —
-// so 1,000 concurrent requests can never spend more than the balance, and two gateways can never
-// admit more than a shared limit. The same call writes the request's 'processing' row.
-// settle(): when it ends, the hold turns into the real charge, the row gets its final status and
-// the day's rollup moves, in one transaction. settle() resolves only once that is committed: the
-// gateway sends the final answer after it (unless the database stays out longer than settlement.ts
-// waits), so nothing acknowledged can be lost, even to SIGKILL.
-//
-// Both are group-committed: everything that arrives while a round trip is under way goes in the
-// next one, so under load it is one database call for many requests, and at rest one per request.
+// on every counter that limits it and on the user's credits before it is dispatched, from slices
+// this gateway leases from PostgreSQL ahead of demand (leases.ts, lease-store.ts). The slices of all
+// gateways never exceed a limit, and near its end they shrink to exact per-batch holds, so 1,000
+// concurrent requests never spend more than the balance and two gateways never admit more than a
+// shared limit.
+// settle(): when a request ends, what it used is charged and what it left unused goes back to the
+// slice. Its record goes into the settlement log in the state dir (settlement-log.ts) and settle()
+// resolves once that is durable: the final answer goes out after it, so nothing acknowledged is
+// lost, even to SIGKILL. The recorder (recorder.ts) then writes it to PostgreSQL in batches.
+// recover(): at start, before admitting anything, the log a previous process left is recorded
+// (exactly once: PostgreSQL ignores ids it has), its requests that never ended are recorded as
+// failed (STUCK) without a charge, and every lease it held is released.
+// The sweeper releases the leases of gateways that stopped renewing them (migrations/009).
 
 export type Unit = 'requests' | 'tokens' | 'nusd'
 export interface CounterSpec { name: string, cap: number, amount: number, code: string, unit: Unit, expires: string | null }
+export type { AdmitResult } from './leases.ts'
 
 export interface AdmitRequest {
   id: string
@@ -34,8 +43,6 @@ export interface AdmitRequest {
   counters: CounterSpec[]
 }
 
-export type AdmitResult = { ok: true } | { ok: false, code: string, counter: string, cap: number, used: number, need?: number, expires?: string | null }
-
 export interface Settlement {
   id: string
   status: 'success' | 'failed' | 'cancelled'
@@ -50,10 +57,6 @@ export interface Settlement {
   errorMessage: string | null
   finishedAt: string
 }
-
-const RETRY_NOW = new Set(['40P01', '40001']) // deadlock between two gateways' batches, serialization failure
-/** data exceptions (22xxx) and integrity violations (23xxx): a value in the batch, not the database, is at fault */
-const badData = (code: string) => code.startsWith('22') || code.startsWith('23')
 
 const INT_MAX = 2_147_483_647
 const int = (v: number | null, max = INT_MAX) => v === null ? null : Math.min(Math.max(0, Math.round(Number.isFinite(v) ? v : 0)), max)
@@ -70,152 +73,165 @@ export function cleanSettlement (s: Settlement): Settlement {
   }
 }
 
-/** Runs batches of items through one async call at a time; items that arrive meanwhile wait for the next. */
-class GroupCommit<I, O> {
-  private queue: Array<{ item: I, resolve: (o: O) => void, reject: (e: unknown) => void }> = []
-  private running = false
-  private scheduled = false
-  constructor (private readonly run: (items: I[]) => Promise<O[]>, private readonly maxBatch: number) {}
-
-  get pending (): number { return this.queue.length }
-  get busy (): boolean { return this.running || this.queue.length > 0 }
-
-  push (item: I): Promise<O> {
-    return new Promise<O>((resolve, reject) => {
-      this.queue.push({ item, resolve, reject })
-      this.kick()
-    })
-  }
-
-  private kick (): void {
-    if (this.running || this.scheduled || this.queue.length === 0) return
-    this.scheduled = true
-    setImmediate(() => { this.scheduled = false; void this.drain() })
-  }
-
-  private async drain (): Promise<void> {
-    if (this.running) return
-    this.running = true
-    try {
-      while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, this.maxBatch)
-        try {
-          const out = await this.run(batch.map((b) => b.item))
-          batch.forEach((b, i) => b.resolve(out[i]!))
-        } catch (err) {
-          for (const b of batch) b.reject(err)
-        }
-      }
-    } finally {
-      this.running = false
-    }
-  }
-}
+interface Admitted { req: AdmitRequest, holds: Array<Hold & { unit: Unit | 'credit' }>, ticket: Ticket }
 
 export interface AccountingOptions {
   log?: Logger
-  /** a 'processing' row older than this is failed by the sweeper */
+  /** this gateway's public key: its leases and records carry it */
+  gateway: string
+  /** where the settlement log lives (one directory per gateway instance) */
+  logDir: string
+  /** 'write' (default): an answer waits until the kernel has its record (survives a process crash; synced within 10 ms); 'fsync': until it survives a power cut */
+  sync?: 'fsync' | 'write'
+  /** a slice unused this long goes back to PostgreSQL */
+  leaseIdleMs?: number
+  /** at rest, finished requests wait this long for company before they go to PostgreSQL */
+  recordDelayMs?: number
+  /** a 'processing' row (left by an older version) older than this is failed by the sweeper */
   stuckAfterMs?: number
   sweepEveryMs?: number
-  maxBatch?: number
 }
 
 export class Accounting {
   private readonly pool: pg.Pool
   private readonly log?: Logger
-  private readonly admits: GroupCommit<AdmitRequest, AdmitResult>
-  private readonly settles: GroupCommit<Settlement, void>
-  private sweepTimer: NodeJS.Timeout | null = null
+  private readonly store: PgLeaseStore
+  private readonly leases: Leases
+  private readonly recorder: Recorder
+  private readonly journal: SettlementLog
+  private readonly open = new Map<string, Admitted>()
+  private readonly ready: Promise<void>
+  private markReady!: () => void
+  private isReady = false
+  private timers: NodeJS.Timeout[] = []
   private closing = false
   readonly stuckAfterMs: number
   private readonly sweepEveryMs: number
-  settled = 0
 
-  constructor (pool: pg.Pool, opts: AccountingOptions = {}) {
+  constructor (pool: pg.Pool, opts: AccountingOptions) {
     this.pool = pool
     this.log = opts.log
     this.stuckAfterMs = opts.stuckAfterMs ?? 15 * 60_000
     this.sweepEveryMs = opts.sweepEveryMs ?? 30_000
-    const max = opts.maxBatch ?? 500
-    this.admits = new GroupCommit((items) => this.admitBatch(items), max)
-    this.settles = new GroupCommit((items) => this.settleBatch(items), max)
+    this.ready = new Promise((resolve) => { this.markReady = resolve })
+    this.store = new PgLeaseStore(pool, opts.gateway, opts.log)
+    this.recorder = new Recorder(pool, opts.gateway, { log: opts.log, delayMs: opts.recordDelayMs, onRecorded: (recs) => this.recorded(recs) })
+    this.leases = new Leases(this.store, { log: opts.log, idleMs: opts.leaseIdleMs, flush: () => this.recorder.flush() })
+    this.journal = new SettlementLog(opts.logDir, { sync: opts.sync, log: opts.log })
   }
 
-  get pendingSettlements (): number { return this.settles.pending }
+  static logDir (home: string, instance: string): string { return path.join(home, 'accounting', instance) }
+
+  /** Finished requests in the settlement log, not yet in PostgreSQL. */
+  get pendingSettlements (): number { return this.recorder.pending }
+
+  /** Resolves once every request this gateway answered so far is in PostgreSQL (for reads that must see them). */
+  flushed (): Promise<void> { return this.recorder.flush() }
+
+  /** The unused part of this gateway's slice of a counter (or 'credit:<user>'): free, though the database counts it held. */
+  unused (name: string): number { return this.leases.unused(name) }
+
+  /** Record what a previous process left in the log, release its leases, then start admitting. */
+  async recover (): Promise<void> {
+    const records = await this.journal.open()
+    const ended = new Set<string>()
+    const ends: EndRecord[] = []
+    for (const r of records as Array<EndRecord | AdmitLine>) if (r.t === 's') { ended.add(r.id); ends.push(r) }
+    const stuck = (records as AdmitLine[]).filter((r) => r.t === 'a' && !ended.has(r.id)).map(stuckRecord)
+    for (const r of [...ends, ...stuck]) this.recorder.push(r)
+    for (;;) {
+      try {
+        await this.recorder.flush()
+        const released = await this.store.releaseAll()
+        if (records.length > 0 || released > 0) {
+          this.log?.warn({ recorded: ends.length, stuck: stuck.length, leases: released }, 'recovered the settlement log of the previous process')
+        }
+        break
+      } catch (err) {
+        // PostgreSQL is not there yet: admissions wait (they need it for leases anyway)
+        this.log?.warn({ err: (err as Error).message }, 'could not recover the settlement log yet; retrying')
+        await new Promise((resolve) => setTimeout(resolve, 1000))
+      }
+    }
+    await this.journal.dropRecovered()
+    this.isReady = true
+    this.markReady()
+  }
 
   start (): void {
-    this.sweepTimer = setInterval(() => { void this.sweep().catch((err) => this.log?.warn({ err: (err as Error).message }, 'sweep failed')) }, this.sweepEveryMs)
-    this.sweepTimer.unref()
+    this.store.listen((name) => this.leases.recall(name))
+    const tick = setInterval(() => {
+      if (this.isReady) void this.leases.tick().catch((err) => this.log?.warn({ err: (err as Error).message }, 'lease renewal failed'))
+    }, 1000)
+    const sweep = setInterval(() => { void this.sweep().catch((err) => this.log?.warn({ err: (err as Error).message }, 'sweep failed')) }, this.sweepEveryMs)
+    tick.unref()
+    sweep.unref()
+    this.timers.push(tick, sweep)
   }
 
   admit (req: AdmitRequest): Promise<AdmitResult> {
     if (this.closing) return Promise.reject(MeshError.SHUTTING_DOWN())
-    return this.admits.push(req)
-  }
-
-  /** Resolves once the settlement is committed. Retries until then (a database outage delays, never drops it). */
-  settle (s: Settlement): Promise<void> {
-    return this.settles.push(cleanSettlement(s))
-  }
-
-  private async admitBatch (items: AdmitRequest[]): Promise<AdmitResult[]> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const { rows } = await this.pool.query<{ r: AdmitResult[] }>('SELECT hi_admit($1::jsonb) AS r', [JSON.stringify(items)])
-        return rows[0]!.r
-      } catch (err) {
-        const code = (err as { code?: string }).code ?? ''
-        if (RETRY_NOW.has(code) && attempt < 10) continue
-        // one request's bad value must not refuse the others that shared its round trip
-        if (badData(code) && items.length > 1) return Promise.all(items.map((i) => this.admitBatch([i]).then((r) => r[0]!)))
-        if (badData(code)) {
-          this.log?.warn({ code, request: items[0]!.id }, 'admission refused a value it could not store')
-          return [{ ok: false, code: 'BAD_REQUEST', counter: '', cap: 0, used: 0 }]
-        }
-        this.log?.error({ err: (err as Error).message, code, requests: items.length }, 'admission failed')
-        throw MeshError.UNAVAILABLE('usage accounting is unavailable; try again shortly')
+    if (!this.isReady) return this.ready.then(() => this.admit(req))
+    const holds: Admitted['holds'] = []
+    for (const c of req.counters) if (c.amount > 0) holds.push({ name: c.name, amount: c.amount, cap: c.cap, expires: c.expires, code: c.code, unit: c.unit })
+    if (req.credit > 0) holds.push({ name: 'credit:' + req.user, amount: req.credit, cap: null, expires: null, code: 'INSUFFICIENT_CREDITS', unit: 'credit' })
+    sortHolds(holds)
+    const admitted = (r: AdmitResult): AdmitResult => {
+      if (r.ok) {
+        const ticket = this.journal.append({ t: 'a', id: req.id, user: req.user, key: req.key, model: req.model, kind: req.kind, hash: req.promptHash, trace: req.trace, at: req.at })
+        this.open.set(req.id, { req, holds, ticket })
       }
+      return r
+    }
+    return this.leases.admit(holds).then(admitted)
+  }
+
+  /** Resolves once the request's end is durable in the settlement log (PostgreSQL gets it soon after). */
+  async settle (settlement: Settlement): Promise<void> {
+    const a = this.open.get(settlement.id)
+    if (!a) return // never admitted here (or already settled)
+    this.open.delete(settlement.id)
+    const s = cleanSettlement(settlement)
+    const credit = a.holds.find((h) => h.unit === 'credit')?.amount ?? 0
+    const charge = Math.min(s.cost, credit)
+    const tokens = s.tokensIn + s.tokensOut
+    let crel = 0
+    const moves: EndRecord['c'] = []
+    for (const h of a.holds) {
+      const actual = h.unit === 'tokens' ? Math.min(tokens, h.amount) : h.unit === 'nusd' || h.unit === 'credit' ? Math.min(charge, h.amount) : h.amount
+      const unused = h.amount - actual
+      const back = unused > 0 && !this.leases.returnUnused(h.name, unused) ? unused : 0
+      if (h.unit === 'credit') crel = back
+      else moves.push([h.name, actual, actual + back])
+    }
+    const { req } = a
+    const record: EndRecord = {
+      t: 's', id: req.id, user: req.user, key: req.key, model: req.model, kind: req.kind, hash: req.promptHash, trace: req.trace, at: req.at,
+      status: s.status, worker: s.worker, tin: s.tokensIn, tout: s.tokensOut, cost: charge, ttft: s.ttftMs, dur: s.durationMs,
+      code: s.errorCode, msg: s.errorMessage, fin: s.finishedAt, crel, c: moves
+    }
+    let ticket: Ticket | null = null
+    try {
+      ticket = await this.journal.appendDurable(record, a.ticket)
+    } catch (err) {
+      // the disk refused it: the answer waits for PostgreSQL to have it instead
+      this.log?.error({ err: (err as Error).message, request: req.id }, 'settlement log unavailable; recording directly')
+    }
+    this.tickets.set(record, ticket)
+    this.recorder.push(record)
+    if (!ticket) await this.recorder.flush()
+  }
+
+  private readonly tickets = new WeakMap<EndRecord, Ticket | null>()
+
+  private recorded (records: EndRecord[]): void {
+    for (const r of records) {
+      const t = this.tickets.get(r)
+      if (t && t.seg >= 0) this.journal.release(t.seg)
     }
   }
 
-  private async settleBatch (items: Settlement[]): Promise<void[]> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const { rows } = await this.pool.query<{ n: number }>('SELECT hi_settle($1::jsonb) AS n', [JSON.stringify(items)])
-        this.settled += rows[0]!.n
-        return items.map(() => undefined)
-      } catch (err) {
-        const code = (err as { code?: string }).code ?? ''
-        // a value the database will never take: find it (halving the batch) instead of retrying forever
-        if (badData(code)) return this.settleBisect(items, err as Error)
-        if (!RETRY_NOW.has(code)) {
-          this.log?.warn({ err: (err as Error).message, code, rows: items.length, attempt }, 'settlement failed; retrying')
-          await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 100 * 2 ** Math.min(attempt, 6))))
-        }
-        if (this.closing && attempt > 50) throw err
-      }
-    }
-  }
-
-  private async settleBisect (items: Settlement[], err: Error): Promise<void[]> {
-    if (items.length > 1) {
-      const half = Math.ceil(items.length / 2)
-      await this.settleBatch(items.slice(0, half))
-      await this.settleBatch(items.slice(half))
-      return items.map(() => undefined)
-    }
-    const one = items[0]!
-    const fallback: Settlement = { ...one, status: 'failed', tokensIn: 0, tokensOut: 0, cost: 0, worker: null, errorCode: 'UNRECORDABLE', errorMessage: null }
-    if (one.errorCode === 'UNRECORDABLE') {
-      // even the bare record failed: leave the row to the sweeper, which releases its holds
-      this.log?.error({ request: one.id, err: err.message }, 'settlement could not be stored; the sweeper will fail it')
-      return [undefined]
-    }
-    this.log?.warn({ request: one.id, err: err.message }, 'settlement had a value the database refused; recording it as failed')
-    return this.settleBatch([fallback])
-  }
-
-  /** Fail 'processing' rows older than stuckAfterMs (their gateway died); returns how many. */
+  /** Fail 'processing' rows older than stuckAfterMs and release leases nobody renews; returns rows failed. */
   async sweep (): Promise<number> {
     const { rows } = await this.pool.query<{ n: number }>('SELECT hi_sweep($1) AS n', [this.stuckAfterMs])
     const n = rows[0]!.n
@@ -225,8 +241,25 @@ export class Accounting {
 
   async close (): Promise<void> {
     this.closing = true
-    if (this.sweepTimer) clearInterval(this.sweepTimer)
+    for (const t of this.timers) clearInterval(t)
+    // requests still running may end and settle for a while; then everything goes to PostgreSQL
     const deadline = Date.now() + 10_000
-    while (this.settles.busy && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+    while (this.open.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+    await Promise.race([this.recorder.flush(), new Promise((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now())))])
+    this.recorder.close()
+    await this.leases.close()
+    this.store.close()
+    await this.journal.close()
+  }
+}
+
+interface AdmitLine { t: 'a', id: string, user: string, key: string, model: string, kind: string, hash: string, trace: string | null, at: string }
+
+/** A request the previous process admitted and never ended: failed, nothing charged (its leases are released whole). */
+function stuckRecord (a: AdmitLine): EndRecord {
+  return {
+    t: 's', id: a.id, user: a.user, key: a.key, model: a.model, kind: a.kind, hash: a.hash, trace: a.trace, at: a.at, status: 'failed', worker: null,
+    tin: 0, tout: 0, cost: 0, ttft: null, dur: Math.min(INT_MAX, Math.max(0, Date.now() - Date.parse(a.at))), code: 'STUCK',
+    msg: 'no result: the gateway serving it stopped before it ended', fin: new Date().toISOString(), crel: 0, c: []
   }
 }

@@ -6,8 +6,8 @@ import { countersFor, describeCounter, toUsd, type Pricing, type TierLimits } fr
 
 // The gate every request passes before any worker sees it, in the order the pipeline calls it:
 // authenticate the key; permit: its scope, the model and the key's model list; then (once the
-// prompt is counted) hold the request's worst case on every limit and on the credits (one database
-// round trip, shared by the requests that arrive together). Refusals are
+// prompt is counted) hold the request's worst case on every limit and on the credits, from this
+// gateway's leased slices in memory (accounting.ts, leases.ts). Refusals are
 // coded: FORBIDDEN, UNKNOWN_MODEL, RATE_LIMITED, QUOTA_EXCEEDED, INSUFFICIENT_CREDITS, BUDGET_EXCEEDED.
 
 export interface AdmissionDeps {

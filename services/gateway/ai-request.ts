@@ -10,7 +10,7 @@ import { route, type Weights } from './router.ts'
 
 const EMBED_TASK = /^embed(ding)?s?$/i
 
-export async function aiRequest (pipeline: RequestPipeline, req: RequestOf<typeof GatewayProtocol.aiRequest>, caller: Pick<Caller, 'signal'>): Promise<AiResponse> {
+export async function aiRequest (pipeline: RequestPipeline, req: RequestOf<typeof GatewayProtocol.aiRequest>, caller: Pick<Caller, 'signal' | 'span'>): Promise<AiResponse> {
   const { admission, listings } = pipeline.deps
   await admission.authenticate(req.apiKey) // a bad key is refused before anything is routed
   const weights: Weights | undefined = req.preferences ? { latency: req.preferences.speed ?? 0, cost: req.preferences.cost ?? 0, quality: req.preferences.quality ?? 0 } : undefined
@@ -45,7 +45,7 @@ export async function aiRequest (pipeline: RequestPipeline, req: RequestOf<typeo
     apiKey: req.apiKey, model, stream: false,
     ...(typeof req.input === 'string' ? { prompt: req.input } : { messages: req.input }),
     ...(req.maxTokens !== undefined ? { maxTokens: req.maxTokens } : {})
-  }, { signal: caller.signal, emit: () => {} })
+  }, { signal: caller.signal, emit: () => {}, span: caller.span })
   return {
     id: r.id, model: r.model, worker: r.worker, response: r.text,
     usage: { tokens: r.usage.promptTokens + r.usage.completionTokens, promptTokens: r.usage.promptTokens, completionTokens: r.usage.completionTokens, cost: r.costUsd },

@@ -54,12 +54,14 @@ export interface PromptHooks {
   onChunk (chunk: TokenChunk): MeshError | null
   /** whether a failed attempt may go to another worker */
   mayRetry (): boolean
+  /** the dispatch step's span (shared/tracing): each worker's span hangs off it */
+  traceparent?: string | undefined
 }
 
 /** What the request pipeline needs of the workers. */
 export interface WorkerDispatch {
   prompt (req: PromptRequest, hooks: PromptHooks): Promise<DispatchOutcome<PromptResult>>
-  embed (req: WorkerEmbedRequest, signal: AbortSignal): Promise<DispatchOutcome<EmbedResult>>
+  embed (req: WorkerEmbedRequest, signal: AbortSignal, traceparent?: string): Promise<DispatchOutcome<EmbedResult>>
 }
 
 export interface DispatcherOptions {
@@ -96,7 +98,7 @@ export class Dispatcher implements WorkerDispatch {
         if (broken) attempt.abort()
       }
       try {
-        return await worker.peer.stream(InferenceProtocol.processPrompt, req, { signal: attempt.signal, idleTimeout: this.idleTimeoutMs, onChunk })
+        return await worker.peer.stream(InferenceProtocol.processPrompt, req, { signal: attempt.signal, idleTimeout: this.idleTimeoutMs, onChunk, traceparent: hooks.traceparent })
       } catch (err) {
         throw broken ?? fromWorker(err)
       } finally {
@@ -105,8 +107,8 @@ export class Dispatcher implements WorkerDispatch {
     }, hooks.mayRetry)
   }
 
-  embed (req: WorkerEmbedRequest, signal: AbortSignal): Promise<DispatchOutcome<EmbedResult>> {
-    return this.run(req.model, signal, (worker) => worker.peer.call(InferenceProtocol.embed, req, { timeout: this.idleTimeoutMs }).catch((err) => { throw fromWorker(err) }), () => true)
+  embed (req: WorkerEmbedRequest, signal: AbortSignal, traceparent?: string): Promise<DispatchOutcome<EmbedResult>> {
+    return this.run(req.model, signal, (worker) => worker.peer.call(InferenceProtocol.embed, req, { timeout: this.idleTimeoutMs, traceparent }).catch((err) => { throw fromWorker(err) }), () => true)
   }
 
   /** Run `attempt` on one worker after another until one succeeds or a failure may not be retried. */

@@ -28,6 +28,12 @@ const schema = z.object({
   DEFAULT_MAX_TOKENS: positiveInt.default(1024),
   STUCK_REQUEST_MS: positiveInt.default(15 * 60_000),
   SWEEP_INTERVAL_MS: positiveInt.default(30_000),
+  /** 'fsync': an answer waits until its settlement is on disk (survives a power cut); 'write': until the kernel has it (survives the process) */
+  SETTLEMENT_SYNC: z.enum(['fsync', 'write']).default('write'),
+  /** an unused lease slice goes back to PostgreSQL after this long */
+  LEASE_IDLE_MS: positiveInt.default(2000),
+  /** at rest, answered requests wait this long for company before they are written to PostgreSQL in one batch */
+  SETTLEMENT_RECORD_DELAY_MS: positiveInt.default(5),
   /** a second gateway follows the first one's registry: its key, and the writer gateway's public key */
   HYPERINFER_REGISTRY_KEY: hexKey.optional(),
   HYPERINFER_REGISTRY_FROM: hexKey.optional(),
@@ -72,6 +78,9 @@ await runService('gateway', () => {
     defaultMaxTokens: cfg.DEFAULT_MAX_TOKENS,
     stuckAfterMs: cfg.STUCK_REQUEST_MS,
     sweepEveryMs: cfg.SWEEP_INTERVAL_MS,
+    settlementSync: cfg.SETTLEMENT_SYNC,
+    leaseIdleMs: cfg.LEASE_IDLE_MS,
+    recordDelayMs: cfg.SETTLEMENT_RECORD_DELAY_MS,
     accounting: cfg.HYPERINFER_ACCOUNTING === 'on',
     maxPromptChars: cfg.MAX_PROMPT_CHARS,
     defaultModel: cfg.DEFAULT_MODEL,

@@ -1,4 +1,4 @@
-import { hashApiKey } from '../../shared/apikey.ts'
+import { hasApiKeyShape, hashApiKey } from '../../shared/apikey.ts'
 import { MeshError } from '../../shared/errors.ts'
 import type { KeyIdentity } from '../../shared/protocol/auth.ts'
 
@@ -31,6 +31,8 @@ export class KeyCache {
   get size (): number { return this.entries.size }
 
   async resolve (apiKey: string): Promise<KeyIdentity> {
+    // a placeholder ('EMPTY'), a key of another service or garbage: unknown, whatever its length
+    if (!hasApiKeyShape(apiKey)) throw MeshError.INVALID_API_KEY()
     const hash = hashApiKey(apiKey)
     const now = Date.now()
     const hit = this.entries.get(hash)

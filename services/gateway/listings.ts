@@ -50,6 +50,13 @@ export class Listings {
     })
   }
 
+  /** A model served now: the backend its workers run it on, and the registry's task tags (vision, embed, …). */
+  describe (model: string): { backend: string, tasks: string[] } | null {
+    const m = this.workers.listing().find((x) => x.id === model)
+    if (!m) return null
+    return { backend: m.backend, tasks: this.catalog.model(model)?.tasks ?? [] }
+  }
+
   /** The models the router may choose among: served now, described by the registry and our own measurements. */
   candidates (): ModelCandidate[] {
     return this.workers.listing().map((m) => {

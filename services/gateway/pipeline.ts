@@ -3,12 +3,16 @@ import { MeshError } from '../../shared/errors.ts'
 import { sha256Hex } from '../../shared/apikey.ts'
 import type { RequestOf, ResponseOf } from '../../shared/mesh/method.ts'
 import type { ServiceMetrics } from '../../shared/metrics.ts'
+import type { Span } from '../../shared/tracing/index.ts'
 import type { GatewayProtocol, InferResult } from '../../shared/protocol/gateway.ts'
-import type { ChatMessage, PromptResult, TokenChunk } from '../../shared/protocol/inference.ts'
+import type { ChatMessage, EmbedInput, PromptResult, TokenChunk } from '../../shared/protocol/inference.ts'
+import { generationParams, imageCount, promptTexts, type FinishReason, type GenerationRequest } from '../../shared/protocol/chat.ts'
+import { BACKENDS, ignoredParams } from '../inference/backends/table.ts'
 import type { Admission } from './admission.ts'
 import { isRetryable, type DispatchOutcome, type WorkerDispatch } from './dispatch.ts'
 import { measurePrompt, toUsd, type PromptMeasure } from './limits.ts'
 import type { Listings } from './listings.ts'
+import { RequestTrace } from './request-trace.ts'
 import type { ResponseCache } from './cache/response-cache.ts'
 import type { LearnedRouter } from './learned-router.ts'
 import { route } from './router.ts'
@@ -26,17 +30,18 @@ export type InferRequest = RequestOf<typeof GatewayProtocol.infer>
 export type EmbedRequest = RequestOf<typeof GatewayProtocol.embed>
 export type EmbedResponse = ResponseOf<typeof GatewayProtocol.embed>
 
-/** The caller of one request: its cancellation, and where stream frames go. */
+/** The caller of one request: its cancellation, where stream frames go, and its span when traced. */
 export interface Caller {
   readonly signal: AbortSignal
   emit (chunk: TokenChunk): void
+  readonly span?: Span | undefined
 }
 
 export interface PipelineDeps {
   admission: Pick<Admission, 'authenticate' | 'permit' | 'hold' | 'hasDefaultModel'>
   dispatch: WorkerDispatch
   settler: Pick<Settler, 'settle'>
-  listings: Pick<Listings, 'candidates' | 'firstToken' | 'measured'>
+  listings: Pick<Listings, 'candidates' | 'firstToken' | 'measured' | 'describe'>
   metrics: ServiceMetrics
   maxPromptChars?: number
   /** the completion budget held (and enforced) for a request that names no maxTokens */
@@ -51,6 +56,16 @@ export interface PipelineDeps {
 export interface RequestOutcome { id: string, model: string, route: InferRequest['route'], ok: boolean, ttftMs: number | null, seconds: number, tokens: number, costNusd: number }
 
 const FINISH_REASONS = new Set<unknown>(['stop', 'length', 'cancelled'])
+/** prompt tokens held for each image: above what a high-detail image costs on the models that take them */
+export const IMAGE_TOKENS = 1500
+const GENERATION_KEYS = Object.keys(generationParams) as Array<keyof typeof generationParams>
+
+/** The generation fields of a request, only those it gives: what goes to the worker. */
+function generation (req: InferRequest, messages: ChatMessage[]): GenerationRequest {
+  const out: GenerationRequest = { messages }
+  for (const k of GENERATION_KEYS) if (req[k] !== undefined) (out as Record<string, unknown>)[k] = req[k]
+  return out
+}
 /** a token count from a peer: a positive integer, anything else counts as unknown (0); the caller bounds it */
 function count (v: unknown): number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v > 0 ? v : 0
@@ -66,25 +81,48 @@ export class RequestPipeline {
   }
 
   async infer (req: InferRequest, caller: Caller): Promise<InferResult> {
+    const trace = RequestTrace.start(caller, 'infer')
+    try {
+      const result = await this.runInfer(req, caller, trace)
+      trace?.end()
+      return result
+    } catch (err) {
+      trace?.end(err)
+      throw err
+    }
+  }
+
+  private async runInfer (req: InferRequest, caller: Caller, trace: RequestTrace | null): Promise<InferResult> {
     const started = Date.now()
     const messages: ChatMessage[] = req.messages ?? [{ role: 'user', content: req.prompt ?? '' }]
-    this.checkSize(messages.map((m) => m.content), 'prompt')
+    const request = generation(req, messages)
+    const texts = promptTexts(request)
+    this.checkSize(texts)
     const { admission } = this.deps
     // a stranger's request costs a key lookup and nothing more: counting the prompt comes after
+    trace?.next('admission.authenticate')
     const identity = await admission.authenticate(req.apiKey)
+    trace?.next('routing')
     const { requested, chosen } = this.chooseModel(req)
     const model = admission.permit(identity, requested)
+    const ignored = this.checkCapabilities(model, request)
     const cached = await this.deps.cache?.lookup(req, messages, model, identity, caller)
     if (cached?.result) return cached.result
-    const prompt = await measurePrompt(messages.map((m) => m.content))
+    trace?.next('admission.hold', { 'hyperinfer.model': model, 'hyperinfer.routing.strategy': chosen.strategy })
+    const prompt = plus(await measurePrompt(texts), imageCount(request) * IMAGE_TOKENS)
     if (caller.signal.aborted) throw MeshError.CANCELLED('the caller cancelled the request')
     const ceiling = req.maxTokens ?? this.deps.defaultMaxTokens ?? 1024
     const id = crypto.randomUUID()
+    trace?.set('hyperinfer.request_id', id)
     await admission.hold(identity, model, {
-      id, kind: 'chat', promptHold: prompt.hold, completionTokens: ceiling, trace: req.traceId ?? null, promptHash: sha256Hex(req.prompt ?? JSON.stringify(messages))
+      id, kind: 'chat', promptHold: prompt.hold, completionTokens: ceiling, trace: req.traceId ?? trace?.traceId ?? null, promptHash: sha256Hex(req.prompt ?? JSON.stringify(messages))
     })
-    const { out, tokens } = await this.stream({ requestId: id, model, messages, maxTokens: req.maxTokens, temperature: req.temperature, ...(req.stop ? { stop: req.stop } : {}) },
-      ceiling, req.stream === true, caller)
+    // a streaming caller hears of ignored parameters before the first token (the web sends it as a header)
+    if (req.stream && ignored.length > 0) caller.emit({ text: '', ignored })
+    trace?.next('dispatch', undefined, 'client')
+    const { out, tokens } = await this.stream({ requestId: id, model, ...request }, ceiling, req.stream === true, caller, trace)
+    trace?.note({ 'hyperinfer.worker': out.worker?.slice(0, 16), 'hyperinfer.attempts': out.attempts, 'error.type': out.ok ? null : (out.err as MeshError)?.code })
+    trace?.next('settlement')
 
     const worker = out.worker
     const ttftMs = tokens.firstTokenAt === null ? null : tokens.firstTokenAt - started
@@ -110,29 +148,61 @@ export class RequestPipeline {
     this.deps.listings.measured(model, { ttftMs: ttftMs ?? 0, latencyMs: Date.now() - started, ok: true })
     this.metrics.countTokens(model, usage.promptTokens, usage.completionTokens)
     this.metrics.observeInference(model, (Date.now() - started) / 1000)
-    const finishReason = tokens.truncated ? 'length' : out.ok && FINISH_REASONS.has(out.value?.finishReason) ? out.value.finishReason : 'stop'
-    cached?.store({ id, chunks: tokens.chunks, usage, finishReason })
+    const reported = out.ok && FINISH_REASONS.has(out.value?.finishReason) ? out.value.finishReason : 'stop'
+    // tool calls are what the answer ended on, unless it was cut short; a worker's word alone makes none
+    const finishReason: FinishReason = tokens.truncated || reported === 'length' ? 'length' : tokens.calls > 0 ? 'tool_calls' : reported
+    // only plain text answers are kept: tool calls and logprobs are not replayed
+    if (tokens.calls === 0 && !req.logprobs) cached?.store({ id, chunks: tokens.chunks, usage, finishReason })
     this.deps.onOutcome?.({ id, model, route: req.route, ok: true, ttftMs, seconds: (Date.now() - started) / 1000, tokens: usage.promptTokens + usage.completionTokens, costNusd: cost })
     return {
       id, model, worker: worker!, text: req.stream ? '' : tokens.text, usage, costUsd: toUsd(cost),
+      ...(!req.stream && tokens.toolCalls.length ? { toolCalls: tokens.toolCalls } : {}),
+      ...(!req.stream && req.logprobs ? { logprobs: tokens.logprobs } : {}),
+      ...(ignored.length ? { ignored } : {}),
       finishReason,
       ttftMs, durationMs: Date.now() - started,
       routing: { ...chosen, attempts: out.attempts }
     }
   }
 
-  async embed (req: EmbedRequest, caller: Pick<Caller, 'signal'>): Promise<EmbedResponse> {
+  async embed (req: EmbedRequest, caller: Pick<Caller, 'signal' | 'span'>): Promise<EmbedResponse> {
+    const trace = RequestTrace.start(caller, 'embed')
+    try {
+      const result = await this.runEmbed(req, caller, trace)
+      trace?.end()
+      return result
+    } catch (err) {
+      trace?.end(err)
+      throw err
+    }
+  }
+
+  private async runEmbed (req: EmbedRequest, caller: Pick<Caller, 'signal'>, trace: RequestTrace | null): Promise<EmbedResponse> {
     const started = Date.now()
-    const input = typeof req.input === 'string' ? [req.input] : req.input
-    this.checkSize(input, 'input')
+    const input: EmbedInput[] = typeof req.input === 'string' || req.input.every((x) => typeof x === 'number') ? [req.input as EmbedInput] : req.input as EmbedInput[]
+    const texts = input.filter((x): x is string => typeof x === 'string')
+    const ids = input.reduce((n, x) => n + (typeof x === 'string' ? 0 : x.length), 0)
+    this.checkEmbedSize(texts, ids)
     const { admission } = this.deps
+    trace?.next('admission.authenticate')
     const identity = await admission.authenticate(req.apiKey)
+    trace?.next('admission.hold', { 'hyperinfer.model': req.model })
     admission.permit(identity, req.model)
-    const prompt = await measurePrompt(input)
+    if (ids > 0) {
+      const backend = this.deps.listings.describe(req.model)?.backend
+      const caps = BACKENDS.find((b) => b.id === backend)?.capabilities
+      if (caps && !caps.tokenInput) throw MeshError.BAD_REQUEST(`model '${req.model}' (${backend}) does not take token-id input; send text`, { param: 'input' })
+    }
+    // token ids are tokens already: each holds and counts as one
+    const prompt = plus(await measurePrompt(texts), ids)
     if (caller.signal.aborted) throw MeshError.CANCELLED('the caller cancelled the request')
     const id = crypto.randomUUID()
-    await admission.hold(identity, req.model, { id, kind: 'embed', promptHold: prompt.hold, completionTokens: 0, trace: req.traceId ?? null, promptHash: sha256Hex(JSON.stringify(input)) })
-    const out = await this.deps.dispatch.embed({ requestId: id, model: req.model, input }, caller.signal)
+    trace?.set('hyperinfer.request_id', id)
+    await admission.hold(identity, req.model, { id, kind: 'embed', promptHold: prompt.hold, completionTokens: 0, trace: req.traceId ?? trace?.traceId ?? null, promptHash: sha256Hex(JSON.stringify(input)) })
+    trace?.next('dispatch', undefined, 'client')
+    const out = await this.deps.dispatch.embed({ requestId: id, model: req.model, input, ...(req.dimensions !== undefined ? { dimensions: req.dimensions } : {}) }, caller.signal, trace?.traceparent)
+    trace?.note({ 'hyperinfer.worker': out.worker?.slice(0, 16), 'hyperinfer.attempts': out.attempts })
+    trace?.next('settlement')
     if (!out.ok) {
       const err = out.err instanceof MeshError ? out.err : MeshError.INTERNAL()
       await this.deps.settler.settle({
@@ -148,12 +218,32 @@ export class RequestPipeline {
     return { ...out.value, usage: { ...out.value.usage, promptTokens: tokensIn }, id, worker: out.worker, costUsd: toUsd(cost) }
   }
 
-  /** Refuse an input over the size limit, or an empty one, before it costs anything. */
-  private checkSize (texts: string[], what: 'prompt' | 'input'): void {
+  /** Refuse a prompt over the size limit before it costs anything (an empty one is a valid prompt). */
+  private checkSize (texts: string[]): void {
     const chars = texts.reduce((n, t) => n + t.length, 0)
     const max = this.deps.maxPromptChars ?? 100_000
-    if (chars > max) throw MeshError.PROMPT_TOO_LARGE(`${what} is ${chars} characters; the limit is ${max}`)
-    if (chars === 0) throw MeshError.BAD_REQUEST(`${what} is empty`)
+    if (chars > max) throw MeshError.PROMPT_TOO_LARGE(`prompt is ${chars} characters; the limit is ${max}`)
+  }
+
+  /** Embedding inputs: each within the prompt limit, all together within ten times it. */
+  private checkEmbedSize (texts: string[], ids: number): void {
+    const max = this.deps.maxPromptChars ?? 100_000
+    const long = texts.findIndex((t) => t.length > max)
+    if (long >= 0) throw MeshError.PROMPT_TOO_LARGE(`input ${long} is ${texts[long]!.length} characters; the limit per input is ${max}`)
+    const chars = texts.reduce((n, t) => n + t.length, 0) + ids
+    if (chars > max * 10) throw MeshError.PROMPT_TOO_LARGE(`the inputs are ${chars} characters (token ids count one each); the limit is ${max * 10}`)
+  }
+
+  /**
+   * What the serving backend cannot do with this request: images need a model the registry tags
+   * 'vision' (BAD_REQUEST naming it); parameters it does not honour are returned, by their names.
+   */
+  private checkCapabilities (model: string, req: GenerationRequest): string[] {
+    const about = this.deps.listings.describe(model)
+    if (about && imageCount(req) > 0 && !about.tasks.includes('vision')) {
+      throw MeshError.BAD_REQUEST(`model '${model}' does not take images: the registry does not tag it 'vision'`, { param: 'messages', capability: 'vision' })
+    }
+    return about ? ignoredParams(about.backend, req) : []
   }
 
   /** The model the caller named, else the router's pick for the caller's route, else the default. */
@@ -168,7 +258,7 @@ export class RequestPipeline {
   }
 
   /** Dispatch the prompt and carry its tokens to the caller; the caller leaving cancels the worker. */
-  private async stream (req: Parameters<WorkerDispatch['prompt']>[0], ceiling: number, streaming: boolean, caller: Caller):
+  private async stream (req: Parameters<WorkerDispatch['prompt']>[0], ceiling: number, streaming: boolean, caller: Caller, trace: RequestTrace | null):
     Promise<{ out: DispatchOutcome<PromptResult>, tokens: TokenStream }> {
     const stop = new AbortController()
     const onAbort = () => stop.abort()
@@ -179,12 +269,15 @@ export class RequestPipeline {
       forward: streaming ? (chunk) => caller.emit(chunk) : null,
       stop: () => stop.abort(),
       onFirstToken: (ms) => {
+        trace?.firstToken(ms)
         this.metrics.observeTtft(req.model, ms / 1000)
         this.deps.listings.firstToken(req.model, ms)
       }
     })
     try {
-      const out = await this.deps.dispatch.prompt(req, { signal: stop.signal, onAttempt: () => tokens.restart(), onChunk: (c) => tokens.push(c), mayRetry: () => tokens.mayRetry() })
+      const out = await this.deps.dispatch.prompt(req, {
+        signal: stop.signal, onAttempt: () => tokens.restart(), onChunk: (c) => tokens.push(c), mayRetry: () => tokens.mayRetry(), traceparent: trace?.traceparent
+      })
       return { out, tokens }
     } finally {
       caller.signal.removeEventListener('abort', onAbort)
@@ -206,6 +299,11 @@ export class RequestPipeline {
       completionTokens: reported && !tokens.truncated ? Math.min(Math.max(reported.completionTokens, tokens.delivered), completionBound) : tokens.delivered
     }
   }
+}
+
+/** A prompt's measure with `extra` tokens our tokenizer does not see (images, token ids), held and counted as they are. */
+function plus (m: PromptMeasure, extra: number): PromptMeasure {
+  return extra === 0 ? m : { hold: m.hold + extra, count: async () => (await m.count()) + extra }
 }
 
 /** The prompt tokens charged: the worker's count, or failing one our own, and never more than was held. */

@@ -53,6 +53,12 @@ export interface GatewayOptions extends Omit<MeshServiceOptions, 'name' | 'priva
   accounting?: boolean
   /** a request still 'processing' after this long is failed by the sweeper */
   stuckAfterMs?: number
+  /** 'write' (default): an answer waits until the kernel has its settlement (synced within 10 ms); 'fsync': until it survives a power cut */
+  settlementSync?: 'fsync' | 'write'
+  /** an unused lease slice goes back to PostgreSQL after this long */
+  leaseIdleMs?: number
+  /** at rest, finished requests wait this long for company before they go to PostgreSQL */
+  recordDelayMs?: number
   sweepEveryMs?: number
   maxPromptChars?: number
   defaultModel?: string
@@ -109,7 +115,10 @@ export class GatewayService extends MeshService {
     this.keys = new KeyCache((keyHash) => this.auth.call(AuthProtocol.validateApiKey, { keyHash }, 5000), opts.keyCacheTtlMs)
     this.sessions = new SessionUsers((token) => this.auth.call(AuthProtocol.whoami, { token }, 10_000).then((r) => r.user))
     this.disclosure = new Disclosure(this.sessions, (key) => this.isMeshMember(key))
-    this.accounting = new Accounting(this.pool, { log: this.log, stuckAfterMs: opts.stuckAfterMs, sweepEveryMs: opts.sweepEveryMs })
+    this.accounting = new Accounting(this.pool, {
+      log: this.log, gateway: this.publicKey, logDir: Accounting.logDir(opts.home ?? '.hyperinfer', opts.instance ?? 'gateway'),
+      sync: opts.settlementSync, leaseIdleMs: opts.leaseIdleMs, recordDelayMs: opts.recordDelayMs, stuckAfterMs: opts.stuckAfterMs, sweepEveryMs: opts.sweepEveryMs
+    })
     this.pricing = new Pricing(opts.prices)
     this.workers = new WorkerPool(opts.breaker)
     this.catalog = new Catalog({
@@ -117,7 +126,10 @@ export class GatewayService extends MeshService {
     })
     this.pricing.source((model) => this.catalog.price(model))
     this.listings = new Listings(this.catalog, this.workers)
-    this.reads = new AccountReads({ pool: this.pool, keys: this.keys, sessionUser: (token) => this.sessions.user(token), tiers })
+    this.reads = new AccountReads({
+      pool: this.pool, keys: this.keys, sessionUser: (token) => this.sessions.user(token), tiers,
+      ...(this.accountingOn ? { settled: () => this.accounting.flushed(), unused: (name: string) => this.accounting.unused(name) } : {})
+    })
     this.joinTokens = new JoinTokens(this.pool, this.log)
     this.workerTokens = new WorkerTokens({ pool: this.pool, joinTokens: this.joinTokens, log: this.log, gateway: this.publicKey, seed: opts.workerToken })
     this.membership = new Membership({
@@ -227,7 +239,13 @@ export class GatewayService extends MeshService {
     // a revocation pushed while we were disconnected would be missed: forget every cached key
     this.auth.on('close', () => this.keys.clear())
     this.auth.on('open', () => this.keys.clear())
-    if (this.accountingOn) this.accounting.start()
+    if (this.accountingOn) {
+      // what a previous process left in the settlement log goes to PostgreSQL before anything is admitted;
+      // with the database out, the gateway starts anyway and admissions wait for it
+      const recovered = this.accounting.recover()
+      await Promise.race([recovered, new Promise((resolve) => setTimeout(resolve, 10_000).unref())])
+      this.accounting.start()
+    }
     await this.adaptive.open(this.catalog)
     this.sweepTimer = setInterval(() => { this.keys.sweep() }, 60_000)
     this.sweepTimer.unref()
@@ -247,7 +265,7 @@ export class GatewayService extends MeshService {
     if (this.sweepTimer) clearInterval(this.sweepTimer)
     await this.stopAnnounce?.()
     await this.adaptive.close()
-    await this.accounting.close()
+    if (this.accountingOn) await this.accounting.close()
     await this.catalog.close()
   }
 

@@ -2,7 +2,8 @@ import type { Settlement } from './accounting.ts'
 import type { Pricing } from './limits.ts'
 
 // The end of a request: its final status and token counts are recorded, and the hold taken at
-// admission turns into the real charge.
+// admission turns into the real charge. The ledger (accounting.ts) resolves once the record is
+// durable in the gateway's settlement log; PostgreSQL gets it in a batch soon after.
 
 /** How a request ended, as the pipeline saw it. */
 export interface RequestEnd {
@@ -32,7 +33,7 @@ export class Settler {
     this.ledger = ledger
   }
 
-  /** Record the end of a request; resolves when committed (or after WAIT_MS). Returns the cost, nano-USD. */
+  /** Record the end of a request; resolves when durable (or after WAIT_MS). Returns the cost, nano-USD. */
   async settle (end: RequestEnd): Promise<number> {
     const cost = this.pricing.cost(end.model, end.tokensIn, end.tokensOut)
     if (!this.ledger) return cost
@@ -41,8 +42,8 @@ export class Settler {
       id: end.id, status: end.status, worker: end.worker, tokensIn: end.tokensIn, tokensOut: end.tokensOut, cost, ttftMs: end.ttftMs,
       durationMs: finishedAt.getTime() - end.started, errorCode: end.error?.code ?? null, errorMessage: end.error?.message ?? null, finishedAt: finishedAt.toISOString()
     })
-    // a database outage delays the answer, and past WAIT_MS it goes out while the settlement keeps
-    // retrying (the sweeper cannot fail it: it is younger than stuckAfterMs)
+    // a disk that stops answering delays the answer, and past WAIT_MS it goes out while the record
+    // is still being written
     let timer: NodeJS.Timeout | undefined
     await Promise.race([done, new Promise((resolve) => { timer = setTimeout(resolve, WAIT_MS) })])
     clearTimeout(timer)

@@ -8,7 +8,7 @@ import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
 import type { RequestOf } from '../../shared/mesh/method.ts'
 import { MeshError } from '../../shared/errors.ts'
 import type { Backend } from './backends/types.ts'
-import { StopFilter } from './stop.ts'
+import { relayGeneration } from './generation.ts'
 import { countBackendError, trackWorkerLoad } from './metrics.ts'
 import type { Approval, WorkerStatus } from './status.ts'
 import { GatewayTrust, guardHandlers } from './gateway-trust.ts'
@@ -244,37 +244,22 @@ export class InferenceService extends MeshService {
     stats.inflight++
     const started = Date.now()
     let ttftMs: number | null = null
-    let completionTokens = 0
-    let usage = null as PromptResult['usage'] | null
-    let finishReason: PromptResult['finishReason'] = 'stop'
-    const stop = new StopFilter(req.stop)
     // our own signal as well as the caller's: a stop sequence ends the backend request early
     const upstream = new AbortController()
     const onAbort = () => upstream.abort()
     ctx.signal.addEventListener('abort', onAbort, { once: true })
-    const emit = (text: string) => {
-      if (!text) return
-      if (ttftMs === null) ttftMs = Date.now() - started
-      ctx.emit({ text })
-    }
+    ctx.span?.set('hyperinfer.backend', entry.backend.name)
     try {
-      const chunks = entry.backend.chat({ model: req.model, messages: req.messages, maxTokens: req.maxTokens, temperature: req.temperature }, upstream.signal)
-      for await (const chunk of chunks) {
-        if (chunk.type === 'token') {
-          completionTokens++
-          emit(stop.push(chunk.text))
-          if (stop.stopped) {
-            finishReason = 'stop'
-            usage = null // the backend's count would include what it generated past the stop
-            upstream.abort()
-            break
-          }
-        } else {
-          usage = chunk.usage
-          if (chunk.finishReason) finishReason = chunk.finishReason
+      const { requestId: _, ...request } = req
+      const { usage, completionTokens, finishReason } = await relayGeneration(entry.backend.chat(request, upstream.signal), {
+        stop: req.stop,
+        parallelToolCalls: req.parallelToolCalls,
+        cut: () => upstream.abort(),
+        emit: (frame) => {
+          if (ttftMs === null) { ttftMs = Date.now() - started; ctx.span?.record('first_token', started) }
+          ctx.emit(frame)
         }
-      }
-      emit(stop.flush())
+      })
       if (ctx.signal.aborted) throw MeshError.CANCELLED()
       stats.served++
       const promptTokens = usage?.promptTokens ?? estimateTokens(req.messages.map((m) => m.content).join(' '))
@@ -305,12 +290,13 @@ export class InferenceService extends MeshService {
     stats.inflight++
     const started = Date.now()
     try {
-      const r = await embed({ model: req.model, input: req.input }, signal)
+      const r = await embed({ model: req.model, input: req.input, ...(req.dimensions !== undefined ? { dimensions: req.dimensions } : {}) }, signal)
       if (r.embeddings.length !== req.input.length) throw MeshError.BACKEND_ERROR(`${entry.backend.name} returned ${r.embeddings.length} embeddings for ${req.input.length} inputs`)
       stats.served++
-      const promptTokens = r.promptTokens || estimateTokens(req.input.join(' '))
+      const promptTokens = r.promptTokens || req.input.reduce((n, i) => n + (typeof i === 'string' ? estimateTokens(i) : i.length), 0)
       this.metrics.countTokens(req.model, promptTokens, 0)
-      return { model: req.model, embeddings: r.embeddings, usage: { promptTokens } }
+      const embeddings = req.dimensions === undefined ? r.embeddings : r.embeddings.map((v) => shorten(v, req.dimensions!))
+      return { model: req.model, embeddings, usage: { promptTokens } }
     } catch (err) {
       stats.errors++
       const failure = err instanceof MeshError ? err : MeshError.BACKEND_ERROR(`${entry.backend.name} failed`)
@@ -327,6 +313,17 @@ export class InferenceService extends MeshService {
     const s = this.stats.get(model) ?? { inflight: 0, served: 0, errors: 0 }
     return { model, available: !!entry, backend: entry?.backend.name ?? null, ...s }
   }
+}
+
+/**
+ * A vector cut to its first `dimensions` and scaled back to unit length: what OpenAI does for
+ * `dimensions`, for a backend that returned the full length.
+ */
+export function shorten (v: number[], dimensions: number): number[] {
+  if (v.length <= dimensions) return v
+  const cut = v.slice(0, dimensions)
+  const norm = Math.hypot(...cut) || 1
+  return cut.map((x) => x / norm)
 }
 
 /** Rough count for backends that report no usage: ~4 characters a token. */

@@ -1,14 +1,15 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { MeshError } from '../../shared/errors.ts'
 import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
+import { apiKeyOf } from './openai/request.ts'
 import type { OpenAIRouteDeps } from './openai.ts'
 
 // HTTP for the response cache and learned routing. A caller steers the cache per request with
 // `x-hyperinfer-cache: use` (cache even a non-deterministic request) or `no-store` (also
 // `Cache-Control: no-store`); every generation answer says `x-hyperinfer-cache: hit` or `miss` and
 // carries the gateway's request id in `x-hyperinfer-request-id`, which `POST /v1/feedback` takes
-// with a score. The OpenAI routes call cacheRequestField and cacheHeaders; registerCacheRoutes adds
-// the feedback route.
+// with a score (an answer of n choices names n ids). The OpenAI routes call cacheRequestField and
+// cacheHeaders; registerCacheRoutes adds the feedback route.
 
 export const CACHE_HEADER = 'x-hyperinfer-cache'
 export const REQUEST_ID_HEADER = 'x-hyperinfer-request-id'
@@ -22,15 +23,10 @@ export function cacheRequestField (req: FastifyRequest): { cache?: true | 'no-st
   return {}
 }
 
-/** Response headers for an answer (or the first frame of a streamed one). */
-export function cacheHeaders (r: { cached?: true, id?: string }): Record<string, string> {
-  return { [CACHE_HEADER]: r.cached ? 'hit' : 'miss', ...(r.id ? { [REQUEST_ID_HEADER]: r.id } : {}) }
-}
-
-function apiKeyOf (req: FastifyRequest): string {
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')
-  if (!m) throw MeshError.INVALID_API_KEY('missing Authorization: Bearer <api key> header')
-  return m[1]!
+/** Response headers for an answer's choices (or the first frame of a streamed one): a hit when every choice was. */
+export function cacheHeaders (rs: Array<{ cached?: true, id?: string }>): Record<string, string> {
+  const ids = rs.map((r) => r.id).filter((id): id is string => !!id)
+  return { [CACHE_HEADER]: rs.length > 0 && rs.every((r) => r.cached) ? 'hit' : 'miss', ...(ids.length ? { [REQUEST_ID_HEADER]: ids.join(', ') } : {}) }
 }
 
 export function registerCacheRoutes (app: FastifyInstance, deps: OpenAIRouteDeps): void {

@@ -3,13 +3,15 @@ import { hexKey, loadConfig, port, positiveInt } from '../../shared/config.ts'
 import { runService } from '../../shared/run.ts'
 import { meshOptions } from '../../shared/service-env.ts'
 import { WebService } from './service.ts'
+import { corsOrigins } from './cors.ts'
 
 const schema = z.object({
   WEB_SERVICE_PORT: port.default(3000),
   WEB_HOST: z.string().default('127.0.0.1'),
   HYPERINFER_AUTH_KEY: hexKey,
   HYPERINFER_GATEWAY_KEY: hexKey,
-  WEB_RPC_TIMEOUT_MS: positiveInt.default(10_000)
+  WEB_RPC_TIMEOUT_MS: positiveInt.default(10_000),
+  CORS_ORIGINS: corsOrigins
 })
 
 await runService('web', () => {
@@ -20,7 +22,8 @@ await runService('web', () => {
     gatewayKey: cfg.HYPERINFER_GATEWAY_KEY,
     port: cfg.WEB_SERVICE_PORT,
     host: cfg.WEB_HOST,
-    rpcTimeoutMs: cfg.WEB_RPC_TIMEOUT_MS
+    rpcTimeoutMs: cfg.WEB_RPC_TIMEOUT_MS,
+    corsOrigins: cfg.CORS_ORIGINS
   })
   return { service: svc }
 }, (svc) => `web ready ${svc.url}`)

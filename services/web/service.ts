@@ -1,5 +1,4 @@
 import path from 'node:path'
-import crypto from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { allowedHosts, hostAllowed, hostRefusal } from '../../shared/host-allow.ts'
@@ -13,10 +12,13 @@ import { GatewayProtocol, type RegistryListing } from '../../shared/protocol/gat
 import { RegistryReplica, registryListing, replicateOverClient } from '../../shared/registry/index.ts'
 import { landingPage } from './landing.ts'
 import { registerOpenAIRoutes } from './openai.ts'
+import { registerCors } from './cors.ts'
 import { registerCacheRoutes } from './cache-routes.ts'
 import { httpStatusOf } from './http-errors.ts'
 import { registerDashboardRoutes } from './dashboard/routes.ts'
 import { RelayedAuth } from './relayed-auth.ts'
+import { registerHttpTracing, traceparentOf } from './tracing.ts'
+import { requestIdOf } from '../../shared/tracing/context.ts'
 
 export { httpStatusOf }
 
@@ -36,6 +38,8 @@ export interface WebServiceOptions extends Omit<MeshServiceOptions, 'name' | 'pr
   rpcTimeoutMs?: number
   /** state dir: the registry replica lives under registry/web */
   home?: string
+  /** origins browsers may call /v1 from (CORS_ORIGINS); empty: no cross-origin access */
+  corsOrigins?: readonly string[]
 }
 
 export const BODY_LIMIT = 1024 * 1024
@@ -78,6 +82,7 @@ export class WebService extends MeshService {
   private replica: RegistryReplica | null = null
   private closingRegistry = false
   private readonly home: string
+  private readonly corsOrigins: readonly string[]
   private gateway: MeshClient | null = null
   private app: FastifyInstance | null = null
 
@@ -89,6 +94,7 @@ export class WebService extends MeshService {
     this.httpHost = opts.host ?? '127.0.0.1'
     this.rpcTimeoutMs = opts.rpcTimeoutMs ?? 10_000
     this.home = opts.home ?? '.hyperinfer'
+    this.corsOrigins = opts.corsOrigins ?? []
   }
 
   get url (): string {
@@ -158,10 +164,7 @@ export class WebService extends MeshService {
     const app = Fastify({
       logger: false,
       bodyLimit: BODY_LIMIT,
-      genReqId: (req) => {
-        const given = req.headers['x-request-id']
-        return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : crypto.randomUUID()
-      },
+      genReqId: (req) => requestIdOf(req.headers),
       frameworkErrors: (err, req, reply) => { this.sendError(err, req, reply) }
     })
 
@@ -183,6 +186,8 @@ export class WebService extends MeshService {
       // path only: a query string is never logged, and no header or body ever is
       this.log.info({ reqId: req.id, method: req.method, path: req.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'http')
     })
+    registerCors(app, this.corsOrigins)
+    registerHttpTracing(app)
     app.setErrorHandler((err, req, reply) => { this.sendError(err, req, reply) })
     app.setNotFoundHandler((req, reply) => { this.sendError(MeshError.NOT_FOUND(`no route for ${req.method} ${req.url.split('?')[0]}`), req, reply) })
 
@@ -237,7 +242,8 @@ export class WebService extends MeshService {
           onChunk () {},
           signal: ac.signal,
           idleTimeout: INFER_IDLE_TIMEOUT_MS,
-          connectTimeout: this.rpcTimeoutMs
+          connectTimeout: this.rpcTimeoutMs,
+          traceparent: traceparentOf(req)
         })
       } finally {
         reply.raw.off('close', onClose)

@@ -117,10 +117,11 @@ export class MeshClient extends EventEmitter {
     }
   }
 
-  async call<Req, Res> (def: MethodDef<Req, Res, any>, req: Req, timeout = this.opts.defaultTimeout ?? 10_000): Promise<Res> {
+  /** `traceparent`: the caller's span (shared/tracing), so the remote handler's span is its child */
+  async call<Req, Res> (def: MethodDef<Req, Res, any>, req: Req, timeout = this.opts.defaultTimeout ?? 10_000, traceparent?: string): Promise<Res> {
     const started = Date.now()
     const peer = await this.waitOpen(timeout)
-    return peer.call(def, req, { timeout: Math.max(1, timeout - (Date.now() - started)) })
+    return peer.call(def, req, { timeout: Math.max(1, timeout - (Date.now() - started)), traceparent })
   }
 
   async stream<Req, Res, Chunk> (def: MethodDef<Req, Res, Chunk>, req: Req, opts: StreamOptions<Chunk> & { connectTimeout?: number }): Promise<Res> {

@@ -28,11 +28,14 @@ export type RequestOf<M> = M extends MethodDef<infer R, any, any> ? R : never
 export type ResponseOf<M> = M extends MethodDef<any, infer R, any> ? R : never
 export type ChunkOf<M> = M extends MethodDef<any, any, infer C> ? C : never
 
-/** A request checked against its method's schema, or BAD_REQUEST naming the first bad field: what every server answers. */
+/**
+ * A request checked against its method's schema, or BAD_REQUEST naming the first bad field: what every
+ * server answers. The message names the field, never the method: it may reach an HTTP client.
+ */
 export function parseRequest<Req> (def: MethodDef<Req, unknown, unknown>, raw: unknown): Req {
   const parsed = def.request.safeParse(raw)
   if (parsed.success) return parsed.data
   const issue = parsed.error.issues[0]
   const where = issue?.path?.length ? issue.path.join('.') + ': ' : ''
-  throw MeshError.BAD_REQUEST(`invalid ${def.name} request: ${where}${issue?.message ?? 'malformed'}`, { issues: parsed.error.issues.length })
+  throw MeshError.BAD_REQUEST(`${where}${issue?.message ?? 'malformed request'}`, { issues: parsed.error.issues.length, ...(issue?.path?.length ? { param: issue.path.join('.') } : {}) })
 }

@@ -2,6 +2,7 @@ import type ProtomuxRPC from 'protomux-rpc'
 import { MeshError, toWireError, type WireError } from '../errors.ts'
 import { parseRequest, type MethodDef } from './method.ts'
 import type { Logger } from '../log.ts'
+import { tracer, type Span } from '../tracing/index.ts'
 
 // One encrypted RPC channel seen from our side. The same channel can both serve our handlers and
 // carry our calls to the remote, which is how a worker that dialled a gateway gets work from it.
@@ -11,6 +12,7 @@ import type { Logger } from '../log.ts'
 //   stream frames       event '_chunk'  { id, batch: [frame, …] }  (before the response, same channel: ordered)
 //   stream cancellation event '_cancel' { id }         (caller → server)
 //   a streaming request carries its stream id in `_sid`
+//   any request may carry a W3C traceparent in `_tp` (shared/tracing): its handler then runs in a span
 
 export interface HandlerContext<Chunk = unknown> {
   /** hex public key of the remote peer (the caller) */
@@ -20,6 +22,8 @@ export interface HandlerContext<Chunk = unknown> {
   readonly signal: AbortSignal
   /** send one stream frame to the caller (stream methods only) */
   emit (chunk: Chunk): void
+  /** the span of this call when tracing is on and the caller sent a traceparent */
+  readonly span: Span | undefined
 }
 
 export type Handler<Req = any, Res = any, Chunk = any> = (req: Req, ctx: HandlerContext<Chunk>) => Promise<Res> | Res
@@ -55,8 +59,14 @@ interface Envelope { ok: boolean, value?: unknown, error?: WireError }
 
 interface OpenStream { onChunk: (data: any) => void, touch: () => void }
 
-export interface CallOptions { timeout: number }
+export interface CallOptions {
+  timeout: number
+  /** W3C traceparent of the caller's span: the remote handler's span becomes its child */
+  traceparent?: string
+}
 export interface StreamOptions<Chunk> {
+  /** W3C traceparent of the caller's span: the remote handler's span becomes its child */
+  traceparent?: string
   onChunk: (chunk: Chunk) => void
   /** aborting cancels the remote call */
   signal?: AbortSignal
@@ -115,6 +125,7 @@ export class Peer {
     const started = process.hrtime.bigint()
     let outcome = 'ok'
     let sid = 0
+    let span: Span | undefined
     let pending: unknown[] = []
     let scheduled = false
     const flush = () => {
@@ -125,8 +136,16 @@ export class Peer {
       if (!ac.signal.aborted && !this.channel.closed) this.channel.event('_chunk', { id: sid, batch })
     }
     try {
+      // a traced call's span starts before the gate, so a refusal shows in the trace with its code
+      if (raw && typeof raw === 'object' && '_tp' in raw) {
+        const { _tp, ...rest } = raw as Record<string, unknown>
+        raw = rest
+        span = tracer()?.start(def.name, typeof _tp === 'string' ? _tp : null, { kind: 'server', attributes: { 'rpc.system': 'hyperswarm', 'rpc.method': def.name, 'hyperinfer.peer': remoteKey.slice(0, 16) } })
+      }
       if (!this.opts.authorize) throw MeshError.FORBIDDEN(`method '${def.name}' is not served to anyone on this connection`)
+      const gateStarted = span ? Date.now() : 0
       await this.opts.authorize(remoteKey, def, raw, this)
+      span?.record('authorize', gateStarted)
       if (def.stream && raw && typeof raw === 'object' && '_sid' in raw) {
         const { _sid, ...rest } = raw as Record<string, unknown>
         // only a positive integer: Number() itself throws on an object whose valueOf is not a function
@@ -144,7 +163,7 @@ export class Peer {
         pending.push(data)
         if (!scheduled) { scheduled = true; setImmediate(flush) }
       }
-      const value = await fn(request, { remoteKey, peer: this, signal: ac.signal, emit })
+      const value = await fn(request, { remoteKey, peer: this, signal: ac.signal, emit, span })
       flush() // every frame goes out before the response, on the same ordered channel
       return { ok: true, value: value ?? null }
     } catch (err) {
@@ -154,6 +173,7 @@ export class Peer {
       outcome = wire.code
       return { ok: false, error: wire }
     } finally {
+      span?.end(outcome === 'ok' ? undefined : outcome)
       this.opts.observe?.(def.name, outcome, Number(process.hrtime.bigint() - started) / 1e9)
       this.running.delete(ac)
       if (sid) this.inflight.delete(sid)
@@ -164,7 +184,7 @@ export class Peer {
     if (this.isClosed) throw MeshError.UNAVAILABLE('connection closed')
     let env: Envelope
     try {
-      env = await this.channel.request(def.name, req, { timeout: opts.timeout })
+      env = await this.channel.request(def.name, opts.traceparent ? { ...(req as object), _tp: opts.traceparent } : req, { timeout: opts.timeout })
     } catch (err) {
       throw translateTransportError(err, def.name, opts.timeout)
     }
@@ -194,7 +214,7 @@ export class Peer {
     opts.signal?.addEventListener('abort', onAbort, { once: true })
     touch()
     try {
-      const request = this.channel.request(def.name, { ...(req as object), _sid: id }).then(
+      const request = this.channel.request(def.name, opts.traceparent ? { ...(req as object), _sid: id, _tp: opts.traceparent } : { ...(req as object), _sid: id }).then(
         (env: Envelope) => unwrap(env) as Res,
         (err: unknown) => { throw translateTransportError(err, def.name, opts.idleTimeout) }
       )

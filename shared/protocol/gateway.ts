@@ -2,7 +2,8 @@ import { z } from 'zod'
 import { method, streamMethod } from '../mesh/method.ts'
 import { AuthProtocol, createKeyRequest, creditsRequest, grantCreditsRequest, listKeysRequest, loginRequest, registerRequest, revokeKeyRequest, usageRequest, whoamiRequest, type Credits, type LedgerEntry, type UsageReport } from './auth.ts'
 import { apiKey, modelName, plainText, sessionToken } from './common.ts'
-import { chatMessage, generationParams, type EmbedResult, type ModelInfo, type TokenChunk, type Usage } from './inference.ts'
+import { MAX_EMBED_INPUTS, chatMessage, embedInput, generationParams, type EmbedResult, type ModelInfo, type TokenChunk, type Usage } from './inference.ts'
+import { MAX_MESSAGES, toolProblem, type FinishReason, type TokenLogprob, type ToolCall } from './chat.ts'
 import type { ResponseOf } from '../mesh/method.ts'
 import { modelInput, registryWrite, workerKey, type GatewayEntry, type HistoryEntry, type RegistryWrite, type WorkerEntry } from '../registry/schema.ts'
 import { workerProof } from '../worker-proof.ts'
@@ -29,25 +30,35 @@ export const inferRequest = z.object({
   /** with no model: route by strategy, task and minimum safety */
   route: routeSpec.optional(),
   prompt: z.string().optional(),
-  messages: z.array(chatMessage).min(1).max(256).optional(),
-  /** true: tokens arrive as stream frames and the result's text is empty */
+  messages: z.array(chatMessage).min(1).max(MAX_MESSAGES).optional(),
+  /** true: tokens arrive as stream frames and the result's text (and tool calls) are empty */
   stream: z.boolean().optional(),
   /** carried into the request log, for tracing a request across services */
   traceId: z.string().regex(/^[\x21-\x7e]{1,100}$/, 'printable ASCII, no spaces').optional(),
   /** the response cache: true caches even a non-deterministic request, 'no-store' keeps this one out */
   cache: cacheDirective.optional(),
   ...generationParams
-}).strict().refine((r) => (r.prompt === undefined) !== (r.messages === undefined), { message: 'give exactly one of prompt or messages' })
+}).strict().superRefine((r, ctx) => {
+  if ((r.prompt === undefined) === (r.messages === undefined)) ctx.addIssue({ code: 'custom', path: ['messages'], message: 'give exactly one of prompt or messages' })
+  const tools = toolProblem(r)
+  if (tools) ctx.addIssue({ code: 'custom', path: [tools.field], message: tools.message })
+})
 
 export interface InferResult {
   id: string
   model: string
   worker: string
   text: string
+  /** the tool calls the answer made (not streamed: streamed calls came as frames) */
+  toolCalls?: ToolCall[]
+  /** each token's log probability, when asked (not streamed) */
+  logprobs?: TokenLogprob[]
+  /** the request's parameters the serving backend does not honour (their names in this request) */
+  ignored?: string[]
   usage: Usage
   /** what this request was charged, USD */
   costUsd: number
-  finishReason: 'stop' | 'length' | 'cancelled'
+  finishReason: FinishReason
   ttftMs: number | null
   durationMs: number
   /** how the model was chosen: the caller named it, or the router's strategy, score and reason */
@@ -170,7 +181,9 @@ export const registerWorkerRequest = z.object({
 export const gatewayEmbedRequest = z.object({
   apiKey,
   model: modelName,
-  input: z.union([z.string().min(1).max(100_000), z.array(z.string().min(1).max(100_000)).min(1).max(256)]),
+  input: z.union([embedInput, z.array(embedInput).min(1).max(MAX_EMBED_INPUTS)]),
+  /** the vectors' length: the backend shortens them, or the worker keeps the first this many and normalises */
+  dimensions: z.number().int().min(1).max(65_536).optional(),
   traceId: z.string().regex(/^[\x21-\x7e]{1,100}$/, 'printable ASCII, no spaces').optional()
 }).strict()
 
@@ -178,7 +191,7 @@ const weight = z.number().min(0).max(1)
 export const aiRequestSchema = z.object({
   apiKey,
   task: z.string().trim().min(1).max(50),
-  input: z.union([z.string().min(1), z.array(chatMessage).min(1).max(256)]),
+  input: z.union([z.string().min(1), z.array(chatMessage).min(1).max(MAX_MESSAGES)]),
   preferences: z.object({ speed: weight.optional(), cost: weight.optional(), quality: weight.optional() }).strict().optional(),
   maxTokens: generationParams.maxTokens
 }).strict()

@@ -1,42 +1,48 @@
 import { z } from 'zod'
 import { method, streamMethod } from '../mesh/method.ts'
 import { modelName } from './common.ts'
+import { MAX_MESSAGES, chatMessage, generationParams, type FinishReason, type TokenLogprob, type ToolCallDelta } from './chat.ts'
 
 // The inference worker. Gateways call these over the channel the worker opened to them (or over the
 // worker's own server, for mesh members).
 
-export const chatMessage = z.object({
-  role: z.enum(['system', 'user', 'assistant']),
-  content: z.string().max(1_000_000)
-}).strict()
-export type ChatMessage = z.infer<typeof chatMessage>
-
-export const generationParams = {
-  maxTokens: z.number().int().min(1).max(32_768).optional(),
-  temperature: z.number().min(0).max(2).optional(),
-  /** generation ends before the first of these; the text never contains it */
-  stop: z.array(z.string().min(1).max(100)).max(4).optional()
-}
+export { chatMessage, generationParams, type ChatMessage } from './chat.ts'
 
 export const processPromptRequest = z.object({
   requestId: z.string().min(1).max(100),
   model: modelName,
-  messages: z.array(chatMessage).min(1).max(256),
+  messages: z.array(chatMessage).min(1).max(MAX_MESSAGES),
   ...generationParams
 }).strict()
 
-/** one streamed frame; `cached` marks the first frame of an answer replayed from the response cache */
-export interface TokenChunk { text: string, cached?: true }
+/**
+ * One frame of an answer: a token of text, a piece of a tool call, or both; with the token's log
+ * probabilities when asked. `ignored` comes only from the gateway, first, before any token: the
+ * request's parameters the serving backend does not honour. `cached` marks the first frame of an
+ * answer the gateway replays from its response cache.
+ */
+export interface TokenChunk { text: string, toolCall?: ToolCallDelta, logprobs?: TokenLogprob[], ignored?: string[], cached?: true }
 export interface Usage { promptTokens: number, completionTokens: number }
-export interface PromptResult { model: string, backend: string, usage: Usage, finishReason: 'stop' | 'length' | 'cancelled', ttftMs: number | null }
+export interface PromptResult { model: string, backend: string, usage: Usage, finishReason: FinishReason, ttftMs: number | null }
 
 export interface ModelInfo { id: string, backend: string, contextLength?: number }
 export interface ModelStatus { model: string, available: boolean, backend: string | null, inflight: number, served: number, errors: number }
 
+/** the most inputs one embedding request may carry (as OpenAI) */
+export const MAX_EMBED_INPUTS = 2048
+/** one input: a text, or the token ids of one */
+export const embedInput = z.union([
+  z.string().min(1, 'an input must not be empty').max(100_000),
+  z.array(z.number().int().min(0).max(2 ** 31 - 1)).min(1, 'a token-id input must not be empty').max(100_000)
+])
+export type EmbedInput = z.infer<typeof embedInput>
+
 export const embedRequest = z.object({
   requestId: z.string().min(1).max(100),
   model: modelName,
-  input: z.array(z.string().min(1).max(100_000)).min(1).max(256)
+  input: z.array(embedInput).min(1).max(MAX_EMBED_INPUTS),
+  /** the vectors' length, for models that can shorten them */
+  dimensions: z.number().int().min(1).max(65_536).optional()
 }).strict()
 export interface EmbedResult { model: string, embeddings: number[][], usage: { promptTokens: number } }
 

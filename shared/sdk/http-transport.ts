@@ -1,6 +1,9 @@
 import { MeshError, isErrorCode, type ErrorCode } from '../errors.ts'
 import type { Quota } from '../protocol/gateway.ts'
 import type { InferenceRequest, InferenceResult, ModelSummary, Transport } from './index.ts'
+import type { TokenLogprob, ToolCall } from '../protocol/chat.ts'
+import { ignoredOf, logprobsOf, openAIBody, toolCallsOf, type WireToolCall } from './openai-body.ts'
+import { ToolCallCollector } from './tool-calls.ts'
 
 // The SDK over the web service's OpenAI-compatible routes, with nothing but global fetch. The web
 // service answers errors as `{ error: { message, type, code } }` with the mesh's code in `code`, so
@@ -16,7 +19,12 @@ const STATUS_CODES: Record<number, ErrorCode> = {
 interface WireCompletion {
   id?: string
   model?: string
-  choices?: Array<{ message?: { content?: string | null }, delta?: { content?: string | null }, finish_reason?: string | null }>
+  choices?: Array<{
+    message?: { content?: string | null, tool_calls?: WireToolCall[] | null }
+    delta?: { content?: string | null, tool_calls?: WireToolCall[] | null }
+    logprobs?: Parameters<typeof logprobsOf>[0]
+    finish_reason?: string | null
+  }>
   usage?: { prompt_tokens?: number, completion_tokens?: number } | null
   error?: { message?: string, code?: string | null, details?: unknown }
 }
@@ -41,7 +49,7 @@ export class HttpTransport implements Transport {
       const json = await res.json() as WireCompletion
       const choice = json.choices?.[0]
       if (typeof choice?.message?.content !== 'string' && choice?.message?.content !== null) throw MeshError.INTERNAL('malformed chat completion from the server')
-      return result(json.id, json.model, choice.message.content ?? '', json.usage, choice.finish_reason)
+      return extras(result(json.id, json.model, choice.message.content ?? '', json.usage, choice.finish_reason), toolCallsOf(choice.message.tool_calls), logprobsOf(choice.logprobs), res)
     })
   }
 
@@ -54,8 +62,10 @@ export class HttpTransport implements Transport {
       let text = ''
       let finish: string | null | undefined
       let usage: WireCompletion['usage']
+      const calls = new ToolCallCollector()
+      const logprobs: TokenLogprob[] = []
       for await (const data of sseData(res.body, () => ctl.touch())) {
-        if (data === '[DONE]') return result(id, model, text, usage, finish)
+        if (data === '[DONE]') return extras(result(id, model, text, usage, finish), calls.calls.length ? calls.calls : undefined, req.logprobs ? logprobs : undefined, res)
         const chunk = JSON.parse(data) as WireCompletion
         // after the first token the status is sent: a later failure arrives as an error event
         if (chunk.error) throw wireError(chunk.error, 0, null)
@@ -64,6 +74,8 @@ export class HttpTransport implements Transport {
         const choice = chunk.choices?.[0]
         const delta = choice?.delta?.content
         if (typeof delta === 'string' && delta) { text += delta; onDelta(delta) }
+        for (const c of choice?.delta?.tool_calls ?? []) calls.add({ index: c.index ?? 0, id: c.id, name: c.function?.name, arguments: c.function?.arguments })
+        logprobs.push(...logprobsOf(choice?.logprobs) ?? [])
         if (choice?.finish_reason) finish = choice.finish_reason
         if (chunk.usage) usage = chunk.usage
       }
@@ -102,7 +114,7 @@ export class HttpTransport implements Transport {
     }
   }
 
-  private async fetch (method: string, path: string, ctl: RequestControl, payload?: ReturnType<typeof body>): Promise<Response> {
+  private async fetch (method: string, path: string, ctl: RequestControl, payload?: Record<string, unknown>): Promise<Response> {
     const headers: Record<string, string> = { accept: payload?.stream ? 'text/event-stream' : 'application/json' }
     if (this.apiKey) headers.authorization = `Bearer ${this.apiKey}`
     if (payload !== undefined) headers['content-type'] = 'application/json'
@@ -119,14 +131,13 @@ export class HttpTransport implements Transport {
 function body (req: InferenceRequest, stream: boolean) {
   // the OpenAI route requires a model; refusing here names the cause instead of echoing a schema path
   if (!req.model) throw MeshError.BAD_REQUEST('model is required over HTTP (only the RPC transport lets the gateway pick its default)')
-  return {
-    model: req.model,
-    messages: req.messages ?? [{ role: 'user', content: req.prompt }],
-    max_tokens: req.maxTokens,
-    temperature: req.temperature,
-    stream,
-    ...(stream ? { stream_options: { include_usage: true } } : {})
-  }
+  return openAIBody(req, stream)
+}
+
+/** A result with what the answer carried beyond text. */
+function extras (r: InferenceResult, toolCalls: ToolCall[] | undefined, logprobs: TokenLogprob[] | undefined, res: Response): InferenceResult {
+  const ignored = ignoredOf(res.headers.get('x-hyperinfer-ignored-params'))
+  return { ...r, ...(toolCalls ? { toolCalls } : {}), ...(logprobs ? { logprobs } : {}), ...(ignored ? { ignored } : {}) }
 }
 
 function result (id: string | undefined, model: string | undefined, text: string, usage: WireCompletion['usage'], finish: string | null | undefined): InferenceResult {
@@ -136,7 +147,7 @@ function result (id: string | undefined, model: string | undefined, text: string
   return {
     id, model, text,
     usage: { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens },
-    finishReason: finish === 'length' ? 'length' : finish === 'cancelled' ? 'cancelled' : 'stop'
+    finishReason: finish === 'length' || finish === 'cancelled' || finish === 'tool_calls' ? finish : 'stop'
   }
 }
 

@@ -2,6 +2,7 @@ import { MeshError } from '../errors.ts'
 import type { Bootstrap } from '../mesh/dht.ts'
 import type { ModelListing, Quota } from '../protocol/gateway.ts'
 import type { ChatMessage, Usage } from '../protocol/inference.ts'
+import type { FinishReason, GenerationRequest, ResponseFormat, TokenLogprob, ToolCall, ToolChoice, ToolDefinition } from '../protocol/chat.ts'
 import { HttpTransport } from './http-transport.ts'
 import { RpcTransport } from './rpc-transport.ts'
 
@@ -17,17 +18,20 @@ import { RpcTransport } from './rpc-transport.ts'
 //   await ai.close()
 
 export { MeshError, ErrorCodes, isMeshError } from '../errors.ts'
-export type { ChatMessage, Quota, Usage }
+export type { ChatMessage, FinishReason, Quota, ResponseFormat, TokenLogprob, ToolCall, ToolChoice, ToolDefinition, Usage }
 export { GatewayConnection, type GatewayConnectionOptions } from './rpc-transport.ts'
 
-export interface InferenceRequest {
+/**
+ * A request: a prompt or messages, and any generation field of the mesh's chat request
+ * (shared/protocol/chat.ts): tools, toolChoice, parallelToolCalls, responseFormat, maxTokens,
+ * temperature, topP, seed, penalties, logitBias, logprobs, topLogprobs, stop, user.
+ */
+export type InferenceRequest = Partial<Omit<GenerationRequest, 'messages'>> & {
   /** give exactly one of prompt and messages; a prompt is one user message */
   prompt?: string
   messages?: ChatMessage[]
   /** over RPC the gateway picks its default model when omitted; over HTTP see HttpTransport */
   model?: string
-  maxTokens?: number
-  temperature?: number
   /** the response cache (RPC): true caches even a non-deterministic request; 'no-store' keeps it out */
   cache?: boolean | 'no-store'
 }
@@ -36,8 +40,14 @@ export interface InferenceResult {
   id: string
   model: string
   text: string
+  /** the tool calls the answer made (finishReason 'tool_calls'); streamed ones are collected here too */
+  toolCalls?: ToolCall[]
+  /** each token's log probability, when the request asked for them */
+  logprobs?: TokenLogprob[]
+  /** the request's parameters the serving backend does not honour (the mesh's names) */
+  ignored?: string[]
   usage: Usage
-  finishReason: 'stop' | 'length' | 'cancelled'
+  finishReason: FinishReason
   /** hex key of the worker that served the request (RPC only) */
   worker?: string
   /** gateway-measured time to first token and total time (RPC only) */

@@ -9,6 +9,8 @@ import { createDHT, type Bootstrap } from '../mesh/dht.ts'
 import { GatewayProtocol, type Quota } from '../protocol/gateway.ts'
 import type { RequestOf } from '../mesh/method.ts'
 import type { InferenceRequest, InferenceResult, ModelSummary, Transport } from './index.ts'
+import { generationParams, type TokenLogprob } from '../protocol/chat.ts'
+import { ToolCallCollector } from './tool-calls.ts'
 
 // The SDK over the mesh itself: a client-only DHT node with a fresh identity, @hyperswarm/rpc on it,
 // and one long-lived MeshClient to the gateway's public key. The CLI opens its gateway connection
@@ -84,8 +86,12 @@ export class RpcTransport implements Transport {
 
   private request (req: InferenceRequest, stream: boolean): RequestOf<typeof GatewayProtocol.infer> {
     // named fields only: the gateway's schema is strict, and a caller's extra keys are not its business
-    const { prompt, messages, model, maxTokens, temperature, cache } = req
-    return { apiKey: this.apiKey, prompt, messages, model, maxTokens, temperature, stream, cache }
+    const out: Record<string, unknown> = { apiKey: this.apiKey, stream }
+    for (const k of ['prompt', 'messages', 'model', 'cache', ...Object.keys(generationParams)]) {
+      const v = (req as Record<string, unknown>)[k]
+      if (v !== undefined) out[k] = v
+    }
+    return out as RequestOf<typeof GatewayProtocol.infer>
   }
 
   async inference (req: InferenceRequest, signal?: AbortSignal): Promise<InferenceResult> {
@@ -100,8 +106,14 @@ export class RpcTransport implements Transport {
   async stream (req: InferenceRequest, onDelta: (text: string) => void, signal: AbortSignal): Promise<InferenceResult> {
     const gw = await this.conn.open()
     let text = ''
+    const calls = new ToolCallCollector()
+    const logprobs: TokenLogprob[] = []
+    let ignored: string[] | undefined
     const res = await gw.stream(GatewayProtocol.infer, this.request(req, true), {
       onChunk (chunk) {
+        if (chunk.ignored) ignored = chunk.ignored
+        if (chunk.toolCall) calls.add(chunk.toolCall)
+        if (chunk.logprobs) logprobs.push(...chunk.logprobs)
         if (!chunk.text) return
         text += chunk.text
         onDelta(chunk.text)
@@ -110,8 +122,8 @@ export class RpcTransport implements Transport {
       idleTimeout: this.timeoutMs,
       connectTimeout: this.conn.connectTimeoutMs
     })
-    // a streamed result's text is empty on the wire: the frames were the text
-    return { ...res, text }
+    // a streamed result's text is empty on the wire: the frames were the text and the tool calls
+    return { ...res, text, ...(calls.calls.length ? { toolCalls: calls.calls } : {}), ...(req.logprobs ? { logprobs } : {}), ...(ignored ? { ignored } : {}) }
   }
 
   async models (): Promise<ModelSummary[]> {

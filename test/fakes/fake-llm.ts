@@ -38,6 +38,8 @@ export abstract class FakeServer {
   requests = 0
   /** streaming responses whose client disconnected before the end */
   aborted = 0
+  /** every JSON body received, in order: what the adapter sent, for tests to check field by field */
+  readonly bodies: any[] = []
   protected models: string[]
   private readonly server: http.Server
 
@@ -90,6 +92,18 @@ export function sendJson (res: http.ServerResponse, status: number, body: unknow
   const data = JSON.stringify(body)
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(data) })
   res.end(data)
+}
+
+/** The fakes' tool call: the first tool, with these arguments, streamed in two pieces. */
+export const FAKE_TOOL_ARGUMENTS = '{"city":"Paris","days":3}'
+
+/** Whether a fake answers this chat body with a call of its first tool: tools given, not refused, not just answered. */
+export function wantsToolCall (body: any): string | null {
+  const tools = Array.isArray(body?.tools) ? body.tools : []
+  if (tools.length === 0 || body.tool_choice === 'none') return null
+  const last = Array.isArray(body.messages) ? body.messages[body.messages.length - 1] : null
+  if (last?.role === 'tool') return null
+  return tools[0]?.function?.name ?? null
 }
 
 /** Deterministic 8-dimension vectors, so tests can check each input got its own. */

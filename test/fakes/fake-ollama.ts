@@ -1,5 +1,5 @@
 import type http from 'node:http'
-import { FAIL_MODEL, FakeServer, SLOW_MODEL, countWords, fakeEmbedding, plan, readJson, sendJson } from './fake-llm.ts'
+import { FAIL_MODEL, FAKE_TOOL_ARGUMENTS, FakeServer, SLOW_MODEL, countWords, fakeEmbedding, plan, readJson, sendJson, wantsToolCall } from './fake-llm.ts'
 
 // A stand-in Ollama server speaking the real HTTP API: GET /api/tags, GET /api/version,
 // POST /api/chat and /api/generate (NDJSON when streaming, one object otherwise).
@@ -16,6 +16,7 @@ export class FakeOllama extends FakeServer {
 
   private async embed (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const body = await readJson(req)
+    this.bodies.push(body)
     if (!body || typeof body.model !== 'string') return sendJson(res, 400, { error: 'invalid request body' })
     if (!this.models.includes(body.model)) return sendJson(res, 404, { error: `model '${body.model}' not found` })
     if (body.model === FAIL_MODEL) return sendJson(res, 500, { error: 'llama runner process has terminated: exit status 2' })
@@ -25,6 +26,7 @@ export class FakeOllama extends FakeServer {
 
   private async generate (req: http.IncomingMessage, res: http.ServerResponse, chat: boolean): Promise<void> {
     const body = await readJson(req)
+    this.bodies.push(body)
     if (!body || typeof body.model !== 'string') return sendJson(res, 400, { error: 'invalid request body' })
     const model: string = body.model
     if (!this.models.includes(model)) return sendJson(res, 404, { error: `model '${model}' not found` })
@@ -32,8 +34,9 @@ export class FakeOllama extends FakeServer {
 
     const p = plan(model, body.options?.num_predict)
     const promptTokens = chat ? countWords(Array.isArray(body.messages) ? body.messages : []) : countWords([{ content: body.prompt }])
+    const logprobs = (text: string) => body.logprobs ? { logprobs: [{ token: text, logprob: -0.25, top_logprobs: Array.from({ length: body.top_logprobs ?? 0 }, (_, i) => ({ token: `${text}#${i}`, logprob: -1 - i })) }] } : {}
     const part = (text: string) => chat
-      ? { model, created_at: new Date().toISOString(), message: { role: 'assistant', content: text }, done: false }
+      ? { model, created_at: new Date().toISOString(), message: { role: 'assistant', content: text }, done: false, ...(text ? logprobs(text) : {}) }
       : { model, created_at: new Date().toISOString(), response: text, done: false }
     const final = () => ({
       ...part(''),
@@ -47,6 +50,14 @@ export class FakeOllama extends FakeServer {
       eval_duration: 800_000
     })
 
+    // a tool call comes whole, in one message, as Ollama sends it
+    const tool = chat ? wantsToolCall(body) : null
+    if (tool) {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+      res.write(JSON.stringify({ ...part(''), message: { role: 'assistant', content: '', tool_calls: [{ function: { name: tool, arguments: JSON.parse(FAKE_TOOL_ARGUMENTS) } }] } }) + '\n')
+      res.end(JSON.stringify({ ...final(), done_reason: 'stop', eval_count: 1 }) + '\n')
+      return
+    }
     if (body.stream === false) {
       const text = p.tokens.join('')
       return sendJson(res, 200, chat ? { ...final(), message: { role: 'assistant', content: text } } : { ...final(), response: text })

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto'
 import type http from 'node:http'
-import { FAIL_MODEL, FakeServer, SLOW_MODEL, countWords, fakeEmbedding, plan, readJson, sendJson } from './fake-llm.ts'
+import { FAIL_MODEL, FAKE_TOOL_ARGUMENTS, FakeServer, SLOW_MODEL, countWords, fakeEmbedding, plan, readJson, sendJson, wantsToolCall } from './fake-llm.ts'
 
 // A stand-in OpenAI-compatible server speaking the real wire protocol: GET /v1/models and
 // POST /v1/chat/completions (SSE chunks, optional usage chunk, `data: [DONE]`), bearer auth,
@@ -40,6 +40,7 @@ export class FakeOpenAI extends FakeServer {
 
   private async embeddings (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const body = await readJson(req)
+    this.bodies.push(body)
     if (!body || typeof body.model !== 'string') return apiError(res, 400, 'model is required', 'invalid_request_error', null)
     if (!this.models.includes(body.model)) return apiError(res, 404, `The model \`${body.model}\` does not exist or you do not have access to it.`, 'invalid_request_error', 'model_not_found')
     if (body.model === FAIL_MODEL) return apiError(res, 500, 'The server had an error while processing your request. Sorry about that!', 'server_error', null)
@@ -53,6 +54,7 @@ export class FakeOpenAI extends FakeServer {
 
   private async completions (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const body = await readJson(req)
+    this.bodies.push(body)
     if (!body || typeof body.model !== 'string' || !Array.isArray(body.messages)) {
       return apiError(res, 400, "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly.)", 'invalid_request_error', null)
     }
@@ -85,9 +87,25 @@ export class FakeOpenAI extends FakeServer {
     })
     const send = (data: unknown) => res.write(`data: ${JSON.stringify(data)}\n\n`)
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' })
+    const tool = wantsToolCall(body)
+    if (tool) {
+      // as OpenAI streams a call: id, type and name first, then the arguments in pieces
+      const half = Math.floor(FAKE_TOOL_ARGUMENTS.length / 2)
+      send(chunk([{ index: 0, delta: { role: 'assistant', content: null, tool_calls: [{ index: 0, id: 'call_fake_1', type: 'function', function: { name: tool, arguments: '' } }] }, logprobs: null, finish_reason: null }]))
+      for (const piece of [FAKE_TOOL_ARGUMENTS.slice(0, half), FAKE_TOOL_ARGUMENTS.slice(half)]) {
+        send(chunk([{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: piece } }] }, logprobs: null, finish_reason: null }]))
+      }
+      send(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: 'tool_calls' }]))
+      if (includeUsage) send(chunk([], { usage: { ...usage, completion_tokens: 3, total_tokens: promptTokens + 3 } }))
+      res.end('data: [DONE]\n\n')
+      return
+    }
+    const logprobs = (text: string) => body.logprobs
+      ? { content: [{ token: text, logprob: -0.25, bytes: [...Buffer.from(text)], top_logprobs: Array.from({ length: body.top_logprobs ?? 0 }, (_, i) => ({ token: `${text}#${i}`, logprob: -1 - i, bytes: null })) }], refusal: null }
+      : null
     send(chunk([{ index: 0, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }]))
     await this.stream(res, p,
-      (text) => send(chunk([{ index: 0, delta: { content: text }, logprobs: null, finish_reason: null }])),
+      (text) => send(chunk([{ index: 0, delta: { content: text }, logprobs: logprobs(text), finish_reason: null }])),
       () => {
         send(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: finishReason }]))
         if (includeUsage) send(chunk([], { usage }))

@@ -20,9 +20,12 @@ export function directiveOf (cache: unknown): CacheDirective {
   return 'auto'
 }
 
-/** Messages as the cache compares them: Unicode NFC, LF line ends, no surrounding whitespace. */
-export function normalizeMessages (messages: readonly ChatMessage[]): Array<{ role: string, content: string }> {
-  return messages.map((m) => ({ role: m.role, content: m.content.normalize('NFC').replace(/\r\n?/g, '\n').trim() }))
+/**
+ * Messages as the cache compares them: the text in Unicode NFC with LF line ends and no surrounding
+ * whitespace; every other field of a message (name, images, tool calls, tool call id) as given.
+ */
+export function normalizeMessages (messages: readonly ChatMessage[]): ChatMessage[] {
+  return messages.map((m) => ({ ...m, content: m.content.normalize('NFC').replace(/\r\n?/g, '\n').trim() }))
 }
 
 /** The generation fields of a request (everything but delivery), sorted by name. */

@@ -30,7 +30,7 @@ export type CacheableRequest = Record<string, unknown> & { prompt?: string, mess
 export interface CacheCaller { readonly signal: AbortSignal, emit (chunk: TokenChunk): void }
 
 /** What the answer to a request that missed the cache is kept as. */
-export interface Answer { id: string, chunks: string[], usage: Usage, finishReason: 'stop' | 'length' | 'cancelled' }
+export interface Answer { id: string, chunks: string[], usage: Usage, finishReason: string }
 
 export type Lookup = { result: InferResult, store?: undefined } | { result?: undefined, store: (a: Answer) => void }
 
@@ -115,10 +115,11 @@ export class ResponseCache {
     }
     return {
       store: (a) => {
-        if (a.finishReason === 'cancelled' || a.chunks.length === 0) return
+        // a cut-short answer, or one that ended on tool calls, is not kept
+        if ((a.finishReason !== 'stop' && a.finishReason !== 'length') || a.chunks.length === 0) return
         const now = Date.now()
         this.put({
-          scope, key, model, chunks: a.chunks, usage: a.usage, finishReason: a.finishReason, sourceId: a.id, createdAt: now, expiresAt: now + this.deps.config.ttlMs,
+          scope, key, model, chunks: a.chunks, usage: a.usage, finishReason: a.finishReason as 'stop' | 'length', sourceId: a.id, createdAt: now, expiresAt: now + this.deps.config.ttlMs,
           ...(vector && pk ? { embedding: vector, paramsKey: pk } : {})
         })
       }

@@ -1,6 +1,6 @@
 import test from 'brittle'
 import c from 'compact-encoding'
-import { startTestMesh, gatewayClient, userWithKey, alive } from '../../../test/support/harness.ts'
+import { startTestMesh, gatewayClient, userWithKey, alive, until } from '../../../test/support/harness.ts'
 import { workerJoinProof } from '../../../shared/worker-proof.ts'
 import { GatewayProtocol } from '../../../shared/protocol/gateway.ts'
 import { CommonProtocol } from '../../../shared/protocol/common.ts'
@@ -161,7 +161,8 @@ test('gateway: a worker that sends malformed frames and results cannot crash it 
   const nullResult = await client.call(GatewayProtocol.infer, { apiKey: key, model: 'null-result', prompt: 'hello', maxTokens: 5 })
   t.alike([nullResult.text, nullResult.usage.completionTokens], ['x', 1], 'a null result still answers with what was delivered')
   t.ok(alive(mesh).includes('gateway'), 'the gateway is still up')
-  const { rows } = await db.pool.query(`SELECT status, tokens_in, tokens_out FROM request_logs WHERE model_used = 'garbage-frames'`)
+  // answered requests reach PostgreSQL in a batch just after the answer
+  const rows = await until(async () => (await db.pool.query(`SELECT status, tokens_in, tokens_out FROM request_logs WHERE model_used = 'garbage-frames'`)).rows, (r) => r.length > 0)
   t.alike(rows.map((x) => [x.status, x.tokens_out]), [['success', 1]], 'and the log holds what was really delivered')
   t.ok(rows[0].tokens_in > 0 && rows[0].tokens_in < 1000, 'with a sane prompt count')
   const ok = await client.call(GatewayProtocol.infer, { apiKey: key, model: 'synthetic', prompt: 'still fine?', maxTokens: 3 })

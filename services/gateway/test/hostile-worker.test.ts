@@ -83,7 +83,8 @@ test('hostile worker: frame and answer bytes are bounded, usage is clamped and b
   }).catch((e) => e)
   t.is(streamed.code, 'BACKEND_ERROR', 'streamed, the caller gets a clear error after what was delivered')
   t.ok(streamedBytes <= cap, `and at most ${cap} bytes (got ${streamedBytes})`)
-  const hugeRows = (await db.pool.query(`SELECT status, tokens_out FROM request_logs WHERE model_used = 'huge-frames' ORDER BY created_at`)).rows
+  // answered requests reach PostgreSQL in a batch just after the answer
+  const hugeRows = await until(async () => (await db.pool.query(`SELECT status, tokens_out FROM request_logs WHERE model_used = 'huge-frames' ORDER BY created_at`)).rows, (r) => r.length >= 2)
   t.alike(hugeRows.map((r) => [r.status, r.tokens_out]), [['failed', 0], ['failed', 1]], 'the bill: nothing for the refused answer, the one good token for the stream')
 
   // many 1 KB frames for maxTokens 50: cut at the answer's byte cap, billed no more than it delivered

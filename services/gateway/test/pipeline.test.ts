@@ -15,6 +15,7 @@ import { Settler } from '../settlement.ts'
 // lookup, the database and the workers stood in by fakes that record what reached them.
 
 const WORKER = 'ab'.repeat(32)
+const KEY = 'hi_' + 't'.repeat(43)
 const identity: KeyIdentity = {
   keyId: 'k1', userId: 'u1', tier: 'default', userTier: 'default', scopes: ['inference'], expiresAt: null, budgetNusd: null, models: null
 }
@@ -52,7 +53,7 @@ function gateway (models: string[], tokens: string[], opts: { reportsUsage?: boo
     }),
     dispatch,
     settler: new Settler(pricing, { settle: async (s) => { settled.push(s) } }),
-    listings: { candidates: () => [], firstToken () {}, measured () {} },
+    listings: { candidates: () => [], firstToken () {}, measured () {}, describe: () => null },
     metrics: new ServiceMetrics('gateway')
   })
   return { pipeline, admitted, dispatched, settled }
@@ -65,7 +66,7 @@ function caller (signal = new AbortController().signal) {
 
 test('pipeline: a model no worker serves is refused with UNKNOWN_MODEL; nothing is held, dispatched or settled', async (t) => {
   const gw = gateway(['m1'], ['hi'])
-  const err = await gw.pipeline.infer({ apiKey: 'hi_test_key_1', model: 'nope', prompt: 'hello' }, caller().ctx).catch((e) => e)
+  const err = await gw.pipeline.infer({ apiKey: KEY, model: 'nope', prompt: 'hello' }, caller().ctx).catch((e) => e)
   t.is(err.code, 'UNKNOWN_MODEL')
   t.alike(err.details.available, ['m1'], 'the refusal lists the models that are served')
   t.is(gw.admitted.length + gw.dispatched.length + gw.settled.length, 0)
@@ -74,7 +75,7 @@ test('pipeline: a model no worker serves is refused with UNKNOWN_MODEL; nothing 
 test('pipeline: a streamed answer reaches the caller frame by frame and is settled once, as the worker counted it', async (t) => {
   const gw = gateway(['m1'], ['Hel', 'lo', ' world'])
   const { frames, ctx } = caller()
-  const res = await gw.pipeline.infer({ apiKey: 'hi_test_key_1', model: 'm1', prompt: 'say hello', stream: true, maxTokens: 10 }, ctx)
+  const res = await gw.pipeline.infer({ apiKey: KEY, model: 'm1', prompt: 'say hello', stream: true, maxTokens: 10 }, ctx)
   t.alike(frames.map((f) => f.text), ['Hel', 'lo', ' world'], 'each token as a frame')
   t.is(res.text, '', 'a streamed result carries no text')
   t.alike(res.usage, { promptTokens: 7, completionTokens: 3 })
@@ -89,7 +90,7 @@ test('pipeline: a streamed answer reaches the caller frame by frame and is settl
 
 test('pipeline: a worker that runs past maxTokens is stopped there, and billed for no more', async (t) => {
   const gw = gateway(['m1'], ['a', 'b', 'c', 'd', 'e'])
-  const res = await gw.pipeline.infer({ apiKey: 'hi_test_key_1', model: 'm1', prompt: 'count', maxTokens: 2 }, caller().ctx)
+  const res = await gw.pipeline.infer({ apiKey: KEY, model: 'm1', prompt: 'count', maxTokens: 2 }, caller().ctx)
   t.is(res.text, 'ab')
   t.is(res.finishReason, 'length')
   t.alike([gw.settled.length, gw.settled[0]!.status, gw.settled[0]!.tokensOut], [1, 'success', 2])
@@ -100,7 +101,7 @@ test('pipeline: a caller who leaves mid-stream cancels the worker; the request i
   const leave = new AbortController()
   const { frames, ctx } = caller(leave.signal)
   const seen = { ...ctx, emit: (chunk: TokenChunk) => { ctx.emit(chunk); if (frames.length === 2) leave.abort() } }
-  const err = await gw.pipeline.infer({ apiKey: 'hi_test_key_1', model: 'm1', prompt: 'count', stream: true }, seen).catch((e) => e)
+  const err = await gw.pipeline.infer({ apiKey: KEY, model: 'm1', prompt: 'count', stream: true }, seen).catch((e) => e)
   t.is(err.code, 'CANCELLED')
   t.alike(frames.map((f) => f.text), ['a', 'b'])
   t.alike([gw.settled.length, gw.settled[0]!.status, gw.settled[0]!.tokensOut, gw.settled[0]!.errorCode], [1, 'cancelled', 2, 'CANCELLED'])
@@ -110,13 +111,13 @@ test('pipeline: a long prompt is held at one token per byte without being counte
   const prompt = 'hello world '.repeat(4000)
   const bytes = Buffer.byteLength(prompt)
   const gw = gateway(['m1'], ['ok'])
-  const res = await gw.pipeline.infer({ apiKey: 'hi_test_key_1', model: 'm1', prompt, maxTokens: 4 }, caller().ctx)
+  const res = await gw.pipeline.infer({ apiKey: KEY, model: 'm1', prompt, maxTokens: 4 }, caller().ctx)
   t.ok(gw.admitted[0]!.credit >= bytes * 1000, `the hold covers a token per byte (${gw.admitted[0]!.credit} nano-USD held for ${bytes} bytes)`)
   t.is(res.usage.promptTokens, 7, 'the worker\'s count is what is charged')
   t.is(gw.settled[0]!.tokensIn, 7)
 
   const silent = gateway(['m1'], ['ok'], { reportsUsage: false })
   const ours = await countPromptTokens([prompt])
-  const res2 = await silent.pipeline.infer({ apiKey: 'hi_test_key_1', model: 'm1', prompt, maxTokens: 4 }, caller().ctx)
+  const res2 = await silent.pipeline.infer({ apiKey: KEY, model: 'm1', prompt, maxTokens: 4 }, caller().ctx)
   t.is(res2.usage.promptTokens, ours, `a worker with no count is charged our own (${ours} tokens, not ${bytes})`)
 })

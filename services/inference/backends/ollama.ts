@@ -1,7 +1,9 @@
+import crypto from 'node:crypto'
 import { Ollama, type AbortableAsyncIterator, type ChatResponse } from 'ollama'
 import { MeshError } from '../../../shared/errors.ts'
 import type { ModelInfo } from '../../../shared/protocol/inference.ts'
 import type { Backend, BackendHealth, ChatChunk, ChatRequest, EmbedRequest, Embeddings } from './types.ts'
+import { fromOllamaLogprobs, toOllamaChat } from './ollama-wire.ts'
 
 // A local or remote Ollama server, through the official client.
 
@@ -65,7 +67,9 @@ export class OllamaBackend implements Backend {
 
   async embed (req: EmbedRequest, signal: AbortSignal): Promise<Embeddings> {
     try {
-      const res = await this.client(signal).embed({ model: req.model, input: req.input })
+      // Ollama embeds text only: token-id inputs are refused by the gateway (table.ts: tokenInput)
+      if (!req.input.every((i): i is string => typeof i === 'string')) throw MeshError.BAD_REQUEST('ollama embeds text only, not token ids')
+      const res = await this.client(signal).embed({ model: req.model, input: req.input, ...(req.dimensions !== undefined ? { dimensions: req.dimensions } : {}) })
       return { embeddings: res.embeddings, promptTokens: (res as { prompt_eval_count?: number }).prompt_eval_count ?? 0 }
     } catch (err) {
       throw signal.aborted ? MeshError.CANCELLED() : this.toMeshError(err)
@@ -79,23 +83,25 @@ export class OllamaBackend implements Backend {
     signal.addEventListener('abort', onAbort, { once: true })
     try {
       // `signal` also reaches fetch, so an abort before the response headers cancels the request too
-      stream = await this.client(signal).chat({
-        model: req.model,
-        messages: req.messages,
-        stream: true,
-        options: { ...(req.maxTokens !== undefined && { num_predict: req.maxTokens }), ...(req.temperature !== undefined && { temperature: req.temperature }) }
-      })
+      stream = await this.client(signal).chat(toOllamaChat(req))
       let tokens = 0
+      let calls = 0
       for await (const part of stream) {
         if (part.message?.content) {
           tokens++
-          yield { type: 'token', text: part.message.content }
+          const logprobs = fromOllamaLogprobs(part.logprobs)
+          yield { type: 'token', text: part.message.content, ...(logprobs ? { logprobs } : {}) }
+        }
+        // Ollama sends each tool call whole; it names no id, so one is made
+        for (const call of part.message?.tool_calls ?? []) {
+          const index = calls++
+          yield { type: 'tool_call', index, id: (call as { id?: string }).id ?? `call_${crypto.randomUUID().replace(/-/g, '').slice(0, 24)}`, name: call.function.name, arguments: JSON.stringify(call.function.arguments ?? {}) }
         }
         if (part.done) {
           yield {
             type: 'usage',
             usage: { promptTokens: part.prompt_eval_count ?? 0, completionTokens: part.eval_count ?? tokens },
-            finishReason: part.done_reason === 'length' ? 'length' : 'stop'
+            finishReason: part.done_reason === 'length' ? 'length' : calls > 0 ? 'tool_calls' : 'stop'
           }
           return
         }

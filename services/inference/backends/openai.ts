@@ -2,6 +2,7 @@ import OpenAI from 'openai'
 import { MeshError } from '../../../shared/errors.ts'
 import type { ModelInfo, Usage } from '../../../shared/protocol/inference.ts'
 import type { Backend, BackendHealth, ChatChunk, ChatRequest, EmbedRequest, Embeddings } from './types.ts'
+import { fromOpenAILogprobs, toOpenAIParams } from './openai-wire.ts'
 
 // OpenAI, or any server speaking its API (vLLM, llama.cpp, LM Studio, …), through the official
 // client. The provider key must never reach an error: provider messages are redacted before use.
@@ -59,7 +60,8 @@ export class OpenAIBackend implements Backend {
 
   async embed (req: EmbedRequest, signal: AbortSignal): Promise<Embeddings> {
     try {
-      const res = await this.client.embeddings.create({ model: req.model, input: req.input }, { signal })
+      // texts or token-id arrays, as OpenAI takes them (the edge refuses a mix)
+      const res = await this.client.embeddings.create({ model: req.model, input: req.input as string[] | number[][], ...(req.dimensions !== undefined ? { dimensions: req.dimensions } : {}) }, { signal })
       const ordered = [...res.data].sort((a, b) => a.index - b.index)
       return { embeddings: ordered.map((d) => d.embedding), promptTokens: res.usage?.prompt_tokens ?? 0 }
     } catch (err) {
@@ -70,20 +72,17 @@ export class OpenAIBackend implements Backend {
   async * chat (req: ChatRequest, signal: AbortSignal): AsyncIterable<ChatChunk> {
     if (signal.aborted) throw MeshError.CANCELLED()
     try {
-      const stream = await this.client.chat.completions.create({
-        model: req.model,
-        messages: req.messages,
-        stream: true,
-        stream_options: { include_usage: true },
-        max_tokens: req.maxTokens,
-        temperature: req.temperature
-      }, { signal })
+      const stream = await this.client.chat.completions.create(toOpenAIParams(req), { signal })
       let usage: Usage | undefined
-      let finishReason: 'stop' | 'length' = 'stop'
+      let finishReason: 'stop' | 'length' | 'tool_calls' = 'stop'
       for await (const chunk of stream) {
         const choice = chunk.choices[0]
-        if (choice?.delta?.content) yield { type: 'token', text: choice.delta.content }
-        if (choice?.finish_reason) finishReason = choice.finish_reason === 'length' ? 'length' : 'stop'
+        const logprobs = fromOpenAILogprobs(choice?.logprobs?.content)
+        if (choice?.delta?.content) yield { type: 'token', text: choice.delta.content, ...(logprobs ? { logprobs } : {}) }
+        for (const call of choice?.delta?.tool_calls ?? []) {
+          yield { type: 'tool_call', index: call.index, ...(call.id ? { id: call.id } : {}), ...(call.function?.name ? { name: call.function.name } : {}), ...(call.function?.arguments ? { arguments: call.function.arguments } : {}) }
+        }
+        if (choice?.finish_reason) finishReason = choice.finish_reason === 'length' ? 'length' : choice.finish_reason === 'tool_calls' || choice.finish_reason === 'function_call' ? 'tool_calls' : 'stop'
         if (chunk.usage) usage = { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens }
       }
       // the SDK ends an aborted stream quietly; that must not pass for a complete answer

@@ -1,43 +1,35 @@
 import crypto from 'node:crypto'
 import { MeshError } from '../../../shared/errors.ts'
-import type { ChatMessage, ModelInfo } from '../../../shared/protocol/inference.ts'
+import type { ChatMessage } from '../../../shared/protocol/chat.ts'
+import type { EmbedInput, ModelInfo } from '../../../shared/protocol/inference.ts'
 import type { Backend, BackendHealth, ChatChunk, ChatRequest, EmbedRequest, Embeddings } from './types.ts'
+import { pieces, syntheticPlan, syntheticTokens } from './synthetic-plan.ts'
 
-// A built-in backend with no model weights: the text is derived from the prompt (same prompt, same
-// text), at a configurable token rate. For offline use, demos, tests and benchmarks.
-
-const WORDS = ('the mesh routes every request to a worker that streams tokens back over encrypted ' +
-  'peer connections while gateways count usage and keys stay hashed so nodes join from anywhere ' +
-  'behind any network and models answer quickly with latency measured per token in order').split(' ')
+// A built-in backend with no model weights: the answer is derived from the request (same request,
+// same answer: ./synthetic-plan.ts), at a configurable token rate. It makes tool calls and structured
+// output too, valid against the schemas given, so tools and JSON clients work offline. For offline
+// use, demos, tests and benchmarks.
 
 export interface SyntheticOptions { models?: string[], tokensPerSecond?: number, defaultMaxTokens?: number }
 
-/** The exact text the synthetic backend produces for these messages and token budget. */
+/** The exact text the synthetic backend produces for these messages and token budget (no tools, no format). */
 export function syntheticText (messages: ChatMessage[], maxTokens: number): string {
   return syntheticTokens(messages, maxTokens).join('')
-}
-
-function syntheticTokens (messages: ChatMessage[], count: number): string[] {
-  const last = [...messages].reverse().find((m) => m.role === 'user') ?? messages[messages.length - 1]
-  let seed = crypto.createHash('sha256').update(last?.content ?? '').digest()
-  const out: string[] = []
-  let i = 0
-  while (out.length < count) {
-    if (i + 2 > seed.length) { seed = crypto.createHash('sha256').update(seed).digest(); i = 0 }
-    const word = WORDS[seed.readUInt16BE(i) % WORDS.length]!
-    i += 2
-    out.push(out.length === 0 ? word : ' ' + word)
-  }
-  return out
 }
 
 function countWords (messages: ChatMessage[]): number {
   return Math.max(1, messages.reduce((n, m) => n + m.content.split(/\s+/).filter(Boolean).length, 0))
 }
 
-export function syntheticEmbedding (text: string): number[] {
-  const bytes = Buffer.concat([crypto.createHash('sha256').update(text).digest(), crypto.createHash('sha256').update('\0' + text).digest()])
-  const v = Array.from({ length: 64 }, (_, i) => (bytes[i % bytes.length]! - 127.5) / 127.5)
+export const SYNTHETIC_DIMENSIONS = 64
+
+/** A deterministic unit vector per input (64 dimensions unless asked otherwise), so equal inputs embed equally. */
+export function syntheticEmbedding (input: EmbedInput, dimensions = SYNTHETIC_DIMENSIONS): number[] {
+  const text = typeof input === 'string' ? input : 'tokens:' + input.join(',')
+  const blocks: Buffer[] = []
+  for (let k = 0; blocks.length * 32 < dimensions; k++) blocks.push(crypto.createHash('sha256').update('\0'.repeat(k) + text).digest())
+  const bytes = Buffer.concat(blocks)
+  const v = Array.from({ length: dimensions }, (_, i) => (bytes[i]! - 127.5) / 127.5)
   const norm = Math.hypot(...v) || 1
   return v.map((x) => x / norm)
 }
@@ -82,25 +74,43 @@ export class SyntheticBackend implements Backend {
 
   async health (): Promise<BackendHealth> { return { ok: true } }
 
-  /** A deterministic unit vector per input (64 dimensions; lexical, 256, for models named *embed*), so equal texts embed equally. */
+  /** A deterministic unit vector per input (hashed; lexical, 256 dimensions, for models named *embed*), so equal texts embed equally. */
   async embed (req: EmbedRequest, signal: AbortSignal): Promise<Embeddings> {
     if (!this.models.includes(req.model)) throw MeshError.BACKEND_ERROR(`synthetic: no model '${req.model}'`, { status: 404 })
     if (signal.aborted) throw MeshError.CANCELLED()
-    const embed = /embed/i.test(req.model) ? syntheticLexicalEmbedding : syntheticEmbedding
-    return { embeddings: req.input.map(embed), promptTokens: req.input.reduce((n, t) => n + Math.max(1, t.split(/\s+/).filter(Boolean).length), 0) }
+    const tokens = (i: EmbedInput) => typeof i === 'string' ? Math.max(1, i.split(/\s+/).filter(Boolean).length) : i.length
+    const lexical = /embed/i.test(req.model)
+    const embed = (i: EmbedInput) => lexical && typeof i === 'string' ? syntheticLexicalEmbedding(i) : syntheticEmbedding(i, req.dimensions)
+    return { embeddings: req.input.map(embed), promptTokens: req.input.reduce((n, i) => n + tokens(i), 0) }
   }
 
   async * chat (req: ChatRequest, signal: AbortSignal): AsyncIterable<ChatChunk> {
     if (!this.models.includes(req.model)) throw MeshError.BACKEND_ERROR(`synthetic: no model '${req.model}'`, { status: 404 })
-    const count = req.maxTokens ?? this.defaultMaxTokens
-    const tokens = syntheticTokens(req.messages, count)
-    for (let i = 0; i < tokens.length; i++) {
+    const plan = syntheticPlan(req, req.maxTokens ?? this.defaultMaxTokens)
+    // JSON and tool calls run to their end unless the caller caps them (the gateway holds its own ceiling)
+    const budget = req.maxTokens ?? (plan.kind === 'text' ? this.defaultMaxTokens : 100_000)
+    const chunks: ChatChunk[] = []
+    if (plan.kind === 'tools') {
+      plan.calls.forEach((call, index) => {
+        chunks.push({ type: 'tool_call', index, id: call.id, name: call.name, arguments: '' })
+        for (const piece of pieces(call.arguments, 16)) chunks.push({ type: 'tool_call', index, arguments: piece })
+      })
+    } else {
+      // each token is certain: log probability 0, and no alternative has any chance
+      const logprobs = (text: string) => req.logprobs ? { logprobs: [{ token: text, logprob: 0, topLogprobs: req.topLogprobs ? [{ token: text, logprob: 0 }] : [] }] } : {}
+      for (const text of plan.tokens) chunks.push({ type: 'token', text, ...logprobs(text) })
+    }
+    const sent = chunks.slice(0, budget)
+    for (let i = 0; i < sent.length; i++) {
       if (signal.aborted) throw MeshError.CANCELLED()
       if (this.delayMs > 0) await sleep(this.delayMs, signal)
       else if (i > 0 && i % 64 === 0) await new Promise((r) => setImmediate(r)) // stay fair under load
-      yield { type: 'token', text: tokens[i]! }
+      yield sent[i]!
     }
-    yield { type: 'usage', usage: { promptTokens: countWords(req.messages), completionTokens: tokens.length }, finishReason: req.maxTokens !== undefined ? 'length' : 'stop' }
+    const finishReason = sent.length < chunks.length ? 'length'
+      : plan.kind === 'tools' ? 'tool_calls'
+        : plan.kind === 'text' && req.maxTokens !== undefined ? 'length' : 'stop'
+    yield { type: 'usage', usage: { promptTokens: countWords(req.messages), completionTokens: sent.length }, finishReason }
   }
 }
 

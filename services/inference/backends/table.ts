@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { bool, loadConfig } from '../../../shared/config.ts'
+import { givenParams, type GenerationParam, type GenerationRequest } from '../../../shared/protocol/chat.ts'
 import type { Backend } from './types.ts'
 import type { OllamaOptions } from './ollama.ts'
 import type { OpenAIOptions } from './openai.ts'
@@ -21,8 +22,37 @@ import type { SyntheticOptions } from './synthetic.ts'
 // A row imports its backend's file only when a worker builds it, so reading the table (the gateway,
 // the web) loads no client library.
 
-/** What the adapter passes through today (ChatRequest carries no tools, images or response format). */
-export interface Capabilities { chat: boolean, embed: boolean, tools: boolean, vision: boolean, json: boolean }
+/**
+ * What a backend does with a request. `honours`: the parameters it acts on; any other a request gives
+ * is ignored, and the caller is told so (InferResult.ignored, the web's x-hyperinfer-ignored-params
+ * header). `stop`, `maxTokens`, `parallelToolCalls: false` and `n` are applied by the worker or the edge
+ * for every backend. `toolChoice` honoured means every form; without it, 'auto' and 'none' still work
+ * (tools are left out for 'none') and only 'required' or a named function is reported ignored.
+ */
+export interface Capabilities {
+  chat: boolean
+  embed: boolean
+  tools: boolean
+  /** takes images (the registry's `vision` tag decides which models get them) */
+  vision: boolean
+  /** response_format json_object and json_schema */
+  json: boolean
+  /** embeddings of token-id inputs */
+  tokenInput: boolean
+  honours: readonly GenerationParam[]
+}
+
+/** The request's parameters `backend` does not honour (none for a backend this table does not know). */
+export function ignoredParams (backend: string, req: GenerationRequest): GenerationParam[] {
+  const caps = BACKENDS.find((b) => b.id === backend)?.capabilities
+  if (!caps) return []
+  return givenParams(req).filter((p) => {
+    if (caps.honours.includes(p)) return false
+    if (p === 'toolChoice') return req.toolChoice !== 'none' // 'auto' is never given
+    if (p === 'parallelToolCalls') return false // the worker keeps the first call when false; true is what backends do
+    return true
+  })
+}
 
 /** How one `hyperinfer worker` flag of a backend becomes a setting of the worker's env. */
 export type WorkerFlag =
@@ -85,13 +115,28 @@ function row<S extends z.ZodRawShape, O> (spec: BackendSpec<S, O>): BackendRow {
 /** `a,b, c` → ['a', 'b', 'c'] (unset: []) */
 export const commaList = z.string().default('').transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
 
-const TEXT_AND_EMBED: Capabilities = { chat: true, embed: true, tools: false, vision: false, json: false }
+const SYNTHETIC: Capabilities = {
+  chat: true, embed: true, tools: true, vision: true, json: true, tokenInput: true,
+  // deterministic: the same request gives the same answer, which is what a seed asks; its log
+  // probabilities are 0 (each token is certain). Temperature, nucleus sampling and penalties have
+  // nothing to act on.
+  honours: ['seed', 'logprobs', 'topLogprobs', 'toolChoice', 'responseFormat']
+}
+const OLLAMA: Capabilities = {
+  chat: true, embed: true, tools: true, vision: true, json: true, tokenInput: false,
+  // Ollama has no tool_choice, logit_bias, end-user id or participant names
+  honours: ['temperature', 'topP', 'seed', 'presencePenalty', 'frequencyPenalty', 'logprobs', 'topLogprobs', 'responseFormat']
+}
+const OPENAI: Capabilities = {
+  chat: true, embed: true, tools: true, vision: true, json: true, tokenInput: true,
+  honours: ['temperature', 'topP', 'seed', 'presencePenalty', 'frequencyPenalty', 'logitBias', 'logprobs', 'topLogprobs', 'user', 'toolChoice', 'parallelToolCalls', 'responseFormat', 'messageName']
+}
 
 export const BACKENDS: readonly BackendRow[] = [
   row({
     id: 'synthetic',
     local: true,
-    capabilities: TEXT_AND_EMBED,
+    capabilities: SYNTHETIC,
     env: { SYNTHETIC: bool.default(true), SYNTHETIC_MODELS: commaList, SYNTHETIC_TOKENS_PER_SEC: z.coerce.number().min(0).default(0) },
     configure: (s): SyntheticOptions | null => s.SYNTHETIC ? { models: s.SYNTHETIC_MODELS.length ? s.SYNTHETIC_MODELS : undefined, tokensPerSecond: s.SYNTHETIC_TOKENS_PER_SEC } : null,
     load: async () => { const { SyntheticBackend } = await import('./synthetic.ts'); return (o) => new SyntheticBackend(o) },
@@ -106,7 +151,7 @@ export const BACKENDS: readonly BackendRow[] = [
   row({
     id: 'ollama',
     local: true,
-    capabilities: TEXT_AND_EMBED,
+    capabilities: OLLAMA,
     env: { OLLAMA_URL: z.string().url().optional() },
     configure: (s): OllamaOptions | null => s.OLLAMA_URL ? { url: s.OLLAMA_URL } : null,
     load: async () => { const { OllamaBackend } = await import('./ollama.ts'); return (o) => new OllamaBackend(o) },
@@ -118,7 +163,7 @@ export const BACKENDS: readonly BackendRow[] = [
   row({
     id: 'openai',
     local: false,
-    capabilities: TEXT_AND_EMBED,
+    capabilities: OPENAI,
     env: { OPENAI_BASE_URL: z.string().url().optional(), OPENAI_API_KEY: z.string().optional(), OPENAI_MODELS: commaList },
     configure: (s): OpenAIOptions | null => s.OPENAI_API_KEY || s.OPENAI_BASE_URL
       ? { baseURL: s.OPENAI_BASE_URL ?? 'https://api.openai.com/v1', apiKey: s.OPENAI_API_KEY ?? 'none', models: s.OPENAI_MODELS.length ? s.OPENAI_MODELS : undefined }

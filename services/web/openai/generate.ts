@@ -1,0 +1,123 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { MeshError } from '../../../shared/errors.ts'
+import type { MeshClient } from '../../../shared/mesh/client.ts'
+import type { RequestOf } from '../../../shared/mesh/method.ts'
+import { PARAM_WIRE_NAMES, type GenerationParam } from '../../../shared/protocol/chat.ts'
+import { GatewayProtocol, type InferResult } from '../../../shared/protocol/gateway.ts'
+import type { TokenChunk } from '../../../shared/protocol/inference.ts'
+import { traceparentOf } from '../tracing.ts'
+import { cacheHeaders, cacheRequestField } from '../cache-routes.ts'
+
+// Running a generation through the gateway for any API shape (chat completions, completions, and
+// whatever else translates onto the mesh's chat request): one gateway request per choice (so `n`
+// choices are billed as n requests), whole or as Server-Sent Events. Nothing is written until the
+// gateway has accepted a choice (its first frame or its answer), so a bad key, a limit or an unknown
+// model is a proper HTTP error; after that, a failure ends the event stream with an error event.
+// Parameters the backend ignores (the gateway says which) and OpenAI-only ones the mesh does not act
+// on are listed in the x-hyperinfer-ignored-params header.
+
+export type InferBody = Omit<RequestOf<typeof GatewayProtocol.infer>, 'apiKey' | 'stream' | 'traceId'>
+
+export const IGNORED_HEADER = 'x-hyperinfer-ignored-params'
+const IDLE_TIMEOUT_MS = 60_000
+
+export interface EventShape {
+  /** the event for one frame of choice `index`; `first`: the choice's first frame; null sends nothing */
+  frame (index: number, chunk: TokenChunk, first: boolean): unknown | null
+  /** the event that closes choice `index` */
+  finish (index: number, result: InferResult): unknown
+  /** the closing usage event (stream_options.include_usage) */
+  usage (results: InferResult[]): unknown
+}
+
+export interface Generation {
+  gateway: () => MeshClient
+  rpcTimeoutMs: number
+  apiKey: string
+  choices: InferBody[]
+  /** OpenAI parameters given that nothing acts on, already in the API's names */
+  unused: string[]
+}
+
+/** The gateway's names of ignored parameters in the API's, with the route's own unused ones. */
+function ignoredHeader (results: Array<Pick<InferResult, 'ignored'>>, unused: string[]): string | null {
+  const names = new Set(unused)
+  for (const r of results) for (const p of r.ignored ?? []) names.add(PARAM_WIRE_NAMES[p as GenerationParam] ?? p)
+  return names.size ? [...names].join(', ') : null
+}
+
+/** Answer with every choice whole: `body` shapes them into the response object. */
+export async function generateWhole (req: FastifyRequest, reply: FastifyReply, g: Generation, body: (results: InferResult[]) => unknown): Promise<void> {
+  const ac = new AbortController()
+  reply.raw.once('close', () => { if (!reply.raw.writableFinished) ac.abort() })
+  try {
+    const results = await Promise.all(g.choices.map((choice) => g.gateway().stream(GatewayProtocol.infer,
+      { ...choice, apiKey: g.apiKey, stream: false, traceId: String(req.id), ...cacheRequestField(req) },
+      { onChunk () {}, signal: ac.signal, idleTimeout: IDLE_TIMEOUT_MS, connectTimeout: g.rpcTimeoutMs, traceparent: traceparentOf(req) }
+    ).catch((err: unknown) => { ac.abort(); throw err })))
+    const ignored = ignoredHeader(results, g.unused)
+    if (ignored) reply.header(IGNORED_HEADER, ignored)
+    reply.headers(cacheHeaders(results)).send(body(results))
+  } finally {
+    ac.abort() // the other choices of a failed request stop too; a no-op once all answered
+  }
+}
+
+/** Answer with every choice as Server-Sent Events, interleaved as their frames come. */
+export async function generateStream (req: FastifyRequest, reply: FastifyReply, g: Generation, shape: EventShape, includeUsage: boolean): Promise<void> {
+  const ac = new AbortController()
+  // a client that hangs up cancels every choice all the way to the backend
+  reply.raw.once('close', () => { if (!reply.raw.writableFinished) ac.abort() })
+  let ignored: string[] = []
+  let started = false
+  const start = (first?: TokenChunk) => {
+    if (started) return
+    started = true
+    reply.hijack()
+    const header = ignoredHeader([{ ignored }], g.unused)
+    reply.raw.writeHead(200, {
+      ...(reply.getHeaders() as Record<string, string>),
+      'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-request-id': String(req.id),
+      ...(header ? { [IGNORED_HEADER]: header } : {}), ...cacheHeaders([first ?? {}])
+    })
+  }
+  const send = (obj: unknown) => { if (obj !== null && !reply.raw.writableEnded) reply.raw.write(`data: ${JSON.stringify(obj)}\n\n`) }
+  try {
+    const results = await Promise.all(g.choices.map(async (choice, index) => {
+      let first = true
+      try {
+        const r = await g.gateway().stream(GatewayProtocol.infer, { ...choice, apiKey: g.apiKey, stream: true, traceId: String(req.id), ...cacheRequestField(req) }, {
+          signal: ac.signal,
+          idleTimeout: IDLE_TIMEOUT_MS,
+          connectTimeout: g.rpcTimeoutMs,
+          traceparent: traceparentOf(req),
+          onChunk: (c) => {
+            // the gateway's word on ignored parameters comes before the first token
+            if (c.ignored) { if (!started) ignored = c.ignored; return }
+            start(c)
+            send(shape.frame(index, c, first))
+            first = false
+          }
+        })
+        start()
+        send(shape.finish(index, r))
+        return r
+      } catch (err) {
+        ac.abort()
+        throw err
+      }
+    }))
+    if (includeUsage) send(shape.usage(results))
+    reply.raw.end('data: [DONE]\n\n')
+  } catch (err) {
+    if (!started) throw err // nothing sent yet: a normal HTTP error response
+    if (reply.raw.writableEnded) return
+    // the caller left: there is no one to tell
+    if (reply.raw.destroyed) return
+    const e = err instanceof MeshError ? err : MeshError.INTERNAL()
+    send({ error: { message: e.code === 'INTERNAL' ? 'internal error' : e.reason, type: 'server_error', code: e.code } })
+    reply.raw.end()
+  } finally {
+    ac.abort()
+  }
+}
