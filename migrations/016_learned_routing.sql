@@ -18,8 +18,9 @@ CREATE TABLE routing_arms (
   PRIMARY KEY (context, model)
 );
 
+-- no foreign key to request_logs: a request's row may reach it after its user scored the answer
 CREATE TABLE request_feedback (
-  request_id uuid PRIMARY KEY REFERENCES request_logs(id) ON DELETE CASCADE,
+  request_id uuid PRIMARY KEY,
   user_id    uuid NOT NULL REFERENCES users(id) ON DELETE CASCADE,
   score      real NOT NULL CHECK (score >= 0 AND score <= 1),
   comment    text,

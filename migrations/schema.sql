@@ -177,6 +177,17 @@ CREATE TABLE network_worker_tokens (
 );
 CREATE UNIQUE INDEX network_worker_tokens_one_active ON network_worker_tokens USING btree ((true)) WHERE (retired_at IS NULL);
 
+CREATE TABLE request_feedback (
+  request_id uuid NOT NULL,
+  user_id    uuid NOT NULL,
+  score      real NOT NULL,
+  comment    text,
+  created_at timestamp with time zone DEFAULT now() NOT NULL,
+  CONSTRAINT request_feedback_pkey PRIMARY KEY (request_id),
+  CONSTRAINT request_feedback_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE,
+  CONSTRAINT request_feedback_score_check CHECK (score >= 0::double precision AND score <= 1::double precision)
+);
+
 CREATE TABLE request_logs (
   id               uuid NOT NULL,
   user_id          uuid,
@@ -212,18 +223,6 @@ CREATE INDEX request_logs_key_time_idx ON request_logs USING btree (api_key_id, 
 CREATE INDEX request_logs_processing_idx ON request_logs USING btree (created_at) WHERE ((status)::text = 'processing'::text);
 CREATE INDEX request_logs_trace_idx ON request_logs USING btree (user_id, trace_id);
 CREATE INDEX request_logs_user_time_idx ON request_logs USING btree (user_id, created_at);
-
-CREATE TABLE request_feedback (
-  request_id uuid NOT NULL,
-  user_id    uuid NOT NULL,
-  score      real NOT NULL,
-  comment    text,
-  created_at timestamp with time zone DEFAULT now() NOT NULL,
-  CONSTRAINT request_feedback_pkey PRIMARY KEY (request_id),
-  CONSTRAINT request_feedback_request_id_fkey FOREIGN KEY (request_id) REFERENCES request_logs(id) ON DELETE CASCADE,
-  CONSTRAINT request_feedback_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE,
-  CONSTRAINT request_feedback_score_check CHECK (score >= 0::double precision AND score <= 1::double precision)
-);
 
 CREATE TABLE revoked_sessions (
   jti        uuid NOT NULL,

@@ -16,7 +16,8 @@ const SHORT_TTL_MS = 4000
 
 async function infer (client: MeshClient, req: Record<string, unknown>): Promise<{ r: InferResult, chunks: Array<{ text: string, cached?: true }> }> {
   const chunks: Array<{ text: string, cached?: true }> = []
-  const r = await client.stream(GatewayProtocol.infer, req as never, { onChunk: (c) => { chunks.push(c) }, idleTimeout: 30_000 })
+  // the gateway's note on ignored parameters is a frame of its own, not part of the answer
+  const r = await client.stream(GatewayProtocol.infer, req as never, { onChunk: (c) => { if (!c.ignored) chunks.push(c) }, idleTimeout: 30_000 })
   return { r, chunks }
 }
 

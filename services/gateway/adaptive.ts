@@ -70,7 +70,7 @@ export class Adaptive {
 
   private outcome (o: RequestOutcome): void {
     const usdPerMTok = o.ok && o.tokens > 0 ? o.costNusd / 1e9 / o.tokens * 1e6 : null
-    this.learning.observe(o.id, learnedContext(o.route ?? {}), o.model, { ok: o.ok, ttftMs: o.ttftMs, usdPerMTok })
+    this.learning.observe({ id: o.id, user: o.user, trace: o.trace }, learnedContext(o.route ?? {}), o.model, { ok: o.ok, ttftMs: o.ttftMs, usdPerMTok })
     this.demand.record(o.model, o.seconds)
   }
 

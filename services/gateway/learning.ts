@@ -15,6 +15,8 @@ import { LearnedRouter, type ArmStats, type Outcome } from './learned-router.ts'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
+interface Served { id: string, user: string, model: string, context: string }
+
 export interface LearningOptions {
   pool: pg.Pool
   metrics: ServiceMetrics
@@ -27,8 +29,12 @@ export interface LearningOptions {
 export class Learning {
   readonly router: LearnedRouter
   private readonly opts: LearningOptions
-  /** recent requests' routing context, so feedback credits the context the request was routed in */
-  private readonly contexts = new LRUCache<string, string>({ max: 50_000 })
+  /**
+   * Requests this gateway served lately, by id and by trace id: whose, which model, and the context
+   * it was routed in. Feedback on them needs no database read (their rows reach PostgreSQL in
+   * batches, maybe after the user scores the answer) and credits the right context.
+   */
+  private readonly recent = new LRUCache<string, Served>({ max: 50_000 })
   private timer: NodeJS.Timeout | null = null
   private syncing: Promise<void> | null = null
 
@@ -41,20 +47,31 @@ export class Learning {
   }
 
   /** A request ended: its model's outcome, in the context it was routed in (its task, else 'chat'). */
-  observe (requestId: string, context: string, model: string, o: Outcome): void {
-    this.contexts.set(requestId, context)
+  observe (req: { id: string, user: string, trace: string | null }, context: string, model: string, o: Outcome): void {
+    if (o.ok) {
+      const served = { id: req.id, user: req.user, model, context }
+      this.recent.set(req.id, served)
+      if (req.trace) this.recent.set('trace:' + req.user + ':' + req.trace, served)
+    }
     this.router.observe(context, model, o)
+  }
+
+  /** One of the caller's successful requests, by id or trace id: served here lately, else from request_logs. */
+  private async find (userId: string, requestId: string): Promise<Served | null> {
+    const here = this.recent.get(requestId) ?? this.recent.get('trace:' + userId + ':' + requestId)
+    if (here) return here.user === userId ? here : null
+    const byId = UUID.test(requestId)
+    const { rows } = await this.opts.pool.query<{ id: string, model: string }>(
+      byId
+        ? 'SELECT id, model_used AS model FROM request_logs WHERE user_id = $1 AND (id = $2::uuid OR trace_id = $3) AND status = \'success\' ORDER BY (id = $2::uuid) DESC, created_at DESC LIMIT 1'
+        : 'SELECT id, model_used AS model FROM request_logs WHERE user_id = $1 AND trace_id = $2 AND status = \'success\' ORDER BY created_at DESC LIMIT 1',
+      byId ? [userId, requestId, requestId] : [userId, requestId])
+    return rows[0] ? { id: rows[0].id, user: userId, model: rows[0].model, context: 'chat' } : null
   }
 
   async feedback (identity: KeyIdentity, req: { requestId: string, score: number, comment?: string }): Promise<FeedbackResult> {
     const { pool } = this.opts
-    const byId = UUID.test(req.requestId)
-    const { rows } = await pool.query<{ id: string, model: string }>(
-      byId
-        ? 'SELECT id, model_used AS model FROM request_logs WHERE user_id = $1 AND (id = $2::uuid OR trace_id = $3) AND status = \'success\' ORDER BY (id = $2::uuid) DESC, created_at DESC LIMIT 1'
-        : 'SELECT id, model_used AS model FROM request_logs WHERE user_id = $1 AND trace_id = $2 AND status = \'success\' ORDER BY created_at DESC LIMIT 1',
-      byId ? [identity.userId, req.requestId, req.requestId] : [identity.userId, req.requestId])
-    const found = rows[0]
+    const found = await this.find(identity.userId, req.requestId)
     // another account's request is as unknown to the caller as one that never existed
     if (!found) throw MeshError.NOT_FOUND(`no successful request '${req.requestId}' of yours to score`)
     const ins = await pool.query<{ first: boolean }>(
@@ -62,7 +79,7 @@ export class Learning {
        ON CONFLICT (request_id) DO UPDATE SET score = EXCLUDED.score, comment = EXCLUDED.comment, created_at = now()
        RETURNING (xmax = 0) AS first`, [found.id, identity.userId, req.score, req.comment ?? null])
     // a changed score is stored, but the router counts each answer once
-    if (ins.rows[0]?.first) this.router.feedback(this.contexts.get(found.id) ?? 'chat', found.model, req.score)
+    if (ins.rows[0]?.first) this.router.feedback(found.context, found.model, req.score)
     this.opts.metrics.counter('ai_platform_feedback_total').inc()
     return { requestId: found.id, model: found.model, score: req.score }
   }

@@ -53,7 +53,7 @@ export interface PipelineDeps {
 }
 
 /** How a request that reached a worker ended, for learned routing and demand forecasts. */
-export interface RequestOutcome { id: string, model: string, route: InferRequest['route'], ok: boolean, ttftMs: number | null, seconds: number, tokens: number, costNusd: number }
+export interface RequestOutcome { id: string, user: string, trace: string | null, model: string, route: InferRequest['route'], ok: boolean, ttftMs: number | null, seconds: number, tokens: number, costNusd: number }
 
 const FINISH_REASONS = new Set<unknown>(['stop', 'length', 'cancelled'])
 /** prompt tokens held for each image: above what a high-detail image costs on the models that take them */
@@ -135,7 +135,7 @@ export class RequestPipeline {
       // the model's error rate in the registry counts what its workers got wrong, not the caller's cancel
       if (!cancelled && isRetryable(err.code)) {
         this.deps.listings.measured(model, { ttftMs: ttftMs ?? 0, latencyMs: Date.now() - started, ok: false })
-        this.deps.onOutcome?.({ id, model, route: req.route, ok: false, ttftMs, seconds: (Date.now() - started) / 1000, tokens: 0, costNusd: 0 })
+        this.deps.onOutcome?.({ id, user: identity.userId, trace: req.traceId ?? null, model, route: req.route, ok: false, ttftMs, seconds: (Date.now() - started) / 1000, tokens: 0, costNusd: 0 })
       }
       await this.deps.settler.settle({
         id, model, status: cancelled ? 'cancelled' : 'failed', worker, tokensIn: billed > 0 ? await chargedPrompt(null, prompt) : 0, tokensOut: billed, started, ttftMs,
@@ -153,7 +153,7 @@ export class RequestPipeline {
     const finishReason: FinishReason = tokens.truncated || reported === 'length' ? 'length' : tokens.calls > 0 ? 'tool_calls' : reported
     // only plain text answers are kept: tool calls and logprobs are not replayed
     if (tokens.calls === 0 && !req.logprobs) cached?.store({ id, chunks: tokens.chunks, usage, finishReason })
-    this.deps.onOutcome?.({ id, model, route: req.route, ok: true, ttftMs, seconds: (Date.now() - started) / 1000, tokens: usage.promptTokens + usage.completionTokens, costNusd: cost })
+    this.deps.onOutcome?.({ id, user: identity.userId, trace: req.traceId ?? null, model, route: req.route, ok: true, ttftMs, seconds: (Date.now() - started) / 1000, tokens: usage.promptTokens + usage.completionTokens, costNusd: cost })
     return {
       id, model, worker: worker!, text: req.stream ? '' : tokens.text, usage, costUsd: toUsd(cost),
       ...(!req.stream && tokens.toolCalls.length ? { toolCalls: tokens.toolCalls } : {}),
