@@ -82,7 +82,7 @@ export async function benchCache (scale: number): Promise<Row[]> {
       if (!r.cached) throw Object.assign(new Error('expected a hit'), { code: 'MISS' })
       cacheMs.push(r.durationMs)
     }
-    const measure = async (tier: string, load: () => Promise<Awaited<ReturnType<typeof runLoad>>>, gw: MeshClient | null) => {
+    const measure = async (tier: string, load: () => Promise<Awaited<ReturnType<typeof runLoad>>>, gw: MeshClient | null, requests = n) => {
       cacheMs.length = 0
       const before = gw ? await rpcWithin1ms(gw) : null
       const r = await load()
@@ -90,7 +90,7 @@ export async function benchCache (scale: number): Promise<Row[]> {
       cacheMs.sort((a, b) => a - b)
       const within = before && after && after.all > before.all ? (after.fast - before.fast) / (after.all - before.all) : null
       rows.push({
-        bench: 'response cache', path: tier, requests: n, errors: r.errors, 'client p50 ms': r.p50.toFixed(2), 'client p99 ms': r.p99.toFixed(2),
+        bench: 'response cache', path: tier, requests, errors: r.errors, 'client p50 ms': r.p50.toFixed(2), 'client p99 ms': r.p99.toFixed(2),
         'cache path p50 ms': cacheMs.length ? percentile(cacheMs, 0.5).toFixed(3) : '-',
         'gateway ≤1 ms': within === null ? '-' : `${(within * 100).toFixed(0)}%`
       })
@@ -99,7 +99,7 @@ export async function benchCache (scale: number): Promise<Row[]> {
     await ask(gateway, 'the hot prompt')
     await measure('exact hit, local tier', () => runLoad(1, n, hit(gateway, 'the hot prompt')), gateway)
     await measure('exact hit, local tier, streamed', () => runLoad(1, n, hit(gateway, 'the hot prompt', true)), gateway)
-    await measure('exact hit, local tier, c=50', () => runLoad(50, n * 5, hit(gateway, 'the hot prompt')), null)
+    await measure('exact hit, local tier, c=50', () => runLoad(50, n * 5, hit(gateway, 'the hot prompt')), null, n * 5)
     for (let i = 0; i < n; i++) await ask(gateway, `shared ${i}`)
     await measure('exact hit, shared tier (another gateway wrote it)', () => runLoad(1, n, (i) => hit(other, `shared ${i}`)()), other)
 
