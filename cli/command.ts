@@ -4,9 +4,8 @@ import { UsageError } from './context.ts'
 
 export interface Parsed { values: Record<string, string | boolean | undefined>, positionals: string[] }
 
+/** A command's options and code; its name and one-line summary live in ./catalog.ts. */
 export interface Command {
-  name: string
-  summary: string
   usage: string
   options: NonNullable<ParseArgsConfig['options']>
   positionals?: boolean

@@ -1,12 +1,13 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import { bootstrapList, stateDir } from '../shared/config.ts'
 import type { MeshClient } from '../shared/mesh/client.ts'
 import { readMeshFile } from '../shared/meshfile.ts'
-import { AIInferenceClient, GatewayConnection } from '../shared/sdk/index.ts'
+import { bootstrapList, stateDir } from '../shared/places.ts'
+import type { AIInferenceClient, GatewayConnection } from '../shared/sdk/index.ts'
 
 // Where the CLI finds things: flags, then env (HYPERINFER_GATEWAY, HYPERINFER_API_KEY,
-// HYPERINFER_BOOTSTRAP), then the mesh file of a local `npm start` in HYPERINFER_HOME.
+// HYPERINFER_BOOTSTRAP), then the mesh file of a local `npm start` in HYPERINFER_HOME. The SDK (and with
+// it the DHT and RPC stack) loads only when a command first reaches the gateway.
 
 export class UsageError extends Error {}
 
@@ -35,6 +36,7 @@ export class CliContext {
 
   /** The raw gateway connection (account and key commands); UNAVAILABLE when it cannot be reached in time. */
   async gateway (): Promise<MeshClient> {
+    const { GatewayConnection } = await import('../shared/sdk/index.ts')
     this.connection ??= new GatewayConnection({ gateway: this.gatewayKey(), bootstrap: this.bootstrap(), connectTimeoutMs: this.globals.timeout })
     return this.connection.open()
   }
@@ -43,7 +45,8 @@ export class CliContext {
    * The SDK over RPC to the same gateway, for infer, models and quota. `timeoutMs` is the per-request
    * timeout; connecting is bounded by --timeout, as for every command. Each command calls it once.
    */
-  sdk (opts: { apiKey?: string, timeoutMs?: number } = {}): AIInferenceClient {
+  async sdk (opts: { apiKey?: string, timeoutMs?: number } = {}): Promise<AIInferenceClient> {
+    const { AIInferenceClient } = await import('../shared/sdk/index.ts')
     this.sdkClient ??= new AIInferenceClient({
       gateway: this.gatewayKey(),
       bootstrap: this.bootstrap(),

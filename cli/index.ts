@@ -1,16 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { CliContext, UsageError } from './context.ts'
 import { reportError } from './output.ts'
-import type { Command } from './command.ts'
-import { credits, login, logout, register, usage } from './commands/account.ts'
-import { keys } from './commands/keys.ts'
-import { cache, feedback } from './commands/cache.ts'
-import { infer } from './commands/infer.ts'
-import { quota, status, workerToken } from './commands/info.ts'
-import { gateways, models, registry, workers } from './commands/registry.ts'
-import { worker } from './commands/worker.ts'
-
-const COMMANDS: Command[] = [register, login, logout, keys, infer, models, status, quota, usage, credits, registry, workers, gateways, workerToken, worker, cache, feedback]
+import { CATALOG } from './catalog.ts'
 
 const GLOBAL: NonNullable<ParseArgsConfig['options']> = {
   json: { type: 'boolean' },
@@ -28,13 +19,13 @@ const GLOBAL_HELP = `global options:
   -h, --help        help`
 
 function mainHelp (): string {
-  const w = Math.max(...COMMANDS.map((c) => c.name.length))
+  const w = Math.max(...CATALOG.map((c) => c.name.length))
   return `hyperinfer — AI inference over a peer-to-peer mesh
 
 usage: hyperinfer <command> [options]
 
 commands:
-${COMMANDS.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`).join('\n')}
+${CATALOG.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`).join('\n')}
 
 ${GLOBAL_HELP}
 
@@ -50,15 +41,16 @@ async function main (argv: string[]): Promise<number> {
     if (!argv[i]!.startsWith('-')) { idx = i; break }
   }
   const name = idx >= 0 ? argv[idx] : undefined
-  const cmd = COMMANDS.find((c) => c.name === name)
+  const entry = CATALOG.find((c) => c.name === name)
   const wantsJson = argv.includes('--json')
-  if (!cmd) {
+  if (!entry) {
     if (name === undefined || argv.includes('--help') || argv.includes('-h') || name === 'help') {
       console.log(mainHelp())
       return name === undefined && !argv.includes('--help') && !argv.includes('-h') ? 2 : 0
     }
     return reportError(new UsageError(`unknown command '${name}'; run 'hyperinfer --help'`), wantsJson)
   }
+  const cmd = await entry.load()
   const rest = [...argv.slice(0, idx), ...argv.slice(idx + 1)]
   let parsed
   try {
@@ -68,7 +60,7 @@ async function main (argv: string[]): Promise<number> {
   }
   const values = parsed.values as Record<string, string | boolean | undefined>
   if (values.help) {
-    console.log(`usage: hyperinfer ${cmd.usage}\n\n${cmd.summary}\n\n${GLOBAL_HELP}`)
+    console.log(`usage: hyperinfer ${cmd.usage}\n\n${entry.summary}\n\n${GLOBAL_HELP}`)
     return 0
   }
   const timeout = values.timeout === undefined ? 10_000 : Number(values.timeout)

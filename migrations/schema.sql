@@ -3,7 +3,7 @@
 -- tables and SQL functions read in one place. The numbered migrations stay the source of truth; this
 -- file is never applied, and test/schema.test.ts fails when it no longer matches them.
 --
--- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql, 007_admin_roles.sql, 008_network_worker_tokens.sql, 009_accounting_leases.sql, 015_response_cache.sql, 016_learned_routing.sql
+-- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql, 007_admin_roles.sql, 008_network_worker_tokens.sql, 009_accounting_leases.sql, 013_safety.sql, 015_response_cache.sql, 016_learned_routing.sql
 
 
 -- Tables
@@ -81,33 +81,40 @@ CREATE TABLE users (
   is_active            boolean DEFAULT true NOT NULL,
   role_source          text,
   sessions_valid_after timestamp with time zone,
+  safety_policy        text,
   CONSTRAINT users_pkey PRIMARY KEY (id),
   CONSTRAINT users_role_check CHECK (role = ANY (ARRAY['user'::text, 'admin'::text])),
   CONSTRAINT users_role_source_check CHECK (role_source = ANY (ARRAY['config'::text, 'bootstrap'::text])),
+  CONSTRAINT users_safety_policy_check CHECK (safety_policy = ANY (ARRAY['off'::text, 'flag'::text, 'redact'::text, 'block'::text])),
   CONSTRAINT users_tier_check CHECK (tier = ANY (ARRAY['default'::text, 'premium'::text]))
 );
 CREATE UNIQUE INDEX users_email_key ON users USING btree (lower((email)::text));
 CREATE UNIQUE INDEX users_username_key ON users USING btree (lower((username)::text));
 
 CREATE TABLE api_keys (
-  id           uuid DEFAULT gen_random_uuid() NOT NULL,
-  user_id      uuid NOT NULL,
-  key_hash     character(64) NOT NULL,
-  prefix       character varying(16) NOT NULL,
-  name         character varying(100) NOT NULL,
-  scopes       text[] DEFAULT ARRAY['inference'::text, 'models'::text] NOT NULL,
-  tier         text DEFAULT 'default'::text NOT NULL,
-  created_at   timestamp with time zone DEFAULT now() NOT NULL,
-  expires_at   timestamp with time zone,
-  revoked_at   timestamp with time zone,
-  last_used_at timestamp with time zone,
-  is_active    boolean DEFAULT true NOT NULL,
-  budget_nusd  bigint,
-  models       text[],
+  id            uuid DEFAULT gen_random_uuid() NOT NULL,
+  user_id       uuid NOT NULL,
+  key_hash      character(64) NOT NULL,
+  prefix        character varying(16) NOT NULL,
+  name          character varying(100) NOT NULL,
+  scopes        text[] DEFAULT ARRAY['inference'::text, 'models'::text] NOT NULL,
+  tier          text DEFAULT 'default'::text NOT NULL,
+  created_at    timestamp with time zone DEFAULT now() NOT NULL,
+  expires_at    timestamp with time zone,
+  revoked_at    timestamp with time zone,
+  last_used_at  timestamp with time zone,
+  is_active     boolean DEFAULT true NOT NULL,
+  budget_nusd   bigint,
+  models        text[],
+  safety_policy text,
+  suspended_at  timestamp with time zone,
+  anomaly_at    timestamp with time zone,
+  anomaly_score real,
   CONSTRAINT api_keys_pkey PRIMARY KEY (id),
   CONSTRAINT api_keys_key_hash_key UNIQUE (key_hash),
   CONSTRAINT api_keys_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE,
   CONSTRAINT api_keys_budget_nusd_check CHECK (budget_nusd IS NULL OR budget_nusd >= 0),
+  CONSTRAINT api_keys_safety_policy_check CHECK (safety_policy = ANY (ARRAY['off'::text, 'flag'::text, 'redact'::text, 'block'::text])),
   CONSTRAINT api_keys_tier_check CHECK (tier = ANY (ARRAY['default'::text, 'premium'::text]))
 );
 CREATE INDEX api_keys_user_idx ON api_keys USING btree (user_id, created_at);
@@ -233,6 +240,25 @@ CREATE TABLE revoked_sessions (
   CONSTRAINT revoked_sessions_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE
 );
 CREATE INDEX revoked_sessions_expiry_idx ON revoked_sessions USING btree (expires_at);
+
+CREATE TABLE safety_events (
+  id         bigserial NOT NULL,
+  request_id uuid NOT NULL,
+  api_key_id uuid,
+  user_id    uuid,
+  stage      text NOT NULL,
+  detector   text NOT NULL,
+  category   text NOT NULL,
+  action     text NOT NULL,
+  created_at timestamp with time zone DEFAULT now() NOT NULL,
+  CONSTRAINT safety_events_pkey PRIMARY KEY (id),
+  CONSTRAINT safety_events_api_key_id_fkey FOREIGN KEY (api_key_id) REFERENCES api_keys(id) ON DELETE CASCADE,
+  CONSTRAINT safety_events_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE,
+  CONSTRAINT safety_events_action_check CHECK (action = ANY (ARRAY['flag'::text, 'redact'::text, 'block'::text, 'filter'::text, 'suspend'::text, 'slow'::text, 'alert'::text])),
+  CONSTRAINT safety_events_stage_check CHECK (stage = ANY (ARRAY['input'::text, 'output'::text, 'key'::text]))
+);
+CREATE INDEX safety_events_created_idx ON safety_events USING btree (created_at);
+CREATE INDEX safety_events_user_idx ON safety_events USING btree (user_id, created_at);
 
 CREATE TABLE usage_stats (
   id            uuid DEFAULT gen_random_uuid() NOT NULL,

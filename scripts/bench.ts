@@ -19,6 +19,8 @@ import { benchLogin } from './bench-login.ts'
 import { benchRouting } from './bench-routing.ts'
 import { benchTtft } from './bench-ttft.ts'
 import { benchTracing } from './bench-tracing.ts'
+import { benchSafety } from './bench-safety.ts'
+import { benchStartup } from './bench-startup.ts'
 import { benchCache } from './bench-cache.ts'
 import { benchLearned } from './bench-learned.ts'
 import { MeshClient } from '../shared/mesh/client.ts'
@@ -188,6 +190,8 @@ try {
     ['login', 'real logins during a password flood', benchLogin], // a flood against one account; another user's logins
     ['ttft', 'time to first token: the gateway\'s share, and 10,000 streams at once', benchTtft], // first token after 20 ms direct vs gateway; a burst
     ['tracing', 'tracing off and on; each step of a request from its trace', benchTracing], // HTTP /v1 at c=1 and 100
+    ['safety', 'the safety pre-check', benchSafety], // the same request with key safety off, flag and redact
+    ['startup', 'start-up as a user runs it', benchStartup], // `hyperinfer --help`, a warm `npm start`, `hyperinfer infer` to first token
     ['cache', 'response cache', benchCache], // misses against local and shared hits; semantic hit and false-hit rates
     ['learned', 'learned routing in simulation', benchLearned] // regret against an oracle, with drift
   ]

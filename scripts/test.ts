@@ -1,14 +1,29 @@
-// `npm test`: runs every test file as its own process (node + tsx), against a real PostgreSQL
-// (embedded in a temp dir, or TEST_DATABASE_URL when set), and prints one summary line:
+// `npm test`: builds dist/ (what changed since the last build), then runs every test file as its own
+// process (node + tsx), against a real PostgreSQL (embedded in a temp dir, or TEST_DATABASE_URL when
+// set), and prints one summary line:
 //   N passed, N failed
-// Usage: npm test [-- file-or-substring ...]
-import { spawn } from 'node:child_process'
+// The processes the tests start (services, the `hyperinfer` binary) run the fresh compiled JS, as
+// users run them. Usage: npm test [-- file-or-substring ...]
+import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './lib/embedded-pg.ts'
+import { SPAWN_COMPILED_ENV } from '../shared/package.ts'
 
 const root = path.resolve(import.meta.dirname, '..')
+
+// a stale dist/ is never tested: the build runs first, and a failed build fails the run
+function buildStep (args: string[]): string | null {
+  const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' })
+  return r.status === 0 ? null : (r.error?.message ?? `exit code ${r.status ?? r.signal}`)
+}
+const buildFailed = buildStep([path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-b', 'tsconfig.build.json']) ??
+  buildStep([path.join(root, 'dist', 'scripts', 'bundle.js')])
+if (buildFailed) {
+  process.stdout.write(`\nthe build failed (${buildFailed})\n0 passed, 1 failed\n`)
+  process.exit(1)
+}
 
 function findTests (dir: string, out: string[] = []): string[] {
   if (!fs.existsSync(dir)) return out
@@ -44,7 +59,7 @@ function runFile (file: string): Promise<void> {
     process.stdout.write(`\n# ${rel}\n`)
     const child = spawn(process.execPath, ['--import', 'tsx', file], {
       cwd: root,
-      env: { ...process.env, HYPERINFER_TEST_PG: adminUrl, HYPERINFER_TEST_TMP: tmp, LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent' },
+      env: { ...process.env, HYPERINFER_TEST_PG: adminUrl, HYPERINFER_TEST_TMP: tmp, LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent', [SPAWN_COMPILED_ENV]: '1' },
       stdio: ['ignore', 'pipe', 'pipe']
     })
     let buf = ''

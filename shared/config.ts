@@ -1,4 +1,3 @@
-import path from 'node:path'
 import { z } from 'zod'
 import { parseMembers } from './mesh/roles.ts'
 
@@ -11,20 +10,7 @@ export const positiveInt = z.coerce.number().int().positive()
 export const hexKey = z.string().regex(/^[0-9a-f]{64}$/i, 'expected a 64-character hex public key')
 export const keyList = z.string().default('').transform((s) => s.split(/[\s,]+/).filter(Boolean)).pipe(z.array(hexKey))
 
-export function stateDir (env: NodeJS.ProcessEnv = process.env): string {
-  return path.resolve(env.HYPERINFER_HOME ?? '.hyperinfer')
-}
-
-export function bootstrapList (value: string | undefined): Array<{ host: string, port: number }> | undefined {
-  if (!value) return undefined
-  return value.split(/[\s,]+/).filter(Boolean).map((entry) => {
-    const i = entry.lastIndexOf(':')
-    const host = i > 0 ? entry.slice(0, i) : '127.0.0.1'
-    const p = Number(entry.slice(i + 1))
-    if (!Number.isInteger(p) || p <= 0 || p > 65535) throw new Error(`bad bootstrap entry '${entry}', expected host:port`)
-    return { host, port: p }
-  })
-}
+export { bootstrapList, stateDir } from './places.ts'
 
 export class ConfigError extends Error {
   constructor (message: string) {

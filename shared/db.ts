@@ -1,12 +1,12 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import type { Logger } from './log.ts'
+import { PACKAGE_ROOT } from './package.ts'
 
 export type Pool = pg.Pool
-export const MIGRATIONS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations')
+export const MIGRATIONS_DIR = path.join(PACKAGE_ROOT, 'migrations')
 
 export function createPool (connectionString: string, max = 10): pg.Pool {
   const pool = new pg.Pool({ connectionString, max, idleTimeoutMillis: 30_000 })

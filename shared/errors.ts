@@ -21,6 +21,7 @@ export const ErrorCodes = {
   INSUFFICIENT_CREDITS: 'INSUFFICIENT_CREDITS', // the balance cannot cover the request's worst case
   BUDGET_EXCEEDED: 'BUDGET_EXCEEDED', // the key's own budget cannot cover it
   PROMPT_TOO_LARGE: 'PROMPT_TOO_LARGE',
+  SAFETY_BLOCKED: 'SAFETY_BLOCKED', // the key's safety policy refuses what the prompt contains (billed nothing)
   UNKNOWN_MODEL: 'UNKNOWN_MODEL',
   NO_WORKER: 'NO_WORKER', // model is known but no connected worker can serve it now
   BACKEND_ERROR: 'BACKEND_ERROR', // the AI backend failed

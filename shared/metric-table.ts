@@ -64,6 +64,15 @@ export const METRICS = [
     help: 'Requests refused by the rate limiter'
   },
 
+  // the safety layer (services/gateway/safety): every decision, and keys that behave strangely
+  {
+    name: 'ai_platform_safety_events_total', type: 'counter', exportedBy: ['gateway'], labels: ['detector', 'category', 'action'],
+    help: 'Safety decisions, by detector, category and action (flag, redact, block, filter, slow, suspend)'
+  },
+  {
+    name: 'ai_platform_anomaly_alerts_total', type: 'counter', exportedBy: ['gateway'], labels: ['action'],
+    help: 'API keys whose traffic scored over the anomaly threshold, by what was done (alert or suspend)'
+  },
   // the response cache (services/gateway/cache/)
   {
     name: 'ai_platform_cache_requests_total', type: 'counter', exportedBy: ['gateway'], labels: ['tier', 'result'],

@@ -17,6 +17,7 @@ import * as commonModule from '../shared/protocol/common.ts'
 import * as gatewayModule from '../shared/protocol/gateway.ts'
 import * as inferenceModule from '../shared/protocol/inference.ts'
 import * as metricsModule from '../shared/protocol/metrics.ts'
+import * as safetyModule from '../shared/protocol/safety.ts'
 
 // Who may call what, against one real mesh. The matrix is generated from the protocol modules: every
 // method of every service, called by a stranger, a stranger with an API key, a session, an admin's
@@ -27,13 +28,15 @@ import * as metricsModule from '../shared/protocol/metrics.ts'
 
 const { AuthProtocol } = authModule
 const { GatewayProtocol } = gatewayModule
-const PROTOCOL_MODULES = { auth: authModule, common: commonModule, gateway: gatewayModule, inference: inferenceModule, metrics: metricsModule }
+const PROTOCOL_MODULES = { auth: authModule, common: commonModule, gateway: gatewayModule, inference: inferenceModule, metrics: metricsModule, safety: safetyModule }
 
 type Service = 'gateway' | 'auth' | 'metrics' | 'web' | 'inference'
 /** which protocol objects each service's server answers */
 const SERVED: Record<string, Service[]> = {
   GatewayProtocol: ['gateway'],
   AuthProtocol: ['auth'],
+  SafetyProtocol: ['gateway'],
+  AuthSafetyProtocol: ['auth'],
   MetricsProtocol: ['metrics'],
   InferenceProtocol: ['inference'],
   CommonProtocol: ['gateway', 'auth', 'metrics', 'web', 'inference']

@@ -92,7 +92,7 @@ test('clients: the openai package with tools, .parse(), 600 embeddings; keys, CO
   for (const bad of ['EMPTY', 'sk-test12', 'x'.repeat(300)]) {
     const e = await new OpenAI({ baseURL: mesh.webUrl + '/v1', apiKey: bad, maxRetries: 0 }).chat.completions.create({ model: 'synthetic', messages: [ask] }).catch((err) => err)
     t.ok(e instanceof OpenAI.AuthenticationError, `key of ${bad.length} characters → AuthenticationError`)
-    t.is(e.code, 'INVALID_API_KEY')
+    t.is(e.code, 'invalid_api_key', 'with OpenAI\'s code for it')
     t.absent(/infer|request:/.test(e.message), 'the message names no internal method: ' + e.message)
   }
   const viaHeader = await fetch(mesh.webUrl + '/v1/chat/completions', { method: 'POST', headers: { 'x-api-key': key, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'synthetic', messages: [ask], max_tokens: 1 }) })

@@ -326,7 +326,7 @@ window.results = (async () => {
     t.pass('revoking shows the key as revoked')
     const refused = await chat(base, key, 'after revoke')
     t.is(refused.status, 401, 'the revoked key is refused over HTTP (401)')
-    t.is(refused.json.error.code, 'INVALID_API_KEY')
+    t.is(refused.json.error.code, 'invalid_api_key', 'with OpenAI\'s code')
     await alice.reload()
     t.ok(/revoked/i.test(await alice.locator(`tr[data-key-id="${keyId}"]`).innerText()), 'still revoked after a reload')
     t.is(await alice.locator(`[data-revoke="${keyId}"]`).count(), 0, 'with no revoke button left')

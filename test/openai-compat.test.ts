@@ -75,7 +75,7 @@ test('openai compat: chat, streaming with usage, completions, models, stop, and 
   const e401 = await bad.chat.completions.create({ model: 'synthetic', messages }).catch((e) => e)
   t.ok(e401 instanceof OpenAI.AuthenticationError, 'unknown key → AuthenticationError')
   t.is(e401.status, 401)
-  t.is(e401.code, 'INVALID_API_KEY')
+  t.is(e401.code, 'invalid_api_key')
   const e404 = await openai.chat.completions.create({ model: 'gpt-17', messages }).catch((e) => e)
   t.ok(e404 instanceof OpenAI.NotFoundError, 'unknown model → NotFoundError')
   t.is(e404.status, 404)

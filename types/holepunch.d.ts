@@ -30,7 +30,7 @@ declare module 'hyperdht' {
   export interface Query<T> extends AsyncIterable<T> { finished (): Promise<void>, destroy (): void }
 }
 
-declare module 'hyperdht/testnet' {
+declare module 'hyperdht/testnet.js' {
   import DHT, { DHTOptions } from 'hyperdht'
   export interface Testnet {
     nodes: DHT[]

@@ -6,8 +6,6 @@ import { printJson, table } from '../output.ts'
 import { type Command, readPassword, required } from '../command.ts'
 
 export const register: Command = {
-  name: 'register',
-  summary: 'create an account (with --setup-code: the first admin)',
   usage: 'register --username U --email E (--password P | --password-stdin) [--setup-code C]',
   options: { username: { type: 'string' }, email: { type: 'string' }, password: { type: 'string' }, 'password-stdin': { type: 'boolean' }, 'setup-code': { type: 'string' } },
   async run (ctx: CliContext, { values }) {
@@ -23,8 +21,6 @@ export const register: Command = {
 }
 
 export const login: Command = {
-  name: 'login',
-  summary: 'log in and keep the session token in the state dir',
   usage: 'login --email E (--password P | --password-stdin)',
   options: { email: { type: 'string' }, password: { type: 'string' }, 'password-stdin': { type: 'boolean' } },
   async run (ctx, { values }) {
@@ -38,8 +34,6 @@ export const login: Command = {
 }
 
 export const logout: Command = {
-  name: 'logout',
-  summary: 'log out: the session is refused everywhere from now on, and its file is removed',
   usage: 'logout',
   options: {},
   async run (ctx) {
@@ -53,8 +47,6 @@ export const logout: Command = {
 }
 
 export const usage: Command = {
-  name: 'usage',
-  summary: 'your requests, tokens and cost per day and per model',
   usage: 'usage [--since YYYY-MM-DD | --days N]',
   options: { days: { type: 'string' }, since: { type: 'string' } },
   async run (ctx, { values }) {
@@ -78,8 +70,6 @@ export const usage: Command = {
 }
 
 export const credits: Command = {
-  name: 'credits',
-  summary: 'your credit balance and ledger; admins: credits grant <user> <usd>',
   usage: 'credits [--limit N] | credits grant <username> <usd> [--note T] [--refund]',
   options: { limit: { type: 'string' }, note: { type: 'string' }, refund: { type: 'boolean' } },
   positionals: true,

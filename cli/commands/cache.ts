@@ -8,8 +8,6 @@ import type { Command } from '../command.ts'
 const bytes = (n: number) => n < 1024 ? `${n} B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 ** 2).toFixed(1)} MiB`
 
 export const cache: Command = {
-  name: 'cache',
-  summary: 'response cache: stats, purge, and semantic lookups per key',
   usage: 'cache stats [--all] | cache purge [--all] [--model M] | cache semantic <key id> on|off [--threshold 0..1]',
   options: { all: { type: 'boolean' }, model: { type: 'string' }, threshold: { type: 'string' } },
   positionals: true,
@@ -45,8 +43,6 @@ export const cache: Command = {
 }
 
 export const feedback: Command = {
-  name: 'feedback',
-  summary: 'score an answer (0 bad … 1 good); learned routing learns from it',
   usage: 'feedback [--key K] [--comment TEXT] <request id> <score>',
   options: { key: { type: 'string' }, comment: { type: 'string' } },
   positionals: true,

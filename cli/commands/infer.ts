@@ -3,8 +3,6 @@ import { printJson } from '../output.ts'
 import { type Command, readStdin } from '../command.ts'
 
 export const infer: Command = {
-  name: 'infer',
-  summary: 'run a prompt and stream the answer (prompt from stdin when no argument)',
   usage: 'infer [--key K] [--model M] [--max-tokens N] [--temperature T] [--cache | --no-store] [--stats] ["prompt"]',
   options: { key: { type: 'string' }, model: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' }, stats: { type: 'boolean' }, cache: { type: 'boolean' }, 'no-store': { type: 'boolean' } },
   positionals: true,
@@ -22,7 +20,7 @@ export const infer: Command = {
     if (temperature !== undefined && Number.isNaN(temperature)) throw new UsageError('--temperature must be a number')
 
     // a generation may pause longer than a connect may take: the per-token timeout is at least 60 s
-    const client = ctx.sdk({ apiKey, timeoutMs: Math.max(ctx.globals.timeout, 60_000) })
+    const client = await ctx.sdk({ apiKey, timeoutMs: Math.max(ctx.globals.timeout, 60_000) })
     const ac = new AbortController()
     const onSigint = () => ac.abort()
     process.once('SIGINT', onSigint)

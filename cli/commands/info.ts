@@ -9,8 +9,6 @@ import type { Command } from '../command.ts'
 import { usd } from './account.ts'
 
 export const status: Command = {
-  name: 'status',
-  summary: 'gateway health (auth, database, workers, models) and, with a metrics URL, every mesh member',
   usage: 'status [--metrics URL]',
   options: { metrics: { type: 'string' } },
   async run (ctx, { values }) {
@@ -40,12 +38,10 @@ export const status: Command = {
 }
 
 export const quota: Command = {
-  name: 'quota',
-  summary: "your API key's limits, what is left of each, and your credits",
   usage: 'quota [--key K]',
   options: { key: { type: 'string' } },
   async run (ctx, { values }) {
-    const q = await ctx.sdk({ apiKey: ctx.apiKey(values.key as string | undefined) }).quota()
+    const q = await (await ctx.sdk({ apiKey: ctx.apiKey(values.key as string | undefined) })).quota()
     if (ctx.globals.json) return printJson(q)
     console.log(`${q.used}/${q.limit} requests used this hour (${q.tier} tier), ${q.remaining} left${q.resetsAt ? `; resets at ${q.resetsAt}` : ''}`)
     const fmt = (l: typeof q.limits[number], v: number) => l.unit === 'usd' ? usd(v) : String(v)
@@ -55,8 +51,6 @@ export const quota: Command = {
 }
 
 export const workerToken: Command = {
-  name: 'worker-token',
-  summary: "print this machine's network worker token; admins: worker-token rotate",
   usage: 'worker-token | worker-token rotate [--quiet]',
   options: { quiet: { type: 'boolean', short: 'q' } },
   positionals: true,

@@ -1,16 +1,16 @@
 import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
+import { SafetyProtocol, safetyPolicy } from '../../shared/protocol/safety.ts'
 import type { ApiKeyInfo } from '../../shared/protocol/auth.ts'
 import { UsageError } from '../context.ts'
 import { printJson, table } from '../output.ts'
 import { type Command, required } from '../command.ts'
 import { usd } from './account.ts'
 
-// `keys create|list|revoke`: one command with a sub-verb as its first positional.
+// `keys create|list|revoke|set|resume`: one command with a sub-verb as its first positional.
+// `--safety off|flag|redact|block` sets a key's safety policy (`default`: the account's applies).
 export const keys: Command = {
-  name: 'keys',
-  summary: 'create, list and revoke API keys',
-  usage: 'keys create --name N [--expires-in-days D] [--budget USD] [--models a,b] [--quiet] | keys list | keys revoke <id>',
-  options: { name: { type: 'string' }, 'expires-in-days': { type: 'string' }, budget: { type: 'string' }, models: { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
+  usage: 'keys create --name N [--expires-in-days D] [--budget USD] [--models a,b] [--safety P] [--quiet] | keys list | keys revoke <id> | keys set <id> --safety off|flag|redact|block|default | keys resume <id>',
+  options: { name: { type: 'string' }, 'expires-in-days': { type: 'string' }, budget: { type: 'string' }, models: { type: 'string' }, safety: { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
   positionals: true,
   async run (ctx, { values, positionals }) {
     const [verb, id] = positionals
@@ -21,9 +21,11 @@ export const keys: Command = {
       const budget = values.budget === undefined ? undefined : Number(values.budget)
       if (budget !== undefined && !(Number.isFinite(budget) && budget >= 0)) throw new UsageError('--budget must be an amount in USD, e.g. 5 or 0.25')
       const models = values.models === undefined ? undefined : String(values.models).split(',').map((m) => m.trim()).filter(Boolean)
+      const safety = values.safety === undefined ? undefined : policyFlag(values.safety)
       const gw = await ctx.gateway()
       const res = await gw.call(GatewayProtocol.createKey, {
-        token, name: required(values, 'name'), ...(days ? { expiresInDays: days } : {}), ...(budget !== undefined ? { budgetUsd: budget } : {}), ...(models ? { models } : {})
+        token, name: required(values, 'name'), ...(days ? { expiresInDays: days } : {}), ...(budget !== undefined ? { budgetUsd: budget } : {}), ...(models ? { models } : {}),
+        ...(safety ? { safety } : {})
       }, ctx.globals.timeout)
       if (ctx.globals.json) return printJson(res)
       if (values.quiet) return console.log(res.key)
@@ -35,7 +37,7 @@ export const keys: Command = {
       const res = await gw.call(GatewayProtocol.listKeys, { token }, ctx.globals.timeout)
       if (ctx.globals.json) return printJson(res)
       if (res.keys.length === 0) return console.log('no API keys yet: hyperinfer keys create --name N')
-      console.log(table([['ID', 'NAME', 'PREFIX', 'STATUS', 'BUDGET', 'MODELS', 'CREATED', 'LAST USED'], ...res.keys.map(row)]))
+      console.log(table([['ID', 'NAME', 'PREFIX', 'STATUS', 'SAFETY', 'BUDGET', 'MODELS', 'CREATED', 'LAST USED'], ...res.keys.map(row)]))
       return
     }
     if (verb === 'revoke') {
@@ -46,10 +48,34 @@ export const keys: Command = {
       console.log(`revoked key '${res.name}' (${res.id})`)
       return
     }
+    if (verb === 'set') {
+      if (!id || values.safety === undefined) throw new UsageError('usage: hyperinfer keys set <id> --safety off|flag|redact|block|default')
+      const gw = await ctx.gateway()
+      const res = await gw.call(SafetyProtocol.setKeySafety, { token, id, safety: policyFlag(values.safety) }, ctx.globals.timeout)
+      if (ctx.globals.json) return printJson(res)
+      console.log(`key '${res.name}' (${res.id}): safety ${res.safety ?? 'default (the account\'s or the operator\'s)'}`)
+      return
+    }
+    if (verb === 'resume') {
+      if (!id) throw new UsageError('usage: hyperinfer keys resume <id>')
+      const gw = await ctx.gateway()
+      const res = await gw.call(SafetyProtocol.resumeKey, { token, id }, ctx.globals.timeout)
+      if (ctx.globals.json) return printJson(res)
+      console.log(`resumed key '${res.name}' (${res.id}): it takes requests again`)
+      return
+    }
     throw new UsageError(`usage: hyperinfer ${this.usage}`)
   }
 }
 
+/** A --safety value: a policy, or `default` (null: the account's or the operator's applies). */
+function policyFlag (v: unknown): 'off' | 'flag' | 'redact' | 'block' | null {
+  if (v === 'default') return null
+  const p = safetyPolicy.safeParse(v)
+  if (!p.success) throw new UsageError('--safety must be off, flag, redact, block or default')
+  return p.data
+}
+
 function row (k: ApiKeyInfo): string[] {
-  return [k.id, k.name, k.prefix + '…', k.status, k.budgetUsd === null ? '-' : usd(k.budgetUsd), k.models ? k.models.join(',') : 'all', k.createdAt.slice(0, 19).replace('T', ' '), k.lastUsedAt ? k.lastUsedAt.slice(0, 19).replace('T', ' ') : '-']
+  return [k.id, k.name, k.prefix + '…', k.suspendedAt ? 'suspended' : k.status, k.safety ?? 'default', k.budgetUsd === null ? '-' : usd(k.budgetUsd), k.models ? k.models.join(',') : 'all', k.createdAt.slice(0, 19).replace('T', ' '), k.lastUsedAt ? k.lastUsedAt.slice(0, 19).replace('T', ' ') : '-']
 }

@@ -49,8 +49,6 @@ function modelRow (m: ModelListing): string[] {
 }
 
 export const models: Command = {
-  name: 'models',
-  summary: 'models the gateway routes to; admins: models add|set|remove',
   usage: 'models [--all] | models add <id> --provider P --backend-model B --tasks chat,code --context N --price-in USD --price-out USD --quality 0..1 --safety 0..1 | models set <id> [same flags] | models remove <id>',
   options: MODEL_FLAGS,
   positionals: true,
@@ -93,8 +91,6 @@ export const models: Command = {
 }
 
 export const registry: Command = {
-  name: 'registry',
-  summary: 'the model registry: its key and (admins) its change history',
   usage: 'registry [history [--limit N]]',
   options: { limit: { type: 'string' } },
   positionals: true,
@@ -118,8 +114,6 @@ export const registry: Command = {
 }
 
 export const workers: Command = {
-  name: 'workers',
-  summary: 'admins: list workers, approve, revoke or reject one, clear the pending ones; join tokens for new workers',
   usage: 'workers [list] | workers approve <key> | workers revoke <key> | workers reject <key> | workers clear-pending | workers token create --label L [--expires-in-hours H] [--quiet] | workers token list | workers token revoke <id>',
   options: { label: { type: 'string' }, 'expires-in-hours': { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
   positionals: true,
@@ -177,8 +171,6 @@ export const workers: Command = {
 }
 
 export const gateways: Command = {
-  name: 'gateways',
-  summary: 'gateways the registry vouches for (workers serve only these); admins: gateways add|remove',
   usage: 'gateways [list] | gateways add <key> [--label L] | gateways remove <key>',
   options: { label: { type: 'string' } },
   positionals: true,

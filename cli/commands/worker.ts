@@ -73,8 +73,6 @@ export function planWorker (ctx: { home: string, globals: { gateway?: string, bo
 }
 
 export const worker: Command = {
-  name: 'worker',
-  summary: 'run an inference worker here and join it to a gateway (Ctrl-C drains and stops it)',
   usage: `worker --backend ${BACKEND_ROWS.map((r) => r.id).join('|')} [options]
 
 ${backendHelp()}

@@ -1,19 +1,15 @@
 import { spawn } from 'node:child_process'
-import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { MeshError } from '../../shared/errors.ts'
+import { entryArgs, PACKAGE_ROOT } from '../../shared/package.ts'
 import { BACKENDS } from '../../services/inference/backends/table.ts'
 import { parseWorkerStatus } from '../../services/inference/status.ts'
 import { UsageError } from '../context.ts'
 import { short, WorkerReport } from './report.ts'
 
-// Runs the worker's own entry (services/inference/index.ts) as a child with exactly the env its plan
+// Runs the worker's own entry (services/inference/index, compiled when this CLI is) as a child with exactly the env its plan
 // says, so the worker is the same process `npm start` runs. What the user sees on the terminal comes
 // from the status messages the worker sends over the child's IPC channel (services/inference/status.ts);
 // its logs pass through to stderr, with every secret redacted. Ctrl-C drains it, a second one kills it.
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
-const ENTRY = path.join(ROOT, 'services', 'inference', 'index.ts')
 
 // env the worker child must not inherit: it gets exactly what the flags say, nothing stale
 const STRIPPED = [
@@ -57,8 +53,8 @@ export async function runWorker (plan: WorkerPlan, json: boolean): Promise<void>
     process.stderr.write('hyperinfer: no worker token (--token, --token-env or HYPERINFER_WORKER_TOKEN): the gateway admits this worker only if it is a mesh member or an admin approves it\n')
   }
 
-  const child = spawn(process.execPath, ['--import', 'tsx', ENTRY], {
-    cwd: ROOT,
+  const child = spawn(process.execPath, entryArgs('services/inference/index'), {
+    cwd: PACKAGE_ROOT,
     env,
     // its own process group: Ctrl-C reaches this command only, which then drains the worker once;
     // the IPC channel carries the worker's status, and makes it stop itself if this command dies

@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
-import createTestnet, { type Testnet } from 'hyperdht/testnet'
+import createTestnet, { type Testnet } from 'hyperdht/testnet.js'
 import { createPool, migrate } from '../../shared/db.ts'
 import { startEmbeddedPostgres, freePort, loadPassword, type EmbeddedDatabase } from './embedded-pg.ts'
 import { ensureAppRole } from './app-role.ts'
@@ -12,12 +11,13 @@ import { loadSecret } from '../../shared/service-env.ts'
 import { safeUrl } from '../../shared/log.ts'
 import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
 import { GatewayConnection } from '../../shared/sdk/rpc-transport.ts'
+import { entryArgs, PACKAGE_ROOT } from '../../shared/package.ts'
 
 // A whole mesh on one machine, every service its own child process: a DHT bootstrapper on 127.0.0.1,
 // PostgreSQL (DATABASE_URL, or embedded in the state dir), migrations, then auth, gateway, metrics,
-// web and inference workers. Used by `npm start`, the end-to-end tests and the benchmark.
+// web and inference workers. Used by `npm start`, the end-to-end tests and the benchmark. Each child runs
+// in the form this code runs in: compiled JS under `npm start`, see ../../shared/package.ts.
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 const SERVICES = ['auth', 'gateway', 'metrics', 'web'] as const
 type ServiceName = typeof SERVICES[number]
 
@@ -89,6 +89,69 @@ export class LocalMesh {
     this.bootstrap = this.testnet.bootstrap.map((b) => `${b.host}:${b.port}`)
     this.log(`DHT bootstrapper on ${this.bootstrap[0]}`)
 
+    const workerNames = Array.from({ length: this.opts.workers ?? 1 }, (_, i) => i === 0 ? 'inference' : `inference-${i + 1}`)
+    for (const name of [...SERVICES, ...this.gatewayNames, ...workerNames]) this.keys[name] = serviceKeyPair(this.home, name).publicKey.toString('hex')
+    this.workerToken = loadSecret(this.home, 'worker-token').toString('hex')
+    // every member by name, so each service knows which key is which (its role); extra entries as given
+    const members = [...Object.entries(this.keys).map(([name, key]) => `${name}=${key}`), ...(this.opts.extraAllow ?? [])].join(',')
+
+    const common: Record<string, string> = {
+      HYPERINFER_HOME: this.home,
+      HYPERINFER_BOOTSTRAP: this.bootstrapString,
+      HYPERINFER_MESH_ALLOW: members,
+      ...(this.opts.env ?? {})
+    }
+    const se = this.opts.serviceEnv ?? {}
+    // Each part starts as soon as what it needs is there: the workers while PostgreSQL starts (they
+    // reach the gateway when it arrives: their clients reconnect), auth and the gateways once the
+    // database is migrated, and the edges (web, metrics) once those answer, alongside the wait for
+    // the workers' registration, so their first connections find their peers up.
+    const workers = Promise.all(workerNames.map((name) => this.spawn(name, {
+      ...common, HYPERINFER_WORKER_NAME: name, HYPERINFER_GATEWAYS: this.gatewayKeys.join(','), ...se.inference, ...this.opts.instanceEnv?.[name]
+    }, 'inference')))
+    const core = this.startDatabase().then(async () => {
+      // the first gateway writes the model registry; the others follow it by its key
+      const gatewayEnv = (name: string, extra: Record<string, string> = {}) => ({
+        ...common, HYPERINFER_SERVICE_NAME: name, DATABASE_URL: this.serviceDatabaseUrl, HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_WORKER_TOKEN: this.workerToken, ...se.gateway,
+        ...extra, ...this.opts.instanceEnv?.[name]
+      })
+      // the writer vouches for the other gateways in the registry, so workers that know only the network key serve them
+      const replicas = this.gatewayNames.slice(1).map((n) => this.keys[n]!).join(',')
+      const gateways = this.spawn('gateway', gatewayEnv('gateway', { HYPERINFER_REPLICA_GATEWAYS: replicas }), 'gateway').then((first) => {
+        this.registryKey = /registry=([0-9a-f]{64})/.exec(first.readyLine)?.[1] ?? ''
+        return Promise.all(this.gatewayNames.slice(1).map((name) => this.spawn(name, gatewayEnv(name, {
+          HYPERINFER_REGISTRY_KEY: this.registryKey, HYPERINFER_REGISTRY_FROM: this.keys.gateway!
+        }), 'gateway')))
+      })
+      await Promise.all([this.spawn('auth', { ...common, DATABASE_URL: this.serviceDatabaseUrl, ...se.auth }), gateways])
+    })
+    const targets = Object.entries(this.keys).filter(([n]) => n !== 'metrics').map(([n, k]) => `${n}=${k}`).join(',')
+    const webPort = this.opts.webPort ?? 3000
+    const metricsPort = this.opts.metricsPort ?? 3004
+    const edges = core.then(() => Promise.all([
+      this.spawn('metrics', { ...common, METRICS_SERVICE_PORT: String(metricsPort), HYPERINFER_METRICS_TARGETS: targets, ...se.metrics }),
+      this.spawn('web', { ...common, WEB_SERVICE_PORT: String(webPort), HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_GATEWAY_KEY: this.keys.gateway!, ...se.web })
+    ]))
+    const usable = core.then(() => Promise.all(this.gatewayKeys.map((key) => this.waitUsable(workerNames.length, key))))
+    await Promise.all([workers, core, edges, usable])
+    this.webUrl = /(https?:\/\/\S+)/.exec(this.children.get('web')!.readyLine)?.[1] ?? null
+    this.metricsUrl = /(https?:\/\/\S+)/.exec(this.children.get('metrics')!.readyLine)?.[1] ?? null
+
+    const mesh: MeshFile = {
+      version: 1,
+      bootstrap: this.bootstrap,
+      services: { auth: this.keys.auth!, gateway: this.keys.gateway!, metrics: this.keys.metrics!, web: this.keys.web!, inference: workerNames.map((n) => this.keys[n]!) },
+      web: this.webUrl,
+      metrics: this.metricsUrl,
+      startedAt: new Date().toISOString(),
+      pid: process.pid
+    }
+    writeMeshFile(this.home, mesh)
+    return mesh
+  }
+
+  /** PostgreSQL (DATABASE_URL, or embedded in the state dir), migrated, and the URL the services use. */
+  private async startDatabase (): Promise<void> {
     if (this.opts.databaseUrl) {
       this.databaseUrl = this.opts.databaseUrl
       this.log(`PostgreSQL: ${safeUrl(this.databaseUrl)}`)
@@ -108,58 +171,6 @@ export class LocalMesh {
     this.serviceDatabaseUrl = this.db
       ? await ensureAppRole(this.databaseUrl, loadPassword(path.join(this.home, 'pg-app-password')))
       : this.databaseUrl
-
-    const workerNames = Array.from({ length: this.opts.workers ?? 1 }, (_, i) => i === 0 ? 'inference' : `inference-${i + 1}`)
-    for (const name of [...SERVICES, ...this.gatewayNames, ...workerNames]) this.keys[name] = serviceKeyPair(this.home, name).publicKey.toString('hex')
-    this.workerToken = loadSecret(this.home, 'worker-token').toString('hex')
-    // every member by name, so each service knows which key is which (its role); extra entries as given
-    const members = [...Object.entries(this.keys).map(([name, key]) => `${name}=${key}`), ...(this.opts.extraAllow ?? [])].join(',')
-
-    const common: Record<string, string> = {
-      HYPERINFER_HOME: this.home,
-      HYPERINFER_BOOTSTRAP: this.bootstrapString,
-      HYPERINFER_MESH_ALLOW: members,
-      ...(this.opts.env ?? {})
-    }
-    const se = this.opts.serviceEnv ?? {}
-    await this.spawn('auth', { ...common, DATABASE_URL: this.serviceDatabaseUrl, ...se.auth })
-    // the first gateway writes the model registry; the others follow it by its key
-    const gatewayEnv = (name: string, extra: Record<string, string> = {}) => ({
-      ...common, HYPERINFER_SERVICE_NAME: name, DATABASE_URL: this.serviceDatabaseUrl, HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_WORKER_TOKEN: this.workerToken, ...se.gateway,
-      ...extra, ...this.opts.instanceEnv?.[name]
-    })
-    // the writer vouches for the other gateways in the registry, so workers that know only the network key serve them
-    const replicas = this.gatewayNames.slice(1).map((n) => this.keys[n]!).join(',')
-    const first = await this.spawn('gateway', gatewayEnv('gateway', { HYPERINFER_REPLICA_GATEWAYS: replicas }), 'gateway')
-    this.registryKey = /registry=([0-9a-f]{64})/.exec(first.readyLine)?.[1] ?? ''
-    await Promise.all(this.gatewayNames.slice(1).map((name) => this.spawn(name, gatewayEnv(name, {
-      HYPERINFER_REGISTRY_KEY: this.registryKey, HYPERINFER_REGISTRY_FROM: this.keys.gateway!
-    }), 'gateway')))
-    const targets = Object.entries(this.keys).filter(([n]) => n !== 'metrics').map(([n, k]) => `${n}=${k}`).join(',')
-    const webPort = this.opts.webPort ?? 3000
-    const metricsPort = this.opts.metricsPort ?? 3004
-    await Promise.all([
-      this.spawn('metrics', { ...common, METRICS_SERVICE_PORT: String(metricsPort), HYPERINFER_METRICS_TARGETS: targets, ...se.metrics }),
-      this.spawn('web', { ...common, WEB_SERVICE_PORT: String(webPort), HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_GATEWAY_KEY: this.keys.gateway!, ...se.web }),
-      ...workerNames.map((name) => this.spawn(name, {
-        ...common, HYPERINFER_WORKER_NAME: name, HYPERINFER_GATEWAYS: this.gatewayKeys.join(','), ...se.inference, ...this.opts.instanceEnv?.[name]
-      }, 'inference'))
-    ])
-    await Promise.all(this.gatewayKeys.map((key) => this.waitUsable(workerNames.length, key)))
-    this.webUrl = /(https?:\/\/\S+)/.exec(this.children.get('web')!.readyLine)?.[1] ?? null
-    this.metricsUrl = /(https?:\/\/\S+)/.exec(this.children.get('metrics')!.readyLine)?.[1] ?? null
-
-    const mesh: MeshFile = {
-      version: 1,
-      bootstrap: this.bootstrap,
-      services: { auth: this.keys.auth!, gateway: this.keys.gateway!, metrics: this.keys.metrics!, web: this.keys.web!, inference: workerNames.map((n) => this.keys[n]!) },
-      web: this.webUrl,
-      metrics: this.metricsUrl,
-      startedAt: new Date().toISOString(),
-      pid: process.pid
-    }
-    writeMeshFile(this.home, mesh)
-    return mesh
   }
 
   /**
@@ -188,11 +199,12 @@ export class LocalMesh {
 
   /** Start one service process and wait for its ready line. */
   async spawn (name: string, env: Record<string, string>, service = name, timeoutMs = 60_000): Promise<ChildInfo> {
-    const entry = path.join(ROOT, 'services', service, 'index.ts')
+    // a start that failed part-way is being stopped: what it would still start is not started
+    if (this.stopping) throw new Error(`the mesh is stopping: ${name} not started`)
     const logFile = path.join(this.home, 'logs', `${name}.log`)
     const out = this.opts.inheritLogs ? null : fs.openSync(logFile, 'a')
-    const proc = spawn(process.execPath, ['--import', 'tsx', entry], {
-      cwd: ROOT,
+    const proc = spawn(process.execPath, entryArgs(`services/${service}/index`), {
+      cwd: PACKAGE_ROOT,
       env: { ...process.env, ...env },
       // the IPC channel closes when this process dies, however it dies; the child then stops itself
       stdio: ['ignore', 'pipe', 'pipe', 'ipc']

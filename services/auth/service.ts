@@ -12,6 +12,7 @@ import { AuthThrottle, relayedClient as client } from './throttle.ts'
 import { checkCredentials, type UserRow } from './credentials.ts'
 import { roleForNewAccount } from './roles.ts'
 import { AdminSetupCode } from './bootstrap.ts'
+import { KeySafety } from './key-safety.ts'
 
 const TIER_RANK: Record<string, number> = { default: 0, premium: 1 }
 const MAX_ACTIVE_KEYS = 100
@@ -31,9 +32,10 @@ export interface AuthServiceOptions extends Omit<MeshServiceOptions, 'name' | 'p
 interface KeyRow {
   id: string, name: string, prefix: string, scopes: string[], tier: string,
   created_at: Date, expires_at: Date | null, revoked_at: Date | null, last_used_at: Date | null,
-  budget_nusd: string | null, models: string[] | null
+  budget_nusd: string | null, models: string[] | null,
+  safety_policy: string | null, suspended_at: Date | null, anomaly_at: Date | null, anomaly_score: number | null
 }
-const KEY_COLUMNS = 'id, name, prefix, scopes, tier, created_at, expires_at, revoked_at, last_used_at, budget_nusd, models'
+const KEY_COLUMNS = 'id, name, prefix, scopes, tier, created_at, expires_at, revoked_at, last_used_at, budget_nusd, models, safety_policy, suspended_at, anomaly_at, anomaly_score'
 const NUSD = 1e9
 const usd = (nusd: number | string): number => Number(nusd) / NUSD
 
@@ -47,6 +49,9 @@ export class AuthService extends MeshService {
   private readonly passwords = new Passwords()
   private readonly throttle = new AuthThrottle()
   private readonly setupCode: AdminSetupCode
+  private readonly keySafety = new KeySafety({
+    pool: () => this.pool, session: (t) => this.session(t), whoami: (t) => this.whoami(t), dropCached: (id) => this.broadcastRevocation(id), keyInfo: (r) => keyInfo(r as KeyRow)
+  })
 
   constructor (opts: AuthServiceOptions) {
     super({ ...opts, name: 'auth', privateOnly: true })
@@ -58,7 +63,7 @@ export class AuthService extends MeshService {
   }
 
   protected handlers (): HandlerTable {
-    return handlers()
+    const table = handlers()
       .on(AuthProtocol.registerUser, (req, ctx) => this.throttle.register(client(ctx.remoteKey, req.source), () => this.registerUser(req)))
       .on(AuthProtocol.loginUser, (req, ctx) => this.loginUser(req, client(ctx.remoteKey, req.source)))
       .on(AuthProtocol.generateApiKey, (req) => this.generateApiKey(req))
@@ -68,7 +73,8 @@ export class AuthService extends MeshService {
       .on(AuthProtocol.whoami, (req) => this.whoami(req.token))
       .on(AuthProtocol.logout, (req) => this.logout(req.token))
       .on(AuthProtocol.grantCredits, (req) => this.grantCredits(req))
-      .table
+    this.keySafety.mount(table)
+    return table.table
   }
 
   /** Sessions are checked before a request is parsed, and again by the method that uses them. */
@@ -159,11 +165,11 @@ export class AuthService extends MeshService {
     if (user.active_keys >= MAX_ACTIVE_KEYS) throw MeshError.FORBIDDEN(`at most ${MAX_ACTIVE_KEYS} active keys per account; revoke one first`)
     const { key, hash, prefix } = newApiKey()
     const { rows } = await this.pool.query<KeyRow>(
-      `INSERT INTO api_keys (user_id, key_hash, prefix, name, scopes, tier, expires_at, budget_nusd, models)
-       VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7::int IS NULL THEN NULL ELSE now() + make_interval(days => $7::int) END, $8, $9)
+      `INSERT INTO api_keys (user_id, key_hash, prefix, name, scopes, tier, expires_at, budget_nusd, models, safety_policy)
+       VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7::int IS NULL THEN NULL ELSE now() + make_interval(days => $7::int) END, $8, $9, $10)
        RETURNING ${KEY_COLUMNS}`,
       [claims.userId, hash, prefix, req.name, req.scopes ?? ['inference'], tier, req.expiresInDays ?? null,
-        req.budgetUsd === undefined ? null : Math.round(req.budgetUsd * NUSD), req.models ? [...new Set(req.models)] : null])
+        req.budgetUsd === undefined ? null : Math.round(req.budgetUsd * NUSD), req.models ? [...new Set(req.models)] : null, req.safety ?? null])
     const info = keyInfo(rows[0]!)
     await this.audit(claims.userId, 'apikey.create', info.id)
     this.metrics.counter('ai_platform_api_keys_created_total').inc()
@@ -200,8 +206,9 @@ export class AuthService extends MeshService {
   }
 
   async validateApiKey (keyHash: string): Promise<KeyIdentity> {
-    const { rows } = await this.pool.query<{ id: string, user_id: string, tier: string, user_tier: string, scopes: string[], expires_at: Date | null, budget_nusd: string | null, models: string[] | null }>(
-      `SELECT k.id, k.user_id, k.tier, u.tier AS user_tier, k.scopes, k.expires_at, k.budget_nusd, k.models FROM api_keys k JOIN users u ON u.id = k.user_id
+    const { rows } = await this.pool.query<{ id: string, user_id: string, tier: string, user_tier: string, scopes: string[], expires_at: Date | null, budget_nusd: string | null, models: string[] | null, safety_policy: string | null, account_safety: string | null, suspended_at: Date | null }>(
+      `SELECT k.id, k.user_id, k.tier, u.tier AS user_tier, k.scopes, k.expires_at, k.budget_nusd, k.models, k.safety_policy, u.safety_policy AS account_safety, k.suspended_at
+       FROM api_keys k JOIN users u ON u.id = k.user_id
        WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()) AND u.is_active`,
       [keyHash])
     const row = rows[0]
@@ -209,7 +216,8 @@ export class AuthService extends MeshService {
     this.usedKeys.add(row.id)
     return {
       keyId: row.id, userId: row.user_id, tier: row.tier, userTier: row.user_tier, scopes: row.scopes, expiresAt: row.expires_at?.toISOString() ?? null,
-      budgetNusd: row.budget_nusd === null ? null : Number(row.budget_nusd), models: row.models
+      budgetNusd: row.budget_nusd === null ? null : Number(row.budget_nusd), models: row.models,
+      safety: policyOf(row.safety_policy), accountSafety: policyOf(row.account_safety), suspendedAt: row.suspended_at?.toISOString() ?? null
     }
   }
 
@@ -294,6 +302,14 @@ function keyInfo (row: KeyRow): ApiKeyInfo {
     lastUsedAt: row.last_used_at?.toISOString() ?? null,
     status: row.revoked_at ? 'revoked' : expired ? 'expired' : 'active',
     budgetUsd: row.budget_nusd === null ? null : usd(row.budget_nusd),
-    models: row.models
+    models: row.models,
+    safety: policyOf(row.safety_policy),
+    suspendedAt: row.suspended_at?.toISOString() ?? null,
+    anomalyAt: row.anomaly_at?.toISOString() ?? null,
+    anomalyScore: row.anomaly_score
   }
+}
+
+function policyOf (v: string | null): ApiKeyInfo['safety'] {
+  return v === 'off' || v === 'flag' || v === 'redact' || v === 'block' ? v : null
 }

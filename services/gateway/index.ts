@@ -42,6 +42,17 @@ const schema = z.object({
   REGISTRY_MEASURE_INTERVAL_MS: positiveInt.default(10_000),
   BREAKER_THRESHOLD: positiveInt.default(3),
   BREAKER_COOLDOWN_MS: positiveInt.default(10_000),
+  /** the safety policy of keys whose key and account set none: off, flag, redact or block */
+  SAFETY_DEFAULT_POLICY: z.enum(['off', 'flag', 'redact', 'block']).default('flag'),
+  /** under redact: put the redacted items back into the answer */
+  SAFETY_RESTORE_REDACTED: z.enum(['on', 'off']).default('off'),
+  /** ask the mesh's moderation model (tagged `moderation` in the registry) about prompts when one is served */
+  SAFETY_MODEL: z.enum(['auto', 'off']).default('auto'),
+  SAFETY_ANOMALY_THRESHOLD: z.coerce.number().positive().default(10),
+  /** what an anomalous key gets: an alert only, or also a suspension pending an admin's review */
+  SAFETY_ANOMALY_ACTION: z.enum(['alert', 'suspend']).default('alert'),
+  /** POSTed a JSON alert for each anomalous key */
+  SAFETY_WEBHOOK_URL: z.string().url().optional(),
   /** benchmarks only: 'off' turns off limits, credits and usage records */
   HYPERINFER_ACCOUNTING: z.enum(['on', 'off']).default('on')
 }).extend(adaptiveEnv.shape)
@@ -86,7 +97,13 @@ await runService('gateway', () => {
     defaultModel: cfg.DEFAULT_MODEL,
     keyCacheTtlMs: cfg.KEY_CACHE_TTL_MS,
     workerIdleTimeoutMs: cfg.WORKER_IDLE_TIMEOUT_MS,
-    adaptive: adaptiveOptions(cfg)
+    adaptive: adaptiveOptions(cfg),
+    safety: {
+      defaultPolicy: cfg.SAFETY_DEFAULT_POLICY,
+      restoreRedacted: cfg.SAFETY_RESTORE_REDACTED === 'on',
+      useModel: cfg.SAFETY_MODEL === 'auto',
+      anomaly: { threshold: cfg.SAFETY_ANOMALY_THRESHOLD, action: cfg.SAFETY_ANOMALY_ACTION, webhook: cfg.SAFETY_WEBHOOK_URL ?? null }
+    }
   })
   return { service, cleanup: () => pool.end() }
 }, (svc) => `gateway ready ${svc.publicKey} registry=${(svc as GatewayService).catalog.key}`)

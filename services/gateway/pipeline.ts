@@ -16,12 +16,14 @@ import { RequestTrace } from './request-trace.ts'
 import type { ResponseCache } from './cache/response-cache.ts'
 import type { LearnedRouter } from './learned-router.ts'
 import { route } from './router.ts'
+import type { SafetyLayer } from './safety/layer.ts'
 import type { Settler } from './settlement.ts'
-import { TokenStream } from './token-stream.ts'
+import { TokenStream, type TokenStreamOptions } from './token-stream.ts'
 
 // One inference request, step by step: validate its shape and size → authenticate the key and
-// permit the model (admission.ts) → count the prompt, only now → hold the worst case (admission.ts)
-// → dispatch to a worker (dispatch.ts) → stream its tokens back (token-stream.ts) → settle
+// permit the model (admission.ts) → the safety pre-check (safety/layer.ts; a refusal costs nothing)
+// → count the prompt, only now → hold the worst case (admission.ts)
+// → dispatch to a worker (dispatch.ts) → stream its tokens back through the output guard (token-stream.ts) → settle
 // (settlement.ts). What a worker reports is clamped to what was held and delivered, and the caller
 // is told exactly what was charged.
 // Everything it uses comes in through PipelineDeps, so it runs the same on real workers and on fakes.
@@ -33,6 +35,8 @@ export type EmbedResponse = ResponseOf<typeof GatewayProtocol.embed>
 /** The caller of one request: its cancellation, where stream frames go, and its span when traced. */
 export interface Caller {
   readonly signal: AbortSignal
+  /** the caller's peer key, when it came over RPC */
+  readonly remoteKey?: string
   emit (chunk: TokenChunk): void
   readonly span?: Span | undefined
 }
@@ -43,6 +47,8 @@ export interface PipelineDeps {
   settler: Pick<Settler, 'settle'>
   listings: Pick<Listings, 'candidates' | 'firstToken' | 'measured' | 'describe'>
   metrics: ServiceMetrics
+  /** the safety layer (safety/layer.ts): input pre-check and output moderation; none: no checks */
+  safety?: Pick<SafetyLayer, 'admit' | 'checkKey'>
   maxPromptChars?: number
   /** the completion budget held (and enforced) for a request that names no maxTokens */
   defaultMaxTokens?: number
@@ -106,13 +112,17 @@ export class RequestPipeline {
     const { requested, chosen } = this.chooseModel(req)
     const model = admission.permit(identity, requested)
     const ignored = this.checkCapabilities(model, request)
-    const cached = await this.deps.cache?.lookup(req, messages, model, identity, caller)
+    const id = crypto.randomUUID()
+    // the safety pre-check: a refusal costs nothing; a redaction changes what the worker sees
+    const guard = await this.deps.safety?.admit(identity, { id, model, messages: request.messages, caller }) ?? null
+    if (guard) request.messages = guard.messages
+    // the cache answers what the worker would see: a prompt the safety layer changed is neither looked up nor kept
+    const cached = guard && JSON.stringify(guard.messages) !== JSON.stringify(messages) ? null : await this.deps.cache?.lookup(req, messages, model, identity, caller)
     if (cached?.result) return cached.result
     trace?.next('admission.hold', { 'hyperinfer.model': model, 'hyperinfer.routing.strategy': chosen.strategy })
     const prompt = plus(await measurePrompt(texts), imageCount(request) * IMAGE_TOKENS)
     if (caller.signal.aborted) throw MeshError.CANCELLED('the caller cancelled the request')
     const ceiling = req.maxTokens ?? this.deps.defaultMaxTokens ?? 1024
-    const id = crypto.randomUUID()
     trace?.set('hyperinfer.request_id', id)
     await admission.hold(identity, model, {
       id, kind: 'chat', promptHold: prompt.hold, completionTokens: ceiling, trace: req.traceId ?? trace?.traceId ?? null, promptHash: sha256Hex(req.prompt ?? JSON.stringify(messages))
@@ -120,7 +130,7 @@ export class RequestPipeline {
     // a streaming caller hears of ignored parameters before the first token (the web sends it as a header)
     if (req.stream && ignored.length > 0) caller.emit({ text: '', ignored })
     trace?.next('dispatch', undefined, 'client')
-    const { out, tokens } = await this.stream({ requestId: id, model, ...request }, ceiling, req.stream === true, caller, trace)
+    const { out, tokens } = await this.stream({ requestId: id, model, ...request }, ceiling, req.stream === true, caller, trace, guard?.output ?? null)
     trace?.note({ 'hyperinfer.worker': out.worker?.slice(0, 16), 'hyperinfer.attempts': out.attempts, 'error.type': out.ok ? null : (out.err as MeshError)?.code })
     trace?.next('settlement')
 
@@ -150,7 +160,7 @@ export class RequestPipeline {
     this.metrics.observeInference(model, (Date.now() - started) / 1000)
     const reported = out.ok && FINISH_REASONS.has(out.value?.finishReason) ? out.value.finishReason : 'stop'
     // tool calls are what the answer ended on, unless it was cut short; a worker's word alone makes none
-    const finishReason: FinishReason = tokens.truncated || reported === 'length' ? 'length' : tokens.calls > 0 ? 'tool_calls' : reported
+    const finishReason: FinishReason = tokens.filtered ? 'content_filter' : tokens.truncated || reported === 'length' ? 'length' : tokens.calls > 0 ? 'tool_calls' : reported
     // only plain text answers are kept: tool calls and logprobs are not replayed
     if (tokens.calls === 0 && !req.logprobs) cached?.store({ id, chunks: tokens.chunks, usage, finishReason })
     this.deps.onOutcome?.({ id, user: identity.userId, trace: req.traceId ?? null, model, route: req.route, ok: true, ttftMs, seconds: (Date.now() - started) / 1000, tokens: usage.promptTokens + usage.completionTokens, costNusd: cost })
@@ -186,6 +196,7 @@ export class RequestPipeline {
     const { admission } = this.deps
     trace?.next('admission.authenticate')
     const identity = await admission.authenticate(req.apiKey)
+    this.deps.safety?.checkKey(identity)
     trace?.next('admission.hold', { 'hyperinfer.model': req.model })
     admission.permit(identity, req.model)
     if (ids > 0) {
@@ -258,7 +269,7 @@ export class RequestPipeline {
   }
 
   /** Dispatch the prompt and carry its tokens to the caller; the caller leaving cancels the worker. */
-  private async stream (req: Parameters<WorkerDispatch['prompt']>[0], ceiling: number, streaming: boolean, caller: Caller, trace: RequestTrace | null):
+  private async stream (req: Parameters<WorkerDispatch['prompt']>[0], ceiling: number, streaming: boolean, caller: Caller, trace: RequestTrace | null, guard: TokenStreamOptions['guard']):
     Promise<{ out: DispatchOutcome<PromptResult>, tokens: TokenStream }> {
     const stop = new AbortController()
     const onAbort = () => stop.abort()
@@ -268,6 +279,7 @@ export class RequestPipeline {
       ceiling,
       forward: streaming ? (chunk) => caller.emit(chunk) : null,
       stop: () => stop.abort(),
+      guard,
       onFirstToken: (ms) => {
         trace?.firstToken(ms)
         this.metrics.observeTtft(req.model, ms / 1000)
@@ -278,6 +290,7 @@ export class RequestPipeline {
       const out = await this.deps.dispatch.prompt(req, {
         signal: stop.signal, onAttempt: () => tokens.restart(), onChunk: (c) => tokens.push(c), mayRetry: () => tokens.mayRetry(), traceparent: trace?.traceparent
       })
+      if (out.ok || tokens.truncated) tokens.end()
       return { out, tokens }
     } finally {
       caller.signal.removeEventListener('abort', onAbort)

@@ -24,6 +24,7 @@ import { parseTiers, Pricing, type Price, type TierLimits } from './limits.ts'
 import { Listings } from './listings.ts'
 import { Membership } from './membership.ts'
 import { RequestPipeline } from './pipeline.ts'
+import { SafetyLayer, type SafetyConfig } from './safety/layer.ts'
 import { SessionUsers } from './sessions.ts'
 import { Settler } from './settlement.ts'
 import { WorkerPool } from './workers.ts'
@@ -81,6 +82,8 @@ export interface GatewayOptions extends Omit<MeshServiceOptions, 'name' | 'priva
   breaker?: { threshold?: number, cooldownMs?: number }
   /** the response cache, predictive warm-up and learned routing (adaptive.ts) */
   adaptive?: AdaptiveOptions
+  /** the safety layer's operator settings (safety/layer.ts); default: flag, no restoring, model when served, alerts only */
+  safety?: SafetyConfig
 }
 
 export class GatewayService extends MeshService {
@@ -94,6 +97,7 @@ export class GatewayService extends MeshService {
   readonly pricing: Pricing
   readonly pipeline: RequestPipeline
   readonly adaptive: Adaptive
+  readonly safety: SafetyLayer
   private readonly accountingOn: boolean
   private readonly listings: Listings
   private readonly sessions: SessionUsers
@@ -137,15 +141,22 @@ export class GatewayService extends MeshService {
       isMeshMember: (key) => this.isMeshMember(key), gateway: this.publicKey
     })
     const ledger = this.accountingOn ? this.accounting : null
+    const dispatch = new Dispatcher(this.workers, { maxAttempts: opts.maxAttempts, idleTimeoutMs: opts.workerIdleTimeoutMs, log: this.log })
+    this.safety = new SafetyLayer({
+      config: opts.safety ?? { defaultPolicy: 'flag', restoreRedacted: false, useModel: true, anomaly: { threshold: 10, action: 'alert', webhook: null } },
+      pool: this.accountingOn ? this.pool : null, metrics: this.metrics, log: this.log, auth: () => this.auth, keys: this.keys,
+      sessionUser: (token) => this.sessions.user(token), candidates: () => this.listings.candidates(), dispatch
+    })
     this.adaptive = new Adaptive({
       pool: this.pool, pricing: this.pricing, metrics: this.metrics, log: this.log, gateway: this.publicKey, ledger: this.accountingOn,
-      dispatch: () => this.pipeline.deps.dispatch, workers: () => this.workers.summaries(), identity: (k) => this.keys.resolve(k), user: (t) => this.sessions.user(t)
+      dispatch: () => dispatch, workers: () => this.workers.summaries(), identity: (k) => this.keys.resolve(k), user: (t) => this.sessions.user(t)
     }, opts.adaptive)
     this.pipeline = new RequestPipeline({
       admission: new Admission({
         keys: this.keys, served: this.workers, accounting: ledger, pricing: this.pricing, tiers, metrics: this.metrics, gateway: this.publicKey, defaultModel: opts.defaultModel
       }),
-      dispatch: new Dispatcher(this.workers, { maxAttempts: opts.maxAttempts, idleTimeoutMs: opts.workerIdleTimeoutMs, log: this.log }),
+      dispatch,
+      safety: this.safety,
       settler: new Settler(this.pricing, ledger),
       listings: this.listings,
       metrics: this.metrics,
@@ -158,8 +169,9 @@ export class GatewayService extends MeshService {
   protected handlers (): HandlerTable {
     const table = handlers()
     for (const proxy of AUTH_PROXIES) proxy.mount(table, () => this.auth)
+    this.safety.mount(table)
     return this.adaptive.mount(table)
-      .on(GatewayProtocol.infer, (req, ctx) => this.pipeline.infer(req, ctx))
+      .on(GatewayProtocol.infer, (req, ctx) => this.safety.track(ctx, () => this.pipeline.infer(req, ctx)))
       .on(GatewayProtocol.embed, (req, ctx) => this.pipeline.embed(req, ctx))
       .on(GatewayProtocol.aiRequest, (req, ctx) => aiRequest(this.pipeline, req, ctx))
       .on(GatewayProtocol.usage, (req) => this.reads.usage(req))
@@ -246,6 +258,7 @@ export class GatewayService extends MeshService {
       await Promise.race([recovered, new Promise((resolve) => setTimeout(resolve, 10_000).unref())])
       this.accounting.start()
     }
+    this.safety.start()
     await this.adaptive.open(this.catalog)
     this.sweepTimer = setInterval(() => { this.keys.sweep() }, 60_000)
     this.sweepTimer.unref()
@@ -266,6 +279,7 @@ export class GatewayService extends MeshService {
     await this.stopAnnounce?.()
     await this.adaptive.close()
     if (this.accountingOn) await this.accounting.close()
+    await this.safety.close()
     await this.catalog.close()
   }
 

@@ -33,6 +33,8 @@ export interface TokenStreamOptions {
   stop: () => void
   /** the attempt's first token, `ms` after the attempt started */
   onFirstToken: (ms: number) => void
+  /** output moderation (safety/output-moderation.ts): what of each token may pass, and where to end */
+  guard?: { pass (text: string): { text: string, stop: boolean }, flush (): { text: string, stop: boolean }, reset (): void } | null
 }
 
 export class TokenStream {
@@ -40,6 +42,8 @@ export class TokenStream {
   /** UTF-8 bytes of the text and tool-call pieces delivered */
   bytes = 0
   truncated = false
+  /** the guard ended the answer (finish reason content_filter) */
+  filtered = false
   text = ''
   /** the text frames as delivered, for the response cache to replay */
   chunks: string[] = []
@@ -66,6 +70,7 @@ export class TokenStream {
     if (this.opts.forward) return
     this.text = ''; this.chunks = []; this.delivered = 0; this.bytes = 0; this.firstTokenAt = null
     this.toolCalls = []; this.logprobs = []; this.logprobBytes = 0; this.calls = 0; this.callHeads.clear()
+    this.opts.guard?.reset()
   }
 
   /** Take one frame; returns the error that ends the attempt if the frame breaks the protocol. */
@@ -105,12 +110,29 @@ export class TokenStream {
     }
     this.delivered++
     this.bytes += size
-    this.chunks.push(chunk.text)
+    const passed = this.opts.guard ? this.opts.guard.pass(chunk.text) : { text: chunk.text, stop: false }
+    this.deliver(passed.text, toolCall, logprobs)
+    if (passed.stop) this.filter()
+    return null
+  }
+
+  /** The worker's answer is complete: what the guard still holds goes out (or ends the answer). */
+  end (): void {
+    if (!this.opts.guard || this.filtered) return
+    const held = this.opts.guard.flush()
+    this.deliver(held.text)
+    if (held.stop) this.filter()
+  }
+
+  private deliver (text: string, toolCall?: TokenChunk['toolCall'], logprobs?: TokenChunk['logprobs']): void {
+    // the guard may hold text back: a frame left with nothing in it is not sent
+    if (this.opts.guard && !text && !toolCall && !logprobs) return
+    this.chunks.push(text)
     if (this.opts.forward) {
-      this.opts.forward({ text: chunk.text, ...(toolCall ? { toolCall } : {}), ...(logprobs ? { logprobs } : {}) })
-      return null
+      this.opts.forward({ text, ...(toolCall ? { toolCall } : {}), ...(logprobs ? { logprobs } : {}) })
+      return
     }
-    this.text += chunk.text
+    this.text += text
     if (logprobs) this.logprobs.push(...logprobs)
     if (toolCall) {
       const head = this.callHeads.get(toolCall.index)!
@@ -118,7 +140,14 @@ export class TokenStream {
       if (!whole) { whole = { id: head.id, name: head.name, arguments: '' }; this.toolCalls.push(whole) }
       whole.arguments += toolCall.arguments ?? ''
     }
-    return null
+  }
+
+  /** the guard ended the answer: the worker stops, and the finish reason is content_filter */
+  private filter (): void {
+    if (this.filtered) return
+    this.filtered = true
+    this.truncated = true
+    this.opts.stop()
   }
 
   /** Once a frame reached a streaming caller, another worker would repeat it: fail instead of retrying. */

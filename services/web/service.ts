@@ -13,6 +13,7 @@ import { RegistryReplica, registryListing, replicateOverClient } from '../../sha
 import { landingPage } from './landing.ts'
 import { registerOpenAIRoutes } from './openai.ts'
 import { registerCors } from './cors.ts'
+import { registerSafetyRoutes } from './safety-routes.ts'
 import { registerCacheRoutes } from './cache-routes.ts'
 import { httpStatusOf } from './http-errors.ts'
 import { registerDashboardRoutes } from './dashboard/routes.ts'
@@ -251,6 +252,7 @@ export class WebService extends MeshService {
     })
     app.get('/api/models', async () => this.client('gateway').call(GatewayProtocol.models, {}))
     registerOpenAIRoutes(app, { gateway: () => this.client('gateway'), rpcTimeoutMs: this.rpcTimeoutMs })
+    registerSafetyRoutes(app, { auth: () => this.client('auth'), gateway: () => this.client('gateway') })
     registerCacheRoutes(app, { gateway: () => this.client('gateway'), rpcTimeoutMs: this.rpcTimeoutMs })
     registerDashboardRoutes(app, {
       auth: () => this.client('auth'),
@@ -303,7 +305,9 @@ export class WebService extends MeshService {
     }
     reply.header('x-request-id', req.id)
     const param = err instanceof MeshError && typeof err.details?.param === 'string' ? err.details.param : null
-    reply.code(status).type('application/json; charset=utf-8').send({ error: { message, type: errorType(status), param, code } })
+    // the OpenAI API names a bad key in its own words, which OpenAI clients may test for
+    const wire = code === 'INVALID_API_KEY' && req.url.startsWith('/v1/') ? 'invalid_api_key' : code
+    reply.code(status).type('application/json; charset=utf-8').send({ error: { message, type: errorType(status), param, code: wire } })
   }
 }
 

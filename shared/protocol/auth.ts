@@ -22,6 +22,13 @@ export interface ApiKeyInfo {
   budgetUsd: number | null
   /** models this key may use (null: all) */
   models: string[] | null
+  /** the key's own safety policy (null: the account's or the operator's applies) */
+  safety?: 'off' | 'flag' | 'redact' | 'block' | null
+  /** set while the key is suspended pending an admin's review */
+  suspendedAt?: string | null
+  /** the last anomaly alert on the key, and its score */
+  anomalyAt?: string | null
+  anomalyScore?: number | null
 }
 
 export interface KeyIdentity {
@@ -34,6 +41,10 @@ export interface KeyIdentity {
   /** nano-USD (1 USD = 1e9); null: no key budget */
   budgetNusd: number | null
   models: string[] | null
+  /** safety policies: the key's and its account's (null: the next level's applies) */
+  safety?: 'off' | 'flag' | 'redact' | 'block' | null
+  accountSafety?: 'off' | 'flag' | 'redact' | 'block' | null
+  suspendedAt?: string | null
 }
 
 export interface DailyUsage { date: string, requests: number, tokensIn: number, tokensOut: number, errors: number, costUsd: number }
@@ -64,7 +75,8 @@ export const createKeyRequest = z.object({
   tier: tier.optional(),
   expiresInDays: z.number().int().min(1).max(3650).optional(),
   budgetUsd: z.number().min(0).max(1_000_000).optional(),
-  models: z.array(modelName).min(1).max(100).optional()
+  models: z.array(modelName).min(1).max(100).optional(),
+  safety: z.enum(['off', 'flag', 'redact', 'block']).optional()
 }).strict()
 export const listKeysRequest = z.object({ token: sessionToken }).strict()
 export const revokeKeyRequest = z.object({ token: sessionToken, id: uuid }).strict()

@@ -162,4 +162,4 @@ export interface TokenLogprob { token: string, logprob: number, topLogprobs?: Ar
 /** A piece of a tool call as it streams: the first piece of an index carries id and name, later ones more arguments. */
 export interface ToolCallDelta { index: number, id?: string, name?: string, arguments?: string }
 
-export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'cancelled'
+export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'cancelled' | 'content_filter'

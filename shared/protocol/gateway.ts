@@ -58,6 +58,7 @@ export interface InferResult {
   usage: Usage
   /** what this request was charged, USD */
   costUsd: number
+  /** content_filter: the key's safety policy ended the answer there */
   finishReason: FinishReason
   ttftMs: number | null
   durationMs: number

@@ -147,7 +147,7 @@ function result (id: string | undefined, model: string | undefined, text: string
   return {
     id, model, text,
     usage: { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens },
-    finishReason: finish === 'length' || finish === 'cancelled' || finish === 'tool_calls' ? finish : 'stop'
+    finishReason: finish === 'length' || finish === 'cancelled' || finish === 'tool_calls' || finish === 'content_filter' ? finish : 'stop'
   }
 }
 

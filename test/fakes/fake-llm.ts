@@ -9,6 +9,8 @@ export const FAKE_DEFAULT_TOKENS = 8
 export const SLOW_MODEL = 'slow'
 /** Always answers HTTP 500. */
 export const FAIL_MODEL = 'fail-500'
+/** Streams the last user message back, word by word (what a model repeating its prompt would send). */
+export const ECHO_MODEL = 'echo'
 
 const SLOW_TOKENS = 10_000
 const SLOW_DELAY_MS = 50
@@ -24,6 +26,12 @@ export function countWords (messages: Array<{ content?: unknown }>): number {
 }
 
 export interface Plan { tokens: string[], delayMs: number, capped: boolean }
+
+/** The echo model's reply: the last user message, a token per word (spaces kept). */
+export function echoPlan (messages: Array<{ role?: unknown, content?: unknown }>): Plan {
+  const last = [...messages].reverse().find((m) => m.role === 'user')
+  return { tokens: String(last?.content ?? '').split(/(?=\s)/), delayMs: 5, capped: false }
+}
 
 /** What a fake model streams for a request with this token cap. */
 export function plan (model: string, maxTokens: unknown): Plan {

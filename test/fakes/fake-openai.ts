@@ -1,6 +1,6 @@
 import crypto from 'node:crypto'
 import type http from 'node:http'
-import { FAIL_MODEL, FAKE_TOOL_ARGUMENTS, FakeServer, SLOW_MODEL, countWords, fakeEmbedding, plan, readJson, sendJson, wantsToolCall } from './fake-llm.ts'
+import { ECHO_MODEL, FAIL_MODEL, FAKE_TOOL_ARGUMENTS, FakeServer, SLOW_MODEL, countWords, echoPlan, fakeEmbedding, plan, readJson, sendJson, wantsToolCall } from './fake-llm.ts'
 
 // A stand-in OpenAI-compatible server speaking the real wire protocol: GET /v1/models and
 // POST /v1/chat/completions (SSE chunks, optional usage chunk, `data: [DONE]`), bearer auth,
@@ -64,7 +64,7 @@ export class FakeOpenAI extends FakeServer {
     }
     if (model === FAIL_MODEL) return apiError(res, 500, 'The server had an error while processing your request. Sorry about that!', 'server_error', null)
 
-    const p = plan(model, body.max_completion_tokens ?? body.max_tokens)
+    const p = model === ECHO_MODEL ? echoPlan(body.messages) : plan(model, body.max_completion_tokens ?? body.max_tokens)
     const id = 'chatcmpl-' + crypto.randomBytes(12).toString('hex')
     const created = Math.floor(Date.now() / 1000)
     const finishReason = p.capped ? 'length' : 'stop'

@@ -1,4 +1,4 @@
-import createTestnet, { type Testnet } from 'hyperdht/testnet'
+import createTestnet, { type Testnet } from 'hyperdht/testnet.js'
 
 // A local DHT on 127.0.0.1 for tests; never the public DHT.
 

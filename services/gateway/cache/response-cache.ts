@@ -83,7 +83,8 @@ export class ResponseCache {
     if (directive === 'no-store') { this.count('none', 'bypass'); return null }
     if (directive !== 'use' && !isDeterministic(req)) { this.count('none', 'skip'); return null }
     const scope = this.scopeOf(identity)
-    const key = cacheKey(model, messages, req)
+    // an answer made under one safety policy is not replayed to a key of the account under another
+    const key = cacheKey(model, messages, { ...req, safetyPolicy: [identity.safety ?? null, identity.accountSafety ?? null] })
     let tier: Tier | null = null
     let similarity: number | null = null
     let entry = this.local.get(scope, key)

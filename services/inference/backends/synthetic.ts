@@ -8,7 +8,9 @@ import { pieces, syntheticPlan, syntheticTokens } from './synthetic-plan.ts'
 // A built-in backend with no model weights: the answer is derived from the request (same request,
 // same answer: ./synthetic-plan.ts), at a configurable token rate. It makes tool calls and structured
 // output too, valid against the schemas given, so tools and JSON clients work offline. For offline
-// use, demos, tests and benchmarks.
+// use, demos, tests and benchmarks. A model whose name contains "guard" answers as a moderation
+// classifier does (Llama Guard's "safe", or "unsafe" and a hazard code), by a fixed word list, so the
+// safety layer's model path runs offline.
 
 export interface SyntheticOptions { models?: string[], tokensPerSecond?: number, defaultMaxTokens?: number }
 
@@ -19,6 +21,20 @@ export function syntheticText (messages: ChatMessage[], maxTokens: number): stri
 
 function countWords (messages: ChatMessage[]): number {
   return Math.max(1, messages.reduce((n, m) => n + m.content.split(/\s+/).filter(Boolean).length, 0))
+}
+
+/** The synthetic classifier's deterministic verdict on the last user message. */
+const HAZARD_WORDS: Array<[RegExp, string]> = [
+  [/\b(?:bomb|explosives?|shoot|murder|stab)\b/i, 'S1'],
+  [/\b(?:meth|heroin|fentanyl|launder|counterfeit)\b/i, 'S2'],
+  [/\b(?:suicide|self-harm|overdose)\b/i, 'S11'],
+  [/\b(?:exterminate|subhuman)\b/i, 'S10']
+]
+export function syntheticVerdict (messages: ChatMessage[]): string {
+  const last = [...messages].reverse().find((m) => m.role === 'user') ?? messages[messages.length - 1]
+  const content = typeof last?.content === 'string' ? last.content : ''
+  const codes = HAZARD_WORDS.filter(([re]) => re.test(content)).map(([, code]) => code)
+  return codes.length ? `unsafe\n${codes.join(',')}` : 'safe'
 }
 
 export const SYNTHETIC_DIMENSIONS = 64
@@ -95,6 +111,8 @@ export class SyntheticBackend implements Backend {
         chunks.push({ type: 'tool_call', index, id: call.id, name: call.name, arguments: '' })
         for (const piece of pieces(call.arguments, 16)) chunks.push({ type: 'tool_call', index, arguments: piece })
       })
+    } else if (/guard/i.test(req.model)) {
+      for (const text of syntheticVerdict(req.messages).split(/(?=\n)/)) chunks.push({ type: 'token', text })
     } else {
       // each token is certain: log probability 0, and no alternative has any chance
       const logprobs = (text: string) => req.logprobs ? { logprobs: [{ token: text, logprob: 0, topLogprobs: req.topLogprobs ? [{ token: text, logprob: 0 }] : [] }] } : {}

@@ -1,10 +1,13 @@
 import fs from 'node:fs'
+import path from 'node:path'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from '../../../shared/log.ts'
 import { MeshError } from '../../../shared/errors.ts'
+import { PACKAGE_ROOT } from '../../../shared/package.ts'
 import type { MeshClient } from '../../../shared/mesh/client.ts'
 import { parseRequest } from '../../../shared/mesh/method.ts'
 import { AuthProtocol } from '../../../shared/protocol/auth.ts'
+import { AuthSafetyProtocol, SafetyProtocol } from '../../../shared/protocol/safety.ts'
 import { GatewayProtocol, type GatewayHealth, type RegistryListing } from '../../../shared/protocol/gateway.ts'
 import { httpStatusOf } from '../http-errors.ts'
 import type { RelayedAuth } from '../relayed-auth.ts'
@@ -28,9 +31,11 @@ export interface DashboardDeps {
   log: Logger
 }
 
+// the sources' copy: the build compiles TypeScript only, so dist/ has no static files
+const STATIC_DIR = path.join(PACKAGE_ROOT, 'services', 'web', 'dashboard', 'static')
 const STATIC = new Map<string, { type: string, body: Buffer }>([
-  ['app.css', { type: 'text/css; charset=utf-8', body: fs.readFileSync(new URL('./static/app.css', import.meta.url)) }],
-  ['app.js', { type: 'text/javascript; charset=utf-8', body: fs.readFileSync(new URL('./static/app.js', import.meta.url)) }]
+  ['app.css', { type: 'text/css; charset=utf-8', body: fs.readFileSync(path.join(STATIC_DIR, 'app.css')) }],
+  ['app.js', { type: 'text/javascript; charset=utf-8', body: fs.readFileSync(path.join(STATIC_DIR, 'app.js')) }]
 ])
 
 const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -173,7 +178,8 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
     const key = keys.find((k) => k.id === id)
     // another user's key looks exactly like a missing one
     if (!key) throw MeshError.NOT_FOUND('no such API key')
-    return keyPage(ctx.user!, key)
+    const events = await optional(deps.gateway().call(SafetyProtocol.safetyEvents, { token: u.token, keyId: key.id, limit: 20 }).then((r) => r.events))
+    return keyPage(ctx.user!, key, events)
   }))
   app.get('/dashboard/models', htmlRoute(async (req, ctx) => {
     await user(req, ctx)
@@ -254,6 +260,10 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
       const res = await deps.auth().call(AuthProtocol.generateApiKey, parseRequest(AuthProtocol.generateApiKey, { ...body(req), token: u.token }))
       reply.code(201)
       return res
+    })
+    api.patch('/keys/:id/safety', async (req) => {
+      const u = await sessions.user(req)
+      return deps.auth().call(AuthSafetyProtocol.setApiKeySafety, parseRequest(AuthSafetyProtocol.setApiKeySafety, { token: u.token, id: (req.params as { id: string }).id, safety: body(req).safety ?? null }))
     })
     api.delete('/keys/:id', async (req) => {
       const u = await sessions.user(req)

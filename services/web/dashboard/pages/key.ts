@@ -4,10 +4,13 @@ import { fmtDate, fmtUsd } from '../format.ts'
 import { heading, page } from '../layout.ts'
 import type { SessionUser } from '../session.ts'
 import { statusBadge } from './keys.ts'
+import { safetyCard } from './key-safety.ts'
+import type { SafetyEvent } from '../../../../shared/protocol/safety.ts'
+import type { Maybe } from '../maybe.ts'
 
 // One API key's page: everything known about it, and revoking it.
 
-export function keyPage (user: SessionUser, k: ApiKeyInfo): string {
+export function keyPage (user: SessionUser, k: ApiKeyInfo, events: Maybe<SafetyEvent[]> = { ok: true, value: [] }): string {
   const row = (label: string, value: string) => `<div><dt>${esc(label)}</dt><dd>${value}</dd></div>`
   return page({
     title: `Key ${k.name}`,
@@ -28,6 +31,7 @@ ${heading(k.name, `Key <code>${esc(k.prefix)}…</code>`, statusBadge(k))}
     ${k.revokedAt ? row('Revoked', fmtDate(k.revokedAt)) : ''}
   </dl>
   ${k.status === 'active' ? `<div class="card-foot"><button type="button" class="btn btn-danger-quiet" data-revoke="${esc(k.id)}" data-name="${esc(k.name)}">Revoke this key</button><p class="muted">Revoking takes effect on the gateway within a second and cannot be undone.</p></div>` : ''}
-</section>`
+</section>
+${safetyCard(k, events)}`
   })
 }

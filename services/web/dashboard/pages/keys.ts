@@ -7,7 +7,10 @@ import type { SessionUser } from '../session.ts'
 // The API keys page: the form that creates a key (shown once, by app.js) and the list of keys.
 
 export function statusBadge (k: ApiKeyInfo): string {
-  return `<span class="status status-${esc(k.status)}" data-status>${esc(k.status)}</span>`
+  const status = k.suspendedAt && k.status === 'active' ? 'suspended' : k.status
+  // an anomaly alert on the key: a badge until the owner or an admin looks at it (the key page says why)
+  const anomaly = k.anomalyAt ? ` <span class="status status-revoked" data-anomaly title="unusual traffic ${esc(k.anomalyAt)} (score ${esc(k.anomalyScore ?? '')})">anomaly</span>` : ''
+  return `<span class="status status-${esc(status === 'suspended' ? 'revoked' : status)}" data-status>${esc(status)}</span>${anomaly}`
 }
 
 function keyRow (k: ApiKeyInfo): string {

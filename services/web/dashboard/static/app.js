@@ -97,6 +97,17 @@ async function submitting (form, fn) {
 }
 
 const forms = {
+  // a key's safety policy (empty: the account's or the operator's default applies)
+  'key-safety' (form) {
+    return submitting(form, async () => {
+      const f = new FormData(form)
+      const safety = String(f.get('safety') || '')
+      await api('PATCH', `/api/dashboard/keys/${encodeURIComponent(form.dataset.keyId)}/safety`, { safety: safety || null })
+      try { sessionStorage.setItem('hyperinfer-toast', `Safety policy: ${safety || 'default'}`) } catch {}
+      location.reload()
+    })
+  },
+
   login (form) {
     return submitting(form, async () => {
       const f = new FormData(form)
