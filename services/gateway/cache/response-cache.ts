@@ -84,7 +84,8 @@ export class ResponseCache {
     if (directive !== 'use' && !isDeterministic(req)) { this.count('none', 'skip'); return null }
     const scope = this.scopeOf(identity)
     // an answer made under one safety policy is not replayed to a key of the account under another
-    const key = cacheKey(model, messages, { ...req, safetyPolicy: [identity.safety ?? null, identity.accountSafety ?? null] })
+    const policy = { ...req, safetyPolicy: [identity.safety ?? null, identity.accountSafety ?? null] }
+    const key = cacheKey(model, messages, policy)
     let tier: Tier | null = null
     let similarity: number | null = null
     let entry = this.local.get(scope, key)
@@ -98,7 +99,7 @@ export class ResponseCache {
     let pk: string | undefined
     const semantic = !entry && await this.semanticWanted(identity)
     if (semantic) {
-      pk = paramsKey(model, req, JSON.stringify(messages.slice(0, -1)))
+      pk = paramsKey(model, policy, JSON.stringify(messages.slice(0, -1)))
       vector = await this.deps.embed(lastUserText(messages), caller.signal).catch((err) => { this.deps.log?.warn({ err: (err as Error).message }, 'no embedding for a semantic lookup'); return null })
       if (vector) {
         const threshold = semantic.threshold ?? this.deps.config.semanticThreshold
