@@ -21,5 +21,7 @@ export const CATALOG: CatalogEntry[] = [
   { name: 'workers', summary: 'admins: list workers, approve, revoke or reject one, clear the pending ones; join tokens for new workers', load: async () => (await import('./commands/registry.ts')).workers },
   { name: 'gateways', summary: 'gateways the registry vouches for (workers serve only these); admins: gateways add|remove', load: async () => (await import('./commands/registry.ts')).gateways },
   { name: 'worker-token', summary: "print this machine's network worker token; admins: worker-token rotate", load: async () => (await import('./commands/info.ts')).workerToken },
-  { name: 'worker', summary: 'run an inference worker here and join it to a gateway (Ctrl-C drains and stops it)', load: async () => (await import('./commands/worker.ts')).worker }
+  { name: 'worker', summary: 'run an inference worker here and join it to a gateway (Ctrl-C drains and stops it)', load: async () => (await import('./commands/worker.ts')).worker },
+  { name: 'cache', summary: 'response cache: stats, purge, and semantic lookups per key', load: async () => (await import('./commands/cache.ts')).cache },
+  { name: 'feedback', summary: 'score an answer (0 bad … 1 good); learned routing learns from it', load: async () => (await import('./commands/cache.ts')).feedback }
 ]

@@ -3,7 +3,7 @@
 -- tables and SQL functions read in one place. The numbered migrations stay the source of truth; this
 -- file is never applied, and test/schema.test.ts fails when it no longer matches them.
 --
--- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql, 007_admin_roles.sql, 008_network_worker_tokens.sql, 009_accounting_leases.sql, 013_safety.sql
+-- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql, 007_admin_roles.sql, 008_network_worker_tokens.sql, 009_accounting_leases.sql, 013_safety.sql, 015_response_cache.sql, 016_learned_routing.sql
 
 
 -- Tables
@@ -32,6 +32,36 @@ CREATE TABLE quota_counters (
   CONSTRAINT quota_counters_used_check CHECK (used >= 0)
 );
 CREATE INDEX quota_counters_expiry_idx ON quota_counters USING btree (expires_at);
+
+CREATE TABLE response_cache (
+  scope      text NOT NULL,
+  key        character(64) NOT NULL,
+  model      character varying(200) NOT NULL,
+  entry      jsonb NOT NULL,
+  embedding  real[],
+  params_key character(64),
+  bytes      integer NOT NULL,
+  created_at timestamp with time zone DEFAULT now() NOT NULL,
+  expires_at timestamp with time zone NOT NULL,
+  hits       integer DEFAULT 0 NOT NULL,
+  warm       boolean DEFAULT false NOT NULL,
+  CONSTRAINT response_cache_pkey PRIMARY KEY (scope, key)
+);
+CREATE INDEX response_cache_expiry_idx ON response_cache USING btree (expires_at);
+CREATE INDEX response_cache_semantic_idx ON response_cache USING btree (scope, params_key, created_at) WHERE (embedding IS NOT NULL);
+
+CREATE TABLE routing_arms (
+  context    text NOT NULL,
+  model      character varying(200) NOT NULL,
+  n          double precision DEFAULT 0 NOT NULL,
+  ok_n       double precision DEFAULT 0 NOT NULL,
+  speed_sum  double precision DEFAULT 0 NOT NULL,
+  cost_sum   double precision DEFAULT 0 NOT NULL,
+  q_n        double precision DEFAULT 0 NOT NULL,
+  q_sum      double precision DEFAULT 0 NOT NULL,
+  updated_at timestamp with time zone DEFAULT now() NOT NULL,
+  CONSTRAINT routing_arms_pkey PRIMARY KEY (context, model)
+);
 
 CREATE TABLE schema_migrations (
   name       text NOT NULL,
@@ -101,6 +131,16 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_user_idx ON audit_log USING btree (user_id, created_at);
 
+CREATE TABLE cache_key_settings (
+  api_key_id uuid NOT NULL,
+  semantic   boolean DEFAULT false NOT NULL,
+  threshold  real,
+  updated_at timestamp with time zone DEFAULT now() NOT NULL,
+  CONSTRAINT cache_key_settings_pkey PRIMARY KEY (api_key_id),
+  CONSTRAINT cache_key_settings_api_key_id_fkey FOREIGN KEY (api_key_id) REFERENCES api_keys(id) ON DELETE CASCADE,
+  CONSTRAINT cache_key_settings_threshold_check CHECK (threshold IS NULL OR threshold > 0::double precision AND threshold <= 1::double precision)
+);
+
 CREATE TABLE credit_accounts (
   user_id      uuid NOT NULL,
   balance_nusd bigint DEFAULT 0 NOT NULL,
@@ -144,6 +184,17 @@ CREATE TABLE network_worker_tokens (
 );
 CREATE UNIQUE INDEX network_worker_tokens_one_active ON network_worker_tokens USING btree ((true)) WHERE (retired_at IS NULL);
 
+CREATE TABLE request_feedback (
+  request_id uuid NOT NULL,
+  user_id    uuid NOT NULL,
+  score      real NOT NULL,
+  comment    text,
+  created_at timestamp with time zone DEFAULT now() NOT NULL,
+  CONSTRAINT request_feedback_pkey PRIMARY KEY (request_id),
+  CONSTRAINT request_feedback_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE,
+  CONSTRAINT request_feedback_score_check CHECK (score >= 0::double precision AND score <= 1::double precision)
+);
+
 CREATE TABLE request_logs (
   id               uuid NOT NULL,
   user_id          uuid,
@@ -166,13 +217,18 @@ CREATE TABLE request_logs (
   error_message    text,
   hold             jsonb,
   finished_at      timestamp with time zone,
+  cache            text,
+  cached_from      uuid,
   CONSTRAINT request_logs_pkey PRIMARY KEY (id),
   CONSTRAINT request_logs_api_key_id_fkey FOREIGN KEY (api_key_id) REFERENCES api_keys(id) ON DELETE SET NULL,
   CONSTRAINT request_logs_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE SET NULL,
+  CONSTRAINT request_logs_cache_check CHECK (cache IS NULL OR (cache = ANY (ARRAY['local'::text, 'shared'::text, 'semantic'::text]))),
   CONSTRAINT request_logs_status_check CHECK (status::text = ANY (ARRAY['processing'::character varying, 'success'::character varying, 'failed'::character varying, 'cancelled'::character varying]::text[]))
 );
+CREATE INDEX request_logs_cache_idx ON request_logs USING btree (created_at) WHERE (cache IS NOT NULL);
 CREATE INDEX request_logs_key_time_idx ON request_logs USING btree (api_key_id, created_at);
 CREATE INDEX request_logs_processing_idx ON request_logs USING btree (created_at) WHERE ((status)::text = 'processing'::text);
+CREATE INDEX request_logs_trace_idx ON request_logs USING btree (user_id, trace_id);
 CREATE INDEX request_logs_user_time_idx ON request_logs USING btree (user_id, created_at);
 
 CREATE TABLE revoked_sessions (
@@ -346,6 +402,77 @@ CREATE OR REPLACE FUNCTION hi_append_only()
  LANGUAGE plpgsql
 AS $function$
 BEGIN RAISE EXCEPTION 'credit_ledger is append-only: add a refund or grant instead'; END $function$;
+
+CREATE OR REPLACE FUNCTION hi_cache_hits(hits jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+AS $function$
+DECLARE h jsonb; out jsonb := '[]'::jsonb; cost bigint; ok boolean;
+BEGIN
+  FOR h IN SELECT * FROM jsonb_array_elements(hits) LOOP
+    cost := greatest(coalesce((h->>'cost')::bigint, 0), 0);
+    ok := true;
+    IF cost > 0 THEN
+      UPDATE credit_accounts SET balance_nusd = balance_nusd - cost, updated_at = now()
+        WHERE user_id = (h->>'user')::uuid AND balance_nusd - held_nusd >= cost;
+      ok := FOUND;
+      IF ok THEN
+        INSERT INTO credit_ledger (user_id, kind, amount_nusd, request_id, api_key_id, note)
+          VALUES ((h->>'user')::uuid, 'debit', -cost, (h->>'id')::uuid, (h->>'key')::uuid, (h->>'model') || ' (cache)');
+      END IF;
+    END IF;
+    IF ok THEN
+      INSERT INTO request_logs (id, user_id, api_key_id, prompt_hash, model_used, kind, status, trace_id, gateway, tokens_in, tokens_out, tokens_used,
+                                cost_nusd, ttft_ms, response_time_ms, cache, cached_from, created_at, finished_at)
+        VALUES ((h->>'id')::uuid, (h->>'user')::uuid, (h->>'key')::uuid, h->>'promptHash', h->>'model', h->>'kind', 'success', h->>'trace', h->>'gateway',
+                (h->>'tokensIn')::integer, (h->>'tokensOut')::integer, (h->>'tokensIn')::integer + (h->>'tokensOut')::integer,
+                cost, 0, (h->>'durationMs')::integer, h->>'cache', (h->>'cachedFrom')::uuid, (h->>'at')::timestamptz, (h->>'at')::timestamptz);
+      INSERT INTO usage_stats (user_id, api_key_id, date, model, request_count, error_count, tokens_in, tokens_out, tokens_used, cost_nusd)
+        VALUES ((h->>'user')::uuid, (h->>'key')::uuid, ((h->>'at')::timestamptz AT TIME ZONE 'UTC')::date, h->>'model', 1, 0,
+                (h->>'tokensIn')::bigint, (h->>'tokensOut')::bigint, (h->>'tokensIn')::bigint + (h->>'tokensOut')::bigint, cost)
+        ON CONFLICT (api_key_id, date, model) DO UPDATE SET
+          request_count = usage_stats.request_count + 1, tokens_in = usage_stats.tokens_in + EXCLUDED.tokens_in,
+          tokens_out = usage_stats.tokens_out + EXCLUDED.tokens_out, tokens_used = usage_stats.tokens_used + EXCLUDED.tokens_used,
+          cost_nusd = usage_stats.cost_nusd + EXCLUDED.cost_nusd, updated_at = now();
+    END IF;
+    out := out || to_jsonb(ok);
+  END LOOP;
+  RETURN out;
+END $function$;
+
+CREATE OR REPLACE FUNCTION hi_cache_prune(max_bytes bigint)
+ RETURNS integer
+ LANGUAGE plpgsql
+AS $function$
+DECLARE n integer; m integer;
+BEGIN
+  DELETE FROM response_cache WHERE expires_at < now();
+  GET DIAGNOSTICS n = ROW_COUNT;
+  DELETE FROM response_cache WHERE (scope, key) IN (
+    SELECT scope, key FROM (
+      SELECT scope, key, sum(bytes) OVER (ORDER BY created_at DESC, key) AS running FROM response_cache
+    ) s WHERE running > max_bytes);
+  GET DIAGNOSTICS m = ROW_COUNT;
+  RETURN n + m;
+END $function$;
+
+CREATE OR REPLACE FUNCTION hi_learned_merge(deltas jsonb, half_life_s double precision)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+  INSERT INTO routing_arms AS a (context, model, n, ok_n, speed_sum, cost_sum, q_n, q_sum, updated_at)
+    SELECT d->>'context', d->>'model', (d->>'n')::float8, (d->>'okN')::float8, (d->>'speedSum')::float8, (d->>'costSum')::float8, (d->>'qN')::float8, (d->>'qSum')::float8, now()
+    FROM jsonb_array_elements(deltas) d ORDER BY 1, 2
+  ON CONFLICT (context, model) DO UPDATE SET
+    n = a.n * power(0.5, extract(epoch FROM now() - a.updated_at) / half_life_s) + EXCLUDED.n,
+    ok_n = a.ok_n * power(0.5, extract(epoch FROM now() - a.updated_at) / half_life_s) + EXCLUDED.ok_n,
+    speed_sum = a.speed_sum * power(0.5, extract(epoch FROM now() - a.updated_at) / half_life_s) + EXCLUDED.speed_sum,
+    cost_sum = a.cost_sum * power(0.5, extract(epoch FROM now() - a.updated_at) / half_life_s) + EXCLUDED.cost_sum,
+    q_n = a.q_n * power(0.5, extract(epoch FROM now() - a.updated_at) / half_life_s) + EXCLUDED.q_n,
+    q_sum = a.q_sum * power(0.5, extract(epoch FROM now() - a.updated_at) / half_life_s) + EXCLUDED.q_sum,
+    updated_at = now();
+END $function$;
 
 CREATE OR REPLACE FUNCTION hi_lease(gw text, names text[], caps bigint[], expires timestamp with time zone[], needs bigint[], wants bigint[], units bigint[], live_ms integer)
  RETURNS TABLE(name text, granted bigint, cap bigint, used bigint, expires_at timestamp with time zone, exact boolean, waiting boolean)

@@ -21,6 +21,8 @@ import { benchTracing } from './bench-tracing.ts'
 import { benchSafety } from './bench-safety.ts'
 import { benchStartup } from './bench-startup.ts'
 import { BenchHttp } from './bench-http.ts'
+import { benchCache } from './bench-cache.ts'
+import { benchLearned } from './bench-learned.ts'
 import { MeshClient } from '../shared/mesh/client.ts'
 import { createDHT } from '../shared/mesh/dht.ts'
 import { wireJson } from '../shared/mesh/wire.ts'
@@ -195,7 +197,9 @@ try {
     ['ttft', 'time to first token: the gateway\'s share, and 10,000 streams at once', benchTtft], // first token after 20 ms direct vs gateway; a burst
     ['tracing', 'tracing off and on; each step of a request from its trace', benchTracing], // HTTP /v1 at c=1 and 100
     ['safety', 'the safety pre-check', benchSafety], // the same request with key safety off, flag and redact
-    ['startup', 'start-up as a user runs it', benchStartup] // `hyperinfer --help`, a warm `npm start`, `hyperinfer infer` to first token
+    ['startup', 'start-up as a user runs it', benchStartup], // `hyperinfer --help`, a warm `npm start`, `hyperinfer infer` to first token
+    ['cache', 'response cache', benchCache], // misses against local and shared hits; semantic hit and false-hit rates
+    ['learned', 'learned routing in simulation', benchLearned] // regret against an oracle, with drift
   ]
   for (const [key, title, bench] of sections) {
     console.log(`\nbench: ${title}…`)

@@ -73,6 +73,31 @@ export const METRICS = [
     name: 'ai_platform_anomaly_alerts_total', type: 'counter', exportedBy: ['gateway'], labels: ['action'],
     help: 'API keys whose traffic scored over the anomaly threshold, by what was done (alert or suspend)'
   },
+  // the response cache (services/gateway/cache/)
+  {
+    name: 'ai_platform_cache_requests_total', type: 'counter', exportedBy: ['gateway'], labels: ['tier', 'result'],
+    help: 'Response cache lookups and writes, by tier (local, shared, semantic; none for requests not looked up) and result (hit, miss, store, bypass: no-store, skip: not deterministic)'
+  },
+  { name: 'ai_platform_cache_entries', type: 'gauge', exportedBy: ['gateway'], labels: ['tier'], help: 'Entries in the gateway\'s local response cache tier' },
+  { name: 'ai_platform_cache_bytes', type: 'gauge', exportedBy: ['gateway'], labels: ['tier'], help: 'Bytes held by the gateway\'s local response cache tier' },
+  { name: 'ai_platform_cache_warm_hits_total', type: 'counter', exportedBy: ['gateway'], help: 'Cache hits on entries written by predictive warm-up' },
+  { name: 'ai_platform_cache_warm_requests_total', type: 'counter', exportedBy: ['gateway'], labels: ['status'], help: 'Requests predictive warm-up sent to workers, by outcome' },
+  { name: 'ai_platform_cache_warm_tokens_total', type: 'counter', exportedBy: ['gateway'], help: 'Tokens (in and out) predictive warm-up spent' },
+
+  // learned routing and demand (services/gateway/learned-router.ts, demand.ts)
+  {
+    name: 'ai_platform_router_decisions_total', type: 'counter', exportedBy: ['gateway'], labels: ['strategy', 'mode'],
+    help: 'Models chosen by the router, by strategy and mode (exploit: the best estimate; explore: a posterior sample)'
+  },
+  { name: 'ai_platform_feedback_total', type: 'counter', exportedBy: ['gateway'], help: 'User feedback scores received' },
+  {
+    name: 'ai_platform_demand_forecast_requests_per_minute', type: 'gauge', exportedBy: ['gateway'], labels: ['model'],
+    help: 'Forecast requests per minute for the next minutes (Holt\'s linear trend over per-minute counts), by model'
+  },
+  {
+    name: 'ai_platform_model_capacity_requests_per_minute', type: 'gauge', exportedBy: ['gateway'], labels: ['model'],
+    help: 'Requests per minute the connected workers can serve for a model: their capacity over its mean request duration'
+  },
 
   // accounts
   { name: 'ai_platform_registrations_total', type: 'counter', exportedBy: ['auth'], help: 'User accounts created' },

@@ -3,8 +3,8 @@ import { printJson } from '../output.ts'
 import { type Command, readStdin } from '../command.ts'
 
 export const infer: Command = {
-  usage: 'infer [--key K] [--model M] [--max-tokens N] [--temperature T] ["prompt"]',
-  options: { key: { type: 'string' }, model: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' }, stats: { type: 'boolean' } },
+  usage: 'infer [--key K] [--model M] [--max-tokens N] [--temperature T] [--cache | --no-store] [--stats] ["prompt"]',
+  options: { key: { type: 'string' }, model: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' }, stats: { type: 'boolean' }, cache: { type: 'boolean' }, 'no-store': { type: 'boolean' } },
   positionals: true,
   async run (ctx, { values, positionals }) {
     const apiKey = ctx.apiKey(values.key as string | undefined)
@@ -26,7 +26,8 @@ export const infer: Command = {
     process.once('SIGINT', onSigint)
     const request = {
       prompt, ...(values.model ? { model: values.model as string } : {}),
-      ...(maxTokens !== undefined ? { maxTokens } : {}), ...(temperature !== undefined ? { temperature } : {})
+      ...(maxTokens !== undefined ? { maxTokens } : {}), ...(temperature !== undefined ? { temperature } : {}),
+      ...(values['no-store'] ? { cache: 'no-store' as const } : values.cache ? { cache: true } : {})
     }
     let wrote = false
     try {
@@ -35,7 +36,7 @@ export const infer: Command = {
       for await (const text of stream) { wrote = true; process.stdout.write(text) }
       const res = await stream.result
       if (wrote) process.stdout.write('\n')
-      if (values.stats) process.stderr.write(`[${res.model} · ${res.usage.promptTokens}→${res.usage.completionTokens} tokens · ttft ${res.ttftMs ?? '-'} ms · ${res.durationMs ?? '-'} ms · worker ${res.worker?.slice(0, 8) ?? '-'}]\n`)
+      if (values.stats) process.stderr.write(`[${res.model} · ${res.usage.promptTokens}→${res.usage.completionTokens} tokens · ttft ${res.ttftMs ?? '-'} ms · ${res.durationMs ?? '-'} ms · ${res.cached ? 'cached' : `worker ${res.worker?.slice(0, 8) ?? '-'}`} · id ${res.id}]\n`)
     } finally {
       process.off('SIGINT', onSigint)
       if (wrote && ac.signal.aborted) process.stdout.write('\n')

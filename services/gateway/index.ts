@@ -5,6 +5,7 @@ import { runService } from '../../shared/run.ts'
 import { meshOptions } from '../../shared/service-env.ts'
 import { GatewayService } from './service.ts'
 import { modelPrices, parseTiers } from './limits.ts'
+import { adaptiveEnv, adaptiveOptions } from './adaptive-env.ts'
 
 const schema = z.object({
   DATABASE_URL: z.string().min(1, 'DATABASE_URL is required'),
@@ -54,7 +55,7 @@ const schema = z.object({
   SAFETY_WEBHOOK_URL: z.string().url().optional(),
   /** benchmarks only: 'off' turns off limits, credits and usage records */
   HYPERINFER_ACCOUNTING: z.enum(['on', 'off']).default('on')
-})
+}).extend(adaptiveEnv.shape)
 
 function tiersFrom (json: string | undefined, requests: { default: number, premium: number }) {
   try {
@@ -96,6 +97,7 @@ await runService('gateway', () => {
     defaultModel: cfg.DEFAULT_MODEL,
     keyCacheTtlMs: cfg.KEY_CACHE_TTL_MS,
     workerIdleTimeoutMs: cfg.WORKER_IDLE_TIMEOUT_MS,
+    adaptive: adaptiveOptions(cfg),
     safety: {
       defaultPolicy: cfg.SAFETY_DEFAULT_POLICY,
       restoreRedacted: cfg.SAFETY_RESTORE_REDACTED === 'on',

@@ -13,6 +13,8 @@ import { isRetryable, type DispatchOutcome, type WorkerDispatch } from './dispat
 import { measurePrompt, toUsd, type PromptMeasure } from './limits.ts'
 import type { Listings } from './listings.ts'
 import { RequestTrace } from './request-trace.ts'
+import type { ResponseCache } from './cache/response-cache.ts'
+import type { LearnedRouter } from './learned-router.ts'
 import { route } from './router.ts'
 import type { SafetyLayer } from './safety/layer.ts'
 import type { Settler } from './settlement.ts'
@@ -50,7 +52,14 @@ export interface PipelineDeps {
   maxPromptChars?: number
   /** the completion budget held (and enforced) for a request that names no maxTokens */
   defaultMaxTokens?: number
+  /** the response cache (cache/); the `learned` strategy's bandit; where each request's outcome goes */
+  cache?: Pick<ResponseCache, 'lookup'>
+  learner?: LearnedRouter
+  onOutcome?: (o: RequestOutcome) => void
 }
+
+/** How a request that reached a worker ended, for learned routing and demand forecasts. */
+export interface RequestOutcome { id: string, user: string, trace: string | null, model: string, route: InferRequest['route'], ok: boolean, ttftMs: number | null, seconds: number, tokens: number, costNusd: number }
 
 const FINISH_REASONS = new Set<unknown>(['stop', 'length', 'cancelled'])
 /** prompt tokens held for each image: above what a high-detail image costs on the models that take them */
@@ -107,6 +116,9 @@ export class RequestPipeline {
     // the safety pre-check: a refusal costs nothing; a redaction changes what the worker sees
     const guard = await this.deps.safety?.admit(identity, { id, model, messages: request.messages, caller }) ?? null
     if (guard) request.messages = guard.messages
+    // the cache answers what the worker would see: a prompt the safety layer changed is neither looked up nor kept
+    const cached = guard && JSON.stringify(guard.messages) !== JSON.stringify(messages) ? null : await this.deps.cache?.lookup(req, messages, model, identity, caller)
+    if (cached?.result) return cached.result
     trace?.next('admission.hold', { 'hyperinfer.model': model, 'hyperinfer.routing.strategy': chosen.strategy })
     const prompt = plus(await measurePrompt(texts), imageCount(request) * IMAGE_TOKENS)
     if (caller.signal.aborted) throw MeshError.CANCELLED('the caller cancelled the request')
@@ -131,7 +143,10 @@ export class RequestPipeline {
       const billed = req.stream ? tokens.delivered : 0
       this.metrics.observeInference(model, (Date.now() - started) / 1000)
       // the model's error rate in the registry counts what its workers got wrong, not the caller's cancel
-      if (!cancelled && isRetryable(err.code)) this.deps.listings.measured(model, { ttftMs: ttftMs ?? 0, latencyMs: Date.now() - started, ok: false })
+      if (!cancelled && isRetryable(err.code)) {
+        this.deps.listings.measured(model, { ttftMs: ttftMs ?? 0, latencyMs: Date.now() - started, ok: false })
+        this.deps.onOutcome?.({ id, user: identity.userId, trace: req.traceId ?? null, model, route: req.route, ok: false, ttftMs, seconds: (Date.now() - started) / 1000, tokens: 0, costNusd: 0 })
+      }
       await this.deps.settler.settle({
         id, model, status: cancelled ? 'cancelled' : 'failed', worker, tokensIn: billed > 0 ? await chargedPrompt(null, prompt) : 0, tokensOut: billed, started, ttftMs,
         error: cancelled ? { code: 'CANCELLED', message: 'the caller cancelled the request' } : { code: err.code, message: err.message }
@@ -146,6 +161,9 @@ export class RequestPipeline {
     const reported = out.ok && FINISH_REASONS.has(out.value?.finishReason) ? out.value.finishReason : 'stop'
     // tool calls are what the answer ended on, unless it was cut short; a worker's word alone makes none
     const finishReason: FinishReason = tokens.filtered ? 'content_filter' : tokens.truncated || reported === 'length' ? 'length' : tokens.calls > 0 ? 'tool_calls' : reported
+    // only plain text answers are kept: tool calls and logprobs are not replayed
+    if (tokens.calls === 0 && !req.logprobs) cached?.store({ id, chunks: tokens.chunks, usage, finishReason })
+    this.deps.onOutcome?.({ id, user: identity.userId, trace: req.traceId ?? null, model, route: req.route, ok: true, ttftMs, seconds: (Date.now() - started) / 1000, tokens: usage.promptTokens + usage.completionTokens, costNusd: cost })
     return {
       id, model, worker: worker!, text: req.stream ? '' : tokens.text, usage, costUsd: toUsd(cost),
       ...(!req.stream && tokens.toolCalls.length ? { toolCalls: tokens.toolCalls } : {}),
@@ -243,7 +261,7 @@ export class RequestPipeline {
   private chooseModel (req: InferRequest): { requested: string | undefined, chosen: Omit<InferResult['routing'], 'attempts'> } {
     if (req.model) return { requested: req.model, chosen: { strategy: 'explicit', reason: 'the caller named the model', score: null } }
     if (req.route) {
-      const r = route(this.deps.listings.candidates(), req.route)
+      const r = route(this.deps.listings.candidates(), req.route, this.deps.learner)
       return { requested: r.ranked[0]!.id, chosen: { strategy: r.strategy, reason: r.reason, score: r.ranked[0]!.score } }
     }
     const reason = this.deps.admission.hasDefaultModel ? 'the gateway\'s DEFAULT_MODEL' : 'the first model served'

@@ -1,19 +1,22 @@
 import { MeshError } from '../../shared/errors.ts'
 import { localBackendIds } from '../inference/backends/table.ts'
+import type { Choice, LearnedRouter } from './learned-router.ts'
 
 // Choosing a model. Strategies are data: each is a set of weights over per-model signals in [0, 1]
 // (cost, latency, quality), plus filters (task, minimum safety). The signals come from the registry
 // (prices, quality and safety scores, measured latency) and from what this gateway measures live
-// (its own time-to-first-token average and the load on the model's workers).
+// (its own time-to-first-token average and the load on the model's workers). `learned` weighs the same
+// signals as hybrid but learns them from outcomes and user feedback (learned-router.ts).
 
-export type Strategy = 'cost' | 'latency' | 'quality' | 'hybrid'
+export type Strategy = 'cost' | 'latency' | 'quality' | 'hybrid' | 'learned'
 export interface Weights { cost: number, latency: number, quality: number }
 
 export const STRATEGIES: Record<Strategy, Weights> = {
   cost: { cost: 1, latency: 0, quality: 0 },
   latency: { cost: 0, latency: 1, quality: 0 },
   quality: { cost: 0, latency: 0, quality: 1 },
-  hybrid: { cost: 1, latency: 1, quality: 1 }
+  hybrid: { cost: 1, latency: 1, quality: 1 },
+  learned: { cost: 1, latency: 1, quality: 1 }
 }
 
 export interface RouteSpec {
@@ -42,7 +45,7 @@ export interface ModelCandidate {
 }
 
 export interface Ranked { id: string, score: number, signals: { speed: number, cost: number, quality: number, safety: number } }
-export interface Routing { strategy: string, reason: string, ranked: Ranked[] }
+export interface Routing { strategy: string, reason: string, ranked: Ranked[], /** learned: how the model was picked */ learned?: Choice & { context: string } }
 
 /** Backends that run on the worker's own machine cost nothing per token. */
 const LOCAL_PROVIDERS = localBackendIds
@@ -71,7 +74,10 @@ export function rank (candidates: ModelCandidate[], weights: Weights): Ranked[] 
   }).sort((a, b) => b.score - a.score || b.signals.speed - a.signals.speed || a.id.localeCompare(b.id)) // ties go to the faster
 }
 
-export function route (candidates: ModelCandidate[], spec: RouteSpec = {}): Routing {
+/** The context `learned` keeps apart: the request's task. */
+export const learnedContext = (spec: RouteSpec): string => spec.task ?? 'chat'
+
+export function route (candidates: ModelCandidate[], spec: RouteSpec = {}, learner?: LearnedRouter): Routing {
   const strategy = spec.strategy ?? 'hybrid'
   const weights = { ...STRATEGIES[strategy], ...spec.weights }
   let pool = candidates
@@ -88,6 +94,13 @@ export function route (candidates: ModelCandidate[], spec: RouteSpec = {}): Rout
     throw MeshError.NO_WORKER(`no served model meets ${filters.join(' and ') || 'the request'} (served: ${candidates.map((c) => c.id).join(', ') || 'none'})`)
   }
   const ranked = rank(pool, weights)
+  if (strategy === 'learned' && learner) {
+    const context = learnedContext(spec)
+    const choice = learner.choose(context, pool, weights)
+    const chosen = ranked.find((r) => r.id === choice.id)!
+    const reason = `learned: ${choice.mode === 'explore' ? 'exploring' : 'best estimate'} ${choice.id} (value ${choice.value.toFixed(3)}) for '${context}' among ${ranked.length} model(s)${filters.length ? ' with ' + filters.join(' and ') : ''}`
+    return { strategy, reason, ranked: [{ ...chosen, score: round(choice.value) }, ...ranked.filter((r) => r !== chosen)], learned: { ...choice, context } }
+  }
   const best = ranked[0]!
   const parts = (['cost', 'latency', 'quality'] as const).filter((k) => weights[k] > 0)
     .map((k) => `${k} ${(k === 'latency' ? best.signals.speed : best.signals[k]).toFixed(2)} × ${weights[k]}`)

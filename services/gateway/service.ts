@@ -10,6 +10,7 @@ import type { RequestOf } from '../../shared/mesh/method.ts'
 import type { Credential, PeerRole } from '../../shared/mesh/roles.ts'
 import { MeshError } from '../../shared/errors.ts'
 import { AccountReads } from './account-reads.ts'
+import { Adaptive, type AdaptiveOptions } from './adaptive.ts'
 import { Accounting } from './accounting.ts'
 import { Admission } from './admission.ts'
 import { aiRequest } from './ai-request.ts'
@@ -79,6 +80,8 @@ export interface GatewayOptions extends Omit<MeshServiceOptions, 'name' | 'priva
   /** how often measured latency is written to the registry, at most */
   measureIntervalMs?: number
   breaker?: { threshold?: number, cooldownMs?: number }
+  /** the response cache, predictive warm-up and learned routing (adaptive.ts) */
+  adaptive?: AdaptiveOptions
   /** the safety layer's operator settings (safety/layer.ts); default: flag, no restoring, model when served, alerts only */
   safety?: SafetyConfig
 }
@@ -93,6 +96,7 @@ export class GatewayService extends MeshService {
   readonly accounting: Accounting
   readonly pricing: Pricing
   readonly pipeline: RequestPipeline
+  readonly adaptive: Adaptive
   readonly safety: SafetyLayer
   private readonly accountingOn: boolean
   private readonly listings: Listings
@@ -143,6 +147,10 @@ export class GatewayService extends MeshService {
       pool: this.accountingOn ? this.pool : null, metrics: this.metrics, log: this.log, auth: () => this.auth, keys: this.keys,
       sessionUser: (token) => this.sessions.user(token), candidates: () => this.listings.candidates(), dispatch
     })
+    this.adaptive = new Adaptive({
+      pool: this.pool, pricing: this.pricing, metrics: this.metrics, log: this.log, gateway: this.publicKey, ledger: this.accountingOn,
+      dispatch: () => dispatch, workers: () => this.workers.summaries(), identity: (k) => this.keys.resolve(k), user: (t) => this.sessions.user(t)
+    }, opts.adaptive)
     this.pipeline = new RequestPipeline({
       admission: new Admission({
         keys: this.keys, served: this.workers, accounting: ledger, pricing: this.pricing, tiers, metrics: this.metrics, gateway: this.publicKey, defaultModel: opts.defaultModel
@@ -153,7 +161,8 @@ export class GatewayService extends MeshService {
       listings: this.listings,
       metrics: this.metrics,
       maxPromptChars: opts.maxPromptChars,
-      defaultMaxTokens: opts.defaultMaxTokens
+      defaultMaxTokens: opts.defaultMaxTokens,
+      ...this.adaptive.pipelineDeps()
     })
   }
 
@@ -161,7 +170,7 @@ export class GatewayService extends MeshService {
     const table = handlers()
     for (const proxy of AUTH_PROXIES) proxy.mount(table, () => this.auth)
     this.safety.mount(table)
-    return table
+    return this.adaptive.mount(table)
       .on(GatewayProtocol.infer, (req, ctx) => this.safety.track(ctx, () => this.pipeline.infer(req, ctx)))
       .on(GatewayProtocol.embed, (req, ctx) => this.pipeline.embed(req, ctx))
       .on(GatewayProtocol.aiRequest, (req, ctx) => aiRequest(this.pipeline, req, ctx))
@@ -250,6 +259,7 @@ export class GatewayService extends MeshService {
       this.accounting.start()
     }
     this.safety.start()
+    await this.adaptive.open(this.catalog)
     this.sweepTimer = setInterval(() => { this.keys.sweep() }, 60_000)
     this.sweepTimer.unref()
   }
@@ -267,6 +277,7 @@ export class GatewayService extends MeshService {
   protected async onClose (): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer)
     await this.stopAnnounce?.()
+    await this.adaptive.close()
     if (this.accountingOn) await this.accounting.close()
     await this.safety.close()
     await this.catalog.close()

@@ -45,6 +45,8 @@ export class TokenStream {
   /** the guard ended the answer (finish reason content_filter) */
   filtered = false
   text = ''
+  /** the text frames as delivered, for the response cache to replay */
+  chunks: string[] = []
   toolCalls: ToolCall[] = []
   logprobs: TokenLogprob[] = []
   /** tool calls begun (streamed or collected) */
@@ -66,7 +68,7 @@ export class TokenStream {
   restart (): void {
     this.attemptStarted = Date.now()
     if (this.opts.forward) return
-    this.text = ''; this.delivered = 0; this.bytes = 0; this.firstTokenAt = null
+    this.text = ''; this.chunks = []; this.delivered = 0; this.bytes = 0; this.firstTokenAt = null
     this.toolCalls = []; this.logprobs = []; this.logprobBytes = 0; this.calls = 0; this.callHeads.clear()
     this.opts.guard?.reset()
   }
@@ -125,6 +127,7 @@ export class TokenStream {
   private deliver (text: string, toolCall?: TokenChunk['toolCall'], logprobs?: TokenChunk['logprobs']): void {
     // the guard may hold text back: a frame left with nothing in it is not sent
     if (this.opts.guard && !text && !toolCall && !logprobs) return
+    this.chunks.push(text)
     if (this.opts.forward) {
       this.opts.forward({ text, ...(toolCall ? { toolCall } : {}), ...(logprobs ? { logprobs } : {}) })
       return

@@ -15,6 +15,7 @@ import { registerOpenAIRoutes } from './openai.ts'
 import { anthropicErrorBody } from './anthropic/messages.ts'
 import { registerCors } from './cors.ts'
 import { registerSafetyRoutes } from './safety-routes.ts'
+import { registerCacheRoutes } from './cache-routes.ts'
 import { httpStatusOf } from './http-errors.ts'
 import { AccessLog } from './access-log.ts'
 import { registerDashboardRoutes } from './dashboard/routes.ts'
@@ -271,6 +272,7 @@ export class WebService extends MeshService {
     app.get('/api/models', async () => this.client('gateway').call(GatewayProtocol.models, {}))
     registerOpenAIRoutes(app, { gateway: () => this.client('gateway'), rpcTimeoutMs: this.rpcTimeoutMs })
     registerSafetyRoutes(app, { auth: () => this.client('auth'), gateway: () => this.client('gateway') })
+    registerCacheRoutes(app, { gateway: () => this.client('gateway'), rpcTimeoutMs: this.rpcTimeoutMs })
     registerDashboardRoutes(app, {
       auth: () => this.client('auth'),
       relayed: this.relayed,

@@ -7,13 +7,14 @@ import { MAX_MESSAGES, toolProblem, type FinishReason, type TokenLogprob, type T
 import type { ResponseOf } from '../mesh/method.ts'
 import { modelInput, registryWrite, workerKey, type GatewayEntry, type HistoryEntry, type RegistryWrite, type WorkerEntry } from '../registry/schema.ts'
 import { workerProof } from '../worker-proof.ts'
+import { cacheDirective, cachePurgeRequest, cacheSettingsRequest, cacheStatsRequest, feedbackRequest, type CacheStats, type FeedbackResult } from './learning.ts'
 
 // The gateway: the one public RPC entry of the mesh. Most methods are open to any peer and ask for an
 // API key or a session in the body; any worker may register and gets traffic once approved
 // (services/gateway/membership.ts says by what; a token is proven, never sent: ../worker-proof.ts);
 // only a replica gateway may forward a registry change.
 
-const strategy = z.enum(['cost', 'latency', 'quality', 'hybrid'])
+const strategy = z.enum(['cost', 'latency', 'quality', 'hybrid', 'learned'])
 const unit = z.number().min(0).max(1)
 /** how the gateway picks a model when the request names none */
 export const routeSpec = z.object({
@@ -34,6 +35,8 @@ export const inferRequest = z.object({
   stream: z.boolean().optional(),
   /** carried into the request log, for tracing a request across services */
   traceId: z.string().regex(/^[\x21-\x7e]{1,100}$/, 'printable ASCII, no spaces').optional(),
+  /** the response cache: true caches even a non-deterministic request, 'no-store' keeps this one out */
+  cache: cacheDirective.optional(),
   ...generationParams
 }).strict().superRefine((r, ctx) => {
   if ((r.prompt === undefined) === (r.messages === undefined)) ctx.addIssue({ code: 'custom', path: ['messages'], message: 'give exactly one of prompt or messages' })
@@ -61,6 +64,9 @@ export interface InferResult {
   durationMs: number
   /** how the model was chosen: the caller named it, or the router's strategy, score and reason */
   routing: { strategy: string, reason: string, score: number | null, attempts: number }
+  /** answered from the response cache: which tier, and the request whose answer it replays */
+  cached?: true
+  cache?: { tier: 'local' | 'shared' | 'semantic', sourceId: string, similarity?: number }
 }
 
 export interface WorkerSummary {
@@ -247,5 +253,11 @@ export const GatewayProtocol = {
    * checks it and records the admin; without, only a gateway's own changes (a worker joining, a model
    * it offers) are taken, recorded as the replica
    */
+  /** the response cache: hit rates and entries (an admin may ask for the whole mesh), purge, per-key semantic opt-in */
+  cacheStats: method<z.infer<typeof cacheStatsRequest>, CacheStats>('cacheStats', { from: ['stranger'], needs: 'session' }, cacheStatsRequest),
+  cachePurge: method<z.infer<typeof cachePurgeRequest>, { shared: number, local: number }>('cachePurge', { from: ['stranger'], needs: 'session' }, cachePurgeRequest),
+  cacheSettings: method<z.infer<typeof cacheSettingsRequest>, { keyId: string, semantic: boolean, threshold: number | null }>('cacheSettings', { from: ['stranger'], needs: 'session' }, cacheSettingsRequest),
+  /** a user's score for an answer: learned routing's reward */
+  feedback: method<z.infer<typeof feedbackRequest>, FeedbackResult>('feedback', { from: ['stranger'], needs: 'apiKey' }, feedbackRequest),
   registryForward: method<{ change: RegistryWrite, token?: string }, { result: unknown }>('registryForward', { from: ['replicaGateway'] }, z.object({ change: registryWrite, token: sessionToken.optional() }).strict())
 }

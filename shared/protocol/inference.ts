@@ -18,9 +18,10 @@ export const processPromptRequest = z.object({
 /**
  * One frame of an answer: a token of text, a piece of a tool call, or both; with the token's log
  * probabilities when asked. `ignored` comes only from the gateway, first, before any token: the
- * request's parameters the serving backend does not honour.
+ * request's parameters the serving backend does not honour. `cached` marks the first frame of an
+ * answer the gateway replays from its response cache.
  */
-export interface TokenChunk { text: string, toolCall?: ToolCallDelta, logprobs?: TokenLogprob[], ignored?: string[] }
+export interface TokenChunk { text: string, toolCall?: ToolCallDelta, logprobs?: TokenLogprob[], ignored?: string[], cached?: true }
 export interface Usage { promptTokens: number, completionTokens: number }
 export interface PromptResult { model: string, backend: string, usage: Usage, finishReason: FinishReason, ttftMs: number | null }
 

@@ -32,6 +32,8 @@ export type InferenceRequest = Partial<Omit<GenerationRequest, 'messages'>> & {
   messages?: ChatMessage[]
   /** over RPC the gateway picks its default model when omitted; over HTTP see HttpTransport */
   model?: string
+  /** the response cache (RPC): true caches even a non-deterministic request; 'no-store' keeps it out */
+  cache?: boolean | 'no-store'
 }
 
 export interface InferenceResult {
@@ -51,6 +53,8 @@ export interface InferenceResult {
   /** gateway-measured time to first token and total time (RPC only) */
   ttftMs?: number | null
   durationMs?: number
+  /** answered from the response cache (RPC) */
+  cached?: true
 }
 
 /** A model the mesh serves: the gateway's listing, of which HTTP gives only the id and backend (no worker count). */

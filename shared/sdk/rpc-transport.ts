@@ -87,7 +87,7 @@ export class RpcTransport implements Transport {
   private request (req: InferenceRequest, stream: boolean): RequestOf<typeof GatewayProtocol.infer> {
     // named fields only: the gateway's schema is strict, and a caller's extra keys are not its business
     const out: Record<string, unknown> = { apiKey: this.apiKey, stream }
-    for (const k of ['prompt', 'messages', 'model', ...Object.keys(generationParams)]) {
+    for (const k of ['prompt', 'messages', 'model', 'cache', ...Object.keys(generationParams)]) {
       const v = (req as Record<string, unknown>)[k]
       if (v !== undefined) out[k] = v
     }

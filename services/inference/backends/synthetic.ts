@@ -50,6 +50,28 @@ export function syntheticEmbedding (input: EmbedInput, dimensions = SYNTHETIC_DI
   return v.map((x) => x / norm)
 }
 
+const STOPWORDS = new Set('a an the is are was were be to of in on for and or what how do does can i you me my it this that with about please'.split(' '))
+const LEXICAL_DIMS = 256
+
+/**
+ * A lexical embedding (256 dimensions): word stems and character trigrams hashed into buckets, so
+ * texts that share words point the same way. It knows no synonyms. Served by synthetic models whose
+ * name contains "embed", for trying the semantic cache without model weights.
+ */
+export function syntheticLexicalEmbedding (text: string): number[] {
+  const v = new Array<number>(LEXICAL_DIMS).fill(0)
+  const add = (feature: string, w: number) => { v[crypto.createHash('sha256').update(feature).digest().readUInt16BE(0) % LEXICAL_DIMS]! += w }
+  const words = text.toLowerCase().normalize('NFKD').replace(/[^a-z0-9\s]/g, ' ').split(/\s+/).filter((w) => w && !STOPWORDS.has(w))
+  for (const w of words) {
+    const stem = w.replace(/(ing|ed|es|s|ly)$/, '')
+    add('w:' + stem, 2)
+    const padded = ` ${stem} `
+    for (let i = 0; i + 3 <= padded.length; i++) add('t:' + padded.slice(i, i + 3), 1)
+  }
+  const norm = Math.hypot(...v) || 1
+  return v.map((x) => x / norm)
+}
+
 export class SyntheticBackend implements Backend {
   readonly name = 'synthetic'
   private readonly models: string[]
@@ -68,11 +90,14 @@ export class SyntheticBackend implements Backend {
 
   async health (): Promise<BackendHealth> { return { ok: true } }
 
+  /** A deterministic unit vector per input (hashed; lexical, 256 dimensions, for models named *embed*), so equal texts embed equally. */
   async embed (req: EmbedRequest, signal: AbortSignal): Promise<Embeddings> {
     if (!this.models.includes(req.model)) throw MeshError.BACKEND_ERROR(`synthetic: no model '${req.model}'`, { status: 404 })
     if (signal.aborted) throw MeshError.CANCELLED()
     const tokens = (i: EmbedInput) => typeof i === 'string' ? Math.max(1, i.split(/\s+/).filter(Boolean).length) : i.length
-    return { embeddings: req.input.map((i) => syntheticEmbedding(i, req.dimensions)), promptTokens: req.input.reduce((n, i) => n + tokens(i), 0) }
+    const lexical = /embed/i.test(req.model)
+    const embed = (i: EmbedInput) => lexical && typeof i === 'string' ? syntheticLexicalEmbedding(i) : syntheticEmbedding(i, req.dimensions)
+    return { embeddings: req.input.map(embed), promptTokens: req.input.reduce((n, i) => n + tokens(i), 0) }
   }
 
   async * chat (req: ChatRequest, signal: AbortSignal): AsyncIterable<ChatChunk> {

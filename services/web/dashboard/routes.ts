@@ -158,12 +158,13 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
     const days = intIn(q.days, [7, 30, 90], 30)
     const metric: Metric = q.metric === 'tokens' || q.metric === 'cost' ? q.metric : 'requests'
     const gw = deps.gateway()
-    const [usage, quota, credits] = await Promise.all([
+    const [usage, quota, credits, cache] = await Promise.all([
       gw.call(GatewayProtocol.usage, { token: u.token, days }),
       optional(gw.call(GatewayProtocol.accountQuota, { token: u.token })),
-      optional(gw.call(GatewayProtocol.credits, { token: u.token, limit: 20 }))
+      optional(gw.call(GatewayProtocol.credits, { token: u.token, limit: 20 })),
+      optional(gw.call(GatewayProtocol.cacheStats, { token: u.token }))
     ])
-    return overviewPage(ctx.user!, usage, days, metric, quota, credits)
+    return overviewPage(ctx.user!, usage, days, metric, quota, credits, cache)
   }))
   app.get('/dashboard/keys', htmlRoute(async (req, ctx) => {
     const u = await user(req, ctx)

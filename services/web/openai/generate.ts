@@ -8,6 +8,7 @@ import type { TokenChunk } from '../../../shared/protocol/inference.ts'
 import { Cancellation } from '../cancel.ts'
 import { EventStream } from '../sse.ts'
 import { traceparentOf } from '../tracing.ts'
+import { cacheHeaders, cacheRequestField } from '../cache-routes.ts'
 
 // Running a generation through the gateway for any API shape (chat completions, completions, and
 // whatever else translates onto the mesh's chat request): one gateway request per choice (so `n`
@@ -64,12 +65,12 @@ export async function generateWhole (req: FastifyRequest, reply: FastifyReply, g
   reply.raw.once('close', () => { if (!reply.raw.writableFinished) ac.abort() })
   try {
     const results = await Promise.all(g.choices.map((choice) => g.gateway().stream(GatewayProtocol.infer,
-      { ...choice, apiKey: g.apiKey, stream: false, traceId: String(req.id) },
+      { ...choice, apiKey: g.apiKey, stream: false, traceId: String(req.id), ...cacheRequestField(req) },
       { onChunk () {}, signal: ac.signal, idleTimeout: IDLE_TIMEOUT_MS, connectTimeout: g.rpcTimeoutMs, traceparent: traceparentOf(req) }
     ).catch((err: unknown) => { ac.abort(); throw err })))
     const ignored = ignoredHeader(results, g.unused)
     if (ignored) reply.header(IGNORED_HEADER, ignored)
-    reply.send(body(results))
+    reply.headers(cacheHeaders(results)).send(body(results))
   } finally {
     ac.abort() // the other choices of a failed request stop too; a no-op once all answered
   }
@@ -82,12 +83,12 @@ export async function generateStream (req: FastifyRequest, reply: FastifyReply, 
   reply.raw.once('close', () => { if (!reply.raw.writableFinished) cancel.abort() })
   let ignored: string[] = []
   let events: EventStream | null = null
-  const start = (): EventStream => {
+  const start = (first?: TokenChunk): EventStream => {
     if (events) return events
     reply.hijack()
     const header = ignoredHeader([{ ignored }], g.unused)
     events = new EventStream(reply.raw, {
-      ...(reply.getHeaders() as Record<string, string>), 'x-request-id': String(req.id), ...(header ? { [IGNORED_HEADER]: header } : {})
+      ...(reply.getHeaders() as Record<string, string>), 'x-request-id': String(req.id), ...(header ? { [IGNORED_HEADER]: header } : {}), ...cacheHeaders([first ?? {}])
     })
     events.open()
     const ev = events
@@ -103,7 +104,7 @@ export async function generateStream (req: FastifyRequest, reply: FastifyReply, 
     const results = await Promise.all(g.choices.map(async (choice, index) => {
       let first = true
       try {
-        const r = await g.gateway().stream(GatewayProtocol.infer, { ...choice, apiKey: g.apiKey, stream: true, traceId: String(req.id) }, {
+        const r = await g.gateway().stream(GatewayProtocol.infer, { ...choice, apiKey: g.apiKey, stream: true, traceId: String(req.id), ...cacheRequestField(req) }, {
           signal: cancel,
           idleTimeout: IDLE_TIMEOUT_MS,
           connectTimeout: g.rpcTimeoutMs,
@@ -111,6 +112,7 @@ export async function generateStream (req: FastifyRequest, reply: FastifyReply, 
           onChunk: (c) => {
             // the gateway's word on ignored parameters comes before the first token
             if (c.ignored) { if (!events) ignored = c.ignored; return }
+            start(c)
             send(shape.frame(index, c, first))
             first = false
           }

@@ -5,6 +5,8 @@ import { empty, heading, page } from '../layout.ts'
 import type { Maybe } from '../maybe.ts'
 import type { SessionUser } from '../session.ts'
 import { creditsCard, limitsCard, type AccountQuotaView, type CreditsView } from './account.ts'
+import { cacheCard } from './cache-card.ts'
+import type { CacheStats } from '../../../../shared/protocol/learning.ts'
 
 // The usage page (/dashboard): totals, the chart by day, limits and credits, usage by model.
 
@@ -27,7 +29,8 @@ function stat (label: string, value: string, foot: string, id: string): string {
 }
 
 export function overviewPage (user: SessionUser, usage: UsageView, days: number, metric: Metric,
-  quota: Maybe<AccountQuotaView> = { ok: false, error: 'not asked' }, ledger: Maybe<CreditsView> = { ok: false, error: 'not asked' }): string {
+  quota: Maybe<AccountQuotaView> = { ok: false, error: 'not asked' }, ledger: Maybe<CreditsView> = { ok: false, error: 'not asked' },
+  cache: Maybe<CacheStats> = { ok: false, error: 'not asked' }): string {
   const t = usage.totals
   const tokens = (t.tokensIn ?? 0) + (t.tokensOut ?? 0)
   const credits = usage.credits
@@ -85,6 +88,7 @@ ${creditsCard(ledger)}
 <section class="card">
   <div class="card-head"><h2>By model</h2></div>
   ${modelTable}
-</section>`
+</section>
+${cacheCard(cache)}`
   })
 }
