@@ -10,19 +10,12 @@
 //       hit rate (paraphrases found) and false-hit rate (different questions matched) per threshold,
 //       and the threshold the gateway's default comes from: the lowest whose false-hit rate ≤ 5%.
 // Standalone: `npx tsx scripts/bench-cache.ts` (BENCH_SCALE=0.2 shortens it).
-import crypto from 'node:crypto'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import RPC from '@hyperswarm/rpc'
-import c from 'compact-encoding'
-import DHT from 'hyperdht'
-import { LocalMesh } from './lib/localmesh.ts'
 import { percentile, runLoad, runStandalone, type Row } from './bench-lib.ts'
-import { bootstrapList } from '../shared/config.ts'
+import { benchAccount, UNLIMITED_TIERS, withBenchMesh } from './lib/bench-mesh.ts'
 import { MeshClient } from '../shared/mesh/client.ts'
-import { createDHT } from '../shared/mesh/dht.ts'
 import { CommonProtocol } from '../shared/protocol/common.ts'
 import { GatewayProtocol, type InferResult } from '../shared/protocol/gateway.ts'
 import { cosine } from '../services/gateway/cache/semantic.ts'
@@ -39,38 +32,21 @@ async function rpcWithin1ms (gateway: MeshClient): Promise<{ fast: number, all: 
 }
 
 export async function benchCache (scale: number): Promise<Row[]> {
-  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'hyperinfer-bench-cache-'))
-  const keyPair = DHT.keyPair(crypto.randomBytes(32))
-  const limits = { requestsPerHour: 1e8, userRequestsPerHour: 1e8, tokensPerHour: 1e12, tokensPerDay: 1e12 }
-  const mesh = new LocalMesh({
-    home,
-    databaseUrl: process.env.DATABASE_URL || undefined,
-    webPort: 0,
-    metricsPort: 0,
+  const opts = {
     gateways: 2,
     // named as the metrics service: the bench reads the gateway's own request-time histogram
-    extraAllow: ['metrics=' + keyPair.publicKey.toString('hex')],
+    memberAs: 'metrics',
     serviceEnv: {
-      gateway: { LOG_LEVEL: 'warn', TIER_LIMITS: JSON.stringify({ default: limits, premium: limits }), CACHE_EMBED_MODEL: EMBED_MODEL },
+      gateway: { LOG_LEVEL: 'warn', TIER_LIMITS: UNLIMITED_TIERS, CACHE_EMBED_MODEL: EMBED_MODEL },
       inference: { LOG_LEVEL: 'warn', SYNTHETIC_TOKENS_PER_SEC: '0', SYNTHETIC_MODELS: `synthetic,${EMBED_MODEL}` },
       auth: { LOG_LEVEL: 'warn' }
     }
-  })
-  let rpc: RPC | null = null
-  let dht: DHT | null = null
-  const rows: Row[] = []
-  try {
-    await mesh.start()
-    dht = createDHT({ keyPair, bootstrap: bootstrapList(mesh.bootstrapString), clientOnly: true })
-    rpc = new RPC({ keyPair, dht, valueEncoding: c.json })
-    const gateway = new MeshClient(rpc, Buffer.from(mesh.gatewayKey, 'hex'), { name: 'gateway' })
-    const other = new MeshClient(rpc, Buffer.from(mesh.gatewayKeys[1]!, 'hex'), { name: 'gateway-2' })
-    await gateway.waitOpen(15_000)
+  }
+  return withBenchMesh('cache', opts, async ({ mesh, gateway, client }) => {
+    const rows: Row[] = []
+    const other = client(mesh.gatewayKeys[1]!, 'gateway-2')
     await other.waitOpen(15_000)
-    const email = `cache${Date.now()}@example.com`
-    await gateway.call(GatewayProtocol.register, { username: 'cache' + Date.now(), email, password: 'bench password' })
-    const { token } = await gateway.call(GatewayProtocol.login, { email, password: 'bench password' })
-    const { key } = await gateway.call(GatewayProtocol.createKey, { token, name: 'bench' })
+    const { key } = await benchAccount(gateway, 'cache')
     const n = Math.max(100, Math.round(1000 * scale))
     const ask = (client: MeshClient, prompt: string, stream = false) => client.stream(GatewayProtocol.infer,
       { apiKey: key, model: 'synthetic', prompt, maxTokens: 16, temperature: 0, stream }, { onChunk: () => {}, idleTimeout: 30_000 }) as Promise<InferResult>
@@ -119,13 +95,8 @@ export async function benchCache (scale: number): Promise<Row[]> {
     rows.push({ bench: 'semantic cache', path: `default threshold: the lowest with false hits ≤ ${FALSE_HIT_BUDGET * 100}%`, 'hit rate': chosen === null ? 'none qualifies' : String(chosen) })
     await gateway.close()
     await other.close()
-  } finally {
-    await rpc?.destroy({ force: true }).catch(() => {}) // best effort: the bench is done with it
-    await dht?.destroy().catch(() => {})
-    await mesh.stop()
-    fs.rmSync(home, { recursive: true, force: true })
-  }
-  return rows
+    return rows
+  })
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -5,21 +5,12 @@
 // so machine load falls on all three alike. The budget: the pre-check adds at most 0.5 ms at p50
 // (flag vs off). A second row measures the pre-check alone, in this process, on the same prompt.
 // Standalone: `npx tsx scripts/bench-safety.ts` (BENCH_SCALE=0.2 shortens it).
-import crypto from 'node:crypto'
-import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import RPC from '@hyperswarm/rpc'
-import c from 'compact-encoding'
-import DHT from 'hyperdht'
-import { LocalMesh } from './lib/localmesh.ts'
-import { MeshClient } from '../shared/mesh/client.ts'
-import { createDHT } from '../shared/mesh/dht.ts'
-import { bootstrapList } from '../shared/config.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import { precheck } from '../services/gateway/safety/precheck.ts'
 import { percentile, runLoad, runStandalone, type Row } from './bench-lib.ts'
+import { benchAccount, UNLIMITED_TIERS, withBenchMesh } from './lib/bench-mesh.ts'
 
 const PROMPT = 'You are helping the support team. Summarise the customer message below in two sentences and suggest a polite reply. ' +
   'Customer: Hello, my order from last Tuesday has not arrived yet and the tracking page has said "in transit" for six days now. ' +
@@ -27,33 +18,17 @@ const PROMPT = 'You are helping the support team. Summarise the customer message
 const BUDGET_MS = 0.5
 
 export async function benchSafety (scale: number): Promise<Row[]> {
-  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'hyperinfer-bench-safety-'))
-  const keyPair = DHT.keyPair(crypto.randomBytes(32))
-  const limits = { requestsPerHour: 1e8, userRequestsPerHour: 1e8, tokensPerHour: 1e12, tokensPerDay: 1e12 }
-  const mesh = new LocalMesh({
-    home,
-    databaseUrl: process.env.DATABASE_URL || undefined,
-    webPort: 0,
-    metricsPort: 0,
+  const opts = {
     serviceEnv: {
       // the bench's many requests from one peer must not read as an anomaly: alerts only, never suspension
-      gateway: { LOG_LEVEL: 'error', TIER_LIMITS: JSON.stringify({ default: limits, premium: limits }), SAFETY_ANOMALY_ACTION: 'alert' },
+      gateway: { LOG_LEVEL: 'error', TIER_LIMITS: UNLIMITED_TIERS, SAFETY_ANOMALY_ACTION: 'alert' },
       inference: { LOG_LEVEL: 'warn', SYNTHETIC_TOKENS_PER_SEC: '0' },
       auth: { LOG_LEVEL: 'warn' }
     }
-  })
-  let rpc: RPC | null = null
-  let dht: DHT | null = null
-  const rows: Row[] = []
-  try {
-    await mesh.start()
-    dht = createDHT({ keyPair, bootstrap: bootstrapList(mesh.bootstrapString), clientOnly: true })
-    rpc = new RPC({ keyPair, dht, valueEncoding: c.json })
-    const gateway = new MeshClient(rpc, Buffer.from(mesh.gatewayKey, 'hex'), { name: 'gateway' })
-    await gateway.waitOpen(15_000)
-    const name = 'bench' + Date.now()
-    await gateway.call(GatewayProtocol.register, { username: name, email: `${name}@example.com`, password: 'bench password' })
-    const { token } = await gateway.call(GatewayProtocol.login, { email: `${name}@example.com`, password: 'bench password' })
+  }
+  return withBenchMesh('safety', opts, async ({ gateway }) => {
+    const rows: Row[] = []
+    const { token } = await benchAccount(gateway, 'bench')
     const policies = ['off', 'flag', 'redact'] as const
     const keys = new Map<string, string>()
     for (const safety of policies) keys.set(safety, (await gateway.call(GatewayProtocol.createKey, { token, name: safety, safety })).key)
@@ -93,13 +68,8 @@ export async function benchSafety (scale: number): Promise<Row[]> {
     us.sort((a, b) => a - b)
     rows.push({ bench: 'safety pre-check', path: `precheck() alone, ${PROMPT.length}-char prompt`, concurrency: 1, requests: us.length, errors: 0, 'p50 ms': percentile(us, 0.5).toFixed(4), 'p50 added ms': percentile(us, 0.5).toFixed(4) })
     await gateway.close()
-  } finally {
-    await rpc?.destroy({ force: true }).catch(() => {}) // best effort: the bench is done with it
-    await dht?.destroy().catch(() => {})
-    await mesh.stop()
-    fs.rmSync(home, { recursive: true, force: true })
-  }
-  return rows
+    return rows
+  })
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
