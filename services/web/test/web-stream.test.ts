@@ -114,7 +114,7 @@ test('web stream: a refusal before any token is a plain HTTP error with an OpenA
   t.is(res.status, 401)
   t.ok(res.headers.get('content-type')?.startsWith('application/json'))
   const body = await res.json() as any
-  t.is(body.error?.code, 'INVALID_API_KEY')
+  t.is(body.error?.code, 'invalid_api_key', 'OpenAI\'s code for a bad key')
   t.is(body.error?.type, 'authentication_error')
 
   gateway.script = async () => { throw MeshError.NO_WORKER('no worker serves synthetic') }
