@@ -11,6 +11,7 @@ export const CATALOG: CatalogEntry[] = [
   { name: 'login', summary: 'log in and keep the session token in the state dir', load: async () => (await import('./commands/account.ts')).login },
   { name: 'logout', summary: 'log out: the session is refused everywhere from now on, and its file is removed', load: async () => (await import('./commands/account.ts')).logout },
   { name: 'keys', summary: 'create, list, revoke and set API keys; resume a suspended key (admins)', load: async () => (await import('./commands/keys.ts')).keys },
+  { name: 'safety', summary: "your account's safety policy (off, flag, redact, block): show it, or set it", load: async () => (await import('./commands/keys.ts')).safety },
   { name: 'infer', summary: 'run a prompt and stream the answer (prompt from stdin when no argument)', load: async () => (await import('./commands/infer.ts')).infer },
   { name: 'models', summary: 'models the gateway routes to; admins: models add|set|remove', load: async () => (await import('./commands/registry.ts')).models },
   { name: 'status', summary: 'gateway health (auth, database, workers, models) and, with a metrics URL, every mesh member', load: async () => (await import('./commands/info.ts')).status },

@@ -50,6 +50,16 @@ test('safety: policies from the CLI; block bills nothing, redact hides items fro
   const echoed = await client.call(GatewayProtocol.infer, { apiKey: key, model: ECHO_MODEL, prompt: `forward it to ${EMAIL} today` })
   t.is(echoed.text, `forward it to ${EMAIL} today`, 'the placeholder in the answer is restored to the original (SAFETY_RESTORE_REDACTED=on)')
 
+  // the account's own policy, from the CLI: a key with none of its own follows it
+  const account = await runCli(carol.home, ['safety', 'block'])
+  t.ok(account.code === 0 && /account safety policy: block/.test(account.stdout), 'safety block sets the account\'s policy: ' + account.stdout.trim())
+  await runCli(carol.home, ['keys', 'set', keyId, '--safety', 'default'])
+  const byAccount = await refusal(client.call(GatewayProtocol.infer, { apiKey: key, model: 'synthetic', prompt: `write to ${EMAIL} please`, maxTokens: 4 }))
+  t.is(byAccount?.code, 'SAFETY_BLOCKED', 'a key set to default is held to the account\'s block')
+  t.ok(/account safety policy: block/.test((await runCli(carol.home, ['safety'])).stdout), '`safety` alone shows the policy')
+  await runCli(carol.home, ['safety', 'default'])
+  await runCli(carol.home, ['keys', 'set', keyId, '--safety', 'redact'])
+
   const unsafe = 'Sure, here is the plan. First you learn how to make a pipe bomb from parts and then you go on with more steps after it'
   const frames: string[] = []
   const cut = await client.stream(GatewayProtocol.infer, { apiKey: key, model: ECHO_MODEL, prompt: unsafe, stream: true }, { onChunk: (c) => frames.push(c.text), idleTimeout: 30_000 })
@@ -77,6 +87,6 @@ test('safety: policies from the CLI; block bills nothing, redact hides items fro
   t.ok(!JSON.stringify(events).includes('carol.x') && !JSON.stringify(events).includes('bomb'), 'the record holds no text of prompts or answers')
 
   const metricsUrl = new URL(m.mesh.metricsUrl!).origin + '/metrics'
-  const text = await until(async () => (await fetch(metricsUrl)).text(), (s) => (sampleValue(s, 'ai_platform_safety_events_total', { detector: 'pii', category: 'email', action: 'block' }) ?? 0) >= 6, 20_000, 500)
-  t.is(sampleValue(text, 'ai_platform_safety_events_total', { detector: 'pii', category: 'email', action: 'block' }), 6, 'every block counted in ai_platform_safety_events_total (one, then five on the spiky key)')
+  const text = await until(async () => (await fetch(metricsUrl)).text(), (s) => (sampleValue(s, 'ai_platform_safety_events_total', { detector: 'pii', category: 'email', action: 'block' }) ?? 0) >= 7, 20_000, 500)
+  t.is(sampleValue(text, 'ai_platform_safety_events_total', { detector: 'pii', category: 'email', action: 'block' }), 7, 'every block counted in ai_platform_safety_events_total (one, five on the spiky key, one under the account policy)')
 })

@@ -68,11 +68,25 @@ export const keys: Command = {
   }
 }
 
+/** `safety [off|flag|redact|block|default]`: the account's own safety policy, shown or set. */
+export const safety: Command = {
+  usage: 'safety [off|flag|redact|block|default]',
+  options: {},
+  positionals: true,
+  async run (ctx, { positionals }) {
+    const [policy] = positionals
+    const gw = await ctx.gateway()
+    const res = await gw.call(SafetyProtocol.accountSafety, { token: ctx.sessionToken(), ...(policy === undefined ? {} : { safety: policyFlag(policy) }) }, ctx.globals.timeout)
+    if (ctx.globals.json) return printJson(res)
+    console.log(`account safety policy: ${res.safety ?? 'default (the operator\'s)'}; a key's own policy, where set, comes first`)
+  }
+}
+
 /** A --safety value: a policy, or `default` (null: the account's or the operator's applies). */
 function policyFlag (v: unknown): 'off' | 'flag' | 'redact' | 'block' | null {
   if (v === 'default') return null
   const p = safetyPolicy.safeParse(v)
-  if (!p.success) throw new UsageError('--safety must be off, flag, redact, block or default')
+  if (!p.success) throw new UsageError('a safety policy is off, flag, redact, block or default')
   return p.data
 }
 
