@@ -83,9 +83,12 @@ test('worker CLI: an OpenAI-compatible worker joins over loopback, its key never
 
   // Ctrl-C while a slow stream runs (40 tokens, 50 ms apart: 2 s): it finishes, nothing new is taken, exit 0
   let streamEnd = 0
-  const inflight = client.call(GatewayProtocol.infer, { apiKey: user.key, model: 'slow', prompt: 'take your time', maxTokens: 40 }, 30_000)
-    .then((x) => x, (e) => e as Error).finally(() => { streamEnd = Date.now() })
-  await new Promise((res) => setTimeout(res, 500))
+  let firstToken!: () => void
+  const streaming = new Promise<void>((resolve) => { firstToken = resolve })
+  const inflight = client.stream(GatewayProtocol.infer, { apiKey: user.key, model: 'slow', prompt: 'take your time', maxTokens: 40, stream: true }, { onChunk: () => firstToken(), idleTimeout: 30_000 })
+    .then((x) => x, (e) => e as Error).finally(() => { streamEnd = Date.now(); firstToken() })
+  // the signal comes once the worker is streaming, not after a guess at how long that takes
+  await streaming
   const stopAt = Date.now()
   const stopping = w.stop('SIGINT')
   await new Promise((res) => setTimeout(res, 200))
