@@ -6,20 +6,13 @@
 // The gateway's budget: no request delays another by more than 50 ms.
 // Standalone: `npx tsx scripts/bench-hostile.ts` (BENCH_SCALE=0.2 shortens it).
 import crypto from 'node:crypto'
-import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import RPC from '@hyperswarm/rpc'
-import c from 'compact-encoding'
-import DHT from 'hyperdht'
-import { LocalMesh } from './lib/localmesh.ts'
 import { MeshClient } from '../shared/mesh/client.ts'
-import { createDHT } from '../shared/mesh/dht.ts'
-import { bootstrapList } from '../shared/config.ts'
 import { CommonProtocol } from '../shared/protocol/common.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import { runLoad, runStandalone, type Row } from './bench-lib.ts'
+import { benchAccount, UNLIMITED_TIERS, withBenchMesh } from './lib/bench-mesh.ts'
 
 const BIG = '漢'.repeat(100_000)
 
@@ -31,39 +24,19 @@ async function loopLagMaxMs (gateway: MeshClient): Promise<number> {
 }
 
 export async function benchHostile (scale: number): Promise<Row[]> {
-  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'hyperinfer-bench-hostile-'))
-  const keyPair = DHT.keyPair(crypto.randomBytes(32))
-  const limits = { requestsPerHour: 1e8, userRequestsPerHour: 1e8, tokensPerHour: 1e12, tokensPerDay: 1e12 }
-  const mesh = new LocalMesh({
-    home,
-    databaseUrl: process.env.DATABASE_URL || undefined,
-    webPort: 0,
-    metricsPort: 0,
+  const opts = {
     // named as the metrics service: the bench reads the gateway's own event-loop metric (metricsText)
-    extraAllow: ['metrics=' + keyPair.publicKey.toString('hex')],
+    memberAs: 'metrics',
     serviceEnv: {
-      gateway: { LOG_LEVEL: 'warn', TIER_LIMITS: JSON.stringify({ default: limits, premium: limits }) },
+      gateway: { LOG_LEVEL: 'warn', TIER_LIMITS: UNLIMITED_TIERS },
       inference: { LOG_LEVEL: 'warn', SYNTHETIC_TOKENS_PER_SEC: '0' },
       auth: { LOG_LEVEL: 'warn' }
     }
-  })
-  let rpc: RPC | null = null
-  let dht: DHT | null = null
-  const rows: Row[] = []
-  try {
-    await mesh.start()
-    dht = createDHT({ keyPair, bootstrap: bootstrapList(mesh.bootstrapString), clientOnly: true })
-    rpc = new RPC({ keyPair, dht, valueEncoding: c.json })
-    const gateway = new MeshClient(rpc, Buffer.from(mesh.gatewayKey, 'hex'), { name: 'gateway' })
-    await gateway.waitOpen(15_000)
-    const keyOf = async (name: string) => {
-      const email = `${name}@example.com`
-      await gateway.call(GatewayProtocol.register, { username: name, email, password: 'bench password' })
-      const { token } = await gateway.call(GatewayProtocol.login, { email, password: 'bench password' })
-      return (await gateway.call(GatewayProtocol.createKey, { token, name: 'bench' })).key
-    }
-    const victim = await keyOf('victim' + Date.now())
-    const attacker = await keyOf('attacker' + Date.now())
+  }
+  return withBenchMesh('hostile', opts, async ({ gateway }) => {
+    const rows: Row[] = []
+    const victim = (await benchAccount(gateway, 'victim')).key
+    const attacker = (await benchAccount(gateway, 'attacker')).key
     const madeUp = 'hi_' + crypto.randomBytes(32).toString('base64url').slice(0, 43)
     const small = (i: number) => gateway.call(GatewayProtocol.infer, { apiKey: victim, prompt: `small ${i}`, maxTokens: 4 }, 30_000)
     const n = Math.max(100, Math.round(500 * scale))
@@ -93,13 +66,8 @@ export async function benchHostile (scale: number): Promise<Row[]> {
     rows.push(row('quiet', quiet, quietLag))
     rows.push({ ...row(`100k-char prompts (${sent} sent, made-up and real key)`, hostile, hostileLag), 'p99 added ms': (hostile.p99 - quiet.p99).toFixed(2) })
     await gateway.close()
-  } finally {
-    await rpc?.destroy({ force: true }).catch(() => {})
-    await dht?.destroy().catch(() => {})
-    await mesh.stop()
-    fs.rmSync(home, { recursive: true, force: true })
-  }
-  return rows
+    return rows
+  })
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
