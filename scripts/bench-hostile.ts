@@ -1,7 +1,7 @@
 // Whether one caller can stall the gateway for the others, on real processes (LocalMesh: auth, a
 // gateway, a synthetic worker, PostgreSQL): another user's small requests (c=1) alone, then while
 // 100k-character prompts of one CJK character (slow to tokenize) are sent without pause, with a
-// made-up key and with a real one. Reports the small requests' latency, the p99 they gained, and
+// made-up key and with a real one, by an attacker in a process (and DHT peer) of its own. Reports the small requests' latency, the p99 they gained, and
 // the gateway's own event-loop delay (its nodejs_eventloop_lag_max_seconds over each phase).
 // The gateway's budget: no request delays another by more than 50 ms.
 // Standalone: `npx tsx scripts/bench-hostile.ts` (BENCH_SCALE=0.2 shortens it).
@@ -13,8 +13,8 @@ import { CommonProtocol } from '../shared/protocol/common.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import { runLoad, runStandalone, type Row } from './bench-lib.ts'
 import { benchAccount, UNLIMITED_TIERS, withBenchMesh } from './lib/bench-mesh.ts'
+import { startFlood } from './lib/flood.ts'
 
-const BIG = '漢'.repeat(100_000)
 
 /** the gateway's largest event-loop delay since the last read, in ms (reading resets it) */
 async function loopLagMaxMs (gateway: MeshClient): Promise<number> {
@@ -33,7 +33,7 @@ export async function benchHostile (scale: number): Promise<Row[]> {
       auth: { LOG_LEVEL: 'warn' }
     }
   }
-  return withBenchMesh('hostile', opts, async ({ gateway }) => {
+  return withBenchMesh('hostile', opts, async ({ mesh, gateway }) => {
     const rows: Row[] = []
     const victim = (await benchAccount(gateway, 'victim')).key
     const attacker = (await benchAccount(gateway, 'attacker')).key
@@ -46,19 +46,10 @@ export async function benchHostile (scale: number): Promise<Row[]> {
     const quiet = await runLoad(1, n, small)
     const quietLag = await loopLagMaxMs(gateway)
 
-    let running = true
-    let sent = 0
-    const flood = async (apiKey: string) => {
-      while (running) {
-        sent++
-        await gateway.call(GatewayProtocol.infer, { apiKey, prompt: BIG, maxTokens: 2 }, 120_000).catch(() => {}) // refusals are the point
-      }
-    }
-    const floods = [flood(madeUp), flood(attacker)]
+    const flood = await startFlood({ bootstrap: mesh.bootstrapString, gatewayKey: mesh.gatewayKey, apiKeys: [madeUp, attacker], prompt: { repeat: '漢', times: 100_000 }, maxTokens: 2 })
     const hostile = await runLoad(1, n, small)
     const hostileLag = await loopLagMaxMs(gateway)
-    running = false
-    await Promise.all(floods)
+    const sent = await flood.stop()
 
     const row = (phase: string, r: Awaited<ReturnType<typeof runLoad>>, lag: number): Row => ({
       bench: 'event-loop delay during hostile prompts', phase, requests: n, errors: r.errors, 'p50 ms': r.p50.toFixed(2), 'p99 ms': r.p99.toFixed(2), 'gateway loop max ms': lag.toFixed(1)
