@@ -117,7 +117,7 @@ export class RequestPipeline {
     const guard = await this.deps.safety?.admit(identity, { id, model, messages: request.messages, caller }) ?? null
     if (guard) request.messages = guard.messages
     // the cache answers what the worker would see: a prompt the safety layer changed is neither looked up nor kept
-    const cached = guard && JSON.stringify(guard.messages) !== JSON.stringify(messages) ? null : await this.deps.cache?.lookup(req, messages, model, identity, caller)
+    const cached = guard?.changed ? null : await this.deps.cache?.lookup(req, messages, model, identity, caller)
     if (cached?.result) return cached.result
     trace?.next('admission.hold', { 'hyperinfer.model': model, 'hyperinfer.routing.strategy': chosen.strategy })
     const prompt = plus(await measurePrompt(texts), imageCount(request) * IMAGE_TOKENS)

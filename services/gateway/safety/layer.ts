@@ -52,6 +52,8 @@ export interface SafetyDeps {
 /** What the pipeline gets back for a request that may go on. */
 export interface RequestGuard {
   messages: ChatMessage[]
+  /** whether `messages` differ from the request's (items were redacted) */
+  changed: boolean
   output: OutputGuard | null
 }
 
@@ -119,7 +121,7 @@ export class SafetyLayer {
       restore: this.deps.config.restoreRedacted && pre.placeholders.size > 0 ? pre.placeholders : null,
       onFinding: (f) => this.events.record({ requestId: req.id, keyId, userId, stage: 'output', detector: f.detector, category: f.category, action: policy === 'flag' ? 'flag' : 'filter' })
     })
-    return { messages: pre.messages, output }
+    return { messages: pre.messages, changed: pre.placeholders.size > 0, output }
   }
 
   /** Refuse a key suspended pending review (every request that spends: inference, embeddings, moderation). */
