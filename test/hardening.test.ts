@@ -21,6 +21,8 @@ import { ADMIN_PASSWORD, registerAdmin, runCli, until, userWithKey } from './sup
 // the first test starts it, the last stops it.
 
 const PER_PEER = 3
+const MAX_AUTH_FAILURES = 5
+const BAN_SECONDS = 3
 let mesh: LocalMesh | null = null
 let home = ''
 const closers: Array<() => Promise<unknown>> = []
@@ -57,7 +59,7 @@ test('hardening: a mesh started as npm start starts it', { timeout: 240_000 }, a
     home,
     webPort: 0,
     metricsPort: 0,
-    serviceEnv: { auth: { ADMIN_USERS: 'boss' }, gateway: { HYPERINFER_MAX_CONNECTIONS_PER_PEER: String(PER_PEER) } }
+    serviceEnv: { auth: { ADMIN_USERS: 'boss' }, gateway: { HYPERINFER_MAX_CONNECTIONS_PER_PEER: String(PER_PEER), HYPERINFER_MAX_AUTH_FAILURES_PER_MINUTE: String(MAX_AUTH_FAILURES), HYPERINFER_AUTH_FAILURE_BAN_SECONDS: String(BAN_SECONDS) } }
   })
   await mesh.start()
   t.ok(mesh.gatewayKey, 'the mesh is up')
@@ -189,6 +191,25 @@ test('connection caps: one key gets at most the per-peer cap of connections; oth
     return ok
   }, (ok) => ok, 20_000, 200)
   t.ok(again, 'once one of its connections closes, the key may open another')
+})
+
+test('bad credentials: a stranger presenting made-up API keys is cut off and refused for a while; others are not', { timeout: 120_000 }, async (t) => {
+  const madeUp = () => 'hi_' + crypto.randomBytes(32).toString('base64url').slice(0, 43)
+  const infer = (client: MeshClient) => codeOf(client.call(GatewayProtocol.infer, { apiKey: madeUp(), prompt: 'x'.repeat(100_000), maxTokens: 1 }, 10_000))
+  const attacker = await stranger()
+  const codes: string[] = []
+  for (let i = 0; i < MAX_AUTH_FAILURES; i++) codes.push(await infer(attacker))
+  t.alike(codes, codes.map(() => 'INVALID_API_KEY'), `the first ${MAX_AUTH_FAILURES} made-up keys are answered INVALID_API_KEY`)
+  const after = await until(() => infer(attacker), (code) => code !== 'INVALID_API_KEY', 10_000, 50)
+  t.is(after, 'UNAVAILABLE', 'then the connection is closed and the gateway refuses the stranger at the handshake')
+
+  const other = await stranger()
+  t.ok((await other.call(GatewayProtocol.models, {})).models.length > 0, 'another peer is still served')
+  const user = await userWithKey(other)
+  t.is(await codeOf(other.call(GatewayProtocol.infer, { apiKey: user.key, prompt: 'hello', maxTokens: 2 }, 30_000)), 'ok', 'and its real key works')
+
+  const back = await until(() => codeOf(attacker.call(GatewayProtocol.models, {}, 5_000)), (code) => code === 'ok', (BAN_SECONDS + 20) * 1000, 500)
+  t.is(back, 'ok', `after ${BAN_SECONDS} s the stranger is let in again`)
 })
 
 test('hardening: stop the mesh', { timeout: 60_000 }, async () => {

@@ -2,6 +2,7 @@ import { z } from 'zod'
 import type ProtomuxRPC from 'protomux-rpc'
 import { loadConfig, positiveInt } from '../config.ts'
 import type { Logger } from '../log.ts'
+import type { StrikeLimits } from './strikes.ts'
 
 // Caps on the connections an RPC server holds: per remote public key and in all. Anyone on the DHT can
 // dial a public service, and each idle connection costs memory, so a stranger who opens hundreds must
@@ -12,16 +13,24 @@ export interface ConnectionLimits {
   perPeer: number
   /** connections from non-members, all keys together */
   total: number
+  /** a stranger presenting bad credentials over and over is refused for a while (strikes.ts) */
+  authFailures: StrikeLimits
 }
 
 const schema = z.object({
   HYPERINFER_MAX_CONNECTIONS_PER_PEER: positiveInt.default(16),
-  HYPERINFER_MAX_CONNECTIONS: positiveInt.default(1024)
+  HYPERINFER_MAX_CONNECTIONS: positiveInt.default(1024),
+  HYPERINFER_MAX_AUTH_FAILURES_PER_MINUTE: positiveInt.default(30),
+  HYPERINFER_AUTH_FAILURE_BAN_SECONDS: positiveInt.default(60)
 })
 
 export function connectionLimits (env: NodeJS.ProcessEnv = process.env): ConnectionLimits {
   const cfg = loadConfig(schema, env)
-  return { perPeer: cfg.HYPERINFER_MAX_CONNECTIONS_PER_PEER, total: cfg.HYPERINFER_MAX_CONNECTIONS }
+  return {
+    perPeer: cfg.HYPERINFER_MAX_CONNECTIONS_PER_PEER,
+    total: cfg.HYPERINFER_MAX_CONNECTIONS,
+    authFailures: { max: cfg.HYPERINFER_MAX_AUTH_FAILURES_PER_MINUTE, windowMs: 60_000, banMs: cfg.HYPERINFER_AUTH_FAILURE_BAN_SECONDS * 1000 }
+  }
 }
 
 const WARN_EVERY_MS = 60_000

@@ -7,6 +7,7 @@ import { MeshClient, type MeshClientOptions } from './client.ts'
 import { wireJson } from './wire.ts'
 import { Peer, type HandlerTable } from './peer.ts'
 import { ConnectionLimiter, connectionLimits, type ConnectionLimits } from './conn-limit.ts'
+import { PeerStrikes } from './strikes.ts'
 import type { MethodDef } from './method.ts'
 import { credentialOf, parseMembers, rolesAllow, type Credential, type MemberKind, type PeerRole } from './roles.ts'
 import { MeshError } from '../errors.ts'
@@ -38,6 +39,11 @@ export interface MeshServiceOptions {
 
 export const VERSION = '0.1.0'
 
+/** refusals that count as a strike against a stranger (strikes.ts) */
+const BAD_CREDENTIALS = new Set(['INVALID_API_KEY', 'UNAUTHENTICATED'])
+/** long enough for the last refusal to reach the peer before its connection closes */
+const CUT_OFF_AFTER_MS = 200
+
 export abstract class MeshService {
   readonly name: string
   readonly keyPair: KeyPair
@@ -54,6 +60,7 @@ export abstract class MeshService {
   readonly metrics: ServiceMetrics
   readonly startedAt = Date.now()
   private readonly connLimit: ConnectionLimiter
+  private readonly strikes: PeerStrikes
   private opening: Promise<void> | null = null
   private closing: Promise<void> | null = null
 
@@ -66,7 +73,9 @@ export abstract class MeshService {
     this.bootstrap = opts.bootstrap
     this.host = opts.host
     this.metrics = new ServiceMetrics(opts.name)
-    this.connLimit = new ConnectionLimiter(opts.connectionLimits ?? connectionLimits({}), (k) => this.isMeshMember(k), opts.log)
+    const limits = opts.connectionLimits ?? connectionLimits({})
+    this.connLimit = new ConnectionLimiter(limits, (k) => this.isMeshMember(k), opts.log)
+    this.strikes = new PeerStrikes(limits.authFailures, (k) => this.isMeshMember(k), opts.log)
   }
 
   get publicKey (): string { return this.keyPair.publicKey.toString('hex') }
@@ -132,13 +141,20 @@ export abstract class MeshService {
     const table = this.metrics.instrument(this.handlers(), { count: false })
     table.set(CommonProtocol.serviceInfo.name, { def: CommonProtocol.serviceInfo, fn: () => this.info() })
     table.set(CommonProtocol.metricsText.name, { def: CommonProtocol.metricsText, fn: () => this.metrics.text() })
-    const observe = (m: string, outcome: string, seconds: number) => this.metrics.observeRequest(m, outcome, seconds)
     const server = this.rpcInstance.createServer({
-      firewall: (remotePublicKey: Buffer) => (this.privateOnly && !this.isMeshMember(remotePublicKey.toString('hex'))) || this.connLimit.refuse(remotePublicKey.toString('hex'))
+      firewall: (remotePublicKey: Buffer) => {
+        const key = remotePublicKey.toString('hex')
+        return (this.privateOnly && !this.isMeshMember(key)) || this.strikes.banned(key) || this.connLimit.refuse(key)
+      }
     })
     server.on('connection', (channel: ProtomuxRPC) => {
       if (!this.connLimit.admit(channel)) return
-      const peer = new Peer(channel, { handlers: table, authorize: (k, d, raw, p) => this.authorize(k, d, raw, p), log: this.log, observe })
+      const observe = (m: string, outcome: string, seconds: number) => {
+        this.metrics.observeRequest(m, outcome, seconds)
+        // the refusal is answered first: the connection closes once the reply has gone out
+        if (BAD_CREDENTIALS.has(outcome) && this.strikes.strike(peer.remoteKey)) setTimeout(() => this.cutOff(peer.remoteKey), CUT_OFF_AFTER_MS).unref()
+      }
+      const peer: Peer = new Peer(channel, { handlers: table, authorize: (k, d, raw, p) => this.authorize(k, d, raw, p), log: this.log, observe })
       this.peers.add(peer)
       this.log.debug({ peer: peer.remoteKey.slice(0, 16) }, 'peer connected')
       channel.on('open', () => this.log.debug({ peer: peer.remoteKey.slice(0, 16) }, 'peer channel open'))
@@ -149,6 +165,11 @@ export abstract class MeshService {
     this.rpcServer = server
     await this.onOpen()
     this.log.info({ publicKey: this.publicKey }, `${this.name} listening`)
+  }
+
+  /** Close every connection a peer holds (it is refused at the handshake while its ban lasts). */
+  private cutOff (remoteKey: string): void {
+    for (const p of this.peers) if (p.remoteKey === remoteKey) p.destroy()
   }
 
   info () {
