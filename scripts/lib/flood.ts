@@ -46,26 +46,34 @@ export function startFlood (opts: { bootstrap: string, gatewayKey: string, apiKe
 async function flood (): Promise<void> {
   const opts = JSON.parse(process.env.FLOOD_ARGS!) as { bootstrap: string, gatewayKey: string, apiKeys: string[], prompt: { repeat: string, times: number }, maxTokens: number }
   const prompt = opts.prompt.repeat.repeat(opts.prompt.times)
-  const keyPair = DHT.keyPair(crypto.randomBytes(32))
-  const dht = createDHT({ keyPair, bootstrap: bootstrapList(opts.bootstrap), clientOnly: true })
-  const rpc = new RPC({ keyPair, dht, valueEncoding: c.json })
-  const gateway = new MeshClient(rpc, Buffer.from(opts.gatewayKey, 'hex'), { name: 'gateway' })
-  await gateway.waitOpen(15_000)
+  // a peer of its own for each key: a stranger cut off for its made-up keys does not stop the other
+  const peers = await Promise.all(opts.apiKeys.map(async (apiKey) => {
+    const keyPair = DHT.keyPair(crypto.randomBytes(32))
+    const dht = createDHT({ keyPair, bootstrap: bootstrapList(opts.bootstrap), clientOnly: true })
+    const rpc = new RPC({ keyPair, dht, valueEncoding: c.json })
+    const gateway = new MeshClient(rpc, Buffer.from(opts.gatewayKey, 'hex'), { name: 'gateway' })
+    await gateway.waitOpen(15_000)
+    return { apiKey, gateway, rpc, dht }
+  }))
   let running = true
   let sent = 0
   process.stdin.on('end', () => { running = false })
   process.stdin.resume()
   process.stdout.write('flooding\n')
-  await Promise.all(opts.apiKeys.map(async (apiKey) => {
+  await Promise.all(peers.map(async ({ apiKey, gateway }) => {
     while (running) {
       sent++
-      await gateway.call(GatewayProtocol.infer, { apiKey, prompt, maxTokens: opts.maxTokens }, 120_000).catch(() => {}) // refusals are the point
+      // refusals are the point; a peer refused at the handshake waits as a client would before retrying
+      await gateway.call(GatewayProtocol.infer, { apiKey, prompt, maxTokens: opts.maxTokens }, 120_000)
+        .catch((err) => err?.code === 'UNAVAILABLE' ? new Promise((resolve) => setTimeout(resolve, 100)) : null)
     }
   }))
   process.stdout.write(`sent ${sent}\n`)
-  await gateway.close()
-  await rpc.destroy({ force: true }).catch(() => {})
-  await dht.destroy().catch(() => {})
+  for (const p of peers) {
+    await p.gateway.close()
+    await p.rpc.destroy({ force: true }).catch(() => {})
+    await p.dht.destroy().catch(() => {})
+  }
   process.exit(0)
 }
 
