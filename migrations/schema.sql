@@ -3,7 +3,7 @@
 -- tables and SQL functions read in one place. The numbered migrations stay the source of truth; this
 -- file is never applied, and test/schema.test.ts fails when it no longer matches them.
 --
--- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql, 007_admin_roles.sql, 008_network_worker_tokens.sql, 009_accounting_leases.sql, 013_safety.sql, 015_response_cache.sql, 016_learned_routing.sql
+-- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql, 007_admin_roles.sql, 008_network_worker_tokens.sql, 009_accounting_leases.sql, 013_safety.sql, 015_response_cache.sql, 016_learned_routing.sql, 018_operators.sql
 
 
 -- Tables
@@ -154,7 +154,7 @@ CREATE TABLE credit_accounts (
 
 CREATE TABLE credit_ledger (
   id          bigserial NOT NULL,
-  user_id     uuid NOT NULL,
+  user_id     uuid,
   kind        text NOT NULL,
   amount_nusd bigint NOT NULL,
   request_id  uuid,
@@ -164,10 +164,14 @@ CREATE TABLE credit_ledger (
   created_at  timestamp with time zone DEFAULT now() NOT NULL,
   CONSTRAINT credit_ledger_pkey PRIMARY KEY (id),
   CONSTRAINT credit_ledger_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE,
+  CONSTRAINT credit_ledger_account_check CHECK ((user_id IS NULL) = (kind = 'fee'::text)),
   CONSTRAINT credit_ledger_check CHECK ((kind = 'debit'::text) = (amount_nusd < 0) OR amount_nusd = 0),
-  CONSTRAINT credit_ledger_kind_check CHECK (kind = ANY (ARRAY['grant'::text, 'debit'::text, 'refund'::text]))
+  CONSTRAINT credit_ledger_kind_check CHECK (kind = ANY (ARRAY['grant'::text, 'debit'::text, 'refund'::text, 'earning'::text, 'fee'::text]))
 );
+CREATE INDEX credit_ledger_payout_idx ON credit_ledger USING btree (created_at) WHERE (kind = ANY (ARRAY['earning'::text, 'fee'::text]));
 CREATE UNIQUE INDEX credit_ledger_request_debit_key ON credit_ledger USING btree (request_id) WHERE (kind = 'debit'::text);
+CREATE UNIQUE INDEX credit_ledger_request_earning_key ON credit_ledger USING btree (request_id) WHERE (kind = 'earning'::text);
+CREATE UNIQUE INDEX credit_ledger_request_fee_key ON credit_ledger USING btree (request_id) WHERE (kind = 'fee'::text);
 CREATE INDEX credit_ledger_user_idx ON credit_ledger USING btree (user_id, id);
 
 CREATE TABLE network_worker_tokens (
@@ -183,6 +187,34 @@ CREATE TABLE network_worker_tokens (
   CONSTRAINT network_worker_tokens_source_check CHECK (source = ANY (ARRAY['config'::text, 'rotated'::text]))
 );
 CREATE UNIQUE INDEX network_worker_tokens_one_active ON network_worker_tokens USING btree ((true)) WHERE (retired_at IS NULL);
+
+CREATE TABLE operator_prices (
+  owner       uuid NOT NULL,
+  model       character varying(200) NOT NULL,
+  input_nusd  bigint NOT NULL,
+  output_nusd bigint NOT NULL,
+  updated_at  timestamp with time zone DEFAULT now() NOT NULL,
+  CONSTRAINT operator_prices_pkey PRIMARY KEY (owner, model),
+  CONSTRAINT operator_prices_owner_fkey FOREIGN KEY (owner) REFERENCES users(id) ON DELETE CASCADE,
+  CONSTRAINT operator_prices_input_nusd_check CHECK (input_nusd >= 0),
+  CONSTRAINT operator_prices_output_nusd_check CHECK (output_nusd >= 0)
+);
+
+CREATE TABLE price_bounds (
+  model      character varying(200) NOT NULL,
+  min_input  bigint NOT NULL,
+  max_input  bigint NOT NULL,
+  min_output bigint NOT NULL,
+  max_output bigint NOT NULL,
+  updated_by uuid,
+  updated_at timestamp with time zone DEFAULT now() NOT NULL,
+  CONSTRAINT price_bounds_pkey PRIMARY KEY (model),
+  CONSTRAINT price_bounds_updated_by_fkey FOREIGN KEY (updated_by) REFERENCES users(id) ON DELETE SET NULL,
+  CONSTRAINT price_bounds_check CHECK (max_input >= min_input),
+  CONSTRAINT price_bounds_check1 CHECK (max_output >= min_output),
+  CONSTRAINT price_bounds_min_input_check CHECK (min_input >= 0),
+  CONSTRAINT price_bounds_min_output_check CHECK (min_output >= 0)
+);
 
 CREATE TABLE request_feedback (
   request_id uuid NOT NULL,
@@ -292,11 +324,25 @@ CREATE TABLE worker_join_tokens (
   revoked_at   timestamp with time zone,
   uses         integer DEFAULT 0 NOT NULL,
   last_used_at timestamp with time zone,
+  owner        uuid,
   CONSTRAINT worker_join_tokens_pkey PRIMARY KEY (id),
   CONSTRAINT worker_join_tokens_token_hash_key UNIQUE (token_hash),
-  CONSTRAINT worker_join_tokens_created_by_fkey FOREIGN KEY (created_by) REFERENCES users(id) ON DELETE SET NULL
+  CONSTRAINT worker_join_tokens_created_by_fkey FOREIGN KEY (created_by) REFERENCES users(id) ON DELETE SET NULL,
+  CONSTRAINT worker_join_tokens_owner_fkey FOREIGN KEY (owner) REFERENCES users(id) ON DELETE SET NULL
 );
 CREATE INDEX worker_join_tokens_prefix ON worker_join_tokens USING btree (prefix);
+
+CREATE TABLE worker_owners (
+  worker     character(64) NOT NULL,
+  owner      uuid,
+  join_token uuid,
+  drained    boolean DEFAULT false NOT NULL,
+  updated_at timestamp with time zone DEFAULT now() NOT NULL,
+  CONSTRAINT worker_owners_pkey PRIMARY KEY (worker),
+  CONSTRAINT worker_owners_join_token_fkey FOREIGN KEY (join_token) REFERENCES worker_join_tokens(id) ON DELETE SET NULL,
+  CONSTRAINT worker_owners_owner_fkey FOREIGN KEY (owner) REFERENCES users(id) ON DELETE SET NULL
+);
+CREATE INDEX worker_owners_owner_idx ON worker_owners USING btree (owner);
 
 
 -- Functions
@@ -419,6 +465,8 @@ BEGIN
       IF ok THEN
         INSERT INTO credit_ledger (user_id, kind, amount_nusd, request_id, api_key_id, note)
           VALUES ((h->>'user')::uuid, 'debit', -cost, (h->>'id')::uuid, (h->>'key')::uuid, (h->>'model') || ' (cache)');
+        INSERT INTO credit_ledger (user_id, kind, amount_nusd, request_id, note)
+          VALUES (NULL, 'fee', cost, (h->>'id')::uuid, (h->>'model') || ' (cache)');
       END IF;
     END IF;
     IF ok THEN
@@ -588,7 +636,7 @@ BEGIN
   END IF;
 END $function$;
 
-CREATE OR REPLACE FUNCTION hi_record(gw text, ids uuid[], users uuid[], keys uuid[], models text[], kinds text[], hashes text[], traces text[], statuses text[], workers text[], tins integer[], touts integer[], costs bigint[], ttfts integer[], durs integer[], codes text[], msgs text[], created timestamp with time zone[], finished timestamp with time zone[], crel bigint[], cids uuid[], cnames text[], cactual bigint[], crels bigint[])
+CREATE OR REPLACE FUNCTION hi_record(gw text, ids uuid[], users uuid[], keys uuid[], models text[], kinds text[], hashes text[], traces text[], statuses text[], workers text[], tins integer[], touts integer[], costs bigint[], ttfts integer[], durs integer[], codes text[], msgs text[], created timestamp with time zone[], finished timestamp with time zone[], crel bigint[], cids uuid[], cnames text[], cactual bigint[], crels bigint[], owners uuid[], fees bigint[])
  RETURNS integer
  LANGUAGE plpgsql
 AS $function$
@@ -596,7 +644,8 @@ DECLARE done uuid[];
 BEGIN
   PERFORM 1 FROM quota_counters qc WHERE qc.name = ANY(cnames) ORDER BY qc.name COLLATE "C" FOR UPDATE;
   PERFORM 1 FROM credit_accounts ca WHERE ca.user_id IN (
-      SELECT x.u FROM unnest(users, costs, crel) x(u, c, r) WHERE x.c > 0 OR x.r > 0)
+      SELECT x.u FROM unnest(users, costs, crel) x(u, c, r) WHERE x.c > 0 OR x.r > 0
+      UNION SELECT x.o FROM unnest(owners, costs) x(o, c) WHERE x.o IS NOT NULL AND x.c > 0)
     ORDER BY ca.user_id FOR UPDATE;
   WITH x AS (
     SELECT * FROM unnest(ids, users, keys, models, kinds, hashes, traces, statuses, workers, tins, touts, costs, ttfts, durs, codes, msgs, created, finished)
@@ -641,6 +690,25 @@ BEGIN
     FROM unnest(ids, users, keys, costs, models) x(id, user_id, key_id, cost, model)
     JOIN users u ON u.id = x.user_id LEFT JOIN api_keys k ON k.id = x.key_id
     WHERE x.id = ANY(done) AND x.cost > 0;
+
+  -- the debit's split, only for a debit recorded above (its payer still exists)
+  WITH p AS (
+    SELECT x.id, o.id AS owner, x.cost, x.model,
+           CASE WHEN o.id IS NULL THEN 0 ELSE x.cost - least(greatest(coalesce(x.fee, x.cost), 0), x.cost) END AS earning
+    FROM unnest(ids, users, costs, owners, fees, models) x(id, user_id, cost, owner, fee, model)
+    JOIN users u ON u.id = x.user_id LEFT JOIN users o ON o.id = x.owner
+    WHERE x.id = ANY(done) AND x.cost > 0
+  ), ua AS (
+    UPDATE credit_accounts ca SET balance_nusd = ca.balance_nusd + s.earning, updated_at = now()
+      FROM (SELECT p.owner, sum(p.earning) AS earning FROM p WHERE p.earning > 0 GROUP BY p.owner) s WHERE ca.user_id = s.owner
+    RETURNING 1
+  ), le AS (
+    INSERT INTO credit_ledger (user_id, kind, amount_nusd, request_id, note)
+      SELECT p.owner, 'earning', p.earning, p.id, p.model FROM p WHERE p.earning > 0
+    RETURNING 1
+  )
+  INSERT INTO credit_ledger (user_id, kind, amount_nusd, request_id, note)
+    SELECT NULL, 'fee', p.cost - p.earning, p.id, p.model FROM p WHERE p.cost - p.earning > 0;
 
   INSERT INTO usage_stats (user_id, api_key_id, date, model, request_count, error_count, tokens_in, tokens_out, tokens_used, cost_nusd)
     SELECT u.id, k.id, (x.created AT TIME ZONE 'UTC')::date, x.model, count(*), count(*) FILTER (WHERE x.status <> 'success'),

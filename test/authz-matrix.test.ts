@@ -17,6 +17,7 @@ import * as commonModule from '../shared/protocol/common.ts'
 import * as gatewayModule from '../shared/protocol/gateway.ts'
 import * as inferenceModule from '../shared/protocol/inference.ts'
 import * as metricsModule from '../shared/protocol/metrics.ts'
+import * as operatorsModule from '../shared/protocol/operators.ts'
 import * as safetyModule from '../shared/protocol/safety.ts'
 
 // Who may call what, against one real mesh. The matrix is generated from the protocol modules: every
@@ -28,7 +29,7 @@ import * as safetyModule from '../shared/protocol/safety.ts'
 
 const { AuthProtocol } = authModule
 const { GatewayProtocol } = gatewayModule
-const PROTOCOL_MODULES = { auth: authModule, common: commonModule, gateway: gatewayModule, inference: inferenceModule, metrics: metricsModule, safety: safetyModule }
+const PROTOCOL_MODULES = { auth: authModule, common: commonModule, gateway: gatewayModule, inference: inferenceModule, metrics: metricsModule, safety: safetyModule, operators: operatorsModule }
 
 type Service = 'gateway' | 'auth' | 'metrics' | 'web' | 'inference'
 /** which protocol objects each service's server answers */
@@ -36,6 +37,7 @@ const SERVED: Record<string, Service[]> = {
   GatewayProtocol: ['gateway'],
   AuthProtocol: ['auth'],
   SafetyProtocol: ['gateway'],
+  OperatorProtocol: ['gateway'],
   AuthSafetyProtocol: ['auth'],
   MetricsProtocol: ['metrics'],
   InferenceProtocol: ['inference'],

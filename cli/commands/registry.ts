@@ -4,6 +4,7 @@ import { UsageError } from '../context.ts'
 import { printJson, table } from '../output.ts'
 import type { Command } from '../command.ts'
 import { usd } from './account.ts'
+import { OperatorProtocol } from '../../shared/protocol/operators.ts'
 
 // The model registry and worker admission: everyone may list models; changing the registry,
 // reading its history and approving or revoking workers takes an admin session.
@@ -114,8 +115,8 @@ export const registry: Command = {
 }
 
 export const workers: Command = {
-  usage: 'workers [list] | workers approve <key> | workers revoke <key> | workers reject <key> | workers clear-pending | workers token create --label L [--expires-in-hours H] [--quiet] | workers token list | workers token revoke <id>',
-  options: { label: { type: 'string' }, 'expires-in-hours': { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
+  usage: 'workers [list] | workers drain <key> | workers resume <key> | workers approve <key> | workers revoke <key> | workers reject <key> | workers clear-pending | workers token create --label L [--owner USER] [--expires-in-hours H] [--quiet] | workers token list | workers token revoke <id>',
+  options: { label: { type: 'string' }, owner: { type: 'string' }, 'expires-in-hours': { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
   positionals: true,
   async run (ctx, { values, positionals }) {
     const [verb = 'list', key, third] = positionals
@@ -128,7 +129,8 @@ export const workers: Command = {
         const hours = num(values, 'expires-in-hours', 1, 24 * 365)
         const label = values.label as string | undefined
         if (!label) throw new UsageError('workers token create: give --label, e.g. --label gpu-box-1')
-        req = { token, op: 'create' as const, label, ...(hours ? { expiresInHours: Math.round(hours) } : {}) }
+        const owner = values.owner as string | undefined
+        req = { token, op: 'create' as const, label, ...(hours ? { expiresInHours: Math.round(hours) } : {}), ...(owner ? { owner } : {}) }
       } else if (sub === 'revoke') {
         if (!third) throw new UsageError('usage: hyperinfer workers token revoke <id>')
         req = { token, op: 'revoke' as const, id: third }
@@ -138,19 +140,25 @@ export const workers: Command = {
       if (ctx.globals.json) return printJson(res)
       if (res.created) {
         if (values.quiet) return console.log(res.created.token)
-        return console.log(`created join token '${res.created.label}' (${res.created.id})\n\n  ${res.created.token}\n\nThis is the only time it is shown. A worker started with it is approved at once:\n  HYPERINFER_WORKER_TOKEN=<token> npx hyperinfer worker --backend … --network …`)
+        return console.log(`created join token '${res.created.label}' (${res.created.id}) for account ${res.created.owner ?? '-'}\n\n  ${res.created.token}\n\nThis is the only time it is shown. A worker started with it is approved at once:\n  HYPERINFER_WORKER_TOKEN=<token> npx hyperinfer worker --backend … --network …`)
       }
       if (sub === 'revoke') return console.log(`revoked join token ${third}`)
       if (res.tokens.length === 0) return console.log('no join tokens yet: hyperinfer workers token create --label L')
-      return console.log(table([['ID', 'LABEL', 'PREFIX', 'STATUS', 'USES', 'CREATED', 'EXPIRES'],
-        ...res.tokens.map((t) => [t.id, t.label, t.prefix + '…', t.status, String(t.uses), t.createdAt.slice(0, 19).replace('T', ' '), t.expiresAt ? t.expiresAt.slice(0, 19).replace('T', ' ') : 'never'])]))
+      return console.log(table([['ID', 'LABEL', 'OWNER', 'PREFIX', 'STATUS', 'USES', 'CREATED', 'EXPIRES'],
+        ...res.tokens.map((t) => [t.id, t.label, t.owner ?? '-', t.prefix + '…', t.status, String(t.uses), t.createdAt.slice(0, 19).replace('T', ' '), t.expiresAt ? t.expiresAt.slice(0, 19).replace('T', ' ') : 'never'])]))
     }
     if (verb === 'list') {
       const res = await gw.call(GatewayProtocol.workers, { token }, ctx.globals.timeout)
       if (ctx.globals.json) return printJson(res)
-      if (res.workers.length === 0) return console.log('no workers have joined yet')
-      return console.log(table([['KEY', 'STATE', 'BY', 'CONNECTED', 'MODELS', 'IN FLIGHT', 'SERVED', 'BREAKER', 'LABEL'],
-        ...res.workers.map((w) => [w.key, w.approval.state, w.approval.by, w.connected ? 'yes' : 'no', w.models.join(','), String(w.inflight), String(w.served), w.breaker ?? '-', w.label || '-'])]))
+      if (res.workers.length === 0) return console.log('no workers here: none has joined yet, or (for an operator) none belongs to your account')
+      return console.log(table([['KEY', 'OWNER', 'STATE', 'BY', 'CONNECTED', 'MODELS', 'IN FLIGHT', 'SERVED', 'BREAKER', 'LABEL'],
+        ...res.workers.map((w) => [w.key, w.owner ?? '-', w.drained ? 'drained' : w.approval.state, w.approval.by, w.connected ? 'yes' : 'no', w.models.join(','), String(w.inflight), String(w.served), w.breaker ?? '-', w.label || '-'])]))
+    }
+    if (verb === 'drain' || verb === 'resume') {
+      if (!key || !/^[0-9a-fA-F]{64}$/.test(key)) throw new UsageError(`workers ${verb}: give the worker's 64-character hex key (see: hyperinfer workers list)`)
+      const res = await gw.call(OperatorProtocol.drainWorker, { token, key, drain: verb === 'drain' }, ctx.globals.timeout)
+      if (ctx.globals.json) return printJson(res)
+      return console.log(res.drained ? `drained worker ${key.slice(0, 16)}…: it gets no new requests (those in flight finish)` : `resumed worker ${key.slice(0, 16)}…: it gets requests again`)
     }
     if (verb === 'clear-pending') {
       const res = await gw.call(GatewayProtocol.pendingWorkers, { token, op: 'clear' }, ctx.globals.timeout)

@@ -47,6 +47,8 @@ export interface Settlement {
   id: string
   status: 'success' | 'failed' | 'cancelled'
   worker: string | null
+  /** the account the worker belongs to: credited the charge less the network fee */
+  owner?: string | null
   tokensIn: number
   tokensOut: number
   /** nano-USD; never charged beyond the hold */
@@ -69,6 +71,7 @@ export function cleanSettlement (s: Settlement): Settlement {
     tokensIn: int(s.tokensIn)!, tokensOut: int(s.tokensOut)!, cost: int(s.cost, Number.MAX_SAFE_INTEGER)!,
     ttftMs: int(s.ttftMs), durationMs: int(s.durationMs)!,
     worker: s.worker && /^[0-9a-f]{64}$/.test(s.worker) ? s.worker : null,
+    owner: s.owner && /^[0-9a-f-]{36}$/.test(s.owner) ? s.owner : null,
     errorCode: text(s.errorCode, 64), errorMessage: text(s.errorMessage, 500)
   }
 }
@@ -90,6 +93,17 @@ export interface AccountingOptions {
   /** a 'processing' row (left by an older version) older than this is failed by the sweeper */
   stuckAfterMs?: number
   sweepEveryMs?: number
+  /** the network's share of each charge, percent (0–100); the worker's owner is credited the rest */
+  feePct?: number
+}
+
+/**
+ * The network's fee out of a charge, in whole nano-USD (rounded down), `pct` in steps of 0.01 %.
+ * The owner's earning is the rest, so earning + fee is the charge exactly.
+ */
+export function networkFee (charge: number, pct: number): number {
+  const basisPoints = BigInt(Math.round(Math.min(Math.max(pct, 0), 100) * 100))
+  return Number(BigInt(charge) * basisPoints / 10_000n)
 }
 
 export class Accounting {
@@ -107,12 +121,14 @@ export class Accounting {
   private closing = false
   readonly stuckAfterMs: number
   private readonly sweepEveryMs: number
+  readonly feePct: number
 
   constructor (pool: pg.Pool, opts: AccountingOptions) {
     this.pool = pool
     this.log = opts.log
     this.stuckAfterMs = opts.stuckAfterMs ?? 15 * 60_000
     this.sweepEveryMs = opts.sweepEveryMs ?? 30_000
+    this.feePct = opts.feePct ?? 10
     this.ready = new Promise((resolve) => { this.markReady = resolve })
     this.store = new PgLeaseStore(pool, opts.gateway, opts.log)
     this.recorder = new Recorder(pool, opts.gateway, { log: opts.log, delayMs: opts.recordDelayMs, onRecorded: (recs) => this.recorded(recs) })
@@ -208,7 +224,9 @@ export class Accounting {
     const record: EndRecord = {
       t: 's', id: req.id, user: req.user, key: req.key, model: req.model, kind: req.kind, hash: req.promptHash, trace: req.trace, at: req.at,
       status: s.status, worker: s.worker, tin: s.tokensIn, tout: s.tokensOut, cost: charge, ttft: s.ttftMs, dur: s.durationMs,
-      code: s.errorCode, msg: s.errorMessage, fin: s.finishedAt, crel, c: moves
+      code: s.errorCode, msg: s.errorMessage, fin: s.finishedAt, crel, c: moves,
+      // a worker with no owner earns nobody anything: the network keeps the whole charge
+      own: s.owner ?? null, fee: s.owner ? networkFee(charge, this.feePct) : charge
     }
     let ticket: Ticket | null = null
     try {

@@ -71,7 +71,8 @@ export class Admission {
     const { accounting, pricing } = this.deps
     if (!accounting) return
     const holdIn = r.promptHold
-    const credit = pricing.cost(model, holdIn, r.completionTokens)
+    // the most any worker serving the model would charge: a retry may land on another one
+    const credit = pricing.holdCost(model, holdIn, r.completionTokens)
     const now = new Date()
     const counters = countersFor({ keyId: identity.keyId, userId: identity.userId, keyTier: identity.tier, userTier: identity.userTier, budgetNusd: identity.budgetNusd },
       this.deps.tiers, { tokens: holdIn + r.completionTokens, nusd: credit }, now)

@@ -56,6 +56,8 @@ export interface PromptHooks {
   mayRetry (): boolean
   /** the dispatch step's span (shared/tracing): each worker's span hangs off it */
   traceparent?: string | undefined
+  /** the router's cost strategy chose the model: its cheapest workers serve it */
+  cheapest?: boolean
 }
 
 /** What the request pipeline needs of the workers. */
@@ -104,7 +106,7 @@ export class Dispatcher implements WorkerDispatch {
       } finally {
         hooks.signal.removeEventListener('abort', onAbort)
       }
-    }, hooks.mayRetry)
+    }, hooks.mayRetry, hooks.cheapest)
   }
 
   embed (req: WorkerEmbedRequest, signal: AbortSignal, traceparent?: string): Promise<DispatchOutcome<EmbedResult>> {
@@ -112,12 +114,12 @@ export class Dispatcher implements WorkerDispatch {
   }
 
   /** Run `attempt` on one worker after another until one succeeds or a failure may not be retried. */
-  private async run<T> (model: string, signal: AbortSignal, attempt: (w: WorkerConn) => Promise<T>, mayRetry: () => boolean): Promise<DispatchOutcome<T>> {
+  private async run<T> (model: string, signal: AbortSignal, attempt: (w: WorkerConn) => Promise<T>, mayRetry: () => boolean, cheapest = false): Promise<DispatchOutcome<T>> {
     const tried = new Set<string>()
     let err: unknown = MeshError.NO_WORKER(`no worker could serve '${model}'`)
     let last: WorkerConn | null = null
     for (let i = 0; i < this.maxAttempts; i++) {
-      const worker = this.workers.pick(model, tried)
+      const worker = this.workers.pick(model, tried, cheapest)
       if (!worker) break
       tried.add(worker.publicKey)
       last = worker

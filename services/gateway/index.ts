@@ -30,6 +30,8 @@ const schema = z.object({
   SWEEP_INTERVAL_MS: positiveInt.default(30_000),
   /** 'fsync': an answer waits until its settlement is on disk (survives a power cut); 'write': until the kernel has it (survives the process) */
   SETTLEMENT_SYNC: z.enum(['fsync', 'write']).default('write'),
+  /** the network's share of each charge, percent; the serving worker's owner earns the rest */
+  NETWORK_FEE_PCT: z.coerce.number().min(0).max(100).default(10),
   /** an unused lease slice goes back to PostgreSQL after this long */
   LEASE_IDLE_MS: positiveInt.default(2000),
   /** at rest, answered requests wait this long for company before they are written to PostgreSQL in one batch */
@@ -86,6 +88,7 @@ await runService('gateway', () => {
     workerToken: cfg.HYPERINFER_WORKER_TOKEN,
     tiers: tiersFrom(cfg.TIER_LIMITS, { default: cfg.DEFAULT_RATE_LIMIT, premium: cfg.PREMIUM_RATE_LIMIT }),
     prices: cfg.MODEL_PRICES,
+    networkFeePct: cfg.NETWORK_FEE_PCT,
     defaultMaxTokens: cfg.DEFAULT_MAX_TOKENS,
     stuckAfterMs: cfg.STUCK_REQUEST_MS,
     sweepEveryMs: cfg.SWEEP_INTERVAL_MS,

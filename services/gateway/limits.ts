@@ -46,19 +46,62 @@ export function nusd (tokens: number, usdPerMillion: number): number {
 }
 export const toUsd = (n: number): number => n / 1e9
 
-/** Prices come from the registry (shared by every gateway); the configured table is the fallback. */
+/** nano-USD per token: what an operator sets for its workers */
+export interface TokenPrice { input: number, output: number }
+
+/**
+ * Prices come from the registry (shared by every gateway); the configured table is the fallback. An
+ * operator's own price for a model (operator-store.ts) overrides both for the workers it owns: a
+ * request is charged at its serving worker's price, and holds the most any worker serving the
+ * model would charge, since it may be retried on another.
+ */
 export class Pricing {
   private readonly table = new Map<string, Price>()
   private primary: (model: string) => Price | null = () => null
+  private perWorker: (worker: string, model: string) => TokenPrice | null = () => null
+  private servers: (model: string) => string[] = () => []
   constructor (prices: Record<string, Price> = {}) { this.set(prices) }
   set (prices: Record<string, Price>): void { for (const [m, p] of Object.entries(prices)) this.table.set(m, p) }
   source (fn: (model: string) => Price | null): void { this.primary = fn }
+  /** operators' prices per worker, and the workers that serve a model now */
+  operators (priceOf: (worker: string, model: string) => TokenPrice | null, servers: (model: string) => string[]): void {
+    this.perWorker = priceOf
+    this.servers = servers
+  }
+
   /** unpriced models are free (local backends) */
   of (model: string): Price { return this.primary(model) ?? this.table.get(model) ?? { input: 0, output: 0 } }
-  cost (model: string, tokensIn: number, tokensOut: number): number {
+  /** nano-USD per token on `worker` (its operator's price), else the model's own price */
+  tokenPrice (model: string, worker: string | null = null): TokenPrice {
+    const own = worker ? this.perWorker(worker, model) : null
+    if (own) return own
     const p = this.of(model)
-    return nusd(tokensIn, p.input) + nusd(tokensOut, p.output)
+    return { input: Math.round(p.input * 1000), output: Math.round(p.output * 1000) }
   }
+
+  cost (model: string, tokensIn: number, tokensOut: number, worker: string | null = null): number {
+    const p = this.tokenPrice(model, worker)
+    return tokensIn * p.input + tokensOut * p.output
+  }
+
+  /** The most this request could be charged on any worker that serves the model now: what it holds. */
+  holdCost (model: string, tokensIn: number, tokensOut: number): number {
+    const workers = this.servers(model)
+    if (workers.length === 0) return this.cost(model, tokensIn, tokensOut)
+    let max = 0
+    for (const w of workers) max = Math.max(max, this.cost(model, tokensIn, tokensOut, w))
+    return max
+  }
+
+  /** The lowest and highest price (nano-USD per token) among the workers serving the model now. */
+  range (model: string): { input: { min: number, max: number }, output: { min: number, max: number } } {
+    const prices = this.servers(model).map((w) => this.tokenPrice(model, w))
+    if (prices.length === 0) prices.push(this.tokenPrice(model))
+    const ins = prices.map((p) => p.input)
+    const outs = prices.map((p) => p.output)
+    return { input: { min: Math.min(...ins), max: Math.max(...ins) }, output: { min: Math.min(...outs), max: Math.max(...outs) } }
+  }
+
   all (): Record<string, Price> { return Object.fromEntries(this.table) }
   /** the configured price only (MODEL_PRICES), not the registry's */
   configured (model: string): Price | null { return this.table.get(model) ?? null }

@@ -1,10 +1,14 @@
 import type { ModelListing, RegistryWorker } from '../../shared/protocol/gateway.ts'
 import type { Catalog } from './catalog.ts'
+import type { Pricing } from './limits.ts'
 import type { ModelCandidate } from './router.ts'
 import type { WorkerPool } from './workers.ts'
 
 // What the gateway says about models and workers: the registry's record joined with what is live
 // (connected workers, their load) and with this gateway's own time-to-first-token measurements.
+// A model's price is a range when operators price it differently: what its cheapest and dearest
+// workers charge now (USD per 1M tokens, like the registry's); the router's cost signal uses the
+// cheapest, since the cost strategy sends the request to that worker.
 
 export class Listings {
   private readonly catalog: Catalog
@@ -12,9 +16,20 @@ export class Listings {
   /** moving average of time to first token per model, as this gateway measured it */
   private readonly ttftAvg = new Map<string, number>()
 
-  constructor (catalog: Catalog, workers: WorkerPool) {
+  private readonly pricing: Pricing | null
+
+  constructor (catalog: Catalog, workers: WorkerPool, pricing: Pricing | null = null) {
     this.catalog = catalog
     this.workers = workers
+    this.pricing = pricing
+  }
+
+  /** USD per 1M tokens, lowest and highest, among the workers serving the model now */
+  private priceRange (model: string): NonNullable<ModelListing['priceRange']> | null {
+    if (!this.pricing) return null
+    const r = this.pricing.range(model)
+    const usd = (n: number) => n / 1000
+    return { input: { min: usd(r.input.min), max: usd(r.input.max) }, output: { min: usd(r.output.min), max: usd(r.output.max) } }
   }
 
   /** A first token arrived `ms` after the request went to a worker. */
@@ -30,7 +45,10 @@ export class Listings {
 
   /** The models served now, with what the registry says of them. */
   served (): ModelListing[] {
-    return this.catalog.listing(this.workers.listing())
+    return this.catalog.listing(this.workers.listing()).map((m) => {
+      const range = this.priceRange(m.id)
+      return range ? { ...m, priceRange: range } : m
+    })
   }
 
   /** Every model in the registry, with how many connected workers serve it now. */
@@ -61,9 +79,10 @@ export class Listings {
   candidates (): ModelCandidate[] {
     return this.workers.listing().map((m) => {
       const e = this.catalog.model(m.id)
+      const range = this.priceRange(m.id)
       return {
         id: m.id, provider: e?.provider ?? m.backend, tasks: e?.tasks ?? (/embed/i.test(m.id) ? ['embed'] : ['chat']),
-        priceIn: e?.pricePer1MInput ?? 0, priceOut: e?.pricePer1MOutput ?? 0, quality: e?.quality ?? 0.5, safety: e?.safety ?? 0.5,
+        priceIn: range?.input.min ?? e?.pricePer1MInput ?? 0, priceOut: range?.output.min ?? e?.pricePer1MOutput ?? 0, quality: e?.quality ?? 0.5, safety: e?.safety ?? 0.5,
         ttftMs: this.ttftAvg.get(m.id) ?? e?.measured?.ttftMs ?? null, inflight: this.workers.inflightFor(m.id), workers: m.workers
       }
     })

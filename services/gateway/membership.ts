@@ -10,6 +10,7 @@ import { PendingWorkers, type PendingOptions } from './pending.ts'
 import { RegistrationRate, type RegistrationRateOptions } from './registration-rate.ts'
 import type { WorkerConn, WorkerPool } from './workers.ts'
 import type { WorkerTokens } from './worker-tokens.ts'
+import type { OperatorStore } from './operator-store.ts'
 
 // Which workers get traffic. A worker announces itself (registerWorker): mesh members and workers
 // that prove they hold the network's worker token or a join token are approved at once (a proof
@@ -19,7 +20,8 @@ import type { WorkerTokens } from './worker-tokens.ts'
 // writes a worker there. A registration the registry could not record is refused (UNRECORDABLE), so
 // every worker that is served is listed and can be revoked. A revoked worker is refused, token or
 // not. Registrations are counted per worker key (registration-rate.ts). Approvals and revocations
-// made in the registry (by any gateway) reach connected workers through reconcile().
+// made in the registry (by any gateway) reach connected workers through reconcile(). A worker that
+// joins with a join token belongs to the token's account from then on (operator-store.ts).
 
 export interface MembershipDeps {
   catalog: Catalog
@@ -33,6 +35,8 @@ export interface MembershipDeps {
   gateway: string
   pending?: PendingOptions
   rate?: RegistrationRateOptions
+  /** which account each worker belongs to */
+  operators?: Pick<OperatorStore, 'claim' | 'ready'>
 }
 
 type WorkerRecord = ReturnType<typeof recordable>
@@ -86,11 +90,26 @@ export class Membership {
     // an admitted worker is served only once the registry holds it, so it is listed and can be revoked
     const by = member ? 'mesh-allow-list' : tokenBy ?? 'registry'
     await this.record(record, by)
+    await this.claim(key, proof?.ok ? proof.joined : undefined)
     this.pending.delete(key)
     const w = workers.upsert(ctx.peer, req.models, record.capacity, label, true)
     await this.ensureModels(w)
     log.info({ worker: key.slice(0, 16), models: record.models.length }, 'worker registered')
     return { accepted: true, gateway: this.deps.gateway, approval: 'approved' }
+  }
+
+  /** The account an admitted worker belongs to is known before it is served: its join token's, else the one recorded before. */
+  private async claim (key: string, joined: { id: string, owner: string | null } | undefined): Promise<void> {
+    const operators = this.deps.operators
+    if (!operators) return
+    await operators.ready()
+    if (!joined) return
+    try {
+      await operators.claim(key, joined.id, joined.owner)
+    } catch (err) {
+      this.deps.log.warn({ worker: key.slice(0, 16), err: (err as Error).message }, 'could not record which account the worker belongs to')
+      throw MeshError.UNAVAILABLE('the gateway could not record which account this worker belongs to; retry shortly')
+    }
   }
 
   /** Write an admitted worker into the registry: what it serves if that changed, and its approval. */

@@ -130,7 +130,7 @@ export class RequestPipeline {
     // a streaming caller hears of ignored parameters before the first token (the web sends it as a header)
     if (req.stream && ignored.length > 0) caller.emit({ text: '', ignored })
     trace?.next('dispatch', undefined, 'client')
-    const { out, tokens } = await this.stream({ requestId: id, model, ...request }, ceiling, req.stream === true, caller, trace, guard?.output ?? null)
+    const { out, tokens } = await this.stream({ requestId: id, model, ...request }, ceiling, req.stream === true, caller, trace, guard?.output ?? null, chosen.strategy === 'cost')
     trace?.note({ 'hyperinfer.worker': out.worker?.slice(0, 16), 'hyperinfer.attempts': out.attempts, 'error.type': out.ok ? null : (out.err as MeshError)?.code })
     trace?.next('settlement')
 
@@ -269,7 +269,7 @@ export class RequestPipeline {
   }
 
   /** Dispatch the prompt and carry its tokens to the caller; the caller leaving cancels the worker. */
-  private async stream (req: Parameters<WorkerDispatch['prompt']>[0], ceiling: number, streaming: boolean, caller: Caller, trace: RequestTrace | null, guard: TokenStreamOptions['guard']):
+  private async stream (req: Parameters<WorkerDispatch['prompt']>[0], ceiling: number, streaming: boolean, caller: Caller, trace: RequestTrace | null, guard: TokenStreamOptions['guard'], cheapest: boolean):
     Promise<{ out: DispatchOutcome<PromptResult>, tokens: TokenStream }> {
     const stop = new AbortController()
     const onAbort = () => stop.abort()
@@ -288,7 +288,7 @@ export class RequestPipeline {
     })
     try {
       const out = await this.deps.dispatch.prompt(req, {
-        signal: stop.signal, onAttempt: () => tokens.restart(), onChunk: (c) => tokens.push(c), mayRetry: () => tokens.mayRetry(), traceparent: trace?.traceparent
+        signal: stop.signal, onAttempt: () => tokens.restart(), onChunk: (c) => tokens.push(c), mayRetry: () => tokens.mayRetry(), traceparent: trace?.traceparent, cheapest
       })
       if (out.ok || tokens.truncated) tokens.end()
       return { out, tokens }

@@ -3,7 +3,7 @@ import type { Logger } from '../../shared/log.ts'
 
 // Finished requests into PostgreSQL, off the request's path: the settlement log (settlement-log.ts)
 // already holds each one durably when it is pushed here. One prepared call of hi_record
-// (migrations/009_accounting_leases.sql) per batch, its columns as arrays: a request row, the moves
+// (migrations/009_accounting_leases.sql, with the payout split of 018_operators.sql) per batch, its columns as arrays: a request row, the moves
 // on its counters and credits, the ledger debit and the day's rollup, in one transaction, and only
 // for request ids not recorded before, so replaying a log after a crash records nothing twice.
 // One batch at a time; what arrives meanwhile waits for the next (and at rest a few ms, so a quiet
@@ -37,6 +37,10 @@ export interface EndRecord {
   crel: number
   /** counter moves: [name, actual (to used), rel (out of the lease: actual plus any unused given back)] */
   c: Array<[string, number, number]>
+  /** the serving worker's owner (account id), credited cost - fee; absent in records from before operators */
+  own?: string | null
+  /** the network's fee out of cost, nano-USD (absent: all of it) */
+  fee?: number
 }
 
 const RETRY_NOW = new Set(['40P01', '40001'])
@@ -45,7 +49,7 @@ const badData = (code: string) => code.startsWith('22') || code.startsWith('23')
 
 const SQL = `SELECT hi_record($1, $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
   $11::integer[], $12::integer[], $13::bigint[], $14::integer[], $15::integer[], $16::text[], $17::text[], $18::timestamptz[], $19::timestamptz[],
-  $20::bigint[], $21::uuid[], $22::text[], $23::bigint[], $24::bigint[]) AS n`
+  $20::bigint[], $21::uuid[], $22::text[], $23::bigint[], $24::bigint[], $25::uuid[], $26::bigint[]) AS n`
 
 export interface RecorderOptions {
   log?: Logger
@@ -150,7 +154,7 @@ export class Recorder {
       return true
     }
     this.opts.log?.warn({ request: one.id, err: err.message }, 'a finished request had a value the database refused; recording it as failed')
-    return this.record([{ ...one, status: 'failed', tin: 0, tout: 0, cost: 0, crel: one.crel + one.cost, worker: null, code: 'UNRECORDABLE', msg: null, trace: null }])
+    return this.record([{ ...one, status: 'failed', tin: 0, tout: 0, cost: 0, crel: one.crel + one.cost, worker: null, code: 'UNRECORDABLE', msg: null, trace: null, own: null, fee: 0 }])
   }
 }
 
@@ -165,5 +169,6 @@ function columns (gateway: string, items: EndRecord[]): unknown[] {
   const col = <T>(f: (r: EndRecord) => T) => items.map(f)
   return [gateway, col((r) => r.id), col((r) => r.user), col((r) => r.key), col((r) => r.model), col((r) => r.kind), col((r) => r.hash), col((r) => r.trace),
     col((r) => r.status), col((r) => r.worker), col((r) => r.tin), col((r) => r.tout), col((r) => r.cost), col((r) => r.ttft), col((r) => r.dur),
-    col((r) => r.code), col((r) => r.msg), col((r) => r.at), col((r) => r.fin), col((r) => r.crel), cids, cnames, cactual, crels]
+    col((r) => r.code), col((r) => r.msg), col((r) => r.at), col((r) => r.fin), col((r) => r.crel), cids, cnames, cactual, crels,
+    col((r) => r.own ?? null), col((r) => r.fee ?? r.cost)]
 }

@@ -23,6 +23,8 @@ import { KeyCache } from './keycache.ts'
 import { parseTiers, Pricing, type Price, type TierLimits } from './limits.ts'
 import { Listings } from './listings.ts'
 import { Membership } from './membership.ts'
+import { OperatorMethods } from './operators.ts'
+import { OperatorStore } from './operator-store.ts'
 import { RequestPipeline } from './pipeline.ts'
 import { SafetyLayer, type SafetyConfig } from './safety/layer.ts'
 import { SessionUsers } from './sessions.ts'
@@ -84,6 +86,8 @@ export interface GatewayOptions extends Omit<MeshServiceOptions, 'name' | 'priva
   adaptive?: AdaptiveOptions
   /** the safety layer's operator settings (safety/layer.ts); default: flag, no restoring, model when served, alerts only */
   safety?: SafetyConfig
+  /** the network's share of each charge, percent; the serving worker's owner earns the rest (default 10) */
+  networkFeePct?: number
 }
 
 export class GatewayService extends MeshService {
@@ -106,6 +110,8 @@ export class GatewayService extends MeshService {
   private readonly joinTokens: JoinTokens
   private readonly workerTokens: WorkerTokens
   private readonly membership: Membership
+  readonly operators: OperatorStore
+  private readonly operatorMethods: OperatorMethods
   private stopAnnounce: (() => Promise<void>) | null = null
   private sweepTimer: NodeJS.Timeout | null = null
   private dbProbe: { at: number, ok: Promise<boolean> } | null = null
@@ -121,15 +127,20 @@ export class GatewayService extends MeshService {
     this.disclosure = new Disclosure(this.sessions, (key) => this.isMeshMember(key))
     this.accounting = new Accounting(this.pool, {
       log: this.log, gateway: this.publicKey, logDir: Accounting.logDir(opts.home ?? '.hyperinfer', opts.instance ?? 'gateway'),
-      sync: opts.settlementSync, leaseIdleMs: opts.leaseIdleMs, recordDelayMs: opts.recordDelayMs, stuckAfterMs: opts.stuckAfterMs, sweepEveryMs: opts.sweepEveryMs
+      sync: opts.settlementSync, leaseIdleMs: opts.leaseIdleMs, recordDelayMs: opts.recordDelayMs, stuckAfterMs: opts.stuckAfterMs, sweepEveryMs: opts.sweepEveryMs,
+      feePct: opts.networkFeePct
     })
     this.pricing = new Pricing(opts.prices)
     this.workers = new WorkerPool(opts.breaker)
+    // operators' accounts, prices and drains, read from memory on every request
+    this.operators = new OperatorStore({ pool: this.pool, log: this.log })
+    this.pricing.operators((w, m) => this.operators.priceOf(w, m), (m) => this.workers.servers(m))
+    this.workers.operators((w) => this.operators.isDrained(w), (w, m) => { const p = this.pricing.tokenPrice(m, w); return p.input + 3 * p.output })
     this.catalog = new Catalog({
       home: opts.home ?? '.hyperinfer', name: opts.instance ?? 'gateway', registryKey: opts.registryKey, log: this.log, measureIntervalMs: opts.measureIntervalMs
     })
     this.pricing.source((model) => this.catalog.price(model))
-    this.listings = new Listings(this.catalog, this.workers)
+    this.listings = new Listings(this.catalog, this.workers, this.pricing)
     this.reads = new AccountReads({
       pool: this.pool, keys: this.keys, sessionUser: (token) => this.sessions.user(token), tiers,
       ...(this.accountingOn ? { settled: () => this.accounting.flushed(), unused: (name: string) => this.accounting.unused(name) } : {})
@@ -138,7 +149,13 @@ export class GatewayService extends MeshService {
     this.workerTokens = new WorkerTokens({ pool: this.pool, joinTokens: this.joinTokens, log: this.log, gateway: this.publicKey, seed: opts.workerToken })
     this.membership = new Membership({
       catalog: this.catalog, workers: this.workers, pricing: this.pricing, tokens: this.workerTokens, log: this.log,
-      isMeshMember: (key) => this.isMeshMember(key), gateway: this.publicKey
+      isMeshMember: (key) => this.isMeshMember(key), gateway: this.publicKey, operators: this.operators
+    })
+    this.operatorMethods = new OperatorMethods({
+      pool: this.pool, store: this.operators, user: (t) => this.sessions.user(t), feePct: this.accounting.feePct,
+      workers: () => this.membership.withPending(this.listings.registryWorkers()),
+      modelsOf: (w) => this.catalog.worker(w)?.models ?? [...(this.workers.get(w)?.models.keys() ?? [])],
+      settled: () => this.accountingOn ? this.accounting.flushed() : Promise.resolve()
     })
     const ledger = this.accountingOn ? this.accounting : null
     const dispatch = new Dispatcher(this.workers, { maxAttempts: opts.maxAttempts, idleTimeoutMs: opts.workerIdleTimeoutMs, log: this.log })
@@ -157,7 +174,7 @@ export class GatewayService extends MeshService {
       }),
       dispatch,
       safety: this.safety,
-      settler: new Settler(this.pricing, ledger),
+      settler: new Settler(this.pricing, ledger, (w) => this.operators.ownerOf(w)),
       listings: this.listings,
       metrics: this.metrics,
       maxPromptChars: opts.maxPromptChars,
@@ -170,6 +187,7 @@ export class GatewayService extends MeshService {
     const table = handlers()
     for (const proxy of AUTH_PROXIES) proxy.mount(table, () => this.auth)
     this.safety.mount(table)
+    this.operatorMethods.mount(table, (token) => this.sessions.admin(token))
     return this.adaptive.mount(table)
       .on(GatewayProtocol.infer, (req, ctx) => this.safety.track(ctx, () => this.pipeline.infer(req, ctx)))
       .on(GatewayProtocol.embed, (req, ctx) => this.pipeline.embed(req, ctx))
@@ -186,7 +204,7 @@ export class GatewayService extends MeshService {
         await this.sessions.admin(req.token)
         return { key: this.catalog.key, entries: await this.catalog.history(req.limit ?? 50) }
       })
-      .on(GatewayProtocol.workers, async (req) => { await this.sessions.admin(req.token); return { workers: this.membership.withPending(this.listings.registryWorkers()) } })
+      .on(GatewayProtocol.workers, (req) => this.operatorMethods.workers(req.token))
       .on(GatewayProtocol.pendingWorkers, async (req) => { await this.sessions.admin(req.token); return this.membership.managePending(req) })
       .on(GatewayProtocol.joinTokens, async (req) => this.joinTokens.manage(req, await this.sessions.admin(req.token)))
       .on(GatewayProtocol.rotateWorkerToken, async (req) => this.workerTokens.rotate(await this.sessions.admin(req.token)))
@@ -230,6 +248,7 @@ export class GatewayService extends MeshService {
 
   protected async onOpen (): Promise<void> {
     await this.catalog.open()
+    void this.operators.start()
     // a database that is not up yet only delays the seed: the next start stores it
     await this.workerTokens.seed().catch((err) => this.log.warn({ err: (err as Error).message }, 'could not store the configured worker token'))
     for (const p of this.peers) this.onPeer(p)
@@ -276,6 +295,7 @@ export class GatewayService extends MeshService {
 
   protected async onClose (): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer)
+    this.operators.close()
     await this.stopAnnounce?.()
     await this.adaptive.close()
     if (this.accountingOn) await this.accounting.close()

@@ -4,7 +4,7 @@ import { sha256Hex } from '../../shared/apikey.ts'
 import type { Logger } from '../../shared/log.ts'
 import type { PublicUser } from '../../shared/protocol/auth.ts'
 import { NETWORK_TOKEN_ID, proofMatches, type WorkerProof } from '../../shared/worker-proof.ts'
-import type { JoinTokens } from './join-tokens.ts'
+import type { JoinTokens, ProvenToken } from './join-tokens.ts'
 
 // Checks a worker's token proof: the network's worker token (PostgreSQL, SHA-256 only, one active
 // at a time, so every gateway honours the same one and a rotation reaches them all) or a join token.
@@ -14,13 +14,14 @@ import type { JoinTokens } from './join-tokens.ts'
 const CACHE_MS = 5000
 
 export type ProofVerdict =
-  | { ok: true, by: string }
+  /** `joined`: the join token it was made with (its owner's account gets the worker) */
+  | { ok: true, by: string, joined?: ProvenToken }
   /** `mismatch`: no valid token makes this proof; `unchecked`: the database could not be asked */
   | { ok: false, reason: 'mismatch' | 'unchecked' }
 
 export interface WorkerTokensOptions {
   pool: pg.Pool
-  joinTokens: Pick<JoinTokens, 'labelForProof'>
+  joinTokens: Pick<JoinTokens, 'tokenForProof'>
   log: Logger
   /** this gateway's public key: proofs are made for it */
   gateway: string
@@ -53,8 +54,8 @@ export class WorkerTokens {
         const digests = await this.activeDigests()
         return digests.some((d) => proofMatches(proof, d, workerKey, this.opts.gateway)) ? { ok: true, by: 'worker-token' } : { ok: false, reason: 'mismatch' }
       }
-      const label = await this.opts.joinTokens.labelForProof(proof, workerKey, this.opts.gateway)
-      return label === null ? { ok: false, reason: 'mismatch' } : { ok: true, by: `join-token:${label}`.slice(0, 128) }
+      const joined = await this.opts.joinTokens.tokenForProof(proof, workerKey, this.opts.gateway)
+      return joined === null ? { ok: false, reason: 'mismatch' } : { ok: true, by: `join-token:${joined.label}`.slice(0, 128), joined }
     } catch (err) {
       // a database outage is not the worker's fault: it is treated as if it had shown no token
       this.opts.log.debug({ err: (err as Error).message }, 'worker token not checked')

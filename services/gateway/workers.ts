@@ -7,7 +7,9 @@ import type { WorkerSummary, ModelListing } from '../../shared/protocol/gateway.
 // request, two are drawn at random and the one with fewer outstanding requests (relative to its
 // capacity) wins — power of two choices: near-best balance without herding every gateway onto the
 // same idle worker. A worker that fails `threshold` times in a row (BreakerOptions) is skipped for
-// `cooldownMs`, then gets one trial request (half-open) before it is trusted again.
+// `cooldownMs`, then gets one trial request (half-open) before it is trusted again. A worker its
+// owner drained gets nothing new; with `cheapest`, only the workers charging least for the model
+// are drawn from (the router's cost strategy).
 
 export interface WorkerConn {
   publicKey: string
@@ -41,11 +43,19 @@ export class WorkerPool {
   private readonly threshold: number
   private readonly cooldownMs: number
   private readonly random: () => number
+  private drained: (key: string) => boolean = () => false
+  private blendedPrice: (key: string, model: string) => number = () => 0
 
   constructor (opts: BreakerOptions = {}) {
     this.threshold = opts.threshold ?? 3
     this.cooldownMs = opts.cooldownMs ?? 10_000
     this.random = opts.random ?? Math.random
+  }
+
+  /** which workers their owners drained, and what a worker charges for a model (one number, to compare) */
+  operators (drained: (key: string) => boolean, blendedPrice: (key: string, model: string) => number): void {
+    this.drained = drained
+    this.blendedPrice = blendedPrice
   }
 
   get size (): number { let n = 0; for (const w of this.workers.values()) if (w.approved && !w.peer.isClosed) n++; return n }
@@ -90,18 +100,23 @@ export class WorkerPool {
   }
 
   private routable (w: WorkerConn, model: string, now: number): boolean {
-    if (w.peer.isClosed || !w.approved || !w.models.has(model)) return false
+    if (w.peer.isClosed || !w.approved || !w.models.has(model) || this.drained(w.publicKey)) return false
     if (w.reported && (w.reported.draining || now - w.reported.at > this.staleAfterMs)) return false
     if (w.openUntil > now) return false
     if (w.openUntil !== 0 && w.trial) return false // half-open: its one trial request is still out
     return true
   }
 
-  pick (model: string, exclude: Set<string> = new Set()): WorkerConn | null {
+  pick (model: string, exclude: Set<string> = new Set(), cheapest = false): WorkerConn | null {
     const now = Date.now()
-    const ok: WorkerConn[] = []
+    let ok: WorkerConn[] = []
     for (const w of this.workers.values()) if (!exclude.has(w.publicKey) && this.routable(w, model, now)) ok.push(w)
     if (ok.length === 0) return null
+    if (cheapest && ok.length > 1) {
+      const price = new Map(ok.map((w) => [w, this.blendedPrice(w.publicKey, model)]))
+      const least = Math.min(...price.values())
+      ok = ok.filter((w) => price.get(w) === least)
+    }
     let chosen: WorkerConn
     if (ok.length === 1) chosen = ok[0]!
     else {
@@ -139,6 +154,13 @@ export class WorkerPool {
   serves (model: string): boolean {
     for (const w of this.workers.values()) if (!w.peer.isClosed && w.approved && w.models.has(model)) return true
     return false
+  }
+
+  /** the keys of the connected, approved workers that serve the model */
+  servers (model: string): string[] {
+    const out: string[] = []
+    for (const w of this.workers.values()) if (!w.peer.isClosed && w.approved && w.models.has(model)) out.push(w.publicKey)
+    return out
   }
 
   modelIds (): string[] {

@@ -132,6 +132,8 @@ export interface ModelListing extends ModelInfo {
   /** from the registry; absent for a model it does not know yet */
   tasks?: string[]
   price?: { input: number, output: number }
+  /** USD per 1M tokens, cheapest and dearest among the workers serving it now (operators price their own) */
+  priceRange?: { input: { min: number, max: number }, output: { min: number, max: number } }
   quality?: number
   safety?: number
   latency?: { p50Ms: number, ttftMs: number, errorRate: number, samples: number } | null
@@ -139,6 +141,10 @@ export interface ModelListing extends ModelInfo {
 
 /** a registry worker entry, with how it is connected to this gateway now */
 export interface RegistryWorker extends WorkerEntry {
+  /** the account it belongs to (by name), null for a worker no account owns */
+  owner?: string | null
+  /** its owner (or an admin) drained it: it gets no new requests */
+  drained?: boolean
   connected: boolean
   inflight: number
   served: number
@@ -157,11 +163,17 @@ export interface JoinTokenInfo {
   uses: number
   lastUsedAt: string | null
   status: 'active' | 'revoked' | 'expired'
+  /** the account its workers belong to */
+  owner: string | null
 }
 
 export const joinTokensRequest = z.discriminatedUnion('op', [
   adminToken.extend({ op: z.literal('list') }).strict(),
-  adminToken.extend({ op: z.literal('create'), label: plainText(z.string().trim().min(1).max(100)), expiresInHours: z.number().int().min(1).max(24 * 365).optional() }).strict(),
+  adminToken.extend({
+    op: z.literal('create'), label: plainText(z.string().trim().min(1).max(100)), expiresInHours: z.number().int().min(1).max(24 * 365).optional(),
+    /** the account the workers it admits belong to, by name (default: the admin making it) */
+    owner: z.string().trim().min(1).max(50).optional()
+  }).strict(),
   adminToken.extend({ op: z.literal('revoke'), id: z.string().uuid() }).strict()
 ])
 
@@ -241,7 +253,8 @@ export const GatewayProtocol = {
   /** admins: change the registry (models, worker approval); on a replica gateway the write goes to the writer */
   registryChange: method<z.infer<typeof adminToken> & { change: RegistryWrite }, { result: unknown }>('registryChange', { from: ['stranger'], needs: 'admin' }, adminToken.extend({ change: registryWrite }).strict()),
   registryHistory: method<z.infer<typeof adminToken> & { limit?: number }, { key: string, entries: HistoryEntry[] }>('registryHistory', { from: ['stranger'], needs: 'admin' }, adminToken.extend({ limit: z.number().int().min(1).max(1000).optional() }).strict()),
-  workers: method<z.infer<typeof adminToken>, { workers: RegistryWorker[] }>('workers', { from: ['stranger'], needs: 'admin' }, adminToken.strict()),
+  /** every worker for an admin; an operator's own workers for anyone else */
+  workers: method<z.infer<typeof adminToken>, { workers: RegistryWorker[] }>('workers', { from: ['stranger'], needs: 'session' }, adminToken.strict()),
   /** admins: join tokens for workers (a worker presenting one is approved at once); the token is shown once */
   joinTokens: method<z.infer<typeof joinTokensRequest>, { tokens: JoinTokenInfo[], created?: JoinTokenInfo & { token: string } }>('joinTokens', { from: ['stranger'], needs: 'admin' }, joinTokensRequest),
   /** admins: drop the workers waiting for approval on this gateway (all, or one key, refused for a while after); they are disconnected */

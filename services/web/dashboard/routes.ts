@@ -12,7 +12,9 @@ import { GatewayProtocol, type GatewayHealth, type RegistryListing } from '../..
 import { httpStatusOf } from '../http-errors.ts'
 import type { RelayedAuth } from '../relayed-auth.ts'
 import type { Metric } from './chart.ts'
-import { adminPage, errorPage, keyPage, keysPage, loginPage, modelsPage, overviewPage, registerPage, type Maybe, type WebHealth } from './pages/index.ts'
+import { adminPage, errorPage, keyPage, keysPage, loginPage, modelsPage, operatorPage, overviewPage, registerPage, type Maybe, type WebHealth } from './pages/index.ts'
+import { OperatorProtocol } from '../../../shared/protocol/operators.ts'
+import { registerPayoutRoutes } from '../payout-routes.ts'
 import { checkCsrf, clearSessionCookie, Sessions, setSessionCookie, type SessionUser } from './session.ts'
 
 // The dashboard: HTML pages under /login, /register and /dashboard/*, and the JSON API their script
@@ -189,6 +191,17 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
     ])
     return modelsPage(ctx.user!, models, registry.ok ? registry.value.models : null)
   }))
+  app.get('/dashboard/operator', htmlRoute(async (req, ctx) => {
+    const u = await user(req, ctx)
+    const gateway = deps.gateway()
+    const [workers, prices, earnings] = await Promise.all([
+      optional(gateway.call(GatewayProtocol.workers, { token: u.token }).then((r) => r.workers)),
+      optional(gateway.call(OperatorProtocol.prices, { token: u.token })),
+      optional(gateway.call(OperatorProtocol.earnings, { token: u.token }))
+    ])
+    return operatorPage(ctx.user!, { workers, prices, earnings })
+  }))
+  registerPayoutRoutes(app, deps.gateway)
   app.get('/dashboard/admin', htmlRoute(async (req, ctx) => {
     const u = await user(req, ctx)
     requireAdmin(u)

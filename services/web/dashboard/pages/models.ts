@@ -10,8 +10,18 @@ import type { SessionUser } from '../session.ts'
 
 const LOCAL_BACKENDS = localBackendIds
 
+/** What the workers serving it charge now, when operators price it differently: cheapest–dearest. */
+function rangeOf (m: ModelListing): string | null {
+  const r = m.priceRange
+  if (!r || (r.input.min === r.input.max && r.output.min === r.output.max)) return null
+  const span = (x: { min: number, max: number }) => x.min === x.max ? fmtPrice(x.min) : `${fmtPrice(x.min)}–${fmtPrice(x.max)}`
+  return `<span data-price-range="${esc(r.input.min)}-${esc(r.input.max)}/${esc(r.output.min)}-${esc(r.output.max)}">${span(r.input)} <span class="muted">in</span> · ${span(r.output)} <span class="muted">out</span></span>`
+}
+
 function priceOf (m: ModelListing): string {
-  const p = m.price
+  const range = rangeOf(m)
+  if (range) return range
+  const p = m.priceRange && m.workers > 0 ? { input: m.priceRange.input.min, output: m.priceRange.output.min } : m.price
   if (p && typeof p.input === 'number' && typeof p.output === 'number') {
     if (p.input === 0 && p.output === 0) return '<span class="free" data-price="free">free</span>'
     return `<span data-price="${esc(p.input)}/${esc(p.output)}">${fmtPrice(p.input)} <span class="muted">in</span> · ${fmtPrice(p.output)} <span class="muted">out</span></span>`
@@ -75,7 +85,7 @@ export function modelsPage (user: SessionUser, live: ModelListing[], registry: M
     active: 'models',
     body: `${heading('Models', `${plural(online, 'model')} served on the mesh now${offline ? `, ${fmtInt(offline)} more in the registry with no worker online` : ''}. Name one as <code>model</code> in a request, or let the router pick.`)}
 <section class="card">${body}
-  <p class="muted card-note">Prices are USD per million input and output tokens. Latency is measured by the gateway: time to first token and median duration.</p>
+  <p class="muted card-note">Prices are USD per million input and output tokens; operators price their own workers, so a model served at several prices shows its cheapest and dearest. Latency is measured by the gateway: time to first token and median duration.</p>
 </section>`
   })
 }
