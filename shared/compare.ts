@@ -21,22 +21,25 @@ export const compareModels = z.array(modelName).min(1, 'name at least one model'
     })
   })
 
+/** What a comparison needs of a model's answer: the gateway's InferResult, or the SDK's result of it. */
+export type CompareAnswer = Pick<InferResult, 'id' | 'model' | 'text' | 'usage' | 'finishReason'> & { ttftMs?: number | null, costUsd?: number, cached?: true }
+
 /** One model's part of a comparison: its answer, or the error it failed with. */
-export interface CompareOutcome {
+export interface CompareOutcome<R extends CompareAnswer = InferResult> {
   index: number
   model: string
   /** the gateway's answer, with `text` the whole answer (streamed or not); null when the model failed */
-  result: InferResult | null
+  result: R | null
   error: MeshError | null
   /** from the start of the comparison to this model's answer (or failure), measured by whoever runs it */
   latencyMs: number
 }
 
-export interface CompareHooks {
+export interface CompareHooks<R extends CompareAnswer = InferResult> {
   /** each non-empty text delta of model `index`, as it arrives */
   onDelta?: (index: number, text: string) => void
   /** one model is done, answered or failed */
-  onOutcome?: (outcome: CompareOutcome) => void
+  onOutcome?: (outcome: CompareOutcome<R>) => void
 }
 
 /** USD as integer nano-USD (1 USD = 1e9): the gateway's own unit, exact for any charge it makes */
@@ -53,11 +56,11 @@ function asMeshError (err: unknown): MeshError {
  * through `onText` (or answers whole: then the result's text is used). Never rejects: every
  * failure lands in its model's outcome. Outcomes come back in the order of `models`.
  */
-export async function runCompare (models: string[], one: (model: string, index: number, onText: (text: string) => void) => Promise<InferResult>, hooks: CompareHooks = {}): Promise<CompareOutcome[]> {
+export async function runCompare<R extends CompareAnswer> (models: string[], one: (model: string, index: number, onText: (text: string) => void) => Promise<R>, hooks: CompareHooks<R> = {}): Promise<Array<CompareOutcome<R>>> {
   const started = performance.now()
-  return Promise.all(models.map(async (model, index): Promise<CompareOutcome> => {
+  return Promise.all(models.map(async (model, index): Promise<CompareOutcome<R>> => {
     let text = ''
-    let outcome: CompareOutcome
+    let outcome: CompareOutcome<R>
     try {
       const r = await one(model, index, (delta) => {
         if (!delta) return
@@ -74,7 +77,7 @@ export async function runCompare (models: string[], one: (model: string, index: 
 }
 
 /** What the answered models used and cost together (failed ones count nothing here). */
-export function compareTotals (outcomes: CompareOutcome[]): { promptTokens: number, completionTokens: number, costNanoUsd: number } {
+export function compareTotals (outcomes: Array<CompareOutcome<CompareAnswer>>): { promptTokens: number, completionTokens: number, costNanoUsd: number } {
   let promptTokens = 0
   let completionTokens = 0
   let costNanoUsd = 0
@@ -82,7 +85,7 @@ export function compareTotals (outcomes: CompareOutcome[]): { promptTokens: numb
     if (!o.result) continue
     promptTokens += o.result.usage.promptTokens
     completionTokens += o.result.usage.completionTokens
-    costNanoUsd += nanoUsd(o.result.costUsd)
+    costNanoUsd += nanoUsd(o.result.costUsd ?? 0)
   }
   return { promptTokens, completionTokens, costNanoUsd }
 }
