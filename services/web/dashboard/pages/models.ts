@@ -10,7 +10,7 @@ import type { SessionUser } from '../session.ts'
 
 const LOCAL_BACKENDS = localBackendIds
 
-function priceOf (m: ModelListing): string {
+export function priceOf (m: ModelListing): string {
   const p = m.price
   if (p && typeof p.input === 'number' && typeof p.output === 'number') {
     if (p.input === 0 && p.output === 0) return '<span class="free" data-price="free">free</span>'
