@@ -13,6 +13,7 @@ export const CATALOG: CatalogEntry[] = [
   { name: 'keys', summary: 'create, list, revoke and set API keys; resume a suspended key (admins)', load: async () => (await import('./commands/keys.ts')).keys },
   { name: 'safety', summary: "your account's safety policy (off, flag, redact, block): show it, or set it", load: async () => (await import('./commands/keys.ts')).safety },
   { name: 'infer', summary: 'run a prompt and stream the answer (prompt from stdin when no argument)', load: async () => (await import('./commands/infer.ts')).infer },
+  { name: 'compare', summary: 'run one prompt on several models at once, side by side, with latency and cost per model', load: async () => (await import('./commands/compare.ts')).compare },
   { name: 'models', summary: 'models the gateway routes to; admins: models add|set|remove', load: async () => (await import('./commands/registry.ts')).models },
   { name: 'status', summary: 'gateway health (auth, database, workers, models) and, with a metrics URL, every mesh member', load: async () => (await import('./commands/info.ts')).status },
   { name: 'quota', summary: "your API key's limits, what is left of each, and your credits", load: async () => (await import('./commands/info.ts')).quota },

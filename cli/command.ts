@@ -9,7 +9,8 @@ export interface Command {
   usage: string
   options: NonNullable<ParseArgsConfig['options']>
   positionals?: boolean
-  run (ctx: CliContext, args: Parsed): Promise<void>
+  /** resolves with the exit code (none: 0) */
+  run (ctx: CliContext, args: Parsed): Promise<void | number>
 }
 
 export function required (values: Parsed['values'], name: string): string {

@@ -67,8 +67,7 @@ async function main (argv: string[]): Promise<number> {
   if (!Number.isFinite(timeout) || timeout <= 0) return reportError(new UsageError('--timeout must be a positive number of milliseconds'), wantsJson)
   const ctx = new CliContext({ json: values.json === true, gateway: values.gateway as string | undefined, bootstrap: values.bootstrap as string | undefined, timeout })
   try {
-    await cmd.run(ctx, { values, positionals: parsed.positionals })
-    return 0
+    return (await cmd.run(ctx, { values, positionals: parsed.positionals })) ?? 0
   } catch (err) {
     return reportError(err, ctx.globals.json)
   } finally {

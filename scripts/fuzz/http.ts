@@ -4,6 +4,7 @@ import { AuthProtocol } from '../../shared/protocol/auth.ts'
 import { chatCompletionSchema, completionSchema } from '../../services/web/openai/chat-schema.ts'
 import { embeddingSchema } from '../../services/web/openai/embeddings.ts'
 import { responsesSchema } from '../../services/web/openai/responses-schema.ts'
+import { compareSchema } from '../../services/web/openai/compare.ts'
 import { messagesSchema } from '../../services/web/anthropic/messages-schema.ts'
 import { BODY_LIMIT } from '../../services/web/service.ts'
 import { hostile, jsonSchemaOf, mutate, Rand, sample, type Known } from './mutate.ts'
@@ -36,6 +37,7 @@ export class HttpFuzzer {
       { method: 'POST', path: (r) => '/v1/responses', auth: 'apiKey', schema: responsesSchema },
       { method: 'POST', path: (r) => '/v1/messages', auth: 'x-api-key', schema: messagesSchema, errors: 'anthropic' },
       { method: 'POST', path: (r) => '/v1/ai/request', auth: 'apiKey', schema: GatewayProtocol.aiRequest.request },
+      { method: 'POST', path: (r) => '/v1/compare', auth: 'apiKey', schema: compareSchema },
       { method: 'GET', path: (r) => '/v1/models', auth: 'apiKey' },
       { method: 'GET', path: (r) => '/v1/models/' + (r.chance(0.5) ? 'synthetic' : seg(r)), auth: 'apiKey' },
       { method: 'POST', path: (r) => '/api/auth/register', auth: 'session', schema: GatewayProtocol.register.request },

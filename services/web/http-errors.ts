@@ -1,6 +1,6 @@
 import type { ErrorCode } from '../../shared/errors.ts'
 
-// Error codes → HTTP status, shared by the JSON API and the dashboard's HTML pages.
+// Error codes → HTTP status (and OpenAI's error type), shared by the JSON API and the dashboard's HTML pages.
 
 const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   BAD_REQUEST: 400,
@@ -29,4 +29,13 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
 
 export function httpStatusOf (code: ErrorCode): number {
   return STATUS_BY_CODE[code] ?? 500
+}
+
+/** OpenAI's error `type` for an HTTP status. */
+export function errorTypeOf (status: number): string {
+  if (status === 401) return 'authentication_error'
+  if (status === 403) return 'permission_error'
+  if (status === 429) return 'rate_limit_error'
+  if (status === 402) return 'insufficient_quota'
+  return status < 500 ? 'invalid_request_error' : 'server_error'
 }

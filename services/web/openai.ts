@@ -4,6 +4,7 @@ import { messages } from './anthropic/messages.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
 import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
 import { chatCompletions } from './openai/chat.ts'
+import { compare } from './openai/compare.ts'
 import { completions } from './openai/completions.ts'
 import { embeddings } from './openai/embeddings.ts'
 import { apiKeyOf } from './openai/request.ts'
@@ -26,6 +27,7 @@ export function registerOpenAIRoutes (app: FastifyInstance, deps: OpenAIRouteDep
   app.post('/v1/embeddings', (req) => embeddings(req, deps))
   app.post('/v1/responses', (req, reply) => responses(req, reply, deps))
   app.post('/v1/messages', (req, reply) => messages(req, reply, deps))
+  app.post('/v1/compare', (req, reply) => compare(req, reply, deps))
 
   // a task-level request { task, input, preferences }: the caller names the task, the gateway's router picks the model
   app.post('/v1/ai/request', async (req) => {

@@ -16,7 +16,7 @@ import { anthropicErrorBody } from './anthropic/messages.ts'
 import { registerCors } from './cors.ts'
 import { registerSafetyRoutes } from './safety-routes.ts'
 import { registerCacheRoutes } from './cache-routes.ts'
-import { httpStatusOf } from './http-errors.ts'
+import { errorTypeOf, httpStatusOf } from './http-errors.ts'
 import { AccessLog } from './access-log.ts'
 import { registerDashboardRoutes } from './dashboard/routes.ts'
 import { RelayedAuth } from './relayed-auth.ts'
@@ -63,14 +63,6 @@ function drain (stream: NodeJS.ReadableStream, ms: number): Promise<void> {
   })
 }
 const INFER_IDLE_TIMEOUT_MS = 60_000
-
-function errorType (status: number): string {
-  if (status === 401) return 'authentication_error'
-  if (status === 403) return 'permission_error'
-  if (status === 429) return 'rate_limit_error'
-  if (status === 402) return 'insufficient_quota'
-  return status < 500 ? 'invalid_request_error' : 'server_error'
-}
 
 type Body = Record<string, unknown>
 
@@ -327,7 +319,7 @@ export class WebService extends MeshService {
     // the OpenAI API names a bad key in its own words, which OpenAI clients may test for
     const wire = code === 'INVALID_API_KEY' && req.url.startsWith('/v1/') ? 'invalid_api_key' : code
     // the Anthropic Messages route answers in Anthropic's error shape, the rest in OpenAI's
-    const body = /^\/v1\/messages(\?|$)/.test(req.url) ? anthropicErrorBody(status, message) : { error: { message, type: errorType(status), param, code: wire } }
+    const body = /^\/v1\/messages(\?|$)/.test(req.url) ? anthropicErrorBody(status, message) : { error: { message, type: errorTypeOf(status), param, code: wire } }
     reply.code(status).type('application/json; charset=utf-8').send(body)
   }
 }

@@ -2,8 +2,9 @@ import { MeshError, isErrorCode, type ErrorCode } from '../errors.ts'
 import type { Quota } from '../protocol/gateway.ts'
 import type { InferenceRequest, InferenceResult, ModelSummary, Transport } from './index.ts'
 import type { TokenLogprob, ToolCall } from '../protocol/chat.ts'
-import { ignoredOf, logprobsOf, openAIBody, toolCallsOf, type WireToolCall } from './openai-body.ts'
+import { ignoredOf, logprobsOf, openAIBody, openAIMessage, toolCallsOf, type WireToolCall } from './openai-body.ts'
 import { ToolCallCollector } from './tool-calls.ts'
+import { compareResult, entryOfWire, type CompareEntry, type CompareOptions, type CompareRequest, type CompareResult, type WireCompareResult } from './compare.ts'
 
 // The SDK over the web service's OpenAI-compatible routes, with nothing but global fetch. The web
 // service answers errors as `{ error: { message, type, code } }` with the mesh's code in `code`, so
@@ -78,6 +79,29 @@ export class HttpTransport implements Transport {
         logprobs.push(...logprobsOf(choice?.logprobs) ?? [])
         if (choice?.finish_reason) finish = choice.finish_reason
         if (chunk.usage) usage = chunk.usage
+      }
+      throw MeshError.UNAVAILABLE('the event stream ended before [DONE]')
+    })
+  }
+
+  async compare (req: CompareRequest, opts: CompareOptions): Promise<CompareResult> {
+    return this.withControl('compare stream', opts.signal, async (ctl) => {
+      const payload = {
+        models: req.models, ...(req.messages ? { messages: req.messages.map(openAIMessage) } : { prompt: req.prompt }),
+        max_tokens: req.maxTokens, temperature: req.temperature, top_p: req.topP, seed: req.seed, stop: req.stop, stream: true
+      }
+      const res = await this.fetch('POST', '/v1/compare', ctl, payload)
+      if (!res.body) throw MeshError.INTERNAL('the server sent no event stream')
+      const entries: CompareEntry[] = []
+      for await (const data of sseData(res.body, () => ctl.touch())) {
+        if (data === '[DONE]') return compareResult(entries)
+        const ev = JSON.parse(data) as { type?: string, index?: number, text?: string, error?: WireCompletion['error'] } & Partial<WireCompareResult>
+        if (ev.type === 'delta' && typeof ev.index === 'number' && ev.text) opts.onDelta?.(ev.index, ev.text)
+        else if (ev.type === 'result') {
+          const entry = entryOfWire(ev as WireCompareResult)
+          entries.push(entry)
+          opts.onResult?.(entry)
+        } else if (!ev.type && ev.error) throw wireError(ev.error, 0, null)
       }
       throw MeshError.UNAVAILABLE('the event stream ended before [DONE]')
     })

@@ -5,6 +5,7 @@ import type { ChatMessage, Usage } from '../protocol/inference.ts'
 import type { FinishReason, GenerationRequest, ResponseFormat, TokenLogprob, ToolCall, ToolChoice, ToolDefinition } from '../protocol/chat.ts'
 import { HttpTransport } from './http-transport.ts'
 import { RpcTransport } from './rpc-transport.ts'
+import { checkCompare, type CompareEntry, type CompareOptions, type CompareRequest, type CompareResult } from './compare.ts'
 
 // hyperinfer/sdk: one client, two transports. `{ gateway }` speaks RPC straight to a gateway over
 // the DHT; `{ baseUrl }` speaks the web service's OpenAI-compatible HTTP routes. Both give the same
@@ -20,6 +21,8 @@ import { RpcTransport } from './rpc-transport.ts'
 export { MeshError, ErrorCodes, isMeshError } from '../errors.ts'
 export type { ChatMessage, FinishReason, Quota, ResponseFormat, TokenLogprob, ToolCall, ToolChoice, ToolDefinition, Usage }
 export { GatewayConnection, type GatewayConnectionOptions } from './rpc-transport.ts'
+export type { CompareEntry, CompareOptions, CompareRequest, CompareResult }
+export { MAX_COMPARE_MODELS } from '../compare.ts'
 
 /**
  * A request: a prompt or messages, and any generation field of the mesh's chat request
@@ -55,6 +58,8 @@ export interface InferenceResult {
   durationMs?: number
   /** answered from the response cache (RPC) */
   cached?: true
+  /** what the request was charged, USD (RPC only) */
+  costUsd?: number
 }
 
 /** A model the mesh serves: the gateway's listing, of which HTTP gives only the id and backend (no worker count). */
@@ -76,6 +81,8 @@ export interface Transport {
   inference (req: InferenceRequest, signal?: AbortSignal): Promise<InferenceResult>
   /** calls onDelta with each non-empty text delta in order; the result's text is all of them joined */
   stream (req: InferenceRequest, onDelta: (text: string) => void, signal: AbortSignal): Promise<InferenceResult>
+  /** every model's request at once; never rejects for one model's failure (that is in its entry) */
+  compare (req: CompareRequest, opts: CompareOptions): Promise<CompareResult>
   models (): Promise<ModelSummary[]>
   quota (): Promise<Quota>
   close (): Promise<void>
@@ -107,6 +114,16 @@ export class AIInferenceClient {
    */
   stream (req: InferenceRequest, opts: { signal?: AbortSignal } = {}): InferenceStream {
     return new InferenceStream((onDelta, signal) => meshErrors(() => this.t.stream(this.check(req), onDelta, signal)), opts.signal)
+  }
+
+  /**
+   * One prompt to several models at once, each its own request (own id, limits and charge). Resolves
+   * with one entry per model, in order, once all are done; a model that failed has `error` set and
+   * the others are unaffected. `onDelta` gets each model's text as it streams, `onResult` each entry
+   * as its model ends. A bad key rejects the whole comparison; aborting `signal` cancels every model.
+   */
+  compare (req: CompareRequest, opts: CompareOptions = {}): Promise<CompareResult> {
+    return meshErrors(() => { this.requireKey(); return this.t.compare(checkCompare(req), opts) })
   }
 
   models (): Promise<ModelSummary[]> {

@@ -4,7 +4,7 @@ import type { InferenceRequest } from './index.ts'
 // The SDK's request in the OpenAI chat-completions body the web service takes, and the parts of its
 // answer beyond text (tool calls, log probabilities, the ignored-parameters header) in the SDK's terms.
 
-function message (m: ChatMessage): Record<string, unknown> {
+export function openAIMessage (m: ChatMessage): Record<string, unknown> {
   const out: Record<string, unknown> = { role: m.role, content: m.content }
   if (m.name) out.name = m.name
   if (m.images?.length) out.content = [{ type: 'text', text: m.content }, ...m.images.map((i) => ({ type: 'image_url', image_url: i }))]
@@ -20,7 +20,7 @@ export function openAIBody (req: InferenceRequest, stream: boolean): Record<stri
   const f = req.responseFormat
   const body: Record<string, unknown> = {
     model: req.model,
-    messages: (req.messages ?? [{ role: 'user', content: req.prompt ?? '' }]).map(message),
+    messages: (req.messages ?? [{ role: 'user', content: req.prompt ?? '' }]).map(openAIMessage),
     max_tokens: req.maxTokens,
     temperature: req.temperature,
     top_p: req.topP,

@@ -11,6 +11,8 @@ import type { RequestOf } from '../mesh/method.ts'
 import type { InferenceRequest, InferenceResult, ModelSummary, Transport } from './index.ts'
 import { generationParams, type TokenLogprob } from '../protocol/chat.ts'
 import { ToolCallCollector } from './tool-calls.ts'
+import { runCompare } from '../compare.ts'
+import { compareResult, entryOfOutcome, type CompareOptions, type CompareRequest, type CompareResult } from './compare.ts'
 
 // The SDK over the mesh itself: a client-only DHT node with a fresh identity, @hyperswarm/rpc on it,
 // and one long-lived MeshClient to the gateway's public key. The CLI opens its gateway connection
@@ -124,6 +126,26 @@ export class RpcTransport implements Transport {
     })
     // a streamed result's text is empty on the wire: the frames were the text and the tool calls
     return { ...res, text, ...(calls.calls.length ? { toolCalls: calls.calls } : {}), ...(req.logprobs ? { logprobs } : {}), ...(ignored ? { ignored } : {}) }
+  }
+
+  async compare (req: CompareRequest, opts: CompareOptions): Promise<CompareResult> {
+    // the key first, so a bad one fails the comparison once rather than once per model
+    await this.quota()
+    const ac = new AbortController()
+    const cancel = () => ac.abort()
+    if (opts.signal?.aborted) cancel()
+    else opts.signal?.addEventListener('abort', cancel, { once: true })
+    try {
+      const { models, ...one } = req
+      const outcomes = await runCompare(models, (model, _i, onText) => this.stream({ ...one, model }, onText, ac.signal), {
+        onDelta: opts.onDelta,
+        onOutcome: opts.onResult ? (o) => opts.onResult!(entryOfOutcome(o)) : undefined
+      })
+      if (ac.signal.aborted) throw MeshError.CANCELLED()
+      return compareResult(outcomes.map(entryOfOutcome))
+    } finally {
+      opts.signal?.removeEventListener('abort', cancel)
+    }
   }
 
   async models (): Promise<ModelSummary[]> {

@@ -32,7 +32,7 @@ ${body}
 `
 }
 
-export type NavItem = 'overview' | 'keys' | 'models' | 'operator' | 'admin'
+export type NavItem = 'overview' | 'keys' | 'models' | 'compare' | 'operator' | 'admin'
 
 export interface Frame {
   title: string
@@ -47,6 +47,7 @@ const NAV: Array<{ id: NavItem, href: string, label: string, admin?: boolean }> 
   { id: 'overview', href: '/dashboard', label: 'Usage' },
   { id: 'keys', href: '/dashboard/keys', label: 'API keys' },
   { id: 'models', href: '/dashboard/models', label: 'Models' },
+  { id: 'compare', href: '/dashboard/compare', label: 'Compare' },
   { id: 'operator', href: '/dashboard/operator', label: 'Operator' },
   { id: 'admin', href: '/dashboard/admin', label: 'Admin', admin: true }
 ]

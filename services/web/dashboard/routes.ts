@@ -12,7 +12,7 @@ import { GatewayProtocol, type GatewayHealth, type RegistryListing } from '../..
 import { httpStatusOf } from '../http-errors.ts'
 import type { RelayedAuth } from '../relayed-auth.ts'
 import type { Metric } from './chart.ts'
-import { adminPage, errorPage, keyPage, keysPage, loginPage, modelsPage, operatorPage, overviewPage, registerPage, type Maybe, type WebHealth } from './pages/index.ts'
+import { adminPage, comparePage, errorPage, keyPage, keysPage, loginPage, modelsPage, operatorPage, overviewPage, registerPage, type Maybe, type WebHealth } from './pages/index.ts'
 import { OperatorProtocol } from '../../../shared/protocol/operators.ts'
 import { registerPayoutRoutes } from '../payout-routes.ts'
 import { checkCsrf, clearSessionCookie, Sessions, setSessionCookie, type SessionUser } from './session.ts'
@@ -37,7 +37,8 @@ export interface DashboardDeps {
 const STATIC_DIR = path.join(PACKAGE_ROOT, 'services', 'web', 'dashboard', 'static')
 const STATIC = new Map<string, { type: string, body: Buffer }>([
   ['app.css', { type: 'text/css; charset=utf-8', body: fs.readFileSync(path.join(STATIC_DIR, 'app.css')) }],
-  ['app.js', { type: 'text/javascript; charset=utf-8', body: fs.readFileSync(path.join(STATIC_DIR, 'app.js')) }]
+  ['app.js', { type: 'text/javascript; charset=utf-8', body: fs.readFileSync(path.join(STATIC_DIR, 'app.js')) }],
+  ['compare.js', { type: 'text/javascript; charset=utf-8', body: fs.readFileSync(path.join(STATIC_DIR, 'compare.js')) }]
 ])
 
 const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -190,6 +191,13 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
       optional(deps.registry())
     ])
     return modelsPage(ctx.user!, models, registry.ok ? registry.value.models : null)
+  }))
+  app.get('/dashboard/compare', htmlRoute(async (req, ctx) => {
+    await user(req, ctx)
+    const [{ models }, registry] = await Promise.all([deps.gateway().call(GatewayProtocol.models, {}), optional(deps.registry())])
+    // the live models, with the registry's prices where it has them
+    const known = new Map((registry.ok ? registry.value.models : []).map((m) => [m.id, m]))
+    return comparePage(ctx.user!, models.map((m) => ({ ...known.get(m.id), ...m })))
   }))
   app.get('/dashboard/operator', htmlRoute(async (req, ctx) => {
     const u = await user(req, ctx)

@@ -18,7 +18,7 @@ function rangeOf (m: ModelListing): string | null {
   return `<span data-price-range="${esc(r.input.min)}-${esc(r.input.max)}/${esc(r.output.min)}-${esc(r.output.max)}">${span(r.input)} <span class="muted">in</span> · ${span(r.output)} <span class="muted">out</span></span>`
 }
 
-function priceOf (m: ModelListing): string {
+export function priceOf (m: ModelListing): string {
   const range = rangeOf(m)
   if (range) return range
   const p = m.priceRange && m.workers > 0 ? { input: m.priceRange.input.min, output: m.priceRange.output.min } : m.price
