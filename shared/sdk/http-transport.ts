@@ -13,7 +13,7 @@ import { ToolCallCollector } from './tool-calls.ts'
 
 const STATUS_CODES: Record<number, ErrorCode> = {
   400: 'BAD_REQUEST', 401: 'INVALID_API_KEY', 403: 'FORBIDDEN', 404: 'NOT_FOUND', 409: 'CONFLICT', 413: 'PROMPT_TOO_LARGE',
-  429: 'RATE_LIMITED', 502: 'BACKEND_ERROR', 503: 'UNAVAILABLE', 504: 'TIMEOUT'
+  422: 'IDEMPOTENCY_KEY_MISMATCH', 429: 'RATE_LIMITED', 502: 'BACKEND_ERROR', 503: 'UNAVAILABLE', 504: 'TIMEOUT'
 }
 
 interface WireCompletion {
@@ -153,7 +153,9 @@ function result (id: string | undefined, model: string | undefined, text: string
 
 /** An OpenAI-shaped error body as the MeshError it came from; the status decides when the code is missing or unknown. */
 function wireError (e: NonNullable<WireCompletion['error']>, status: number, retryAfter: string | null): MeshError {
-  const code = isErrorCode(e.code) ? e.code : (STATUS_CODES[status] ?? (status >= 500 ? 'INTERNAL' : 'BAD_REQUEST'))
+  // the OpenAI API's words for some codes are lower case (invalid_api_key, database_unavailable)
+  const named = typeof e.code === 'string' ? e.code.toUpperCase() : null
+  const code = isErrorCode(named) ? named : (STATUS_CODES[status] ?? (status >= 500 ? 'INTERNAL' : 'BAD_REQUEST'))
   const details: Record<string, unknown> = e.details && typeof e.details === 'object' ? { ...e.details as object } : {}
   if (status) details.status = status
   const retry = retryAfter === null ? NaN : Number(retryAfter)
