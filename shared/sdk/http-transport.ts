@@ -45,7 +45,7 @@ export class HttpTransport implements Transport {
 
   async inference (req: InferenceRequest, signal?: AbortSignal): Promise<InferenceResult> {
     return this.withControl('chat completion', signal, async (ctl) => {
-      const res = await this.fetch('POST', '/v1/chat/completions', ctl, body(req, false))
+      const res = await this.fetch('POST', '/v1/chat/completions', ctl, body(req, false), req.requestId)
       const json = await res.json() as WireCompletion
       const choice = json.choices?.[0]
       if (typeof choice?.message?.content !== 'string' && choice?.message?.content !== null) throw MeshError.INTERNAL('malformed chat completion from the server')
@@ -55,7 +55,7 @@ export class HttpTransport implements Transport {
 
   async stream (req: InferenceRequest, onDelta: (text: string) => void, signal: AbortSignal): Promise<InferenceResult> {
     return this.withControl('chat completion stream', signal, async (ctl) => {
-      const res = await this.fetch('POST', '/v1/chat/completions', ctl, body(req, true))
+      const res = await this.fetch('POST', '/v1/chat/completions', ctl, body(req, true), req.requestId)
       if (!res.body) throw MeshError.INTERNAL('the server sent no event stream')
       let id: string | undefined
       let model: string | undefined
@@ -114,8 +114,9 @@ export class HttpTransport implements Transport {
     }
   }
 
-  private async fetch (method: string, path: string, ctl: RequestControl, payload?: Record<string, unknown>): Promise<Response> {
+  private async fetch (method: string, path: string, ctl: RequestControl, payload?: Record<string, unknown>, idempotencyKey?: string): Promise<Response> {
     const headers: Record<string, string> = { accept: payload?.stream ? 'text/event-stream' : 'application/json' }
+    if (idempotencyKey) headers['idempotency-key'] = idempotencyKey
     if (this.apiKey) headers.authorization = `Bearer ${this.apiKey}`
     if (payload !== undefined) headers['content-type'] = 'application/json'
     const res = await fetch(this.base + path, { method, headers, body: payload === undefined ? undefined : JSON.stringify(payload), signal: ctl.signal })
