@@ -3,7 +3,7 @@
 -- tables and SQL functions read in one place. The numbered migrations stay the source of truth; this
 -- file is never applied, and test/schema.test.ts fails when it no longer matches them.
 --
--- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql, 007_admin_roles.sql, 008_network_worker_tokens.sql, 009_accounting_leases.sql, 013_safety.sql, 015_response_cache.sql, 016_learned_routing.sql, 018_operators.sql
+-- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql, 007_admin_roles.sql, 008_network_worker_tokens.sql, 009_accounting_leases.sql, 013_safety.sql, 015_response_cache.sql, 016_learned_routing.sql, 017_idempotency.sql, 018_operators.sql
 
 
 -- Tables
@@ -20,6 +20,21 @@ CREATE TABLE accounting_leases (
   CONSTRAINT accounting_leases_amount_check CHECK (amount >= 0)
 );
 CREATE INDEX accounting_leases_name_idx ON accounting_leases USING btree (name);
+
+CREATE TABLE idempotency_keys (
+  scope      text NOT NULL,
+  key        text NOT NULL,
+  body_hash  character(64) NOT NULL,
+  state      text NOT NULL,
+  gateway    character(64) NOT NULL,
+  response   jsonb,
+  created_at timestamp with time zone DEFAULT now() NOT NULL,
+  renewed_at timestamp with time zone DEFAULT now() NOT NULL,
+  expires_at timestamp with time zone NOT NULL,
+  CONSTRAINT idempotency_keys_pkey PRIMARY KEY (scope, key),
+  CONSTRAINT idempotency_keys_state_check CHECK (state = ANY (ARRAY['running'::text, 'done'::text]))
+);
+CREATE INDEX idempotency_keys_expires_idx ON idempotency_keys USING btree (expires_at);
 
 CREATE TABLE quota_counters (
   name       text NOT NULL,
@@ -502,6 +517,25 @@ BEGIN
     ) s WHERE running > max_bytes);
   GET DIAGNOSTICS m = ROW_COUNT;
   RETURN n + m;
+END $function$;
+
+CREATE OR REPLACE FUNCTION hi_idem_claim(p_scope text, p_key text, p_hash text, p_gateway text, ttl_ms bigint, stale_ms bigint)
+ RETURNS TABLE(claimed boolean, body_hash text, state text, gateway text, response jsonb)
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+  RETURN QUERY
+  INSERT INTO idempotency_keys AS k (scope, key, body_hash, state, gateway, expires_at)
+  VALUES (p_scope, p_key, p_hash, 'running', p_gateway, now() + ttl_ms * interval '1 millisecond')
+  ON CONFLICT (scope, key) DO UPDATE
+    SET body_hash = excluded.body_hash, state = 'running', gateway = excluded.gateway, response = NULL,
+        created_at = now(), renewed_at = now(), expires_at = excluded.expires_at
+    WHERE k.expires_at < now() OR (k.state = 'running' AND (k.gateway = excluded.gateway OR k.renewed_at < now() - stale_ms * interval '1 millisecond'))
+  RETURNING true, k.body_hash::text, k.state, k.gateway::text, k.response;
+  IF NOT FOUND THEN
+    RETURN QUERY SELECT false, k.body_hash::text, k.state, k.gateway::text, k.response
+      FROM idempotency_keys k WHERE k.scope = p_scope AND k.key = p_key;
+  END IF;
 END $function$;
 
 CREATE OR REPLACE FUNCTION hi_learned_merge(deltas jsonb, half_life_s double precision)

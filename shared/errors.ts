@@ -25,7 +25,10 @@ export const ErrorCodes = {
   UNKNOWN_MODEL: 'UNKNOWN_MODEL',
   NO_WORKER: 'NO_WORKER', // model is known but no connected worker can serve it now
   BACKEND_ERROR: 'BACKEND_ERROR', // the AI backend failed
-  UNAVAILABLE: 'UNAVAILABLE', // a mesh dependency (auth, db) is not reachable
+  UNAVAILABLE: 'UNAVAILABLE', // a mesh dependency (auth, a worker) is not reachable
+  DATABASE_UNAVAILABLE: 'DATABASE_UNAVAILABLE', // PostgreSQL is not reachable and nothing else can answer for it
+  IDEMPOTENCY_IN_PROGRESS: 'IDEMPOTENCY_IN_PROGRESS', // a request with this idempotency key is still running elsewhere
+  IDEMPOTENCY_KEY_MISMATCH: 'IDEMPOTENCY_KEY_MISMATCH', // an idempotency key reused with a different request
   TIMEOUT: 'TIMEOUT',
   CANCELLED: 'CANCELLED',
   SHUTTING_DOWN: 'SHUTTING_DOWN',
@@ -98,6 +101,9 @@ export class MeshError extends Error {
   static NO_WORKER (msg: string) { return new MeshError(ErrorCodes.NO_WORKER, msg) }
   static BACKEND_ERROR (msg: string, details?: Record<string, unknown>) { return new MeshError(ErrorCodes.BACKEND_ERROR, msg, details) }
   static UNAVAILABLE (msg: string) { return new MeshError(ErrorCodes.UNAVAILABLE, msg) }
+  static DATABASE_UNAVAILABLE (msg = 'the database is unavailable; try again shortly', retryAfterSeconds = 2) {
+    return new MeshError(ErrorCodes.DATABASE_UNAVAILABLE, msg, { retryAfterSeconds })
+  }
   static TIMEOUT (msg: string) { return new MeshError(ErrorCodes.TIMEOUT, msg) }
   static CANCELLED (msg = 'request cancelled') { return new MeshError(ErrorCodes.CANCELLED, msg) }
   static SHUTTING_DOWN () { return new MeshError(ErrorCodes.SHUTTING_DOWN, 'service is shutting down') }
@@ -112,5 +118,21 @@ export function isMeshError (err: unknown): err is MeshError {
 /** Turn anything thrown into something safe to send: unknown errors never leak their text. */
 export function toWireError (err: unknown): WireError {
   if (err instanceof MeshError) return err.toWire()
+  if (isDatabaseDown(err)) return MeshError.DATABASE_UNAVAILABLE().toWire()
   return { code: ErrorCodes.INTERNAL, message: 'internal error' }
+}
+
+/** socket errors of a connection that failed or broke */
+const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'])
+
+/**
+ * Whether `err` is PostgreSQL being out of reach (node-postgres' errors): the connection failed or
+ * broke, or the server is shutting down or starting (SQLSTATE class 08, 57P01-57P03).
+ */
+export function isDatabaseDown (err: unknown): boolean {
+  if (!err || typeof err !== 'object') return false
+  const code = String((err as { code?: unknown }).code ?? '')
+  if (CONNECTION_ERRNOS.has(code) || code.startsWith('08') || /^57P0[123]$/.test(code)) return true
+  const message = String((err as { message?: unknown }).message ?? '')
+  return /^Connection terminated|^timeout exceeded when trying to connect|^Client was closed|Connection terminated unexpectedly/.test(message)
 }

@@ -61,6 +61,16 @@ export interface Settlement {
 }
 
 const INT_MAX = 2_147_483_647
+/** a request arriving while the log of the previous process is being recorded waits this long for it */
+const READY_WAIT_MS = 500
+
+function waitReady (ready: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<void>((_resolve, reject) => {
+    timer = setTimeout(() => reject(MeshError.DATABASE_UNAVAILABLE('this gateway is waiting for the database to record what it served before a restart; try again shortly')), ms)
+  })
+  return Promise.race([ready, late]).finally(() => clearTimeout(timer))
+}
 const int = (v: number | null, max = INT_MAX) => v === null ? null : Math.min(Math.max(0, Math.round(Number.isFinite(v) ? v : 0)), max)
 const text = (v: string | null, max: number) => v === null ? null : v.replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\ud800-\udfff]/g, '').slice(0, max)
 
@@ -187,7 +197,8 @@ export class Accounting {
 
   admit (req: AdmitRequest): Promise<AdmitResult> {
     if (this.closing) return Promise.reject(MeshError.SHUTTING_DOWN())
-    if (!this.isReady) return this.ready.then(() => this.admit(req))
+    // a gateway still replaying its log (the database is out) has no allowance: a prompt refusal, not a wait
+    if (!this.isReady) return waitReady(this.ready, READY_WAIT_MS).then(() => this.admit(req))
     const holds: Admitted['holds'] = []
     for (const c of req.counters) if (c.amount > 0) holds.push({ name: c.name, amount: c.amount, cap: c.cap, expires: c.expires, code: c.code, unit: c.unit })
     if (req.credit > 0) holds.push({ name: 'credit:' + req.user, amount: req.credit, cap: null, expires: null, code: 'INSUFFICIENT_CREDITS', unit: 'credit' })

@@ -62,6 +62,16 @@ const OK: AdmitResult = { ok: true }
 const OK_NOW = Promise.resolve(OK)
 /** a gateway that could not renew its leases for this long stops admitting from them */
 const RENEW_GRACE_MS = 15_000
+/** how long a request waiting to be refused waits for this gateway's records to reach the database */
+const FLUSH_WAIT_MS = 5000
+
+function bounded (p: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<void>((_resolve, reject) => {
+    timer = setTimeout(() => reject(MeshError.DATABASE_UNAVAILABLE('usage accounting cannot reach the database; try again shortly')), ms)
+  })
+  return Promise.race([p, late]).finally(() => clearTimeout(timer))
+}
 
 export class Leases {
   private readonly map = new Map<string, Lease>()
@@ -247,7 +257,7 @@ export class Leases {
       } catch (err) {
         for (const [name, have] of pool) this.lease(name).avail += have
         this.opts.log?.error({ err: (err as Error).message, requests: batch.length }, 'could not lease from the database')
-        for (const w of batch) w.reject(MeshError.UNAVAILABLE('usage accounting is unavailable; try again shortly'))
+        for (const w of batch) w.reject(MeshError.DATABASE_UNAVAILABLE('usage accounting cannot reach the database, and this gateway holds no allowance for this request; try again shortly'))
         return
       }
       for (const g of grants.values()) {
@@ -286,7 +296,8 @@ export class Leases {
   private retryLater (retry: Waiter[]): void {
     const flush = retry.some((w) => !w.flushed)
     for (const w of retry) w.flushed = true
-    const wait = flush ? this.opts.flush() : new Promise((resolve) => setTimeout(resolve, 25))
+    // a flush that cannot finish (the database went out since the lease call) refuses rather than hangs
+    const wait = flush ? bounded(this.opts.flush(), FLUSH_WAIT_MS) : new Promise((resolve) => setTimeout(resolve, 25))
     wait.then(() => {
       this.waiting.unshift(...retry)
       this.kick()

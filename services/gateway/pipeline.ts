@@ -130,7 +130,13 @@ export class RequestPipeline {
     // a streaming caller hears of ignored parameters before the first token (the web sends it as a header)
     if (req.stream && ignored.length > 0) caller.emit({ text: '', ignored })
     trace?.next('dispatch', undefined, 'client')
-    const { out, tokens } = await this.stream({ requestId: id, model, ...request }, ceiling, req.stream === true, caller, trace, guard?.output ?? null, chosen.strategy === 'cost')
+    const streamed = await this.stream({ requestId: id, model, ...request }, ceiling, req.stream === true, caller, trace, guard?.output ?? null, chosen.strategy === 'cost')
+    const { tokens } = streamed
+    let { out } = streamed
+    // a worker that says it was cancelled when neither the caller nor the gateway stopped it cut the answer short
+    if (out.ok && out.value?.finishReason === 'cancelled' && !tokens.truncated && !caller.signal.aborted) {
+      out = { ok: false, err: MeshError.BACKEND_ERROR('the worker stopped before the answer was complete'), worker: out.worker, attempts: out.attempts }
+    }
     trace?.note({ 'hyperinfer.worker': out.worker?.slice(0, 16), 'hyperinfer.attempts': out.attempts, 'error.type': out.ok ? null : (out.err as MeshError)?.code })
     trace?.next('settlement')
 

@@ -19,6 +19,7 @@ import { Catalog } from './catalog.ts'
 import { Dispatcher } from './dispatch.ts'
 import { Disclosure } from './disclosure.ts'
 import { JoinTokens } from './join-tokens.ts'
+import { Idempotency, idempotent } from './idempotency.ts'
 import { KeyCache } from './keycache.ts'
 import { parseTiers, Pricing, type Price, type TierLimits } from './limits.ts'
 import { Listings } from './listings.ts'
@@ -84,6 +85,8 @@ export interface GatewayOptions extends Omit<MeshServiceOptions, 'name' | 'priva
   breaker?: { threshold?: number, cooldownMs?: number }
   /** the response cache, predictive warm-up and learned routing (adaptive.ts) */
   adaptive?: AdaptiveOptions
+  /** how long an idempotent request's answer is kept for retries */
+  idempotencyTtlMs?: number
   /** the safety layer's operator settings (safety/layer.ts); default: flag, no restoring, model when served, alerts only */
   safety?: SafetyConfig
   /** the network's share of each charge, percent; the serving worker's owner earns the rest (default 10) */
@@ -102,6 +105,7 @@ export class GatewayService extends MeshService {
   readonly pipeline: RequestPipeline
   readonly adaptive: Adaptive
   readonly safety: SafetyLayer
+  readonly idempotency: Idempotency
   private readonly accountingOn: boolean
   private readonly listings: Listings
   private readonly sessions: SessionUsers
@@ -130,6 +134,7 @@ export class GatewayService extends MeshService {
       sync: opts.settlementSync, leaseIdleMs: opts.leaseIdleMs, recordDelayMs: opts.recordDelayMs, stuckAfterMs: opts.stuckAfterMs, sweepEveryMs: opts.sweepEveryMs,
       feePct: opts.networkFeePct
     })
+    this.idempotency = new Idempotency({ pool: this.accountingOn ? this.pool : null, gateway: this.publicKey, log: this.log, ttlMs: opts.idempotencyTtlMs })
     this.pricing = new Pricing(opts.prices)
     this.workers = new WorkerPool(opts.breaker)
     // operators' accounts, prices and drains, read from memory on every request
@@ -189,8 +194,8 @@ export class GatewayService extends MeshService {
     this.safety.mount(table)
     this.operatorMethods.mount(table, (token) => this.sessions.admin(token))
     return this.adaptive.mount(table)
-      .on(GatewayProtocol.infer, (req, ctx) => this.safety.track(ctx, () => this.pipeline.infer(req, ctx)))
-      .on(GatewayProtocol.embed, (req, ctx) => this.pipeline.embed(req, ctx))
+      .on(GatewayProtocol.infer, (req, ctx) => this.safety.track(ctx, () => idempotent(this.idempotency, this.keys, 'infer', req, ctx, (caller) => this.pipeline.infer(req, caller))))
+      .on(GatewayProtocol.embed, (req, ctx) => idempotent(this.idempotency, this.keys, 'embed', req, { signal: ctx.signal, span: ctx.span }, (caller) => this.pipeline.embed(req, caller)))
       .on(GatewayProtocol.aiRequest, (req, ctx) => aiRequest(this.pipeline, req, ctx))
       .on(GatewayProtocol.usage, (req) => this.reads.usage(req))
       .on(GatewayProtocol.credits, (req) => this.reads.ledger(req))
@@ -279,7 +284,10 @@ export class GatewayService extends MeshService {
     }
     this.safety.start()
     await this.adaptive.open(this.catalog)
-    this.sweepTimer = setInterval(() => { this.keys.sweep() }, 60_000)
+    this.sweepTimer = setInterval(() => {
+      this.keys.sweep()
+      this.idempotency.expire().catch((err) => this.log.debug({ err: (err as Error).message }, 'expired idempotency keys not deleted yet'))
+    }, 60_000)
     this.sweepTimer.unref()
   }
 

@@ -64,6 +64,9 @@ function drain (stream: NodeJS.ReadableStream, ms: number): Promise<void> {
 }
 const INFER_IDLE_TIMEOUT_MS = 60_000
 
+/** codes the OpenAI API words in lower case, which OpenAI clients may test for */
+const OPENAI_WORDS = new Set<ErrorCode>(['INVALID_API_KEY', 'DATABASE_UNAVAILABLE', 'IDEMPOTENCY_IN_PROGRESS', 'IDEMPOTENCY_KEY_MISMATCH'])
+
 type Body = Record<string, unknown>
 
 export class WebService extends MeshService {
@@ -310,14 +313,14 @@ export class WebService extends MeshService {
       }
     }
     const status = httpStatusOf(code)
-    if (code === 'RATE_LIMITED' || code === 'QUOTA_EXCEEDED') {
+    if (code === 'RATE_LIMITED' || code === 'QUOTA_EXCEEDED' || code === 'DATABASE_UNAVAILABLE' || code === 'IDEMPOTENCY_IN_PROGRESS') {
       const retry = Number((err as MeshError).details?.retryAfterSeconds)
       if (Number.isFinite(retry) && retry >= 0) reply.header('retry-after', String(Math.ceil(retry)))
     }
     reply.header('x-request-id', req.id)
     const param = err instanceof MeshError && typeof err.details?.param === 'string' ? err.details.param : null
     // the OpenAI API names a bad key in its own words, which OpenAI clients may test for
-    const wire = code === 'INVALID_API_KEY' && req.url.startsWith('/v1/') ? 'invalid_api_key' : code
+    const wire = req.url.startsWith('/v1/') && OPENAI_WORDS.has(code) ? code.toLowerCase() : code
     // the Anthropic Messages route answers in Anthropic's error shape, the rest in OpenAI's
     const body = /^\/v1\/messages(\?|$)/.test(req.url) ? anthropicErrorBody(status, message) : { error: { message, type: errorTypeOf(status), param, code: wire } }
     reply.code(status).type('application/json; charset=utf-8').send(body)

@@ -198,7 +198,7 @@ export class Peer {
   }
 
   async stream<Req, Res, Chunk> (def: MethodDef<Req, Res, Chunk>, req: Req, opts: StreamOptions<Chunk>): Promise<Res> {
-    if (this.isClosed) throw MeshError.UNAVAILABLE('connection closed')
+    if (this.isClosed) throw new MeshError('UNAVAILABLE', CONNECTION_CLOSED, { connectionLost: true })
     if (opts.signal?.aborted) throw MeshError.CANCELLED()
     const id = nextStreamId++
     let timer: NodeJS.Timeout | null = null
@@ -241,7 +241,7 @@ export class Peer {
 
   private onClose (): void {
     this.closed = true
-    for (const ac of this.running) ac.abort(MeshError.CANCELLED('connection closed'))
+    for (const ac of this.running) ac.abort(MeshError.CANCELLED(CONNECTION_CLOSED))
     this.running.clear()
     this.inflight.clear()
   }
@@ -268,6 +268,9 @@ function unwrap (env: Envelope): unknown {
   throw MeshError.fromWire(env.error ?? { code: 'INTERNAL', message: 'malformed error from peer' })
 }
 
+/** the reason a handler's signal aborts with when the caller's connection closed (not an explicit cancel) */
+export const CONNECTION_CLOSED = 'connection closed'
+
 /** protomux-rpc's own failures (timeouts, closed channels, unknown methods) as coded errors. */
 export function translateTransportError (err: unknown, methodName: string, timeout: number): MeshError {
   if (err instanceof MeshError) return err
@@ -275,7 +278,7 @@ export function translateTransportError (err: unknown, methodName: string, timeo
   switch (code) {
     case 'TIMEOUT_EXCEEDED': return MeshError.TIMEOUT(`${methodName} timed out after ${timeout} ms`)
     case 'CHANNEL_CLOSED':
-    case 'CHANNEL_DESTROYED': return MeshError.UNAVAILABLE(`connection closed during ${methodName}`)
+    case 'CHANNEL_DESTROYED': return new MeshError('UNAVAILABLE', `connection closed during ${methodName}`, { connectionLost: true })
     case 'UNKNOWN_METHOD': return new MeshError('UNKNOWN_METHOD', `remote does not serve '${methodName}'`)
     case 'DECODE_ERROR': return MeshError.BAD_REQUEST(`remote could not decode ${methodName} request`)
     default: return MeshError.UNAVAILABLE(`${methodName} failed: transport error`)

@@ -24,6 +24,9 @@ export const routeSpec = z.object({
   weights: z.object({ cost: unit.optional(), latency: unit.optional(), quality: unit.optional() }).strict().optional()
 }).strict()
 
+/** an idempotency key: printable ASCII, as HTTP's Idempotency-Key header carries it */
+export const requestIdSchema = z.string().regex(/^[\x21-\x7e]{1,255}$/, 'printable ASCII, no spaces, at most 255 characters')
+
 export const inferRequest = z.object({
   apiKey,
   model: modelName.optional(),
@@ -37,6 +40,8 @@ export const inferRequest = z.object({
   traceId: z.string().regex(/^[\x21-\x7e]{1,100}$/, 'printable ASCII, no spaces').optional(),
   /** the response cache: true caches even a non-deterministic request, 'no-store' keeps this one out */
   cache: cacheDirective.optional(),
+  /** an idempotency key: a retry with the same id (and the same request) gets the first attempt's answer, charged once */
+  requestId: requestIdSchema.optional(),
   ...generationParams
 }).strict().superRefine((r, ctx) => {
   if ((r.prompt === undefined) === (r.messages === undefined)) ctx.addIssue({ code: 'custom', path: ['messages'], message: 'give exactly one of prompt or messages' })
@@ -197,6 +202,7 @@ export const gatewayEmbedRequest = z.object({
   input: z.union([embedInput, z.array(embedInput).min(1).max(MAX_EMBED_INPUTS)]),
   /** the vectors' length: the backend shortens them, or the worker keeps the first this many and normalises */
   dimensions: z.number().int().min(1).max(65_536).optional(),
+  requestId: requestIdSchema.optional(),
   traceId: z.string().regex(/^[\x21-\x7e]{1,100}$/, 'printable ASCII, no spaces').optional()
 }).strict()
 

@@ -14,7 +14,7 @@ import { compareResult, entryOfWire, type CompareEntry, type CompareOptions, typ
 
 const STATUS_CODES: Record<number, ErrorCode> = {
   400: 'BAD_REQUEST', 401: 'INVALID_API_KEY', 403: 'FORBIDDEN', 404: 'NOT_FOUND', 409: 'CONFLICT', 413: 'PROMPT_TOO_LARGE',
-  429: 'RATE_LIMITED', 502: 'BACKEND_ERROR', 503: 'UNAVAILABLE', 504: 'TIMEOUT'
+  422: 'IDEMPOTENCY_KEY_MISMATCH', 429: 'RATE_LIMITED', 502: 'BACKEND_ERROR', 503: 'UNAVAILABLE', 504: 'TIMEOUT'
 }
 
 interface WireCompletion {
@@ -46,7 +46,7 @@ export class HttpTransport implements Transport {
 
   async inference (req: InferenceRequest, signal?: AbortSignal): Promise<InferenceResult> {
     return this.withControl('chat completion', signal, async (ctl) => {
-      const res = await this.fetch('POST', '/v1/chat/completions', ctl, body(req, false))
+      const res = await this.fetch('POST', '/v1/chat/completions', ctl, body(req, false), req.requestId)
       const json = await res.json() as WireCompletion
       const choice = json.choices?.[0]
       if (typeof choice?.message?.content !== 'string' && choice?.message?.content !== null) throw MeshError.INTERNAL('malformed chat completion from the server')
@@ -56,7 +56,7 @@ export class HttpTransport implements Transport {
 
   async stream (req: InferenceRequest, onDelta: (text: string) => void, signal: AbortSignal): Promise<InferenceResult> {
     return this.withControl('chat completion stream', signal, async (ctl) => {
-      const res = await this.fetch('POST', '/v1/chat/completions', ctl, body(req, true))
+      const res = await this.fetch('POST', '/v1/chat/completions', ctl, body(req, true), req.requestId)
       if (!res.body) throw MeshError.INTERNAL('the server sent no event stream')
       let id: string | undefined
       let model: string | undefined
@@ -138,8 +138,9 @@ export class HttpTransport implements Transport {
     }
   }
 
-  private async fetch (method: string, path: string, ctl: RequestControl, payload?: Record<string, unknown>): Promise<Response> {
+  private async fetch (method: string, path: string, ctl: RequestControl, payload?: Record<string, unknown>, idempotencyKey?: string): Promise<Response> {
     const headers: Record<string, string> = { accept: payload?.stream ? 'text/event-stream' : 'application/json' }
+    if (idempotencyKey) headers['idempotency-key'] = idempotencyKey
     if (this.apiKey) headers.authorization = `Bearer ${this.apiKey}`
     if (payload !== undefined) headers['content-type'] = 'application/json'
     const res = await fetch(this.base + path, { method, headers, body: payload === undefined ? undefined : JSON.stringify(payload), signal: ctl.signal })
@@ -177,7 +178,9 @@ function result (id: string | undefined, model: string | undefined, text: string
 
 /** An OpenAI-shaped error body as the MeshError it came from; the status decides when the code is missing or unknown. */
 function wireError (e: NonNullable<WireCompletion['error']>, status: number, retryAfter: string | null): MeshError {
-  const code = isErrorCode(e.code) ? e.code : (STATUS_CODES[status] ?? (status >= 500 ? 'INTERNAL' : 'BAD_REQUEST'))
+  // the OpenAI API's words for some codes are lower case (invalid_api_key, database_unavailable)
+  const named = typeof e.code === 'string' ? e.code.toUpperCase() : null
+  const code = isErrorCode(named) ? named : (STATUS_CODES[status] ?? (status >= 500 ? 'INTERNAL' : 'BAD_REQUEST'))
   const details: Record<string, unknown> = e.details && typeof e.details === 'object' ? { ...e.details as object } : {}
   if (status) details.status = status
   const retry = retryAfter === null ? NaN : Number(retryAfter)

@@ -37,6 +37,11 @@ export type InferenceRequest = Partial<Omit<GenerationRequest, 'messages'>> & {
   model?: string
   /** the response cache (RPC): true caches even a non-deterministic request; 'no-store' keeps it out */
   cache?: boolean | 'no-store'
+  /**
+   * the request's idempotency key (made for you when omitted): the SDK retries with it when the
+   * connection is lost, and the gateway answers the retry from the first attempt, charged once
+   */
+  requestId?: string
 }
 
 export interface InferenceResult {
@@ -71,7 +76,8 @@ interface CommonOptions {
   /** a request fails with TIMEOUT when no data arrives for this long (default 60000) */
   timeoutMs?: number
 }
-export type RpcClientOptions = CommonOptions & { gateway: string, bootstrap?: string | Bootstrap, connectTimeoutMs?: number }
+/** `retries`: how often a request is sent again (same requestId) after the connection was lost (default 3) */
+export type RpcClientOptions = CommonOptions & { gateway: string, bootstrap?: string | Bootstrap, connectTimeoutMs?: number, retries?: number }
 export type HttpClientOptions = CommonOptions & { baseUrl: string }
 export type AIInferenceClientOptions = RpcClientOptions | HttpClientOptions
 
@@ -98,7 +104,7 @@ export class AIInferenceClient {
     this.apiKey = opts.apiKey
     this.t = 'baseUrl' in opts
       ? new HttpTransport({ baseUrl: opts.baseUrl, apiKey: opts.apiKey, timeoutMs })
-      : new RpcTransport({ gateway: opts.gateway, bootstrap: opts.bootstrap, connectTimeoutMs: opts.connectTimeoutMs, apiKey: opts.apiKey, timeoutMs })
+      : new RpcTransport({ gateway: opts.gateway, bootstrap: opts.bootstrap, connectTimeoutMs: opts.connectTimeoutMs, apiKey: opts.apiKey, timeoutMs, retries: opts.retries })
     this.transport = this.t.kind
   }
 

@@ -79,16 +79,19 @@ export class RpcTransport implements Transport {
   private readonly conn: GatewayConnection
   private readonly apiKey: string
   private readonly timeoutMs: number
+  private readonly retries: number
 
-  constructor (opts: GatewayConnectionOptions & { apiKey: string, timeoutMs: number }) {
+  constructor (opts: GatewayConnectionOptions & { apiKey: string, timeoutMs: number, retries?: number }) {
     this.conn = new GatewayConnection(opts)
     this.apiKey = opts.apiKey
     this.timeoutMs = opts.timeoutMs
+    this.retries = opts.retries ?? 3
   }
 
   private request (req: InferenceRequest, stream: boolean): RequestOf<typeof GatewayProtocol.infer> {
     // named fields only: the gateway's schema is strict, and a caller's extra keys are not its business
-    const out: Record<string, unknown> = { apiKey: this.apiKey, stream }
+    // every request carries its own id: a retry after a lost connection is the same request
+    const out: Record<string, unknown> = { apiKey: this.apiKey, stream, requestId: req.requestId ?? crypto.randomUUID() }
     for (const k of ['prompt', 'messages', 'model', 'cache', ...Object.keys(generationParams)]) {
       const v = (req as Record<string, unknown>)[k]
       if (v !== undefined) out[k] = v
@@ -97,32 +100,39 @@ export class RpcTransport implements Transport {
   }
 
   async inference (req: InferenceRequest, signal?: AbortSignal): Promise<InferenceResult> {
-    const gw = await this.conn.open()
+    const wire = this.request(req, false)
     // infer is a stream method; with stream:false no frames come and the result carries the text,
     // so the idle timeout bounds the whole request
-    return gw.stream(GatewayProtocol.infer, this.request(req, false), {
+    return this.retrying(signal, async () => (await this.conn.open()).stream(GatewayProtocol.infer, wire, {
       onChunk () {}, signal, idleTimeout: this.timeoutMs, connectTimeout: this.conn.connectTimeoutMs
-    })
+    }))
   }
 
   async stream (req: InferenceRequest, onDelta: (text: string) => void, signal: AbortSignal): Promise<InferenceResult> {
-    const gw = await this.conn.open()
+    const wire = this.request(req, true)
     let text = ''
     const calls = new ToolCallCollector()
     const logprobs: TokenLogprob[] = []
     let ignored: string[] | undefined
-    const res = await gw.stream(GatewayProtocol.infer, this.request(req, true), {
-      onChunk (chunk) {
-        if (chunk.ignored) ignored = chunk.ignored
-        if (chunk.toolCall) calls.add(chunk.toolCall)
-        if (chunk.logprobs) logprobs.push(...chunk.logprobs)
-        if (!chunk.text) return
-        text += chunk.text
-        onDelta(chunk.text)
-      },
-      signal,
-      idleTimeout: this.timeoutMs,
-      connectTimeout: this.conn.connectTimeoutMs
+    // a retry is answered from the first frame again: the frames already taken are skipped
+    let taken = 0
+    const res = await this.retrying(signal, async () => {
+      let index = 0
+      return (await this.conn.open()).stream(GatewayProtocol.infer, wire, {
+        onChunk (chunk) {
+          if (index++ < taken) return
+          taken++
+          if (chunk.ignored) ignored = chunk.ignored
+          if (chunk.toolCall) calls.add(chunk.toolCall)
+          if (chunk.logprobs) logprobs.push(...chunk.logprobs)
+          if (!chunk.text) return
+          text += chunk.text
+          onDelta(chunk.text)
+        },
+        signal,
+        idleTimeout: this.timeoutMs,
+        connectTimeout: this.conn.connectTimeoutMs
+      })
     })
     // a streamed result's text is empty on the wire: the frames were the text and the tool calls
     return { ...res, text, ...(calls.calls.length ? { toolCalls: calls.calls } : {}), ...(req.logprobs ? { logprobs } : {}), ...(ignored ? { ignored } : {}) }
@@ -145,6 +155,22 @@ export class RpcTransport implements Transport {
       return compareResult(outcomes.map(entryOfOutcome))
     } finally {
       opts.signal?.removeEventListener('abort', cancel)
+    }
+  }
+
+  /**
+   * Run a request again, with the same requestId, when the connection to the gateway was lost under
+   * it: the gateway answers a retry from the first attempt (still running, or done), charged once.
+   */
+  private async retrying<T> (signal: AbortSignal | undefined, run: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await run()
+      } catch (err) {
+        const lost = err instanceof MeshError && err.details?.connectionLost === true
+        if (!lost || attempt >= this.retries || signal?.aborted) throw err
+        await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 100 * 2 ** attempt)))
+      }
     }
   }
 

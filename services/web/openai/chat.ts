@@ -4,7 +4,7 @@ import type { ChatMessage, ResponseFormat, TokenLogprob, ToolChoice } from '../.
 import type { InferResult } from '../../../shared/protocol/gateway.ts'
 import { chatCompletionSchema, unusedGiven, type ChatBody, type OpenAIMessage } from './chat-schema.ts'
 import { generateStream, generateWhole, type EventShape, type Generation, type InferBody } from './generate.ts'
-import { apiKeyOf, parseBody } from './request.ts'
+import { apiKeyOf, idempotencyKeyOf, parseBody } from './request.ts'
 
 // POST /v1/chat/completions: the OpenAI body translated onto the mesh's chat request (messages with
 // images, tool calls and tool results; tools, tool_choice, response_format, every sampling
@@ -139,7 +139,7 @@ export async function chatCompletions (req: FastifyRequest, reply: FastifyReply,
   const apiKey = apiKeyOf(req)
   const body = parseBody(chatCompletionSchema, req.body)
   const one = chatRequest(body)
-  const g: Generation = { ...deps, apiKey, choices: Array.from({ length: body.n ?? 1 }, () => one), unused: unusedGiven(body) }
+  const g: Generation = { ...deps, apiKey, choices: Array.from({ length: body.n ?? 1 }, () => one), unused: unusedGiven(body) , idempotencyKey: idempotencyKeyOf(req) }
   const shape = chatShape(body.model)
   if (body.stream === true) await generateStream(req, reply, g, shape.events, body.stream_options?.include_usage === true)
   else await generateWhole(req, reply, g, shape.whole)

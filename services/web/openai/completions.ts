@@ -6,7 +6,7 @@ import type { InferResult } from '../../../shared/protocol/gateway.ts'
 import { MAX_CHOICES, completionSchema, unusedGiven } from './chat-schema.ts'
 import { chatRequest, usageOf } from './chat.ts'
 import { generateStream, generateWhole, type EventShape, type Generation } from './generate.ts'
-import { apiKeyOf, parseBody } from './request.ts'
+import { apiKeyOf, idempotencyKeyOf, parseBody } from './request.ts'
 
 // POST /v1/completions: each prompt (a string, or an array of them) becomes one user message, `n`
 // choices each; choice i*n+j is prompt i's j-th. `echo` puts the prompt before the answer; `logprobs`
@@ -40,7 +40,7 @@ export async function completions (req: FastifyRequest, reply: FastifyReply, dep
     return Array.from({ length: n }, () => one)
   })
   const echo = (i: number) => body.echo ? prompts[Math.floor(i / n)]! : ''
-  const g: Generation = { ...deps, apiKey, choices, unused: unusedGiven(body) }
+  const g: Generation = { ...deps, apiKey, choices, unused: unusedGiven(body) , idempotencyKey: idempotencyKeyOf(req) }
   const id = 'cmpl-' + crypto.randomUUID()
   const created = Math.floor(Date.now() / 1000)
   const obj = (model: string, choices: unknown[], extra: object = {}) => ({ id, object: 'text_completion', created, model, choices, ...extra })

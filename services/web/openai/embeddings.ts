@@ -5,7 +5,7 @@ import { modelName } from '../../../shared/protocol/common.ts'
 import { GatewayProtocol } from '../../../shared/protocol/gateway.ts'
 import { MAX_EMBED_INPUTS, type EmbedInput } from '../../../shared/protocol/inference.ts'
 import type { Generation } from './generate.ts'
-import { apiKeyOf, parseBody } from './request.ts'
+import { apiKeyOf, idempotencyKeyOf, parseBody, partKey } from './request.ts'
 import { traceparentOf } from '../tracing.ts'
 
 // POST /v1/embeddings: up to 2,048 inputs, as texts or token ids (an array of integers, or an array
@@ -36,6 +36,7 @@ export const embeddingSchema = z.object({
 export async function embeddings (req: FastifyRequest, deps: Pick<Generation, 'gateway'>) {
   const apiKey = apiKeyOf(req)
   const body = parseBody(embeddingSchema, req.body)
+  const idem = idempotencyKeyOf(req)
   const inputs: EmbedInput[] = typeof body.input === 'string' || typeof body.input[0] === 'number' ? [body.input as EmbedInput] : body.input as EmbedInput[]
   const parts: EmbedInput[][] = []
   for (let i = 0; i < inputs.length; i += BATCH) parts.push(inputs.slice(i, i + BATCH))
@@ -45,7 +46,7 @@ export async function embeddings (req: FastifyRequest, deps: Pick<Generation, 'g
     while (next < parts.length) {
       const i = next++
       results[i] = await deps.gateway().call(GatewayProtocol.embed, {
-        apiKey, model: body.model, input: parts[i]!, traceId: String(req.id), ...(body.dimensions ? { dimensions: body.dimensions } : {})
+        apiKey, model: body.model, input: parts[i]!, traceId: String(req.id), ...partKey(idem, i), ...(body.dimensions ? { dimensions: body.dimensions } : {})
       }, 60_000, traceparentOf(req))
     }
   }

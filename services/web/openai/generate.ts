@@ -9,6 +9,7 @@ import { Cancellation } from '../cancel.ts'
 import { EventStream } from '../sse.ts'
 import { traceparentOf } from '../tracing.ts'
 import { cacheHeaders, cacheRequestField } from '../cache-routes.ts'
+import { partKey } from './request.ts'
 
 // Running a generation through the gateway for any API shape (chat completions, completions, and
 // whatever else translates onto the mesh's chat request): one gateway request per choice (so `n`
@@ -50,6 +51,8 @@ export interface Generation {
   choices: InferBody[]
   /** OpenAI parameters given that nothing acts on, already in the API's names */
   unused: string[]
+  /** the Idempotency-Key header: a client that hangs up then leaves the answer running for its retry */
+  idempotencyKey?: string | undefined
 }
 
 /** The gateway's names of ignored parameters in the API's, with the route's own unused ones. */
@@ -62,10 +65,10 @@ function ignoredHeader (results: Array<Pick<InferResult, 'ignored'>>, unused: st
 /** Answer with every choice whole: `body` shapes them into the response object. */
 export async function generateWhole (req: FastifyRequest, reply: FastifyReply, g: Generation, body: (results: InferResult[]) => unknown): Promise<void> {
   const ac = new AbortController()
-  reply.raw.once('close', () => { if (!reply.raw.writableFinished) ac.abort() })
+  reply.raw.once('close', () => { if (!reply.raw.writableFinished && g.idempotencyKey === undefined) ac.abort() })
   try {
-    const results = await Promise.all(g.choices.map((choice) => g.gateway().stream(GatewayProtocol.infer,
-      { ...choice, apiKey: g.apiKey, stream: false, traceId: String(req.id), ...cacheRequestField(req) },
+    const results = await Promise.all(g.choices.map((choice, index) => g.gateway().stream(GatewayProtocol.infer,
+      { ...choice, apiKey: g.apiKey, stream: false, traceId: String(req.id), ...cacheRequestField(req), ...partKey(g.idempotencyKey, index) },
       { onChunk () {}, signal: ac.signal, idleTimeout: IDLE_TIMEOUT_MS, connectTimeout: g.rpcTimeoutMs, traceparent: traceparentOf(req) }
     ).catch((err: unknown) => { ac.abort(); throw err })))
     const ignored = ignoredHeader(results, g.unused)
@@ -80,7 +83,8 @@ export async function generateWhole (req: FastifyRequest, reply: FastifyReply, g
 export async function generateStream (req: FastifyRequest, reply: FastifyReply, g: Generation, shape: EventShape, includeUsage: boolean): Promise<void> {
   const cancel = new Cancellation()
   // a client that hangs up cancels every choice all the way to the backend
-  reply.raw.once('close', () => { if (!reply.raw.writableFinished) cancel.abort() })
+  // (with an Idempotency-Key the answer runs on for the client's retry, which gets it whole)
+  reply.raw.once('close', () => { if (!reply.raw.writableFinished && g.idempotencyKey === undefined) cancel.abort() })
   let ignored: string[] = []
   let events: EventStream | null = null
   const start = (first?: TokenChunk): EventStream => {
@@ -104,7 +108,7 @@ export async function generateStream (req: FastifyRequest, reply: FastifyReply, 
     const results = await Promise.all(g.choices.map(async (choice, index) => {
       let first = true
       try {
-        const r = await g.gateway().stream(GatewayProtocol.infer, { ...choice, apiKey: g.apiKey, stream: true, traceId: String(req.id), ...cacheRequestField(req) }, {
+        const r = await g.gateway().stream(GatewayProtocol.infer, { ...choice, apiKey: g.apiKey, stream: true, traceId: String(req.id), ...cacheRequestField(req), ...partKey(g.idempotencyKey, index) }, {
           signal: cancel,
           idleTimeout: IDLE_TIMEOUT_MS,
           connectTimeout: g.rpcTimeoutMs,

@@ -14,6 +14,22 @@ export function apiKeyOf (req: FastifyRequest): string {
   throw MeshError.INVALID_API_KEY('no API key: send Authorization: Bearer <key> or x-api-key: <key>')
 }
 
+/**
+ * The Idempotency-Key header, if given: a retry with the same key (and body) gets the first attempt's
+ * answer, charged once. `part` tells apart the gateway requests one HTTP request makes (choices, batches).
+ */
+export function idempotencyKeyOf (req: FastifyRequest): string | undefined {
+  const v = req.headers['idempotency-key']
+  if (v === undefined) return undefined
+  if (typeof v !== 'string' || !/^[\x21-\x7e]{1,200}$/.test(v)) throw MeshError.BAD_REQUEST('Idempotency-Key: 1 to 200 printable ASCII characters, no spaces', { param: 'Idempotency-Key' })
+  return v
+}
+
+/** The gateway's requestId for part `i` of an HTTP request with idempotency key `key`. */
+export function partKey (key: string | undefined, i: number): { requestId?: string } {
+  return key === undefined ? {} : { requestId: i === 0 ? key : `${key}#${i}` }
+}
+
 type Issue = z.core.$ZodIssue
 
 /** The most telling issue: inside a union, the branch that got furthest (the longest path). */

@@ -4,7 +4,7 @@ import { MeshError } from '../../../shared/errors.ts'
 import type { ChatMessage, ImageInput, ResponseFormat, ToolChoice } from '../../../shared/protocol/chat.ts'
 import type { InferResult } from '../../../shared/protocol/gateway.ts'
 import { generateStream, generateWhole, type Generation, type InferBody } from './generate.ts'
-import { apiKeyOf, parseBody } from './request.ts'
+import { apiKeyOf, idempotencyKeyOf, parseBody } from './request.ts'
 import { responseEvents } from './responses-events.ts'
 import { responsesSchema, unusedResponsesParams, type ResponsesBody, type ResponsesPart } from './responses-schema.ts'
 
@@ -165,7 +165,7 @@ export async function responses (req: FastifyRequest, reply: FastifyReply, deps:
   if (body.previous_response_id) throw refuse('previous_response_id', stored)
   if (body.conversation !== undefined && body.conversation !== null) throw refuse('conversation', stored)
   if (body.background === true) throw refuse('background', 'is not supported: responses are not stored, so they cannot run in the background')
-  const g: Generation = { ...deps, apiKey, choices: [responsesRequest(body)], unused: unusedResponsesParams(body) }
+  const g: Generation = { ...deps, apiKey, choices: [responsesRequest(body)], unused: unusedResponsesParams(body) , idempotencyKey: idempotencyKeyOf(req) }
   const shell = responseShell(body)
   try {
     if (body.stream === true) await generateStream(req, reply, g, responseEvents(shell), true)
