@@ -130,7 +130,7 @@ export class LocalMesh {
     const metricsPort = this.opts.metricsPort ?? 3004
     const edges = core.then(() => Promise.all([
       this.spawn('metrics', { ...common, METRICS_SERVICE_PORT: String(metricsPort), HYPERINFER_METRICS_TARGETS: targets, ...se.metrics }),
-      this.spawn('web', { ...common, WEB_SERVICE_PORT: String(webPort), HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_GATEWAY_KEY: this.keys.gateway!, ...se.web })
+      this.spawn('web', { ...common, WEB_SERVICE_PORT: String(webPort), HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_GATEWAY_KEY: this.keys.gateway!, HYPERINFER_GATEWAY_KEYS: this.gatewayKeys.slice(1).join(','), ...se.web })
     ]))
     const usable = core.then(() => Promise.all(this.gatewayKeys.map((key) => this.waitUsable(workerNames.length, key))))
     await Promise.all([workers, core, edges, usable])
@@ -252,7 +252,8 @@ export class LocalMesh {
     if (!c || c.proc.exitCode !== null || c.proc.signalCode !== null) return
     const exited = new Promise<void>((resolve) => c.proc.once('exit', () => resolve()))
     c.proc.kill(signal)
-    const t = setTimeout(() => c.proc.kill('SIGKILL'), 12_000)
+    // a gateway drains its running requests first (DRAIN_TIMEOUT_MS, 20 s at most by default)
+    const t = setTimeout(() => c.proc.kill('SIGKILL'), 35_000)
     await exited
     clearTimeout(t)
   }

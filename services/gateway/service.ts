@@ -84,6 +84,8 @@ export interface GatewayOptions extends Omit<MeshServiceOptions, 'name' | 'priva
   adaptive?: AdaptiveOptions
   /** the safety layer's operator settings (safety/layer.ts); default: flag, no restoring, model when served, alerts only */
   safety?: SafetyConfig
+  /** on close, how long running requests may take to finish before the gateway stops anyway (default 20000) */
+  drainTimeoutMs?: number
 }
 
 export class GatewayService extends MeshService {
@@ -109,6 +111,10 @@ export class GatewayService extends MeshService {
   private stopAnnounce: (() => Promise<void>) | null = null
   private sweepTimer: NodeJS.Timeout | null = null
   private dbProbe: { at: number, ok: Promise<boolean> } | null = null
+  /** closing: new requests are refused with SHUTTING_DOWN (callers go to another gateway), running ones finish */
+  private draining = false
+  private running = 0
+  private drained: (() => void) | null = null
 
   constructor (opts: GatewayOptions) {
     super({ ...opts, name: 'gateway' })
@@ -171,9 +177,9 @@ export class GatewayService extends MeshService {
     for (const proxy of AUTH_PROXIES) proxy.mount(table, () => this.auth)
     this.safety.mount(table)
     return this.adaptive.mount(table)
-      .on(GatewayProtocol.infer, (req, ctx) => this.safety.track(ctx, () => this.pipeline.infer(req, ctx)))
-      .on(GatewayProtocol.embed, (req, ctx) => this.pipeline.embed(req, ctx))
-      .on(GatewayProtocol.aiRequest, (req, ctx) => aiRequest(this.pipeline, req, ctx))
+      .on(GatewayProtocol.infer, (req, ctx) => this.admit(() => this.safety.track(ctx, () => this.pipeline.infer(req, ctx))))
+      .on(GatewayProtocol.embed, (req, ctx) => this.admit(() => this.pipeline.embed(req, ctx)))
+      .on(GatewayProtocol.aiRequest, (req, ctx) => this.admit(() => aiRequest(this.pipeline, req, ctx)))
       .on(GatewayProtocol.usage, (req) => this.reads.usage(req))
       .on(GatewayProtocol.credits, (req) => this.reads.ledger(req))
       .on(GatewayProtocol.getUserQuota, (req) => this.reads.quota(req.apiKey))
@@ -195,6 +201,32 @@ export class GatewayService extends MeshService {
       .on(GatewayProtocol.getServiceHealth, async (req, ctx) => this.disclosure.health(await this.health(), ctx.remoteKey, req.token))
       .table
   }
+
+  /** Run one request unless the gateway is draining; a drain waits for the requests it let in. */
+  private async admit<T> (fn: () => Promise<T>): Promise<T> {
+    if (this.draining) throw MeshError.SHUTTING_DOWN()
+    this.running++
+    try {
+      return await fn()
+    } finally {
+      if (--this.running === 0) this.drained?.()
+    }
+  }
+
+  /** Refuse new requests and wait for the running ones (at most drainTimeoutMs). */
+  private async drain (): Promise<void> {
+    this.draining = true
+    if (this.running === 0) return
+    const limit = this.opts.drainTimeoutMs ?? 20_000
+    this.log.info({ running: this.running, limitMs: limit }, 'draining: waiting for running requests')
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, limit)
+      this.drained = () => { clearTimeout(timer); resolve() }
+    })
+    if (this.running > 0) this.log.warn({ running: this.running }, 'drain time is up; stopping with requests still running')
+  }
+
+  get drainTimeoutMs (): number { return this.opts.drainTimeoutMs ?? 20_000 }
 
   /** Besides its configured kind: an approved worker on its own connection, and (on the writer) a replica gateway. */
   protected callerRoles (remoteKey: string, peer: Peer): Set<PeerRole> {
@@ -275,8 +307,11 @@ export class GatewayService extends MeshService {
   }
 
   protected async onClose (): Promise<void> {
-    if (this.sweepTimer) clearInterval(this.sweepTimer)
+    // unannounced first, so workers and callers looking for a gateway find the others
     await this.stopAnnounce?.()
+    this.stopAnnounce = null
+    await this.drain()
+    if (this.sweepTimer) clearInterval(this.sweepTimer)
     await this.adaptive.close()
     if (this.accountingOn) await this.accounting.close()
     await this.safety.close()

@@ -4,6 +4,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { allowedHosts, hostAllowed, hostRefusal } from '../../shared/host-allow.ts'
 import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
+import { GatewayGroup, type GatewayCaller } from '../../shared/mesh/failover.ts'
 import type { HandlerTable } from '../../shared/mesh/peer.ts'
 import { parseRequest } from '../../shared/mesh/method.ts'
 import { MeshError, type ErrorCode } from '../../shared/errors.ts'
@@ -35,6 +36,8 @@ export interface WebServiceOptions extends Omit<MeshServiceOptions, 'name' | 'pr
   authKey: string
   /** hex public key of the gateway */
   gatewayKey: string
+  /** more gateways of the same mesh: a request that fails before its first token goes to the next one */
+  moreGateways?: string[]
   port: number
   host?: string
   /** timeout of each RPC call, including waiting for the connection, ms */
@@ -86,7 +89,8 @@ export class WebService extends MeshService {
   private closingRegistry = false
   private readonly home: string
   private readonly corsOrigins: readonly string[]
-  private gateway: MeshClient | null = null
+  private readonly moreGateways: string[]
+  private gateway: GatewayGroup | null = null
   private app: FastifyInstance | null = null
   private readonly access: AccessLog
 
@@ -94,6 +98,7 @@ export class WebService extends MeshService {
     super({ ...opts, name: 'web', privateOnly: true })
     this.authKey = opts.authKey.toLowerCase()
     this.gatewayKey = opts.gatewayKey.toLowerCase()
+    this.moreGateways = (opts.moreGateways ?? []).map((k) => k.toLowerCase()).filter((k) => k !== this.gatewayKey)
     this.httpPort = opts.port
     this.httpHost = opts.host ?? '127.0.0.1'
     this.rpcTimeoutMs = opts.rpcTimeoutMs ?? 10_000
@@ -112,7 +117,8 @@ export class WebService extends MeshService {
 
   protected async onOpen (): Promise<void> {
     this.auth = this.connectTo(this.authKey, { name: 'auth', defaultTimeout: this.rpcTimeoutMs })
-    this.gateway = this.connectTo(this.gatewayKey, { name: 'gateway', defaultTimeout: this.rpcTimeoutMs })
+    this.gateway = new GatewayGroup([this.gatewayKey, ...this.moreGateways].map((key, i) =>
+      this.connectTo(key, { name: i === 0 ? 'gateway' : `gateway ${key.slice(0, 8)}…`, defaultTimeout: this.rpcTimeoutMs })))
     void this.followRegistry()
     const app = this.buildApp()
     await app.listen({ port: this.httpPort, host: this.httpHost })
@@ -140,7 +146,7 @@ export class WebService extends MeshService {
         const replica = new RegistryReplica({ key, storage: path.join(this.home, 'registry', 'web'), log: this.log })
         await replica.open()
         if (this.closingRegistry) { await replica.close(); return }
-        replicateOverClient(replica, this.client('gateway'))
+        replicateOverClient(replica, this.gateway!.clients[0]!)
         this.replica = replica
         this.log.info({ registry: key.slice(0, 16) }, 'following the model registry')
         return
@@ -160,7 +166,9 @@ export class WebService extends MeshService {
     return this.client('gateway').call(GatewayProtocol.registry, {})
   }
 
-  private client (which: 'auth' | 'gateway'): MeshClient {
+  private client (which: 'auth'): MeshClient
+  private client (which: 'gateway'): GatewayCaller
+  private client (which: 'auth' | 'gateway'): MeshClient | GatewayCaller {
     const c = which === 'auth' ? this.auth : this.gateway
     if (!c) throw MeshError.UNAVAILABLE(`${which} is not connected`)
     return c

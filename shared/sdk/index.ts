@@ -66,7 +66,8 @@ interface CommonOptions {
   /** a request fails with TIMEOUT when no data arrives for this long (default 60000) */
   timeoutMs?: number
 }
-export type RpcClientOptions = CommonOptions & { gateway: string, bootstrap?: string | Bootstrap, connectTimeoutMs?: number }
+/** `gateway`: one key, or several (an array or comma-separated): a request that fails before its first token goes to the next */
+export type RpcClientOptions = CommonOptions & { gateway: string | string[], bootstrap?: string | Bootstrap, connectTimeoutMs?: number }
 export type HttpClientOptions = CommonOptions & { baseUrl: string }
 export type AIInferenceClientOptions = RpcClientOptions | HttpClientOptions
 

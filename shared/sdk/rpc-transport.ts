@@ -11,6 +11,7 @@ import type { RequestOf } from '../mesh/method.ts'
 import type { InferenceRequest, InferenceResult, ModelSummary, Transport } from './index.ts'
 import { generationParams, type TokenLogprob } from '../protocol/chat.ts'
 import { ToolCallCollector } from './tool-calls.ts'
+import { GatewayGroup, type GatewayCaller } from '../mesh/failover.ts'
 
 // The SDK over the mesh itself: a client-only DHT node with a fresh identity, @hyperswarm/rpc on it,
 // and one long-lived MeshClient to the gateway's public key. The CLI opens its gateway connection
@@ -74,14 +75,26 @@ export class GatewayConnection {
 
 export class RpcTransport implements Transport {
   readonly kind = 'rpc' as const
-  private readonly conn: GatewayConnection
+  private readonly conns: GatewayConnection[]
+  private readonly group: GatewayGroup | null
   private readonly apiKey: string
   private readonly timeoutMs: number
+  private readonly connectTimeoutMs: number
 
-  constructor (opts: GatewayConnectionOptions & { apiKey: string, timeoutMs: number }) {
-    this.conn = new GatewayConnection(opts)
+  /** several gateways: a request that fails before its first token goes to the next one (../mesh/failover.ts) */
+  constructor (opts: Omit<GatewayConnectionOptions, 'gateway'> & { gateway: string | string[], apiKey: string, timeoutMs: number }) {
+    const keys = Array.isArray(opts.gateway) ? opts.gateway : opts.gateway.split(',').map((k) => k.trim()).filter(Boolean)
+    if (keys.length === 0) throw MeshError.BAD_REQUEST('give at least one gateway key')
+    this.conns = keys.map((gateway) => new GatewayConnection({ ...opts, gateway }))
+    this.group = this.conns.length > 1 ? new GatewayGroup(this.conns.map((c) => c.client)) : null
     this.apiKey = opts.apiKey
     this.timeoutMs = opts.timeoutMs
+    this.connectTimeoutMs = this.conns[0]!.connectTimeoutMs
+  }
+
+  /** The one gateway (waiting for it, with a clear error), or the group that fails over between several. */
+  private async gateway (): Promise<GatewayCaller> {
+    return this.group ?? await this.conns[0]!.open()
   }
 
   private request (req: InferenceRequest, stream: boolean): RequestOf<typeof GatewayProtocol.infer> {
@@ -95,16 +108,16 @@ export class RpcTransport implements Transport {
   }
 
   async inference (req: InferenceRequest, signal?: AbortSignal): Promise<InferenceResult> {
-    const gw = await this.conn.open()
+    const gw = await this.gateway()
     // infer is a stream method; with stream:false no frames come and the result carries the text,
     // so the idle timeout bounds the whole request
     return gw.stream(GatewayProtocol.infer, this.request(req, false), {
-      onChunk () {}, signal, idleTimeout: this.timeoutMs, connectTimeout: this.conn.connectTimeoutMs
+      onChunk () {}, signal, idleTimeout: this.timeoutMs, connectTimeout: this.connectTimeoutMs
     })
   }
 
   async stream (req: InferenceRequest, onDelta: (text: string) => void, signal: AbortSignal): Promise<InferenceResult> {
-    const gw = await this.conn.open()
+    const gw = await this.gateway()
     let text = ''
     const calls = new ToolCallCollector()
     const logprobs: TokenLogprob[] = []
@@ -120,21 +133,21 @@ export class RpcTransport implements Transport {
       },
       signal,
       idleTimeout: this.timeoutMs,
-      connectTimeout: this.conn.connectTimeoutMs
+      connectTimeout: this.connectTimeoutMs
     })
     // a streamed result's text is empty on the wire: the frames were the text and the tool calls
     return { ...res, text, ...(calls.calls.length ? { toolCalls: calls.calls } : {}), ...(req.logprobs ? { logprobs } : {}), ...(ignored ? { ignored } : {}) }
   }
 
   async models (): Promise<ModelSummary[]> {
-    const gw = await this.conn.open()
+    const gw = await this.gateway()
     return (await gw.call(GatewayProtocol.models, {}, this.timeoutMs)).models
   }
 
   async quota (): Promise<Quota> {
-    const gw = await this.conn.open()
+    const gw = await this.gateway()
     return gw.call(GatewayProtocol.getUserQuota, { apiKey: this.apiKey }, this.timeoutMs)
   }
 
-  close (): Promise<void> { return this.conn.close() }
+  async close (): Promise<void> { await Promise.all(this.conns.map((c) => c.close())) }
 }
