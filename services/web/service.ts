@@ -12,6 +12,7 @@ import { AuthProtocol } from '../../shared/protocol/auth.ts'
 import { GatewayProtocol, type RegistryListing } from '../../shared/protocol/gateway.ts'
 import { RegistryReplica, registryListing, replicateOverClient } from '../../shared/registry/index.ts'
 import { landingPage } from './landing.ts'
+import { drain, DRAIN_LIMIT, DRAIN_MS } from './drain-body.ts'
 import { registerOpenAIRoutes } from './openai.ts'
 import { anthropicErrorBody } from './anthropic/messages.ts'
 import { registerCors } from './cors.ts'
@@ -49,22 +50,6 @@ export interface WebServiceOptions extends Omit<MeshServiceOptions, 'name' | 'pr
 }
 
 export const BODY_LIMIT = 1024 * 1024
-/** an oversized body up to this size is read and dropped before the 413; a larger one is cut off */
-const DRAIN_LIMIT = 16 * 1024 * 1024
-const DRAIN_MS = 5000
-
-/** Read a request body to its end and drop it, giving up after `ms`. */
-function drain (stream: NodeJS.ReadableStream, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms)
-    const done = () => { clearTimeout(timer); resolve() }
-    stream.on('data', () => {}) // discarded: only reaching the end matters
-    stream.once('end', done)
-    stream.once('error', done) // a broken upload ends the draining the same way
-    stream.once('close', done)
-    stream.resume()
-  })
-}
 const INFER_IDLE_TIMEOUT_MS = 60_000
 
 function errorType (status: number): string {
