@@ -46,27 +46,37 @@ export class GatewayGroup implements GatewayCaller {
     if (err instanceof MeshError && err.code === 'SHUTTING_DOWN') this.drainingUntil.set(c, Date.now() + DRAINING_MS)
   }
 
-  async call<Req, Res> (def: MethodDef<Req, Res, any>, req: Req, timeout?: number, traceparent?: string): Promise<Res> {
+  /**
+   * The gateways to try, in turn: each in order once, then the best one again with its full wait (a
+   * gateway that was not connected at the first pass, or that has just come back, gets its chance).
+   */
+  private attempts (): MeshClient[] {
     const order = this.order()
+    return order.length > 1 ? [...order, order[0]!] : order
+  }
+
+  async call<Req, Res> (def: MethodDef<Req, Res, any>, req: Req, timeout?: number, traceparent?: string): Promise<Res> {
+    const tries = this.attempts()
     for (let i = 0; ; i++) {
-      const c = order[i]!
+      const c = i === tries.length - 1 && i > 0 ? this.order()[0]! : tries[i]!
+      const last = i === tries.length - 1
       try {
-        // a gateway that is down is not waited for while another one is up
-        return await c.call(def, req, i < order.length - 1 && !c.connected ? Math.min(timeout ?? 10_000, 1000) : timeout, traceparent)
+        // a gateway that is down is not waited for while another one may be up
+        return await c.call(def, req, !last && !c.connected ? Math.min(timeout ?? 10_000, 1000) : timeout, traceparent)
       } catch (err) {
         this.note(c, err)
-        if (i === order.length - 1 || !failsOver(err)) throw err
+        if (last || !failsOver(err)) throw err
       }
     }
   }
 
   async stream<Req, Res, Chunk> (def: MethodDef<Req, Res, Chunk>, req: Req, opts: StreamOptions<Chunk> & { connectTimeout?: number }): Promise<Res> {
-    const order = this.order()
+    const tries = this.attempts()
     let delivered = false
     const onChunk = (chunk: Chunk) => { delivered = true; opts.onChunk(chunk) }
     for (let i = 0; ; i++) {
-      const c = order[i]!
-      const last = i === order.length - 1
+      const c = i === tries.length - 1 && i > 0 ? this.order()[0]! : tries[i]!
+      const last = i === tries.length - 1
       try {
         const connectTimeout = !last && !c.connected ? Math.min(opts.connectTimeout ?? opts.idleTimeout, 1000) : opts.connectTimeout
         return await c.stream(def, req, { ...opts, onChunk, ...(connectTimeout !== undefined ? { connectTimeout } : {}) })
