@@ -45,7 +45,7 @@ const REFUSALS = new Set(['RATE_LIMITED', 'QUOTA_EXCEEDED', 'INSUFFICIENT_CREDIT
 const HTTP_REFUSALS = new Set([402, 429])
 
 export class Load {
-  readonly outcomes: Outcome[] = []
+  outcomes: Outcome[] = []
   private readonly opts: LoadOptions
   private readonly rpc: AIInferenceClient[]
   private readonly http: OpenAI[]
@@ -60,14 +60,24 @@ export class Load {
   }
 
   start (): void {
+    this.stopping = false
     for (let i = 0; i < this.opts.concurrency; i++) {
       this.loops.push(this.loop(i, 'rpc'), this.loop(i, 'http'))
     }
   }
 
-  async stop (): Promise<void> {
+  /** Stop the loops (each finishes its request); returns what they did since they started. */
+  async pause (): Promise<Outcome[]> {
     this.stopping = true
     await Promise.all(this.loops)
+    this.loops = []
+    const done = this.outcomes
+    this.outcomes = []
+    return done
+  }
+
+  async close (): Promise<void> {
+    await this.pause()
     await Promise.all(this.rpc.map((c) => c.close()))
   }
 

@@ -60,13 +60,15 @@ export async function runChaos (opts: { seconds: number, plan?: Plan, log?: (lin
   const log = opts.log ?? ((line: string) => console.log(line))
   const setup: ChaosSetup = await startChaosMesh(log)
   const report: ChaosReport = { seconds: opts.seconds, startedAt: new Date().toISOString(), steps: [], violations: [], totalRequests: 0 }
+  let stopLoad = async () => {}
   try {
     const gateways = setup.mesh.gatewayKeys
     const faults = plan(opts.plan ?? 'full')
+    const load = new Load({ gateways, bootstrap: setup.mesh.bootstrapString, webUrl: setup.mesh.webUrl!, keys: setup.keys, model: 'synthetic', maxTokens: MAX_TOKENS, concurrency: 3 })
+    stopLoad = () => load.close()
     const started = Date.now()
     for (let i = 0; i === 0 || (Date.now() - started) / 1000 < opts.seconds; i++) {
       const fault = faults[i % faults.length]!
-      const load = new Load({ gateways, bootstrap: setup.mesh.bootstrapString, webUrl: setup.mesh.webUrl!, keys: setup.keys, model: 'synthetic', maxTokens: MAX_TOKENS, concurrency: 3 })
       load.start()
       await sleep(1500) // the load is flowing before the fault
       const from = Date.now()
@@ -75,16 +77,17 @@ export async function runChaos (opts: { seconds: number, plan?: Plan, log?: (lin
       await fault.run(setup).catch((err: Error) => { error = `${fault.name}: the mesh did not recover: ${err.message}` })
       const recoverMs = Date.now() - from
       await sleep(1000) // and keeps flowing after it
-      await load.stop()
-      const step = await judge(setup.pool, fault.name, load.outcomes, recoverMs)
+      const outcomes = await load.pause()
+      const step = await judge(setup.pool, fault.name, outcomes, recoverMs)
       if (error) step.violations.push(error)
       report.steps.push(step)
-      report.totalRequests += load.outcomes.length
+      report.totalRequests += outcomes.length
       for (const v of step.violations) log(`  VIOLATION: ${v}`)
       log(`  ${step.requests} requests, ${step.failedBeforeFirstToken} failed before the first token, ${step.cutAfterFirstToken} cut after it; recovered in ${recoverMs} ms`)
       if (error) break // a mesh that did not come back is not faulted further
     }
   } finally {
+    await stopLoad()
     await setup.stop()
   }
   report.violations = report.steps.flatMap((s) => s.violations.map((v) => `${s.fault}: ${v}`))
