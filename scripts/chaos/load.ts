@@ -38,6 +38,8 @@ export interface LoadOptions {
   concurrency: number
   /** pause between one loop's requests, ms */
   pauseMs?: number
+  /** the `openai` client's retries of a request that got no answer (default 2, the client's own) */
+  httpRetries?: number
 }
 
 /** Refusals by a limit or the account: the caller's business, not a fault of the mesh. */
@@ -56,7 +58,7 @@ export class Load {
     this.opts = opts
     this.rpc = opts.keys.map((k) => new AIInferenceClient({ apiKey: k.key, gateway: opts.gateways, bootstrap: opts.bootstrap, timeoutMs: 30_000, connectTimeoutMs: 15_000 }))
     // the client's own retries (connection errors, 5xx before any byte) are what HTTP users have
-    this.http = opts.keys.map((k) => new OpenAI({ apiKey: k.key, baseURL: opts.webUrl + '/v1', maxRetries: 2, timeout: 60_000 }))
+    this.http = opts.keys.map((k) => new OpenAI({ apiKey: k.key, baseURL: opts.webUrl + '/v1', maxRetries: opts.httpRetries ?? 2, timeout: 60_000 }))
   }
 
   start (): void {
