@@ -28,12 +28,26 @@ export interface ChaosReport { seconds: number, startedAt: string, steps: StepRe
 
 export type Plan = 'full' | 'short'
 
-function plan (kind: Plan): Fault[] {
-  if (kind === 'short') return [killWorker, restartGateway, together(killGateway, cutWorkerNetwork(4))]
-  return [
-    killWorker, killGateway, restartGateway, postgresOutage(10), cutWorkerNetwork(8), churn,
-    together(killWorker, killGateway), together(postgresOutage(10), cutWorkerNetwork(8)), together(restartGateway, churn, killWorker)
-  ]
+/** The faults one after another, then several at once. */
+function plan (kind: Plan): { single: Fault[], overlapping: Fault[] } {
+  if (kind === 'short') return { single: [killWorker, restartGateway], overlapping: [together(killGateway, cutWorkerNetwork(4))] }
+  return {
+    single: [killWorker, killGateway, restartGateway, postgresOutage(10), cutWorkerNetwork(8), churn],
+    overlapping: [together(killWorker, killGateway), together(postgresOutage(10), cutWorkerNetwork(8)), together(restartGateway, churn, killWorker)]
+  }
+}
+
+/**
+ * The steps of a run of `seconds`: the short plan whole; the full one's single faults for the first
+ * half of the time (at least one), its overlapping ones for the rest (at least one), repeating.
+ */
+function* steps (kind: Plan, seconds: number): Generator<Fault> {
+  const { single, overlapping } = plan(kind)
+  const started = Date.now()
+  const elapsed = () => (Date.now() - started) / 1000
+  if (kind === 'short') { yield * single; yield * overlapping; return }
+  for (let i = 0; i === 0 || elapsed() < seconds / 2; i++) yield single[i % single.length]!
+  for (let i = 0; i === 0 || elapsed() < seconds; i++) yield overlapping[i % overlapping.length]!
 }
 
 /** The usage of answered requests that is not in request_logs: by id (RPC) or trace id (HTTP). */
@@ -63,12 +77,9 @@ export async function runChaos (opts: { seconds: number, plan?: Plan, log?: (lin
   let stopLoad = async () => {}
   try {
     const gateways = setup.mesh.gatewayKeys
-    const faults = plan(opts.plan ?? 'full')
     const load = new Load({ gateways, bootstrap: setup.mesh.bootstrapString, webUrl: setup.mesh.webUrl!, keys: setup.keys, model: 'synthetic', maxTokens: MAX_TOKENS, concurrency: 3 })
     stopLoad = () => load.close()
-    const started = Date.now()
-    for (let i = 0; i === 0 || (Date.now() - started) / 1000 < opts.seconds; i++) {
-      const fault = faults[i % faults.length]!
+    for (const fault of steps(opts.plan ?? 'full', opts.seconds)) {
       load.start()
       await sleep(1500) // the load is flowing before the fault
       const from = Date.now()
