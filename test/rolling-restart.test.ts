@@ -20,7 +20,7 @@ test('rolling restart: every service restarted in turn under load, zero failed r
     workers: 2,
     webPort,
     serviceEnv: {
-      gateway: { TIER_LIMITS: generous, DEFAULT_RATE_LIMIT: '1000000', MODEL_PRICES: JSON.stringify({ synthetic: { input: 0, output: 1 } }) },
+      gateway: { TIER_LIMITS: generous, DEFAULT_RATE_LIMIT: '1000000' },
       inference: { SYNTHETIC_TOKENS_PER_SEC: '40' }
     }
   })
