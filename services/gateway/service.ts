@@ -113,6 +113,8 @@ export class GatewayService extends MeshService {
   private dbProbe: { at: number, ok: Promise<boolean> } | null = null
   /** closing: new requests are refused with SHUTTING_DOWN (callers go to another gateway), running ones finish */
   private draining = false
+  /** listening comes before the parts a request needs are up: until then requests go elsewhere */
+  private started = false
   private running = 0
   private drained: (() => void) | null = null
 
@@ -205,6 +207,7 @@ export class GatewayService extends MeshService {
   /** Run one request unless the gateway is draining; a drain waits for the requests it let in. */
   private async admit<T> (fn: () => Promise<T>): Promise<T> {
     if (this.draining) throw MeshError.SHUTTING_DOWN()
+    if (!this.started) throw MeshError.UNAVAILABLE('the gateway is starting')
     this.running++
     try {
       return await fn()
@@ -294,6 +297,7 @@ export class GatewayService extends MeshService {
     await this.adaptive.open(this.catalog)
     this.sweepTimer = setInterval(() => { this.keys.sweep() }, 60_000)
     this.sweepTimer.unref()
+    this.started = true
   }
 
   /** The writer vouches for itself and its configured replicas; one already listed keeps its entry. */
