@@ -111,10 +111,9 @@ export class GatewayService extends MeshService {
   private stopAnnounce: (() => Promise<void>) | null = null
   private sweepTimer: NodeJS.Timeout | null = null
   private dbProbe: { at: number, ok: Promise<boolean> } | null = null
-  /** closing: new requests are refused with SHUTTING_DOWN (callers go to another gateway), running ones finish */
-  private draining = false
-  /** listening comes before the parts a request needs are up: until then requests go elsewhere */
+  /** requests go elsewhere until the parts they need are up (started), and once closing (draining) */
   private started = false
+  private draining = false
   private running = 0
   private drained: (() => void) | null = null
 
@@ -220,10 +219,9 @@ export class GatewayService extends MeshService {
   private async drain (): Promise<void> {
     this.draining = true
     if (this.running === 0) return
-    const limit = this.opts.drainTimeoutMs ?? 20_000
-    this.log.info({ running: this.running, limitMs: limit }, 'draining: waiting for running requests')
+    this.log.info({ running: this.running, limitMs: this.drainTimeoutMs }, 'draining: waiting for running requests')
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, limit)
+      const timer = setTimeout(resolve, this.drainTimeoutMs)
       this.drained = () => { clearTimeout(timer); resolve() }
     })
     if (this.running > 0) this.log.warn({ running: this.running }, 'drain time is up; stopping with requests still running')
