@@ -228,7 +228,6 @@ export class GatewayService extends MeshService {
   }
 
   get drainTimeoutMs (): number { return this.opts.drainTimeoutMs ?? 20_000 }
-
   /** Besides its configured kind: an approved worker on its own connection, and (on the writer) a replica gateway. */
   protected callerRoles (remoteKey: string, peer: Peer): Set<PeerRole> {
     const roles = super.callerRoles(remoteKey, peer)
