@@ -208,11 +208,7 @@ export class GatewayService extends MeshService {
     if (this.draining) throw MeshError.SHUTTING_DOWN()
     if (!this.started) throw MeshError.UNAVAILABLE('the gateway is starting')
     this.running++
-    try {
-      return await fn()
-    } finally {
-      if (--this.running === 0) this.drained?.()
-    }
+    try { return await fn() } finally { if (--this.running === 0) this.drained?.() }
   }
 
   /** Refuse new requests and wait for the running ones (at most drainTimeoutMs). */
@@ -228,6 +224,7 @@ export class GatewayService extends MeshService {
   }
 
   get drainTimeoutMs (): number { return this.opts.drainTimeoutMs ?? 20_000 }
+
   /** Besides its configured kind: an approved worker on its own connection, and (on the writer) a replica gateway. */
   protected callerRoles (remoteKey: string, peer: Peer): Set<PeerRole> {
     const roles = super.callerRoles(remoteKey, peer)
