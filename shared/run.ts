@@ -2,7 +2,13 @@ import { ConfigError } from './config.ts'
 import type { Logger } from './log.ts'
 import { startTracing, stopTracing } from './tracing/index.ts'
 
-export interface Runnable { open (): Promise<void>, close (): Promise<void>, readonly log: Logger }
+export interface Runnable {
+  open (): Promise<void>
+  close (): Promise<void>
+  readonly log: Logger
+  /** how long close() may wait for running work before it stops anyway (added to the stop deadline) */
+  readonly drainTimeoutMs?: number
+}
 
 /**
  * Process entry for a service: build it from validated config, open it, print a ready line, and close
@@ -31,7 +37,7 @@ export async function runService<S extends Runnable> (name: string, build: () =>
     if (stopping) return
     stopping = true
     svc.log.info({ signal }, 'stopping')
-    const timer = setTimeout(() => { svc.log.error('graceful stop timed out'); process.exit(1) }, 10_000)
+    const timer = setTimeout(() => { svc.log.error('graceful stop timed out'); process.exit(1) }, 10_000 + (svc.drainTimeoutMs ?? 0))
     timer.unref()
     try { await svc.close(); await cleanup(); await stopTracing() } finally { process.exit(0) }
   }

@@ -1,11 +1,11 @@
 import test from 'brittle'
 import fs from 'node:fs'
 import path from 'node:path'
-import type pg from 'pg'
 import { startTestMesh, gatewayClient, userWithKey, alive, runCli, until, registerAdmin } from './support/harness.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import { MeshError } from '../shared/errors.ts'
 import type { MeshClient } from '../shared/mesh/client.ts'
+import { ledgerConsistent, rollupsMatch } from '../scripts/lib/invariants.ts'
 
 // Accounting on real processes and a real Postgres: every token billed once, no budget overrun, limits
 // exact across gateways, nothing acknowledged lost to SIGKILL, stuck rows failed by the sweeper, and
@@ -25,29 +25,6 @@ function pricedMesh (extra: { gateway?: Record<string, string>, inference?: Reco
     },
     ...more
   }
-}
-
-
-/** usage_stats must equal the request log it summarises, per key, day and model. */
-async function rollupsMatch (pool: pg.Pool): Promise<{ ok: boolean, detail: string }> {
-  const { rows } = await pool.query(`
-    WITH logs AS (
-      SELECT api_key_id, (created_at AT TIME ZONE 'UTC')::date AS date, model_used AS model, count(*)::bigint AS requests,
-             count(*) FILTER (WHERE status <> 'success')::bigint AS errors, sum(tokens_in)::bigint AS tin, sum(tokens_out)::bigint AS tout, sum(cost_nusd)::bigint AS cost
-      FROM request_logs WHERE status <> 'processing' GROUP BY 1, 2, 3),
-    stats AS (SELECT api_key_id, date, model, request_count::bigint AS requests, error_count::bigint AS errors, tokens_in AS tin, tokens_out AS tout, cost_nusd AS cost FROM usage_stats)
-    SELECT (SELECT count(*) FROM (SELECT * FROM logs EXCEPT SELECT * FROM stats) a) + (SELECT count(*) FROM (SELECT * FROM stats EXCEPT SELECT * FROM logs) b) AS diff,
-           (SELECT coalesce(sum(requests), 0) FROM logs) AS requests`)
-  return { ok: Number(rows[0].diff) === 0, detail: `${rows[0].diff} differing rows over ${rows[0].requests} requests` }
-}
-
-async function ledgerConsistent (pool: pg.Pool): Promise<{ balancesMatch: boolean, neverNegative: boolean }> {
-  const { rows: a } = await pool.query(`
-    SELECT count(*)::int AS n FROM credit_accounts c
-    WHERE c.balance_nusd <> (SELECT coalesce(sum(amount_nusd), 0) FROM credit_ledger l WHERE l.user_id = c.user_id)`)
-  const { rows: b } = await pool.query(`
-    SELECT count(*)::int AS n FROM (SELECT sum(amount_nusd) OVER (PARTITION BY user_id ORDER BY id) AS running FROM credit_ledger) r WHERE running < 0`)
-  return { balancesMatch: a[0].n === 0, neverNegative: b[0].n === 0 }
 }
 
 

@@ -45,7 +45,7 @@ export interface LocalMeshOptions {
   onLog?: (line: string) => void
 }
 
-export interface ChildInfo { name: string, service: string, env: Record<string, string>, proc: ChildProcess, readyLine: string, publicKey: string }
+export interface ChildInfo { name: string, service: string, env: Record<string, string>, proc: ChildProcess, readyLine: string, publicKey: string, prefix: string[] }
 
 export class LocalMesh {
   readonly opts: LocalMeshOptions
@@ -109,7 +109,7 @@ export class LocalMesh {
     const workers = Promise.all(workerNames.map((name) => this.spawn(name, {
       ...common, HYPERINFER_WORKER_NAME: name, HYPERINFER_GATEWAYS: this.gatewayKeys.join(','), ...se.inference, ...this.opts.instanceEnv?.[name]
     }, 'inference')))
-    const core = this.startDatabase().then(async () => {
+    const core = this.openDatabase().then(async () => {
       // the first gateway writes the model registry; the others follow it by its key
       const gatewayEnv = (name: string, extra: Record<string, string> = {}) => ({
         ...common, HYPERINFER_SERVICE_NAME: name, DATABASE_URL: this.serviceDatabaseUrl, HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_WORKER_TOKEN: this.workerToken, ...se.gateway,
@@ -130,7 +130,7 @@ export class LocalMesh {
     const metricsPort = this.opts.metricsPort ?? 3004
     const edges = core.then(() => Promise.all([
       this.spawn('metrics', { ...common, METRICS_SERVICE_PORT: String(metricsPort), HYPERINFER_METRICS_TARGETS: targets, ...se.metrics }),
-      this.spawn('web', { ...common, WEB_SERVICE_PORT: String(webPort), HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_GATEWAY_KEY: this.keys.gateway!, ...se.web })
+      this.spawn('web', { ...common, WEB_SERVICE_PORT: String(webPort), HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_GATEWAY_KEY: this.keys.gateway!, HYPERINFER_GATEWAY_KEYS: this.gatewayKeys.slice(1).join(','), ...se.web })
     ]))
     const usable = core.then(() => Promise.all(this.gatewayKeys.map((key) => this.waitUsable(workerNames.length, key))))
     await Promise.all([workers, core, edges, usable])
@@ -151,7 +151,7 @@ export class LocalMesh {
   }
 
   /** PostgreSQL (DATABASE_URL, or embedded in the state dir), migrated, and the URL the services use. */
-  private async startDatabase (): Promise<void> {
+  private async openDatabase (): Promise<void> {
     if (this.opts.databaseUrl) {
       this.databaseUrl = this.opts.databaseUrl
       this.log(`PostgreSQL: ${safeUrl(this.databaseUrl)}`)
@@ -197,19 +197,20 @@ export class LocalMesh {
     }
   }
 
-  /** Start one service process and wait for its ready line. */
-  async spawn (name: string, env: Record<string, string>, service = name, timeoutMs = 60_000): Promise<ChildInfo> {
+  /** Start one service process and wait for its ready line; `prefix` runs it through a command (e.g. `ip netns exec NAME`). */
+  async spawn (name: string, env: Record<string, string>, service = name, timeoutMs = 60_000, prefix: string[] = []): Promise<ChildInfo> {
     // a start that failed part-way is being stopped: what it would still start is not started
     if (this.stopping) throw new Error(`the mesh is stopping: ${name} not started`)
     const logFile = path.join(this.home, 'logs', `${name}.log`)
     const out = this.opts.inheritLogs ? null : fs.openSync(logFile, 'a')
-    const proc = spawn(process.execPath, entryArgs(`services/${service}/index`), {
+    const [cmd, ...argv] = [...prefix, process.execPath, ...entryArgs(`services/${service}/index`)]
+    const proc = spawn(cmd!, argv, {
       cwd: PACKAGE_ROOT,
       env: { ...process.env, ...env },
       // the IPC channel closes when this process dies, however it dies; the child then stops itself
       stdio: ['ignore', 'pipe', 'pipe', 'ipc']
     })
-    const info: ChildInfo = { name, service, env, proc, readyLine: '', publicKey: this.keys[name] ?? '' }
+    const info: ChildInfo = { name, service, env, proc, readyLine: '', publicKey: this.keys[name] ?? '', prefix }
     this.children.set(name, info)
     let stderrTail = ''
     proc.stderr!.on('data', (d: Buffer) => {
@@ -243,7 +244,18 @@ export class LocalMesh {
     const c = this.children.get(name)
     if (!c) throw new Error(`no child named ${name}`)
     await this.stopChild(name)
-    return this.spawn(name, c.env, c.service)
+    return this.spawn(name, c.env, c.service, 60_000, c.prefix)
+  }
+
+  /** The embedded PostgreSQL stopped (an outage), or started again on its port and data. */
+  async stopDatabase (): Promise<void> {
+    if (!this.db) throw new Error('the mesh uses DATABASE_URL: its database is not ours to stop')
+    await this.db.stop()
+  }
+
+  async startDatabase (): Promise<void> {
+    if (!this.db) throw new Error('the mesh uses DATABASE_URL: its database is not ours to start')
+    this.db = await startEmbeddedPostgres(path.join(this.home, 'pg'), { port: this.db.port })
   }
 
   /** SIGTERM one service and wait for it to exit. */
@@ -252,7 +264,8 @@ export class LocalMesh {
     if (!c || c.proc.exitCode !== null || c.proc.signalCode !== null) return
     const exited = new Promise<void>((resolve) => c.proc.once('exit', () => resolve()))
     c.proc.kill(signal)
-    const t = setTimeout(() => c.proc.kill('SIGKILL'), 12_000)
+    // a gateway drains its running requests first (DRAIN_TIMEOUT_MS, 20 s at most by default)
+    const t = setTimeout(() => c.proc.kill('SIGKILL'), 35_000)
     await exited
     clearTimeout(t)
   }

@@ -56,7 +56,9 @@ const schema = z.object({
   /** POSTed a JSON alert for each anomalous key */
   SAFETY_WEBHOOK_URL: z.string().url().optional(),
   /** benchmarks only: 'off' turns off limits, credits and usage records */
-  HYPERINFER_ACCOUNTING: z.enum(['on', 'off']).default('on')
+  HYPERINFER_ACCOUNTING: z.enum(['on', 'off']).default('on'),
+  /** on SIGTERM, how long running requests may take to finish; new ones go to other gateways meanwhile */
+  DRAIN_TIMEOUT_MS: positiveInt.default(20_000)
 }).extend(adaptiveEnv.shape)
 
 function tiersFrom (json: string | undefined, requests: { default: number, premium: number }) {
@@ -100,6 +102,7 @@ await runService('gateway', () => {
     defaultModel: cfg.DEFAULT_MODEL,
     keyCacheTtlMs: cfg.KEY_CACHE_TTL_MS,
     workerIdleTimeoutMs: cfg.WORKER_IDLE_TIMEOUT_MS,
+    drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
     adaptive: adaptiveOptions(cfg),
     safety: {
       defaultPolicy: cfg.SAFETY_DEFAULT_POLICY,

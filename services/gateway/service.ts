@@ -91,6 +91,8 @@ export interface GatewayOptions extends Omit<MeshServiceOptions, 'name' | 'priva
   safety?: SafetyConfig
   /** the network's share of each charge, percent; the serving worker's owner earns the rest (default 10) */
   networkFeePct?: number
+  /** on close, how long running requests may take to finish before the gateway stops anyway (default 20000) */
+  drainTimeoutMs?: number
 }
 
 export class GatewayService extends MeshService {
@@ -119,6 +121,11 @@ export class GatewayService extends MeshService {
   private stopAnnounce: (() => Promise<void>) | null = null
   private sweepTimer: NodeJS.Timeout | null = null
   private dbProbe: { at: number, ok: Promise<boolean> } | null = null
+  /** requests go elsewhere until the parts they need are up (started), and once closing (draining) */
+  private started = false
+  private draining = false
+  private running = 0
+  private drained: (() => void) | null = null
 
   constructor (opts: GatewayOptions) {
     super({ ...opts, name: 'gateway' })
@@ -194,9 +201,9 @@ export class GatewayService extends MeshService {
     this.safety.mount(table)
     this.operatorMethods.mount(table, (token) => this.sessions.admin(token))
     return this.adaptive.mount(table)
-      .on(GatewayProtocol.infer, (req, ctx) => this.safety.track(ctx, () => idempotent(this.idempotency, this.keys, 'infer', req, ctx, (caller) => this.pipeline.infer(req, caller))))
-      .on(GatewayProtocol.embed, (req, ctx) => idempotent(this.idempotency, this.keys, 'embed', req, { signal: ctx.signal, span: ctx.span }, (caller) => this.pipeline.embed(req, caller)))
-      .on(GatewayProtocol.aiRequest, (req, ctx) => aiRequest(this.pipeline, req, ctx))
+      .on(GatewayProtocol.infer, (req, ctx) => this.admit(() => this.safety.track(ctx, () => idempotent(this.idempotency, this.keys, 'infer', req, ctx, (caller) => this.pipeline.infer(req, caller)))))
+      .on(GatewayProtocol.embed, (req, ctx) => this.admit(() => idempotent(this.idempotency, this.keys, 'embed', req, { signal: ctx.signal, span: ctx.span }, (caller) => this.pipeline.embed(req, caller))))
+      .on(GatewayProtocol.aiRequest, (req, ctx) => this.admit(() => aiRequest(this.pipeline, req, ctx)))
       .on(GatewayProtocol.usage, (req) => this.reads.usage(req))
       .on(GatewayProtocol.credits, (req) => this.reads.ledger(req))
       .on(GatewayProtocol.getUserQuota, (req) => this.reads.quota(req.apiKey))
@@ -218,6 +225,28 @@ export class GatewayService extends MeshService {
       .on(GatewayProtocol.getServiceHealth, async (req, ctx) => this.disclosure.health(await this.health(), ctx.remoteKey, req.token))
       .table
   }
+
+  /** Run one request unless the gateway is draining; a drain waits for the requests it let in. */
+  private async admit<T> (fn: () => Promise<T>): Promise<T> {
+    if (this.draining) throw MeshError.SHUTTING_DOWN()
+    if (!this.started) throw MeshError.UNAVAILABLE('the gateway is starting')
+    this.running++
+    try { return await fn() } finally { if (--this.running === 0) this.drained?.() }
+  }
+
+  /** Refuse new requests and wait for the running ones (at most drainTimeoutMs). */
+  private async drain (): Promise<void> {
+    this.draining = true
+    if (this.running === 0) return
+    this.log.info({ running: this.running, limitMs: this.drainTimeoutMs }, 'draining: waiting for running requests')
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, this.drainTimeoutMs)
+      this.drained = () => { clearTimeout(timer); resolve() }
+    })
+    if (this.running > 0) this.log.warn({ running: this.running }, 'drain time is up; stopping with requests still running')
+  }
+
+  get drainTimeoutMs (): number { return this.opts.drainTimeoutMs ?? 20_000 }
 
   /** Besides its configured kind: an approved worker on its own connection, and (on the writer) a replica gateway. */
   protected callerRoles (remoteKey: string, peer: Peer): Set<PeerRole> {
@@ -289,6 +318,7 @@ export class GatewayService extends MeshService {
       this.idempotency.expire().catch((err) => this.log.debug({ err: (err as Error).message }, 'expired idempotency keys not deleted yet'))
     }, 60_000)
     this.sweepTimer.unref()
+    this.started = true
   }
 
   /** The writer vouches for itself and its configured replicas; one already listed keeps its entry. */
@@ -302,9 +332,12 @@ export class GatewayService extends MeshService {
   }
 
   protected async onClose (): Promise<void> {
+    // unannounced first, so workers and callers looking for a gateway find the others
+    await this.stopAnnounce?.()
+    this.stopAnnounce = null
+    await this.drain()
     if (this.sweepTimer) clearInterval(this.sweepTimer)
     this.operators.close()
-    await this.stopAnnounce?.()
     await this.adaptive.close()
     if (this.accountingOn) await this.accounting.close()
     await this.safety.close()

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { hexKey, loadConfig, port, positiveInt } from '../../shared/config.ts'
+import { hexKey, keyList, loadConfig, port, positiveInt } from '../../shared/config.ts'
 import { runService } from '../../shared/run.ts'
 import { meshOptions } from '../../shared/service-env.ts'
 import { WebService } from './service.ts'
@@ -10,6 +10,8 @@ const schema = z.object({
   WEB_HOST: z.string().default('127.0.0.1'),
   HYPERINFER_AUTH_KEY: hexKey,
   HYPERINFER_GATEWAY_KEY: hexKey,
+  /** the mesh's other gateways: requests fail over to them */
+  HYPERINFER_GATEWAY_KEYS: keyList,
   WEB_RPC_TIMEOUT_MS: positiveInt.default(10_000),
   CORS_ORIGINS: corsOrigins
 })
@@ -20,6 +22,7 @@ await runService('web', () => {
     ...meshOptions('web'),
     authKey: cfg.HYPERINFER_AUTH_KEY,
     gatewayKey: cfg.HYPERINFER_GATEWAY_KEY,
+    moreGateways: cfg.HYPERINFER_GATEWAY_KEYS,
     port: cfg.WEB_SERVICE_PORT,
     host: cfg.WEB_HOST,
     rpcTimeoutMs: cfg.WEB_RPC_TIMEOUT_MS,

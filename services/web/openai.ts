@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { MeshError } from '../../shared/errors.ts'
 import { messages } from './anthropic/messages.ts'
-import type { MeshClient } from '../../shared/mesh/client.ts'
+import type { GatewayCaller } from '../../shared/mesh/failover.ts'
 import { GatewayProtocol } from '../../shared/protocol/gateway.ts'
 import { chatCompletions } from './openai/chat.ts'
 import { compare } from './openai/compare.ts'
@@ -17,7 +17,7 @@ import { traceparentOf } from './tracing.ts'
 // gateway.
 
 export interface OpenAIRouteDeps {
-  gateway: () => MeshClient
+  gateway: () => GatewayCaller
   rpcTimeoutMs: number
 }
 

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { MeshError } from '../../shared/errors.ts'
-import type { MeshClient } from '../../shared/mesh/client.ts'
+import type { GatewayCaller } from '../../shared/mesh/failover.ts'
 import { OperatorProtocol } from '../../shared/protocol/operators.ts'
 
 // Admins download every account's payouts for a period as CSV (`Authorization: Bearer <session
@@ -21,7 +21,7 @@ function day (v: unknown, name: string): string | undefined {
   return v
 }
 
-export function registerPayoutRoutes (app: FastifyInstance, gateway: () => MeshClient): void {
+export function registerPayoutRoutes (app: FastifyInstance, gateway: () => GatewayCaller): void {
   app.get<{ Querystring: { since?: string, until?: string } }>('/api/admin/payouts.csv', async (req, reply) => {
     const token = bearer(req)
     const since = day(req.query.since, 'since')

@@ -2,6 +2,7 @@ import crypto from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { MeshError } from '../../shared/errors.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
+import type { GatewayCaller } from '../../shared/mesh/failover.ts'
 import { parseRequest } from '../../shared/mesh/method.ts'
 import { AuthSafetyProtocol, SafetyProtocol, type ModerationVerdict } from '../../shared/protocol/safety.ts'
 
@@ -12,7 +13,7 @@ import { AuthSafetyProtocol, SafetyProtocol, type ModerationVerdict } from '../.
 
 export interface SafetyRouteDeps {
   auth: () => MeshClient
-  gateway: () => MeshClient
+  gateway: () => GatewayCaller
 }
 
 /** OpenAI's moderation categories and which of ours each one is. */

@@ -4,6 +4,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { allowedHosts, hostAllowed, hostRefusal } from '../../shared/host-allow.ts'
 import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
+import { GatewayGroup, type GatewayCaller } from '../../shared/mesh/failover.ts'
 import type { HandlerTable } from '../../shared/mesh/peer.ts'
 import { parseRequest } from '../../shared/mesh/method.ts'
 import { MeshError, type ErrorCode } from '../../shared/errors.ts'
@@ -11,6 +12,7 @@ import { AuthProtocol } from '../../shared/protocol/auth.ts'
 import { GatewayProtocol, type RegistryListing } from '../../shared/protocol/gateway.ts'
 import { RegistryReplica, registryListing, replicateOverClient } from '../../shared/registry/index.ts'
 import { landingPage } from './landing.ts'
+import { drain, DRAIN_LIMIT, DRAIN_MS } from './drain-body.ts'
 import { registerOpenAIRoutes } from './openai.ts'
 import { anthropicErrorBody } from './anthropic/messages.ts'
 import { registerCors } from './cors.ts'
@@ -35,6 +37,8 @@ export interface WebServiceOptions extends Omit<MeshServiceOptions, 'name' | 'pr
   authKey: string
   /** hex public key of the gateway */
   gatewayKey: string
+  /** more gateways of the same mesh: a request that fails before its first token goes to the next one */
+  moreGateways?: string[]
   port: number
   host?: string
   /** timeout of each RPC call, including waiting for the connection, ms */
@@ -46,22 +50,6 @@ export interface WebServiceOptions extends Omit<MeshServiceOptions, 'name' | 'pr
 }
 
 export const BODY_LIMIT = 1024 * 1024
-/** an oversized body up to this size is read and dropped before the 413; a larger one is cut off */
-const DRAIN_LIMIT = 16 * 1024 * 1024
-const DRAIN_MS = 5000
-
-/** Read a request body to its end and drop it, giving up after `ms`. */
-function drain (stream: NodeJS.ReadableStream, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms)
-    const done = () => { clearTimeout(timer); resolve() }
-    stream.on('data', () => {}) // discarded: only reaching the end matters
-    stream.once('end', done)
-    stream.once('error', done) // a broken upload ends the draining the same way
-    stream.once('close', done)
-    stream.resume()
-  })
-}
 const INFER_IDLE_TIMEOUT_MS = 60_000
 
 /** codes the OpenAI API words in lower case, which OpenAI clients may test for */
@@ -81,7 +69,8 @@ export class WebService extends MeshService {
   private closingRegistry = false
   private readonly home: string
   private readonly corsOrigins: readonly string[]
-  private gateway: MeshClient | null = null
+  private readonly moreGateways: string[]
+  private gateway: GatewayGroup | null = null
   private app: FastifyInstance | null = null
   private readonly access: AccessLog
 
@@ -89,6 +78,7 @@ export class WebService extends MeshService {
     super({ ...opts, name: 'web', privateOnly: true })
     this.authKey = opts.authKey.toLowerCase()
     this.gatewayKey = opts.gatewayKey.toLowerCase()
+    this.moreGateways = (opts.moreGateways ?? []).map((k) => k.toLowerCase()).filter((k) => k !== this.gatewayKey)
     this.httpPort = opts.port
     this.httpHost = opts.host ?? '127.0.0.1'
     this.rpcTimeoutMs = opts.rpcTimeoutMs ?? 10_000
@@ -107,7 +97,8 @@ export class WebService extends MeshService {
 
   protected async onOpen (): Promise<void> {
     this.auth = this.connectTo(this.authKey, { name: 'auth', defaultTimeout: this.rpcTimeoutMs })
-    this.gateway = this.connectTo(this.gatewayKey, { name: 'gateway', defaultTimeout: this.rpcTimeoutMs })
+    this.gateway = new GatewayGroup([this.gatewayKey, ...this.moreGateways].map((key, i) =>
+      this.connectTo(key, { name: i === 0 ? 'gateway' : `gateway ${key.slice(0, 8)}…`, defaultTimeout: this.rpcTimeoutMs })))
     void this.followRegistry()
     const app = this.buildApp()
     await app.listen({ port: this.httpPort, host: this.httpHost })
@@ -135,7 +126,7 @@ export class WebService extends MeshService {
         const replica = new RegistryReplica({ key, storage: path.join(this.home, 'registry', 'web'), log: this.log })
         await replica.open()
         if (this.closingRegistry) { await replica.close(); return }
-        replicateOverClient(replica, this.client('gateway'))
+        replicateOverClient(replica, this.gateway!.clients[0]!)
         this.replica = replica
         this.log.info({ registry: key.slice(0, 16) }, 'following the model registry')
         return
@@ -155,7 +146,9 @@ export class WebService extends MeshService {
     return this.client('gateway').call(GatewayProtocol.registry, {})
   }
 
-  private client (which: 'auth' | 'gateway'): MeshClient {
+  private client (which: 'auth'): MeshClient
+  private client (which: 'gateway'): GatewayCaller
+  private client (which: 'auth' | 'gateway'): MeshClient | GatewayCaller {
     const c = which === 'auth' ? this.auth : this.gateway
     if (!c) throw MeshError.UNAVAILABLE(`${which} is not connected`)
     return c

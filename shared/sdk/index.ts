@@ -76,8 +76,12 @@ interface CommonOptions {
   /** a request fails with TIMEOUT when no data arrives for this long (default 60000) */
   timeoutMs?: number
 }
-/** `retries`: how often a request is sent again (same requestId) after the connection was lost (default 3) */
-export type RpcClientOptions = CommonOptions & { gateway: string, bootstrap?: string | Bootstrap, connectTimeoutMs?: number, retries?: number }
+/**
+ * `gateway`: one key, or several (an array or comma-separated): a request that fails before its first
+ * token goes to the next. `retries`: how often a request is sent again (same requestId) after the
+ * connection was lost (default 3)
+ */
+export type RpcClientOptions = CommonOptions & { gateway: string | string[], bootstrap?: string | Bootstrap, connectTimeoutMs?: number, retries?: number }
 export type HttpClientOptions = CommonOptions & { baseUrl: string }
 export type AIInferenceClientOptions = RpcClientOptions | HttpClientOptions
 

@@ -13,6 +13,7 @@ import { generationParams, type TokenLogprob } from '../protocol/chat.ts'
 import { ToolCallCollector } from './tool-calls.ts'
 import { runCompare } from '../compare.ts'
 import { compareResult, entryOfOutcome, type CompareOptions, type CompareRequest, type CompareResult } from './compare.ts'
+import { GatewayGroup, type GatewayCaller } from '../mesh/failover.ts'
 
 // The SDK over the mesh itself: a client-only DHT node with a fresh identity, @hyperswarm/rpc on it,
 // and one long-lived MeshClient to the gateway's public key. The CLI opens its gateway connection
@@ -76,16 +77,28 @@ export class GatewayConnection {
 
 export class RpcTransport implements Transport {
   readonly kind = 'rpc' as const
-  private readonly conn: GatewayConnection
+  private readonly conns: GatewayConnection[]
+  private readonly group: GatewayGroup | null
   private readonly apiKey: string
   private readonly timeoutMs: number
+  private readonly connectTimeoutMs: number
   private readonly retries: number
 
-  constructor (opts: GatewayConnectionOptions & { apiKey: string, timeoutMs: number, retries?: number }) {
-    this.conn = new GatewayConnection(opts)
+  /** several gateways: a request that fails before its first token goes to the next one (../mesh/failover.ts) */
+  constructor (opts: Omit<GatewayConnectionOptions, 'gateway'> & { gateway: string | string[], apiKey: string, timeoutMs: number, retries?: number }) {
+    const keys = Array.isArray(opts.gateway) ? opts.gateway : opts.gateway.split(',').map((k) => k.trim()).filter(Boolean)
+    if (keys.length === 0) throw MeshError.BAD_REQUEST('give at least one gateway key')
+    this.conns = keys.map((gateway) => new GatewayConnection({ ...opts, gateway }))
+    this.group = this.conns.length > 1 ? new GatewayGroup(this.conns.map((c) => c.client)) : null
     this.apiKey = opts.apiKey
     this.timeoutMs = opts.timeoutMs
+    this.connectTimeoutMs = this.conns[0]!.connectTimeoutMs
     this.retries = opts.retries ?? 3
+  }
+
+  /** The one gateway (waiting for it, with a clear error), or the group that fails over between several. */
+  private async gateway (): Promise<GatewayCaller> {
+    return this.group ?? await this.conns[0]!.open()
   }
 
   private request (req: InferenceRequest, stream: boolean): RequestOf<typeof GatewayProtocol.infer> {
@@ -103,8 +116,8 @@ export class RpcTransport implements Transport {
     const wire = this.request(req, false)
     // infer is a stream method; with stream:false no frames come and the result carries the text,
     // so the idle timeout bounds the whole request
-    return this.retrying(signal, async () => (await this.conn.open()).stream(GatewayProtocol.infer, wire, {
-      onChunk () {}, signal, idleTimeout: this.timeoutMs, connectTimeout: this.conn.connectTimeoutMs
+    return this.retrying(signal, async () => (await this.gateway()).stream(GatewayProtocol.infer, wire, {
+      onChunk () {}, signal, idleTimeout: this.timeoutMs, connectTimeout: this.connectTimeoutMs
     }))
   }
 
@@ -118,7 +131,7 @@ export class RpcTransport implements Transport {
     let taken = 0
     const res = await this.retrying(signal, async () => {
       let index = 0
-      return (await this.conn.open()).stream(GatewayProtocol.infer, wire, {
+      return (await this.gateway()).stream(GatewayProtocol.infer, wire, {
         onChunk (chunk) {
           if (index++ < taken) return
           taken++
@@ -131,7 +144,7 @@ export class RpcTransport implements Transport {
         },
         signal,
         idleTimeout: this.timeoutMs,
-        connectTimeout: this.conn.connectTimeoutMs
+        connectTimeout: this.connectTimeoutMs
       })
     })
     // a streamed result's text is empty on the wire: the frames were the text and the tool calls
@@ -175,14 +188,14 @@ export class RpcTransport implements Transport {
   }
 
   async models (): Promise<ModelSummary[]> {
-    const gw = await this.conn.open()
+    const gw = await this.gateway()
     return (await gw.call(GatewayProtocol.models, {}, this.timeoutMs)).models
   }
 
   async quota (): Promise<Quota> {
-    const gw = await this.conn.open()
+    const gw = await this.gateway()
     return gw.call(GatewayProtocol.getUserQuota, { apiKey: this.apiKey }, this.timeoutMs)
   }
 
-  close (): Promise<void> { return this.conn.close() }
+  async close (): Promise<void> { await Promise.all(this.conns.map((c) => c.close())) }
 }

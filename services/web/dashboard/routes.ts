@@ -5,6 +5,7 @@ import type { Logger } from '../../../shared/log.ts'
 import { MeshError } from '../../../shared/errors.ts'
 import { PACKAGE_ROOT } from '../../../shared/package.ts'
 import type { MeshClient } from '../../../shared/mesh/client.ts'
+import type { GatewayCaller } from '../../../shared/mesh/failover.ts'
 import { parseRequest } from '../../../shared/mesh/method.ts'
 import { AuthProtocol } from '../../../shared/protocol/auth.ts'
 import { AuthSafetyProtocol, SafetyProtocol } from '../../../shared/protocol/safety.ts'
@@ -26,7 +27,7 @@ export interface DashboardDeps {
   auth: () => MeshClient
   /** logins and registrations, gated per client address */
   relayed: RelayedAuth
-  gateway: () => MeshClient
+  gateway: () => GatewayCaller
   /** the registry's models (the web service's replica, else the gateway) */
   registry: () => Promise<RegistryListing>
   webHealth: () => WebHealth

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { MeshError } from '../../../shared/errors.ts'
-import type { MeshClient } from '../../../shared/mesh/client.ts'
+import type { GatewayCaller } from '../../../shared/mesh/failover.ts'
 import type { RequestOf } from '../../../shared/mesh/method.ts'
 import { PARAM_WIRE_NAMES, type GenerationParam } from '../../../shared/protocol/chat.ts'
 import { GatewayProtocol, type InferResult } from '../../../shared/protocol/gateway.ts'
@@ -45,7 +45,7 @@ export interface EventShape {
 }
 
 export interface Generation {
-  gateway: () => MeshClient
+  gateway: () => GatewayCaller
   rpcTimeoutMs: number
   apiKey: string
   choices: InferBody[]
