@@ -20,7 +20,8 @@ import { Dispatcher } from './dispatch.ts'
 import { Disclosure } from './disclosure.ts'
 import { JoinTokens } from './join-tokens.ts'
 import { KeyCache } from './keycache.ts'
-import { parseTiers, Pricing, type Price, type TierLimits } from './limits.ts'
+import { parseTiers, Pricing, tokenPrice, type Price, type TierLimits } from './limits.ts'
+import { ReceiptDesk, ReceiptReads } from './receipts.ts'
 import { Listings } from './listings.ts'
 import { Membership } from './membership.ts'
 import { RequestPipeline } from './pipeline.ts'
@@ -103,6 +104,7 @@ export class GatewayService extends MeshService {
   private readonly sessions: SessionUsers
   private readonly disclosure: Disclosure
   private readonly reads: AccountReads
+  private readonly receipts: ReceiptReads
   private readonly joinTokens: JoinTokens
   private readonly workerTokens: WorkerTokens
   private readonly membership: Membership
@@ -134,6 +136,7 @@ export class GatewayService extends MeshService {
       pool: this.pool, keys: this.keys, sessionUser: (token) => this.sessions.user(token), tiers,
       ...(this.accountingOn ? { settled: () => this.accounting.flushed(), unused: (name: string) => this.accounting.unused(name) } : {})
     })
+    this.receipts = new ReceiptReads({ pool: this.pool, ...(this.accountingOn ? { settled: () => this.accounting.flushed() } : {}) })
     this.joinTokens = new JoinTokens(this.pool, this.log)
     this.workerTokens = new WorkerTokens({ pool: this.pool, joinTokens: this.joinTokens, log: this.log, gateway: this.publicKey, seed: opts.workerToken })
     this.membership = new Membership({
@@ -141,7 +144,10 @@ export class GatewayService extends MeshService {
       isMeshMember: (key) => this.isMeshMember(key), gateway: this.publicKey
     })
     const ledger = this.accountingOn ? this.accounting : null
-    const dispatch = new Dispatcher(this.workers, { maxAttempts: opts.maxAttempts, idleTimeoutMs: opts.workerIdleTimeoutMs, log: this.log })
+    const dispatch = new Dispatcher(this.workers, {
+      maxAttempts: opts.maxAttempts, idleTimeoutMs: opts.workerIdleTimeoutMs, log: this.log, price: (model) => tokenPrice(this.pricing.of(model))
+    })
+    const desk = new ReceiptDesk(this.keyPair)
     this.safety = new SafetyLayer({
       config: opts.safety ?? { defaultPolicy: 'flag', restoreRedacted: false, useModel: true, anomaly: { threshold: 10, action: 'alert', webhook: null } },
       pool: this.accountingOn ? this.pool : null, metrics: this.metrics, log: this.log, auth: () => this.auth, keys: this.keys,
@@ -157,7 +163,8 @@ export class GatewayService extends MeshService {
       }),
       dispatch,
       safety: this.safety,
-      settler: new Settler(this.pricing, ledger),
+      settler: new Settler(this.pricing, ledger, desk),
+      receipts: desk,
       listings: this.listings,
       metrics: this.metrics,
       maxPromptChars: opts.maxPromptChars,
@@ -177,6 +184,7 @@ export class GatewayService extends MeshService {
       .on(GatewayProtocol.usage, (req) => this.reads.usage(req))
       .on(GatewayProtocol.credits, (req) => this.reads.ledger(req))
       .on(GatewayProtocol.getUserQuota, (req) => this.reads.quota(req.apiKey))
+      .on(GatewayProtocol.receipt, async (req) => this.receipts.get(await this.keys.resolve(req.apiKey), req.id))
       .on(GatewayProtocol.accountQuota, (req) => this.reads.accountQuota(req.token))
       .on(GatewayProtocol.models, () => ({ models: this.listings.served() }))
       .on(GatewayProtocol.registry, (req, ctx) => this.disclosure.registry({ key: this.catalog.key, writable: this.catalog.writable, models: this.listings.registryModels(), gateways: this.catalog.allGateways() }, ctx.remoteKey, req.token))

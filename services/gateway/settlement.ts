@@ -1,9 +1,13 @@
 import type { Settlement } from './accounting.ts'
 import type { Pricing } from './limits.ts'
+import { chargeFor, type TokenPrice, type WorkerReceipt } from '../../shared/receipt.ts'
+import { ReceiptDesk, type StoredReceipt } from './receipts.ts'
 
 // The end of a request: its final status and token counts are recorded, and the hold taken at
 // admission turns into the real charge. The ledger (accounting.ts) resolves once the record is
-// durable in the gateway's settlement log; PostgreSQL gets it in a batch soon after.
+// durable in the gateway's settlement log; PostgreSQL gets it in a batch soon after. A request that
+// reached a worker is billed at the price told to that worker; a checked receipt is countersigned
+// with that bill and goes into the same record (receipts.ts).
 
 /** How a request ended, as the pipeline saw it. */
 export interface RequestEnd {
@@ -18,6 +22,12 @@ export interface RequestEnd {
   started: number
   ttftMs: number | null
   error: { code: string, message: string } | null
+  /** the price told to the worker, nano-USD a token; none: the model's price now */
+  price?: TokenPrice | undefined
+  /** the worker's receipt, checked: countersigned with the bill */
+  receipt?: WorkerReceipt | null
+  /** a receipt refused at settlement: kept as disputed */
+  dispute?: { reason: string, receipt: WorkerReceipt | null }
 }
 
 /** the answer waits this long for its record at most */
@@ -26,19 +36,25 @@ const WAIT_MS = 15_000
 export class Settler {
   private readonly pricing: Pricing
   private readonly ledger: { settle (s: Settlement): Promise<void> } | null
+  private readonly desk: ReceiptDesk | null
 
-  /** `ledger` null: accounting is off (benchmarks), so nothing is recorded, only priced */
-  constructor (pricing: Pricing, ledger: { settle (s: Settlement): Promise<void> } | null) {
+  /** `ledger` null: accounting is off (benchmarks), so nothing is recorded, only priced; `desk`: countersigns receipts */
+  constructor (pricing: Pricing, ledger: { settle (s: Settlement): Promise<void> } | null, desk: ReceiptDesk | null = null) {
     this.pricing = pricing
     this.ledger = ledger
+    this.desk = desk
   }
 
   /** Record the end of a request; resolves when durable (or after WAIT_MS). Returns the cost, nano-USD. */
   async settle (end: RequestEnd): Promise<number> {
-    const cost = this.pricing.cost(end.model, end.tokensIn, end.tokensOut)
+    const cost = end.price ? chargeFor(end.price, end.tokensIn, end.tokensOut) : this.pricing.cost(end.model, end.tokensIn, end.tokensOut)
     if (!this.ledger) return cost
     const finishedAt = new Date()
+    let receipt: StoredReceipt | null = null
+    if (end.dispute) receipt = ReceiptDesk.disputed(end.dispute.reason, end.dispute.receipt)
+    else if (end.receipt && this.desk) receipt = this.desk.countersign(end.receipt, { tokensIn: end.tokensIn, tokensOut: end.tokensOut, chargeNusd: cost })
     const done = this.ledger.settle({
+      receipt,
       id: end.id, status: end.status, worker: end.worker, tokensIn: end.tokensIn, tokensOut: end.tokensOut, cost, ttftMs: end.ttftMs,
       durationMs: finishedAt.getTime() - end.started, errorCode: end.error?.code ?? null, errorMessage: end.error?.message ?? null, finishedAt: finishedAt.toISOString()
     })
