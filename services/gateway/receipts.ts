@@ -84,7 +84,7 @@ export async function storeReceipts (pool: pg.Pool, records: Array<{ id: string,
   })
 }
 
-const UUID_AT_END = /([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 export interface ReceiptReadsDeps {
   pool: pg.Pool
@@ -92,14 +92,14 @@ export interface ReceiptReadsDeps {
   settled?: () => Promise<void>
 }
 
-/** A user's own receipts, by request id (also as `chatcmpl-<id>` and the like); anyone else's is not found. */
+/** A user's own receipts, by the gateway's request id; anyone else's is not found. */
 export class ReceiptReads {
   constructor (private readonly deps: ReceiptReadsDeps) {}
 
   async get (identity: Pick<KeyIdentity, 'userId'>, id: string): Promise<UsageReceipt> {
-    const requestId = UUID_AT_END.exec(id)?.[1]?.toLowerCase()
     const missing = () => MeshError.NOT_FOUND(`no receipt for a request '${id}' of yours`)
-    if (!requestId) throw missing()
+    if (!UUID.test(id)) throw missing()
+    const requestId = id.toLowerCase()
     await this.deps.settled?.()
     const { rows } = await this.deps.pool.query<{ receipt: UsageReceipt | null }>(
       'SELECT receipt FROM request_receipts WHERE request_id = $1 AND user_id = $2', [requestId, identity.userId])

@@ -38,7 +38,7 @@ export function registerOpenAIRoutes (app: FastifyInstance, deps: OpenAIRouteDep
     } as never, 60_000, traceparentOf(req))
   })
 
-  // the usage receipt of one of the caller's own requests (by x-hyperinfer-request-id or the chatcmpl-… id):
+  // the usage receipt of one of the caller's own requests, by the id an answer carries in x-hyperinfer-request-id:
   // the document `hyperinfer receipts verify` checks; another account's, or one without a receipt, is a 404
   app.get<{ Params: { id: string } }>('/v1/receipts/:id', async (req) => {
     const apiKey = apiKeyOf(req)
