@@ -27,5 +27,6 @@ export const CATALOG: CatalogEntry[] = [
   { name: 'worker-token', summary: "print this machine's network worker token; admins: worker-token rotate", load: async () => (await import('./commands/info.ts')).workerToken },
   { name: 'worker', summary: 'run an inference worker here and join it to a gateway (Ctrl-C drains and stops it)', load: async () => (await import('./commands/worker.ts')).worker },
   { name: 'cache', summary: 'response cache: stats, purge, and semantic lookups per key', load: async () => (await import('./commands/cache.ts')).cache },
+  { name: 'receipts', summary: 'your requests\' signed usage receipts: show one (JSON), or verify a receipt file offline', load: async () => (await import('./commands/receipts.ts')).receipts },
   { name: 'feedback', summary: 'score an answer (0 bad … 1 good); learned routing learns from it', load: async () => (await import('./commands/cache.ts')).feedback }
 ]

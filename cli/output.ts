@@ -5,8 +5,14 @@ export function printJson (value: unknown): void {
   process.stdout.write(JSON.stringify(value) + '\n')
 }
 
+/** A command that has already said why it failed: only its exit code is left to give. */
+export class Failed extends Error {
+  constructor (readonly exitCode: number) { super('failed') }
+}
+
 /** One clear line on stderr (or one JSON object on stdout with --json) and the exit code to use. */
 export function reportError (err: unknown, json: boolean): number {
+  if (err instanceof Failed) return err.exitCode
   if (err instanceof UsageError) {
     if (json) printJson({ error: { code: 'USAGE', message: err.message } })
     else process.stderr.write(`hyperinfer: ${err.message}\n`)

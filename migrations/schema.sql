@@ -3,7 +3,7 @@
 -- tables and SQL functions read in one place. The numbered migrations stay the source of truth; this
 -- file is never applied, and test/schema.test.ts fails when it no longer matches them.
 --
--- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql, 007_admin_roles.sql, 008_network_worker_tokens.sql, 009_accounting_leases.sql, 013_safety.sql, 015_response_cache.sql, 016_learned_routing.sql, 017_idempotency.sql, 018_operators.sql
+-- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql, 007_admin_roles.sql, 008_network_worker_tokens.sql, 009_accounting_leases.sql, 013_safety.sql, 015_response_cache.sql, 016_learned_routing.sql, 017_idempotency.sql, 018_operators.sql, 019_usage_receipts.sql
 
 
 -- Tables
@@ -277,6 +277,22 @@ CREATE INDEX request_logs_key_time_idx ON request_logs USING btree (api_key_id, 
 CREATE INDEX request_logs_processing_idx ON request_logs USING btree (created_at) WHERE ((status)::text = 'processing'::text);
 CREATE INDEX request_logs_trace_idx ON request_logs USING btree (user_id, trace_id);
 CREATE INDEX request_logs_user_time_idx ON request_logs USING btree (user_id, created_at);
+
+CREATE TABLE request_receipts (
+  request_id uuid NOT NULL,
+  user_id    uuid NOT NULL,
+  status     text NOT NULL,
+  dispute    text,
+  receipt    jsonb,
+  created_at timestamp with time zone DEFAULT now() NOT NULL,
+  CONSTRAINT request_receipts_pkey PRIMARY KEY (request_id),
+  CONSTRAINT request_receipts_request_id_fkey FOREIGN KEY (request_id) REFERENCES request_logs(id) ON DELETE CASCADE,
+  CONSTRAINT request_receipts_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE,
+  CONSTRAINT request_receipts_check CHECK ((status = 'disputed'::text) = (dispute IS NOT NULL)),
+  CONSTRAINT request_receipts_check1 CHECK (status = 'disputed'::text OR receipt IS NOT NULL),
+  CONSTRAINT request_receipts_status_check CHECK (status = ANY (ARRAY['settled'::text, 'disputed'::text]))
+);
+CREATE INDEX request_receipts_user_idx ON request_receipts USING btree (user_id, created_at);
 
 CREATE TABLE revoked_sessions (
   jti        uuid NOT NULL,

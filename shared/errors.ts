@@ -33,6 +33,9 @@ export const ErrorCodes = {
   CANCELLED: 'CANCELLED',
   SHUTTING_DOWN: 'SHUTTING_DOWN',
   INTERNAL: 'INTERNAL',
+  // the worker's signed usage receipt did not match what the gateway asked, received or priced: the
+  // request is refused at settlement and billed nothing
+  RECEIPT_DISPUTED: 'RECEIPT_DISPUTED',
   // the registry cannot record what was sent (a worker's registration is refused, not served); in
   // request logs, a request whose outcome could not be stored as it was
   UNRECORDABLE: 'UNRECORDABLE',
@@ -108,6 +111,7 @@ export class MeshError extends Error {
   static CANCELLED (msg = 'request cancelled') { return new MeshError(ErrorCodes.CANCELLED, msg) }
   static SHUTTING_DOWN () { return new MeshError(ErrorCodes.SHUTTING_DOWN, 'service is shutting down') }
   static INTERNAL (msg = 'internal error') { return new MeshError(ErrorCodes.INTERNAL, msg) }
+  static RECEIPT_DISPUTED (msg: string) { return new MeshError(ErrorCodes.RECEIPT_DISPUTED, msg) }
   static UNRECORDABLE (msg: string, details?: Record<string, unknown>) { return new MeshError(ErrorCodes.UNRECORDABLE, msg, details) }
 }
 

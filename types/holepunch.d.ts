@@ -98,16 +98,25 @@ declare module 'hypercore-crypto' {
     randomBytes (n: number): Buffer
     discoveryKey (key: Buffer): Buffer
     hash (data: Buffer | Buffer[]): Buffer
+    /** an Ed25519 detached signature (64 bytes) */
+    sign (message: Buffer, secretKey: Buffer): Buffer
+    verify (message: Buffer, signature: Buffer, publicKey: Buffer): boolean
   }
   export default crypto
 }
 
 declare module 'compact-encoding' {
   export interface State { start: number, end: number, buffer: Buffer | null }
+  export interface Encoding<T> { preencode (state: State, v: T): void, encode (state: State, v: T): void, decode (state: State): T }
   const c: {
     json: unknown
     raw: unknown
-    string: { preencode (state: State, s: string): void, encode (state: State, s: string): void, decode (state: State): string }
+    string: Encoding<string>
+    uint: Encoding<number>
+    buffer: Encoding<Buffer | null>
+    fixed32: Encoding<Buffer>
+    fixed64: Encoding<Buffer>
+    state (): State
     encode (enc: unknown, value: unknown): Buffer
     decode (enc: unknown, buf: Buffer): any
   }

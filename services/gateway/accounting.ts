@@ -6,6 +6,7 @@ import { PgLeaseStore } from './lease-store.ts'
 import { Leases, sortHolds, type AdmitResult, type Hold } from './leases.ts'
 import { Recorder, type EndRecord } from './recorder.ts'
 import { SettlementLog, type Ticket } from './settlement-log.ts'
+import type { StoredReceipt } from './receipts.ts'
 
 // Exact accounting, shared by every gateway, with no database round trip on a request's path.
 //
@@ -58,6 +59,8 @@ export interface Settlement {
   errorCode: string | null
   errorMessage: string | null
   finishedAt: string
+  /** the request's usage receipt, countersigned or disputed (receipts.ts) */
+  receipt?: StoredReceipt | null
 }
 
 const INT_MAX = 2_147_483_647
@@ -235,7 +238,7 @@ export class Accounting {
     const record: EndRecord = {
       t: 's', id: req.id, user: req.user, key: req.key, model: req.model, kind: req.kind, hash: req.promptHash, trace: req.trace, at: req.at,
       status: s.status, worker: s.worker, tin: s.tokensIn, tout: s.tokensOut, cost: charge, ttft: s.ttftMs, dur: s.durationMs,
-      code: s.errorCode, msg: s.errorMessage, fin: s.finishedAt, crel, c: moves,
+      code: s.errorCode, msg: s.errorMessage, fin: s.finishedAt, crel, c: moves, ...(s.receipt ? { rc: s.receipt } : {}),
       // a worker with no owner earns nobody anything: the network keeps the whole charge
       own: s.owner ?? null, fee: s.owner ? networkFee(charge, this.feePct) : charge
     }

@@ -2,6 +2,7 @@ import { MeshError, type ErrorCode } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log.ts'
 import type { RequestOf } from '../../shared/mesh/method.ts'
 import { InferenceProtocol, type EmbedResult, type PromptResult, type TokenChunk } from '../../shared/protocol/inference.ts'
+import type { TokenPrice } from '../../shared/receipt.ts'
 import type { WorkerConn, WorkerPool } from './workers.ts'
 
 // Sending an admitted request to a worker: the pool picks the least-loaded worker that serves the
@@ -48,8 +49,8 @@ export type WorkerEmbedRequest = RequestOf<typeof InferenceProtocol.embed>
 export interface PromptHooks {
   /** aborting cancels the worker's generation */
   signal: AbortSignal
-  /** an attempt starts (the first, or another worker's after a failure) */
-  onAttempt (): void
+  /** an attempt starts (the first, or another worker's after a failure), at the price told to its worker */
+  onAttempt (price?: TokenPrice): void
   /** a frame from the worker; an error returned ends the attempt as the worker's failure */
   onChunk (chunk: TokenChunk): MeshError | null
   /** whether a failed attempt may go to another worker */
@@ -71,6 +72,8 @@ export interface DispatcherOptions {
   /** no token or response from a worker for this long fails the attempt */
   idleTimeoutMs?: number
   log: Logger
+  /** the price of a model on a worker, nano-USD a token: told to the worker, which states it in its receipt */
+  price?: (model: string, worker: string) => TokenPrice
 }
 
 export class Dispatcher implements WorkerDispatch {
@@ -78,8 +81,10 @@ export class Dispatcher implements WorkerDispatch {
   private readonly maxAttempts: number
   private readonly idleTimeoutMs: number
   private readonly log: Logger
+  private readonly price: DispatcherOptions['price']
 
   constructor (workers: WorkerPool, opts: DispatcherOptions) {
+    this.price = opts.price
     this.workers = workers
     this.maxAttempts = opts.maxAttempts ?? 3
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 60_000
@@ -88,7 +93,8 @@ export class Dispatcher implements WorkerDispatch {
 
   prompt (req: PromptRequest, hooks: PromptHooks): Promise<DispatchOutcome<PromptResult>> {
     return this.run(req.model, hooks.signal, async (worker) => {
-      hooks.onAttempt()
+      const price = this.price?.(req.model, worker.publicKey)
+      hooks.onAttempt(price)
       const attempt = new AbortController()
       const onAbort = () => attempt.abort()
       hooks.signal.addEventListener('abort', onAbort, { once: true })
@@ -100,7 +106,7 @@ export class Dispatcher implements WorkerDispatch {
         if (broken) attempt.abort()
       }
       try {
-        return await worker.peer.stream(InferenceProtocol.processPrompt, req, { signal: attempt.signal, idleTimeout: this.idleTimeoutMs, onChunk, traceparent: hooks.traceparent })
+        return await worker.peer.stream(InferenceProtocol.processPrompt, price ? { ...req, price } : req, { signal: attempt.signal, idleTimeout: this.idleTimeoutMs, onChunk, traceparent: hooks.traceparent })
       } catch (err) {
         throw broken ?? fromWorker(err)
       } finally {

@@ -45,6 +45,10 @@ export function nusd (tokens: number, usdPerMillion: number): number {
   return tokens * Math.round(usdPerMillion * 1000)
 }
 export const toUsd = (n: number): number => n / 1e9
+/** A price as nano-USD a token, as a worker is told it: the same rounding as nusd(). */
+export function tokenPrice (p: Price): { input: number, output: number } {
+  return { input: Math.round(p.input * 1000), output: Math.round(p.output * 1000) }
+}
 
 /** nano-USD per token: what an operator sets for its workers */
 export interface TokenPrice { input: number, output: number }

@@ -18,14 +18,16 @@ import type { LearnedRouter } from './learned-router.ts'
 import { route } from './router.ts'
 import type { SafetyLayer } from './safety/layer.ts'
 import type { Settler } from './settlement.ts'
+import type { ReceiptDesk } from './receipts.ts'
+import type { TokenPrice } from '../../shared/receipt.ts'
 import { TokenStream, type TokenStreamOptions } from './token-stream.ts'
 
 // One inference request, step by step: validate its shape and size → authenticate the key and
 // permit the model (admission.ts) → the safety pre-check (safety/layer.ts; a refusal costs nothing)
 // → count the prompt, only now → hold the worst case (admission.ts)
 // → dispatch to a worker (dispatch.ts) → stream its tokens back through the output guard (token-stream.ts) → settle
-// (settlement.ts). What a worker reports is clamped to what was held and delivered, and the caller
-// is told exactly what was charged.
+// (settlement.ts), its worker's receipt checked first (receipts.ts). What a worker reports is clamped
+// to what was held and delivered, and the caller is told exactly what was charged.
 // Everything it uses comes in through PipelineDeps, so it runs the same on real workers and on fakes.
 
 export type InferRequest = RequestOf<typeof GatewayProtocol.infer>
@@ -56,6 +58,8 @@ export interface PipelineDeps {
   cache?: Pick<ResponseCache, 'lookup'>
   learner?: LearnedRouter
   onOutcome?: (o: RequestOutcome) => void
+  /** checks each worker's receipt (receipts.ts); none: receipts are not checked or kept */
+  receipts?: Pick<ReceiptDesk, 'check'>
 }
 
 /** How a request that reached a worker ended, for learned routing and demand forecasts. */
@@ -131,7 +135,7 @@ export class RequestPipeline {
     if (req.stream && ignored.length > 0) caller.emit({ text: '', ignored })
     trace?.next('dispatch', undefined, 'client')
     const streamed = await this.stream({ requestId: id, model, ...request }, ceiling, req.stream === true, caller, trace, guard?.output ?? null, chosen.strategy === 'cost')
-    const { tokens } = streamed
+    const { tokens, price } = streamed
     let { out } = streamed
     // a worker that says it was cancelled when neither the caller nor the gateway stopped it cut the answer short
     if (out.ok && out.value?.finishReason === 'cancelled' && !tokens.truncated && !caller.signal.aborted) {
@@ -160,7 +164,16 @@ export class RequestPipeline {
       throw err
     }
     const usage = await this.usage(out, tokens, prompt, ceiling)
-    const cost = await this.deps.settler.settle({ id, model, status: 'success', worker, tokensIn: usage.promptTokens, tokensOut: usage.completionTokens, started, ttftMs, error: null })
+    const receipt = this.deps.receipts?.check(out.ok ? out.value?.receipt : null, { requestId: id, model, worker: worker!, price, outputSha256: tokens.receivedSha256() }) ?? null
+    if (receipt && !receipt.ok) {
+      // refused at settlement: billed nothing, recorded as disputed, the caller told why
+      const error = MeshError.RECEIPT_DISPUTED(receipt.reason)
+      await this.deps.settler.settle({ id, model, status: 'failed', worker, tokensIn: 0, tokensOut: 0, started, ttftMs, error: error.toWire(), dispute: receipt })
+      throw error
+    }
+    const cost = await this.deps.settler.settle({
+      id, model, status: 'success', worker, tokensIn: usage.promptTokens, tokensOut: usage.completionTokens, started, ttftMs, error: null, price, receipt: receipt?.receipt ?? null
+    })
     this.deps.listings.measured(model, { ttftMs: ttftMs ?? 0, latencyMs: Date.now() - started, ok: true })
     this.metrics.countTokens(model, usage.promptTokens, usage.completionTokens)
     this.metrics.observeInference(model, (Date.now() - started) / 1000)
@@ -276,7 +289,8 @@ export class RequestPipeline {
 
   /** Dispatch the prompt and carry its tokens to the caller; the caller leaving cancels the worker. */
   private async stream (req: Parameters<WorkerDispatch['prompt']>[0], ceiling: number, streaming: boolean, caller: Caller, trace: RequestTrace | null, guard: TokenStreamOptions['guard'], cheapest: boolean):
-    Promise<{ out: DispatchOutcome<PromptResult>, tokens: TokenStream }> {
+    Promise<{ out: DispatchOutcome<PromptResult>, tokens: TokenStream, price: TokenPrice | undefined }> {
+    let price: TokenPrice | undefined
     const stop = new AbortController()
     const onAbort = () => stop.abort()
     caller.signal.addEventListener('abort', onAbort, { once: true })
@@ -294,10 +308,10 @@ export class RequestPipeline {
     })
     try {
       const out = await this.deps.dispatch.prompt(req, {
-        signal: stop.signal, onAttempt: () => tokens.restart(), onChunk: (c) => tokens.push(c), mayRetry: () => tokens.mayRetry(), traceparent: trace?.traceparent, cheapest
+        signal: stop.signal, onAttempt: (told) => { price = told; tokens.restart() }, onChunk: (c) => tokens.push(c), mayRetry: () => tokens.mayRetry(), traceparent: trace?.traceparent, cheapest
       })
       if (out.ok || tokens.truncated) tokens.end()
-      return { out, tokens }
+      return { out, tokens, price }
     } finally {
       caller.signal.removeEventListener('abort', onAbort)
     }

@@ -1,5 +1,6 @@
 import type pg from 'pg'
 import type { Logger } from '../../shared/log.ts'
+import { storeReceipts, type StoredReceipt } from './receipts.ts'
 
 // Finished requests into PostgreSQL, off the request's path: the settlement log (settlement-log.ts)
 // already holds each one durably when it is pushed here. One prepared call of hi_record
@@ -41,6 +42,8 @@ export interface EndRecord {
   own?: string | null
   /** the network's fee out of cost, nano-USD (absent: all of it) */
   fee?: number
+  /** the usage receipt, into request_receipts after the request's row */
+  rc?: StoredReceipt
 }
 
 const RETRY_NOW = new Set(['40P01', '40001'])
@@ -127,6 +130,8 @@ export class Recorder {
       try {
         const { rows } = await this.pool.query<{ n: number }>({ name: 'hi_record', text: SQL, values: columns(this.gateway, items) })
         this.recorded += rows[0]!.n
+        // after the rows: a retry of the batch records neither twice
+        await storeReceipts(this.pool, items)
         return true
       } catch (err) {
         const code = (err as { code?: string }).code ?? ''
@@ -154,7 +159,7 @@ export class Recorder {
       return true
     }
     this.opts.log?.warn({ request: one.id, err: err.message }, 'a finished request had a value the database refused; recording it as failed')
-    return this.record([{ ...one, status: 'failed', tin: 0, tout: 0, cost: 0, crel: one.crel + one.cost, worker: null, code: 'UNRECORDABLE', msg: null, trace: null, own: null, fee: 0 }])
+    return this.record([{ ...one, status: 'failed', tin: 0, tout: 0, cost: 0, crel: one.crel + one.cost, worker: null, code: 'UNRECORDABLE', msg: null, trace: null, own: null, fee: 0, rc: undefined }])
   }
 }
 

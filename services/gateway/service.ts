@@ -22,6 +22,7 @@ import { JoinTokens } from './join-tokens.ts'
 import { Idempotency, idempotent } from './idempotency.ts'
 import { KeyCache } from './keycache.ts'
 import { parseTiers, Pricing, type Price, type TierLimits } from './limits.ts'
+import { ReceiptDesk, ReceiptReads } from './receipts.ts'
 import { Listings } from './listings.ts'
 import { Membership } from './membership.ts'
 import { OperatorMethods } from './operators.ts'
@@ -113,6 +114,7 @@ export class GatewayService extends MeshService {
   private readonly sessions: SessionUsers
   private readonly disclosure: Disclosure
   private readonly reads: AccountReads
+  private readonly receipts: ReceiptReads
   private readonly joinTokens: JoinTokens
   private readonly workerTokens: WorkerTokens
   private readonly membership: Membership
@@ -157,6 +159,7 @@ export class GatewayService extends MeshService {
       pool: this.pool, keys: this.keys, sessionUser: (token) => this.sessions.user(token), tiers,
       ...(this.accountingOn ? { settled: () => this.accounting.flushed(), unused: (name: string) => this.accounting.unused(name) } : {})
     })
+    this.receipts = new ReceiptReads({ pool: this.pool, ...(this.accountingOn ? { settled: () => this.accounting.flushed() } : {}) })
     this.joinTokens = new JoinTokens(this.pool, this.log)
     this.workerTokens = new WorkerTokens({ pool: this.pool, joinTokens: this.joinTokens, log: this.log, gateway: this.publicKey, seed: opts.workerToken })
     this.membership = new Membership({
@@ -170,7 +173,10 @@ export class GatewayService extends MeshService {
       settled: () => this.accountingOn ? this.accounting.flushed() : Promise.resolve()
     })
     const ledger = this.accountingOn ? this.accounting : null
-    const dispatch = new Dispatcher(this.workers, { maxAttempts: opts.maxAttempts, idleTimeoutMs: opts.workerIdleTimeoutMs, log: this.log })
+    const dispatch = new Dispatcher(this.workers, {
+      maxAttempts: opts.maxAttempts, idleTimeoutMs: opts.workerIdleTimeoutMs, log: this.log, price: (model, worker) => this.pricing.tokenPrice(model, worker)
+    })
+    const desk = new ReceiptDesk(this.keyPair)
     this.safety = new SafetyLayer({
       config: opts.safety ?? { defaultPolicy: 'flag', restoreRedacted: false, useModel: true, anomaly: { threshold: 10, action: 'alert', webhook: null } },
       pool: this.accountingOn ? this.pool : null, metrics: this.metrics, log: this.log, auth: () => this.auth, keys: this.keys,
@@ -186,7 +192,8 @@ export class GatewayService extends MeshService {
       }),
       dispatch,
       safety: this.safety,
-      settler: new Settler(this.pricing, ledger, (w) => this.operators.ownerOf(w)),
+      settler: new Settler(this.pricing, ledger, (w) => this.operators.ownerOf(w), desk),
+      receipts: desk,
       listings: this.listings,
       metrics: this.metrics,
       maxPromptChars: opts.maxPromptChars,
@@ -207,6 +214,7 @@ export class GatewayService extends MeshService {
       .on(GatewayProtocol.usage, (req) => this.reads.usage(req))
       .on(GatewayProtocol.credits, (req) => this.reads.ledger(req))
       .on(GatewayProtocol.getUserQuota, (req) => this.reads.quota(req.apiKey))
+      .on(GatewayProtocol.receipt, async (req) => this.receipts.get(await this.keys.resolve(req.apiKey), req.id))
       .on(GatewayProtocol.accountQuota, (req) => this.reads.accountQuota(req.token))
       .on(GatewayProtocol.models, () => ({ models: this.listings.served() }))
       .on(GatewayProtocol.registry, (req, ctx) => this.disclosure.registry({ key: this.catalog.key, writable: this.catalog.writable, models: this.listings.registryModels(), gateways: this.catalog.allGateways() }, ctx.remoteKey, req.token))

@@ -1,9 +1,13 @@
 import type { Settlement } from './accounting.ts'
 import type { Pricing } from './limits.ts'
+import { chargeFor, type TokenPrice, type WorkerReceipt } from '../../shared/receipt.ts'
+import { ReceiptDesk, type StoredReceipt } from './receipts.ts'
 
 // The end of a request: its final status and token counts are recorded, and the hold taken at
 // admission turns into the real charge. The ledger (accounting.ts) resolves once the record is
-// durable in the gateway's settlement log; PostgreSQL gets it in a batch soon after.
+// durable in the gateway's settlement log; PostgreSQL gets it in a batch soon after. A request that
+// reached a worker is billed at the price told to that worker; a checked receipt is countersigned
+// with that bill and goes into the same record (receipts.ts).
 
 /** How a request ended, as the pipeline saw it. */
 export interface RequestEnd {
@@ -18,6 +22,12 @@ export interface RequestEnd {
   started: number
   ttftMs: number | null
   error: { code: string, message: string } | null
+  /** the price told to the worker, nano-USD a token; none: the model's price now */
+  price?: TokenPrice | undefined
+  /** the worker's receipt, checked: countersigned with the bill */
+  receipt?: WorkerReceipt | null
+  /** a receipt refused at settlement: kept as disputed */
+  dispute?: { reason: string, receipt: WorkerReceipt | null }
 }
 
 /** the answer waits this long for its record at most */
@@ -27,24 +37,31 @@ export class Settler {
   private readonly pricing: Pricing
   private readonly ledger: { settle (s: Settlement): Promise<void> } | null
   private readonly ownerOf: (worker: string) => string | null
+  private readonly desk: ReceiptDesk | null
 
   /**
    * `ledger` null: accounting is off (benchmarks), so nothing is recorded, only priced. `ownerOf`:
-   * the account a worker belongs to (read from memory), credited its share of the charge.
+   * the account a worker belongs to (read from memory), credited its share of the charge. `desk`:
+   * countersigns receipts.
    */
-  constructor (pricing: Pricing, ledger: { settle (s: Settlement): Promise<void> } | null, ownerOf: (worker: string) => string | null = () => null) {
+  constructor (pricing: Pricing, ledger: { settle (s: Settlement): Promise<void> } | null, ownerOf: (worker: string) => string | null = () => null, desk: ReceiptDesk | null = null) {
     this.pricing = pricing
     this.ledger = ledger
     this.ownerOf = ownerOf
+    this.desk = desk
   }
 
   /** Record the end of a request; resolves when durable (or after WAIT_MS). Returns the cost, nano-USD. */
   async settle (end: RequestEnd): Promise<number> {
-    // the serving worker's price: its operator's, else the model's
-    const cost = this.pricing.cost(end.model, end.tokensIn, end.tokensOut, end.worker)
+    // the price the worker was told (its operator's, else the model's), else the serving worker's now
+    const cost = end.price ? chargeFor(end.price, end.tokensIn, end.tokensOut) : this.pricing.cost(end.model, end.tokensIn, end.tokensOut, end.worker)
     if (!this.ledger) return cost
     const finishedAt = new Date()
+    let receipt: StoredReceipt | null = null
+    if (end.dispute) receipt = ReceiptDesk.disputed(end.dispute.reason, end.dispute.receipt)
+    else if (end.receipt && this.desk) receipt = this.desk.countersign(end.receipt, { tokensIn: end.tokensIn, tokensOut: end.tokensOut, chargeNusd: cost })
     const done = this.ledger.settle({
+      receipt,
       id: end.id, status: end.status, worker: end.worker, owner: end.worker ? this.ownerOf(end.worker) : null, tokensIn: end.tokensIn, tokensOut: end.tokensOut, cost, ttftMs: end.ttftMs,
       durationMs: finishedAt.getTime() - end.started, errorCode: end.error?.code ?? null, errorMessage: end.error?.message ?? null, finishedAt: finishedAt.toISOString()
     })

@@ -12,6 +12,7 @@ import { checkLogprobs, checkToolCall, logprobBytes } from './frames.ts'
 // its text and tool-call arguments pass `maxBytes`. Log probabilities have their own, larger bound,
 // past which they are dropped. A streaming caller gets each frame as it comes; otherwise text, tool
 // calls and log probabilities are collected, and start over if another worker takes the request.
+// Every frame's text is hashed as it arrives, before any guard, for the worker's receipt (receipts.ts).
 
 /** a frame is one token; one this large is no token at all */
 export const MAX_FRAME_BYTES = 64 * 1024
@@ -53,6 +54,7 @@ export class TokenStream {
   calls = 0
   firstTokenAt: number | null = null
   private attemptStarted = 0
+  private received = crypto.createHash('sha256')
   private logprobBytes = 0
   /** the id and name each tool call index got from its first piece */
   private readonly callHeads = new Map<number, { id: string, name: string }>()
@@ -67,6 +69,7 @@ export class TokenStream {
   /** A worker takes the request; an answer not streamed to the caller yet starts over. */
   restart (): void {
     this.attemptStarted = Date.now()
+    this.received = crypto.createHash('sha256')
     if (this.opts.forward) return
     this.text = ''; this.chunks = []; this.delivered = 0; this.bytes = 0; this.firstTokenAt = null
     this.toolCalls = []; this.logprobs = []; this.logprobBytes = 0; this.calls = 0; this.callHeads.clear()
@@ -75,13 +78,15 @@ export class TokenStream {
 
   /** Take one frame; returns the error that ends the attempt if the frame breaks the protocol. */
   push (chunk: TokenChunk): MeshError | null {
-    if (this.truncated || typeof chunk?.text !== 'string') return null // a malformed frame is not a token
+    if (typeof chunk?.text !== 'string') return null // a malformed frame is not a token
+    if (this.truncated) { if (chunk.text.length <= MAX_FRAME_BYTES) this.received.update(chunk.text); return null }
     const call = chunk.toolCall === undefined ? null : checkToolCall(chunk.toolCall)
     if (typeof call === 'string') return MeshError.BACKEND_ERROR(`the worker sent ${call}`)
     // UTF-8 takes at least a byte per UTF-16 unit: a long string is refused before it is measured
     const chars = chunk.text.length + (call ? (call.arguments?.length ?? 0) + (call.id?.length ?? 0) + (call.name?.length ?? 0) : 0)
     const size = chars > MAX_FRAME_BYTES ? Infinity : Buffer.byteLength(chunk.text) + (call ? Buffer.byteLength(call.arguments ?? '') + (call.id?.length ?? 0) + (call.name?.length ?? 0) : 0)
     if (size > MAX_FRAME_BYTES) return MeshError.BACKEND_ERROR(`the worker sent a frame over ${MAX_FRAME_BYTES} bytes`)
+    this.received.update(chunk.text)
     // a backend that runs past the ceiling (or ignores maxTokens) is stopped there
     if (this.delivered >= this.opts.ceiling || this.bytes + size > this.maxBytes) { this.truncated = true; this.opts.stop(); return null }
     let toolCall: TokenChunk['toolCall']
@@ -148,6 +153,11 @@ export class TokenStream {
     this.filtered = true
     this.truncated = true
     this.opts.stop()
+  }
+
+  /** SHA-256 (hex) of the text this attempt's worker sent so far */
+  receivedSha256 (): string {
+    return this.received.copy().digest('hex')
   }
 
   /** Once a frame reached a streaming caller, another worker would repeat it: fail instead of retrying. */

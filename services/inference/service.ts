@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.ts'
 import { handlers, type HandlerContext, type HandlerTable } from '../../shared/mesh/peer.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
@@ -13,6 +14,7 @@ import { countBackendError, trackWorkerLoad } from './metrics.ts'
 import type { Approval, WorkerStatus } from './status.ts'
 import { GatewayTrust, guardHandlers } from './gateway-trust.ts'
 import { workerJoinProof } from '../../shared/worker-proof.ts'
+import { chargeFor, signClaim } from '../../shared/receipt.ts'
 
 // An inference worker: one or more backends behind the adapter interface. It dials the gateways it is
 // given and serves them over that same channel, so a worker behind NAT needs no open port; mesh
@@ -249,14 +251,17 @@ export class InferenceService extends MeshService {
     const onAbort = () => upstream.abort()
     ctx.signal.addEventListener('abort', onAbort, { once: true })
     ctx.span?.set('hyperinfer.backend', entry.backend.name)
+    // the receipt's hash covers every frame's text as sent
+    const output = createHash('sha256')
     try {
-      const { requestId: _, ...request } = req
+      const { requestId: _, price: _price, ...request } = req
       const { usage, completionTokens, finishReason } = await relayGeneration(entry.backend.chat(request, upstream.signal), {
         stop: req.stop,
         parallelToolCalls: req.parallelToolCalls,
         cut: () => upstream.abort(),
         emit: (frame) => {
           if (ttftMs === null) { ttftMs = Date.now() - started; ctx.span?.record('first_token', started) }
+          output.update(frame.text)
           ctx.emit(frame)
         }
       })
@@ -266,7 +271,12 @@ export class InferenceService extends MeshService {
       const outTokens = usage?.completionTokens ?? completionTokens
       this.metrics.countTokens(req.model, promptTokens, outTokens)
       if (ttftMs !== null) this.metrics.observeTtft(req.model, ttftMs / 1000)
-      return { model: req.model, backend: entry.backend.name, usage: { promptTokens, completionTokens: outTokens }, finishReason, ttftMs }
+      const price = req.price ?? { input: 0, output: 0 }
+      const receipt = signClaim({
+        requestId: req.requestId, model: req.model, tokensIn: promptTokens, tokensOut: outTokens, outputSha256: output.digest('hex'),
+        gatewayKey: ctx.remoteKey, workerKey: this.publicKey, time: new Date().toISOString(), priceNusdPerToken: price, chargeNusd: chargeFor(price, promptTokens, outTokens)
+      }, this.keyPair.secretKey)
+      return { model: req.model, backend: entry.backend.name, usage: { promptTokens, completionTokens: outTokens }, finishReason, ttftMs, receipt }
     } catch (err) {
       stats.errors++
       if (ctx.signal.aborted) throw MeshError.CANCELLED()

@@ -40,6 +40,14 @@ export function registerOpenAIRoutes (app: FastifyInstance, deps: OpenAIRouteDep
     } as never, 60_000, traceparentOf(req))
   })
 
+  // the usage receipt of one of the caller's own requests, by the id an answer carries in x-hyperinfer-request-id:
+  // the document `hyperinfer receipts verify` checks; another account's, or one without a receipt, is a 404
+  app.get<{ Params: { id: string } }>('/v1/receipts/:id', async (req) => {
+    const apiKey = apiKeyOf(req)
+    const id = /^[\x21-\x7e]{1,100}$/.test(req.params.id) ? req.params.id : '-'
+    return deps.gateway().call(GatewayProtocol.receipt, { apiKey, id }, deps.rpcTimeoutMs)
+  })
+
   app.get('/v1/models', async (req) => {
     // the key is checked like any other call (cheap: the gateway caches it); listing costs no quota
     await deps.gateway().call(GatewayProtocol.getUserQuota, { apiKey: apiKeyOf(req) }, deps.rpcTimeoutMs)

@@ -7,6 +7,7 @@ import { MAX_MESSAGES, toolProblem, type FinishReason, type TokenLogprob, type T
 import type { ResponseOf } from '../mesh/method.ts'
 import { modelInput, registryWrite, workerKey, type GatewayEntry, type HistoryEntry, type RegistryWrite, type WorkerEntry } from '../registry/schema.ts'
 import { workerProof } from '../worker-proof.ts'
+import type { UsageReceipt } from '../receipt.ts'
 import { cacheDirective, cachePurgeRequest, cacheSettingsRequest, cacheStatsRequest, feedbackRequest, type CacheStats, type FeedbackResult } from './learning.ts'
 
 // The gateway: the one public RPC entry of the mesh. Most methods are open to any peer and ask for an
@@ -247,6 +248,9 @@ export const GatewayProtocol = {
   infer: streamMethod<z.infer<typeof inferRequest>, InferResult, TokenChunk>('infer', { from: ['stranger'], needs: 'apiKey' }, inferRequest),
   models: method<Record<string, never>, { models: ModelListing[] }>('models', { from: ['stranger'] }, z.object({}).strict()),
   getServiceHealth: method<z.infer<typeof maybeAdmin>, GatewayHealth>('getServiceHealth', { from: ['stranger'] }, maybeAdmin),
+  /** the caller's own request's usage receipt (shared/receipt.ts), by request id; another account's is NOT_FOUND */
+  receipt: method<{ apiKey: string, id: string }, UsageReceipt>('receipt', { from: ['stranger'], needs: 'apiKey' },
+    z.object({ apiKey, id: z.string().regex(/^[\x21-\x7e]{1,100}$/, 'printable ASCII, no spaces') }).strict()),
   getUserQuota: method<{ apiKey: string }, Quota>('getUserQuota', { from: ['stranger'], needs: 'apiKey' }, z.object({ apiKey }).strict()),
   /** a session's account-wide limits (all keys together) and credits */
   accountQuota: method<{ token: string }, { tier: string, limits: QuotaLimit[], credits: Credits }>('accountQuota', { from: ['stranger'], needs: 'session' }, z.object({ token: sessionToken }).strict()),

@@ -2,6 +2,7 @@ import { z } from 'zod'
 import { method, streamMethod } from '../mesh/method.ts'
 import { modelName } from './common.ts'
 import { MAX_MESSAGES, chatMessage, generationParams, type FinishReason, type TokenLogprob, type ToolCallDelta } from './chat.ts'
+import { tokenPrice, type WorkerReceipt } from '../receipt.ts'
 
 // The inference worker. Gateways call these over the channel the worker opened to them (or over the
 // worker's own server, for mesh members).
@@ -12,6 +13,8 @@ export const processPromptRequest = z.object({
   requestId: z.string().min(1).max(100),
   model: modelName,
   messages: z.array(chatMessage).min(1).max(MAX_MESSAGES),
+  /** the price the gateway applies to this request, nano-USD per token: the worker's receipt states it and the charge it makes */
+  price: tokenPrice.optional(),
   ...generationParams
 }).strict()
 
@@ -23,7 +26,8 @@ export const processPromptRequest = z.object({
  */
 export interface TokenChunk { text: string, toolCall?: ToolCallDelta, logprobs?: TokenLogprob[], ignored?: string[], cached?: true }
 export interface Usage { promptTokens: number, completionTokens: number }
-export interface PromptResult { model: string, backend: string, usage: Usage, finishReason: FinishReason, ttftMs: number | null }
+/** `receipt`: the worker's signed receipt for the answer (../receipt.ts), checked and countersigned by the gateway */
+export interface PromptResult { model: string, backend: string, usage: Usage, finishReason: FinishReason, ttftMs: number | null, receipt?: WorkerReceipt }
 
 export interface ModelInfo { id: string, backend: string, contextLength?: number }
 export interface ModelStatus { model: string, available: boolean, backend: string | null, inflight: number, served: number, errors: number }
