@@ -26,6 +26,8 @@ import { ReceiptDesk, ReceiptReads } from './receipts.ts'
 import { Listings } from './listings.ts'
 import { Membership } from './membership.ts'
 import { OperatorMethods } from './operators.ts'
+import { RequestDoor } from './drain.ts'
+import { DatabaseProbe, gatewayHealth } from './health.ts'
 import { OperatorStore } from './operator-store.ts'
 import { RequestPipeline } from './pipeline.ts'
 import { SafetyLayer, type SafetyConfig } from './safety/layer.ts'
@@ -122,17 +124,16 @@ export class GatewayService extends MeshService {
   private readonly operatorMethods: OperatorMethods
   private stopAnnounce: (() => Promise<void>) | null = null
   private sweepTimer: NodeJS.Timeout | null = null
-  private dbProbe: { at: number, ok: Promise<boolean> } | null = null
+  private readonly database: DatabaseProbe
   /** requests go elsewhere until the parts they need are up (started), and once closing (draining) */
-  private started = false
-  private draining = false
-  private running = 0
-  private drained: (() => void) | null = null
+  private readonly door: RequestDoor
 
   constructor (opts: GatewayOptions) {
     super({ ...opts, name: 'gateway' })
     this.opts = opts
     this.pool = opts.pool
+    this.door = new RequestDoor(this.log)
+    this.database = new DatabaseProbe(opts.pool)
     const tiers = opts.tiers ?? parseTiers(undefined, opts.rateLimits)
     this.accountingOn = opts.accounting ?? true
     this.keys = new KeyCache((keyHash) => this.auth.call(AuthProtocol.validateApiKey, { keyHash }, 5000), opts.keyCacheTtlMs)
@@ -208,9 +209,9 @@ export class GatewayService extends MeshService {
     this.safety.mount(table)
     this.operatorMethods.mount(table, (token) => this.sessions.admin(token))
     return this.adaptive.mount(table)
-      .on(GatewayProtocol.infer, (req, ctx) => this.admit(() => this.safety.track(ctx, () => idempotent(this.idempotency, this.keys, 'infer', req, ctx, (caller) => this.pipeline.infer(req, caller)))))
-      .on(GatewayProtocol.embed, (req, ctx) => this.admit(() => idempotent(this.idempotency, this.keys, 'embed', req, { signal: ctx.signal, span: ctx.span }, (caller) => this.pipeline.embed(req, caller))))
-      .on(GatewayProtocol.aiRequest, (req, ctx) => this.admit(() => aiRequest(this.pipeline, req, ctx)))
+      .on(GatewayProtocol.infer, (req, ctx) => this.door.run(() => this.safety.track(ctx, () => idempotent(this.idempotency, this.keys, 'infer', req, ctx, (caller) => this.pipeline.infer(req, caller)))))
+      .on(GatewayProtocol.embed, (req, ctx) => this.door.run(() => idempotent(this.idempotency, this.keys, 'embed', req, { signal: ctx.signal, span: ctx.span }, (caller) => this.pipeline.embed(req, caller))))
+      .on(GatewayProtocol.aiRequest, (req, ctx) => this.door.run(() => aiRequest(this.pipeline, req, ctx)))
       .on(GatewayProtocol.usage, (req) => this.reads.usage(req))
       .on(GatewayProtocol.credits, (req) => this.reads.ledger(req))
       .on(GatewayProtocol.getUserQuota, (req) => this.reads.quota(req.apiKey))
@@ -232,26 +233,6 @@ export class GatewayService extends MeshService {
       .on(GatewayProtocol.workerHeartbeat, (req, ctx) => this.membership.heartbeat(req, ctx))
       .on(GatewayProtocol.getServiceHealth, async (req, ctx) => this.disclosure.health(await this.health(), ctx.remoteKey, req.token))
       .table
-  }
-
-  /** Run one request unless the gateway is draining; a drain waits for the requests it let in. */
-  private async admit<T> (fn: () => Promise<T>): Promise<T> {
-    if (this.draining) throw MeshError.SHUTTING_DOWN()
-    if (!this.started) throw MeshError.UNAVAILABLE('the gateway is starting')
-    this.running++
-    try { return await fn() } finally { if (--this.running === 0) this.drained?.() }
-  }
-
-  /** Refuse new requests and wait for the running ones (at most drainTimeoutMs). */
-  private async drain (): Promise<void> {
-    this.draining = true
-    if (this.running === 0) return
-    this.log.info({ running: this.running, limitMs: this.drainTimeoutMs }, 'draining: waiting for running requests')
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, this.drainTimeoutMs)
-      this.drained = () => { clearTimeout(timer); resolve() }
-    })
-    if (this.running > 0) this.log.warn({ running: this.running }, 'drain time is up; stopping with requests still running')
   }
 
   get drainTimeoutMs (): number { return this.opts.drainTimeoutMs ?? 20_000 }
@@ -326,7 +307,7 @@ export class GatewayService extends MeshService {
       this.idempotency.expire().catch((err) => this.log.debug({ err: (err as Error).message }, 'expired idempotency keys not deleted yet'))
     }, 60_000)
     this.sweepTimer.unref()
-    this.started = true
+    this.door.open()
   }
 
   /** The writer vouches for itself and its configured replicas; one already listed keeps its entry. */
@@ -343,7 +324,7 @@ export class GatewayService extends MeshService {
     // unannounced first, so workers and callers looking for a gateway find the others
     await this.stopAnnounce?.()
     this.stopAnnounce = null
-    await this.drain()
+    await this.door.drain(this.drainTimeoutMs)
     if (this.sweepTimer) clearInterval(this.sweepTimer)
     this.operators.close()
     await this.adaptive.close()
@@ -352,32 +333,7 @@ export class GatewayService extends MeshService {
     await this.catalog.close()
   }
 
-  /**
-   * getServiceHealth is public: strangers calling it in a loop must not become database load. One
-   * probe at a time, its answer reused for a second.
-   */
-  private databaseOk (): Promise<boolean> {
-    const now = Date.now()
-    if (!this.dbProbe || now - this.dbProbe.at > 1000) {
-      this.dbProbe = { at: now, ok: this.pool.query('SELECT 1').then(() => true, () => false) }
-    }
-    return this.dbProbe.ok
-  }
-
   async health (): Promise<GatewayHealth> {
-    const dbOk = await this.databaseOk()
-    const authUp = this.auth.connected
-    const workers = this.workers.summaries()
-    return {
-      status: authUp && dbOk && this.workers.size > 0 ? 'ok' : 'degraded',
-      publicKey: this.publicKey,
-      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
-      auth: authUp ? 'connected' : 'disconnected',
-      database: dbOk ? 'ok' : 'error',
-      workerCount: workers.length,
-      workers,
-      models: this.workers.modelIds(),
-      inflight: this.workers.inflight()
-    }
+    return gatewayHealth({ publicKey: this.publicKey, startedAt: this.startedAt, authUp: this.auth.connected, dbOk: await this.database.ok(), workers: this.workers })
   }
 }
