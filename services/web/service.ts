@@ -43,6 +43,8 @@ export interface WebServiceOptions extends Omit<MeshServiceOptions, 'name' | 'pr
   home?: string
   /** origins browsers may call /v1 from (CORS_ORIGINS); empty: no cross-origin access */
   corsOrigins?: readonly string[]
+  /** proxies whose X-Forwarded-For names the client (WEB_TRUSTED_PROXIES); none: the socket's peer is the client */
+  trustedProxies?: readonly string[]
 }
 
 export const BODY_LIMIT = 1024 * 1024
@@ -86,6 +88,7 @@ export class WebService extends MeshService {
   private closingRegistry = false
   private readonly home: string
   private readonly corsOrigins: readonly string[]
+  private readonly trustedProxies: string[]
   private gateway: MeshClient | null = null
   private app: FastifyInstance | null = null
   private readonly access: AccessLog
@@ -98,6 +101,7 @@ export class WebService extends MeshService {
     this.httpHost = opts.host ?? '127.0.0.1'
     this.rpcTimeoutMs = opts.rpcTimeoutMs ?? 10_000
     this.home = opts.home ?? '.hyperinfer'
+    this.trustedProxies = [...opts.trustedProxies ?? []]
     this.corsOrigins = opts.corsOrigins ?? []
     this.access = new AccessLog(this.log)
   }
@@ -170,6 +174,8 @@ export class WebService extends MeshService {
     const app = Fastify({
       logger: false,
       bodyLimit: BODY_LIMIT,
+      // req.ip: the socket's peer, or the client a trusted proxy names in X-Forwarded-For
+      trustProxy: this.trustedProxies.length > 0 ? this.trustedProxies : false,
       genReqId: (req) => requestIdOf(req.headers),
       frameworkErrors: (err, req, reply) => { this.sendError(err, req, reply) }
     })
@@ -252,7 +258,7 @@ export class WebService extends MeshService {
     app.post('/api/inference', async (req, reply) => {
       const header = req.headers['x-api-key']
       if (typeof header !== 'string' || !header) throw MeshError.INVALID_API_KEY('missing X-API-Key header')
-      const body = parseRequest(GatewayProtocol.infer, { ...objectBody(req), apiKey: header, stream: false })
+      const body = parseRequest(GatewayProtocol.infer, { ...objectBody(req), apiKey: header, stream: false, clientIp: req.ip })
       // a client that hangs up cancels the generation on the worker
       const ac = new AbortController()
       const onClose = () => { if (!reply.raw.writableFinished) ac.abort() }

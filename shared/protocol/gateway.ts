@@ -37,6 +37,8 @@ export const inferRequest = z.object({
   traceId: z.string().regex(/^[\x21-\x7e]{1,100}$/, 'printable ASCII, no spaces').optional(),
   /** the response cache: true caches even a non-deterministic request, 'no-store' keeps this one out */
   cache: cacheDirective.optional(),
+  /** the HTTP client's address as the mesh's web service saw it; heeded from that service only */
+  clientIp: z.string().regex(/^[0-9A-Za-z:.%_-]{1,64}$/, 'an IP address').optional(),
   ...generationParams
 }).strict().superRefine((r, ctx) => {
   if ((r.prompt === undefined) === (r.messages === undefined)) ctx.addIssue({ code: 'custom', path: ['messages'], message: 'give exactly one of prompt or messages' })
