@@ -70,7 +70,7 @@ export class ResponseCache {
   constructor (deps: ResponseCacheDeps) {
     this.deps = deps
     this.local = new LocalTier({ maxBytes: deps.config.localMaxBytes })
-    this.shared = new SharedTier(deps.pool, deps.log)
+    this.shared = new SharedTier(deps.pool, deps.gateway, deps.log)
     this.settings = new KeySettings(deps.pool)
     this.hits = new HitLog(deps.pool, deps.log)
     deps.metrics.onScrape('ai_platform_cache_entries', (g) => g.set({ tier: 'local' }, this.local.size))
@@ -99,8 +99,8 @@ export class ResponseCache {
     let tier: Tier | null = null
     let similarity: number | null = null
     let entry = this.local.get(scope, key)
-    if (entry) tier = 'local'
-    else {
+    // an entry another gateway wrote (pushed here) counts as a shared-tier hit the first time it serves
+    if (entry) { tier = entry.pushed ? 'shared' : 'local'; entry.pushed = false } else {
       this.count('local', 'miss')
       entry = await this.shared.get(scope, key).catch((err) => { this.deps.log?.warn({ err: (err as Error).message }, 'shared cache tier unreachable; treated as a miss'); return null })
       if (entry) { tier = 'shared'; this.local.set(entry) } else this.count('shared', 'miss')
@@ -187,7 +187,7 @@ export class ResponseCache {
 
   async open (): Promise<void> {
     if (!this.deps.config.enabled) return
-    await this.shared.listen((f) => { this.local.purge(f) }).catch((err) => this.deps.log?.warn({ err: (err as Error).message }, 'cache purges from other gateways will not be heard'))
+    await this.shared.listen({ purge: (f) => { this.local.purge(f) }, put: (e) => this.local.set({ ...e, pushed: true }) }).catch((err) => this.deps.log?.warn({ err: (err as Error).message }, 'cache purges from other gateways will not be heard'))
     this.pruneTimer = setInterval(() => {
       this.shared.prune(this.deps.config.sharedMaxBytes).catch((err) => this.deps.log?.warn({ err: (err as Error).message }, 'cache prune failed'))
     }, this.deps.config.pruneEveryMs)
