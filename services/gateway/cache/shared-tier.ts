@@ -25,7 +25,8 @@ function fromRow (r: Row): CacheEntry {
   }
 }
 
-export interface PurgeFilter { scope?: string, model?: string }
+/** which entries a purge drops: one account's, one model's, and only those made before `before` (ms epoch) */
+export interface PurgeFilter { scope?: string, model?: string, before?: number }
 
 export interface Listeners { purge (f: PurgeFilter): void, put (e: CacheEntry): void }
 
@@ -92,7 +93,8 @@ export class SharedTier {
   /** Delete matching entries and tell every gateway to drop them locally. Returns how many rows went. */
   async purge (filter: PurgeFilter): Promise<number> {
     const { rowCount } = await this.pool.query(
-      'DELETE FROM response_cache WHERE ($1::text IS NULL OR scope = $1) AND ($2::text IS NULL OR model = $2)', [filter.scope ?? null, filter.model ?? null])
+      'DELETE FROM response_cache WHERE ($1::text IS NULL OR scope = $1) AND ($2::text IS NULL OR model = $2) AND ($3::timestamptz IS NULL OR created_at < $3)',
+      [filter.scope ?? null, filter.model ?? null, filter.before === undefined ? null : new Date(filter.before)])
     await this.pool.query('SELECT pg_notify($1, $2)', [PURGE_CHANNEL, JSON.stringify(filter)])
     return rowCount ?? 0
   }
@@ -125,7 +127,7 @@ export class SharedTier {
       const onPurge = on.purge
       try {
         const f = JSON.parse(msg.payload) as PurgeFilter
-        onPurge({ ...(typeof f.scope === 'string' ? { scope: f.scope } : {}), ...(typeof f.model === 'string' ? { model: f.model } : {}) })
+        onPurge({ ...(typeof f.scope === 'string' ? { scope: f.scope } : {}), ...(typeof f.model === 'string' ? { model: f.model } : {}), ...(typeof f.before === 'number' ? { before: f.before } : {}) })
       } catch (err) {
         // only gateways NOTIFY on this channel; a payload that is not ours is logged and ignored
         this.log?.warn({ err: (err as Error).message }, 'ignored a cache purge notice that was not JSON')
