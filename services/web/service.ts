@@ -264,13 +264,8 @@ export class WebService extends MeshService {
       const onClose = () => { if (!reply.raw.writableFinished) ac.abort() }
       reply.raw.once('close', onClose)
       try {
-        return await this.client('gateway').stream(GatewayProtocol.infer, body, {
-          onChunk () {},
-          signal: ac.signal,
-          idleTimeout: INFER_IDLE_TIMEOUT_MS,
-          connectTimeout: this.rpcTimeoutMs,
-          traceparent: traceparentOf(req)
-        })
+        return await this.client('gateway').stream(GatewayProtocol.infer, body,
+          { onChunk () {}, signal: ac.signal, idleTimeout: INFER_IDLE_TIMEOUT_MS, connectTimeout: this.rpcTimeoutMs, traceparent: traceparentOf(req) })
       } finally {
         reply.raw.off('close', onClose)
       }
@@ -280,11 +275,7 @@ export class WebService extends MeshService {
     registerSafetyRoutes(app, { auth: () => this.client('auth'), gateway: () => this.client('gateway') })
     registerCacheRoutes(app, { gateway: () => this.client('gateway'), rpcTimeoutMs: this.rpcTimeoutMs })
     registerDashboardRoutes(app, {
-      auth: () => this.client('auth'),
-      relayed: this.relayed,
-      gateway: () => this.client('gateway'),
-      registry: () => this.registryListing(),
-      log: this.log,
+      auth: () => this.client('auth'), relayed: this.relayed, gateway: () => this.client('gateway'), registry: () => this.registryListing(), log: this.log,
       webHealth: () => ({
         auth: this.auth?.connected ? 'connected' : 'disconnected',
         gateway: this.gateway?.connected ? 'connected' : 'disconnected',
