@@ -27,8 +27,9 @@ test('safety: the moderation model judges answers window by window; cached repla
       gateway: { SAFETY_DEFAULT_POLICY: 'flag', SAFETY_MODEL_WINDOW: '64' },
       inference: { SYNTHETIC_MODELS: 'synthetic-guard', OPENAI_BASE_URL: echo.url + '/v1', OPENAI_API_KEY: 'sk-echo' }
     },
-    // the second gateway's operator chose redact for every key that sets no policy
-    instanceEnv: { 'gateway-2': { SAFETY_DEFAULT_POLICY: 'redact' } }
+    // the second gateway's operator chose redact for every key that sets no policy, and fail-closed
+    // for the model, whose verdicts never come in time there
+    instanceEnv: { 'gateway-2': { SAFETY_DEFAULT_POLICY: 'redact', SAFETY_MODEL_FAILURE: 'closed', SAFETY_MODEL_TIMEOUT_MS: '1' } }
   })
   const { client } = await gatewayClient(t, m.mesh)
   const { client: second } = await gatewayClient(t, m.mesh, m.mesh.gatewayKeys[1])
@@ -86,7 +87,16 @@ test('safety: the moderation model judges answers window by window; cached repla
   const free = await client.call(GatewayProtocol.infer, { apiKey: flagKey.key, model: ECHO_MODEL, prompt: FLAGGED }, 30_000)
   t.is(free.text, FLAGGED, 'under flag the answer is whole')
 
-  const { events } = await client.call(SafetyProtocol.safetyEvents, { token: guarded.token })
+  // fail-closed: no verdict in time ends the answer rather than letting unjudged text through
+  const closed = await until(() => second.call(GatewayProtocol.infer, { apiKey: guarded.key, model: ECHO_MODEL, prompt: SAFE }, 30_000),
+    (r) => r.finishReason === 'content_filter', 20_000, 250)
+  t.is(closed.finishReason, 'content_filter', 'SAFETY_MODEL_FAILURE=closed: a window the model gave no verdict on ends the answer')
+  t.is(closed.text, '', 'and none of it is released')
+
+  // the second gateway writes its decisions in batches, about once a second
+  const { events } = await until(() => client.call(SafetyProtocol.safetyEvents, { token: guarded.token }),
+    (r) => r.events.some((e) => e.category === 'unavailable'), 10_000, 250)
+  t.ok(events.some((e) => e.detector === 'model' && e.category === 'unavailable' && e.action === 'filter'), 'recorded as the model being unavailable')
   t.ok(events.some((e) => e.stage === 'output' && e.detector === 'model' && e.category === 'violence' && e.action === 'filter'), 'the model\'s verdict is recorded as a decision')
   const plainEvents = (await client.call(SafetyProtocol.safetyEvents, { token: plain.token })).events
   t.ok(plainEvents.some((e) => e.stage === 'output' && e.detector === 'content' && e.action === 'filter'), 'so is the cut replay')
