@@ -1,7 +1,7 @@
 // The response cache on real processes (LocalMesh: two gateways sharing PostgreSQL, one worker with
 // the synthetic backend at zero delay):
 //   (a) a miss (the worker answers) against exact hits from the local tier, whole and streamed, and
-//       from the shared tier (an entry another gateway wrote): the client's round trip p50/p99, and
+//       from the shared tier (an entry another gateway wrote, pushed to this one's memory): the client's round trip p50/p99, and
 //       the gateway's own time — the cache path's time in each hit (performance.now) and the share of
 //       hits the gateway served within 1 ms (its ai_platform_rpc_duration_seconds histogram), so
 //       "p50 ≤ 1 ms at the gateway" holds when that share is at least half;

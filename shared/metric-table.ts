@@ -73,6 +73,10 @@ export const METRICS = [
     name: 'ai_platform_anomaly_alerts_total', type: 'counter', exportedBy: ['gateway'], labels: ['action'],
     help: 'API keys whose traffic scored over the anomaly threshold, by what was done (alert or suspend)'
   },
+  {
+    name: 'ai_platform_safety_model_unavailable_total', type: 'counter', exportedBy: ['gateway'], labels: ['stage'],
+    help: 'Windows of answers the moderation model gave no verdict on (busy, timed out, failed); SAFETY_MODEL_FAILURE says whether they passed'
+  },
   // the response cache (services/gateway/cache/)
   {
     name: 'ai_platform_cache_requests_total', type: 'counter', exportedBy: ['gateway'], labels: ['tier', 'result'],

@@ -136,7 +136,7 @@ if (unavailable) {
     // ---- create a key: shown once, with a copy button ------------------------------------------
     await alice.goto('/dashboard/keys')
     await alice.getByRole('button', { name: 'Create key' }).click()
-    const createError = alice.locator('[data-error]')
+    const createError = alice.locator('[data-form="create-key"] [data-error]')
     await createError.waitFor({ state: 'visible' })
     t.ok((await createError.innerText()).includes('name'), 'creating a key without a name says what is missing')
     await alice.getByLabel('Name').fill('laptop')

@@ -167,7 +167,7 @@ export class Adaptive {
       const fp = `${m.provider}\0${m.backendModel}\0${m.contextLength}`
       const before = this.fingerprints.get(m.id)
       this.fingerprints.set(m.id, fp)
-      if (before !== undefined && before !== fp) void this.warmup.modelChanged(m.id)
+      if (before !== undefined && before !== fp) void this.warmup.modelChanged(m.id, m.updatedAt)
     }
   }
 

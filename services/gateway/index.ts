@@ -55,6 +55,18 @@ const schema = z.object({
   SAFETY_ANOMALY_ACTION: z.enum(['alert', 'suspend']).default('alert'),
   /** POSTed a JSON alert for each anomalous key */
   SAFETY_WEBHOOK_URL: z.string().url().optional(),
+  /** signs each webhook body (HMAC-SHA256, header x-hyperinfer-signature) */
+  SAFETY_WEBHOOK_SECRET: z.string().min(16).optional(),
+  SAFETY_WEBHOOK_TIMEOUT_MS: positiveInt.default(5000),
+  /** deliveries of one alert at most (the first and its retries) */
+  SAFETY_WEBHOOK_ATTEMPTS: z.coerce.number().int().min(1).max(10).default(3),
+  /** the moderation model on answers: characters judged at a time */
+  SAFETY_MODEL_WINDOW: z.coerce.number().int().min(16).max(8000).default(400),
+  SAFETY_MODEL_TIMEOUT_MS: positiveInt.default(5000),
+  /** what an answer gets when the model gives no verdict (busy, slow, failing): open lets it pass, closed ends it */
+  SAFETY_MODEL_FAILURE: z.enum(['open', 'closed']).default('open'),
+  /** classifications at once, all requests together; past it a window gets no verdict */
+  SAFETY_MODEL_MAX_INFLIGHT: positiveInt.default(32),
   /** benchmarks only: 'off' turns off limits, credits and usage records */
   HYPERINFER_ACCOUNTING: z.enum(['on', 'off']).default('on'),
   /** on SIGTERM, how long running requests may take to finish; new ones go to other gateways meanwhile */
@@ -108,7 +120,11 @@ await runService('gateway', () => {
       defaultPolicy: cfg.SAFETY_DEFAULT_POLICY,
       restoreRedacted: cfg.SAFETY_RESTORE_REDACTED === 'on',
       useModel: cfg.SAFETY_MODEL === 'auto',
-      anomaly: { threshold: cfg.SAFETY_ANOMALY_THRESHOLD, action: cfg.SAFETY_ANOMALY_ACTION, webhook: cfg.SAFETY_WEBHOOK_URL ?? null }
+      outputModel: { window: cfg.SAFETY_MODEL_WINDOW, timeoutMs: cfg.SAFETY_MODEL_TIMEOUT_MS, failClosed: cfg.SAFETY_MODEL_FAILURE === 'closed', maxInflight: cfg.SAFETY_MODEL_MAX_INFLIGHT },
+      anomaly: {
+        threshold: cfg.SAFETY_ANOMALY_THRESHOLD, action: cfg.SAFETY_ANOMALY_ACTION, webhook: cfg.SAFETY_WEBHOOK_URL ?? null,
+        webhookSecret: cfg.SAFETY_WEBHOOK_SECRET ?? null, webhookTimeoutMs: cfg.SAFETY_WEBHOOK_TIMEOUT_MS, webhookAttempts: cfg.SAFETY_WEBHOOK_ATTEMPTS
+      }
     }
   })
   return { service, cleanup: () => pool.end() }

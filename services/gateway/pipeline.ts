@@ -118,10 +118,10 @@ export class RequestPipeline {
     const ignored = this.checkCapabilities(model, request)
     const id = crypto.randomUUID()
     // the safety pre-check: a refusal costs nothing; a redaction changes what the worker sees
-    const guard = await this.deps.safety?.admit(identity, { id, model, messages: request.messages, caller }) ?? null
+    const guard = await this.deps.safety?.admit(identity, { id, model, messages: request.messages, caller, ...(req.clientIp ? { clientIp: req.clientIp } : {}) }) ?? null
     if (guard) request.messages = guard.messages
     // the cache answers what the worker would see: a prompt the safety layer changed is neither looked up nor kept
-    const cached = guard?.changed ? null : await this.deps.cache?.lookup(req, messages, model, identity, caller)
+    const cached = guard?.changed ? null : await this.deps.cache?.lookup(req, messages, model, identity, caller, { id, guard: guard?.output ?? null })
     if (cached?.result) return cached.result
     trace?.next('admission.hold', { 'hyperinfer.model': model, 'hyperinfer.routing.strategy': chosen.strategy })
     const prompt = plus(await measurePrompt(texts), imageCount(request) * IMAGE_TOKENS)
@@ -310,7 +310,7 @@ export class RequestPipeline {
       const out = await this.deps.dispatch.prompt(req, {
         signal: stop.signal, onAttempt: (told) => { price = told; tokens.restart() }, onChunk: (c) => tokens.push(c), mayRetry: () => tokens.mayRetry(), traceparent: trace?.traceparent, cheapest
       })
-      if (out.ok || tokens.truncated) tokens.end()
+      if (out.ok || tokens.truncated) await tokens.end()
       return { out, tokens, price }
     } finally {
       caller.signal.removeEventListener('abort', onAbort)

@@ -181,7 +181,7 @@ export class GatewayService extends MeshService {
     this.safety = new SafetyLayer({
       config: opts.safety ?? { defaultPolicy: 'flag', restoreRedacted: false, useModel: true, anomaly: { threshold: 10, action: 'alert', webhook: null } },
       pool: this.accountingOn ? this.pool : null, metrics: this.metrics, log: this.log, auth: () => this.auth, keys: this.keys,
-      sessionUser: (token) => this.sessions.user(token), candidates: () => this.listings.candidates(), dispatch
+      sessionUser: (token) => this.sessions.user(token), candidates: () => this.listings.candidates(), dispatch, memberKind: (key) => this.memberKind(key)
     })
     this.adaptive = new Adaptive({
       pool: this.pool, pricing: this.pricing, metrics: this.metrics, log: this.log, gateway: this.publicKey, ledger: this.accountingOn,

@@ -35,7 +35,13 @@ export interface TokenStreamOptions {
   /** the attempt's first token, `ms` after the attempt started */
   onFirstToken: (ms: number) => void
   /** output moderation (safety/output-moderation.ts): what of each token may pass, and where to end */
-  guard?: { pass (text: string): { text: string, stop: boolean }, flush (): { text: string, stop: boolean }, reset (): void } | null
+  guard?: {
+    pass (text: string): { text: string, stop: boolean }
+    flush (): Promise<{ text: string, stop: boolean }> | { text: string, stop: boolean }
+    reset (): void
+    /** where text the guard releases later goes, and how it ends the answer then */
+    attach? (sink: { release (text: string): void, cut (): void }): void
+  } | null
 }
 
 export class TokenStream {
@@ -64,6 +70,7 @@ export class TokenStream {
   constructor (opts: TokenStreamOptions) {
     this.opts = opts
     this.maxBytes = maxAnswerBytes(opts.ceiling)
+    opts.guard?.attach?.({ release: (text) => { if (!this.filtered) this.deliver(text) }, cut: () => this.filter() })
   }
 
   /** A worker takes the request; an answer not streamed to the caller yet starts over. */
@@ -122,9 +129,10 @@ export class TokenStream {
   }
 
   /** The worker's answer is complete: what the guard still holds goes out (or ends the answer). */
-  end (): void {
+  async end (): Promise<void> {
     if (!this.opts.guard || this.filtered) return
-    const held = this.opts.guard.flush()
+    const held = await this.opts.guard.flush()
+    if (this.filtered) return
     this.deliver(held.text)
     if (held.stop) this.filter()
   }

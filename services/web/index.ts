@@ -13,7 +13,10 @@ const schema = z.object({
   /** the mesh's other gateways: requests fail over to them */
   HYPERINFER_GATEWAY_KEYS: keyList,
   WEB_RPC_TIMEOUT_MS: positiveInt.default(10_000),
-  CORS_ORIGINS: corsOrigins
+  CORS_ORIGINS: corsOrigins,
+  /** proxies whose X-Forwarded-For is believed (addresses or CIDR ranges); none: the client is the socket's peer */
+  WEB_TRUSTED_PROXIES: z.string().default('').transform((s) => s.split(/[\s,]+/).filter(Boolean))
+    .pipe(z.array(z.string().regex(/^[0-9a-fA-F:.]+(\/\d{1,3})?$/, 'an IP address or CIDR range')))
 })
 
 await runService('web', () => {
@@ -26,7 +29,8 @@ await runService('web', () => {
     port: cfg.WEB_SERVICE_PORT,
     host: cfg.WEB_HOST,
     rpcTimeoutMs: cfg.WEB_RPC_TIMEOUT_MS,
-    corsOrigins: cfg.CORS_ORIGINS
+    corsOrigins: cfg.CORS_ORIGINS,
+    trustedProxies: cfg.WEB_TRUSTED_PROXIES
   })
   return { service: svc }
 }, (svc) => `web ready ${svc.url}`)

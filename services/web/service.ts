@@ -47,6 +47,8 @@ export interface WebServiceOptions extends Omit<MeshServiceOptions, 'name' | 'pr
   home?: string
   /** origins browsers may call /v1 from (CORS_ORIGINS); empty: no cross-origin access */
   corsOrigins?: readonly string[]
+  /** proxies whose X-Forwarded-For names the client (WEB_TRUSTED_PROXIES); none: the socket's peer is the client */
+  trustedProxies?: readonly string[]
 }
 
 export const BODY_LIMIT = 1024 * 1024
@@ -70,6 +72,7 @@ export class WebService extends MeshService {
   private readonly home: string
   private readonly corsOrigins: readonly string[]
   private readonly moreGateways: string[]
+  private readonly trustedProxies: string[]
   private gateway: GatewayGroup | null = null
   private app: FastifyInstance | null = null
   private readonly access: AccessLog
@@ -83,6 +86,7 @@ export class WebService extends MeshService {
     this.httpHost = opts.host ?? '127.0.0.1'
     this.rpcTimeoutMs = opts.rpcTimeoutMs ?? 10_000
     this.home = opts.home ?? '.hyperinfer'
+    this.trustedProxies = [...opts.trustedProxies ?? []]
     this.corsOrigins = opts.corsOrigins ?? []
     this.access = new AccessLog(this.log)
   }
@@ -158,6 +162,8 @@ export class WebService extends MeshService {
     const app = Fastify({
       logger: false,
       bodyLimit: BODY_LIMIT,
+      // req.ip: the socket's peer, or the client a trusted proxy names in X-Forwarded-For
+      trustProxy: this.trustedProxies.length > 0 ? this.trustedProxies : false,
       genReqId: (req) => requestIdOf(req.headers),
       frameworkErrors: (err, req, reply) => { this.sendError(err, req, reply) }
     })
@@ -240,19 +246,14 @@ export class WebService extends MeshService {
     app.post('/api/inference', async (req, reply) => {
       const header = req.headers['x-api-key']
       if (typeof header !== 'string' || !header) throw MeshError.INVALID_API_KEY('missing X-API-Key header')
-      const body = parseRequest(GatewayProtocol.infer, { ...objectBody(req), apiKey: header, stream: false })
+      const body = parseRequest(GatewayProtocol.infer, { ...objectBody(req), apiKey: header, stream: false, clientIp: req.ip })
       // a client that hangs up cancels the generation on the worker
       const ac = new AbortController()
       const onClose = () => { if (!reply.raw.writableFinished) ac.abort() }
       reply.raw.once('close', onClose)
       try {
-        return await this.client('gateway').stream(GatewayProtocol.infer, body, {
-          onChunk () {},
-          signal: ac.signal,
-          idleTimeout: INFER_IDLE_TIMEOUT_MS,
-          connectTimeout: this.rpcTimeoutMs,
-          traceparent: traceparentOf(req)
-        })
+        return await this.client('gateway').stream(GatewayProtocol.infer, body,
+          { onChunk () {}, signal: ac.signal, idleTimeout: INFER_IDLE_TIMEOUT_MS, connectTimeout: this.rpcTimeoutMs, traceparent: traceparentOf(req) })
       } finally {
         reply.raw.off('close', onClose)
       }
@@ -262,11 +263,7 @@ export class WebService extends MeshService {
     registerSafetyRoutes(app, { auth: () => this.client('auth'), gateway: () => this.client('gateway') })
     registerCacheRoutes(app, { gateway: () => this.client('gateway'), rpcTimeoutMs: this.rpcTimeoutMs })
     registerDashboardRoutes(app, {
-      auth: () => this.client('auth'),
-      relayed: this.relayed,
-      gateway: () => this.client('gateway'),
-      registry: () => this.registryListing(),
-      log: this.log,
+      auth: () => this.client('auth'), relayed: this.relayed, gateway: () => this.client('gateway'), registry: () => this.registryListing(), log: this.log,
       webHealth: () => ({
         auth: this.auth?.connected ? 'connected' : 'disconnected',
         gateway: this.gateway?.connected ? 'connected' : 'disconnected',

@@ -43,6 +43,8 @@ export const inferRequest = z.object({
   cache: cacheDirective.optional(),
   /** an idempotency key: a retry with the same id (and the same request) gets the first attempt's answer, charged once */
   requestId: requestIdSchema.optional(),
+  /** the HTTP client's address as the mesh's web service saw it; heeded from that service only */
+  clientIp: z.string().regex(/^[0-9A-Za-z:.%_-]{1,64}$/, 'an IP address').optional(),
   ...generationParams
 }).strict().superRefine((r, ctx) => {
   if ((r.prompt === undefined) === (r.messages === undefined)) ctx.addIssue({ code: 'custom', path: ['messages'], message: 'give exactly one of prompt or messages' })

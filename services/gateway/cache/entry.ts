@@ -20,6 +20,8 @@ export interface CacheEntry {
   paramsKey?: string
   /** written by predictive warm-up */
   warm?: boolean
+  /** in this gateway's memory because another gateway wrote it (and pushed it), not served here yet */
+  pushed?: boolean
 }
 
 /** Bytes an entry takes, roughly: its text twice (UTF-16 in memory), its vector, and a fixed overhead. */

@@ -8,7 +8,7 @@ import type { ChatMessage } from '../../../shared/protocol/inference.ts'
 // Only fields that say how to deliver or account the answer are left out.
 
 /** request fields that never change the answer's text */
-const DELIVERY_FIELDS = new Set(['apiKey', 'model', 'route', 'prompt', 'messages', 'stream', 'traceId', 'cache'])
+const DELIVERY_FIELDS = new Set(['apiKey', 'model', 'route', 'prompt', 'messages', 'stream', 'traceId', 'cache', 'clientIp'])
 
 /** How a caller asks the cache to behave: 'auto' caches deterministic requests only. */
 export type CacheDirective = 'auto' | 'use' | 'no-store'

@@ -34,11 +34,11 @@ export class LocalTier {
     }
   }
 
-  /** Drop entries: all, one scope's, or one model's (within a scope or in all). Returns how many. */
-  purge (filter: { scope?: string, model?: string } = {}): number {
+  /** Drop entries: all, one scope's, or one model's (within a scope or in all), optionally only those made before `before`. Returns how many. */
+  purge (filter: { scope?: string, model?: string, before?: number } = {}): number {
     let n = 0
     for (const [id, e] of this.lru.entries()) {
-      if ((filter.scope === undefined || e.scope === filter.scope) && (filter.model === undefined || e.model === filter.model)) {
+      if ((filter.scope === undefined || e.scope === filter.scope) && (filter.model === undefined || e.model === filter.model) && (filter.before === undefined || e.createdAt < filter.before)) {
         this.lru.delete(id)
         n++
       }

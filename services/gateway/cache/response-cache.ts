@@ -29,6 +29,16 @@ export type CacheableRequest = Record<string, unknown> & { prompt?: string, mess
 
 export interface CacheCaller { readonly signal: AbortSignal, emit (chunk: TokenChunk): void }
 
+/** The output checks of the safety policy in force now, which a replayed answer passes through as a fresh one would. */
+export interface ReplayGuard {
+  pass (text: string): { text: string, stop: boolean }
+  flush (): Promise<{ text: string, stop: boolean }>
+  attach (sink: { release (text: string): void, cut (): void }): void
+}
+
+/** How the pipeline names a request that may be answered from the cache, and checks what is replayed. */
+export interface LookupOptions { id?: string, guard?: ReplayGuard | null }
+
 /** What the answer to a request that missed the cache is kept as. */
 export interface Answer { id: string, chunks: string[], usage: Usage, finishReason: string }
 
@@ -60,7 +70,7 @@ export class ResponseCache {
   constructor (deps: ResponseCacheDeps) {
     this.deps = deps
     this.local = new LocalTier({ maxBytes: deps.config.localMaxBytes })
-    this.shared = new SharedTier(deps.pool, deps.log)
+    this.shared = new SharedTier(deps.pool, deps.gateway, deps.log)
     this.settings = new KeySettings(deps.pool)
     this.hits = new HitLog(deps.pool, deps.log)
     deps.metrics.onScrape('ai_platform_cache_entries', (g) => g.set({ tier: 'local' }, this.local.size))
@@ -76,7 +86,7 @@ export class ResponseCache {
   }
 
   /** Answer from the cache, or say how to keep the answer; null: this request is not for the cache. */
-  async lookup (req: CacheableRequest, messages: ChatMessage[], model: string, identity: KeyIdentity, caller: CacheCaller): Promise<Lookup | null> {
+  async lookup (req: CacheableRequest, messages: ChatMessage[], model: string, identity: KeyIdentity, caller: CacheCaller, opts: LookupOptions = {}): Promise<Lookup | null> {
     const t0 = performance.now()
     if (!this.deps.config.enabled) return null
     const directive = directiveOf(req.cache)
@@ -89,8 +99,8 @@ export class ResponseCache {
     let tier: Tier | null = null
     let similarity: number | null = null
     let entry = this.local.get(scope, key)
-    if (entry) tier = 'local'
-    else {
+    // an entry another gateway wrote (pushed here) counts as a shared-tier hit the first time it serves
+    if (entry) { tier = entry.pushed ? 'shared' : 'local'; entry.pushed = false } else {
       this.count('local', 'miss')
       entry = await this.shared.get(scope, key).catch((err) => { this.deps.log?.warn({ err: (err as Error).message }, 'shared cache tier unreachable; treated as a miss'); return null })
       if (entry) { tier = 'shared'; this.local.set(entry) } else this.count('shared', 'miss')
@@ -112,7 +122,7 @@ export class ResponseCache {
     }
     this.deps.onCacheable?.({ scope, key, model, messages, req, identity, hit: tier })
     if (entry && tier) {
-      const result = await this.answer(entry, tier, similarity, req, messages, identity, caller, t0)
+      const result = await this.answer(entry, tier, similarity, req, messages, identity, caller, t0, opts)
       if (result) return { result }
     }
     return {
@@ -142,8 +152,8 @@ export class ResponseCache {
   }
 
   /** The hit as an answer: replayed, recorded and billed. Null if its price could not be covered. */
-  private async answer (entry: CacheEntry, tier: Tier, similarity: number | null, req: CacheableRequest, messages: ChatMessage[], identity: KeyIdentity, caller: CacheCaller, t0: number): Promise<InferResult | null> {
-    const id = crypto.randomUUID()
+  private async answer (entry: CacheEntry, tier: Tier, similarity: number | null, req: CacheableRequest, messages: ChatMessage[], identity: KeyIdentity, caller: CacheCaller, t0: number, opts: LookupOptions): Promise<InferResult | null> {
+    const id = opts.id ?? crypto.randomUUID()
     const cost = Math.round(this.deps.config.priceFraction * this.deps.pricing.cost(entry.model, entry.usage.promptTokens, entry.usage.completionTokens))
     if (this.deps.ledger) {
       const recorded = this.hits.record({
@@ -154,13 +164,15 @@ export class ResponseCache {
       // a priced hit is served only once its charge is committed; a free one does not wait for its row
       if (cost > 0 && !await recorded) return null
     }
+    // the answer was kept under the policy of its day: it passes today's output checks before anyone sees it
+    const replay = opts.guard ? await recheck(entry.chunks, opts.guard) : { chunks: entry.chunks, cut: false }
     this.count(tier, 'hit')
     if (entry.warm) this.deps.metrics.counter('ai_platform_cache_warm_hits_total').inc()
-    if (req.stream === true) entry.chunks.forEach((text, i) => caller.emit(i === 0 ? { text, cached: true } : { text }))
+    if (req.stream === true) replay.chunks.forEach((text, i) => caller.emit(i === 0 ? { text, cached: true } : { text }))
     const how = tier === 'semantic' ? `a semantic match (similarity ${similarity!.toFixed(3)})` : `the ${tier} cache`
     return {
-      id, model: entry.model, worker: 'cache', text: req.stream === true ? '' : entry.chunks.join(''), usage: entry.usage, costUsd: toUsd(cost),
-      finishReason: entry.finishReason, ttftMs: 0, durationMs: Math.round((performance.now() - t0) * 1000) / 1000,
+      id, model: entry.model, worker: 'cache', text: req.stream === true ? '' : replay.chunks.join(''), usage: entry.usage, costUsd: toUsd(cost),
+      finishReason: replay.cut ? 'content_filter' : entry.finishReason, ttftMs: 0, durationMs: Math.round((performance.now() - t0) * 1000) / 1000,
       routing: { strategy: 'cache', reason: `answered from ${how}: the answer to request ${entry.sourceId}`, score: similarity, attempts: 0 },
       cached: true, cache: { tier, sourceId: entry.sourceId, ...(similarity !== null ? { similarity } : {}) }
     }
@@ -175,7 +187,7 @@ export class ResponseCache {
 
   async open (): Promise<void> {
     if (!this.deps.config.enabled) return
-    await this.shared.listen((f) => { this.local.purge(f) }).catch((err) => this.deps.log?.warn({ err: (err as Error).message }, 'cache purges from other gateways will not be heard'))
+    await this.shared.listen({ purge: (f) => { this.local.purge(f) }, put: (e) => this.local.set({ ...e, pushed: true }) }).catch((err) => this.deps.log?.warn({ err: (err as Error).message }, 'cache purges from other gateways will not be heard'))
     this.pruneTimer = setInterval(() => {
       this.shared.prune(this.deps.config.sharedMaxBytes).catch((err) => this.deps.log?.warn({ err: (err as Error).message }, 'cache prune failed'))
     }, this.deps.config.pruneEveryMs)
@@ -187,6 +199,22 @@ export class ResponseCache {
     await this.hits.close()
     this.shared.close()
   }
+}
+
+/** A kept answer through an output guard, frame by frame: what passes, and whether the guard cut it. */
+async function recheck (chunks: string[], guard: ReplayGuard): Promise<{ chunks: string[], cut: boolean }> {
+  const out: string[] = []
+  let cut = false
+  guard.attach({ release: (text) => { if (text && !cut) out.push(text) }, cut: () => { cut = true } })
+  for (const c of chunks) {
+    const p = guard.pass(c)
+    if (p.text) out.push(p.text)
+    if (p.stop) cut = true
+    if (cut) return { chunks: out, cut }
+  }
+  const f = await guard.flush()
+  if (f.text) out.push(f.text)
+  return { chunks: out, cut: cut || f.stop }
 }
 
 function lastUserText (messages: ChatMessage[]): string {

@@ -63,9 +63,13 @@ export class Warmup {
     if (h) { h.uses = h.uses * Math.pow(0.5, (now - h.at) / (10 * this.opts.everyMs)) + 1; h.at = now } else this.hot.set(id, { scope: c.scope, key: c.key, model: c.model, messages: c.messages, params, uses: 1, at: now, due: false })
   }
 
-  /** A model's registry entry changed in a way that changes its answers: its entries go, its hot prompts are warmed again. */
-  async modelChanged (model: string): Promise<void> {
-    await this.cache.purge({ model }).catch((err) => this.log?.warn({ err: (err as Error).message, model }, 'could not purge a changed model\'s cache entries'))
+  /**
+   * A model's registry entry changed at `at` (the registry's clock) in a way that changes its answers:
+   * its entries made before then go, and its hot prompts are warmed again. Entries made since (by a
+   * gateway that heard of the change sooner and warmed already) stay.
+   */
+  async modelChanged (model: string, at: number): Promise<void> {
+    await this.cache.purge({ model, before: at }).catch((err) => this.log?.warn({ err: (err as Error).message, model }, 'could not purge a changed model\'s cache entries'))
     for (const h of this.hot.values()) if (h.model === model) h.due = true
     if (this.enabled) await this.round()
   }

@@ -12,11 +12,12 @@ import type { InferResult } from '../../../shared/protocol/gateway.ts'
 import type { WorkerDispatch } from '../dispatch.ts'
 import type { ModelCandidate } from '../router.ts'
 import { AnomalyDetector, type Alert } from './anomaly.ts'
+import { AlertWebhook } from './webhook.ts'
 import { SafetyEvents } from './events.ts'
 import { ModerationModel } from './model-moderation.ts'
 import { moderate } from './moderate.ts'
-import { OutputGuard } from './output-moderation.ts'
-import { effectivePolicy, type SafetyPolicy } from './policy.ts'
+import { OutputGuard, type WindowModel } from './output-moderation.ts'
+import { cutsOutput, effectivePolicy, type SafetyPolicy } from './policy.ts'
 import { precheck, type Decision } from './precheck.ts'
 
 // The safety layer as the gateway's request pipeline meets it: `admit` runs after the key is
@@ -30,10 +31,22 @@ export interface SafetyConfig {
   defaultPolicy: SafetyPolicy
   /** put redacted items back into the answer */
   restoreRedacted: boolean
-  /** ask the mesh's moderation model (a model tagged `moderation`) about prompts under block, when one is served */
+  /** ask the mesh's moderation model (a model tagged `moderation`), when one is served: prompts under block, answers under block and redact */
   useModel: boolean
-  anomaly: { threshold: number, action: 'alert' | 'suspend', webhook: string | null }
+  /** the model on answers: characters per window, its verdict's timeout, what no verdict means, classifications at once */
+  outputModel?: { window: number, timeoutMs: number, failClosed: boolean, maxInflight: number }
+  anomaly: {
+    threshold: number
+    action: 'alert' | 'suspend'
+    webhook: string | null
+    /** signs the webhook's bodies (webhook.ts) */
+    webhookSecret?: string | null
+    webhookTimeoutMs?: number
+    webhookAttempts?: number
+  }
 }
+
+export const DEFAULT_OUTPUT_MODEL = { window: 400, timeoutMs: 5000, failClosed: false, maxInflight: 32 }
 
 export interface SafetyDeps {
   config: SafetyConfig
@@ -45,6 +58,8 @@ export interface SafetyDeps {
   sessionUser: (token: string) => Promise<PublicUser>
   candidates: () => ModelCandidate[]
   dispatch: WorkerDispatch
+  /** the configured kind of a mesh member's key (null: anyone else): only the web service may name an HTTP client */
+  memberKind?: (remoteKey: string) => string | null
   /** the clock, ms (tests and benchmarks pass their own) */
   now?: () => number
 }
@@ -68,6 +83,8 @@ export class SafetyLayer {
   private readonly now: () => number
   private readonly tracked = new WeakMap<object, { keyId: string }>()
   private readonly moderating = new Map<string, number>()
+  private readonly webhook: AlertWebhook | null
+  private readonly outputModel: NonNullable<SafetyConfig['outputModel']>
   /** the request whose anomaly check is running (alerts fire inside it) */
   private current: { id: string } | null = null
 
@@ -76,14 +93,19 @@ export class SafetyLayer {
     this.now = deps.now ?? Date.now
     this.events = new SafetyEvents(deps.pool, deps.metrics, deps.log)
     this.anomaly = new AnomalyDetector({ threshold: deps.config.anomaly.threshold, onAlert: (a) => this.alert(a) })
-    this.moderation = new ModerationModel(deps.candidates, deps.dispatch)
+    this.outputModel = deps.config.outputModel ?? DEFAULT_OUTPUT_MODEL
+    this.moderation = new ModerationModel(deps.candidates, deps.dispatch, this.outputModel.maxInflight)
+    const a = deps.config.anomaly
+    this.webhook = a.webhook
+      ? new AlertWebhook({ url: a.webhook, secret: a.webhookSecret ?? null, timeoutMs: a.webhookTimeoutMs ?? 5000, attempts: a.webhookAttempts ?? 3, log: deps.log })
+      : null
   }
 
   start (): void { this.events.start() }
   close (): Promise<void> { return this.events.close() }
 
   /** Whether `identity` may send this request on, and in what form; throws the refusal. */
-  async admit (identity: KeyIdentity, req: { id: string, model: string, messages: ChatMessage[], caller: { signal: AbortSignal, remoteKey?: string } }): Promise<RequestGuard | null> {
+  async admit (identity: KeyIdentity, req: { id: string, model: string, messages: ChatMessage[], caller: { signal: AbortSignal, remoteKey?: string }, clientIp?: string }): Promise<RequestGuard | null> {
     const { keyId, userId } = identity
     this.checkKey(identity)
     this.tracked.set(req.caller, { keyId })
@@ -94,7 +116,7 @@ export class SafetyLayer {
       throw MeshError.RATE_LIMITED(`this key's requests are being refused or failing in a burst; slowed down, retry in ${wait} s`, wait)
     }
     this.current = req
-    try { this.anomaly.request(keyId, userId, req.caller.remoteKey ?? null, req.model, now) } finally { this.current = null }
+    try { this.anomaly.request(keyId, userId, this.sourceOf(req.caller.remoteKey, req.clientIp), req.model, now) } finally { this.current = null }
     const policy = effectivePolicy(identity.safety, identity.accountSafety, this.deps.config.defaultPolicy)
     if (policy === 'off') return null
     const pre = precheck(req.messages, policy)
@@ -119,9 +141,46 @@ export class SafetyLayer {
     const output = new OutputGuard({
       policy,
       restore: this.deps.config.restoreRedacted && pre.placeholders.size > 0 ? pre.placeholders : null,
-      onFinding: (f) => this.events.record({ requestId: req.id, keyId, userId, stage: 'output', detector: f.detector, category: f.category, action: policy === 'flag' ? 'flag' : 'filter' })
+      onFinding: (f) => this.events.record({ requestId: req.id, keyId, userId, stage: 'output', detector: f.detector, category: f.category, action: policy === 'flag' ? 'flag' : 'filter' }),
+      model: this.answerModel(policy, pre.messages, req.caller.signal)
     })
     return { messages: pre.messages, changed: pre.placeholders.size > 0, output }
+  }
+
+  /** The guard for a replayed (cached) answer: the output checks of the policy in force now; null under off. */
+  replayGuard (identity: KeyIdentity, req: { id: string, messages: ChatMessage[], signal: AbortSignal }): OutputGuard | null {
+    const policy = effectivePolicy(identity.safety, identity.accountSafety, this.deps.config.defaultPolicy)
+    if (policy === 'off') return null
+    const { keyId, userId } = identity
+    return new OutputGuard({
+      policy,
+      restore: null,
+      onFinding: (f) => this.events.record({ requestId: req.id, keyId, userId, stage: 'output', detector: f.detector, category: f.category, action: policy === 'flag' ? 'flag' : 'filter' }),
+      model: this.answerModel(policy, req.messages, req.signal)
+    })
+  }
+
+  /** The moderation model judging answers under a policy that cuts them, when the mesh serves one. */
+  private answerModel (policy: SafetyPolicy, prompt: ChatMessage[], signal: AbortSignal): WindowModel | null {
+    if (!cutsOutput(policy) || !this.deps.config.useModel) return null
+    const model = this.moderation.model()
+    if (!model) return null
+    const { window, timeoutMs, failClosed } = this.outputModel
+    return {
+      window,
+      failClosed,
+      classify: async (text) => {
+        const v = await this.moderation.classifyAnswer(model, prompt, text, signal, timeoutMs)
+        if (!v) this.deps.metrics.counter('ai_platform_safety_model_unavailable_total').inc({ stage: 'output' })
+        return v ? v.categories : null
+      }
+    }
+  }
+
+  /** Where a request came from, for the anomaly baseline: the HTTP client's address when the mesh's web service relays it, else the calling peer. */
+  private sourceOf (remoteKey: string | undefined, clientIp: string | undefined): string | null {
+    if (clientIp && remoteKey && this.deps.memberKind?.(remoteKey) === 'web') return 'ip:' + clientIp
+    return remoteKey ? 'peer:' + remoteKey : null
   }
 
   /** Refuse a key suspended pending review (every request that spends: inference, embeddings, moderation). */
@@ -177,7 +236,7 @@ export class SafetyLayer {
 
   /** A key scored over the threshold: count, record, report to auth (which suspends if asked), and call the webhook. */
   private alert (a: Alert): void {
-    const { action, webhook } = this.deps.config.anomaly
+    const { action } = this.deps.config.anomaly
     const requestId = this.current?.id ?? crypto.randomUUID()
     this.deps.metrics.counter('ai_platform_anomaly_alerts_total').inc({ action })
     this.events.record({ requestId, keyId: a.keyId, userId: a.userId, stage: 'key', detector: 'anomaly', category: 'traffic', action: action === 'suspend' ? 'suspend' : 'alert' })
@@ -185,13 +244,6 @@ export class SafetyLayer {
     const signals = Object.fromEntries(Object.entries(a.signals).map(([k, v]) => [k, Math.round(v * 100) / 100]))
     this.deps.auth().call(AuthSafetyProtocol.reportKeyAnomaly, { keyId: a.keyId, score: a.score, signals, suspend: action === 'suspend' }, 15_000)
       .catch((err) => this.deps.log.error({ keyId: a.keyId, err: (err as Error).message }, 'anomaly alert not recorded at auth'))
-    if (webhook) {
-      fetch(webhook, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ event: 'apikey.anomaly', keyId: a.keyId, userId: a.userId, score: a.score, signals, action, at: new Date(a.at).toISOString() }),
-        signal: AbortSignal.timeout(5000)
-      }).catch((err) => this.deps.log.warn({ err: (err as Error).message }, 'anomaly webhook failed'))
-    }
+    void this.webhook?.send({ event: 'apikey.anomaly', keyId: a.keyId, userId: a.userId, score: a.score, signals, action, at: new Date(a.at).toISOString() })
   }
 }

@@ -16,8 +16,9 @@ const HAZARDS: Record<string, Category> = {
   S8: 'illicit', S9: 'violence', S10: 'hate', S11: 'self_harm', S12: 'sexual', S13: 'illicit', S14: 'illicit'
 }
 const TIMEOUT_MS = 15_000
-const MAX_INFLIGHT = 32
 const LOOKUP_MS = 1000
+/** characters of the prompt sent along when an answer is judged (the model reads the answer in its context) */
+const PROMPT_CONTEXT = 2000
 
 export interface Classification { model: string, safe: boolean, categories: Category[] }
 
@@ -35,12 +36,15 @@ export function parseVerdict (text: string): { safe: boolean, categories: Catego
 export class ModerationModel {
   private readonly candidates: () => ModelCandidate[]
   private readonly dispatch: WorkerDispatch
+  private readonly maxInflight: number
   private inflight = 0
   private found: { at: number, model: string | null } = { at: 0, model: null }
 
-  constructor (candidates: () => ModelCandidate[], dispatch: WorkerDispatch) {
+  /** `maxInflight`: classifications at once across all requests; past it a request gets no verdict */
+  constructor (candidates: () => ModelCandidate[], dispatch: WorkerDispatch, maxInflight = 32) {
     this.candidates = candidates
     this.dispatch = dispatch
+    this.maxInflight = maxInflight
   }
 
   /** The moderation model served now (`preferred` if it is one), or null; looked up once a second. */
@@ -52,11 +56,11 @@ export class ModerationModel {
   }
 
   /** The model's verdict on `messages`, or null when it gave none (busy, failed, or said something else). */
-  async classify (model: string, messages: ChatMessage[], signal?: AbortSignal): Promise<Classification | null> {
-    if (this.inflight >= MAX_INFLIGHT) return null
+  async classify (model: string, messages: ChatMessage[], signal?: AbortSignal, timeoutMs = TIMEOUT_MS): Promise<Classification | null> {
+    if (this.inflight >= this.maxInflight || signal?.aborted) return null
     this.inflight++
     const stop = new AbortController()
-    const timer = setTimeout(() => stop.abort(), TIMEOUT_MS)
+    const timer = setTimeout(() => stop.abort(), timeoutMs)
     const onAbort = () => stop.abort()
     signal?.addEventListener('abort', onAbort, { once: true })
     let text = ''
@@ -67,7 +71,7 @@ export class ModerationModel {
         onChunk: (c) => { if (typeof c?.text === 'string' && text.length < 512) text += c.text; return null },
         mayRetry: () => true
       })
-      if (!out.ok) return null
+      if (!out.ok || stop.signal.aborted) return null
       const verdict = parseVerdict(text)
       return verdict ? { model, ...verdict } : null
     } finally {
@@ -75,5 +79,13 @@ export class ModerationModel {
       signal?.removeEventListener('abort', onAbort)
       this.inflight--
     }
+  }
+
+  /** The model's verdict on a piece of an answer, read as the assistant's turn after the user's last prompt. */
+  classifyAnswer (model: string, prompt: ChatMessage[], answer: string, signal: AbortSignal | undefined, timeoutMs: number): Promise<Classification | null> {
+    const last = [...prompt].reverse().find((m) => m.role === 'user')
+    const messages: ChatMessage[] = last ? [{ role: 'user', content: last.content.slice(-PROMPT_CONTEXT) }] : []
+    messages.push({ role: 'assistant', content: answer })
+    return this.classify(model, messages, signal, timeoutMs)
   }
 }

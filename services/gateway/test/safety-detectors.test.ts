@@ -39,14 +39,14 @@ test('pre-check: redact gives one placeholder per item and keeps the system prom
 })
 
 /** Drive a guard with `tokens` as a stream would; what the caller receives, and whether it was cut. */
-function drive (guard: OutputGuard, tokens: string[]): { text: string, cut: boolean } {
+async function drive (guard: OutputGuard, tokens: string[]): Promise<{ text: string, cut: boolean }> {
   let text = ''
   for (const tok of tokens) {
     const p = guard.pass(tok)
     text += p.text
     if (p.stop) return { text, cut: true }
   }
-  const f = guard.flush()
+  const f = await guard.flush()
   return { text: text + f.text, cut: f.stop }
 }
 
@@ -54,18 +54,18 @@ test('output guard: a phrase split across tokens is caught before it is released
   const found: string[] = []
   const words = 'Well, the first thing is how to make a pi pe bomb and then the rest of it goes on'.split(/(?=\s)/)
   const tokens = words.flatMap((w) => w === ' pi' ? [' pi'] : w === ' pe' ? ['pe'] : [w])
-  const cut = drive(new OutputGuard({ policy: 'block', restore: null, onFinding: (f) => found.push(f.category) }), tokens)
+  const cut = await drive(new OutputGuard({ policy: 'block', restore: null, onFinding: (f) => found.push(f.category) }), tokens)
   t.ok(cut.cut, 'the answer is cut')
   t.ok(!cut.text.includes('bomb') && !cut.text.includes('pipe'), 'nothing of the phrase reached the caller: ' + JSON.stringify(cut.text))
   t.alike(found, ['violence'])
 
   const flagged: string[] = []
-  const passed = drive(new OutputGuard({ policy: 'flag', restore: null, onFinding: (f) => flagged.push(f.category) }), tokens)
+  const passed = await drive(new OutputGuard({ policy: 'flag', restore: null, onFinding: (f) => flagged.push(f.category) }), tokens)
   t.absent(passed.cut, 'under flag the answer is not cut')
   t.is(passed.text, tokens.join(''), 'and passes whole')
   t.alike(flagged, ['violence'], 'but the finding is recorded')
 
   const restore = new Map([['[EMAIL_1]', 'ann@example.com']])
-  const back = drive(new OutputGuard({ policy: 'redact', restore, onFinding: () => {} }), ['Write to ', '[EM', 'AIL', '_1', '] today, or [EMAIL_2] ', 'and [brackets] stay.'])
+  const back = await drive(new OutputGuard({ policy: 'redact', restore, onFinding: () => {} }), ['Write to ', '[EM', 'AIL', '_1', '] today, or [EMAIL_2] ', 'and [brackets] stay.'])
   t.is(back.text, 'Write to ann@example.com today, or [EMAIL_2] and [brackets] stay.', 'a placeholder split over tokens is restored; unknown ones stay')
 })

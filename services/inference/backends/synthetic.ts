@@ -23,7 +23,7 @@ function countWords (messages: ChatMessage[]): number {
   return Math.max(1, messages.reduce((n, m) => n + m.content.split(/\s+/).filter(Boolean).length, 0))
 }
 
-/** The synthetic classifier's deterministic verdict on the last user message. */
+/** The synthetic classifier's deterministic verdict on the last turn (the user's prompt, or the answer to judge). */
 const HAZARD_WORDS: Array<[RegExp, string]> = [
   [/\b(?:bomb|explosives?|shoot|murder|stab)\b/i, 'S1'],
   [/\b(?:meth|heroin|fentanyl|launder|counterfeit)\b/i, 'S2'],
@@ -31,7 +31,7 @@ const HAZARD_WORDS: Array<[RegExp, string]> = [
   [/\b(?:exterminate|subhuman)\b/i, 'S10']
 ]
 export function syntheticVerdict (messages: ChatMessage[]): string {
-  const last = [...messages].reverse().find((m) => m.role === 'user') ?? messages[messages.length - 1]
+  const last = messages[messages.length - 1]
   const content = typeof last?.content === 'string' ? last.content : ''
   const codes = HAZARD_WORDS.filter(([re]) => re.test(content)).map(([, code]) => code)
   return codes.length ? `unsafe\n${codes.join(',')}` : 'safe'

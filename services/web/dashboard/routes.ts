@@ -172,8 +172,11 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
   }))
   app.get('/dashboard/keys', htmlRoute(async (req, ctx) => {
     const u = await user(req, ctx)
-    const { keys } = await deps.auth().call(AuthProtocol.listApiKeys, { token: u.token })
-    return keysPage(ctx.user!, keys)
+    const [{ keys }, safety] = await Promise.all([
+      deps.auth().call(AuthProtocol.listApiKeys, { token: u.token }),
+      optional(deps.auth().call(AuthSafetyProtocol.accountSafetyPolicy, { token: u.token }))
+    ])
+    return keysPage(ctx.user!, keys, safety)
   }))
   app.get('/dashboard/keys/:id', htmlRoute(async (req, ctx) => {
     const u = await user(req, ctx)
@@ -286,6 +289,10 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
     api.patch('/keys/:id/safety', async (req) => {
       const u = await sessions.user(req)
       return deps.auth().call(AuthSafetyProtocol.setApiKeySafety, parseRequest(AuthSafetyProtocol.setApiKeySafety, { token: u.token, id: (req.params as { id: string }).id, safety: body(req).safety ?? null }))
+    })
+    api.put('/safety', async (req) => {
+      const u = await sessions.user(req)
+      return deps.auth().call(AuthSafetyProtocol.accountSafetyPolicy, parseRequest(AuthSafetyProtocol.accountSafetyPolicy, { token: u.token, safety: body(req).safety ?? null }))
     })
     api.delete('/keys/:id', async (req) => {
       const u = await sessions.user(req)

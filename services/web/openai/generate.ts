@@ -68,7 +68,7 @@ export async function generateWhole (req: FastifyRequest, reply: FastifyReply, g
   reply.raw.once('close', () => { if (!reply.raw.writableFinished && g.idempotencyKey === undefined) ac.abort() })
   try {
     const results = await Promise.all(g.choices.map((choice, index) => g.gateway().stream(GatewayProtocol.infer,
-      { ...choice, apiKey: g.apiKey, stream: false, traceId: String(req.id), ...cacheRequestField(req), ...partKey(g.idempotencyKey, index) },
+      { ...choice, apiKey: g.apiKey, stream: false, traceId: String(req.id), ...cacheRequestField(req), ...partKey(g.idempotencyKey, index), clientIp: req.ip },
       { onChunk () {}, signal: ac.signal, idleTimeout: IDLE_TIMEOUT_MS, connectTimeout: g.rpcTimeoutMs, traceparent: traceparentOf(req) }
     ).catch((err: unknown) => { ac.abort(); throw err })))
     const ignored = ignoredHeader(results, g.unused)
@@ -108,7 +108,7 @@ export async function generateStream (req: FastifyRequest, reply: FastifyReply, 
     const results = await Promise.all(g.choices.map(async (choice, index) => {
       let first = true
       try {
-        const r = await g.gateway().stream(GatewayProtocol.infer, { ...choice, apiKey: g.apiKey, stream: true, traceId: String(req.id), ...cacheRequestField(req), ...partKey(g.idempotencyKey, index) }, {
+        const r = await g.gateway().stream(GatewayProtocol.infer, { ...choice, apiKey: g.apiKey, stream: true, traceId: String(req.id), ...cacheRequestField(req), ...partKey(g.idempotencyKey, index), clientIp: req.ip }, {
           signal: cancel,
           idleTimeout: IDLE_TIMEOUT_MS,
           connectTimeout: g.rpcTimeoutMs,

@@ -8,7 +8,7 @@ import type { Maybe } from '../maybe.ts'
 // A key's safety card: its policy (and a form to change it), a suspension or anomaly alert, and
 // the latest safety decisions on its requests (detector, category, action; never the text).
 
-const POLICY_HELP: Record<string, string> = {
+export const POLICY_HELP: Record<string, string> = {
   '': 'the account\'s policy, else the operator\'s default',
   off: 'nothing is inspected',
   flag: 'prompts and answers are inspected and findings recorded; nothing changes',
@@ -41,5 +41,22 @@ export function safetyCard (k: ApiKeyInfo, events: Maybe<SafetyEvent[]>): string
   </form>` : ''}
   <h3 class="sub-head">Recent decisions</h3>
   ${list}
+</section>`
+}
+
+/** The account's own policy: what every key that sets none follows (empty: the operator's default). */
+export function accountSafetyCard (safety: Maybe<{ safety: string | null }>): string {
+  if (!safety.ok) return `<section class="card" data-card="account-safety"><div class="card-head"><h2>Account safety policy</h2></div><p class="muted">The account's safety policy is not available right now: ${esc(safety.error)}</p></section>`
+  const current = safety.value.safety ?? ''
+  const help: Record<string, string> = { ...POLICY_HELP, '': 'the operator\'s default' }
+  const options = Object.entries(help).map(([v, h]) => `<option value="${esc(v)}"${v === current ? ' selected' : ''}>${esc(v || 'default')} — ${esc(h)}</option>`).join('')
+  return `<section class="card" data-card="account-safety">
+  <div class="card-head"><h2>Account safety policy</h2><span class="muted">Policy <span class="chip" data-account-safety>${esc(current || 'default')}</span></span></div>
+  <p class="muted">Every key that sets no policy of its own follows this one; a key's own policy (on its page) comes first.</p>
+  <form class="create" data-form="account-safety" novalidate>
+    <label class="grow">Policy<select name="safety">${options}</select></label>
+    <button class="btn" type="submit">Save</button>
+    <p class="form-error" data-error role="alert" hidden></p>
+  </form>
 </section>`
 }

@@ -3,6 +3,8 @@ import { esc } from '../escape.ts'
 import { fmtDate } from '../format.ts'
 import { empty, heading, page } from '../layout.ts'
 import type { SessionUser } from '../session.ts'
+import type { Maybe } from '../maybe.ts'
+import { accountSafetyCard } from './key-safety.ts'
 
 // The API keys page: the form that creates a key (shown once, by app.js) and the list of keys.
 
@@ -26,7 +28,7 @@ function keyRow (k: ApiKeyInfo): string {
   </tr>`
 }
 
-export function keysPage (user: SessionUser, keys: ApiKeyInfo[]): string {
+export function keysPage (user: SessionUser, keys: ApiKeyInfo[], accountSafety: Maybe<{ safety: string | null }>): string {
   const active = keys.filter((k) => k.status === 'active').length
   const table = `<div class="table-wrap"${keys.length === 0 ? ' hidden' : ''}><table class="table" data-table="keys">
   <thead><tr><th>Name</th><th>Key</th><th>Scopes</th><th>Created</th><th>Expires</th><th>Last used</th><th>Status</th><th><span class="sr">Actions</span></th></tr></thead>
@@ -58,6 +60,7 @@ export function keysPage (user: SessionUser, keys: ApiKeyInfo[]): string {
 <section class="card">
   <div class="card-head"><h2>Your keys</h2></div>
   ${table}
-</section>`
+</section>
+${accountSafetyCard(accountSafety)}`
   })
 }

@@ -108,6 +108,16 @@ const forms = {
     })
   },
 
+  // the account's own policy (empty: the operator's default applies)
+  'account-safety' (form) {
+    return submitting(form, async () => {
+      const safety = String(new FormData(form).get('safety') || '')
+      await api('PUT', '/api/dashboard/safety', { safety: safety || null })
+      try { sessionStorage.setItem('hyperinfer-toast', `Account safety policy: ${safety || 'default'}`) } catch {}
+      location.reload()
+    })
+  },
+
   login (form) {
     return submitting(form, async () => {
       const f = new FormData(form)
