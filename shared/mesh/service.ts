@@ -122,6 +122,9 @@ export abstract class MeshService {
 
   /** The gate in front of every handler: the caller's role first, then the credential, before any parsing. */
   private async authorize (remoteKey: string, def: MethodDef<any, any, any>, raw: unknown, peer: Peer, dialled?: PeerRole): Promise<void> {
+    // a channel that outlived its peer's cut-off is refused too (members are never banned)
+    const banned = this.strikes.secondsLeft(remoteKey)
+    if (banned > 0) throw MeshError.RATE_LIMITED(`too many failed credentials from this peer; retry in ${banned} s`, banned, { scope: 'client' })
     const roles = this.callerRoles(remoteKey, peer)
     if (dialled) roles.add(dialled)
     if (!rolesAllow(def.callers, roles)) throw MeshError.FORBIDDEN(`method '${def.name}' is open to ${def.callers?.from.join(', ') || 'nobody'} only`)
@@ -167,9 +170,16 @@ export abstract class MeshService {
     this.log.info({ publicKey: this.publicKey }, `${this.name} listening`)
   }
 
-  /** Close every connection a peer holds (it is refused at the handshake while its ban lasts). */
+  /**
+   * Close every connection a peer holds, the encrypted stream under each channel included, so a new
+   * channel needs a new handshake, which is refused while its ban lasts.
+   */
   private cutOff (remoteKey: string): void {
-    for (const p of this.peers) if (p.remoteKey === remoteKey) p.destroy()
+    for (const p of this.peers) {
+      if (p.remoteKey !== remoteKey) continue
+      p.destroy()
+      p.channel.stream?.destroy()
+    }
   }
 
   info () {

@@ -55,8 +55,14 @@ export class PeerStrikes {
 
   /** Whether a peer is refused now. */
   banned (remoteKey: string): boolean {
+    return this.secondsLeft(remoteKey) > 0
+  }
+
+  /** Whole seconds until a peer's ban ends (0: not banned). */
+  secondsLeft (remoteKey: string): number {
     const e = this.entries.get(remoteKey)
-    return e !== undefined && e.bannedUntil > this.now()
+    const left = e ? e.bannedUntil - this.now() : 0
+    return left > 0 ? Math.ceil(left / 1000) : 0
   }
 
   /** Make room: peers whose window and ban are over go, then the oldest, a tenth of the map at a time. */
