@@ -23,6 +23,7 @@ import { benchStartup } from './bench-startup.ts'
 import { BenchHttp } from './bench-http.ts'
 import { benchCache } from './bench-cache.ts'
 import { benchLearned } from './bench-learned.ts'
+import { benchSoak } from './bench-soak.ts'
 import { MeshClient } from '../shared/mesh/client.ts'
 import { createDHT } from '../shared/mesh/dht.ts'
 import { wireJson } from '../shared/mesh/wire.ts'
@@ -199,7 +200,8 @@ try {
     ['safety', 'the safety pre-check', benchSafety], // the same request with key safety off, flag and redact
     ['startup', 'start-up as a user runs it', benchStartup], // `hyperinfer --help`, a warm `npm start`, `hyperinfer infer` to first token
     ['cache', 'response cache', benchCache], // misses against local and shared hits; semantic hit and false-hit rates
-    ['learned', 'learned routing in simulation', benchLearned] // regret against an oracle, with drift
+    ['learned', 'learned routing in simulation', benchLearned], // regret against an oracle, with drift
+    ['soak', 'soak: three minutes of steady mixed load', benchSoak] // RSS slope per process, descriptors, p99 over time
   ]
   for (const [key, title, bench] of sections) {
     console.log(`\nbench: ${title}…`)
