@@ -203,7 +203,9 @@ export class LocalMesh {
     if (this.stopping) throw new Error(`the mesh is stopping: ${name} not started`)
     const logFile = path.join(this.home, 'logs', `${name}.log`)
     const out = this.opts.inheritLogs ? null : fs.openSync(logFile, 'a')
-    const proc = spawn(process.execPath, entryArgs(`services/${service}/index`), {
+    // NODE_ARGS in a child's env: node flags NODE_OPTIONS refuses (--cpu-prof, to profile one service)
+    const nodeArgs = env.NODE_ARGS ? env.NODE_ARGS.split(' ').filter(Boolean) : []
+    const proc = spawn(process.execPath, [...nodeArgs, ...entryArgs(`services/${service}/index`)], {
       cwd: PACKAGE_ROOT,
       env: { ...process.env, ...env },
       // the IPC channel closes when this process dies, however it dies; the child then stops itself
