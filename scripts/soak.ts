@@ -4,7 +4,7 @@
 // than SOAK_MAX_SLOPE MB/min after warm-up (even the slope's 95% lower bound: a slope over it whose
 // bound is not is reported 'noisy', for a longer run to decide), its descriptors keep growing, p99
 // drifts, or a request fails.
-// SOAK_WARMUP (s, default a fifth of the run, at most 120), SOAK_INTERVAL (s), SOAK_RPS, SOAK_LANES.
+// SOAK_WARMUP (s, default a third of the run, at most 300: the workers settle after about 3 minutes), SOAK_INTERVAL (s), SOAK_RPS, SOAK_LANES.
 import os from 'node:os'
 import path from 'node:path'
 import { formatTable } from './bench-lib.ts'
@@ -20,7 +20,7 @@ const num = (name: string, def: number) => {
 const seconds = num('SOAK_SECONDS', 600)
 const opts = {
   seconds,
-  warmupSeconds: num('SOAK_WARMUP', Math.min(120, Math.round(seconds / 5))),
+  warmupSeconds: num('SOAK_WARMUP', Math.min(300, Math.round(seconds / 3))),
   intervalSeconds: num('SOAK_INTERVAL', Math.max(2, Math.round(seconds / 120))),
   rps: num('SOAK_RPS', 150),
   lanes: num('SOAK_LANES', 24),
