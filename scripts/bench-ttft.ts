@@ -5,7 +5,8 @@
 //       through the gateway; the difference of the medians is the gateway's share.
 //   (b) a burst: 10,000 streams opened at once through the gateway by one SDK client, on a worker
 //       at 4 tokens/s (first token after 250 ms): time to first token over the burst, how long
-//       until all have ended, and the gateway's peak memory.
+//       until all have ended, the gateway's and the worker's peak memory (together under 1 GB) and
+//       the CPU seconds each spent on the burst.
 // Standalone: `npx tsx scripts/bench-ttft.ts` (BENCH_SCALE shortens (a); BURST_STREAMS sizes (b)).
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -29,6 +30,14 @@ function peakRssMb (pid: number | undefined): number {
   try {
     const line = fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmHWM:'))
     return line ? Number(line.split(/\s+/)[1]) / 1024 : NaN
+  } catch { return NaN } // not Linux, or the process is gone: the column says so
+}
+
+/** user + system CPU seconds of a process since `from` (Linux, clock ticks of 10 ms; NaN elsewhere) */
+function cpuSeconds (pid: number | undefined, from: number): number {
+  try {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    return (Number(f[11]) + Number(f[12])) / 100 - from
   } catch { return NaN } // not Linux, or the process is gone: the column says so
 }
 
@@ -100,6 +109,11 @@ export async function benchTtft (scale: number): Promise<Row[]> {
     await sdk.inference({ model: 'slow', prompt: 'warm', maxTokens: 1 })
     const ttft: number[] = []
     let errors = 0
+    // the slow model's worker is inference-2; CPU seconds each spent on the burst (the machine's load moves time, not these)
+    const gw = mesh.children.get('gateway')?.proc.pid
+    const wk = mesh.children.get('inference-2')?.proc.pid
+    const gwCpu = cpuSeconds(gw, 0)
+    const wkCpu = cpuSeconds(wk, 0)
     const t0 = process.hrtime.bigint()
     await Promise.all(Array.from({ length: streams }, async (_, i) => {
       const s = sdk!.stream({ model: 'slow', prompt: `burst ${i}`, maxTokens: 2 })
@@ -112,11 +126,14 @@ export async function benchTtft (scale: number): Promise<Row[]> {
       } catch { errors++ } // counted: the row reports them
     }))
     const allMs = Number(process.hrtime.bigint() - t0) / 1e6
+    const gwRss = peakRssMb(gw)
+    const wkRss = peakRssMb(wk)
     ttft.sort((a, b) => a - b)
     rows.push({
       bench: `burst: ${streams} streams at once, 4 tokens/s`, path: 'SDK → gateway → worker', streams, errors,
       'TTFT p50 ms': percentile(ttft, 0.5).toFixed(0), 'TTFT p99 ms': percentile(ttft, 0.99).toFixed(0),
-      'all ended s': (allMs / 1000).toFixed(1), 'gateway peak RSS MB': peakRssMb(mesh.children.get('gateway')?.proc.pid).toFixed(0)
+      'all ended s': (allMs / 1000).toFixed(1), 'gateway peak RSS MB': gwRss.toFixed(0), 'worker peak RSS MB': wkRss.toFixed(0),
+      'gateway + worker MB': (gwRss + wkRss).toFixed(0), 'gateway CPU s': cpuSeconds(gw, gwCpu).toFixed(1), 'worker CPU s': cpuSeconds(wk, wkCpu).toFixed(1)
     })
   } finally {
     await sdk?.close().catch(() => {})

@@ -203,7 +203,9 @@ export class LocalMesh {
     if (this.stopping) throw new Error(`the mesh is stopping: ${name} not started`)
     const logFile = path.join(this.home, 'logs', `${name}.log`)
     const out = this.opts.inheritLogs ? null : fs.openSync(logFile, 'a')
-    const [cmd, ...argv] = [...prefix, process.execPath, ...entryArgs(`services/${service}/index`)]
+    // NODE_ARGS in a child's env: node flags NODE_OPTIONS refuses (--cpu-prof, to profile one service)
+    const nodeArgs = env.NODE_ARGS ? env.NODE_ARGS.split(' ').filter(Boolean) : []
+    const [cmd, ...argv] = [...prefix, process.execPath, ...nodeArgs, ...entryArgs(`services/${service}/index`)]
     const proc = spawn(cmd!, argv, {
       cwd: PACKAGE_ROOT,
       env: { ...process.env, ...env },

@@ -122,7 +122,8 @@ export class Dispatcher implements WorkerDispatch {
   /** Run `attempt` on one worker after another until one succeeds or a failure may not be retried. */
   private async run<T> (model: string, signal: AbortSignal, attempt: (w: WorkerConn) => Promise<T>, mayRetry: () => boolean, cheapest = false): Promise<DispatchOutcome<T>> {
     const tried = new Set<string>()
-    let err: unknown = MeshError.NO_WORKER(`no worker could serve '${model}'`)
+    // made only when no worker was tried: an error captures a stack, which costs on every request
+    let err: unknown = null
     let last: WorkerConn | null = null
     for (let i = 0; i < this.maxAttempts; i++) {
       const worker = this.workers.pick(model, tried, cheapest)
@@ -150,6 +151,6 @@ export class Dispatcher implements WorkerDispatch {
         if (!reported) worker.trial = false
       }
     }
-    return { ok: false, err, worker: last?.publicKey ?? null, attempts: tried.size }
+    return { ok: false, err: err ?? MeshError.NO_WORKER(`no worker could serve '${model}'`), worker: last?.publicKey ?? null, attempts: tried.size }
   }
 }
