@@ -202,7 +202,7 @@ try {
     ['startup', 'start-up as a user runs it', benchStartup], // `hyperinfer --help`, a warm `npm start`, `hyperinfer infer` to first token
     ['cache', 'response cache', benchCache], // misses against local and shared hits; semantic hit and false-hit rates
     ['learned', 'learned routing in simulation', benchLearned], // regret against an oracle, with drift
-    ['receipts', 'signed usage receipts', benchReceipts] // sign, check, countersign, verify: CPU per receipt,
+    ['receipts', 'signed usage receipts', benchReceipts], // sign, check, countersign, verify: CPU per receipt
     ['soak', 'soak: three minutes of steady mixed load', benchSoak] // RSS slope per process, descriptors, p99 over time
   ]
   for (const [key, title, bench] of sections) {
