@@ -40,7 +40,7 @@ const jsonHref = (id: string, download: boolean) => `${receiptHref(id)}/receipt.
 function row (r: RequestSummary): string {
   const { state } = receiptState(r.receipt)
   const links = r.receipt?.doc
-    ? `<a href="${receiptHref(r.id)}" data-receipt-view>View</a> · <a href="${jsonHref(r.id, false)}" data-receipt-json>JSON</a> · <a href="${jsonHref(r.id, true)}" download="receipt-${esc(r.id)}.json" data-receipt-download>Download</a>`
+    ? `<a href="${receiptHref(r.id)}" data-receipt-view>View</a> <a href="${jsonHref(r.id, false)}" data-receipt-json>JSON</a> <a href="${jsonHref(r.id, true)}" download="receipt-${esc(r.id)}.json" data-receipt-download>Download</a>`
     : ''
   return `<tr data-request="${esc(r.id)}">
     <td data-label="Time">${fmtDate(r.createdAt)}</td>
@@ -49,7 +49,7 @@ function row (r: RequestSummary): string {
     <td data-label="Status">${esc(r.status)}${r.errorCode ? ` <span class="muted">${esc(r.errorCode)}</span>` : ''}</td>
     <td class="num" data-label="Tokens in / out">${fmtInt(r.tokensIn)} / ${fmtInt(r.tokensOut)}</td>
     <td class="num" data-label="Cost" data-cost-nusd="${r.costNusd}">${nusd(r.costNusd)}</td>
-    <td data-label="Receipt">${badge(state)} ${links}</td></tr>`
+    <td data-label="Receipt"><span class="receipt-cell">${badge(state)} ${links}</span></td></tr>`
 }
 
 export function requestsPage (user: SessionUser, requests: Maybe<RequestSummary[]>): string {
