@@ -3,7 +3,7 @@
 -- tables and SQL functions read in one place. The numbered migrations stay the source of truth; this
 -- file is never applied, and test/schema.test.ts fails when it no longer matches them.
 --
--- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql, 007_admin_roles.sql, 008_network_worker_tokens.sql, 009_accounting_leases.sql, 013_safety.sql, 015_response_cache.sql, 016_learned_routing.sql, 017_idempotency.sql, 018_operators.sql, 019_usage_receipts.sql
+-- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql, 007_admin_roles.sql, 008_network_worker_tokens.sql, 009_accounting_leases.sql, 013_safety.sql, 015_response_cache.sql, 016_learned_routing.sql, 017_idempotency.sql, 018_operators.sql, 019_usage_receipts.sql, 024_session_keys.sql
 
 
 -- Tables
@@ -125,6 +125,7 @@ CREATE TABLE api_keys (
   suspended_at  timestamp with time zone,
   anomaly_at    timestamp with time zone,
   anomaly_score real,
+  session_jti   uuid,
   CONSTRAINT api_keys_pkey PRIMARY KEY (id),
   CONSTRAINT api_keys_key_hash_key UNIQUE (key_hash),
   CONSTRAINT api_keys_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE,
@@ -132,6 +133,7 @@ CREATE TABLE api_keys (
   CONSTRAINT api_keys_safety_policy_check CHECK (safety_policy = ANY (ARRAY['off'::text, 'flag'::text, 'redact'::text, 'block'::text])),
   CONSTRAINT api_keys_tier_check CHECK (tier = ANY (ARRAY['default'::text, 'premium'::text]))
 );
+CREATE INDEX api_keys_session_idx ON api_keys USING btree (session_jti) WHERE ((session_jti IS NOT NULL) AND (revoked_at IS NULL));
 CREATE INDEX api_keys_user_idx ON api_keys USING btree (user_id, created_at);
 
 CREATE TABLE audit_log (

@@ -18,6 +18,7 @@ import * as gatewayModule from '../shared/protocol/gateway.ts'
 import * as inferenceModule from '../shared/protocol/inference.ts'
 import * as metricsModule from '../shared/protocol/metrics.ts'
 import * as operatorsModule from '../shared/protocol/operators.ts'
+import * as requestsModule from '../shared/protocol/requests.ts'
 import * as safetyModule from '../shared/protocol/safety.ts'
 
 // Who may call what, against one real mesh. The matrix is generated from the protocol modules: every
@@ -29,7 +30,7 @@ import * as safetyModule from '../shared/protocol/safety.ts'
 
 const { AuthProtocol } = authModule
 const { GatewayProtocol } = gatewayModule
-const PROTOCOL_MODULES = { auth: authModule, common: commonModule, gateway: gatewayModule, inference: inferenceModule, metrics: metricsModule, safety: safetyModule, operators: operatorsModule }
+const PROTOCOL_MODULES = { auth: authModule, common: commonModule, gateway: gatewayModule, inference: inferenceModule, metrics: metricsModule, safety: safetyModule, operators: operatorsModule, requests: requestsModule }
 
 type Service = 'gateway' | 'auth' | 'metrics' | 'web' | 'inference'
 /** which protocol objects each service's server answers */
@@ -38,6 +39,7 @@ const SERVED: Record<string, Service[]> = {
   AuthProtocol: ['auth'],
   SafetyProtocol: ['gateway'],
   OperatorProtocol: ['gateway'],
+  RequestsProtocol: ['gateway'],
   AuthSafetyProtocol: ['auth'],
   MetricsProtocol: ['metrics'],
   InferenceProtocol: ['inference'],

@@ -3,6 +3,7 @@ import crypto from 'node:crypto'
 import type { MeshClient } from '../shared/mesh/client.ts'
 import { GatewayProtocol, type InferResult } from '../shared/protocol/gateway.ts'
 import { OperatorProtocol } from '../shared/protocol/operators.ts'
+import { verifyReceipt } from '../shared/receipt.ts'
 import { ADMIN_PASSWORD, gatewayClient, registerAdmin, runCli, startTestMesh, strangerWorker, until } from './support/harness.ts'
 import { chromiumUnavailable, launchBrowser, newUser, screenshots } from './support/browser.ts'
 
@@ -131,6 +132,20 @@ test('operators: two operators serve one model at their own prices; payouts, fee
   t.is(Number(balances.find((b) => b.user_id === alice.id)!.balance_nusd), earned(alice.id), 'alice\'s balance is credited exactly her earnings')
   t.is(Number(balances.find((b) => b.user_id === bob.id)!.balance_nusd), earned(bob.id), 'and bob\'s his')
 
+  // ---- receipts: each signed by its serving worker at that worker's own price, billed as logged ---
+  const { rows: logged } = await db.pool.query<{ id: string, cost_nusd: string, worker: string }>('SELECT id, cost_nusd, worker FROM request_logs WHERE id = ANY($1::uuid[])', [ids])
+  const loggedCost = new Map(logged.map((r) => [r.id, Number(r.cost_nusd)]))
+  const receipts = await Promise.all(results.map((r) => client.call(GatewayProtocol.receipt, { apiKey, id: r.id })))
+  const priceOf = (i: number) => receipts[i]!.worker.priceNusdPerToken
+  t.ok(receipts.every((rc, i) => rc.worker.workerKey === results[i]!.worker), 'each receipt is signed by the worker that served it')
+  t.ok(receipts.every((_, i) => priceOf(i).input === price[results[i]!.worker]!.input && priceOf(i).output === price[results[i]!.worker]!.output),
+    `each carries its own worker's price (alice ${JSON.stringify(price[aliceWorker])}, bob ${JSON.stringify(price[bobWorker])})`)
+  t.ok(new Set(receipts.map((rc) => rc.worker.priceNusdPerToken.input)).size === 2, 'so the receipts of one model carry two prices')
+  t.ok(receipts.every((rc, i) => rc.gateway?.chargeNusd === loggedCost.get(results[i]!.id) && rc.worker.chargeNusd === loggedCost.get(results[i]!.id)),
+    'the worker\'s charge and the countersigned bill are each request\'s cost_nusd in request_logs')
+  t.ok(receipts.every((rc, i) => rc.gateway?.chargeNusd === per.get(results[i]!.id)!.debit), 'and its debit')
+  t.ok(receipts.every((rc) => verifyReceipt(rc, { gateway: mesh.gatewayKey }).ok), 'every receipt verifies offline')
+
   // ---- what operators and admins read -----------------------------------------------------------
   const aliceEarnings = await runCli(home, ['earnings', '--json'])
   t.is(aliceEarnings.json?.total?.earned, earned(alice.id), 'hyperinfer earnings: alice\'s total is her ledger earnings')
@@ -171,4 +186,42 @@ test('operators: two operators serve one model at their own prices; payouts, fee
   t.is(Number(await page.locator('[data-earnings-total]').getAttribute('data-earnings-total')), earned(alice.id), 'her earnings total matches the ledger')
   t.ok(await page.locator(`[data-table="earnings"] tr[data-worker="${aliceWorker}"][data-model="${MODEL}"]`).count() >= 1, 'earnings by day, worker and model')
   await screenshots(page, 'operator')
+
+  // ---- the operator page's forms: drain / resume her worker, set her price ----------------------
+  const aliceRow = page.locator(`[data-table="operator-workers"] tr[data-worker="${aliceWorker}"]`)
+  const stateShown = () => aliceRow.locator('[data-state]').textContent().then((s) => s ?? '')
+  await aliceRow.getByRole('button', { name: 'Drain' }).click()
+  t.ok((await until(stateShown, (s) => s.startsWith('drained'), 15_000)).startsWith('drained'), 'Drain: the page shows her worker drained')
+  t.is((await client.call(GatewayProtocol.workers, { token: alice.token })).workers[0]?.drained, true, 'and the gateway has drained it')
+  await aliceRow.getByRole('button', { name: 'Resume' }).click()
+  t.ok((await until(stateShown, (s) => !s.startsWith('drained'), 15_000)) === 'approved', 'Resume: it is back')
+  t.is((await client.call(GatewayProtocol.workers, { token: alice.token })).workers[0]?.drained, false, 'at the gateway too')
+
+  const priceForm = page.locator(`form[data-form="set-price"][data-model="${MODEL}"]`)
+  t.is(await priceForm.locator('[data-price-in]').getAttribute('data-price-in'), '100', 'the price form shows her price')
+  t.ok((await priceForm.locator('[data-bounds]').textContent())?.includes('10–1000'), 'and the admin\'s bounds')
+  await priceForm.getByLabel('Input nUSD/token').fill('120')
+  await priceForm.getByLabel('Output nUSD/token').fill('280')
+  await priceForm.getByRole('button', { name: 'Set price' }).click()
+  await until(() => priceForm.locator('[data-price-in]').getAttribute('data-price-in'), (v) => v === '120', 15_000)
+  t.is(await priceForm.locator('[data-price-out]').getAttribute('data-price-out'), '280', 'Set price: the page shows her new price')
+  const nowMine = (await client.call(OperatorProtocol.prices, { token: alice.token })).mine.find((p) => p.model === MODEL)
+  t.alike(nowMine?.effective, { input: 120, output: 280 }, 'and the gateway charges it')
+  await priceForm.getByLabel('Output nUSD/token').fill('5000')
+  await priceForm.getByRole('button', { name: 'Set price' }).click()
+  const priceError = priceForm.locator('[data-error]')
+  await priceError.waitFor({ state: 'visible' })
+  t.ok(/1000/.test(await priceError.innerText()) && /\[BAD_REQUEST\]/.test(await priceError.innerText()), 'a price out of bounds is refused in the form: ' + await priceError.innerText())
+
+  // ---- another operator's worker, from her session: refused by the gateway ------------------------
+  const post = (path: string, body?: unknown) => page.evaluate(async ([p, b]) => {
+    const headers: Record<string, string> = b === undefined ? { 'x-hyperinfer-csrf': '1' } : { 'x-hyperinfer-csrf': '1', 'content-type': 'application/json' }
+    const r = await fetch(p as string, { method: 'POST', headers, body: b === undefined ? undefined : JSON.stringify(b) })
+    return { status: r.status, code: ((await r.json()) as { error?: { code?: string } }).error?.code ?? 'ok' }
+  }, [path, body] as const)
+  t.alike(await post(`/api/dashboard/operator/workers/${bobWorker}/drain`), { status: 403, code: 'FORBIDDEN' }, 'draining bob\'s worker from her dashboard session: 403')
+  const bobNow = (await client.call(GatewayProtocol.workers, { token: boss })).workers.find((w) => w.key === bobWorker)
+  t.is(bobNow?.drained, false, 'and bob\'s worker is not drained')
+  t.alike(await post('/api/dashboard/operator/prices', { model: 'not-her-model', input: 1, output: 1 }), { status: 403, code: 'FORBIDDEN' }, 'pricing a model her workers do not serve: 403')
+  await screenshots(page, 'operator-forms')
 })

@@ -7,12 +7,13 @@ import type { Credential } from '../../shared/mesh/roles.ts'
 import { MeshError } from '../../shared/errors.ts'
 import { newApiKey } from '../../shared/apikey.ts'
 import { Passwords } from './passwords.ts'
-import { SessionTokens, sessionEnded, type SessionClaims } from './sessions.ts'
+import { SessionTokens, sessionEnded, type VerifiedSession } from './sessions.ts'
 import { AuthThrottle, relayedClient as client } from './throttle.ts'
 import { checkCredentials, type UserRow } from './credentials.ts'
 import { roleForNewAccount } from './roles.ts'
 import { AdminSetupCode } from './bootstrap.ts'
 import { KeySafety } from './key-safety.ts'
+import { SessionKeys } from './session-keys.ts'
 
 const TIER_RANK: Record<string, number> = { default: 0, premium: 1 }
 const MAX_ACTIVE_KEYS = 100
@@ -53,6 +54,8 @@ export class AuthService extends MeshService {
     pool: () => this.pool, session: (t) => this.session(t), whoami: (t) => this.whoami(t), dropCached: (id) => this.broadcastRevocation(id), keyInfo: (r) => keyInfo(r as KeyRow)
   })
 
+  private readonly sessionKeys = new SessionKeys({ pool: () => this.pool, session: (t) => this.session(t), dropCached: (id) => this.broadcastRevocation(id) })
+
   constructor (opts: AuthServiceOptions) {
     super({ ...opts, name: 'auth', privateOnly: true })
     this.pool = opts.pool
@@ -74,6 +77,7 @@ export class AuthService extends MeshService {
       .on(AuthProtocol.logout, (req) => this.logout(req.token))
       .on(AuthProtocol.grantCredits, (req) => this.grantCredits(req))
     this.keySafety.mount(table)
+    this.sessionKeys.mount(table)
     return table.table
   }
 
@@ -137,7 +141,7 @@ export class AuthService extends MeshService {
     return { ...session, user: publicUser(row) }
   }
 
-  private async session (token: string): Promise<SessionClaims> {
+  private async session (token: string): Promise<VerifiedSession> {
     const s = await this.sessions.verify(token)
     const ended = await sessionEnded(this.pool, s)
     if (ended) throw MeshError.UNAUTHENTICATED(ended)
@@ -148,6 +152,7 @@ export class AuthService extends MeshService {
   async logout (token: string): Promise<{ loggedOut: true }> {
     const s = await this.sessions.verify(token)
     await this.pool.query('INSERT INTO revoked_sessions (jti, user_id, expires_at) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING', [s.jti, s.userId, s.expiresAt])
+    await this.sessionKeys.revokeSession(s.jti)
     await this.audit(s.userId, 'user.logout', s.userId)
     return { loggedOut: true }
   }
@@ -156,7 +161,8 @@ export class AuthService extends MeshService {
     const claims = await this.session(req.token)
     const { rows: users } = await this.pool.query<{ tier: string, is_active: boolean, active_keys: number }>(
       `SELECT u.tier, u.is_active,
-              (SELECT count(*)::int FROM api_keys k WHERE k.user_id = u.id AND k.revoked_at IS NULL) AS active_keys
+              (SELECT count(*)::int FROM api_keys k WHERE k.user_id = u.id AND k.revoked_at IS NULL AND k.session_jti IS NULL
+                 AND (k.expires_at IS NULL OR k.expires_at > now())) AS active_keys
        FROM users u WHERE u.id = $1`, [claims.userId])
     const user = users[0]
     if (!user || !user.is_active) throw MeshError.UNAUTHENTICATED('account no longer exists or is disabled')
@@ -179,7 +185,8 @@ export class AuthService extends MeshService {
   async listApiKeys (req: RequestOf<typeof AuthProtocol.listApiKeys>): Promise<{ keys: ApiKeyInfo[] }> {
     const claims = await this.session(req.token)
     const { rows } = await this.pool.query<KeyRow>(
-      `SELECT ${KEY_COLUMNS} FROM api_keys WHERE user_id = $1 ORDER BY created_at DESC`, [claims.userId])
+      `SELECT ${KEY_COLUMNS} FROM api_keys WHERE user_id = $1
+         AND (session_jti IS NULL OR (revoked_at IS NULL AND expires_at > now())) ORDER BY created_at DESC`, [claims.userId])
     return { keys: rows.map(keyInfo) }
   }
 

@@ -1,7 +1,9 @@
 import type pg from 'pg'
 import type { KeyPair } from 'hyperdht'
 import { MeshError } from '../../shared/errors.ts'
-import type { KeyIdentity } from '../../shared/protocol/auth.ts'
+import type { KeyIdentity, PublicUser } from '../../shared/protocol/auth.ts'
+import type { HandlerBuilder } from '../../shared/mesh/peer.ts'
+import { RequestsProtocol, type RequestSummary } from '../../shared/protocol/requests.ts'
 import { chargeFor, countersign, RECEIPT_VERSION, workerReceipt, workerSignatureValid, type TokenPrice, type UsageReceipt, type WorkerReceipt } from '../../shared/receipt.ts'
 
 // Usage receipts at the gateway (the format: shared/receipt.ts). When a worker's answer settles, its
@@ -92,9 +94,38 @@ export interface ReceiptReadsDeps {
   settled?: () => Promise<void>
 }
 
-/** A user's own receipts, by the gateway's request id; anyone else's is not found. */
+/** A user's own receipts, by the gateway's request id, and their requests with them; anyone else's is not found. */
 export class ReceiptReads {
   constructor (private readonly deps: ReceiptReadsDeps) {}
+
+  /** The session methods: `user` turns a session token into its account. */
+  mount (table: HandlerBuilder, user: (token: string) => Promise<PublicUser>): HandlerBuilder {
+    return table
+      .on(RequestsProtocol.requestReceipt, async (req) => this.get({ userId: (await user(req.token)).id }, req.id))
+      .on(RequestsProtocol.recentRequests, async (req) => ({ requests: await this.recent((await user(req.token)).id, req.limit ?? 50, req.before) }))
+  }
+
+  /** The account's requests, newest first (before `before` when given), each with its receipt. */
+  async recent (userId: string, limit: number, before?: string): Promise<RequestSummary[]> {
+    await this.deps.settled?.()
+    const { rows } = await this.deps.pool.query<{
+      id: string, created_at: Date, kind: string, model_used: string, status: RequestSummary['status'], error_code: string | null,
+      tokens_in: number, tokens_out: number, cost_nusd: string, worker: string | null, r_status: 'settled' | 'disputed' | null, dispute: string | null, receipt: UsageReceipt | null
+    }>({
+      name: 'hi_recent_requests',
+      text: `SELECT l.id, l.created_at, l.kind, l.model_used, l.status, l.error_code, l.tokens_in, l.tokens_out, l.cost_nusd, l.worker,
+                    r.status AS r_status, r.dispute, r.receipt
+             FROM request_logs l LEFT JOIN request_receipts r ON r.request_id = l.id
+             WHERE l.user_id = $1 AND ($2::timestamptz IS NULL OR l.created_at < $2)
+             ORDER BY l.created_at DESC LIMIT $3`,
+      values: [userId, before ?? null, limit]
+    })
+    return rows.map((r) => ({
+      id: r.id, createdAt: r.created_at.toISOString(), kind: r.kind, model: r.model_used, status: r.status, errorCode: r.error_code,
+      tokensIn: r.tokens_in, tokensOut: r.tokens_out, costNusd: Number(r.cost_nusd), worker: r.worker?.trim() || null,
+      receipt: r.r_status ? { status: r.r_status, dispute: r.dispute, doc: r.receipt } : null
+    }))
+  }
 
   async get (identity: Pick<KeyIdentity, 'userId'>, id: string): Promise<UsageReceipt> {
     const missing = () => MeshError.NOT_FOUND(`no receipt for a request '${id}' of yours`)

@@ -208,6 +208,7 @@ export class GatewayService extends MeshService {
     for (const proxy of AUTH_PROXIES) proxy.mount(table, () => this.auth)
     this.safety.mount(table)
     this.operatorMethods.mount(table, (token) => this.sessions.admin(token))
+    this.receipts.mount(table, (token) => this.sessions.user(token))
     return this.adaptive.mount(table)
       .on(GatewayProtocol.infer, (req, ctx) => this.door.run(() => this.safety.track(ctx, () => idempotent(this.idempotency, this.keys, 'infer', req, ctx, (caller) => this.pipeline.infer(req, caller)))))
       .on(GatewayProtocol.embed, (req, ctx) => this.door.run(() => idempotent(this.idempotency, this.keys, 'embed', req, { signal: ctx.signal, span: ctx.span }, (caller) => this.pipeline.embed(req, caller))))

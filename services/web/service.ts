@@ -263,7 +263,7 @@ export class WebService extends MeshService {
     registerSafetyRoutes(app, { auth: () => this.client('auth'), gateway: () => this.client('gateway') })
     registerCacheRoutes(app, { gateway: () => this.client('gateway'), rpcTimeoutMs: this.rpcTimeoutMs })
     registerDashboardRoutes(app, {
-      auth: () => this.client('auth'), relayed: this.relayed, gateway: () => this.client('gateway'), registry: () => this.registryListing(), log: this.log,
+      auth: () => this.client('auth'), relayed: this.relayed, gateway: () => this.client('gateway'), registry: () => this.registryListing(), log: this.log, rpcTimeoutMs: this.rpcTimeoutMs,
       webHealth: () => ({
         auth: this.auth?.connected ? 'connected' : 'disconnected',
         gateway: this.gateway?.connected ? 'connected' : 'disconnected',

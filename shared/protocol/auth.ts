@@ -31,6 +31,9 @@ export interface ApiKeyInfo {
   anomalyScore?: number | null
 }
 
+/** A key minted for one browser session (the web service holds it; see services/auth/session-keys.ts). */
+export interface SessionApiKey { id: string, key: string, expiresAt: string }
+
 export interface KeyIdentity {
   keyId: string
   userId: string
@@ -100,6 +103,8 @@ export const AuthProtocol = {
   revokeApiKey: method<z.infer<typeof revokeKeyRequest>, ApiKeyInfo>('revokeApiKey', { from: ['gateway', 'web'], needs: 'session' }, revokeKeyRequest),
   /** gateways send the SHA-256 of the key, never the key itself */
   validateApiKey: method<{ keyHash: string }, KeyIdentity>('validateApiKey', { from: ['gateway'] }, z.object({ keyHash: z.string().regex(/^[0-9a-f]{64}$/) }).strict()),
+  /** the web service only: an inference key bound to the session, expiring within the hour, revoked at its logout */
+  sessionApiKey: method<z.infer<typeof whoamiRequest>, SessionApiKey>('sessionApiKey', { from: ['web'], needs: 'session' }, whoamiRequest),
   /** the session's user, read fresh from the database (role included) */
   whoami: method<z.infer<typeof whoamiRequest>, { user: PublicUser }>('whoami', { from: ['gateway', 'web'], needs: 'session' }, whoamiRequest),
   /** the session is refused everywhere from now on */

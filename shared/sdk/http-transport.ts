@@ -1,5 +1,6 @@
 import { MeshError, isErrorCode, type ErrorCode } from '../errors.ts'
 import type { Quota } from '../protocol/gateway.ts'
+import type { UsageReceipt } from '../receipt.ts'
 import type { InferenceRequest, InferenceResult, ModelSummary, Transport } from './index.ts'
 import type { TokenLogprob, ToolCall } from '../protocol/chat.ts'
 import { ignoredOf, logprobsOf, openAIBody, openAIMessage, toolCallsOf, type WireToolCall } from './openai-body.ts'
@@ -121,6 +122,13 @@ export class HttpTransport implements Transport {
     throw new MeshError('UNSUPPORTED', 'quota() is not available over HTTP (the web service has no quota route); use the RPC transport')
   }
 
+  async receipt (id: string): Promise<UsageReceipt> {
+    return this.withControl('receipt', undefined, async (ctl) => {
+      const res = await this.fetch('GET', '/v1/receipts/' + encodeURIComponent(id), ctl)
+      return await res.json() as UsageReceipt
+    })
+  }
+
   async close (): Promise<void> {
     for (const ctl of this.pending) ctl.abort(MeshError.CANCELLED('client closed'))
   }
@@ -162,7 +170,8 @@ function body (req: InferenceRequest, stream: boolean) {
 /** A result with what the answer carried beyond text. */
 function extras (r: InferenceResult, toolCalls: ToolCall[] | undefined, logprobs: TokenLogprob[] | undefined, res: Response): InferenceResult {
   const ignored = ignoredOf(res.headers.get('x-hyperinfer-ignored-params'))
-  return { ...r, ...(toolCalls ? { toolCalls } : {}), ...(logprobs ? { logprobs } : {}), ...(ignored ? { ignored } : {}) }
+  const requestId = res.headers.get('x-hyperinfer-request-id')
+  return { ...r, ...(requestId ? { requestId } : {}), ...(toolCalls ? { toolCalls } : {}), ...(logprobs ? { logprobs } : {}), ...(ignored ? { ignored } : {}) }
 }
 
 function result (id: string | undefined, model: string | undefined, text: string, usage: WireCompletion['usage'], finish: string | null | undefined): InferenceResult {

@@ -1,6 +1,7 @@
 import { MeshError } from '../errors.ts'
 import type { Bootstrap } from '../mesh/dht.ts'
 import type { ModelListing, Quota } from '../protocol/gateway.ts'
+import type { UsageReceipt } from '../receipt.ts'
 import type { ChatMessage, Usage } from '../protocol/inference.ts'
 import type { FinishReason, GenerationRequest, ResponseFormat, TokenLogprob, ToolCall, ToolChoice, ToolDefinition } from '../protocol/chat.ts'
 import { HttpTransport } from './http-transport.ts'
@@ -21,7 +22,8 @@ import { checkCompare, type CompareEntry, type CompareOptions, type CompareReque
 export { MeshError, ErrorCodes, isMeshError } from '../errors.ts'
 export type { ChatMessage, FinishReason, Quota, ResponseFormat, TokenLogprob, ToolCall, ToolChoice, ToolDefinition, Usage }
 export { GatewayConnection, type GatewayConnectionOptions } from './rpc-transport.ts'
-export type { CompareEntry, CompareOptions, CompareRequest, CompareResult }
+export type { CompareEntry, CompareOptions, CompareRequest, CompareResult, UsageReceipt }
+export { verifyReceipt } from '../receipt.ts'
 export { MAX_COMPARE_MODELS } from '../compare.ts'
 
 /**
@@ -46,6 +48,8 @@ export type InferenceRequest = Partial<Omit<GenerationRequest, 'messages'>> & {
 
 export interface InferenceResult {
   id: string
+  /** the gateway's id of the request: what receipt() takes (over RPC the same as `id`; over HTTP `id` is the web's chatcmpl- id) */
+  requestId?: string
   model: string
   text: string
   /** the tool calls the answer made (finishReason 'tool_calls'); streamed ones are collected here too */
@@ -95,6 +99,7 @@ export interface Transport {
   compare (req: CompareRequest, opts: CompareOptions): Promise<CompareResult>
   models (): Promise<ModelSummary[]>
   quota (): Promise<Quota>
+  receipt (id: string): Promise<UsageReceipt>
   close (): Promise<void>
 }
 
@@ -138,6 +143,20 @@ export class AIInferenceClient {
 
   models (): Promise<ModelSummary[]> {
     return meshErrors(() => this.t.models())
+  }
+
+  /**
+   * The signed usage receipt of one of this account's requests, by its gateway request id
+   * (`result.requestId`): the worker's signed claim and the gateway's countersignature, which
+   * `verifyReceipt` (or `hyperinfer receipts verify`) checks offline. Another account's, or a request
+   * whose worker signed none, is NOT_FOUND.
+   */
+  receipt (id: string): Promise<UsageReceipt> {
+    return meshErrors(() => {
+      this.requireKey()
+      if (typeof id !== 'string' || !/^[\x21-\x7e]{1,100}$/.test(id)) throw MeshError.BAD_REQUEST('a request id is 1 to 100 printable characters')
+      return this.t.receipt(id)
+    })
   }
 
   /** The API key's hourly limit and use (RPC only: over HTTP this fails with UNSUPPORTED). */

@@ -7,6 +7,7 @@ import { MeshError } from '../errors.ts'
 import { MeshClient } from '../mesh/client.ts'
 import { createDHT, type Bootstrap } from '../mesh/dht.ts'
 import { GatewayProtocol, type Quota } from '../protocol/gateway.ts'
+import type { UsageReceipt } from '../receipt.ts'
 import type { RequestOf } from '../mesh/method.ts'
 import type { InferenceRequest, InferenceResult, ModelSummary, Transport } from './index.ts'
 import { generationParams, type TokenLogprob } from '../protocol/chat.ts'
@@ -116,9 +117,10 @@ export class RpcTransport implements Transport {
     const wire = this.request(req, false)
     // infer is a stream method; with stream:false no frames come and the result carries the text,
     // so the idle timeout bounds the whole request
-    return this.retrying(signal, async () => (await this.gateway()).stream(GatewayProtocol.infer, wire, {
+    const res = await this.retrying(signal, async () => (await this.gateway()).stream(GatewayProtocol.infer, wire, {
       onChunk () {}, signal, idleTimeout: this.timeoutMs, connectTimeout: this.connectTimeoutMs
     }))
+    return { ...res, requestId: res.id }
   }
 
   async stream (req: InferenceRequest, onDelta: (text: string) => void, signal: AbortSignal): Promise<InferenceResult> {
@@ -148,7 +150,7 @@ export class RpcTransport implements Transport {
       })
     })
     // a streamed result's text is empty on the wire: the frames were the text and the tool calls
-    return { ...res, text, ...(calls.calls.length ? { toolCalls: calls.calls } : {}), ...(req.logprobs ? { logprobs } : {}), ...(ignored ? { ignored } : {}) }
+    return { ...res, requestId: res.id, text, ...(calls.calls.length ? { toolCalls: calls.calls } : {}), ...(req.logprobs ? { logprobs } : {}), ...(ignored ? { ignored } : {}) }
   }
 
   async compare (req: CompareRequest, opts: CompareOptions): Promise<CompareResult> {
@@ -195,6 +197,11 @@ export class RpcTransport implements Transport {
   async quota (): Promise<Quota> {
     const gw = await this.gateway()
     return gw.call(GatewayProtocol.getUserQuota, { apiKey: this.apiKey }, this.timeoutMs)
+  }
+
+  async receipt (id: string): Promise<UsageReceipt> {
+    const gw = await this.gateway()
+    return gw.call(GatewayProtocol.receipt, { apiKey: this.apiKey, id }, this.timeoutMs)
   }
 
   async close (): Promise<void> { await Promise.all(this.conns.map((c) => c.close())) }

@@ -32,7 +32,7 @@ ${body}
 `
 }
 
-export type NavItem = 'overview' | 'keys' | 'models' | 'compare' | 'operator' | 'admin'
+export type NavItem = 'overview' | 'requests' | 'keys' | 'models' | 'compare' | 'operator' | 'admin'
 
 export interface Frame {
   title: string
@@ -45,6 +45,7 @@ export interface Frame {
 
 const NAV: Array<{ id: NavItem, href: string, label: string, admin?: boolean }> = [
   { id: 'overview', href: '/dashboard', label: 'Usage' },
+  { id: 'requests', href: '/dashboard/requests', label: 'Requests' },
   { id: 'keys', href: '/dashboard/keys', label: 'API keys' },
   { id: 'models', href: '/dashboard/models', label: 'Models' },
   { id: 'compare', href: '/dashboard/compare', label: 'Compare' },

@@ -13,10 +13,11 @@ import { GatewayProtocol, type GatewayHealth, type RegistryListing } from '../..
 import { httpStatusOf } from '../http-errors.ts'
 import type { RelayedAuth } from '../relayed-auth.ts'
 import type { Metric } from './chart.ts'
-import { adminPage, comparePage, errorPage, keyPage, keysPage, loginPage, modelsPage, operatorPage, overviewPage, registerPage, type Maybe, type WebHealth } from './pages/index.ts'
-import { OperatorProtocol } from '../../../shared/protocol/operators.ts'
+import { adminPage, errorPage, keyPage, keysPage, loginPage, modelsPage, overviewPage, registerPage, type Maybe, type WebHealth } from './pages/index.ts'
+import { registerMeshApi, registerMeshPages, type PageCtx } from './mesh-routes.ts'
+import { DashboardKeys } from './session-keys.ts'
 import { registerPayoutRoutes } from '../payout-routes.ts'
-import { checkCsrf, clearSessionCookie, Sessions, setSessionCookie, type SessionUser } from './session.ts'
+import { checkCsrf, clearSessionCookie, sessionToken, Sessions, setSessionCookie, type SessionUser } from './session.ts'
 
 // The dashboard: HTML pages under /login, /register and /dashboard/*, and the JSON API their script
 // calls under /api/dashboard/*. Every page and call works on behalf of the user in the session
@@ -32,6 +33,8 @@ export interface DashboardDeps {
   registry: () => Promise<RegistryListing>
   webHealth: () => WebHealth
   log: Logger
+  /** how long an RPC call to the gateway may take (compare's key check) */
+  rpcTimeoutMs: number
 }
 
 // the sources' copy: the build compiles TypeScript only, so dist/ has no static files
@@ -39,7 +42,8 @@ const STATIC_DIR = path.join(PACKAGE_ROOT, 'services', 'web', 'dashboard', 'stat
 const STATIC = new Map<string, { type: string, body: Buffer }>([
   ['app.css', { type: 'text/css; charset=utf-8', body: fs.readFileSync(path.join(STATIC_DIR, 'app.css')) }],
   ['app.js', { type: 'text/javascript; charset=utf-8', body: fs.readFileSync(path.join(STATIC_DIR, 'app.js')) }],
-  ['compare.js', { type: 'text/javascript; charset=utf-8', body: fs.readFileSync(path.join(STATIC_DIR, 'compare.js')) }]
+  ['compare.js', { type: 'text/javascript; charset=utf-8', body: fs.readFileSync(path.join(STATIC_DIR, 'compare.js')) }],
+  ['operator.js', { type: 'text/javascript; charset=utf-8', body: fs.readFileSync(path.join(STATIC_DIR, 'operator.js')) }]
 ])
 
 const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -95,6 +99,7 @@ function requireAdmin (user: SessionUser): void {
 
 export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDeps): void {
   const sessions = new Sessions(deps.auth)
+  const keys = new DashboardKeys(deps.auth)
 
   const sendPage = (reply: FastifyReply, html: string, status = 200) => {
     reply.code(status)
@@ -106,7 +111,7 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
       .send(html)
   }
 
-  type Ctx = { user: SessionUser | null }
+  type Ctx = PageCtx
   /** An HTML page: a missing or stale session goes to the login page, any other error is a page too. */
   const htmlRoute = (handler: (req: FastifyRequest, ctx: Ctx) => Promise<string>) => async (req: FastifyRequest, reply: FastifyReply) => {
     const ctx: Ctx = { user: null }
@@ -196,23 +201,8 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
     ])
     return modelsPage(ctx.user!, models, registry.ok ? registry.value.models : null)
   }))
-  app.get('/dashboard/compare', htmlRoute(async (req, ctx) => {
-    await user(req, ctx)
-    const [{ models }, registry] = await Promise.all([deps.gateway().call(GatewayProtocol.models, {}), optional(deps.registry())])
-    // the live models, with the registry's prices where it has them
-    const known = new Map((registry.ok ? registry.value.models : []).map((m) => [m.id, m]))
-    return comparePage(ctx.user!, models.map((m) => ({ ...known.get(m.id), ...m })))
-  }))
-  app.get('/dashboard/operator', htmlRoute(async (req, ctx) => {
-    const u = await user(req, ctx)
-    const gateway = deps.gateway()
-    const [workers, prices, earnings] = await Promise.all([
-      optional(gateway.call(GatewayProtocol.workers, { token: u.token }).then((r) => r.workers)),
-      optional(gateway.call(OperatorProtocol.prices, { token: u.token })),
-      optional(gateway.call(OperatorProtocol.earnings, { token: u.token }))
-    ])
-    return operatorPage(ctx.user!, { workers, prices, earnings })
-  }))
+  const meshDeps = { gateway: deps.gateway, registry: deps.registry, sessions, keys, rpcTimeoutMs: deps.rpcTimeoutMs, htmlRoute, user, optional }
+  registerMeshPages(app, meshDeps)
   registerPayoutRoutes(app, deps.gateway)
   app.get('/dashboard/admin', htmlRoute(async (req, ctx) => {
     const u = await user(req, ctx)
@@ -260,6 +250,9 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
     api.post('/logout', async (req, reply) => {
       // the cookie goes whatever happens; the session itself ends at auth, for every service
       clearSessionCookie(req, reply)
+      // auth revokes the session's dashboard key with the session; this server forgets it now
+      const token = sessionToken(req)
+      if (token) keys.forget(token)
       const outcome = await sessions.logout(req)
       return { loggedOut: true, everywhere: outcome !== 'here' }
     })
@@ -343,5 +336,6 @@ export function registerDashboardRoutes (app: FastifyInstance, deps: DashboardDe
       const { result } = await deps.gateway().call(GatewayProtocol.registryChange, { token: u.token, change: { op, key: key.toLowerCase() } })
       return { worker: result }
     })
+    registerMeshApi(api, meshDeps)
   }, { prefix: '/api/dashboard' })
 }

@@ -90,8 +90,8 @@ function totalsOf (outcomes: CompareOutcome[]) {
   return { usage: { prompt_tokens: t.promptTokens, completion_tokens: t.completionTokens, total_tokens: t.promptTokens + t.completionTokens }, cost: costOf(t.costNanoUsd) }
 }
 
-export async function compare (req: FastifyRequest, reply: FastifyReply, deps: Pick<Generation, 'gateway' | 'rpcTimeoutMs'>): Promise<void> {
-  const apiKey = apiKeyOf(req)
+/** `apiKey`: the caller's bearer key, or the dashboard session's own key (dashboard/session-keys.ts). */
+export async function compare (req: FastifyRequest, reply: FastifyReply, deps: Pick<Generation, 'gateway' | 'rpcTimeoutMs'>, apiKey = apiKeyOf(req)): Promise<void> {
   const body = parseBody(compareSchema, req.body)
   // the key first, so a bad one is a 401 rather than the same error once per model
   await deps.gateway().call(GatewayProtocol.getUserQuota, { apiKey }, deps.rpcTimeoutMs, traceparentOf(req))

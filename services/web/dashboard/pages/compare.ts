@@ -7,8 +7,9 @@ import { priceOf } from './models.ts'
 
 // The compare page: pick models from the catalog, type a prompt, and compare.js streams the answers
 // side by side from POST /v1/compare, a column per model, each with its usage, latency and cost.
-// Requests need an API key (as every inference does: its limits and budget apply); the key stays
-// in the page and goes only to this server.
+// It runs on the session: the page posts to /api/dashboard/compare, and the server runs each model
+// with the session's own "dashboard" key (its limits and the account's credits apply), which the
+// page never sees (dashboard/session-keys.ts).
 
 function modelChoice (m: ModelListing, checked: boolean): string {
   return `<label class="check compare-model"><input type="checkbox" name="model" value="${esc(m.id)}"${checked ? ' checked' : ''}>
@@ -26,12 +27,11 @@ export function comparePage (user: SessionUser, live: ModelListing[]): string {
     </fieldset>
     <label>Prompt<textarea name="prompt" rows="3" required maxlength="100000" placeholder="e.g. Explain quantum computing in two sentences"></textarea></label>
     <div class="compare-row">
-      <label class="grow">API key<input name="apiKey" type="password" required autocomplete="off" spellcheck="false" placeholder="hi_…"></label>
       <label>Max tokens<input name="maxTokens" type="number" min="1" max="32768" value="256" inputmode="numeric"></label>
       <button class="btn" type="submit" data-compare-run>Compare</button>
       <button class="btn btn-quiet" type="button" data-compare-stop hidden>Stop</button>
     </div>
-    <p class="muted">Each model runs as its own request with this key, billed on its own. Create a key on the <a href="/dashboard/keys">API keys</a> page; it is sent only to this server.</p>
+    <p class="muted">Each model runs as its own request, billed to your account's credits on its own. It runs under your session's <em>dashboard</em> key, which expires within the hour and ends when you log out; its requests are listed under <a href="/dashboard/requests">Requests</a>.</p>
     <p class="form-error" data-error role="alert" hidden></p>
   </form>`
   return page({

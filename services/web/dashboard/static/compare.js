@@ -1,5 +1,5 @@
-// hyperinfer dashboard, compare page: POST /v1/compare with stream: true and the key typed in the
-// form, and a column per model that fills in as its deltas arrive, then shows its usage, latency
+// hyperinfer dashboard, compare page: POST /api/dashboard/compare with stream: true on the session
+// (cookie and CSRF header; the server adds the session's key), and a column per model that fills in as its deltas arrive, then shows its usage, latency
 // and cost. Everything a model sends is set as text, never as HTML. Uses describeError from app.js.
 'use strict'
 
@@ -68,7 +68,7 @@
     foot.textContent = `${r.usage.prompt_tokens} → ${r.usage.completion_tokens} tokens · ${r.latency_ms} ms · ${usd(r.cost.nano_usd)}`
   }
 
-  async function compare (models, prompt, apiKey, maxTokens) {
+  async function compare (models, prompt, maxTokens) {
     grid.replaceChildren(...models.map(column))
     grid.style.setProperty('--columns', String(models.length))
     total.hidden = true
@@ -77,9 +77,10 @@
     run.disabled = true
     stop.hidden = false
     try {
-      const res = await fetch('/v1/compare', {
+      const res = await fetch('/api/dashboard/compare', {
         method: 'POST',
-        headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json', accept: 'text/event-stream' },
+        credentials: 'same-origin',
+        headers: { [CSRF_HEADER]: '1', 'content-type': 'application/json', accept: 'text/event-stream' },
         body: JSON.stringify({ models, prompt, max_tokens: maxTokens, stream: true }),
         signal: controller.signal
       })
@@ -87,6 +88,7 @@
         const data = await res.json().catch(() => null)
         grid.replaceChildren()
         const e = data && data.error ? data.error : {}
+        if (sessionGone({ status: res.status, code: e.code })) return
         fail(e.message || `Request failed (HTTP ${res.status})`, e.code || `HTTP_${res.status}`)
         return
       }
@@ -144,13 +146,11 @@
     box.hidden = true
     const models = [...form.querySelectorAll('input[name="model"]:checked')].map((i) => i.value)
     const prompt = form.elements.prompt.value.trim()
-    const apiKey = form.elements.apiKey.value.trim()
     const maxTokens = Number(form.elements.maxTokens.value) || undefined
     if (models.length === 0) return fail('Pick at least one model', 'BAD_REQUEST')
     if (models.length > maxModels) return fail(`Pick at most ${maxModels} models`, 'BAD_REQUEST')
     if (!prompt) return fail('Type a prompt', 'BAD_REQUEST')
-    if (!apiKey) return fail('Paste one of your API keys', 'BAD_REQUEST')
-    compare(models, prompt, apiKey, maxTokens)
+    compare(models, prompt, maxTokens)
   })
 
   stop.addEventListener('click', () => { if (controller) controller.abort() })
