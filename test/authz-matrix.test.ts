@@ -151,6 +151,9 @@ async function setup (): Promise<Fixture> {
   const tm = await startTestMesh(collector, {
     // configured members: a worker, a second gateway, a second web and metrics, and a bare key (an operator's tool)
     extraAllow: [`inference-9=${hex(pairs.worker)}`, `gateway-9=${hex(pairs.replica)}`, `web-9=${hex(pairs.web)}`, `metrics-9=${hex(pairs.metrics)}`, hex(pairs.operator)],
+    // the matrix presents a wrong credential to every method from the same stranger on purpose: the
+    // cut-off for repeated failures (tested in hardening.test.ts) would end the run part-way
+    env: { HYPERINFER_MAX_AUTH_FAILURES_PER_MINUTE: '100000' },
     serviceEnv: { auth: { ADMIN_USERS: 'boss' } }
   })
   const ids = Object.fromEntries(Object.entries(pairs).map(([n, p]) => [n, new Identity(p, tm.mesh.bootstrapString)])) as Fixture['ids']
