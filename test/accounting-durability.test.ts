@@ -3,6 +3,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type pg from 'pg'
 import { startTestMesh, gatewayClient, userWithKey, registerAdmin } from './support/harness.ts'
+import { limitsExact } from '../scripts/lib/invariants.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 
 // The settlement log on real processes: a request is answered once its end is on the gateway's disk,
@@ -77,6 +78,8 @@ test('durability: answers SIGKILLed before PostgreSQL had them are replayed from
   await mesh.waitUsable(1)
   const again = await state(db.pool, ids)
   t.alike(again, after, 'replaying it a second time records nothing twice: no double charge, no double count')
+  const limits = await limitsExact(db.pool)
+  t.ok(limits.ok, 'every limit counts exactly the 40 requests: ' + limits.detail)
 
   const { client: fresh } = await gatewayClient(t, mesh)
   const credits = await fresh.call(GatewayProtocol.credits, { token: user.token, limit: 100 })
