@@ -1,8 +1,12 @@
 import test from 'brittle'
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import type pg from 'pg'
 import { startTestMesh, gatewayClient, userWithKey, registerAdmin } from './support/harness.ts'
+import { createTestDatabase } from './support/db.ts'
+import { limitsExact } from '../scripts/lib/invariants.ts'
+import { Recorder } from '../services/gateway/recorder.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 
 // The settlement log on real processes: a request is answered once its end is on the gateway's disk,
@@ -77,10 +81,36 @@ test('durability: answers SIGKILLed before PostgreSQL had them are replayed from
   await mesh.waitUsable(1)
   const again = await state(db.pool, ids)
   t.alike(again, after, 'replaying it a second time records nothing twice: no double charge, no double count')
+  const limits = await limitsExact(db.pool)
+  t.ok(limits.ok, 'every limit counts exactly the 40 requests: ' + limits.detail)
 
   const { client: fresh } = await gatewayClient(t, mesh)
   const credits = await fresh.call(GatewayProtocol.credits, { token: user.token, limit: 100 })
   t.is(credits.ledger.filter((e) => e.kind === 'debit').length, 40, 'the user sees the 40 debits')
   const next = await fresh.call(GatewayProtocol.infer, { apiKey: user.key, model: 'synthetic', prompt: 'after the replays', maxTokens: 3 })
   t.is(next.usage.completionTokens, 3, 'and the restarted gateway serves again')
+})
+
+test('recorder: a finished request carrying a value PostgreSQL refuses is recorded as failed, one request and no tokens on its limits', { timeout: 60_000 }, async (t) => {
+  const db = await createTestDatabase()
+  t.teardown(() => db.drop())
+  const gw = 'a'.repeat(64)
+  const [req, tok] = ['req:k:' + crypto.randomUUID() + ':h1', 'tok:u:' + crypto.randomUUID() + ':h1']
+  // the gateway's lease holds the request's worst case: 1 request, 50 tokens
+  await db.pool.query(`INSERT INTO quota_counters (name, cap, held) VALUES ($1, 100, 1), ($2, 1000, 50)`, [req, tok])
+  await db.pool.query(`INSERT INTO accounting_leases (gateway, name, amount) VALUES ($1, $2, 1), ($1, $3, 50)`, [gw, req, tok])
+  const recorder = new Recorder(db.pool, gw, { delayMs: 0 })
+  const id = crypto.randomUUID()
+  const now = new Date().toISOString()
+  recorder.push({
+    t: 's', id, user: crypto.randomUUID(), key: crypto.randomUUID(), model: 'synthetic', kind: 'chat', hash: 'h', trace: null, at: now,
+    status: 'success', worker: null, tin: 3_000_000_000, tout: 40, cost: 0, ttft: 5, dur: 10, code: null, msg: null, fin: now, crel: 0,
+    c: [[req, 1, 1], [tok, 50, 50]]
+  })
+  await recorder.flush()
+  recorder.close()
+  const { rows: [row] } = await db.pool.query(`SELECT status, error_code, tokens_in + tokens_out AS tokens FROM request_logs WHERE id = $1`, [id])
+  t.alike(row, { status: 'failed', error_code: 'UNRECORDABLE', tokens: 0 }, 'the request is in the log as failed, with no tokens')
+  const { rows } = await db.pool.query(`SELECT name, used::int, held::int FROM quota_counters ORDER BY name`)
+  t.alike(rows, [{ name: req, used: 1, held: 0 }, { name: tok, used: 0, held: 0 }], 'its limits count what the log says: one request, no tokens; nothing held')
 })

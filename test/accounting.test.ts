@@ -5,7 +5,7 @@ import { startTestMesh, gatewayClient, userWithKey, alive, runCli, until, regist
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import { MeshError } from '../shared/errors.ts'
 import type { MeshClient } from '../shared/mesh/client.ts'
-import { ledgerConsistent, rollupsMatch } from '../scripts/lib/invariants.ts'
+import { ledgerConsistent, limitsExact, rollupsMatch } from '../scripts/lib/invariants.ts'
 
 // Accounting on real processes and a real Postgres: every token billed once, no budget overrun, limits
 // exact across gateways, nothing acknowledged lost to SIGKILL, stuck rows failed by the sweeper, and
@@ -199,6 +199,9 @@ test('durability: a gateway killed with SIGKILL mid-load loses no acknowledged r
   t.ok(consistent.balancesMatch && consistent.neverNegative, 'the ledger agrees with the balance')
   const rollups = await rollupsMatch(db.pool)
   t.ok(rollups.ok, 'usage_stats equals the sum of request_logs: ' + rollups.detail)
+  // the requests cut by the kill are in the log as failed, and count against the request limits like any failed request
+  const limits = await limitsExact(db.pool)
+  t.ok(limits.ok, 'every limit is exact: ' + limits.detail)
 
   const { client: again } = await gatewayClient(t, mesh)
   const after = await again.call(GatewayProtocol.infer, { apiKey: user.key, model: 'synthetic', prompt: 'after the restart', maxTokens: 3 })

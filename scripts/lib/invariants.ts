@@ -59,7 +59,8 @@ export async function noneProcessing (pool: pg.Pool): Promise<Check> {
 /**
  * Every limit exact: each counter's use is what the request log says was used against it (requests
  * per key and per user and hour, tokens per user and hour and day, cost per key budget), and no
- * counter is over its cap.
+ * counter is over its cap. Cache hits are answered without holding on any limit, so they are not
+ * counted; a request cut by a dying gateway (STUCK) counts one request, as any failed request does.
  */
 export async function limitsExact (pool: pg.Pool): Promise<Check> {
   const { rows } = await pool.query(`
@@ -68,7 +69,7 @@ export async function limitsExact (pool: pg.Pool): Promise<Check> {
       FROM quota_counters),
     l AS (
       SELECT r.*, 'h' || to_char(r.created_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24') AS hour, 'd' || to_char(r.created_at AT TIME ZONE 'UTC', 'YYYYMMDD') AS day
-      FROM request_logs r WHERE r.status <> 'processing'),
+      FROM request_logs r WHERE r.status <> 'processing' AND r.cache IS NULL),
     expected AS (
       SELECT c.name, c.cap, c.used, CASE
         WHEN c.kind = 'req' AND c.who = 'k' THEN (SELECT count(*) FROM l WHERE l.api_key_id::text = c.subject AND l.hour = c.period)

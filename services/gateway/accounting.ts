@@ -22,7 +22,8 @@ import type { StoredReceipt } from './receipts.ts'
 // lost, even to SIGKILL. The recorder (recorder.ts) then writes it to PostgreSQL in batches.
 // recover(): at start, before admitting anything, the log a previous process left is recorded
 // (exactly once: PostgreSQL ignores ids it has), its requests that never ended are recorded as
-// failed (STUCK) without a charge, and every lease it held is released.
+// failed (STUCK) without a charge (one request each on the request limits, like any failed request),
+// and every lease it held is released.
 // The sweeper releases the leases of gateways that stopped renewing them (migrations/009).
 
 export type Unit = 'requests' | 'tokens' | 'nusd'
@@ -208,7 +209,9 @@ export class Accounting {
     sortHolds(holds)
     const admitted = (r: AdmitResult): AdmitResult => {
       if (r.ok) {
-        const ticket = this.journal.append({ t: 'a', id: req.id, user: req.user, key: req.key, model: req.model, kind: req.kind, hash: req.promptHash, trace: req.trace, at: req.at })
+        const rq: string[] = []
+        for (const h of holds) if (h.unit === 'requests') rq.push(h.name)
+        const ticket = this.journal.append({ t: 'a', id: req.id, user: req.user, key: req.key, model: req.model, kind: req.kind, hash: req.promptHash, trace: req.trace, at: req.at, rq })
         this.open.set(req.id, { req, holds, ticket })
       }
       return r
@@ -285,13 +288,19 @@ export class Accounting {
   }
 }
 
-interface AdmitLine { t: 'a', id: string, user: string, key: string, model: string, kind: string, hash: string, trace: string | null, at: string }
+/** An admission in the log: the request's facts, and the request counters it holds one request on. */
+interface AdmitLine { t: 'a', id: string, user: string, key: string, model: string, kind: string, hash: string, trace: string | null, at: string, rq?: string[] }
 
-/** A request the previous process admitted and never ended: failed, nothing charged (its leases are released whole). */
+/**
+ * A request the previous process admitted and never ended: failed, no tokens and nothing charged.
+ * It is in the request log, so it counts one request on each request counter it held, as any failed
+ * request does; the rest of its holds goes back when the leases are released.
+ */
 function stuckRecord (a: AdmitLine): EndRecord {
   return {
     t: 's', id: a.id, user: a.user, key: a.key, model: a.model, kind: a.kind, hash: a.hash, trace: a.trace, at: a.at, status: 'failed', worker: null,
     tin: 0, tout: 0, cost: 0, ttft: null, dur: Math.min(INT_MAX, Math.max(0, Date.now() - Date.parse(a.at))), code: 'STUCK',
-    msg: 'no result: the gateway serving it stopped before it ended', fin: new Date().toISOString(), crel: 0, c: []
+    msg: 'no result: the gateway serving it stopped before it ended', fin: new Date().toISOString(), crel: 0,
+    c: (a.rq ?? []).map((name): [string, number, number] => [name, 1, 1])
   }
 }

@@ -6,7 +6,9 @@ import type { Logger } from '../../shared/log.ts'
 // of demand (lease-store.ts) and admits against it here: a request that fits every slice takes its
 // worst case out of them synchronously. A request that does not fit waits for the next round: one
 // database call for every request waiting then, asking per counter for what they lack plus about a
-// second of demand. A slice running low is topped up in the background before it runs out.
+// second of demand. A slice keeps at least a few requests' worth ahead of demand (so a short database
+// outage does not stop a key in use), and one running low is topped up in the background before it
+// runs out.
 //
 // Exactness: the slices of all gateways together never exceed a limit, because the database grants
 // them under the limit. Near a limit's end the database grants exactly what a batch needs ("exact":
@@ -64,6 +66,13 @@ const OK_NOW = Promise.resolve(OK)
 const RENEW_GRACE_MS = 15_000
 /** how long a request waiting to be refused waits for this gateway's records to reach the database */
 const FLUSH_WAIT_MS = 5000
+/** a slice in use keeps at least this many requests (of the size last taken) ahead of demand */
+const RESERVE_REQUESTS = 4
+/** after a lease call failed, background top-ups wait this long (requests that need one still try) */
+const TOP_UP_BACKOFF_MS = 1000
+
+/** what a slice keeps ahead of demand: a second of it, and never less than a few requests */
+const reserve = (l: Lease) => Math.max(l.rate, RESERVE_REQUESTS * l.unit)
 
 function bounded (p: Promise<void>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined
@@ -80,6 +89,7 @@ export class Leases {
   private running = false
   private closed = false
   private lastRenew = Date.now()
+  private leaseFailedAt = 0
   private readonly idleMs: number
   private readonly recallWaitMs: number
 
@@ -181,7 +191,7 @@ export class Leases {
       l.unit = h.amount
       this.use(l, h.amount, now)
       // top up before it runs out, so steady load never waits for the database
-      if (!l.exact && l.avail < l.rate / 4 && !this.topUp.has(h.name)) { this.topUp.add(h.name); this.kick() }
+      if (!l.exact && l.avail < reserve(l) / 2 && !this.topUp.has(h.name) && now - this.leaseFailedAt > TOP_UP_BACKOFF_MS) { this.topUp.add(h.name); this.kick() }
     }
   }
 
@@ -242,11 +252,11 @@ export class Leases {
       l.avail -= have
       pool.set(name, have)
       const short = n.total - have
-      if (short > 0) asks.push({ name, cap: n.hold.cap ?? 0, expires: n.hold.expires, need: short, want: short + Math.max(short, l.rate), unit: n.unit })
+      if (short > 0) asks.push({ name, cap: n.hold.cap ?? 0, expires: n.hold.expires, need: short, want: short + Math.max(short, reserve(l)), unit: n.unit })
     }
     for (const name of this.topUp) {
       const l = this.map.get(name)
-      if (l && !need.has(name) && !l.exact && l.rate > 0) asks.push({ name, cap: l.cap, expires: l.expires, need: 0, want: l.rate, unit: l.unit })
+      if (l && !need.has(name) && !l.exact && l.avail < reserve(l)) asks.push({ name, cap: l.cap, expires: l.expires, need: 0, want: reserve(l), unit: l.unit })
     }
     this.topUp.clear()
     const grants = new Map<string, LeaseGrant>()
@@ -255,6 +265,7 @@ export class Leases {
       try {
         for (const g of await this.store.lease(asks)) grants.set(g.name, g)
       } catch (err) {
+        this.leaseFailedAt = Date.now()
         for (const [name, have] of pool) this.lease(name).avail += have
         this.opts.log?.error({ err: (err as Error).message, requests: batch.length }, 'could not lease from the database')
         for (const w of batch) w.reject(MeshError.DATABASE_UNAVAILABLE('usage accounting cannot reach the database, and this gateway holds no allowance for this request; try again shortly'))

@@ -159,7 +159,9 @@ export class Recorder {
       return true
     }
     this.opts.log?.warn({ request: one.id, err: err.message }, 'a finished request had a value the database refused; recording it as failed')
-    return this.record([{ ...one, status: 'failed', tin: 0, tout: 0, cost: 0, crel: one.crel + one.cost, worker: null, code: 'UNRECORDABLE', msg: null, trace: null, own: null, fee: 0, rc: undefined }])
+    // no tokens and no charge: the limits count it as one request (req:…) and nothing more, as the log says
+    const c = one.c.map(([name, actual, rel]): [string, number, number] => [name, name.startsWith('req:') ? actual : 0, rel])
+    return this.record([{ ...one, status: 'failed', tin: 0, tout: 0, cost: 0, crel: one.crel + one.cost, c, worker: null, code: 'UNRECORDABLE', msg: null, trace: null, own: null, fee: 0, rc: undefined }])
   }
 }
 
