@@ -31,3 +31,18 @@ export async function readPassword (values: Parsed['values']): Promise<string> {
   if (typeof pw !== 'string' || !pw) throw new UsageError('--password (or --password-stdin, or HYPERINFER_PASSWORD) is required')
   return pw
 }
+
+/** A generation's prompt (the arguments, else stdin) and its --max-tokens and --temperature, checked. */
+export async function promptOptions (values: Parsed['values'], positionals: string[]): Promise<{ prompt: string, maxTokens?: number, temperature?: number }> {
+  let prompt = positionals.join(' ')
+  if (!prompt) {
+    if (process.stdin.isTTY) throw new UsageError('give a prompt as an argument or on stdin')
+    prompt = (await readStdin()).trim()
+  }
+  if (!prompt) throw new UsageError('the prompt is empty')
+  const maxTokens = values['max-tokens'] === undefined ? undefined : Number(values['max-tokens'])
+  const temperature = values.temperature === undefined ? undefined : Number(values.temperature)
+  if (maxTokens !== undefined && !Number.isInteger(maxTokens)) throw new UsageError('--max-tokens must be a whole number')
+  if (temperature !== undefined && Number.isNaN(temperature)) throw new UsageError('--temperature must be a number')
+  return { prompt, ...(maxTokens !== undefined ? { maxTokens } : {}), ...(temperature !== undefined ? { temperature } : {}) }
+}

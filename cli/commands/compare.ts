@@ -1,6 +1,6 @@
 import { UsageError } from '../context.ts'
 import { printJson } from '../output.ts'
-import { type Command, readStdin, required } from '../command.ts'
+import { type Command, promptOptions, required } from '../command.ts'
 import { ColumnsView, LinesView, fitsColumns, type CompareView, type Screen } from '../compare-view.ts'
 
 // `hyperinfer compare --models a,b,c "prompt"`: the prompt to every model at once (each its own
@@ -21,16 +21,7 @@ export const compare: Command = {
     if (models.length === 0) throw new UsageError('--models needs at least one model, e.g. --models synthetic,llama3.2')
     const layout = (values.layout ?? 'auto') as string
     if (!(LAYOUTS as readonly string[]).includes(layout)) throw new UsageError(`--layout must be one of ${LAYOUTS.join(', ')}`)
-    let prompt = positionals.join(' ')
-    if (!prompt) {
-      if (process.stdin.isTTY) throw new UsageError('give a prompt as an argument or on stdin')
-      prompt = (await readStdin()).trim()
-    }
-    if (!prompt) throw new UsageError('the prompt is empty')
-    const maxTokens = values['max-tokens'] === undefined ? undefined : Number(values['max-tokens'])
-    const temperature = values.temperature === undefined ? undefined : Number(values.temperature)
-    if (maxTokens !== undefined && !Number.isInteger(maxTokens)) throw new UsageError('--max-tokens must be a whole number')
-    if (temperature !== undefined && Number.isNaN(temperature)) throw new UsageError('--temperature must be a number')
+    const { prompt, maxTokens, temperature } = await promptOptions(values, positionals)
 
     const client = await ctx.sdk({ apiKey, timeoutMs: Math.max(ctx.globals.timeout, 60_000) })
     const ac = new AbortController()

@@ -1,6 +1,5 @@
-import { UsageError } from '../context.ts'
 import { printJson } from '../output.ts'
-import { type Command, readStdin } from '../command.ts'
+import { type Command, promptOptions } from '../command.ts'
 
 export const infer: Command = {
   usage: 'infer [--key K] [--model M] [--max-tokens N] [--temperature T] [--cache | --no-store] [--stats] ["prompt"]',
@@ -8,16 +7,7 @@ export const infer: Command = {
   positionals: true,
   async run (ctx, { values, positionals }) {
     const apiKey = ctx.apiKey(values.key as string | undefined)
-    let prompt = positionals.join(' ')
-    if (!prompt) {
-      if (process.stdin.isTTY) throw new UsageError('give a prompt as an argument or on stdin')
-      prompt = (await readStdin()).trim()
-    }
-    if (!prompt) throw new UsageError('the prompt is empty')
-    const maxTokens = values['max-tokens'] === undefined ? undefined : Number(values['max-tokens'])
-    const temperature = values.temperature === undefined ? undefined : Number(values.temperature)
-    if (maxTokens !== undefined && !Number.isInteger(maxTokens)) throw new UsageError('--max-tokens must be a whole number')
-    if (temperature !== undefined && Number.isNaN(temperature)) throw new UsageError('--temperature must be a number')
+    const { prompt, maxTokens, temperature } = await promptOptions(values, positionals)
 
     // a generation may pause longer than a connect may take: the per-token timeout is at least 60 s
     const client = await ctx.sdk({ apiKey, timeoutMs: Math.max(ctx.globals.timeout, 60_000) })
