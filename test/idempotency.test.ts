@@ -121,7 +121,7 @@ test('idempotency: retries get the first answer charged once; a changed body is 
     sdkText += d
     if (!dropped) {
       dropped = true
-      ;((ai as any).t.conn.client as any).peer.destroy() // the connection breaks under the stream
+      ;((ai as any).t.conns[0].client as any).peer.destroy() // the connection breaks under the stream
     }
   }
   const res = await s.result
