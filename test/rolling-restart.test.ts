@@ -47,7 +47,7 @@ test('rolling restart: every service restarted in turn under load, zero failed r
   const by = (via: string, stream: boolean) => outcomes.filter((o) => o.via === via && o.stream === stream).length
   t.ok(by('rpc', false) > 5 && by('rpc', true) > 5 && by('http', false) > 5 && by('http', true) > 5,
     `steady mixed load: ${outcomes.length} requests (RPC ${by('rpc', false)} whole, ${by('rpc', true)} streamed; HTTP ${by('http', false)} whole, ${by('http', true)} streamed)`)
-  t.alike(failed.map((o) => `${o.via}${o.stream ? ' stream' : ''} ${o.fate} ${o.code ?? ''}`), [], 'no request failed')
+  t.alike(failed.map((o) => `${o.via}${o.stream ? ' stream' : ''} ${o.fate} ${o.code ?? ''} ${o.message ?? ''}`.trim()), [], 'no request failed')
 
   // at rest: every answer recorded once, nothing held, the rollups and the ledger exact
   let checks = await accountingInvariants(db.pool)

@@ -10,6 +10,8 @@ declare module 'hyperdht' {
     keyPair?: KeyPair
     ephemeral?: boolean
     firewalled?: boolean
+    /** ms without traffic after which a connection sends a keep-alive (default 5000) */
+    connectionKeepAlive?: number | false
   }
   export default class DHT extends EventEmitter {
     constructor (opts?: DHTOptions)

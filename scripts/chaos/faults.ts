@@ -28,7 +28,17 @@ let churned = 0
 
 /** Every gateway answers with auth connected and every live worker registered. */
 export async function whole (c: ChaosMesh, timeoutMs = 90_000): Promise<void> {
+  const started = Date.now()
   await Promise.all(c.mesh.gatewayKeys.map((key) => c.mesh.waitUsable(c.workers.size, key, timeoutMs)))
+  c.log(`  every gateway has its ${c.workers.size} workers ${Date.now() - started} ms later`)
+}
+
+/** Run one phase of a fault, saying how long it took. */
+async function phase<T> (c: ChaosMesh, what: string, fn: () => Promise<T>): Promise<T> {
+  const started = Date.now()
+  const out = await fn()
+  c.log(`  ${what}: ${Date.now() - started} ms`)
+  return out
 }
 
 function hostWorkers (c: ChaosMesh): string[] {
@@ -56,7 +66,7 @@ export const killWorker: Fault = {
     await exited(c, name)
     c.workers.delete(name)
     await sleep(1000)
-    await c.mesh.restartChild(name)
+    await phase(c, `${name} started again`, () => c.mesh.restartChild(name))
     c.workers.add(name)
     await whole(c)
   }
@@ -69,7 +79,7 @@ export const killGateway: Fault = {
     kill(c, name)
     await exited(c, name)
     await sleep(1000)
-    await c.mesh.restartChild(name)
+    await phase(c, `${name} started again`, () => c.mesh.restartChild(name))
     await whole(c)
   }
 }
@@ -77,7 +87,9 @@ export const killGateway: Fault = {
 export const restartGateway: Fault = {
   name: 'restart a gateway (SIGTERM, start)',
   async run (c) {
-    await c.mesh.restartChild(c.mesh.gatewayNames[0]!)
+    const name = c.mesh.gatewayNames[0]!
+    await phase(c, `${name} drained and stopped`, () => c.mesh.stopChild(name))
+    await phase(c, `${name} started again`, () => c.mesh.restartChild(name))
     await whole(c)
   }
 }

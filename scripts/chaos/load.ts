@@ -18,6 +18,8 @@ export interface Outcome {
   firstTokenAt: number | null
   fate: Fate
   code?: string
+  /** the error's message, for the report of what failed and why */
+  message?: string
   tokens: number
   /** how the request shows in request_logs: its id (RPC) or its trace id (HTTP's x-request-id) */
   id?: string
@@ -114,6 +116,7 @@ export class Load {
       if (o.tokens < this.opts.maxTokens) o.fate = 'cut-silent'
     } catch (err) {
       o.code = err instanceof MeshError ? err.code : String((err as Error)?.message ?? err)
+      o.message = String((err as Error)?.message ?? err)
       o.fate = REFUSALS.has(o.code) ? 'refused' : o.firstTokenAt === null ? 'failed-before-first-token' : 'cut-explicit'
     }
     o.end = Date.now()
@@ -147,6 +150,7 @@ export class Load {
     } catch (err) {
       const e = err as { status?: number, code?: string, error?: { code?: string }, message?: string }
       o.code = String(e.code ?? e.error?.code ?? e.status ?? e.message)
+      o.message = String(e.message ?? err)
       o.fate = (e.status && HTTP_REFUSALS.has(e.status)) || REFUSALS.has(o.code) ? 'refused' : o.firstTokenAt === null ? 'failed-before-first-token' : 'cut-explicit'
     }
     o.end = Date.now()

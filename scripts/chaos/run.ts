@@ -139,10 +139,13 @@ function clearOutageRefusal (o: Outcome): boolean {
 }
 
 function summary (os: Outcome[]): string {
-  const by = new Map<string, number>()
+  const by = new Map<string, { n: number, message: string | undefined }>()
   for (const o of os) {
     const k = `${o.via}${o.stream ? ' stream' : ''} ${o.code ?? 'no error'}${o.end - o.start > 2000 ? ` after ${Math.round((o.end - o.start) / 1000)} s` : ''}`
-    by.set(k, (by.get(k) ?? 0) + 1)
+    const seen = by.get(k)
+    if (seen) seen.n++
+    else by.set(k, { n: 1, message: o.message })
   }
-  return [...by].map(([k, n]) => `${n}× ${k}`).join(', ')
+  // one message per kind says why: the first one of its kind
+  return [...by].map(([k, { n, message }]) => `${n}× ${k}${message && message !== k ? ` ("${message.slice(0, 160)}")` : ''}`).join(', ')
 }

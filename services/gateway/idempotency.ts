@@ -14,7 +14,10 @@ import type { TokenChunk } from '../../shared/protocol/inference.ts'
 //
 // Answers are kept here (bounded, oldest first out) and in PostgreSQL (migrations/017_idempotency.sql)
 // until `ttlMs`, so a retry that reaches another gateway, or this one after a restart, is answered
-// too. With the database out of reach the key is held here only.
+// too. With the database out of reach the key is held here only. While a request runs, its row is
+// renewed every `renewMs`; a row nobody renewed for `staleMs` belongs to a gateway that died, and a
+// retry on another gateway takes it over and runs the request anew. On close, the answers still
+// being written reach the database before the gateway stops.
 //
 // A caller whose connection drops does not stop an idempotent request: it runs to its end (bounded
 // by its max tokens) and waits for the retry. An explicit cancel does stop it.
@@ -31,6 +34,8 @@ interface Entry {
   reject: (err: unknown) => void
   bytes: number
   until: number
+  /** the row this gateway claimed in PostgreSQL, renewed while the request runs */
+  row: { scope: string, key: string } | null
 }
 
 export interface IdempotencyOptions {
@@ -40,8 +45,10 @@ export interface IdempotencyOptions {
   log?: Logger
   /** how long an answer is kept for retries (default 24 h) */
   ttlMs?: number
-  /** a 'running' row of another gateway not renewed for this long may be taken over (default 15 min) */
+  /** a 'running' row of another gateway not renewed for this long may be taken over (default 10 s) */
   staleMs?: number
+  /** how often this gateway renews the rows of the requests it runs (default 2 s) */
+  renewMs?: number
   maxEntries?: number
   maxBytes?: number
 }
@@ -85,12 +92,42 @@ export class Idempotency {
   private readonly staleMs: number
   private readonly maxEntries: number
   private readonly maxBytes: number
+  private readonly writes = new Set<Promise<unknown>>()
+  private renewTimer: NodeJS.Timeout | null = null
 
   constructor (private readonly opts: IdempotencyOptions) {
     this.ttlMs = opts.ttlMs ?? 24 * 3600_000
-    this.staleMs = opts.staleMs ?? 15 * 60_000
+    this.staleMs = opts.staleMs ?? 10_000
     this.maxEntries = opts.maxEntries ?? 10_000
     this.maxBytes = opts.maxBytes ?? 64 * 1024 * 1024
+  }
+
+  /** Renew the rows of the running requests from now on. */
+  start (): void {
+    if (this.renewTimer || !this.opts.pool) return
+    this.renewTimer = setInterval(() => { void this.renew() }, this.opts.renewMs ?? 2000)
+    this.renewTimer.unref()
+  }
+
+  /** Stop renewing; resolves once the answers being written are in the database (or failed to be). */
+  async close (): Promise<void> {
+    if (this.renewTimer) clearInterval(this.renewTimer)
+    this.renewTimer = null
+    await Promise.allSettled([...this.writes])
+  }
+
+  private async renew (): Promise<void> {
+    const rows = [...this.entries.values()].flatMap((e) => e.state === 'running' && e.row ? [e.row] : [])
+    if (rows.length === 0) return
+    await this.opts.pool!.query(`UPDATE idempotency_keys k SET renewed_at = now() FROM unnest($2::text[], $3::text[]) AS r(scope, key)
+      WHERE k.scope = r.scope AND k.key = r.key AND k.gateway = $1 AND k.state = 'running'`, [this.opts.gateway, rows.map((r) => r.scope), rows.map((r) => r.key)])
+      .catch((err) => this.opts.log?.debug({ err: (err as Error).message }, 'idempotency keys not renewed this time'))
+  }
+
+  /** A write whose end close() waits for. */
+  private track (write: Promise<unknown>): void {
+    this.writes.add(write)
+    void write.finally(() => this.writes.delete(write))
   }
 
   /**
@@ -117,6 +154,7 @@ export class Idempotency {
       else this.fail(id, entry, new MeshError('IDEMPOTENCY_IN_PROGRESS', 'a request with this idempotency key is still running on another gateway; retry shortly', { retryAfterSeconds: 1 }))
       return entry.done as never
     }
+    if (row) entry.row = { scope, key }
     // the first attempt: a dropped connection leaves it running; an explicit cancel stops it
     const ac = new AbortController()
     const onAbort = () => { if (!droppedConnection(caller.signal)) ac.abort(caller.signal.reason) }
@@ -155,7 +193,7 @@ export class Idempotency {
     let reject!: (err: unknown) => void
     const done = new Promise<Stored>((res, rej) => { resolve = res; reject = rej })
     done.catch(() => {}) // attached retries hear of a failure; nobody else need
-    const entry: Entry = { hash, state: 'running', frames: [], listeners: new Set(), done, resolve, reject, bytes: 0, until: Infinity }
+    const entry: Entry = { hash, state: 'running', frames: [], listeners: new Set(), done, resolve, reject, bytes: 0, until: Infinity, row: null }
     this.entries.set(id, entry)
     return entry
   }
@@ -233,14 +271,16 @@ export class Idempotency {
   }
 
   private persist (scope: string, key: string, stored: Stored): void {
-    this.opts.pool?.query(`UPDATE idempotency_keys SET state = 'done', response = $3, renewed_at = now() WHERE scope = $1 AND key = $2 AND gateway = $4`,
+    if (!this.opts.pool) return
+    this.track(this.opts.pool.query(`UPDATE idempotency_keys SET state = 'done', response = $3, renewed_at = now() WHERE scope = $1 AND key = $2 AND gateway = $4`,
       [scope, key, JSON.stringify(stored), this.opts.gateway])
-      .catch((err) => this.opts.log?.warn({ err: (err as Error).message }, 'an idempotent answer is kept on this gateway only'))
+      .catch((err) => this.opts.log?.warn({ err: (err as Error).message }, 'an idempotent answer is kept on this gateway only')))
   }
 
   private forget (scope: string, key: string): void {
-    this.opts.pool?.query(`DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND gateway = $3 AND state = 'running'`, [scope, key, this.opts.gateway])
-      .catch((err) => this.opts.log?.warn({ err: (err as Error).message }, 'could not free a failed idempotency key; it frees itself when stale'))
+    if (!this.opts.pool) return
+    this.track(this.opts.pool.query(`DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND gateway = $3 AND state = 'running'`, [scope, key, this.opts.gateway])
+      .catch((err) => this.opts.log?.warn({ err: (err as Error).message }, 'could not free a failed idempotency key; it frees itself when stale')))
   }
 }
 

@@ -308,6 +308,7 @@ export class GatewayService extends MeshService {
       this.idempotency.expire().catch((err) => this.log.debug({ err: (err as Error).message }, 'expired idempotency keys not deleted yet'))
     }, 60_000)
     this.sweepTimer.unref()
+    this.idempotency.start()
     this.door.open()
   }
 
@@ -326,6 +327,8 @@ export class GatewayService extends MeshService {
     await this.stopAnnounce?.()
     this.stopAnnounce = null
     await this.door.drain(this.drainTimeoutMs)
+    // the answers just given are in the database before it stops, so a retry elsewhere replays them
+    await this.idempotency.close()
     if (this.sweepTimer) clearInterval(this.sweepTimer)
     this.operators.close()
     await this.adaptive.close()

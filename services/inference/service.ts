@@ -112,6 +112,8 @@ export class InferenceService extends MeshService {
     let up = false
     const client = this.connectTo(key, {
       name: `gateway:${key.slice(0, 8)}`,
+      // a gateway that restarts gets its workers back within a second of being reachable
+      maxBackoff: 1000,
       // a dialled peer is served only while it is a gateway this worker trusts
       handlers: guardHandlers(this.handlers(), (k) => this.trust.trusts(k) || this.isMeshMember(k)),
       dialled: 'gateway',

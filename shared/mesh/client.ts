@@ -6,6 +6,7 @@ import type { Logger } from '../log.ts'
 import type { MethodDef } from './method.ts'
 import { Peer, type Authorize, type HandlerTable, type StreamOptions } from './peer.ts'
 import { rolesAllow } from './roles.ts'
+import { LINK_TIMEOUT_MS, dropWhenSilent } from './dht.ts'
 
 // A long-lived connection to one peer by public key: reconnects with capped exponential backoff and
 // jitter, and every call carries a timeout. Built on rpc.connect(); never the pooled rpc.request(),
@@ -21,6 +22,7 @@ export interface MeshClientOptions {
   /** run on every (re)connect before the client counts as connected; a throw drops the connection */
   onOpen?: (peer: Peer) => Promise<void> | void
   minBackoff?: number
+  /** the longest wait between attempts (default 2 s): a peer that restarts is found soon after it is back */
   maxBackoff?: number
   /** an attempt whose RPC channel has not opened by then is dropped and retried (half-open links) */
   attemptTimeout?: number
@@ -57,21 +59,33 @@ export class MeshClient extends EventEmitter {
   private connect (): void {
     if (this.closing) return
     this.attempts++
+    const attemptStarted = Date.now()
     const client = this.rpc.connect(this.publicKey)
     this.client = client
+    // why an attempt failed (no such peer yet, holepunch aborted, …): for the debug log only
+    ;(client.stream as unknown as EventEmitter | null)?.on('error', (err: Error & { code?: string }) => {
+      if (!this.ready) this.opts.log?.debug({ peer: this.name, attempt: this.attempts, ms: Date.now() - attemptStarted, code: err.code, err: err.message }, 'connection attempt failed')
+    })
     const channel = client.rpc
     if (!channel) throw new Error('rpc channel missing')
     const peer = new Peer(channel, { handlers: this.opts.handlers, authorize: this.opts.authorize ?? strangersOnly, log: this.opts.log })
     this.peer = peer
-    const attemptTimer = setTimeout(() => { if (this.client === client && !this.ready) client.destroy() }, this.opts.attemptTimeout ?? 3000)
+    const attemptTimer = setTimeout(() => {
+      if (this.client !== client || this.ready) return
+      this.opts.log?.debug({ peer: this.name, attempt: this.attempts }, 'connection attempt timed out')
+      client.destroy()
+    }, this.opts.attemptTimeout ?? 3000)
     client.on('open', async () => {
       clearTimeout(attemptTimer)
+      // a peer that died without a word (SIGKILL, a cut link) is given up on after a few silent
+      // seconds; not before the link is up, where attemptTimeout rules
+      dropWhenSilent(client.stream, LINK_TIMEOUT_MS)
       try {
         if (this.opts.onOpen) await this.opts.onOpen(peer)
         if (this.client !== client) return
         this.ready = true
         this.backoff = this.opts.minBackoff ?? 100
-        this.opts.log?.info({ peer: this.name }, 'connected')
+        this.opts.log?.info({ peer: this.name, ms: Date.now() - attemptStarted, attempts: this.attempts }, 'connected')
         this.emit('open', peer)
       } catch (err) {
         this.opts.log?.warn({ peer: this.name, code: (err as MeshError).code }, 'connection setup failed')
@@ -94,7 +108,7 @@ export class MeshClient extends EventEmitter {
   private scheduleReconnect (): void {
     if (this.closing || this.retryTimer) return
     const delay = Math.round(this.backoff * (0.5 + Math.random() / 2))
-    this.backoff = Math.min(this.backoff * 2, this.opts.maxBackoff ?? 5000)
+    this.backoff = Math.min(this.backoff * 2, this.opts.maxBackoff ?? 2000)
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null
       this.connect()

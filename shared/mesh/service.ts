@@ -2,7 +2,7 @@ import RPC, { type Server } from '@hyperswarm/rpc'
 import type DHT from 'hyperdht'
 import type { KeyPair } from 'hyperdht'
 import type ProtomuxRPC from 'protomux-rpc'
-import { createDHT, type Bootstrap } from './dht.ts'
+import { LINK_TIMEOUT_MS, STRANGER_LINK_TIMEOUT_MS, createDHT, dropWhenSilent, type Bootstrap } from './dht.ts'
 import { MeshClient, type MeshClientOptions } from './client.ts'
 import { wireJson } from './wire.ts'
 import { Peer, type HandlerTable } from './peer.ts'
@@ -152,6 +152,9 @@ export abstract class MeshService {
     })
     server.on('connection', (channel: ProtomuxRPC) => {
       if (!this.connLimit.admit(channel)) return
+      // members run this code and keep alive every second; a stranger's client may not
+      const remote = channel.stream?.remotePublicKey?.toString('hex') ?? ''
+      dropWhenSilent(channel.stream, this.isMeshMember(remote) ? LINK_TIMEOUT_MS : STRANGER_LINK_TIMEOUT_MS)
       const observe = (m: string, outcome: string, seconds: number) => {
         this.metrics.observeRequest(m, outcome, seconds)
         // the refusal is answered first: the connection closes once the reply has gone out

@@ -176,15 +176,22 @@ export class RpcTransport implements Transport {
   /**
    * Run a request again, with the same requestId, when the connection to the gateway was lost under
    * it: the gateway answers a retry from the first attempt (still running, or done), charged once.
+   * A retry that reaches another gateway while the first attempt still runs (or its gateway died and
+   * has not yet let go of it) is told IDEMPOTENCY_IN_PROGRESS; it asks again after the wait the
+   * gateway names, until the request's time is up.
    */
   private async retrying<T> (signal: AbortSignal | undefined, run: () => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
+    const deadline = Date.now() + Math.max(this.timeoutMs, 15_000)
+    for (let lost = 0; ;) {
       try {
         return await run()
       } catch (err) {
-        const lost = err instanceof MeshError && err.details?.connectionLost === true
-        if (!lost || attempt >= this.retries || signal?.aborted) throw err
-        await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 100 * 2 ** attempt)))
+        if (!(err instanceof MeshError) || signal?.aborted) throw err
+        let wait: number
+        if (err.details?.connectionLost === true && lost < this.retries) wait = Math.min(2000, 100 * 2 ** lost++)
+        else if (err.code === 'IDEMPOTENCY_IN_PROGRESS' && Date.now() < deadline) wait = Math.min(2000, Math.max(200, Number(err.details?.retryAfterSeconds ?? 1) * 1000))
+        else throw err
+        await new Promise((resolve) => setTimeout(resolve, wait))
       }
     }
   }
