@@ -77,7 +77,7 @@ export async function runChaos (opts: { seconds: number, plan?: Plan, log?: (lin
   let stopLoad = async () => {}
   try {
     const gateways = setup.mesh.gatewayKeys
-    const load = new Load({ gateways, bootstrap: setup.mesh.bootstrapString, webUrl: setup.mesh.webUrl!, keys: setup.keys, model: 'synthetic', maxTokens: MAX_TOKENS, concurrency: 3 })
+    const load = new Load({ gateways, bootstrap: setup.mesh.bootstrapString, webUrl: setup.mesh.webUrl!, keys: setup.keys, model: 'synthetic', maxTokens: MAX_TOKENS, concurrency: 3, httpRetries: 0 }) // the mesh must fail over by itself: a client's own retries would hide what it did not
     stopLoad = () => load.close()
     for (const fault of steps(opts.plan ?? 'full', opts.seconds)) {
       load.start()
@@ -134,8 +134,11 @@ async function judge (pool: pg.Pool, fault: string, outcomes: Outcome[], recover
   }
 }
 
+/** the refusals a caller may get while PostgreSQL is down, over RPC and over HTTP */
+const OUTAGE_CODES = new Set(['DATABASE_UNAVAILABLE', 'database_unavailable', 'UNAVAILABLE', '503'])
+
 function clearOutageRefusal (o: Outcome): boolean {
-  return (o.code === 'UNAVAILABLE' || o.code === '503') && o.end - o.start <= 2000
+  return OUTAGE_CODES.has(o.code ?? '') && o.end - o.start <= 2000
 }
 
 function summary (os: Outcome[]): string {
