@@ -1,5 +1,4 @@
 import type pg from 'pg'
-import { LRUCache } from 'lru-cache'
 import { MeshError } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log.ts'
 import type { ServiceMetrics } from '../../shared/metrics.ts'
@@ -32,9 +31,10 @@ export class Learning {
   /**
    * Requests this gateway served lately, by id and by trace id: whose, which model, and the context
    * it was routed in. Feedback on them needs no database read (their rows reach PostgreSQL in
-   * batches, maybe after the user scores the answer) and credits the right context.
+   * batches, maybe after the user scores the answer) and credits the right context. Kept for one to
+   * three minutes (by then the row is in request_logs), so memory follows the request rate, not uptime.
    */
-  private readonly recent = new LRUCache<string, Served>({ max: 50_000 })
+  private readonly recent = new RecentMap<Served>(60_000, 50_000)
   private timer: NodeJS.Timeout | null = null
   private syncing: Promise<void> | null = null
 
@@ -120,4 +120,40 @@ export class Learning {
     if (this.timer) clearInterval(this.timer)
     await this.sync().catch((err) => this.opts.log?.warn({ err: (err as Error).message }, 'learned routing lost its last observations at close'))
   }
+}
+
+/**
+ * A map whose entries live for at least one `generationMs` and at most three: writes go to the young generation, which
+ * becomes the old one each period (the old one is dropped). Each generation holds at most `max`
+ * entries (a burst past that drops the oldest generation early). No timer per entry.
+ */
+export class RecentMap<V> {
+  private young = new Map<string, V>()
+  private old = new Map<string, V>()
+  private turnedAt: number
+
+  constructor (private readonly generationMs: number, private readonly max: number, private readonly now = Date.now) {
+    this.turnedAt = now()
+  }
+
+  private age (): void {
+    const t = this.now()
+    if (t - this.turnedAt < this.generationMs && this.young.size < this.max) return
+    // two periods idle: both generations are past their time
+    this.old = t - this.turnedAt >= 2 * this.generationMs ? new Map() : this.young
+    this.young = new Map()
+    this.turnedAt = t
+  }
+
+  set (key: string, value: V): void {
+    this.age()
+    this.young.set(key, value)
+  }
+
+  get (key: string): V | undefined {
+    this.age()
+    return this.young.get(key) ?? this.old.get(key)
+  }
+
+  get size (): number { return this.young.size + this.old.size }
 }
