@@ -19,6 +19,14 @@ import { entryArgs, PACKAGE_ROOT } from '../../shared/package.ts'
 // in the form this code runs in: compiled JS under `npm start`, see ../../shared/package.ts.
 
 const SERVICES = ['auth', 'gateway', 'metrics', 'web'] as const
+
+// How many DHT nodes the bootstrapper runs. A peer on another address (another machine, a network
+// namespace) reaches a freshly started gateway by holepunching, and before punching each side asks
+// up to four DHT nodes which address its new socket has: with fewer than three answers its NAT stays
+// "unknown" and the gateway aborts the punch. The bootstrap node itself is in no peer's routing table,
+// so three nodes left two to ask, and such a worker reached a restarted gateway only when its packets
+// beat that abort (often after 20–90 s of attempts); six leave five.
+const BOOTSTRAP_NODES = 6
 type ServiceName = typeof SERVICES[number]
 
 export interface LocalMeshOptions {
@@ -85,7 +93,7 @@ export class LocalMesh {
     // the bootstrapper keeps its port across restarts when it can, so running workers find it again
     const prevPort = previous?.bootstrap[0] ? Number(previous.bootstrap[0].split(':').pop()) : 0
     const port = await freePort(this.opts.dhtPort ?? prevPort ?? 0)
-    this.testnet = await createTestnet(3, { host: this.opts.publicHost ?? '127.0.0.1', port })
+    this.testnet = await createTestnet(BOOTSTRAP_NODES, { host: this.opts.publicHost ?? '127.0.0.1', port })
     this.bootstrap = this.testnet.bootstrap.map((b) => `${b.host}:${b.port}`)
     this.log(`DHT bootstrapper on ${this.bootstrap[0]}`)
 
