@@ -23,6 +23,8 @@ export interface ChaosSetup extends ChaosMesh {
   pool: pg.Pool
   keys: LoadKey[]
   stop (): Promise<void>
+  /** the last warnings and errors each service logged, one line each, prefixed with its name */
+  warnings (): string[]
 }
 
 export async function startChaosMesh (log: (line: string) => void): Promise<ChaosSetup> {
@@ -77,7 +79,7 @@ export async function startChaosMesh (log: (line: string) => void): Promise<Chao
     pool = new pg.Pool({ connectionString: mesh.databaseUrl, max: 2 })
     pool.on('error', () => {}) // a connection the outage broke; the next query opens another
     const keys = await accounts(mesh)
-    return { ...c, pool, keys, stop }
+    return { ...c, pool, keys, stop, warnings: () => serviceWarnings(path.join(home, 'logs')) }
   } catch (err) {
     await stop()
     throw err
@@ -108,4 +110,19 @@ async function login (gw: MeshClient, name: string): Promise<{ token: string, na
   await gw.call(GatewayProtocol.register, { username: name, email: `${name}@example.com`, password }, 30_000)
   const { token } = await gw.call(GatewayProtocol.login, { email: `${name}@example.com`, password }, 30_000)
   return { token, name }
+}
+
+/** Each service log's last warnings and errors (pino level 40 and up), the message and error only. */
+function serviceWarnings (dir: string, perService = 15): string[] {
+  const out: string[] = []
+  for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.log')).sort()) {
+    const lines = fs.readFileSync(path.join(dir, file), 'utf8').split('\n').flatMap((l) => {
+      try {
+        const e = JSON.parse(l) as { level?: number, msg?: string, err?: unknown, code?: string }
+        return (e.level ?? 0) >= 40 ? [`${file.replace(/\.log$/, '')}: ${e.msg ?? ''}${e.code ? ` [${e.code}]` : ''}${e.err ? ` (${typeof e.err === 'string' ? e.err : JSON.stringify(e.err).slice(0, 300)})` : ''}`] : []
+      } catch { return [] }
+    })
+    out.push(...lines.slice(-perService))
+  }
+  return out
 }

@@ -99,6 +99,8 @@ export async function runChaos (opts: { seconds: number, plan?: Plan, log?: (lin
     }
   } finally {
     await stopLoad()
+    // a broken invariant is explained by what the services warned of: their logs go with the mesh
+    if (report.steps.some((s) => s.violations.length > 0)) for (const line of setup.warnings()) log(line)
     await setup.stop()
   }
   report.violations = report.steps.flatMap((s) => s.violations.map((v) => `${s.fault}: ${v}`))
