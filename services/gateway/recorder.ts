@@ -62,6 +62,8 @@ export interface RecorderOptions {
   delayMs?: number
   /** records now in PostgreSQL (the log may forget them) */
   onRecorded?: (records: EndRecord[]) => void
+  /** a batch failed on something other than its data (the database out of reach) and will be tried again */
+  onRetry?: (err: Error) => void
 }
 
 export class Recorder {
@@ -138,6 +140,7 @@ export class Recorder {
         if (this.closing && attempt >= 3) return false
         if (!RETRY_NOW.has(code)) {
           this.opts.log?.warn({ err: (err as Error).message, code, rows: items.length, attempt }, 'recording finished requests failed; retrying')
+          this.opts.onRetry?.(err as Error)
           await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 100 * 2 ** Math.min(attempt, 6))))
         }
       }
