@@ -27,7 +27,8 @@ export type TokenPrice = z.infer<typeof tokenPrice>
 
 /** What the worker states and signs. */
 export const workerClaim = z.object({
-  requestId: z.string().min(1).max(100),
+  /** printable ASCII (request ids are UUIDs): PostgreSQL's jsonb, where receipts are kept, takes no NUL or lone surrogate */
+  requestId: z.string().min(1).max(100).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII'),
   model: modelName,
   tokensIn: count,
   tokensOut: count,

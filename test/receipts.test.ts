@@ -157,7 +157,7 @@ test('receipts: a worker whose receipt does not add up is refused at settlement 
   const good = await client.call(GatewayProtocol.receipt, { apiKey: user.key, id: honest.id })
   t.ok(verifyReceipt(good, { worker: worker.publicKey, gateway: mesh.gatewayKey }).ok, 'the honest receipt is countersigned and verifies')
 
-  const reasons: Record<string, RegExp> = { overcharge: /charge/, 'own-price': /price/, 'other-key': /signature/, 'other-text': /hash/ }
+  const reasons: Record<string, RegExp> = { overcharge: /charge/, 'own-price': /price/, 'other-key': /signature/, 'other-text': /hash/, 'nul-id': /malformed/ }
   for (const mode of RECEIPT_MODES.filter((m) => m !== 'honest')) {
     const err = await refusal(ask(mode))
     t.is(err?.code, 'RECEIPT_DISPUTED', `${mode}: refused at settlement with a coded error`)
@@ -172,7 +172,7 @@ test('receipts: a worker whose receipt does not add up is refused at settlement 
 
   const logs = await until(async () => (await db.pool.query(
     `SELECT l.id, l.model_used, l.status, l.error_code, l.cost_nusd, l.tokens_in, l.tokens_out, r.status AS receipt, r.receipt AS doc
-     FROM request_logs l LEFT JOIN request_receipts r ON r.request_id = l.id WHERE l.model_used <> 'honest' AND l.model_used <> 'synthetic'`)).rows, (r) => r.length === 5)
+     FROM request_logs l LEFT JOIN request_receipts r ON r.request_id = l.id WHERE l.model_used <> 'honest' AND l.model_used <> 'synthetic'`)).rows, (r) => r.length === 6)
   t.alike(logs.map((r) => [r.status, r.error_code, Number(r.cost_nusd), r.tokens_in, r.tokens_out, r.receipt]),
     logs.map(() => ['failed', 'RECEIPT_DISPUTED', 0, 0, 0, 'disputed']), 'each is logged failed as disputed, billed 0 for 0 tokens, its receipt kept as disputed')
   const credits = await client.call(GatewayProtocol.credits, { token: user.token, limit: 100 })

@@ -20,10 +20,11 @@ import type { StoredReceipt } from './receipts.ts'
 // slice. Its record goes into the settlement log in the state dir (settlement-log.ts) and settle()
 // resolves once that is durable: the final answer goes out after it, so nothing acknowledged is
 // lost, even to SIGKILL. The recorder (recorder.ts) then writes it to PostgreSQL in batches.
-// recover(): at start, before admitting anything, the log a previous process left is recorded
-// (exactly once: PostgreSQL ignores ids it has), its requests that never ended are recorded as
-// failed (STUCK) without a charge (one request each on the request limits, like any failed request),
-// and every lease it held is released.
+// recover(): at start, the log a previous process left is read, then recorded in the background
+// (exactly once: PostgreSQL ignores ids it has), its requests that never ended recorded as failed
+// (STUCK) without a charge (one request each on the request limits, like any failed request), and
+// every lease it held released. Nothing is admitted until that is done; while it waits on a database
+// out of reach, admissions are refused at once (DATABASE_UNAVAILABLE).
 // The sweeper releases the leases of gateways that stopped renewing them (migrations/009).
 
 export type Unit = 'requests' | 'tokens' | 'nusd'
@@ -68,10 +69,12 @@ const INT_MAX = 2_147_483_647
 /** a request arriving while the log of the previous process is being recorded waits this long for it */
 const READY_WAIT_MS = 500
 
+const waitingRefusal = () => MeshError.DATABASE_UNAVAILABLE('this gateway is waiting for the database to record what it served before a restart; try again shortly')
+
 function waitReady (ready: Promise<void>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined
   const late = new Promise<void>((_resolve, reject) => {
-    timer = setTimeout(() => reject(MeshError.DATABASE_UNAVAILABLE('this gateway is waiting for the database to record what it served before a restart; try again shortly')), ms)
+    timer = setTimeout(() => reject(waitingRefusal()), ms)
   })
   return Promise.race([ready, late]).finally(() => clearTimeout(timer))
 }
@@ -131,6 +134,12 @@ export class Accounting {
   private readonly ready: Promise<void>
   private markReady!: () => void
   private isReady = false
+  /** the previous process's log is read and handed to the recorder (reads wait for it) */
+  private logRead: Promise<void> = Promise.resolve()
+  /** recording that log waits on a database out of reach */
+  private stalled = false
+  private readonly stall: Promise<void>
+  private markStalled!: () => void
   private timers: NodeJS.Timeout[] = []
   private closing = false
   readonly stuckAfterMs: number
@@ -144,8 +153,11 @@ export class Accounting {
     this.sweepEveryMs = opts.sweepEveryMs ?? 30_000
     this.feePct = opts.feePct ?? 10
     this.ready = new Promise((resolve) => { this.markReady = resolve })
+    this.stall = new Promise((resolve) => { this.markStalled = resolve })
     this.store = new PgLeaseStore(pool, opts.gateway, opts.log)
-    this.recorder = new Recorder(pool, opts.gateway, { log: opts.log, delayMs: opts.recordDelayMs, onRecorded: (recs) => this.recorded(recs) })
+    this.recorder = new Recorder(pool, opts.gateway, {
+      log: opts.log, delayMs: opts.recordDelayMs, onRecorded: (recs) => this.recorded(recs), onRetry: () => this.stalledOnDatabase()
+    })
     this.leases = new Leases(this.store, { log: opts.log, idleMs: opts.leaseIdleMs, flush: () => this.recorder.flush() })
     this.journal = new SettlementLog(opts.logDir, { sync: opts.sync, log: opts.log })
   }
@@ -156,36 +168,59 @@ export class Accounting {
   get pendingSettlements (): number { return this.recorder.pending }
 
   /** Resolves once every request this gateway answered so far is in PostgreSQL (for reads that must see them). */
-  flushed (): Promise<void> { return this.recorder.flush() }
+  flushed (): Promise<void> { return this.logRead.then(() => this.recorder.flush()) }
 
   /** The unused part of this gateway's slice of a counter (or 'credit:<user>'): free, though the database counts it held. */
   unused (name: string): number { return this.leases.unused(name) }
 
-  /** Record what a previous process left in the log, release its leases, then start admitting. */
+  /**
+   * Read the log a previous process left and start recording it: resolves once it is read (the local
+   * disk); PostgreSQL gets it in the background, its leases are released, and then admissions start.
+   */
   async recover (): Promise<void> {
-    const records = await this.journal.open()
+    const read = this.journal.open()
+    this.logRead = read.then(() => {}, () => {}) // a log that cannot be read fails the start (below)
+    const records = await read
     const ended = new Set<string>()
     const ends: EndRecord[] = []
     for (const r of records as Array<EndRecord | AdmitLine>) if (r.t === 's') { ended.add(r.id); ends.push(r) }
     const stuck = (records as AdmitLine[]).filter((r) => r.t === 'a' && !ended.has(r.id)).map(stuckRecord)
     for (const r of [...ends, ...stuck]) this.recorder.push(r)
-    for (;;) {
+    void this.recordRecovered(records.length, ends.length, stuck.length)
+  }
+
+  /** Resolves once recover() is done and admissions start ('ready'), or as soon as it waits on a database out of reach ('waiting'). */
+  recovery (): Promise<'ready' | 'waiting'> {
+    return Promise.race([this.ready.then(() => 'ready' as const), this.stall.then(() => 'waiting' as const)])
+  }
+
+  private async recordRecovered (lines: number, ended: number, stuck: number): Promise<void> {
+    while (!this.closing) {
       try {
         await this.recorder.flush()
+        // closing, the recorder may have given up on a database still out: the log keeps those records
+        if (this.closing) return
         const released = await this.store.releaseAll()
-        if (records.length > 0 || released > 0) {
-          this.log?.warn({ recorded: ends.length, stuck: stuck.length, leases: released }, 'recovered the settlement log of the previous process')
-        }
-        break
+        if (lines > 0 || released > 0) this.log?.warn({ recorded: ended, stuck, leases: released }, 'recovered the settlement log of the previous process')
+        if (this.closing) return
+        await this.journal.dropRecovered()
+        this.isReady = true
+        this.stalled = false
+        this.markReady()
+        return
       } catch (err) {
-        // PostgreSQL is not there yet: admissions wait (they need it for leases anyway)
+        // PostgreSQL is out of reach: admissions are refused until it is back (they need it for leases anyway)
         this.log?.warn({ err: (err as Error).message }, 'could not recover the settlement log yet; retrying')
+        this.stalledOnDatabase()
         await new Promise((resolve) => setTimeout(resolve, 1000))
       }
     }
-    await this.journal.dropRecovered()
-    this.isReady = true
-    this.markReady()
+  }
+
+  private stalledOnDatabase (): void {
+    if (this.isReady) return
+    this.stalled = true
+    this.markStalled()
   }
 
   start (): void {
@@ -201,8 +236,12 @@ export class Accounting {
 
   admit (req: AdmitRequest): Promise<AdmitResult> {
     if (this.closing) return Promise.reject(MeshError.SHUTTING_DOWN())
-    // a gateway still replaying its log (the database is out) has no allowance: a prompt refusal, not a wait
-    if (!this.isReady) return waitReady(this.ready, READY_WAIT_MS).then(() => this.admit(req))
+    // a gateway still recording its previous log has no allowance: with the database out a refusal at
+    // once, else a short wait
+    if (!this.isReady) {
+      if (this.stalled) return Promise.reject(waitingRefusal())
+      return waitReady(this.ready, READY_WAIT_MS).then(() => this.admit(req))
+    }
     const holds: Admitted['holds'] = []
     for (const c of req.counters) if (c.amount > 0) holds.push({ name: c.name, amount: c.amount, cap: c.cap, expires: c.expires, code: c.code, unit: c.unit })
     if (req.credit > 0) holds.push({ name: 'credit:' + req.user, amount: req.credit, cap: null, expires: null, code: 'INSUFFICIENT_CREDITS', unit: 'credit' })
@@ -260,6 +299,8 @@ export class Accounting {
   private readonly tickets = new WeakMap<EndRecord, Ticket | null>()
 
   private recorded (records: EndRecord[]): void {
+    // the database takes records again: a recovery still under way is no longer stalled on it
+    this.stalled = false
     for (const r of records) {
       const t = this.tickets.get(r)
       if (t && t.seg >= 0) this.journal.release(t.seg)

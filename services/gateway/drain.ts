@@ -2,8 +2,10 @@ import { MeshError } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log.ts'
 
 // The gateway's door for requests: shut until the gateway has started (a caller then tries another
-// gateway, UNAVAILABLE), open while it serves, and on shutdown shut again (SHUTTING_DOWN) while the
-// requests already let in finish, for at most the drain time.
+// gateway, UNAVAILABLE; or, while the database is out of reach, DATABASE_UNAVAILABLE: a gateway that
+// starts during an outage holds no allowance to admit anything with), open while it serves, and on
+// shutdown shut again (SHUTTING_DOWN) while the requests already let in finish, for at most the
+// drain time.
 
 export class RequestDoor {
   private started = false
@@ -11,9 +13,12 @@ export class RequestDoor {
   private running = 0
   private drained: (() => void) | null = null
   private readonly log: Logger
+  private readonly databaseUp: () => Promise<boolean>
 
-  constructor (log: Logger) {
+  /** `databaseUp`: whether PostgreSQL answers (none: requests do not need it) */
+  constructor (log: Logger, databaseUp: () => Promise<boolean> = async () => true) {
     this.log = log
+    this.databaseUp = databaseUp
   }
 
   /** Requests are served from now on. */
@@ -22,7 +27,12 @@ export class RequestDoor {
   /** Run one request unless the gateway is starting or draining; a drain waits for the requests let in. */
   async run<T> (fn: () => Promise<T>): Promise<T> {
     if (this.draining) throw MeshError.SHUTTING_DOWN()
-    if (!this.started) throw MeshError.UNAVAILABLE('the gateway is starting')
+    if (!this.started) {
+      const up = await this.databaseUp()
+      if (!up) throw MeshError.DATABASE_UNAVAILABLE('the database is unavailable and this gateway is starting; try again shortly')
+      if (!this.started) throw MeshError.UNAVAILABLE('the gateway is starting')
+      if (this.draining) throw MeshError.SHUTTING_DOWN()
+    }
     this.running++
     try { return await fn() } finally { if (--this.running === 0) this.drained?.() }
   }

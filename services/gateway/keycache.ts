@@ -1,6 +1,7 @@
 import { hasApiKeyShape, hashApiKey } from '../../shared/apikey.ts'
 import { MeshError } from '../../shared/errors.ts'
-import type { KeyIdentity } from '../../shared/protocol/auth.ts'
+import type { MeshClient } from '../../shared/mesh/client.ts'
+import { AuthProtocol, type KeyIdentity } from '../../shared/protocol/auth.ts'
 
 // API key → identity, cached so the hot path costs no auth round trip. Correctness of revocation does
 // not rest on the TTL: auth pushes `keyRevoked` to every connected gateway, and the whole cache is
@@ -13,6 +14,23 @@ import type { KeyIdentity } from '../../shared/protocol/auth.ts'
 // and a lookup made after the revocation does not join it.
 
 const MAX_INVALID = 10_000
+
+/**
+ * Auth's answer for a key hash. While auth is not connected (this gateway is starting, or auth is
+ * away) and PostgreSQL, where auth reads keys, is out of reach too, the answer is DATABASE_UNAVAILABLE
+ * at once rather than after a wait for a connection that could not check the key anyway.
+ */
+export function authValidator (auth: () => MeshClient, databaseUp: () => Promise<boolean>, timeoutMs = 5000): (keyHash: string) => Promise<KeyIdentity> {
+  return (keyHash) => {
+    const client = auth()
+    const asked = client.call(AuthProtocol.validateApiKey, { keyHash }, timeoutMs)
+    if (client.connected) return asked
+    const out = databaseUp().then((up) => up
+      ? new Promise<never>(() => {}) // auth's own answer (or its timeout) decides
+      : Promise.reject(MeshError.DATABASE_UNAVAILABLE('the database is unavailable and this API key is not known here yet; try again shortly')))
+    return Promise.race([asked, out])
+  }
+}
 
 export class KeyCache {
   private readonly entries = new Map<string, { identity: KeyIdentity, until: number }>()

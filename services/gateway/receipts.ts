@@ -74,14 +74,19 @@ export class ReceiptDesk {
   }
 }
 
-/** The records of a batch that carry a receipt, into request_receipts (migrations/019); a request already there is left as it is. */
-export async function storeReceipts (pool: pg.Pool, records: Array<{ id: string, user: string, rc?: StoredReceipt }>): Promise<void> {
+/**
+ * The records of a batch that carry a receipt, into request_receipts (migrations/019), in their
+ * requests' transaction; a request already there is left as it is, and an account no longer there
+ * gets none (its request row has no user either).
+ */
+export async function storeReceipts (db: Pick<pg.PoolClient, 'query'>, records: Array<{ id: string, user: string, rc?: StoredReceipt }>): Promise<void> {
   const with_ = records.filter((r) => r.rc)
   if (with_.length === 0) return
-  await pool.query({
+  await db.query({
     name: 'hi_receipts',
     text: `INSERT INTO request_receipts (request_id, user_id, status, dispute, receipt)
-           SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[]) ON CONFLICT (request_id) DO NOTHING`,
+           SELECT x.* FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[]) x(id, user_id, status, dispute, receipt)
+           WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = x.user_id) ON CONFLICT (request_id) DO NOTHING`,
     values: [with_.map((r) => r.id), with_.map((r) => r.user), with_.map((r) => r.rc!.status), with_.map((r) => r.rc!.dispute), with_.map((r) => r.rc!.doc && JSON.stringify(r.rc!.doc))]
   })
 }

@@ -6,7 +6,8 @@ import { storeReceipts, type StoredReceipt } from './receipts.ts'
 // already holds each one durably when it is pushed here. One prepared call of hi_record
 // (migrations/009_accounting_leases.sql, with the payout split of 018_operators.sql) per batch, its columns as arrays: a request row, the moves
 // on its counters and credits, the ledger debit and the day's rollup, in one transaction, and only
-// for request ids not recorded before, so replaying a log after a crash records nothing twice.
+// for request ids not recorded before, so replaying a log after a crash records nothing twice; the
+// batch's usage receipts go in with their requests, in the same transaction.
 // One batch at a time; what arrives meanwhile waits for the next (and at rest a few ms, so a quiet
 // gateway makes one call for several requests rather than one each). A database outage delays
 // recording, never loses it: the log keeps every record until it is in.
@@ -61,6 +62,8 @@ export interface RecorderOptions {
   delayMs?: number
   /** records now in PostgreSQL (the log may forget them) */
   onRecorded?: (records: EndRecord[]) => void
+  /** a batch failed on something other than its data (the database out of reach) and will be tried again */
+  onRetry?: (err: Error) => void
 }
 
 export class Recorder {
@@ -128,10 +131,7 @@ export class Recorder {
   private async record (items: EndRecord[]): Promise<boolean> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const { rows } = await this.pool.query<{ n: number }>({ name: 'hi_record', text: SQL, values: columns(this.gateway, items) })
-        this.recorded += rows[0]!.n
-        // after the rows: a retry of the batch records neither twice
-        await storeReceipts(this.pool, items)
+        this.recorded += await this.write(items)
         return true
       } catch (err) {
         const code = (err as { code?: string }).code ?? ''
@@ -140,9 +140,37 @@ export class Recorder {
         if (this.closing && attempt >= 3) return false
         if (!RETRY_NOW.has(code)) {
           this.opts.log?.warn({ err: (err as Error).message, code, rows: items.length, attempt }, 'recording finished requests failed; retrying')
+          this.opts.onRetry?.(err as Error)
           await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 100 * 2 ** Math.min(attempt, 6))))
         }
       }
+    }
+  }
+
+  /**
+   * The batch's requests, and the receipts of those that have one in the same transaction: nobody
+   * reading PostgreSQL sees a request without its receipt, and a gateway that dies halfway leaves
+   * neither. Returns how many requests were new.
+   */
+  private async write (items: EndRecord[]): Promise<number> {
+    const query = { name: 'hi_record', text: SQL, values: columns(this.gateway, items) }
+    if (!items.some((r) => r.rc)) return (await this.pool.query<{ n: number }>(query)).rows[0]!.n
+    const client = await this.pool.connect()
+    let broken: Error | undefined
+    try {
+      await client.query('BEGIN')
+      try {
+        const { rows } = await client.query<{ n: number }>(query)
+        await storeReceipts(client, items)
+        await client.query('COMMIT')
+        return rows[0]!.n
+      } catch (err) {
+        // a connection that cannot even roll back is not given back to the pool
+        await client.query('ROLLBACK').catch((e: Error) => { broken = e })
+        throw err
+      }
+    } finally {
+      client.release(broken)
     }
   }
 

@@ -20,7 +20,7 @@ import { Dispatcher } from './dispatch.ts'
 import { Disclosure } from './disclosure.ts'
 import { JoinTokens } from './join-tokens.ts'
 import { Idempotency, idempotent } from './idempotency.ts'
-import { KeyCache } from './keycache.ts'
+import { authValidator, KeyCache } from './keycache.ts'
 import { parseTiers, Pricing, type Price, type TierLimits } from './limits.ts'
 import { ReceiptDesk, ReceiptReads } from './receipts.ts'
 import { Listings } from './listings.ts'
@@ -132,11 +132,11 @@ export class GatewayService extends MeshService {
     super({ ...opts, name: 'gateway' })
     this.opts = opts
     this.pool = opts.pool
-    this.door = new RequestDoor(this.log)
     this.database = new DatabaseProbe(opts.pool)
     const tiers = opts.tiers ?? parseTiers(undefined, opts.rateLimits)
     this.accountingOn = opts.accounting ?? true
-    this.keys = new KeyCache((keyHash) => this.auth.call(AuthProtocol.validateApiKey, { keyHash }, 5000), opts.keyCacheTtlMs)
+    this.door = new RequestDoor(this.log, this.accountingOn ? () => this.database.ok() : undefined)
+    this.keys = new KeyCache(authValidator(() => this.auth, () => this.database.ok()), opts.keyCacheTtlMs)
     this.sessions = new SessionUsers((token) => this.auth.call(AuthProtocol.whoami, { token }, 10_000).then((r) => r.user))
     this.disclosure = new Disclosure(this.sessions, (key) => this.isMeshMember(key))
     this.accounting = new Accounting(this.pool, {
@@ -271,6 +271,20 @@ export class GatewayService extends MeshService {
   }
 
   protected async onOpen (): Promise<void> {
+    // first (requests reach the server from now on and resolve their keys through auth), then the log
+    // a previous process left: read now, recorded in PostgreSQL in the background (accounting.ts)
+    this.auth = this.connectTo(this.opts.authKey, {
+      name: 'auth',
+      dialled: 'auth',
+      handlers: handlers().on(AuthEvents.keyRevoked, (ev) => { this.keys.dropKeyId(ev.keyId) }).table
+    })
+    // a revocation pushed while we were disconnected would be missed: forget every cached key
+    this.auth.on('close', () => this.keys.clear())
+    this.auth.on('open', () => this.keys.clear())
+    if (this.accountingOn) {
+      await this.accounting.recover()
+      this.accounting.start()
+    }
     await this.catalog.open()
     void this.operators.start()
     // a database that is not up yet only delays the seed: the next start stores it
@@ -286,21 +300,6 @@ export class GatewayService extends MeshService {
       await this.vouchForGateways([this.publicKey, ...(this.opts.replicaGateways ?? [])])
       await this.catalog.seedPrices(this.pricing.all())
     }
-    this.auth = this.connectTo(this.opts.authKey, {
-      name: 'auth',
-      dialled: 'auth',
-      handlers: handlers().on(AuthEvents.keyRevoked, (ev) => { this.keys.dropKeyId(ev.keyId) }).table
-    })
-    // a revocation pushed while we were disconnected would be missed: forget every cached key
-    this.auth.on('close', () => this.keys.clear())
-    this.auth.on('open', () => this.keys.clear())
-    if (this.accountingOn) {
-      // what a previous process left in the settlement log goes to PostgreSQL before anything is admitted;
-      // with the database out, the gateway starts anyway and admissions wait for it
-      const recovered = this.accounting.recover()
-      await Promise.race([recovered, new Promise((resolve) => setTimeout(resolve, 10_000).unref())])
-      this.accounting.start()
-    }
     this.safety.start()
     await this.adaptive.open(this.catalog)
     this.sweepTimer = setInterval(() => {
@@ -309,6 +308,9 @@ export class GatewayService extends MeshService {
     }, 60_000)
     this.sweepTimer.unref()
     this.idempotency.start()
+    // requests are let in once the previous log is recorded (a restart, at once), or as soon as that
+    // waits on a database out of reach: admissions are refused until it is back
+    if (this.accountingOn) await Promise.race([this.accounting.recovery(), new Promise((resolve) => setTimeout(resolve, 10_000).unref())])
     this.door.open()
   }
 

@@ -11,6 +11,9 @@ import { LINK_TIMEOUT_MS, dropWhenSilent } from './dht.ts'
 // A long-lived connection to one peer by public key: reconnects with capped exponential backoff and
 // jitter, and every call carries a timeout. Built on rpc.connect(); never the pooled rpc.request(),
 // whose linger timer can destroy a call that runs longer than the linger.
+// An attempt begun while the peer was away (its stale DHT record still found) can hang until its
+// timeout even once the peer is back: while one is under way, another starts every max(backoff, 1 s),
+// and the first to open is the connection (the others are dropped).
 
 export interface MeshClientOptions {
   name: string
@@ -26,6 +29,8 @@ export interface MeshClientOptions {
   maxBackoff?: number
   /** an attempt whose RPC channel has not opened by then is dropped and retried (half-open links) */
   attemptTimeout?: number
+  /** while an attempt is under way, another starts after max(backoff, this) ms (default 1 s) */
+  hedgeAfter?: number
   defaultTimeout?: number
 }
 
@@ -34,7 +39,10 @@ export class MeshClient extends EventEmitter {
   readonly name: string
   private readonly rpc: RPC
   private readonly opts: MeshClientOptions
+  /** the connection: open, or opened and being set up (onOpen) */
   private client: Client | null = null
+  /** attempts under way, none of them open yet */
+  private readonly pending = new Set<Client>()
   private peer: Peer | null = null
   private ready = false
   private closing = false
@@ -57,26 +65,32 @@ export class MeshClient extends EventEmitter {
   get connectAttempts (): number { return this.attempts }
 
   private connect (): void {
-    if (this.closing) return
-    this.attempts++
+    if (this.closing || this.client) return
+    const attempt = ++this.attempts
     const attemptStarted = Date.now()
     const client = this.rpc.connect(this.publicKey)
-    this.client = client
+    this.pending.add(client)
     // why an attempt failed (no such peer yet, holepunch aborted, …): for the debug log only
     ;(client.stream as unknown as EventEmitter | null)?.on('error', (err: Error & { code?: string }) => {
-      if (!this.ready) this.opts.log?.debug({ peer: this.name, attempt: this.attempts, ms: Date.now() - attemptStarted, code: err.code, err: err.message }, 'connection attempt failed')
+      if (!this.ready) this.opts.log?.debug({ peer: this.name, attempt, ms: Date.now() - attemptStarted, code: err.code, err: err.message }, 'connection attempt failed')
     })
     const channel = client.rpc
     if (!channel) throw new Error('rpc channel missing')
     const peer = new Peer(channel, { handlers: this.opts.handlers, authorize: this.opts.authorize ?? strangersOnly, log: this.opts.log })
-    this.peer = peer
     const attemptTimer = setTimeout(() => {
-      if (this.client !== client || this.ready) return
-      this.opts.log?.debug({ peer: this.name, attempt: this.attempts }, 'connection attempt timed out')
+      if (!this.pending.has(client)) return
+      this.opts.log?.debug({ peer: this.name, attempt }, 'connection attempt timed out')
       client.destroy()
     }, this.opts.attemptTimeout ?? 3000)
+    const hedge = setTimeout(() => { if (this.pending.has(client)) this.connect() }, Math.max(this.backoff, this.opts.hedgeAfter ?? 1000))
     client.on('open', async () => {
       clearTimeout(attemptTimer)
+      clearTimeout(hedge)
+      if (!this.pending.delete(client)) return
+      for (const other of this.pending) other.destroy()
+      this.pending.clear()
+      this.client = client
+      this.peer = peer
       // a peer that died without a word (SIGKILL, a cut link) is given up on after a few silent
       // seconds; not before the link is up, where attemptTimeout rules
       dropWhenSilent(client.stream, LINK_TIMEOUT_MS)
@@ -94,6 +108,12 @@ export class MeshClient extends EventEmitter {
     })
     client.on('close', () => {
       clearTimeout(attemptTimer)
+      clearTimeout(hedge)
+      if (this.pending.delete(client)) {
+        // a failed attempt: the next one after the backoff, unless another is still under way
+        if (this.pending.size === 0 && !this.client) this.scheduleReconnect()
+        return
+      }
       if (this.client !== client) return
       const wasReady = this.ready
       this.ready = false
@@ -153,6 +173,8 @@ export class MeshClient extends EventEmitter {
     this.peer = null
     this.ready = false
     if (client) client.destroy()
+    for (const attempt of this.pending) attempt.destroy()
+    this.pending.clear()
   }
 }
 

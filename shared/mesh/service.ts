@@ -169,6 +169,7 @@ export abstract class MeshService {
     })
     await server.listen(this.keyPair)
     this.rpcServer = server
+    this.log.debug(`${this.name} accepting connections`)
     await this.onOpen()
     this.log.info({ publicKey: this.publicKey }, `${this.name} listening`)
   }

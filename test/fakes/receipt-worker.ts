@@ -12,9 +12,10 @@ import { workerJoinProof } from '../../shared/worker-proof.ts'
 // A worker approved by the network's token that signs a usage receipt for every answer, each model
 // its own way: `honest` as a real worker does; the others lie in one respect each. `overcharge`
 // states a charge above its tokens × price; `own-price` states a higher price with a matching charge;
-// `other-key` signs with a key that is not its own; `other-text` hashes a text it did not send.
+// `other-key` signs with a key that is not its own; `other-text` hashes a text it did not send;
+// `nul-id` names the request with a NUL character in it, text PostgreSQL cannot store in jsonb.
 
-export const RECEIPT_MODES = ['honest', 'overcharge', 'own-price', 'other-key', 'other-text'] as const
+export const RECEIPT_MODES = ['honest', 'overcharge', 'own-price', 'other-key', 'other-text', 'nul-id'] as const
 export type ReceiptMode = typeof RECEIPT_MODES[number]
 export const FAKE_TEXT = ['signed ', 'and ', 'sealed']
 
@@ -34,7 +35,7 @@ export class ReceiptWorker extends MeshService {
         const price = req.price ?? { input: 0, output: 0 }
         const sent = FAKE_TEXT.join('')
         const claim: WorkerClaim = {
-          requestId: req.requestId, model: req.model, tokensIn: 4, tokensOut: FAKE_TEXT.length,
+          requestId: mode === 'nul-id' ? req.requestId + '\u0000' : req.requestId, model: req.model, tokensIn: 4, tokensOut: FAKE_TEXT.length,
           outputSha256: crypto.createHash('sha256').update(mode === 'other-text' ? sent + ' (and more)' : sent).digest('hex'),
           gatewayKey: ctx.remoteKey, workerKey: this.publicKey, time: new Date().toISOString(),
           priceNusdPerToken: mode === 'own-price' ? { input: price.input * 10 + 1, output: price.output * 10 + 1 } : price,
