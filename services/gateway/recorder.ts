@@ -7,7 +7,7 @@ import { storeReceipts, type StoredReceipt } from './receipts.ts'
 // (migrations/009_accounting_leases.sql, with the payout split of 018_operators.sql) per batch, its columns as arrays: a request row, the moves
 // on its counters and credits, the ledger debit and the day's rollup, in one transaction, and only
 // for request ids not recorded before, so replaying a log after a crash records nothing twice.
-// One batch at a time; what arrives meanwhile waits for the next (and at rest a few ms, so a quiet
+// One batch at a time; what arrives meanwhile waits for the next (and at rest 20 ms, so a quiet
 // gateway makes one call for several requests rather than one each). A database outage delays
 // recording, never loses it: the log keeps every record until it is in.
 
@@ -106,7 +106,7 @@ export class Recorder {
       this.timer = null
       this.running = true
       void this.drain()
-    }, urgent ? 0 : (this.opts.delayMs ?? 5))
+    }, urgent ? 0 : (this.opts.delayMs ?? 20))
   }
 
   private async drain (): Promise<void> {
