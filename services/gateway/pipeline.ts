@@ -2,6 +2,7 @@ import crypto from 'node:crypto'
 import { MeshError } from '../../shared/errors.ts'
 import { sha256Hex } from '../../shared/apikey.ts'
 import type { RequestOf, ResponseOf } from '../../shared/mesh/method.ts'
+import { Cancellation, type CancelSignal } from '../../shared/mesh/cancel.ts'
 import type { ServiceMetrics } from '../../shared/metrics.ts'
 import type { Span } from '../../shared/tracing/index.ts'
 import type { GatewayProtocol, InferResult } from '../../shared/protocol/gateway.ts'
@@ -36,7 +37,7 @@ export type EmbedResponse = ResponseOf<typeof GatewayProtocol.embed>
 
 /** The caller of one request: its cancellation, where stream frames go, and its span when traced. */
 export interface Caller {
-  readonly signal: AbortSignal
+  readonly signal: CancelSignal
   /** the caller's peer key, when it came over RPC */
   readonly remoteKey?: string
   emit (chunk: TokenChunk): void
@@ -291,10 +292,8 @@ export class RequestPipeline {
   private async stream (req: Parameters<WorkerDispatch['prompt']>[0], ceiling: number, streaming: boolean, caller: Caller, trace: RequestTrace | null, guard: TokenStreamOptions['guard'], cheapest: boolean):
     Promise<{ out: DispatchOutcome<PromptResult>, tokens: TokenStream, price: TokenPrice | undefined }> {
     let price: TokenPrice | undefined
-    const stop = new AbortController()
-    const onAbort = () => stop.abort()
-    caller.signal.addEventListener('abort', onAbort, { once: true })
-    if (caller.signal.aborted) stop.abort() // the caller left while we admitted: cancel before any work
+    // the caller leaving stops the worker, and so does the gateway (the ceiling, the output guard)
+    const { cancel: stop, detach } = Cancellation.follow(caller.signal)
     const tokens = new TokenStream({
       ceiling,
       forward: streaming ? (chunk) => caller.emit(chunk) : null,
@@ -308,12 +307,12 @@ export class RequestPipeline {
     })
     try {
       const out = await this.deps.dispatch.prompt(req, {
-        signal: stop.signal, onAttempt: (told) => { price = told; tokens.restart() }, onChunk: (c) => tokens.push(c), mayRetry: () => tokens.mayRetry(), traceparent: trace?.traceparent, cheapest
+        signal: stop, onAttempt: (told) => { price = told; tokens.restart() }, onChunk: (c) => tokens.push(c), mayRetry: () => tokens.mayRetry(), traceparent: trace?.traceparent, cheapest
       })
       if (out.ok || tokens.truncated) await tokens.end()
       return { out, tokens, price }
     } finally {
-      caller.signal.removeEventListener('abort', onAbort)
+      detach()
     }
   }
 
