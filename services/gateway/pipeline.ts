@@ -175,15 +175,19 @@ export class RequestPipeline {
     const cost = await this.deps.settler.settle({
       id, model, status: 'success', worker, tokensIn: usage.promptTokens, tokensOut: usage.completionTokens, started, ttftMs, error: null, price, receipt: receipt?.receipt ?? null
     })
-    this.deps.listings.measured(model, { ttftMs: ttftMs ?? 0, latencyMs: Date.now() - started, ok: true })
-    this.metrics.countTokens(model, usage.promptTokens, usage.completionTokens)
-    this.metrics.observeInference(model, (Date.now() - started) / 1000)
     const reported = out.ok && FINISH_REASONS.has(out.value?.finishReason) ? out.value.finishReason : 'stop'
     // tool calls are what the answer ended on, unless it was cut short; a worker's word alone makes none
     const finishReason: FinishReason = tokens.filtered ? 'content_filter' : tokens.truncated || reported === 'length' ? 'length' : tokens.calls > 0 ? 'tool_calls' : reported
-    // only plain text answers are kept: tool calls and logprobs are not replayed
-    if (tokens.calls === 0 && !req.logprobs) cached?.store({ id, chunks: tokens.chunks, usage, finishReason })
-    this.deps.onOutcome?.({ id, user: identity.userId, trace: req.traceId ?? null, model, route: req.route, ok: true, ttftMs, seconds: (Date.now() - started) / 1000, tokens: usage.promptTokens + usage.completionTokens, costNusd: cost })
+    // what the answer does not wait for (measurements, metrics, the cache, learning) is done once it has gone
+    const ended = Date.now()
+    setImmediate(() => {
+      this.deps.listings.measured(model, { ttftMs: ttftMs ?? 0, latencyMs: ended - started, ok: true })
+      this.metrics.countTokens(model, usage.promptTokens, usage.completionTokens)
+      this.metrics.observeInference(model, (ended - started) / 1000)
+      // only plain text answers are kept: tool calls and logprobs are not replayed
+      if (tokens.calls === 0 && !req.logprobs) cached?.store({ id, chunks: tokens.chunks, usage, finishReason })
+      this.deps.onOutcome?.({ id, user: identity.userId, trace: req.traceId ?? null, model, route: req.route, ok: true, ttftMs, seconds: (ended - started) / 1000, tokens: usage.promptTokens + usage.completionTokens, costNusd: cost })
+    })
     return {
       id, model, worker: worker!, text: req.stream ? '' : tokens.text, usage, costUsd: toUsd(cost),
       ...(!req.stream && tokens.toolCalls.length ? { toolCalls: tokens.toolCalls } : {}),
