@@ -61,6 +61,8 @@ export interface RecorderOptions {
   delayMs?: number
   /** records now in PostgreSQL (the log may forget them) */
   onRecorded?: (records: EndRecord[]) => void
+  /** a billed receipt countersigned (receipts.ts ReceiptDesk.complete), before it is stored */
+  completeReceipt?: (r: StoredReceipt) => StoredReceipt
 }
 
 export class Recorder {
@@ -128,6 +130,8 @@ export class Recorder {
   private async record (items: EndRecord[]): Promise<boolean> {
     for (let attempt = 0; ; attempt++) {
       try {
+        const complete = this.opts.completeReceipt
+        if (complete) for (const r of items) if (r.rc?.unsigned) r.rc = complete(r.rc)
         const { rows } = await this.pool.query<{ n: number }>({ name: 'hi_record', text: SQL, values: columns(this.gateway, items) })
         this.recorded += rows[0]!.n
         // after the rows: a retry of the batch records neither twice
