@@ -3,6 +3,7 @@ import { MeshError } from '../../shared/errors.ts'
 import { sha256Hex } from '../../shared/apikey.ts'
 import type { RequestOf, ResponseOf } from '../../shared/mesh/method.ts'
 import { Cancellation, type CancelSignal } from '../../shared/mesh/cancel.ts'
+import type { Logger } from '../../shared/log.ts'
 import type { ServiceMetrics } from '../../shared/metrics.ts'
 import type { Span } from '../../shared/tracing/index.ts'
 import type { GatewayProtocol, InferResult } from '../../shared/protocol/gateway.ts'
@@ -61,6 +62,8 @@ export interface PipelineDeps {
   onOutcome?: (o: RequestOutcome) => void
   /** checks each worker's receipt (receipts.ts); none: receipts are not checked or kept */
   receipts?: Pick<ReceiptDesk, 'check'>
+  /** where a failure of the bookkeeping done after an answer is reported */
+  log?: Logger
 }
 
 /** How a request that reached a worker ended, for learned routing and demand forecasts. */
@@ -181,12 +184,17 @@ export class RequestPipeline {
     // what the answer does not wait for (measurements, metrics, the cache, learning) is done once it has gone
     const ended = Date.now()
     setImmediate(() => {
-      this.deps.listings.measured(model, { ttftMs: ttftMs ?? 0, latencyMs: ended - started, ok: true })
-      this.metrics.countTokens(model, usage.promptTokens, usage.completionTokens)
-      this.metrics.observeInference(model, (ended - started) / 1000)
-      // only plain text answers are kept: tool calls and logprobs are not replayed
-      if (tokens.calls === 0 && !req.logprobs) cached?.store({ id, chunks: tokens.chunks, usage, finishReason })
-      this.deps.onOutcome?.({ id, user: identity.userId, trace: req.traceId ?? null, model, route: req.route, ok: true, ttftMs, seconds: (ended - started) / 1000, tokens: usage.promptTokens + usage.completionTokens, costNusd: cost })
+      try {
+        this.deps.listings.measured(model, { ttftMs: ttftMs ?? 0, latencyMs: ended - started, ok: true })
+        this.metrics.countTokens(model, usage.promptTokens, usage.completionTokens)
+        this.metrics.observeInference(model, (ended - started) / 1000)
+        // only plain text answers are kept: tool calls and logprobs are not replayed
+        if (tokens.calls === 0 && !req.logprobs) cached?.store({ id, chunks: tokens.chunks, usage, finishReason })
+        this.deps.onOutcome?.({ id, user: identity.userId, trace: req.traceId ?? null, model, route: req.route, ok: true, ttftMs, seconds: (ended - started) / 1000, tokens: usage.promptTokens + usage.completionTokens, costNusd: cost })
+      } catch (err) {
+        // the answer is out and billed: a failure here costs a measurement, never the process
+        this.deps.log?.error({ err: (err as Error).message, request: id }, 'bookkeeping after an answer failed')
+      }
     })
     return {
       id, model, worker: worker!, text: req.stream ? '' : tokens.text, usage, costUsd: toUsd(cost),

@@ -200,6 +200,7 @@ export class GatewayService extends MeshService {
       metrics: this.metrics,
       maxPromptChars: opts.maxPromptChars,
       defaultMaxTokens: opts.defaultMaxTokens,
+      log: this.log,
       ...this.adaptive.pipelineDeps()
     })
   }
