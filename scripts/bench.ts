@@ -3,7 +3,8 @@
 //   direct   bench client → worker (processPrompt over RPC; the worker's own server)
 //   gateway  bench client → gateway (API key auth, rate limit, usage recording on) → worker
 // at concurrency 1, 100 and 1000. Prints a table and writes bench-results/latest.json.
-// BENCH_SCALE=0.2 shortens the run; DATABASE_URL uses that server instead of an embedded one.
+// BENCH_SCALE=0.2 shortens the run; DATABASE_URL uses that server instead of an embedded one;
+// BENCH_SECTIONS=ttft,metrics runs only those of the sections after the main table (none: none of them).
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -205,7 +206,9 @@ try {
     ['receipts', 'signed usage receipts', benchReceipts], // sign, check, countersign, verify: CPU per receipt
     ['soak', 'soak: three minutes of steady mixed load', benchSoak] // RSS slope per process, descriptors, p99 over time
   ]
+  const only = process.env.BENCH_SECTIONS?.split(',').map((k) => k.trim())
   for (const [key, title, bench] of sections) {
+    if (only && !only.includes(key)) continue
     console.log(`\nbench: ${title}…`)
     const sectionRows = await bench(SCALE)
     console.log('\n' + formatTable(sectionRows))

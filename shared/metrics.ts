@@ -58,12 +58,17 @@ export class BoundedLabel {
 /**
  * Distinct users seen in the last 5 minutes, hour and day. Ids are kept only as a salted hash (the
  * salt never leaves the process), at most `maxTracked` of them: past that the least recently seen is
- * forgotten, so memory is bounded and the counts are exact up to that many users a day.
+ * forgotten, so memory is bounded and the counts are exact up to that many users a day. A user seen
+ * again within the same second is not hashed again (the hash costs microseconds on every request):
+ * the ids of that second are held as they are until it ends.
  */
 export class ActiveUsers {
   // hashed id → last seen (ms); re-inserted on every touch, so iteration order is oldest first
   private readonly lastSeen = new Map<string, number>()
   private readonly salt = crypto.randomBytes(16)
+  /** the ids touched since `secondStarted`, so each is hashed once a second at most */
+  private readonly thisSecond = new Set<string>()
+  private secondStarted = 0
   private readonly maxTracked: number
   private readonly now: () => number
 
@@ -73,8 +78,11 @@ export class ActiveUsers {
   }
 
   touch (id: string): void {
-    const h = crypto.createHmac('sha256', this.salt).update(id).digest('base64url').slice(0, 16)
     const now = this.now()
+    if (now - this.secondStarted >= 1000 || this.thisSecond.size >= this.maxTracked) { this.thisSecond.clear(); this.secondStarted = now }
+    if (this.thisSecond.has(id)) return
+    this.thisSecond.add(id)
+    const h = crypto.createHmac('sha256', this.salt).update(id).digest('base64url').slice(0, 16)
     this.lastSeen.delete(h)
     this.lastSeen.set(h, now)
     this.prune(now)

@@ -83,10 +83,17 @@ export function encodeClaim (w: WorkerClaim): Buffer {
   ])
 }
 
+/** the claim bytes of a receipt just checked, for its countersignature (encoding them costs as much as hashing them) */
+const checkedClaims = new WeakMap<WorkerReceipt, Buffer>()
+
+function claimBytes (w: WorkerReceipt): Buffer {
+  return checkedClaims.get(w) ?? encodeClaim(claimOf(w))
+}
+
 /** The bytes a gateway signs: the worker's claim and signature, then what it billed. */
 export function encodeBill (w: WorkerReceipt, b: Omit<GatewayBill, 'signature'>): Buffer {
   return encodeFields([
-    [c.string, GATEWAY_TAG], [c.uint, RECEIPT_VERSION], [c.buffer, encodeClaim(claimOf(w))], [c.fixed64, hex(w.signature)],
+    [c.string, GATEWAY_TAG], [c.uint, RECEIPT_VERSION], [c.buffer, claimBytes(w)], [c.fixed64, hex(w.signature)],
     [c.uint, b.tokensIn], [c.uint, b.tokensOut], [c.uint, b.chargeNusd], [c.uint, Date.parse(b.time)]
   ])
 }
@@ -101,7 +108,10 @@ export function signClaim (claim: WorkerClaim, secretKey: Buffer): WorkerReceipt
 }
 
 export function workerSignatureValid (w: WorkerReceipt): boolean {
-  return hcrypto.verify(encodeClaim(claimOf(w)), hex(w.signature), hex(w.workerKey))
+  const claim = encodeClaim(claimOf(w))
+  const ok = hcrypto.verify(claim, hex(w.signature), hex(w.workerKey))
+  if (ok) checkedClaims.set(w, claim)
+  return ok
 }
 
 export function countersign (w: WorkerReceipt, bill: Omit<GatewayBill, 'signature'>, secretKey: Buffer): UsageReceipt {

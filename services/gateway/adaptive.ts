@@ -18,6 +18,7 @@ import type { Pricing } from './limits.ts'
 import type { PipelineDeps, RequestOutcome } from './pipeline.ts'
 import { learnedContext } from './router.ts'
 import { maxAnswerBytes } from './token-stream.ts'
+import type { CancelSignal } from '../../shared/mesh/cancel.ts'
 
 // The parts of the gateway that learn from its traffic, wired together: the response cache and its
 // predictive warm-up (cache/), learned routing (learning.ts) and demand forecasts (demand.ts). The
@@ -123,7 +124,7 @@ export class Adaptive {
     }
   }
 
-  private async embed (text: string, signal: AbortSignal): Promise<number[]> {
+  private async embed (text: string, signal: CancelSignal): Promise<number[]> {
     const model = this.cache.config.embedModel
     if (!model) throw MeshError.UNAVAILABLE('no embedding model is configured')
     const out = await this.deps.dispatch().embed({ requestId: crypto.randomUUID(), model, input: [text] }, signal)

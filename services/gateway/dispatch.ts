@@ -4,6 +4,7 @@ import type { RequestOf } from '../../shared/mesh/method.ts'
 import { InferenceProtocol, type EmbedResult, type PromptResult, type TokenChunk } from '../../shared/protocol/inference.ts'
 import type { TokenPrice } from '../../shared/receipt.ts'
 import type { WorkerConn, WorkerPool } from './workers.ts'
+import { Cancellation, type CancelSignal } from '../../shared/mesh/cancel.ts'
 
 // Sending an admitted request to a worker: the pool picks the least-loaded worker that serves the
 // model; an attempt that fails with a retryable code goes to the next worker (each worker at most
@@ -48,7 +49,7 @@ export type WorkerEmbedRequest = RequestOf<typeof InferenceProtocol.embed>
 
 export interface PromptHooks {
   /** aborting cancels the worker's generation */
-  signal: AbortSignal
+  signal: CancelSignal
   /** an attempt starts (the first, or another worker's after a failure), at the price told to its worker */
   onAttempt (price?: TokenPrice): void
   /** a frame from the worker; an error returned ends the attempt as the worker's failure */
@@ -64,7 +65,7 @@ export interface PromptHooks {
 /** What the request pipeline needs of the workers. */
 export interface WorkerDispatch {
   prompt (req: PromptRequest, hooks: PromptHooks): Promise<DispatchOutcome<PromptResult>>
-  embed (req: WorkerEmbedRequest, signal: AbortSignal, traceparent?: string): Promise<DispatchOutcome<EmbedResult>>
+  embed (req: WorkerEmbedRequest, signal: CancelSignal, traceparent?: string): Promise<DispatchOutcome<EmbedResult>>
 }
 
 export interface DispatcherOptions {
@@ -95,10 +96,7 @@ export class Dispatcher implements WorkerDispatch {
     return this.run(req.model, hooks.signal, async (worker) => {
       const price = this.price?.(req.model, worker.publicKey)
       hooks.onAttempt(price)
-      const attempt = new AbortController()
-      const onAbort = () => attempt.abort()
-      hooks.signal.addEventListener('abort', onAbort, { once: true })
-      if (hooks.signal.aborted) attempt.abort()
+      const { cancel: attempt, detach } = Cancellation.follow(hooks.signal)
       let broken: MeshError | null = null
       const onChunk = (chunk: TokenChunk) => {
         if (broken) return // the rest of a batch from a worker that broke the protocol
@@ -106,21 +104,21 @@ export class Dispatcher implements WorkerDispatch {
         if (broken) attempt.abort()
       }
       try {
-        return await worker.peer.stream(InferenceProtocol.processPrompt, price ? { ...req, price } : req, { signal: attempt.signal, idleTimeout: this.idleTimeoutMs, onChunk, traceparent: hooks.traceparent })
+        return await worker.peer.stream(InferenceProtocol.processPrompt, price ? { ...req, price } : req, { signal: attempt, idleTimeout: this.idleTimeoutMs, onChunk, traceparent: hooks.traceparent })
       } catch (err) {
         throw broken ?? fromWorker(err)
       } finally {
-        hooks.signal.removeEventListener('abort', onAbort)
+        detach()
       }
     }, hooks.mayRetry, hooks.cheapest)
   }
 
-  embed (req: WorkerEmbedRequest, signal: AbortSignal, traceparent?: string): Promise<DispatchOutcome<EmbedResult>> {
+  embed (req: WorkerEmbedRequest, signal: CancelSignal, traceparent?: string): Promise<DispatchOutcome<EmbedResult>> {
     return this.run(req.model, signal, (worker) => worker.peer.call(InferenceProtocol.embed, req, { timeout: this.idleTimeoutMs, traceparent }).catch((err) => { throw fromWorker(err) }), () => true)
   }
 
   /** Run `attempt` on one worker after another until one succeeds or a failure may not be retried. */
-  private async run<T> (model: string, signal: AbortSignal, attempt: (w: WorkerConn) => Promise<T>, mayRetry: () => boolean, cheapest = false): Promise<DispatchOutcome<T>> {
+  private async run<T> (model: string, signal: CancelSignal, attempt: (w: WorkerConn) => Promise<T>, mayRetry: () => boolean, cheapest = false): Promise<DispatchOutcome<T>> {
     const tried = new Set<string>()
     // made only when no worker was tried: an error captures a stack, which costs on every request
     let err: unknown = null

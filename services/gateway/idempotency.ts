@@ -3,6 +3,7 @@ import type pg from 'pg'
 import { MeshError, isDatabaseDown } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log.ts'
 import { CONNECTION_CLOSED } from '../../shared/mesh/peer.ts'
+import { Cancellation, type CancelSignal } from '../../shared/mesh/cancel.ts'
 import type { TokenChunk } from '../../shared/protocol/inference.ts'
 
 // Idempotent requests. A request that carries an idempotency key (RPC `requestId`; the web passes
@@ -56,7 +57,7 @@ export interface IdempotencyOptions {
 interface ClaimRow { claimed: boolean, body_hash: string, state: 'running' | 'done', gateway: string, response: Stored | null }
 
 /** A caller as far as idempotency needs it: its cancellation and where its frames go. */
-export interface IdemCaller { readonly signal: AbortSignal, emit?: (chunk: TokenChunk) => void }
+export interface IdemCaller { readonly signal: CancelSignal, emit?: (chunk: TokenChunk) => void }
 
 /** JSON with object keys sorted, so the same request always hashes the same. */
 function canonical (v: unknown): string {
@@ -156,7 +157,7 @@ export class Idempotency {
     }
     if (row) entry.row = { scope, key }
     // the first attempt: a dropped connection leaves it running; an explicit cancel stops it
-    const ac = new AbortController()
+    const ac = new Cancellation()
     const onAbort = () => { if (!droppedConnection(caller.signal)) ac.abort(caller.signal.reason) }
     caller.signal.addEventListener('abort', onAbort, { once: true })
     if (caller.signal.aborted) onAbort()
@@ -168,7 +169,7 @@ export class Idempotency {
       for (const l of entry.listeners) l(c)
     }
     try {
-      const value = await exec({ signal: ac.signal, emit })
+      const value = await exec({ signal: ac, emit })
       const stored: Stored = { value, frames: entry.frames }
       this.finish(id, entry, stored)
       this.persist(scope, key, stored)
@@ -289,7 +290,7 @@ function mismatch (): MeshError {
 }
 
 /** the caller's connection closed under it: not a cancel the caller asked for */
-function droppedConnection (signal: AbortSignal): boolean {
+function droppedConnection (signal: CancelSignal): boolean {
   const r = signal.reason
   return r instanceof MeshError && r.code === 'CANCELLED' && r.reason === CONNECTION_CLOSED
 }

@@ -35,7 +35,7 @@ const schema = z.object({
   /** an unused lease slice goes back to PostgreSQL after this long */
   LEASE_IDLE_MS: positiveInt.default(2000),
   /** at rest, answered requests wait this long for company before they are written to PostgreSQL in one batch */
-  SETTLEMENT_RECORD_DELAY_MS: positiveInt.default(5),
+  SETTLEMENT_RECORD_DELAY_MS: positiveInt.default(20),
   /** a second gateway follows the first one's registry: its key, and the writer gateway's public key */
   HYPERINFER_REGISTRY_KEY: hexKey.optional(),
   HYPERINFER_REGISTRY_FROM: hexKey.optional(),

@@ -40,6 +40,8 @@ export class KeyCache {
   private readonly ttlMs: number
   private readonly validate: (keyHash: string) => Promise<KeyIdentity>
   private generation = 0
+  private lastKey = ''
+  private lastHash = ''
 
   constructor (validate: (keyHash: string) => Promise<KeyIdentity>, ttlMs = 60_000) {
     this.validate = validate
@@ -51,7 +53,11 @@ export class KeyCache {
   async resolve (apiKey: string): Promise<KeyIdentity> {
     // a placeholder ('EMPTY'), a key of another service or garbage: unknown, whatever its length
     if (!hasApiKeyShape(apiKey)) throw MeshError.INVALID_API_KEY()
-    const hash = hashApiKey(apiKey)
+    // a request's key is checked at the door and again by the pipeline, and most requests in a row
+    // carry the same key: the last one's hash is remembered rather than computed again
+    const hash = apiKey === this.lastKey ? this.lastHash : hashApiKey(apiKey)
+    this.lastKey = apiKey
+    this.lastHash = hash
     const now = Date.now()
     const hit = this.entries.get(hash)
     if (hit && hit.until > now) {

@@ -70,7 +70,7 @@ export class Listings {
 
   /** A model served now: the backend its workers run it on, and the registry's task tags (vision, embed, …). */
   describe (model: string): { backend: string, tasks: string[] } | null {
-    const m = this.workers.listing().find((x) => x.id === model)
+    const m = this.workers.served(model)
     if (!m) return null
     return { backend: m.backend, tasks: this.catalog.model(model)?.tasks ?? [] }
   }

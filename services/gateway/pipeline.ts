@@ -2,6 +2,8 @@ import crypto from 'node:crypto'
 import { MeshError } from '../../shared/errors.ts'
 import { sha256Hex } from '../../shared/apikey.ts'
 import type { RequestOf, ResponseOf } from '../../shared/mesh/method.ts'
+import { Cancellation, type CancelSignal } from '../../shared/mesh/cancel.ts'
+import type { Logger } from '../../shared/log.ts'
 import type { ServiceMetrics } from '../../shared/metrics.ts'
 import type { Span } from '../../shared/tracing/index.ts'
 import type { GatewayProtocol, InferResult } from '../../shared/protocol/gateway.ts'
@@ -36,7 +38,7 @@ export type EmbedResponse = ResponseOf<typeof GatewayProtocol.embed>
 
 /** The caller of one request: its cancellation, where stream frames go, and its span when traced. */
 export interface Caller {
-  readonly signal: AbortSignal
+  readonly signal: CancelSignal
   /** the caller's peer key, when it came over RPC */
   readonly remoteKey?: string
   emit (chunk: TokenChunk): void
@@ -60,6 +62,8 @@ export interface PipelineDeps {
   onOutcome?: (o: RequestOutcome) => void
   /** checks each worker's receipt (receipts.ts); none: receipts are not checked or kept */
   receipts?: Pick<ReceiptDesk, 'check'>
+  /** where a failure of the bookkeeping done after an answer is reported */
+  log?: Logger
 }
 
 /** How a request that reached a worker ended, for learned routing and demand forecasts. */
@@ -174,15 +178,24 @@ export class RequestPipeline {
     const cost = await this.deps.settler.settle({
       id, model, status: 'success', worker, tokensIn: usage.promptTokens, tokensOut: usage.completionTokens, started, ttftMs, error: null, price, receipt: receipt?.receipt ?? null
     })
-    this.deps.listings.measured(model, { ttftMs: ttftMs ?? 0, latencyMs: Date.now() - started, ok: true })
-    this.metrics.countTokens(model, usage.promptTokens, usage.completionTokens)
-    this.metrics.observeInference(model, (Date.now() - started) / 1000)
     const reported = out.ok && FINISH_REASONS.has(out.value?.finishReason) ? out.value.finishReason : 'stop'
     // tool calls are what the answer ended on, unless it was cut short; a worker's word alone makes none
     const finishReason: FinishReason = tokens.filtered ? 'content_filter' : tokens.truncated || reported === 'length' ? 'length' : tokens.calls > 0 ? 'tool_calls' : reported
-    // only plain text answers are kept: tool calls and logprobs are not replayed
-    if (tokens.calls === 0 && !req.logprobs) cached?.store({ id, chunks: tokens.chunks, usage, finishReason })
-    this.deps.onOutcome?.({ id, user: identity.userId, trace: req.traceId ?? null, model, route: req.route, ok: true, ttftMs, seconds: (Date.now() - started) / 1000, tokens: usage.promptTokens + usage.completionTokens, costNusd: cost })
+    // what the answer does not wait for (measurements, metrics, the cache, learning) is done once it has gone
+    const ended = Date.now()
+    setImmediate(() => {
+      try {
+        this.deps.listings.measured(model, { ttftMs: ttftMs ?? 0, latencyMs: ended - started, ok: true })
+        this.metrics.countTokens(model, usage.promptTokens, usage.completionTokens)
+        this.metrics.observeInference(model, (ended - started) / 1000)
+        // only plain text answers are kept: tool calls and logprobs are not replayed
+        if (tokens.calls === 0 && !req.logprobs) cached?.store({ id, chunks: tokens.chunks, usage, finishReason })
+        this.deps.onOutcome?.({ id, user: identity.userId, trace: req.traceId ?? null, model, route: req.route, ok: true, ttftMs, seconds: (ended - started) / 1000, tokens: usage.promptTokens + usage.completionTokens, costNusd: cost })
+      } catch (err) {
+        // the answer is out and billed: a failure here costs a measurement, never the process
+        this.deps.log?.error({ err: (err as Error).message, request: id }, 'bookkeeping after an answer failed')
+      }
+    })
     return {
       id, model, worker: worker!, text: req.stream ? '' : tokens.text, usage, costUsd: toUsd(cost),
       ...(!req.stream && tokens.toolCalls.length ? { toolCalls: tokens.toolCalls } : {}),
@@ -291,10 +304,8 @@ export class RequestPipeline {
   private async stream (req: Parameters<WorkerDispatch['prompt']>[0], ceiling: number, streaming: boolean, caller: Caller, trace: RequestTrace | null, guard: TokenStreamOptions['guard'], cheapest: boolean):
     Promise<{ out: DispatchOutcome<PromptResult>, tokens: TokenStream, price: TokenPrice | undefined }> {
     let price: TokenPrice | undefined
-    const stop = new AbortController()
-    const onAbort = () => stop.abort()
-    caller.signal.addEventListener('abort', onAbort, { once: true })
-    if (caller.signal.aborted) stop.abort() // the caller left while we admitted: cancel before any work
+    // the caller leaving stops the worker, and so does the gateway (the ceiling, the output guard)
+    const { cancel: stop, detach } = Cancellation.follow(caller.signal)
     const tokens = new TokenStream({
       ceiling,
       forward: streaming ? (chunk) => caller.emit(chunk) : null,
@@ -308,12 +319,12 @@ export class RequestPipeline {
     })
     try {
       const out = await this.deps.dispatch.prompt(req, {
-        signal: stop.signal, onAttempt: (told) => { price = told; tokens.restart() }, onChunk: (c) => tokens.push(c), mayRetry: () => tokens.mayRetry(), traceparent: trace?.traceparent, cheapest
+        signal: stop, onAttempt: (told) => { price = told; tokens.restart() }, onChunk: (c) => tokens.push(c), mayRetry: () => tokens.mayRetry(), traceparent: trace?.traceparent, cheapest
       })
       if (out.ok || tokens.truncated) await tokens.end()
       return { out, tokens, price }
     } finally {
-      caller.signal.removeEventListener('abort', onAbort)
+      detach()
     }
   }
 

@@ -4,7 +4,7 @@ import { MeshError } from '../../shared/errors.ts'
 import type { KeyIdentity, PublicUser } from '../../shared/protocol/auth.ts'
 import type { HandlerBuilder } from '../../shared/mesh/peer.ts'
 import { RequestsProtocol, type RequestSummary } from '../../shared/protocol/requests.ts'
-import { chargeFor, countersign, RECEIPT_VERSION, workerReceipt, workerSignatureValid, type TokenPrice, type UsageReceipt, type WorkerReceipt } from '../../shared/receipt.ts'
+import { chargeFor, countersign, RECEIPT_VERSION, workerReceipt, workerSignatureValid, type GatewayBill, type TokenPrice, type UsageReceipt, type WorkerReceipt } from '../../shared/receipt.ts'
 
 // Usage receipts at the gateway (the format: shared/receipt.ts). When a worker's answer settles, its
 // receipt is checked against what this gateway asked and received: signed by the worker it dialled,
@@ -18,8 +18,13 @@ import { chargeFor, countersign, RECEIPT_VERSION, workerReceipt, workerSignature
 
 export type ReceiptVerdict = { ok: true, receipt: WorkerReceipt } | { ok: false, reason: string, receipt: WorkerReceipt | null }
 
-/** What is stored with a request: its receipt document, and whether it was refused. */
-export interface StoredReceipt { status: 'settled' | 'disputed', dispute: string | null, doc: UsageReceipt | null }
+/**
+ * What is stored with a request: its receipt document, and whether it was refused. A settled receipt
+ * is countersigned when its record goes to PostgreSQL, not before the answer: until then it is the
+ * worker's receipt and the bill (`unsigned`), which the settlement log keeps, and from which the same
+ * signature (Ed25519 signs deterministically) is made whenever it is made.
+ */
+export interface StoredReceipt { status: 'settled' | 'disputed', dispute: string | null, doc: UsageReceipt | null, unsigned?: { worker: WorkerReceipt, bill: Omit<GatewayBill, 'signature'> } }
 
 export interface ReceiptExpectation {
   requestId: string
@@ -64,9 +69,15 @@ export class ReceiptDesk {
     return { ok: true, receipt: w }
   }
 
-  /** The receipt countersigned with what was billed. */
-  countersign (w: WorkerReceipt, billed: { tokensIn: number, tokensOut: number, chargeNusd: number }): StoredReceipt {
-    return { status: 'settled', dispute: null, doc: countersign(w, { ...billed, time: new Date().toISOString() }, this.keyPair.secretKey) }
+  /** The receipt to be countersigned with what was billed, now: complete() signs it. */
+  bill (w: WorkerReceipt, billed: { tokensIn: number, tokensOut: number, chargeNusd: number }): StoredReceipt {
+    return { status: 'settled', dispute: null, doc: null, unsigned: { worker: w, bill: { ...billed, time: new Date().toISOString() } } }
+  }
+
+  /** A billed receipt with its countersignature; any other as it is. */
+  complete (r: StoredReceipt): StoredReceipt {
+    if (!r.unsigned) return r
+    return { status: r.status, dispute: r.dispute, doc: countersign(r.unsigned.worker, r.unsigned.bill, this.keyPair.secretKey) }
   }
 
   static disputed (reason: string, w: WorkerReceipt | null): StoredReceipt {

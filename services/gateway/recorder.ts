@@ -8,7 +8,7 @@ import { storeReceipts, type StoredReceipt } from './receipts.ts'
 // on its counters and credits, the ledger debit and the day's rollup, in one transaction, and only
 // for request ids not recorded before, so replaying a log after a crash records nothing twice; the
 // batch's usage receipts go in with their requests, in the same transaction.
-// One batch at a time; what arrives meanwhile waits for the next (and at rest a few ms, so a quiet
+// One batch at a time; what arrives meanwhile waits for the next (and at rest 20 ms, so a quiet
 // gateway makes one call for several requests rather than one each). A database outage delays
 // recording, never loses it: the log keeps every record until it is in.
 
@@ -64,6 +64,8 @@ export interface RecorderOptions {
   onRecorded?: (records: EndRecord[]) => void
   /** a batch failed on something other than its data (the database out of reach) and will be tried again */
   onRetry?: (err: Error) => void
+  /** a billed receipt countersigned (receipts.ts ReceiptDesk.complete), before it is stored */
+  completeReceipt?: (r: StoredReceipt) => StoredReceipt
 }
 
 export class Recorder {
@@ -109,7 +111,7 @@ export class Recorder {
       this.timer = null
       this.running = true
       void this.drain()
-    }, urgent ? 0 : (this.opts.delayMs ?? 5))
+    }, urgent ? 0 : (this.opts.delayMs ?? 20))
   }
 
   private async drain (): Promise<void> {
@@ -131,6 +133,8 @@ export class Recorder {
   private async record (items: EndRecord[]): Promise<boolean> {
     for (let attempt = 0; ; attempt++) {
       try {
+        const complete = this.opts.completeReceipt
+        if (complete) for (const r of items) if (r.rc?.unsigned) r.rc = complete(r.rc)
         this.recorded += await this.write(items)
         return true
       } catch (err) {

@@ -139,7 +139,9 @@ export class GatewayService extends MeshService {
     this.keys = new KeyCache(authValidator(() => this.auth, () => this.database.ok()), opts.keyCacheTtlMs)
     this.sessions = new SessionUsers((token) => this.auth.call(AuthProtocol.whoami, { token }, 10_000).then((r) => r.user))
     this.disclosure = new Disclosure(this.sessions, (key) => this.isMeshMember(key))
+    const desk = new ReceiptDesk(this.keyPair)
     this.accounting = new Accounting(this.pool, {
+      completeReceipt: (r) => desk.complete(r),
       log: this.log, gateway: this.publicKey, logDir: Accounting.logDir(opts.home ?? '.hyperinfer', opts.instance ?? 'gateway'),
       sync: opts.settlementSync, leaseIdleMs: opts.leaseIdleMs, recordDelayMs: opts.recordDelayMs, stuckAfterMs: opts.stuckAfterMs, sweepEveryMs: opts.sweepEveryMs,
       feePct: opts.networkFeePct
@@ -177,7 +179,6 @@ export class GatewayService extends MeshService {
     const dispatch = new Dispatcher(this.workers, {
       maxAttempts: opts.maxAttempts, idleTimeoutMs: opts.workerIdleTimeoutMs, log: this.log, price: (model, worker) => this.pricing.tokenPrice(model, worker)
     })
-    const desk = new ReceiptDesk(this.keyPair)
     this.safety = new SafetyLayer({
       config: opts.safety ?? { defaultPolicy: 'flag', restoreRedacted: false, useModel: true, anomaly: { threshold: 10, action: 'alert', webhook: null } },
       pool: this.accountingOn ? this.pool : null, metrics: this.metrics, log: this.log, auth: () => this.auth, keys: this.keys,
@@ -199,6 +200,7 @@ export class GatewayService extends MeshService {
       metrics: this.metrics,
       maxPromptChars: opts.maxPromptChars,
       defaultMaxTokens: opts.defaultMaxTokens,
+      log: this.log,
       ...this.adaptive.pipelineDeps()
     })
   }

@@ -6,8 +6,8 @@ import { ReceiptDesk, type StoredReceipt } from './receipts.ts'
 // The end of a request: its final status and token counts are recorded, and the hold taken at
 // admission turns into the real charge. The ledger (accounting.ts) resolves once the record is
 // durable in the gateway's settlement log; PostgreSQL gets it in a batch soon after. A request that
-// reached a worker is billed at the price told to that worker; a checked receipt is countersigned
-// with that bill and goes into the same record (receipts.ts).
+// reached a worker is billed at the price told to that worker; a checked receipt goes into the same
+// record with that bill, and is countersigned when the record goes to PostgreSQL (receipts.ts).
 
 /** How a request ended, as the pipeline saw it. */
 export interface RequestEnd {
@@ -59,7 +59,8 @@ export class Settler {
     const finishedAt = new Date()
     let receipt: StoredReceipt | null = null
     if (end.dispute) receipt = ReceiptDesk.disputed(end.dispute.reason, end.dispute.receipt)
-    else if (end.receipt && this.desk) receipt = this.desk.countersign(end.receipt, { tokensIn: end.tokensIn, tokensOut: end.tokensOut, chargeNusd: cost })
+    // countersigned when recorded in PostgreSQL: the answer does not wait for the signature
+    else if (end.receipt && this.desk) receipt = this.desk.bill(end.receipt, { tokensIn: end.tokensIn, tokensOut: end.tokensOut, chargeNusd: cost })
     const done = this.ledger.settle({
       receipt,
       id: end.id, status: end.status, worker: end.worker, owner: end.worker ? this.ownerOf(end.worker) : null, tokensIn: end.tokensIn, tokensOut: end.tokensOut, cost, ttftMs: end.ttftMs,

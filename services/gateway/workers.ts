@@ -152,8 +152,17 @@ export class WorkerPool {
   breakerOpen (w: WorkerConn): boolean { return w.openUntil > Date.now() }
 
   serves (model: string): boolean {
-    for (const w of this.workers.values()) if (!w.peer.isClosed && w.approved && w.models.has(model)) return true
-    return false
+    return this.served(model) !== null
+  }
+
+  /** the model as a connected, approved worker serves it (its backend), or null */
+  served (model: string): ModelInfo | null {
+    for (const w of this.workers.values()) {
+      if (w.peer.isClosed || !w.approved) continue
+      const m = w.models.get(model)
+      if (m) return m
+    }
+    return null
   }
 
   /** the keys of the connected, approved workers that serve the model */

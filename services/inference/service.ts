@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.ts'
 import { handlers, type HandlerContext, type HandlerTable } from '../../shared/mesh/peer.ts'
 import type { MeshClient } from '../../shared/mesh/client.ts'
+import { abortSignalOf } from '../../shared/mesh/cancel.ts'
 import { modelName } from '../../shared/protocol/common.ts'
 import { InferenceProtocol, type EmbedResult, type ModelInfo, type ModelStatus, type PromptResult, type TokenChunk } from '../../shared/protocol/inference.ts'
 import { lookupTopic, networkTopic } from '../../shared/mesh/discovery.ts'
@@ -70,7 +71,7 @@ export class InferenceService extends MeshService {
   protected handlers (): HandlerTable {
     return handlers()
       .on(InferenceProtocol.processPrompt, (req, ctx) => this.processPrompt(req, ctx))
-      .on(InferenceProtocol.embed, (req, ctx) => this.embed(req, ctx.signal))
+      .on(InferenceProtocol.embed, (req, ctx) => this.embed(req, abortSignalOf(ctx.signal)))
       .on(InferenceProtocol.listAvailableModels, () => ({ models: this.models }))
       .on(InferenceProtocol.getModelStatus, (req) => this.getModelStatus(req.model))
       .table

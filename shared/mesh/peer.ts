@@ -3,6 +3,9 @@ import { MeshError, toWireError, type WireError } from '../errors.ts'
 import { parseRequest, type MethodDef } from './method.ts'
 import type { Logger } from '../log.ts'
 import { tracer, type Span } from '../tracing/index.ts'
+import { Cancellation, type CancelSignal } from './cancel.ts'
+
+export type { CancelSignal } from './cancel.ts'
 
 // One encrypted RPC channel seen from our side. The same channel can both serve our handlers and
 // carry our calls to the remote, which is how a worker that dialled a gateway gets work from it.
@@ -18,8 +21,8 @@ export interface HandlerContext<Chunk = unknown> {
   /** hex public key of the remote peer (the caller) */
   readonly remoteKey: string
   readonly peer: Peer
-  /** aborted when the caller cancels the stream or the channel closes */
-  readonly signal: AbortSignal
+  /** aborted when the caller cancels the stream or the channel closes (abortSignalOf() for an AbortSignal) */
+  readonly signal: CancelSignal
   /** send one stream frame to the caller (stream methods only) */
   emit (chunk: Chunk): void
   /** the span of this call when tracing is on and the caller sent a traceparent */
@@ -64,12 +67,6 @@ export interface CallOptions {
   /** W3C traceparent of the caller's span: the remote handler's span becomes its child */
   traceparent?: string
 }
-/** What a stream can be cancelled with: an AbortSignal, or any lighter object with these members. */
-export interface CancelSignal {
-  readonly aborted: boolean
-  addEventListener (type: 'abort', listener: () => void, options?: { once?: boolean }): void
-  removeEventListener (type: 'abort', listener: () => void): void
-}
 export interface StreamOptions<Chunk> {
   /** W3C traceparent of the caller's span: the remote handler's span becomes its child */
   traceparent?: string
@@ -86,8 +83,8 @@ export class Peer {
   readonly channel: ProtomuxRPC
   readonly remoteKey: string
   private readonly opts: PeerOptions
-  private readonly inflight = new Map<number, AbortController>() // server side, by stream id
-  private readonly running = new Set<AbortController>() // every handler in progress
+  private readonly inflight = new Map<number, Cancellation>() // server side, by stream id
+  private readonly running = new Set<Cancellation>() // every handler in progress
   private readonly streams = new Map<number, OpenStream>() // caller side
   private closed = false
 
@@ -127,7 +124,7 @@ export class Peer {
   private async serve (entry: HandlerEntry, raw: unknown): Promise<Envelope> {
     const { def, fn } = entry
     const remoteKey = this.remoteKeyNow()
-    const ac = new AbortController()
+    const ac = new Cancellation()
     const started = process.hrtime.bigint()
     let outcome = 'ok'
     let sid = 0
@@ -139,7 +136,7 @@ export class Peer {
       if (pending.length === 0) return
       const batch = pending
       pending = []
-      if (!ac.signal.aborted && !this.channel.closed) this.channel.event('_chunk', { id: sid, batch })
+      if (!ac.aborted && !this.channel.closed) this.channel.event('_chunk', { id: sid, batch })
     }
     try {
       // a traced call's span starts before the gate, so a refusal shows in the trace with its code
@@ -165,11 +162,11 @@ export class Peer {
       // frames emitted in one event-loop turn travel as one message: a burst of tokens costs one
       // frame instead of one each, and a slow stream still sends every token as it comes
       const emit = (data: unknown) => {
-        if (!sid || ac.signal.aborted || this.channel.closed) return
+        if (!sid || ac.aborted || this.channel.closed) return
         pending.push(data)
         if (!scheduled) { scheduled = true; setImmediate(flush) }
       }
-      const value = await fn(request, { remoteKey, peer: this, signal: ac.signal, emit, span })
+      const value = await fn(request, { remoteKey, peer: this, signal: ac, emit, span })
       flush() // every frame goes out before the response, on the same ordered channel
       return { ok: true, value: value ?? null }
     } catch (err) {

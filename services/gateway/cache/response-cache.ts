@@ -15,6 +15,7 @@ import { cacheKey, directiveOf, isDeterministic, paramsKey } from './key.ts'
 import { LocalTier } from './local-tier.ts'
 import { KeySettings, nearest } from './semantic.ts'
 import { SharedTier, type PurgeFilter } from './shared-tier.ts'
+import type { CancelSignal } from '../../../shared/mesh/cancel.ts'
 
 // The response cache as the request pipeline sees it: lookup() before a request is admitted answers
 // it from the local tier, the shared tier or (for keys that opted in) a semantic match, or hands back
@@ -27,7 +28,7 @@ export type Tier = 'local' | 'shared' | 'semantic'
 /** The request fields the cache reads: the inference request as the pipeline has it. */
 export type CacheableRequest = Record<string, unknown> & { prompt?: string, messages?: ChatMessage[], stream?: boolean, traceId?: string, cache?: unknown }
 
-export interface CacheCaller { readonly signal: AbortSignal, emit (chunk: TokenChunk): void }
+export interface CacheCaller { readonly signal: CancelSignal, emit (chunk: TokenChunk): void }
 
 /** The output checks of the safety policy in force now, which a replayed answer passes through as a fresh one would. */
 export interface ReplayGuard {
@@ -54,7 +55,7 @@ export interface ResponseCacheDeps {
   /** false: accounting is off (benchmarks), hits are not recorded */
   ledger: boolean
   /** the mesh's embedding model, for semantic lookups */
-  embed: (text: string, signal: AbortSignal) => Promise<number[]>
+  embed: (text: string, signal: CancelSignal) => Promise<number[]>
   /** a request that could be cached went through (for predictive warm-up) */
   onCacheable?: (c: { scope: string, key: string, model: string, messages: ChatMessage[], req: CacheableRequest, identity: KeyIdentity, hit: Tier | null }) => void
 }

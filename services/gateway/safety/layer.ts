@@ -19,6 +19,7 @@ import { moderate } from './moderate.ts'
 import { OutputGuard, type WindowModel } from './output-moderation.ts'
 import { cutsOutput, effectivePolicy, type SafetyPolicy } from './policy.ts'
 import { precheck, type Decision } from './precheck.ts'
+import type { CancelSignal } from '../../../shared/mesh/cancel.ts'
 
 // The safety layer as the gateway's request pipeline meets it: `admit` runs after the key is
 // authenticated and before anything is held or routed (suspension, adaptive slowing, the anomaly
@@ -105,7 +106,7 @@ export class SafetyLayer {
   close (): Promise<void> { return this.events.close() }
 
   /** Whether `identity` may send this request on, and in what form; throws the refusal. */
-  async admit (identity: KeyIdentity, req: { id: string, model: string, messages: ChatMessage[], caller: { signal: AbortSignal, remoteKey?: string }, clientIp?: string }): Promise<RequestGuard | null> {
+  async admit (identity: KeyIdentity, req: { id: string, model: string, messages: ChatMessage[], caller: { signal: CancelSignal, remoteKey?: string }, clientIp?: string }): Promise<RequestGuard | null> {
     const { keyId, userId } = identity
     this.checkKey(identity)
     this.tracked.set(req.caller, { keyId })
@@ -148,7 +149,7 @@ export class SafetyLayer {
   }
 
   /** The guard for a replayed (cached) answer: the output checks of the policy in force now; null under off. */
-  replayGuard (identity: KeyIdentity, req: { id: string, messages: ChatMessage[], signal: AbortSignal }): OutputGuard | null {
+  replayGuard (identity: KeyIdentity, req: { id: string, messages: ChatMessage[], signal: CancelSignal }): OutputGuard | null {
     const policy = effectivePolicy(identity.safety, identity.accountSafety, this.deps.config.defaultPolicy)
     if (policy === 'off') return null
     const { keyId, userId } = identity
@@ -161,7 +162,7 @@ export class SafetyLayer {
   }
 
   /** The moderation model judging answers under a policy that cuts them, when the mesh serves one. */
-  private answerModel (policy: SafetyPolicy, prompt: ChatMessage[], signal: AbortSignal): WindowModel | null {
+  private answerModel (policy: SafetyPolicy, prompt: ChatMessage[], signal: CancelSignal): WindowModel | null {
     if (!cutsOutput(policy) || !this.deps.config.useModel) return null
     const model = this.moderation.model()
     if (!model) return null

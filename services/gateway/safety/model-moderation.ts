@@ -3,6 +3,7 @@ import type { ChatMessage } from '../../../shared/protocol/inference.ts'
 import type { WorkerDispatch } from '../dispatch.ts'
 import type { ModelCandidate } from '../router.ts'
 import type { Category } from './detectors.ts'
+import { Cancellation, type CancelSignal } from '../../../shared/mesh/cancel.ts'
 
 // Classification by a moderation model of the mesh: a model the registry tags `moderation` (Llama
 // Guard behind an Ollama worker, say; the synthetic backend's *guard* models answer the same way,
@@ -56,22 +57,22 @@ export class ModerationModel {
   }
 
   /** The model's verdict on `messages`, or null when it gave none (busy, failed, or said something else). */
-  async classify (model: string, messages: ChatMessage[], signal?: AbortSignal, timeoutMs = TIMEOUT_MS): Promise<Classification | null> {
+  async classify (model: string, messages: ChatMessage[], signal?: CancelSignal, timeoutMs = TIMEOUT_MS): Promise<Classification | null> {
     if (this.inflight >= this.maxInflight || signal?.aborted) return null
     this.inflight++
-    const stop = new AbortController()
+    const stop = new Cancellation()
     const timer = setTimeout(() => stop.abort(), timeoutMs)
     const onAbort = () => stop.abort()
     signal?.addEventListener('abort', onAbort, { once: true })
     let text = ''
     try {
       const out = await this.dispatch.prompt({ requestId: 'moderation-' + crypto.randomUUID(), model, messages, maxTokens: 24, temperature: 0 }, {
-        signal: stop.signal,
+        signal: stop,
         onAttempt: () => { text = '' },
         onChunk: (c) => { if (typeof c?.text === 'string' && text.length < 512) text += c.text; return null },
         mayRetry: () => true
       })
-      if (!out.ok || stop.signal.aborted) return null
+      if (!out.ok || stop.aborted) return null
       const verdict = parseVerdict(text)
       return verdict ? { model, ...verdict } : null
     } finally {
@@ -82,7 +83,7 @@ export class ModerationModel {
   }
 
   /** The model's verdict on a piece of an answer, read as the assistant's turn after the user's last prompt. */
-  classifyAnswer (model: string, prompt: ChatMessage[], answer: string, signal: AbortSignal | undefined, timeoutMs: number): Promise<Classification | null> {
+  classifyAnswer (model: string, prompt: ChatMessage[], answer: string, signal: CancelSignal | undefined, timeoutMs: number): Promise<Classification | null> {
     const last = [...prompt].reverse().find((m) => m.role === 'user')
     const messages: ChatMessage[] = last ? [{ role: 'user', content: last.content.slice(-PROMPT_CONTEXT) }] : []
     messages.push({ role: 'assistant', content: answer })
