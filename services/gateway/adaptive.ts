@@ -41,6 +41,8 @@ export interface AdaptiveDeps {
   workers: () => WorkerSummary[]
   identity: (apiKey: string) => Promise<KeyIdentity>
   user: (token: string) => Promise<PublicUser>
+  /** resolves once the requests answered so far are in request_logs */
+  recorded?: () => Promise<void>
 }
 
 export class Adaptive {
@@ -60,7 +62,7 @@ export class Adaptive {
       onCacheable: (c) => this.warmup.seen(c)
     })
     this.warmup = new Warmup({ cache: this.cache, run: (r) => this.warm(r), metrics: deps.metrics, log: deps.log }, opts.warmup ?? { budgetTokensPerHour: 0 })
-    this.learning = new Learning({ pool: deps.pool, metrics: deps.metrics, log: deps.log, ...opts.learned })
+    this.learning = new Learning({ pool: deps.pool, metrics: deps.metrics, log: deps.log, recorded: deps.recorded, ...opts.learned })
     this.demand = new DemandForecast({ metrics: deps.metrics, workers: deps.workers })
   }
 

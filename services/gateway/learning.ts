@@ -23,6 +23,8 @@ export interface LearningOptions {
   exploration?: number
   halfLifeMs?: number
   syncEveryMs?: number
+  /** resolves once the requests answered so far are in request_logs (their rows go in batches) */
+  recorded?: () => Promise<void>
 }
 
 export class Learning {
@@ -61,11 +63,17 @@ export class Learning {
     const here = this.recent.get(requestId) ?? this.recent.get('trace:' + userId + ':' + requestId)
     if (here) return here.user === userId ? here : null
     const byId = UUID.test(requestId)
-    const { rows } = await this.opts.pool.query<{ id: string, model: string }>(
+    const read = () => this.opts.pool.query<{ id: string, model: string }>(
       byId
         ? 'SELECT id, model_used AS model FROM request_logs WHERE user_id = $1 AND (id = $2::uuid OR trace_id = $3) AND status = \'success\' ORDER BY (id = $2::uuid) DESC, created_at DESC LIMIT 1'
         : 'SELECT id, model_used AS model FROM request_logs WHERE user_id = $1 AND trace_id = $2 AND status = \'success\' ORDER BY created_at DESC LIMIT 1',
       byId ? [userId, requestId, requestId] : [userId, requestId])
+    let { rows } = await read()
+    // an answer this gateway gave moments ago may still be on its way to request_logs
+    if (!rows[0] && this.opts.recorded) {
+      await Promise.race([this.opts.recorded(), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
+      rows = (await read()).rows
+    }
     return rows[0] ? { id: rows[0].id, user: userId, model: rows[0].model, context: 'chat' } : null
   }
 

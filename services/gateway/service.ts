@@ -186,7 +186,8 @@ export class GatewayService extends MeshService {
     })
     this.adaptive = new Adaptive({
       pool: this.pool, pricing: this.pricing, metrics: this.metrics, log: this.log, gateway: this.publicKey, ledger: this.accountingOn,
-      dispatch: () => dispatch, workers: () => this.workers.summaries(), identity: (k) => this.keys.resolve(k), user: (t) => this.sessions.user(t)
+      dispatch: () => dispatch, workers: () => this.workers.summaries(), identity: (k) => this.keys.resolve(k), user: (t) => this.sessions.user(t),
+      recorded: () => this.accountingOn ? this.accounting.flushed() : Promise.resolve()
     }, opts.adaptive)
     this.pipeline = new RequestPipeline({
       admission: new Admission({
