@@ -161,6 +161,10 @@ export class Recorder {
     if (!items.some((r) => r.rc)) return (await this.pool.query<{ n: number }>(query)).rows[0]!.n
     const client = await this.pool.connect()
     let broken: Error | undefined
+    // a checked-out client whose connection is lost emits 'error', which unheard stops the process;
+    // the query under way fails with it, and the client is not given back to the pool
+    const lost = (err: Error) => { broken = err }
+    client.on('error', lost)
     try {
       await client.query('BEGIN')
       try {
@@ -174,6 +178,8 @@ export class Recorder {
         throw err
       }
     } finally {
+      // a broken client is destroyed and may still report its end: it keeps the listener
+      if (!broken) client.off('error', lost)
       client.release(broken)
     }
   }
