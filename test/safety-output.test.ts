@@ -88,8 +88,10 @@ test('safety: the moderation model judges answers window by window; cached repla
   t.is(free.text, FLAGGED, 'under flag the answer is whole')
 
   // fail-closed: no verdict in time ends the answer rather than letting unjudged text through
+  // (a verdict can still beat the 1 ms limit on a quiet machine, and a window judged in time is rightly
+  // released: wait for an answer whose first window went unjudged; an answer that leaks unjudged text never comes)
   const closed = await until(() => second.call(GatewayProtocol.infer, { apiKey: guarded.key, model: ECHO_MODEL, prompt: SAFE }, 30_000),
-    (r) => r.finishReason === 'content_filter', 20_000, 250)
+    (r) => r.finishReason === 'content_filter' && r.text === '', 20_000, 250)
   t.is(closed.finishReason, 'content_filter', 'SAFETY_MODEL_FAILURE=closed: a window the model gave no verdict on ends the answer')
   t.is(closed.text, '', 'and none of it is released')
 
