@@ -181,26 +181,21 @@ export class RequestPipeline {
     const reported = out.ok && FINISH_REASONS.has(out.value?.finishReason) ? out.value.finishReason : 'stop'
     // tool calls are what the answer ended on, unless it was cut short; a worker's word alone makes none
     const finishReason: FinishReason = tokens.filtered ? 'content_filter' : tokens.truncated || reported === 'length' ? 'length' : tokens.calls > 0 ? 'tool_calls' : reported
-    // the cache and learning take the answer before it goes, so the caller's next request (a repeat,
-    // or feedback on it) finds it; measurements and metrics are done once it has gone
     const ended = Date.now()
-    try {
+    const bookkeep = (fn: () => void) => { try { fn() } catch (err) { this.deps.log?.error({ err: (err as Error).message, request: id }, 'bookkeeping after an answer failed') } }
+    // the cache and learning take the answer before it goes, so the caller's next request (a repeat,
+    // or feedback on it) finds it; a failure there costs an entry or an observation, never the answer
+    bookkeep(() => {
       this.deps.onOutcome?.({ id, user: identity.userId, trace: req.traceId ?? null, model, route: req.route, ok: true, ttftMs, seconds: (ended - started) / 1000, tokens: usage.promptTokens + usage.completionTokens, costNusd: cost })
       // only plain text answers are kept: tool calls and logprobs are not replayed
       if (tokens.calls === 0 && !req.logprobs) cached?.store({ id, chunks: tokens.chunks, usage, finishReason })
-    } catch (err) {
-      // the answer is billed: a failure here costs a cache entry or an observation, never the answer
-      this.deps.log?.error({ err: (err as Error).message, request: id }, 'bookkeeping after an answer failed')
-    }
-    setImmediate(() => {
-      try {
-        this.deps.listings.measured(model, { ttftMs: ttftMs ?? 0, latencyMs: ended - started, ok: true })
-        this.metrics.countTokens(model, usage.promptTokens, usage.completionTokens)
-        this.metrics.observeInference(model, (ended - started) / 1000)
-      } catch (err) {
-        this.deps.log?.error({ err: (err as Error).message, request: id }, 'bookkeeping after an answer failed')
-      }
     })
+    // measurements and metrics once it has gone
+    setImmediate(() => bookkeep(() => {
+      this.deps.listings.measured(model, { ttftMs: ttftMs ?? 0, latencyMs: ended - started, ok: true })
+      this.metrics.countTokens(model, usage.promptTokens, usage.completionTokens)
+      this.metrics.observeInference(model, (ended - started) / 1000)
+    }))
     return {
       id, model, worker: worker!, text: req.stream ? '' : tokens.text, usage, costUsd: toUsd(cost),
       ...(!req.stream && tokens.toolCalls.length ? { toolCalls: tokens.toolCalls } : {}),
