@@ -5,6 +5,7 @@ import path from 'node:path'
 import type pg from 'pg'
 import { startTestMesh, gatewayClient, userWithKey, registerAdmin } from './support/harness.ts'
 import { createTestDatabase } from './support/db.ts'
+import { createPool } from '../shared/db.ts'
 import { limitsExact } from '../scripts/lib/invariants.ts'
 import { Recorder } from '../services/gateway/recorder.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
@@ -113,4 +114,38 @@ test('recorder: a finished request carrying a value PostgreSQL refuses is record
   t.alike(row, { status: 'failed', error_code: 'UNRECORDABLE', tokens: 0 }, 'the request is in the log as failed, with no tokens')
   const { rows } = await db.pool.query(`SELECT name, used::int, held::int FROM quota_counters ORDER BY name`)
   t.alike(rows, [{ name: req, used: 1, held: 0 }, { name: tok, used: 0, held: 0 }], 'its limits count what the log says: one request, no tokens; nothing held')
+})
+
+test('recorder: while the database is out of reach, flushOrFail refuses at once and flush keeps waiting; both settle once it is back', { timeout: 60_000 }, async (t) => {
+  const db = await createTestDatabase()
+  t.teardown(() => db.drop())
+  const gw = 'b'.repeat(64)
+  // a pool whose server is gone: the same database behind a port nobody listens on, until it is swapped back
+  const deadUrl = new URL(db.url)
+  deadUrl.port = '1'
+  const dead = createPool(deadUrl.toString(), 2)
+  t.teardown(() => dead.end().catch(() => {}))
+  const live = db.pool
+  let current = dead
+  const pool = new Proxy(live, { get: (_t, p) => { const v = Reflect.get(current, p); return typeof v === 'function' ? v.bind(current) : v } })
+  const recorder = new Recorder(pool, gw, { delayMs: 0 })
+  t.teardown(() => recorder.close())
+  const id = crypto.randomUUID()
+  const now = new Date().toISOString()
+  recorder.push({
+    t: 's', id, user: crypto.randomUUID(), key: crypto.randomUUID(), model: 'synthetic', kind: 'chat', hash: 'h', trace: null, at: now,
+    status: 'success', worker: null, tin: 3, tout: 4, cost: 0, ttft: 5, dur: 10, code: null, msg: null, fin: now, crel: 0, c: []
+  })
+  let flushed = false
+  const waiting = recorder.flush().then(() => { flushed = true })
+  const first = await recorder.flushOrFail().then(() => 'flushed', (err: Error) => 'refused: ' + err.message)
+  t.ok(first.startsWith('refused'), `flushOrFail is refused by the failed write (${first})`)
+  const second = await recorder.flushOrFail().then(() => 'flushed', () => 'refused')
+  t.is(second, 'refused', 'and the next one while writes keep failing, without waiting for a retry')
+  t.is(flushed, false, 'flush still waits: the record is not in the database')
+  current = live
+  await waiting
+  t.ok(flushed, 'once the database is back, flush settles')
+  t.is((await db.pool.query('SELECT count(*)::int AS n FROM request_logs WHERE id = $1', [id])).rows[0].n, 1, 'with the request recorded once')
+  t.is(await recorder.flushOrFail().then(() => 'flushed', () => 'refused'), 'flushed', 'and flushOrFail resolves again')
 })

@@ -1,4 +1,5 @@
 import type pg from 'pg'
+import { transaction } from '../../shared/db.ts'
 import type { Logger } from '../../shared/log.ts'
 import type { AdminSetupCode } from './bootstrap.ts'
 
@@ -13,9 +14,7 @@ export interface RoleSync { promoted: string[], demoted: string[], joinTokensRev
 
 export async function syncAdminRoles (pool: pg.Pool, adminUsers: readonly string[], log?: Logger): Promise<RoleSync> {
   const names = [...new Set(adminUsers.map((u) => u.toLowerCase()))]
-  const client = await pool.connect()
-  try {
-    await client.query('BEGIN')
+  const out = await transaction(pool, async (client) => {
     const promoted = await client.query<{ id: string, username: string }>(
       `UPDATE users SET role = 'admin', role_source = 'config'
        WHERE lower(username) = ANY($1::text[]) AND role <> 'admin' RETURNING id, username`, [names])
@@ -29,16 +28,10 @@ export async function syncAdminRoles (pool: pg.Pool, adminUsers: readonly string
     for (const [id, action] of audit) {
       await client.query(`INSERT INTO audit_log (user_id, action, target, details) VALUES ($1::uuid, $2, $1::text, '{"by":"ADMIN_USERS"}')`, [id, action])
     }
-    await client.query('COMMIT')
-    const out = { promoted: promoted.rows.map((r) => r.username), demoted: demoted.rows.map((r) => r.username), joinTokensRevoked: tokens.rowCount ?? 0 }
-    if (out.promoted.length + out.demoted.length > 0) log?.info(out, 'admin roles synced with ADMIN_USERS')
-    return out
-  } catch (err) {
-    await client.query('ROLLBACK').catch((e: Error) => log?.debug({ err: e.message }, 'rollback after a failed role sync failed too'))
-    throw err
-  } finally {
-    client.release()
-  }
+    return { promoted: promoted.rows.map((r) => r.username), demoted: demoted.rows.map((r) => r.username), joinTokensRevoked: tokens.rowCount ?? 0 }
+  })
+  if (out.promoted.length + out.demoted.length > 0) log?.info(out, 'admin roles synced with ADMIN_USERS')
+  return out
 }
 
 /** A new account's role and where it comes from; `settle` reports whether the account was created. */

@@ -1,4 +1,5 @@
 import type pg from 'pg'
+import { transaction } from '../../shared/db.ts'
 import { MeshService, type MeshServiceOptions } from '../../shared/mesh/service.ts'
 import { handlers, type HandlerTable } from '../../shared/mesh/peer.ts'
 import { AuthEvents, AuthProtocol, type ApiKeyInfo, type Credits, type KeyIdentity, type LedgerEntry, type PublicUser } from '../../shared/protocol/auth.ts'
@@ -103,33 +104,31 @@ export class AuthService extends MeshService {
     const grant = roleForNewAccount(this.admins, this.setupCode, req)
     let passwordHash: string
     try { passwordHash = await this.passwords.hash(req.password) } catch (err) { grant.settle(false); throw err }
-    const client = await this.pool.connect()
+    let user: UserRow
     try {
-      await client.query('BEGIN')
-      const { rows } = await client.query<UserRow>(
-        `INSERT INTO users (username, email, password_hash, role, role_source) VALUES ($1, $2, $3, $4, $5)
-         RETURNING id, username, email, tier, role, created_at`,
-        [req.username, req.email.toLowerCase(), passwordHash, grant.role, grant.source])
-      const user = rows[0]!
-      await client.query('INSERT INTO credit_accounts (user_id, balance_nusd) VALUES ($1, $2)', [user.id, this.signupCreditNusd])
-      if (this.signupCreditNusd > 0) {
-        await client.query(`INSERT INTO credit_ledger (user_id, kind, amount_nusd, note) VALUES ($1, 'grant', $2, 'signup credit')`, [user.id, this.signupCreditNusd])
-      }
-      await client.query('INSERT INTO audit_log (user_id, action, target) VALUES ($1, $2, $3)', [user.id, grant.source === 'bootstrap' ? 'user.register_admin' : 'user.register', user.id])
-      await client.query('COMMIT')
-      grant.settle(true)
-      this.metrics.counter('ai_platform_registrations_total').inc()
-      this.log.info({ userId: user.id }, 'user registered')
-      return { user: publicUser(user) }
+      user = await transaction(this.pool, async (client) => {
+        const { rows } = await client.query<UserRow>(
+          `INSERT INTO users (username, email, password_hash, role, role_source) VALUES ($1, $2, $3, $4, $5)
+           RETURNING id, username, email, tier, role, created_at`,
+          [req.username, req.email.toLowerCase(), passwordHash, grant.role, grant.source])
+        const user = rows[0]!
+        await client.query('INSERT INTO credit_accounts (user_id, balance_nusd) VALUES ($1, $2)', [user.id, this.signupCreditNusd])
+        if (this.signupCreditNusd > 0) {
+          await client.query(`INSERT INTO credit_ledger (user_id, kind, amount_nusd, note) VALUES ($1, 'grant', $2, 'signup credit')`, [user.id, this.signupCreditNusd])
+        }
+        await client.query('INSERT INTO audit_log (user_id, action, target) VALUES ($1, $2, $3)', [user.id, grant.source === 'bootstrap' ? 'user.register_admin' : 'user.register', user.id])
+        return user
+      })
     } catch (err) {
       grant.settle(false)
-      await client.query('ROLLBACK').catch(() => {}) // the connection is released either way; the insert's error is what matters
       // which of username and email is taken stays unsaid: registering must not probe for accounts
       if ((err as { code?: string }).code === '23505') throw MeshError.CONFLICT('could not register with these details')
       throw err
-    } finally {
-      client.release()
     }
+    grant.settle(true)
+    this.metrics.counter('ai_platform_registrations_total').inc()
+    this.log.info({ userId: user.id }, 'user registered')
+    return { user: publicUser(user) }
   }
 
   async loginUser (req: RequestOf<typeof AuthProtocol.loginUser>, source: string | null = null) {
@@ -241,9 +240,7 @@ export class AuthService extends MeshService {
     const admin = await this.whoami(req.token)
     if (admin.user.role !== 'admin') throw MeshError.FORBIDDEN('only an admin can grant credits')
     const amount = Math.round(req.amountUsd * NUSD)
-    const client = await this.pool.connect()
-    try {
-      await client.query('BEGIN')
+    return transaction(this.pool, async (client) => {
       const { rows: users } = await client.query<{ id: string, username: string }>('SELECT id, username FROM users WHERE lower(username) = lower($1)', [req.username])
       const user = users[0]
       if (!user) throw MeshError.NOT_FOUND(`no user named '${req.username}'`)
@@ -256,17 +253,10 @@ export class AuthService extends MeshService {
          RETURNING id, kind, amount_nusd, request_id, note, created_at`, [user.id, req.kind ?? 'grant', amount, admin.user.id, req.note ?? null])
       await client.query('INSERT INTO audit_log (user_id, action, target, details) VALUES ($1, $2, $3, $4)',
         [admin.user.id, 'credits.' + (req.kind ?? 'grant'), user.id, { amountUsd: req.amountUsd }])
-      await client.query('COMMIT')
       const balance = Number(account!.balance_nusd)
       const held = Number(account!.held_nusd)
       return { balanceUsd: usd(balance), reservedUsd: usd(held), availableUsd: usd(balance - held), username: user.username, entry: ledgerEntry(rows[0]!) }
-    } catch (err) {
-      // a failed rollback leaves nothing to undo: the connection's transaction ends with it; the first error is the one to report
-      await client.query('ROLLBACK').catch(() => {})
-      throw err
-    } finally {
-      client.release()
-    }
+    })
   }
 
   private async flushLastUsed (): Promise<void> {

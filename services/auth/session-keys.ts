@@ -1,4 +1,5 @@
 import type pg from 'pg'
+import { transaction } from '../../shared/db.ts'
 import { MeshError } from '../../shared/errors.ts'
 import { newApiKey } from '../../shared/apikey.ts'
 import type { HandlerBuilder } from '../../shared/mesh/peer.ts'
@@ -35,10 +36,7 @@ export class SessionKeys {
     const s = await this.deps.session(token)
     const expiresAt = new Date(Math.min(Date.now() + SESSION_KEY_TTL_MS, s.expiresAt.getTime()))
     const { key, hash, prefix } = newApiKey()
-    const client = await this.deps.pool().connect()
-    let revoked: string[] = []
-    try {
-      await client.query('BEGIN')
+    const { id, revoked } = await transaction(this.deps.pool(), async (client) => {
       const { rows: users } = await client.query<{ tier: string, is_active: boolean }>('SELECT tier, is_active FROM users WHERE id = $1', [s.userId])
       if (!users[0]?.is_active) throw MeshError.UNAUTHENTICATED('account no longer exists or is disabled')
       const { rows } = await client.query<{ id: string }>(
@@ -49,18 +47,11 @@ export class SessionKeys {
         `UPDATE api_keys SET revoked_at = now(), is_active = false
          WHERE id IN (SELECT id FROM api_keys WHERE session_jti = $1 AND revoked_at IS NULL ORDER BY created_at DESC OFFSET $2)
          RETURNING id`, [s.jti, MAX_KEYS_PER_SESSION])
-      revoked = old.rows.map((r) => r.id)
       await client.query(`INSERT INTO audit_log (user_id, action, target) VALUES ($1, 'apikey.session', $2)`, [s.userId, rows[0]!.id])
-      await client.query('COMMIT')
-      for (const id of revoked) this.deps.dropCached(id)
-      return { id: rows[0]!.id, key, expiresAt: expiresAt.toISOString() }
-    } catch (err) {
-      // the transaction's own error is the one to report; a failed rollback ends with the connection
-      await client.query('ROLLBACK').catch(() => {})
-      throw err
-    } finally {
-      client.release()
-    }
+      return { id: rows[0]!.id, revoked: old.rows.map((r) => r.id) }
+    })
+    for (const r of revoked) this.deps.dropCached(r)
+    return { id, key, expiresAt: expiresAt.toISOString() }
   }
 
   /** A session logged out: its keys are revoked, and every gateway forgets them at once. */

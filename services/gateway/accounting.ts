@@ -160,7 +160,7 @@ export class Accounting {
     this.recorder = new Recorder(pool, opts.gateway, {
       log: opts.log, delayMs: opts.recordDelayMs, onRecorded: (recs) => this.recorded(recs), onRetry: () => this.stalledOnDatabase(), completeReceipt: opts.completeReceipt
     })
-    this.leases = new Leases(this.store, { log: opts.log, idleMs: opts.leaseIdleMs, flush: () => this.recorder.flush() })
+    this.leases = new Leases(this.store, { log: opts.log, idleMs: opts.leaseIdleMs, flush: () => this.recorder.flushOrFail() })
     this.journal = new SettlementLog(opts.logDir, { sync: opts.sync, log: opts.log })
   }
 

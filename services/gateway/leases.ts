@@ -56,7 +56,7 @@ export interface LeasesOptions {
   idleMs?: number
   /** how long a refusal may wait for other gateways to answer a recall */
   recallWaitMs?: number
-  /** resolves when this gateway's finished requests so far are in the database */
+  /** resolves when this gateway's finished requests so far are in the database; rejects, rather than waits, while it is out of reach */
   flush: () => Promise<void>
 }
 
@@ -312,7 +312,10 @@ export class Leases {
     wait.then(() => {
       this.waiting.unshift(...retry)
       this.kick()
-    }, (err) => { for (const w of retry) w.reject(err) })
+    }, (err) => {
+      const refusal = err instanceof MeshError ? err : MeshError.DATABASE_UNAVAILABLE('usage accounting cannot reach the database; try again shortly')
+      for (const w of retry) w.reject(refusal)
+    })
   }
 }
 

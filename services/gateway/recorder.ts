@@ -1,4 +1,5 @@
 import type pg from 'pg'
+import { transaction } from '../../shared/db.ts'
 import type { Logger } from '../../shared/log.ts'
 import { storeReceipts, type StoredReceipt } from './receipts.ts'
 
@@ -73,7 +74,9 @@ export class Recorder {
   private running = false
   private pushed = 0
   private done = 0
-  private flushWaiters: Array<{ upTo: number, resolve: () => void }> = []
+  private flushWaiters: Array<{ upTo: number, resolve: () => void, fail?: (err: Error) => void }> = []
+  /** the last write's error while the database is out of reach; null once a write succeeds */
+  private failing: Error | null = null
   private closing = false
   private timer: NodeJS.Timeout | null = null
   recorded = 0
@@ -92,6 +95,16 @@ export class Recorder {
   flush (): Promise<void> {
     if (this.done >= this.pushed) return Promise.resolve()
     return new Promise((resolve) => { this.flushWaiters.push({ upTo: this.pushed, resolve }); this.kick(true) })
+  }
+
+  /**
+   * As flush(), but rejects as soon as the database is known to be out of reach (a write is failing now,
+   * or the next one fails): for a caller that would rather give a prompt refusal than wait out an outage.
+   */
+  flushOrFail (): Promise<void> {
+    if (this.done >= this.pushed) return Promise.resolve()
+    if (this.failing) return Promise.reject(this.failing)
+    return new Promise((resolve, reject) => { this.flushWaiters.push({ upTo: this.pushed, resolve, fail: reject }); this.kick(true) })
   }
 
   /** Stop retrying a database that stays out; what is not recorded stays in the log for the next start. */
@@ -136,6 +149,7 @@ export class Recorder {
         const complete = this.opts.completeReceipt
         if (complete) for (const r of items) if (r.rc?.unsigned) r.rc = complete(r.rc)
         this.recorded += await this.write(items)
+        this.failing = null
         return true
       } catch (err) {
         const code = (err as { code?: string }).code ?? ''
@@ -145,6 +159,8 @@ export class Recorder {
         if (!RETRY_NOW.has(code)) {
           this.opts.log?.warn({ err: (err as Error).message, code, rows: items.length, attempt }, 'recording finished requests failed; retrying')
           this.opts.onRetry?.(err as Error)
+          this.failing = err as Error
+          this.flushWaiters = this.flushWaiters.filter((w) => { if (w.fail) { w.fail(err as Error); return false } return true })
           await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 100 * 2 ** Math.min(attempt, 6))))
         }
       }
@@ -159,29 +175,11 @@ export class Recorder {
   private async write (items: EndRecord[]): Promise<number> {
     const query = { name: 'hi_record', text: SQL, values: columns(this.gateway, items) }
     if (!items.some((r) => r.rc)) return (await this.pool.query<{ n: number }>(query)).rows[0]!.n
-    const client = await this.pool.connect()
-    let broken: Error | undefined
-    // a checked-out client whose connection is lost emits 'error', which unheard stops the process;
-    // the query under way fails with it, and the client is not given back to the pool
-    const lost = (err: Error) => { broken = err }
-    client.on('error', lost)
-    try {
-      await client.query('BEGIN')
-      try {
-        const { rows } = await client.query<{ n: number }>(query)
-        await storeReceipts(client, items)
-        await client.query('COMMIT')
-        return rows[0]!.n
-      } catch (err) {
-        // a connection that cannot even roll back is not given back to the pool
-        await client.query('ROLLBACK').catch((e: Error) => { broken = e })
-        throw err
-      }
-    } finally {
-      // a broken client is destroyed and may still report its end: it keeps the listener
-      if (!broken) client.off('error', lost)
-      client.release(broken)
-    }
+    return transaction(this.pool, async (client) => {
+      const { rows } = await client.query<{ n: number }>(query)
+      await storeReceipts(client, items)
+      return rows[0]!.n
+    })
   }
 
   private async bisect (items: EndRecord[], err: Error): Promise<boolean> {

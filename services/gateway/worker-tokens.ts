@@ -1,5 +1,6 @@
 import crypto from 'node:crypto'
 import type pg from 'pg'
+import { transaction } from '../../shared/db.ts'
 import { sha256Hex } from '../../shared/apikey.ts'
 import type { Logger } from '../../shared/log.ts'
 import type { PublicUser } from '../../shared/protocol/auth.ts'
@@ -66,22 +67,15 @@ export class WorkerTokens {
   /** A new network worker token (returned once); the old one admits no new worker from now on. */
   async rotate (admin: PublicUser): Promise<{ token: string, createdAt: string }> {
     const token = 'hin_' + crypto.randomBytes(32).toString('base64url')
-    const client = await this.opts.pool.connect()
-    try {
-      await client.query('BEGIN')
+    const createdAt = await transaction(this.opts.pool, async (client) => {
       await client.query('UPDATE network_worker_tokens SET retired_at = now() WHERE retired_at IS NULL')
       const { rows } = await client.query<{ created_at: Date }>(
         `INSERT INTO network_worker_tokens (token_hash, source, created_by) VALUES ($1, 'rotated', $2) RETURNING created_at`, [sha256Hex(token), admin.id])
-      await client.query('COMMIT')
-      this.cached = null
-      this.opts.log.info({ by: 'user:' + admin.username }, 'network worker token rotated')
-      return { token, createdAt: rows[0]!.created_at.toISOString() }
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {}) // the connection is released below either way
-      throw err
-    } finally {
-      client.release()
-    }
+      return rows[0]!.created_at
+    })
+    this.cached = null
+    this.opts.log.info({ by: 'user:' + admin.username }, 'network worker token rotated')
+    return { token, createdAt: createdAt.toISOString() }
   }
 
   /** The active token's SHA-256, cached for a few seconds: registerWorker is open to strangers. */

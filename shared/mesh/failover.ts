@@ -5,7 +5,8 @@ import type { StreamOptions } from './peer.ts'
 
 // Several gateways as one: a call goes to the first gateway that is connected and not draining, and
 // one that fails before it answered anything (not reachable, shutting down, its connection lost, no
-// worker, or none serving the model yet, after a restart) goes on to the next. A stream that has delivered a frame is never sent
+// worker, none serving the model yet after a restart, or the database out of reach with no allowance
+// left on that gateway, where another may still hold some) goes on to the next. A stream that has delivered a frame is never sent
 // again: its failure is the caller's to see. A gateway that said it is shutting down is passed over
 // for a while, so the requests after it go straight to the others.
 
@@ -17,7 +18,7 @@ export interface GatewayCaller {
 }
 
 /** Failures that happened before the gateway took the request on, or with nothing delivered yet. */
-const FAIL_OVER = new Set<string>(['UNAVAILABLE', 'SHUTTING_DOWN', 'NO_WORKER', 'UNKNOWN_MODEL'])
+const FAIL_OVER = new Set<string>(['UNAVAILABLE', 'SHUTTING_DOWN', 'NO_WORKER', 'UNKNOWN_MODEL', 'DATABASE_UNAVAILABLE'])
 const DRAINING_MS = 15_000
 
 export function failsOver (err: unknown): boolean {
