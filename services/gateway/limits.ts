@@ -222,3 +222,18 @@ export function describeCounter (name: string): string {
   if (kind === 'usd') return "this key's budget"
   return name
 }
+
+/** a token count from a peer: a positive integer, anything else counts as unknown (0); the caller bounds it */
+export function count (v: unknown): number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v > 0 ? v : 0
+}
+
+/** A prompt's measure with `extra` tokens our tokenizer does not see (images, token ids), held and counted as they are. */
+export function plus (m: PromptMeasure, extra: number): PromptMeasure {
+  return extra === 0 ? m : { hold: m.hold + extra, count: async () => (await m.count()) + extra }
+}
+
+/** The prompt tokens charged: the worker's count, or failing one our own, and never more than was held. */
+export async function chargedPrompt (reported: number | null, prompt: PromptMeasure): Promise<number> {
+  return Math.min(reported || await prompt.count(), prompt.hold)
+}

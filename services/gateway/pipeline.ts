@@ -1,18 +1,18 @@
 import crypto from 'node:crypto'
 import { MeshError } from '../../shared/errors.ts'
 import { sha256Hex } from '../../shared/apikey.ts'
-import type { RequestOf, ResponseOf } from '../../shared/mesh/method.ts'
+import type { RequestOf } from '../../shared/mesh/method.ts'
 import { Cancellation, type CancelSignal } from '../../shared/mesh/cancel.ts'
 import type { Logger } from '../../shared/log.ts'
 import type { ServiceMetrics } from '../../shared/metrics.ts'
 import type { Span } from '../../shared/tracing/index.ts'
 import type { GatewayProtocol, InferResult } from '../../shared/protocol/gateway.ts'
-import type { ChatMessage, EmbedInput, PromptResult, TokenChunk } from '../../shared/protocol/inference.ts'
+import type { ChatMessage, PromptResult, TokenChunk } from '../../shared/protocol/inference.ts'
 import { generationParams, imageCount, promptTexts, type FinishReason, type GenerationRequest } from '../../shared/protocol/chat.ts'
-import { BACKENDS, ignoredParams } from '../inference/backends/table.ts'
+import { ignoredParams } from '../inference/backends/table.ts'
 import type { Admission } from './admission.ts'
 import { isRetryable, type DispatchOutcome, type WorkerDispatch } from './dispatch.ts'
-import { measurePrompt, toUsd, type PromptMeasure } from './limits.ts'
+import { chargedPrompt, count, measurePrompt, plus, toUsd, type PromptMeasure } from './limits.ts'
 import type { Listings } from './listings.ts'
 import { RequestTrace } from './request-trace.ts'
 import type { ResponseCache } from './cache/response-cache.ts'
@@ -23,6 +23,7 @@ import type { Settler } from './settlement.ts'
 import type { ReceiptDesk } from './receipts.ts'
 import type { TokenPrice } from '../../shared/receipt.ts'
 import { TokenStream, type TokenStreamOptions } from './token-stream.ts'
+import { runEmbed, type EmbedRequest, type EmbedResponse } from './embed-pipeline.ts'
 
 // One inference request, step by step: validate its shape and size → authenticate the key and
 // permit the model (admission.ts) → the safety pre-check (safety/layer.ts; a refusal costs nothing)
@@ -33,8 +34,6 @@ import { TokenStream, type TokenStreamOptions } from './token-stream.ts'
 // Everything it uses comes in through PipelineDeps, so it runs the same on real workers and on fakes.
 
 export type InferRequest = RequestOf<typeof GatewayProtocol.infer>
-export type EmbedRequest = RequestOf<typeof GatewayProtocol.embed>
-export type EmbedResponse = ResponseOf<typeof GatewayProtocol.embed>
 
 /** The caller of one request: its cancellation, where stream frames go, and its span when traced. */
 export interface Caller {
@@ -79,10 +78,6 @@ function generation (req: InferRequest, messages: ChatMessage[]): GenerationRequ
   const out: GenerationRequest = { messages }
   for (const k of GENERATION_KEYS) if (req[k] !== undefined) (out as Record<string, unknown>)[k] = req[k]
   return out
-}
-/** a token count from a peer: a positive integer, anything else counts as unknown (0); the caller bounds it */
-function count (v: unknown): number {
-  return typeof v === 'number' && Number.isSafeInteger(v) && v > 0 ? v : 0
 }
 
 export class RequestPipeline {
@@ -210,7 +205,7 @@ export class RequestPipeline {
   async embed (req: EmbedRequest, caller: Pick<Caller, 'signal' | 'span'>): Promise<EmbedResponse> {
     const trace = RequestTrace.start(caller, 'embed')
     try {
-      const result = await this.runEmbed(req, caller, trace)
+      const result = await runEmbed(this.deps, req, caller, trace)
       trace?.end()
       return result
     } catch (err) {
@@ -219,62 +214,11 @@ export class RequestPipeline {
     }
   }
 
-  private async runEmbed (req: EmbedRequest, caller: Pick<Caller, 'signal'>, trace: RequestTrace | null): Promise<EmbedResponse> {
-    const started = Date.now()
-    const input: EmbedInput[] = typeof req.input === 'string' || req.input.every((x) => typeof x === 'number') ? [req.input as EmbedInput] : req.input as EmbedInput[]
-    const texts = input.filter((x): x is string => typeof x === 'string')
-    const ids = input.reduce((n, x) => n + (typeof x === 'string' ? 0 : x.length), 0)
-    this.checkEmbedSize(texts, ids)
-    const { admission } = this.deps
-    trace?.next('admission.authenticate')
-    const identity = await admission.authenticate(req.apiKey)
-    this.deps.safety?.checkKey(identity)
-    trace?.next('admission.hold', { 'hyperinfer.model': req.model })
-    admission.permit(identity, req.model)
-    if (ids > 0) {
-      const backend = this.deps.listings.describe(req.model)?.backend
-      const caps = BACKENDS.find((b) => b.id === backend)?.capabilities
-      if (caps && !caps.tokenInput) throw MeshError.BAD_REQUEST(`model '${req.model}' (${backend}) does not take token-id input; send text`, { param: 'input' })
-    }
-    // token ids are tokens already: each holds and counts as one
-    const prompt = plus(await measurePrompt(texts), ids)
-    if (caller.signal.aborted) throw MeshError.CANCELLED('the caller cancelled the request')
-    const id = crypto.randomUUID()
-    trace?.set('hyperinfer.request_id', id)
-    await admission.hold(identity, req.model, { id, kind: 'embed', promptHold: prompt.hold, completionTokens: 0, trace: req.traceId ?? trace?.traceId ?? null, promptHash: sha256Hex(JSON.stringify(input)) })
-    trace?.next('dispatch', undefined, 'client')
-    const out = await this.deps.dispatch.embed({ requestId: id, model: req.model, input, ...(req.dimensions !== undefined ? { dimensions: req.dimensions } : {}) }, caller.signal, trace?.traceparent)
-    trace?.note({ 'hyperinfer.worker': out.worker?.slice(0, 16), 'hyperinfer.attempts': out.attempts })
-    trace?.next('settlement')
-    if (!out.ok) {
-      const err = out.err instanceof MeshError ? out.err : MeshError.INTERNAL()
-      await this.deps.settler.settle({
-        id, model: req.model, status: caller.signal.aborted ? 'cancelled' : 'failed', worker: out.worker, tokensIn: 0, tokensOut: 0, started, ttftMs: null,
-        error: { code: err.code, message: err.message }
-      })
-      throw err
-    }
-    const tokensIn = await chargedPrompt(count(out.value?.usage?.promptTokens), prompt)
-    const cost = await this.deps.settler.settle({ id, model: req.model, status: 'success', worker: out.worker, tokensIn, tokensOut: 0, started, ttftMs: null, error: null })
-    this.metrics.countTokens(req.model, tokensIn, 0)
-    this.metrics.observeInference(req.model, (Date.now() - started) / 1000)
-    return { ...out.value, usage: { ...out.value.usage, promptTokens: tokensIn }, id, worker: out.worker, costUsd: toUsd(cost) }
-  }
-
   /** Refuse a prompt over the size limit before it costs anything (an empty one is a valid prompt). */
   private checkSize (texts: string[]): void {
     const chars = texts.reduce((n, t) => n + t.length, 0)
     const max = this.deps.maxPromptChars ?? 100_000
     if (chars > max) throw MeshError.PROMPT_TOO_LARGE(`prompt is ${chars} characters; the limit is ${max}`)
-  }
-
-  /** Embedding inputs: each within the prompt limit, all together within ten times it. */
-  private checkEmbedSize (texts: string[], ids: number): void {
-    const max = this.deps.maxPromptChars ?? 100_000
-    const long = texts.findIndex((t) => t.length > max)
-    if (long >= 0) throw MeshError.PROMPT_TOO_LARGE(`input ${long} is ${texts[long]!.length} characters; the limit per input is ${max}`)
-    const chars = texts.reduce((n, t) => n + t.length, 0) + ids
-    if (chars > max * 10) throw MeshError.PROMPT_TOO_LARGE(`the inputs are ${chars} characters (token ids count one each); the limit is ${max * 10}`)
   }
 
   /**
@@ -343,14 +287,4 @@ export class RequestPipeline {
       completionTokens: reported && !tokens.truncated ? Math.min(Math.max(reported.completionTokens, tokens.delivered), completionBound) : tokens.delivered
     }
   }
-}
-
-/** A prompt's measure with `extra` tokens our tokenizer does not see (images, token ids), held and counted as they are. */
-function plus (m: PromptMeasure, extra: number): PromptMeasure {
-  return extra === 0 ? m : { hold: m.hold + extra, count: async () => (await m.count()) + extra }
-}
-
-/** The prompt tokens charged: the worker's count, or failing one our own, and never more than was held. */
-async function chargedPrompt (reported: number | null, prompt: PromptMeasure): Promise<number> {
-  return Math.min(reported || await prompt.count(), prompt.hold)
 }
