@@ -19,6 +19,7 @@ export interface Built<S extends Runnable> { service: S, cleanup?: () => Promise
 export async function runService<S extends Runnable> (name: string, build: () => Promise<Built<S>> | Built<S>, ready: (svc: S) => string): Promise<void> {
   let svc: S
   let cleanup: () => Promise<void> = async () => {}
+  await held()
   try {
     // tracing (off unless an OTLP endpoint is set) is up before anything could start a span
     await startTracing(name, process.env.HYPERINFER_SERVICE_NAME || process.env.HYPERINFER_WORKER_NAME || name)
@@ -58,4 +59,27 @@ export async function runService<S extends Runnable> (name: string, build: () =>
   // one machine-readable line the orchestrator and tests wait for
   process.stdout.write(ready(svc) + '\n')
   if (process.send) process.send({ ready: true })
+}
+
+/**
+ * A supervisor (scripts/lib/localmesh.ts) may start a service held (HYPERINFER_HELD=1): its code loads
+ * while what it needs (the database, another service's key) is still starting, and it goes on when
+ * told, with the rest of its environment in the message. Its supervisor gone first, it exits.
+ */
+async function held (): Promise<void> {
+  if (process.env.HYPERINFER_HELD !== '1' || !process.send) return
+  const env = await new Promise<Record<string, string>>((resolve) => {
+    const onMessage = (m: unknown) => {
+      const start = (m as { start?: unknown } | null)?.start
+      if (start === null || typeof start !== 'object') return
+      process.off('message', onMessage)
+      process.off('disconnect', onDisconnect)
+      resolve(start as Record<string, string>)
+    }
+    const onDisconnect = () => process.exit(0)
+    process.on('message', onMessage)
+    process.on('disconnect', onDisconnect)
+  })
+  for (const [k, v] of Object.entries(env)) if (typeof v === 'string') process.env[k] = v
+  delete process.env.HYPERINFER_HELD
 }

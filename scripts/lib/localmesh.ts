@@ -110,36 +110,38 @@ export class LocalMesh {
       ...(this.opts.env ?? {})
     }
     const se = this.opts.serviceEnv ?? {}
-    // Each part starts as soon as what it needs is there: the workers while PostgreSQL starts (they
-    // reach the gateway when it arrives: their clients reconnect), auth and the gateways once the
-    // database is migrated, and the edges (web, metrics) once those answer, alongside the wait for
-    // the workers' registration, so their first connections find their peers up.
+    // Every process starts at once, so their code loads while PostgreSQL starts; what needs something
+    // not there yet is started held (shared/run.ts) and told to go, with what it was waiting for, when
+    // it is: auth and the first gateway once the database is migrated (its URL), the other gateways
+    // once the first has written the model registry (its key), and the edges (web, metrics) once
+    // those answer, so their first connections find their peers up. The workers go at once: they
+    // reach the gateways when those arrive (their clients reconnect).
     const workers = Promise.all(workerNames.map((name) => this.spawn(name, {
       ...common, HYPERINFER_WORKER_NAME: name, HYPERINFER_GATEWAYS: this.gatewayKeys.join(','), ...se.inference, ...this.opts.instanceEnv?.[name]
     }, 'inference')))
-    const core = this.openDatabase().then(async () => {
-      // the first gateway writes the model registry; the others follow it by its key
-      const gatewayEnv = (name: string, extra: Record<string, string> = {}) => ({
-        ...common, HYPERINFER_SERVICE_NAME: name, DATABASE_URL: this.serviceDatabaseUrl, HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_WORKER_TOKEN: this.workerToken, ...se.gateway,
-        ...extra, ...this.opts.instanceEnv?.[name]
-      })
-      // the writer vouches for the other gateways in the registry, so workers that know only the network key serve them
-      const replicas = this.gatewayNames.slice(1).map((n) => this.keys[n]!).join(',')
-      const gateways = this.spawn('gateway', gatewayEnv('gateway', { HYPERINFER_REPLICA_GATEWAYS: replicas }), 'gateway').then((first) => {
-        this.registryKey = /registry=([0-9a-f]{64})/.exec(first.readyLine)?.[1] ?? ''
-        return Promise.all(this.gatewayNames.slice(1).map((name) => this.spawn(name, gatewayEnv(name, {
-          HYPERINFER_REGISTRY_KEY: this.registryKey, HYPERINFER_REGISTRY_FROM: this.keys.gateway!
-        }), 'gateway')))
-      })
-      await Promise.all([this.spawn('auth', { ...common, DATABASE_URL: this.serviceDatabaseUrl, ...se.auth }), gateways])
+    const database = this.openDatabase().then(() => ({ DATABASE_URL: this.serviceDatabaseUrl }))
+    // the first gateway writes the model registry; the others follow it by its key
+    const gatewayEnv = (name: string, extra: Record<string, string> = {}) => ({
+      ...common, HYPERINFER_SERVICE_NAME: name, HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_WORKER_TOKEN: this.workerToken, ...se.gateway,
+      ...extra, ...this.opts.instanceEnv?.[name]
     })
+    // the writer vouches for the other gateways in the registry, so workers that know only the network key serve them
+    const replicas = this.gatewayNames.slice(1).map((n) => this.keys[n]!).join(',')
+    const first = this.spawn('gateway', gatewayEnv('gateway', { HYPERINFER_REPLICA_GATEWAYS: replicas }), 'gateway', 60_000, [], database)
+    const registry = first.then(async (gw) => {
+      this.registryKey = /registry=([0-9a-f]{64})/.exec(gw.readyLine)?.[1] ?? ''
+      return { ...await database, HYPERINFER_REGISTRY_KEY: this.registryKey, HYPERINFER_REGISTRY_FROM: this.keys.gateway! }
+    })
+    const others = this.gatewayNames.slice(1).map((name) => this.spawn(name, gatewayEnv(name), 'gateway', 60_000, [], registry))
+    const core = Promise.all([this.spawn('auth', { ...common, ...se.auth }, 'auth', 60_000, [], database), first, ...others])
     const targets = Object.entries(this.keys).filter(([n]) => n !== 'metrics').map(([n, k]) => `${n}=${k}`).join(',')
     const webPort = this.opts.webPort ?? 3000
     const metricsPort = this.opts.metricsPort ?? 3004
-    const edges = core.then(() => Promise.all([
-      this.spawn('metrics', { ...common, METRICS_SERVICE_PORT: String(metricsPort), HYPERINFER_METRICS_TARGETS: targets, ...se.metrics }),
-      this.spawn('web', { ...common, WEB_SERVICE_PORT: String(webPort), HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_GATEWAY_KEY: this.keys.gateway!, HYPERINFER_GATEWAY_KEYS: this.gatewayKeys.slice(1).join(','), ...se.web })
-    ]))
+    const coreUp = core.then(() => ({}))
+    const edges = Promise.all([
+      this.spawn('metrics', { ...common, METRICS_SERVICE_PORT: String(metricsPort), HYPERINFER_METRICS_TARGETS: targets, ...se.metrics }, 'metrics', 60_000, [], coreUp),
+      this.spawn('web', { ...common, WEB_SERVICE_PORT: String(webPort), HYPERINFER_AUTH_KEY: this.keys.auth!, HYPERINFER_GATEWAY_KEY: this.keys.gateway!, HYPERINFER_GATEWAY_KEYS: this.gatewayKeys.slice(1).join(','), ...se.web }, 'web', 60_000, [], coreUp)
+    ])
     const usable = core.then(() => Promise.all(this.gatewayKeys.map((key) => this.waitUsable(workerNames.length, key))))
     await Promise.all([workers, core, edges, usable])
     this.webUrl = /(https?:\/\/\S+)/.exec(this.children.get('web')!.readyLine)?.[1] ?? null
@@ -205,8 +207,12 @@ export class LocalMesh {
     }
   }
 
-  /** Start one service process and wait for its ready line; `prefix` runs it through a command (e.g. `ip netns exec NAME`). */
-  async spawn (name: string, env: Record<string, string>, service = name, timeoutMs = 60_000, prefix: string[] = []): Promise<ChildInfo> {
+  /**
+   * Start one service process and wait for its ready line; `prefix` runs it through a command (e.g.
+   * `ip netns exec NAME`). With `late`, it starts held (shared/run.ts) and goes on with that env added
+   * once `late` resolves; if `late` fails, the process is stopped and the start fails with its error.
+   */
+  async spawn (name: string, env: Record<string, string>, service = name, timeoutMs = 60_000, prefix: string[] = [], late?: Promise<Record<string, string>>): Promise<ChildInfo> {
     // a start that failed part-way is being stopped: what it would still start is not started
     if (this.stopping) throw new Error(`the mesh is stopping: ${name} not started`)
     const logFile = path.join(this.home, 'logs', `${name}.log`)
@@ -216,7 +222,7 @@ export class LocalMesh {
     const [cmd, ...argv] = [...prefix, process.execPath, ...nodeArgs, ...entryArgs(`services/${service}/index`)]
     const proc = spawn(cmd!, argv, {
       cwd: PACKAGE_ROOT,
-      env: { ...process.env, ...env },
+      env: { ...process.env, ...env, ...(late ? { HYPERINFER_HELD: '1' } : {}) },
       // the IPC channel closes when this process dies, however it dies; the child then stops itself
       stdio: ['ignore', 'pipe', 'pipe', 'ipc']
     })
@@ -231,6 +237,15 @@ export class LocalMesh {
     return new Promise<ChildInfo>((resolve, reject) => {
       let buf = ''
       const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`${name} did not start within ${timeoutMs} ms`)) }, timeoutMs)
+      late?.then((extra) => {
+        // a restart starts it as it runs now, not held
+        info.env = { ...env, ...extra }
+        if (proc.connected) proc.send({ start: extra })
+      }, (err: Error) => {
+        clearTimeout(timer)
+        proc.kill('SIGKILL')
+        reject(err)
+      })
       proc.stdout!.on('data', (d: Buffer) => {
         if (out !== null) fs.writeSync(out, d)
         if (info.readyLine) return
