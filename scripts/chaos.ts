@@ -12,7 +12,7 @@ export function chaosTable (report: ChaosReport): string {
   return formatTable(report.steps.map((s) => ({
     fault: s.fault,
     requests: s.requests,
-    'failed-before-first-token': s.failedBeforeFirstToken,
+    'failed-before-first-token': s.outageRefusals ? `${s.failedBeforeFirstToken} (${s.outageRefusals.n} refused for the outage, slowest ${s.outageRefusals.maxMs} ms)` : s.failedBeforeFirstToken,
     'cut-after-first-token': s.silentlyCut ? `${s.cutAfterFirstToken} (${s.silentlyCut} silent)` : s.cutAfterFirstToken,
     'lost usage': s.lostUsage,
     'time to recover': `${(s.recoverMs / 1000).toFixed(1)} s`

@@ -20,6 +20,8 @@ export interface StepReport {
   silentlyCut: number
   lostUsage: number
   recoverMs: number
+  /** while PostgreSQL was down: how many requests got the coded refusal, and how long each took */
+  outageRefusals?: { n: number, p50Ms: number, maxMs: number }
   checks: Check[]
   violations: string[]
 }
@@ -95,6 +97,8 @@ export async function runChaos (opts: { seconds: number, plan?: Plan, log?: (lin
       report.totalRequests += outcomes.length
       for (const v of step.violations) log(`  VIOLATION: ${v}`)
       log(`  ${step.requests} requests, ${step.failedBeforeFirstToken} failed before the first token, ${step.cutAfterFirstToken} cut after it; recovered in ${recoverMs} ms`)
+      const r = step.outageRefusals
+      if (r) log(`  ${r.n} refused for the outage with a coded error, in p50 ${r.p50Ms} ms, at most ${r.maxMs} ms`)
       if (error) break // a mesh that did not come back is not faulted further
     }
   } finally {
@@ -116,6 +120,7 @@ async function judge (pool: pg.Pool, fault: string, outcomes: Outcome[], recover
   const outage = /PostgreSQL/.test(fault)
   // while PostgreSQL is down a paid request may be refused, but at once and plainly (503), never after a wait
   const before = outcomes.filter((o) => o.fate === 'failed-before-first-token' && !(outage && clearOutageRefusal(o)))
+  const refusalMs = outage ? outcomes.filter((o) => o.fate === 'failed-before-first-token' && OUTAGE_CODES.has(o.code ?? '')).map((o) => o.end - o.start).sort((a, b) => a - b) : []
   if (before.length) violations.push(`${before.length} requests failed before their first token: ${summary(before)}`)
   const silent = outcomes.filter((o) => o.fate === 'cut-silent')
   if (silent.length) violations.push(`${silent.length} answers ended short without an error: ${summary(silent)}`)
@@ -131,6 +136,7 @@ async function judge (pool: pg.Pool, fault: string, outcomes: Outcome[], recover
     silentlyCut: t['cut-silent'],
     lostUsage: lost,
     recoverMs,
+    ...(refusalMs.length ? { outageRefusals: { n: refusalMs.length, p50Ms: refusalMs[Math.floor(refusalMs.length / 2)]!, maxMs: refusalMs[refusalMs.length - 1]! } } : {}),
     checks,
     violations
   }
