@@ -107,9 +107,14 @@ try {
   await run('warmup', 20, 400, viaGateway)
   await run('warmup', 20, 400, viaUnaccounted)
 
+  // each level starts on a quiet mesh: what the previous load left to do (settlements going to
+  // PostgreSQL, slices going back) would otherwise land on the next level's first requests
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 3000))
   const rows: Row[] = []
   for (const level of LEVELS) {
+    await settle()
     rows.push(await run('direct → worker', level.concurrency, level.requests, direct))
+    await settle()
     rows.push(await run('gateway → worker', level.concurrency, level.requests, viaGateway))
     const [d, g] = rows.slice(-2) as [Row, Row]
     console.log(`  c=${level.concurrency}: direct ${d.rps.toFixed(0)} req/s, gateway ${g.rps.toFixed(0)} req/s`)
@@ -118,7 +123,9 @@ try {
   // exact accounting (admission hold + group-committed settlement in Postgres) on vs off
   const accountingRows: Row[] = []
   for (const level of [{ concurrency: 1, requests: Math.max(50, Math.round(500 * SCALE)) }, { concurrency: 100, requests: Math.max(200, Math.round(5000 * SCALE)) }]) {
+    await settle()
     accountingRows.push(await run('gateway, accounting off', level.concurrency, level.requests, viaUnaccounted))
+    await settle()
     accountingRows.push(await run('gateway, accounting on', level.concurrency, level.requests, viaGateway))
   }
 
