@@ -43,6 +43,9 @@ export interface InferenceServiceOptions extends Omit<MeshServiceOptions, 'name'
 
 interface ModelStats { inflight: number, served: number, errors: number }
 
+/** after the last answer of a drain, how long its response has to leave before the connections close */
+const LINGER_MS = 250
+
 export class InferenceService extends MeshService {
   private readonly backends: Backend[]
   private readonly opts: InferenceServiceOptions
@@ -178,7 +181,12 @@ export class InferenceService extends MeshService {
     await this.heartbeat()
     // drain: let in-flight streams finish (bounded), take no new ones
     const deadline = Date.now() + 5000
+    const answering = this.inflight() > 0
     while (this.inflight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    // a finished answer's response is handed to its connection as the count falls, and closing
+    // destroys the connections, dropping what is not yet on the wire: the last answers get a moment
+    // to leave, or the gateway sees a complete stream end in UNAVAILABLE
+    if (answering) await new Promise((r) => setTimeout(r, LINGER_MS))
     for (const b of this.backends) await b.close?.().catch((err: Error) => this.log.debug({ backend: b.name, err: err.message }, 'backend close failed; nothing is served from it any more'))
     await this.trust.close()
   }
