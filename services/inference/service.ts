@@ -43,9 +43,6 @@ export interface InferenceServiceOptions extends Omit<MeshServiceOptions, 'name'
 
 interface ModelStats { inflight: number, served: number, errors: number }
 
-/** after the last answer of a drain, how long its response has to leave before the connections close */
-const LINGER_MS = 250
-
 export class InferenceService extends MeshService {
   private readonly backends: Backend[]
   private readonly opts: InferenceServiceOptions
@@ -183,10 +180,8 @@ export class InferenceService extends MeshService {
     const deadline = Date.now() + 5000
     const answering = this.inflight() > 0
     while (this.inflight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
-    // a finished answer's response is handed to its connection as the count falls, and closing
-    // destroys the connections, dropping what is not yet on the wire: the last answers get a moment
-    // to leave, or the gateway sees a complete stream end in UNAVAILABLE
-    if (answering) await new Promise((r) => setTimeout(r, LINGER_MS))
+    // closing drops what is not yet on the wire: the last answers' responses get 250 ms to leave
+    if (answering) await new Promise((r) => setTimeout(r, 250))
     for (const b of this.backends) await b.close?.().catch((err: Error) => this.log.debug({ backend: b.name, err: err.message }, 'backend close failed; nothing is served from it any more'))
     await this.trust.close()
   }
