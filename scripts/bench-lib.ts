@@ -1,3 +1,4 @@
+import fs from 'node:fs'
 import os from 'node:os'
 
 // What every benchmark script shares: a closed-loop load generator and a table printer.
@@ -35,6 +36,55 @@ export async function runLoad (concurrency: number, requests: number, once: (i: 
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9
   ms.sort((a, b) => a - b)
   return { p50: percentile(ms, 0.5), p99: percentile(ms, 0.99), rps: ms.length / seconds, errors, codes }
+}
+
+/** user + system CPU seconds of a process since `from` (Linux, clock ticks of 10 ms; NaN elsewhere) */
+export function cpuSeconds (pid: number | undefined, from: number): number {
+  try {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    return (Number(f[11]) + Number(f[12])) / 100 - from
+  } catch { return NaN } // not Linux, or the process is gone: the column says so
+}
+
+/** user + system CPU seconds of every PostgreSQL process on the machine (the server and its backends) */
+function postgresSeconds (): number {
+  let total = 0
+  try {
+    for (const pid of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(pid)) continue
+      try {
+        const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+        if (stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) === 'postgres') total += cpuSeconds(Number(pid), 0)
+      } catch {} // it exited while being read
+    }
+  } catch { return NaN } // not Linux
+  return total
+}
+
+/**
+ * CPU time per request of each process a load runs through: start() before the load, then
+ * perRequest(n) gives µs per request for this process (the load's client), each named child and
+ * PostgreSQL. On two cores the processes share, their sum bounds the requests per second.
+ */
+export class CpuMeter {
+  private from = new Map<string, number>()
+  constructor (private readonly pids: () => Record<string, number | undefined>) {}
+
+  private read (): Map<string, number> {
+    const own = process.cpuUsage()
+    const out = new Map<string, number>([['client', (own.user + own.system) / 1e6]])
+    for (const [name, pid] of Object.entries(this.pids())) out.set(name, cpuSeconds(pid, 0))
+    out.set('PostgreSQL', postgresSeconds())
+    return out
+  }
+
+  start (): void { this.from = this.read() }
+
+  perRequest (requests: number): Record<string, number> {
+    const out: Record<string, number> = {}
+    for (const [name, s] of this.read()) out[name] = Math.round((s - (this.from.get(name) ?? NaN)) / requests * 1e6)
+    return out
+  }
 }
 
 export function formatTable (rows: Row[]): string {

@@ -23,21 +23,13 @@ import { bootstrapList } from '../shared/config.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import { InferenceProtocol } from '../shared/protocol/inference.ts'
 import { AIInferenceClient } from '../shared/sdk/index.ts'
-import { percentile, runStandalone, type Row } from './bench-lib.ts'
+import { cpuSeconds, percentile, runStandalone, type Row } from './bench-lib.ts'
 
 /** peak resident memory of a process, MB (Linux; NaN elsewhere) */
 function peakRssMb (pid: number | undefined): number {
   try {
     const line = fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmHWM:'))
     return line ? Number(line.split(/\s+/)[1]) / 1024 : NaN
-  } catch { return NaN } // not Linux, or the process is gone: the column says so
-}
-
-/** user + system CPU seconds of a process since `from` (Linux, clock ticks of 10 ms; NaN elsewhere) */
-function cpuSeconds (pid: number | undefined, from: number): number {
-  try {
-    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-    return (Number(f[11]) + Number(f[12])) / 100 - from
   } catch { return NaN } // not Linux, or the process is gone: the column says so
 }
 

@@ -13,7 +13,7 @@ import RPC from '@hyperswarm/rpc'
 import DHT from 'hyperdht'
 import { LocalMesh } from './lib/localmesh.ts'
 import { benchMetrics } from './bench-metrics.ts'
-import { formatTable, runLoad, type Row as TableRow } from './bench-lib.ts'
+import { CpuMeter, formatTable, runLoad, type Row as TableRow } from './bench-lib.ts'
 import { benchHostile } from './bench-hostile.ts'
 import { benchLogin } from './bench-login.ts'
 import { benchRouting } from './bench-routing.ts'
@@ -41,11 +41,24 @@ const LEVELS = [
 ]
 const MAX_TOKENS = 16
 
-interface Row { path: string, concurrency: number, requests: number, errors: number, p50: number, p99: number, rps: number }
+/** `cpu`: µs of CPU per request in each process on the request's way (client, gateway, worker, web, PostgreSQL) */
+interface Row { path: string, concurrency: number, requests: number, errors: number, p50: number, p99: number, rps: number, cpu: Record<string, number> }
+
+let meter: CpuMeter | null = null
 
 async function run (name: string, concurrency: number, requests: number, once: (i: number) => Promise<unknown>): Promise<Row> {
+  meter?.start()
   const r = await runLoad(concurrency, requests, once)
-  return { path: name, concurrency, requests, errors: r.errors, p50: r.p50, p99: r.p99, rps: r.rps }
+  const cpu = meter?.perRequest(requests) ?? {}
+  return { path: name, concurrency, requests, errors: r.errors, p50: r.p50, p99: r.p99, rps: r.rps, cpu }
+}
+
+/** the CPU columns of a row: each process's µs per request and their sum (what two cores share) */
+const CPU_HEADER = ['CPU µs/req: client', 'gateway', 'worker', 'web', 'PostgreSQL', 'all']
+function cpuCells (r: Row): string[] {
+  const { client = NaN, worker = NaN, web = NaN, PostgreSQL = NaN } = r.cpu
+  const gateway = (r.cpu.gateway ?? NaN) + (r.cpu['gateway-2'] ?? NaN)
+  return [client, gateway, worker, web, PostgreSQL, client + gateway + worker + web + PostgreSQL].map((v) => Number.isFinite(v) ? String(v) : '')
 }
 
 const home = fs.mkdtempSync(path.join(os.tmpdir(), 'hyperinfer-bench-'))
@@ -84,6 +97,9 @@ try {
   const worker = new MeshClient(rpc, Buffer.from(mesh.keys.inference!, 'hex'), { name: 'worker' })
   await gateway.waitOpen(15_000)
   await worker.waitOpen(15_000)
+  const pid = (name: string) => mesh.children.get(name)?.proc.pid
+  // the two gateways are one column: each row loads one of them, and the other idles
+  meter = new CpuMeter(() => ({ gateway: pid('gateway'), 'gateway-2': pid('gateway-2'), worker: pid('inference'), web: pid('web') }))
   await unaccounted.waitOpen(15_000)
 
   const email = `bench-${Date.now()}@example.com`
@@ -158,10 +174,10 @@ try {
   httpRows.push(await run('HTTP /v1, streamed (SSE)', 100, httpN, httpStream))
   await http.close()
 
-  const header = ['path', 'concurrency', 'requests', 'errors', 'p50 ms', 'p99 ms', 'req/s', 'gateway/direct rps']
+  const header = ['path', 'concurrency', 'requests', 'errors', 'p50 ms', 'p99 ms', 'req/s', 'gateway/direct rps', ...CPU_HEADER]
   const lines = rows.map((r, i) => {
     const ratio = i % 2 === 1 ? (r.rps / rows[i - 1]!.rps).toFixed(2) : ''
-    return [r.path, String(r.concurrency), String(r.requests), String(r.errors), r.p50.toFixed(2), r.p99.toFixed(2), r.rps.toFixed(0), ratio]
+    return [r.path, String(r.concurrency), String(r.requests), String(r.errors), r.p50.toFixed(2), r.p99.toFixed(2), r.rps.toFixed(0), ratio, ...cpuCells(r)]
   })
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)))
   const fmt = (cells: string[]) => '| ' + cells.map((cell, i) => cell.padEnd(widths[i]!)).join(' | ') + ' |'
@@ -170,9 +186,9 @@ try {
   for (const l of lines) console.log(fmt(l))
   console.log(`\n${MAX_TOKENS} tokens per request, streamed; synthetic backend at zero delay; ${os.cpus().length} CPUs; node ${process.version}`)
 
-  const h2 = ['edge (gateway → worker behind both)', 'concurrency', 'requests', 'errors', 'p50 ms', 'p99 ms', 'req/s', 'HTTP/RPC rps']
+  const h2 = ['edge (gateway → worker behind both)', 'concurrency', 'requests', 'errors', 'p50 ms', 'p99 ms', 'req/s', 'HTTP/RPC rps', ...CPU_HEADER]
   const l2 = httpRows.map((r, i) => [r.path, String(r.concurrency), String(r.requests), String(r.errors), r.p50.toFixed(2), r.p99.toFixed(2), r.rps.toFixed(0),
-    i % 2 === 1 ? (r.rps / httpRows[i - 1]!.rps).toFixed(2) : ''])
+    i % 2 === 1 ? (r.rps / httpRows[i - 1]!.rps).toFixed(2) : '', ...cpuCells(r)])
   const w2 = h2.map((h, i) => Math.max(h.length, ...l2.map((l) => l[i]!.length)))
   const f2 = (cells: string[]) => '| ' + cells.map((cell, i) => cell.padEnd(w2[i]!)).join(' | ') + ' |'
   console.log('\n' + f2(h2))
@@ -181,9 +197,9 @@ try {
 
   const outDir = path.resolve('bench-results')
   fs.mkdirSync(outDir, { recursive: true })
-  const h3 = ['gateway', 'concurrency', 'requests', 'errors', 'p50 ms', 'p99 ms', 'req/s', 'on/off rps', 'on/off p99']
+  const h3 = ['gateway', 'concurrency', 'requests', 'errors', 'p50 ms', 'p99 ms', 'req/s', 'on/off rps', 'on/off p99', ...CPU_HEADER]
   const l3 = accountingRows.map((r, i) => [r.path, String(r.concurrency), String(r.requests), String(r.errors), r.p50.toFixed(2), r.p99.toFixed(2), r.rps.toFixed(0),
-    i % 2 === 1 ? (r.rps / accountingRows[i - 1]!.rps).toFixed(2) : '', i % 2 === 1 ? (r.p99 / accountingRows[i - 1]!.p99).toFixed(2) : ''])
+    i % 2 === 1 ? (r.rps / accountingRows[i - 1]!.rps).toFixed(2) : '', i % 2 === 1 ? (r.p99 / accountingRows[i - 1]!.p99).toFixed(2) : '', ...cpuCells(r)])
   const w3 = h3.map((h, i) => Math.max(h.length, ...l3.map((l) => l[i]!.length)))
   const f3 = (cells: string[]) => '| ' + cells.map((c, i) => c.padEnd(w3[i]!)).join(' | ') + ' |'
   console.log('\n' + f3(h3))
