@@ -9,9 +9,10 @@ import { storeReceipts, type StoredReceipt } from './receipts.ts'
 // on its counters and credits, the ledger debit and the day's rollup, in one transaction, and only
 // for request ids not recorded before, so replaying a log after a crash records nothing twice; the
 // batch's usage receipts go in with their requests, in the same transaction.
-// One batch at a time; what arrives meanwhile waits for the next (and at rest 20 ms, so a quiet
-// gateway makes one call for several requests rather than one each). A database outage delays
-// recording, never loses it: the log keeps every record until it is in.
+// One batch at a time; what arrives meanwhile waits for the next, 20 ms after the last unless a batch
+// is full or a flush waits, so a gateway answering steadily makes one call for many requests rather
+// than one each. A database outage delays recording, never loses it: the log keeps every record until
+// it is in.
 
 /** One finished request as recorded: the admission's facts, how it ended, and its counter moves. */
 export interface EndRecord {
@@ -129,8 +130,13 @@ export class Recorder {
 
   private async drain (): Promise<void> {
     try {
-      while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, this.opts.maxBatch ?? 1000)
+      // what arrived during a write goes at once only when a batch is full or a flush waits on it;
+      // else the next batch gathers for the delay (kick, below), so a steady trickle of answers makes
+      // one call per delay, not one per write
+      const max = this.opts.maxBatch ?? 1000
+      const goOn = () => this.queue.length >= max || (this.queue.length > 0 && this.flushWaiters.length > 0)
+      for (let first = true; (first && this.queue.length > 0) || goOn(); first = false) {
+        const batch = this.queue.splice(0, max)
         const ok = await this.record(batch)
         this.done += batch.length
         if (ok) this.opts.onRecorded?.(batch)
