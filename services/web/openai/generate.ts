@@ -64,18 +64,21 @@ function ignoredHeader (results: Array<Pick<InferResult, 'ignored'>>, unused: st
 
 /** Answer with every choice whole: `body` shapes them into the response object. */
 export async function generateWhole (req: FastifyRequest, reply: FastifyReply, g: Generation, body: (results: InferResult[]) => unknown): Promise<void> {
-  const ac = new AbortController()
-  reply.raw.once('close', () => { if (!reply.raw.writableFinished && g.idempotencyKey === undefined) ac.abort() })
+  // a client that hangs up cancels every choice (with an Idempotency-Key the answer runs on for its retry)
+  const cancel = new Cancellation()
+  const onClose = () => { if (!reply.raw.writableFinished && g.idempotencyKey === undefined) cancel.abort() }
+  reply.raw.once('close', onClose)
   try {
+    // one choice failing stops the others
     const results = await Promise.all(g.choices.map((choice, index) => g.gateway().stream(GatewayProtocol.infer,
       { ...choice, apiKey: g.apiKey, stream: false, traceId: String(req.id), ...cacheRequestField(req), ...partKey(g.idempotencyKey, index), clientIp: req.ip },
-      { onChunk () {}, signal: ac.signal, idleTimeout: IDLE_TIMEOUT_MS, connectTimeout: g.rpcTimeoutMs, traceparent: traceparentOf(req) }
-    ).catch((err: unknown) => { ac.abort(); throw err })))
+      { onChunk () {}, signal: cancel, idleTimeout: IDLE_TIMEOUT_MS, connectTimeout: g.rpcTimeoutMs, traceparent: traceparentOf(req) }
+    ).catch((err: unknown) => { cancel.abort(); throw err })))
     const ignored = ignoredHeader(results, g.unused)
     if (ignored) reply.header(IGNORED_HEADER, ignored)
     reply.headers(cacheHeaders(results)).send(body(results))
   } finally {
-    ac.abort() // the other choices of a failed request stop too; a no-op once all answered
+    reply.raw.off('close', onClose)
   }
 }
 
