@@ -103,6 +103,15 @@ test('openai compat: chat, streaming with usage, completions, models, stop, and 
   t.is(seen, 3, 'no token arrived after the abort')
   for (let i = 0; i < 60 && ollama.aborted === 0; i++) await new Promise((r) => setTimeout(r, 50))
   t.is(ollama.aborted, 1, 'and the backend saw its request cancelled')
+  // the same for a whole (not streamed) answer: the client leaving while it is generated stops it
+  const wholeAc = new AbortController()
+  const asked = ollama.requests
+  const whole = openai.chat.completions.create({ model: SLOW_MODEL, messages }, { signal: wholeAc.signal }).then(() => null, (e) => e)
+  for (let i = 0; i < 100 && ollama.requests === asked; i++) await new Promise((r) => setTimeout(r, 20))
+  wholeAc.abort()
+  t.ok(await whole instanceof OpenAI.APIUserAbortError, 'a whole answer the client stopped waiting for')
+  for (let i = 0; i < 60 && ollama.aborted === 1; i++) await new Promise((r) => setTimeout(r, 50))
+  t.is(ollama.aborted, 2, 'and the backend saw that request cancelled too')
 
   // the limit: 30 per hour for this tier; this key has made some calls that counted
   let limited: any = null
