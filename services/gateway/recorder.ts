@@ -130,18 +130,17 @@ export class Recorder {
 
   private async drain (): Promise<void> {
     try {
-      // what arrived during a write goes at once only when a batch is full or a flush waits on it;
-      // else the next batch gathers for the delay (kick, below), so a steady trickle of answers makes
-      // one call per delay, not one per write
       const max = this.opts.maxBatch ?? 1000
-      const goOn = () => this.queue.length >= max || (this.queue.length > 0 && this.flushWaiters.length > 0)
-      for (let first = true; (first && this.queue.length > 0) || goOn(); first = false) {
+      // kick starts a drain only with something queued. What arrives during a write goes at once only
+      // when a batch is full or a flush waits on it; else the next batch gathers for the delay (kick,
+      // below), so a steady trickle of answers makes one call per delay, not one per write.
+      do {
         const batch = this.queue.splice(0, max)
         const ok = await this.record(batch)
         this.done += batch.length
         if (ok) this.opts.onRecorded?.(batch)
         this.flushWaiters = this.flushWaiters.filter((w) => { if (w.upTo <= this.done) { w.resolve(); return false } return true })
-      }
+      } while (this.queue.length >= max || (this.queue.length > 0 && this.flushWaiters.length > 0))
     } finally {
       this.running = false
       if (this.queue.length > 0) this.kick()

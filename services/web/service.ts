@@ -7,7 +7,7 @@ import type { MeshClient } from '../../shared/mesh/client.ts'
 import { GatewayGroup, type GatewayCaller } from '../../shared/mesh/failover.ts'
 import type { HandlerTable } from '../../shared/mesh/peer.ts'
 import { parseRequest } from '../../shared/mesh/method.ts'
-import { Cancellation } from '../../shared/mesh/cancel.ts'
+import { cancelOnHangUp } from './hang-up.ts'
 import { MeshError, type ErrorCode } from '../../shared/errors.ts'
 import { AuthProtocol } from '../../shared/protocol/auth.ts'
 import { GatewayProtocol, type RegistryListing } from '../../shared/protocol/gateway.ts'
@@ -249,14 +249,12 @@ export class WebService extends MeshService {
       if (typeof header !== 'string' || !header) throw MeshError.INVALID_API_KEY('missing X-API-Key header')
       const body = parseRequest(GatewayProtocol.infer, { ...objectBody(req), apiKey: header, stream: false, clientIp: req.ip })
       // a client that hangs up cancels the generation on the worker
-      const cancel = new Cancellation()
-      const onClose = () => { if (!reply.raw.writableFinished) cancel.abort() }
-      reply.raw.once('close', onClose)
+      const { cancel, detach } = cancelOnHangUp(reply)
       try {
         return await this.client('gateway').stream(GatewayProtocol.infer, body,
           { onChunk () {}, signal: cancel, idleTimeout: INFER_IDLE_TIMEOUT_MS, connectTimeout: this.rpcTimeoutMs, traceparent: traceparentOf(req) })
       } finally {
-        reply.raw.off('close', onClose)
+        detach()
       }
     })
     app.get('/api/models', async () => this.client('gateway').call(GatewayProtocol.models, {}))

@@ -6,7 +6,7 @@ import { MeshError } from '../../../shared/errors.ts'
 import { MAX_MESSAGES } from '../../../shared/protocol/chat.ts'
 import { GatewayProtocol } from '../../../shared/protocol/gateway.ts'
 import { cacheRequestField } from '../cache-routes.ts'
-import { Cancellation } from '../../../shared/mesh/cancel.ts'
+import { cancelOnHangUp } from '../hang-up.ts'
 import { errorTypeOf, httpStatusOf } from '../http-errors.ts'
 import { EventStream } from '../sse.ts'
 import { traceparentOf } from '../tracing.ts'
@@ -97,9 +97,8 @@ export async function compare (req: FastifyRequest, reply: FastifyReply, deps: P
   await deps.gateway().call(GatewayProtocol.getUserQuota, { apiKey }, deps.rpcTimeoutMs, traceparentOf(req))
   const base = meshRequest(body)
   const stream = body.stream === true
-  const cancel = new Cancellation()
   // a client that hangs up cancels every model all the way to its backend
-  reply.raw.once('close', () => { if (!reply.raw.writableFinished) cancel.abort() })
+  const { cancel } = cancelOnHangUp(reply)
   const id = 'cmp-' + crypto.randomUUID()
   const created = Math.floor(Date.now() / 1000)
 

@@ -5,7 +5,7 @@ import type { RequestOf } from '../../../shared/mesh/method.ts'
 import { PARAM_WIRE_NAMES, type GenerationParam } from '../../../shared/protocol/chat.ts'
 import { GatewayProtocol, type InferResult } from '../../../shared/protocol/gateway.ts'
 import type { TokenChunk } from '../../../shared/protocol/inference.ts'
-import { Cancellation } from '../../../shared/mesh/cancel.ts'
+import { cancelOnHangUp } from '../hang-up.ts'
 import { EventStream } from '../sse.ts'
 import { traceparentOf } from '../tracing.ts'
 import { cacheHeaders, cacheRequestField } from '../cache-routes.ts'
@@ -65,9 +65,7 @@ function ignoredHeader (results: Array<Pick<InferResult, 'ignored'>>, unused: st
 /** Answer with every choice whole: `body` shapes them into the response object. */
 export async function generateWhole (req: FastifyRequest, reply: FastifyReply, g: Generation, body: (results: InferResult[]) => unknown): Promise<void> {
   // a client that hangs up cancels every choice (with an Idempotency-Key the answer runs on for its retry)
-  const cancel = new Cancellation()
-  const onClose = () => { if (!reply.raw.writableFinished && g.idempotencyKey === undefined) cancel.abort() }
-  reply.raw.once('close', onClose)
+  const { cancel, detach } = cancelOnHangUp(reply, g.idempotencyKey !== undefined)
   try {
     // one choice failing stops the others
     const results = await Promise.all(g.choices.map((choice, index) => g.gateway().stream(GatewayProtocol.infer,
@@ -78,16 +76,15 @@ export async function generateWhole (req: FastifyRequest, reply: FastifyReply, g
     if (ignored) reply.header(IGNORED_HEADER, ignored)
     reply.headers(cacheHeaders(results)).send(body(results))
   } finally {
-    reply.raw.off('close', onClose)
+    detach()
   }
 }
 
 /** Answer with every choice as Server-Sent Events, interleaved as their frames come. */
 export async function generateStream (req: FastifyRequest, reply: FastifyReply, g: Generation, shape: EventShape, includeUsage: boolean): Promise<void> {
-  const cancel = new Cancellation()
   // a client that hangs up cancels every choice all the way to the backend
   // (with an Idempotency-Key the answer runs on for the client's retry, which gets it whole)
-  reply.raw.once('close', () => { if (!reply.raw.writableFinished && g.idempotencyKey === undefined) cancel.abort() })
+  const { cancel } = cancelOnHangUp(reply, g.idempotencyKey !== undefined)
   let ignored: string[] = []
   let events: EventStream | null = null
   const start = (first?: TokenChunk): EventStream => {
