@@ -129,7 +129,8 @@ export class GatewayService extends MeshService {
   private readonly door: RequestDoor
 
   constructor (opts: GatewayOptions) {
-    super({ ...opts, name: 'gateway' })
+    // tokens arrive from workers already gathered; each batch goes on before the turn's other work
+    super({ ...opts, name: 'gateway', frames: 'relay' })
     this.opts = opts
     this.pool = opts.pool
     this.database = new DatabaseProbe(opts.pool)

@@ -56,6 +56,13 @@ export interface PeerOptions {
   log?: Logger
   /** called once per served request with its outcome ('ok' or an error code) */
   observe?: (method: string, outcome: string, seconds: number) => void
+  /**
+   * when a handler's stream frames go out: 'turn' (the default) gathers what is emitted in one turn of
+   * the event loop into one message; 'relay' sends what one job emitted as soon as it returns, for a
+   * peer that relays frames which already arrive gathered (the gateway): they then go out before
+   * whatever else the turn holds, such as the request's settlement
+   */
+  frames?: 'turn' | 'relay'
 }
 
 interface Envelope { ok: boolean, value?: unknown, error?: WireError }
@@ -131,6 +138,7 @@ export class Peer {
     let span: Span | undefined
     let pending: unknown[] = []
     let scheduled = false
+    const relay = this.opts.frames === 'relay'
     const flush = () => {
       scheduled = false
       if (pending.length === 0) return
@@ -159,12 +167,12 @@ export class Peer {
       const request = parseRequest(def, raw ?? {})
       if (sid) this.inflight.set(sid, ac)
       this.running.add(ac)
-      // frames emitted in one event-loop turn travel as one message: a burst of tokens costs one
-      // frame instead of one each, and a slow stream still sends every token as it comes
+      // frames emitted in one event-loop turn (one job, when relaying) travel as one message: a burst
+      // of tokens costs one frame instead of one each, and a slow stream still sends every token as it comes
       const emit = (data: unknown) => {
         if (!sid || ac.aborted || this.channel.closed) return
         pending.push(data)
-        if (!scheduled) { scheduled = true; setImmediate(flush) }
+        if (!scheduled) { scheduled = true; if (relay) queueMicrotask(flush); else setImmediate(flush) }
       }
       const value = await fn(request, { remoteKey, peer: this, signal: ac, emit, span })
       flush() // every frame goes out before the response, on the same ordered channel

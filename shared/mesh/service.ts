@@ -35,6 +35,8 @@ export interface MeshServiceOptions {
   privateOnly?: boolean
   /** caps on non-members' connections (default: conn-limit.ts) */
   connectionLimits?: ConnectionLimits
+  /** when handlers' stream frames go out (peer.ts): 'relay' for a service that passes on frames it receives */
+  frames?: 'turn' | 'relay'
 }
 
 export const VERSION = '0.1.0'
@@ -50,6 +52,7 @@ export abstract class MeshService {
   readonly log: Logger
   private readonly members: Map<string, MemberKind>
   private readonly privateOnly: boolean
+  private readonly frames: 'turn' | 'relay'
   private readonly bootstrap?: Bootstrap
   private readonly host?: string
   private dht: DHT | null = null
@@ -70,6 +73,7 @@ export abstract class MeshService {
     this.log = opts.log
     this.members = parseMembers(opts.allow ?? [])
     this.privateOnly = opts.privateOnly ?? false
+    this.frames = opts.frames ?? 'turn'
     this.bootstrap = opts.bootstrap
     this.host = opts.host
     this.metrics = new ServiceMetrics(opts.name)
@@ -160,7 +164,7 @@ export abstract class MeshService {
         // the refusal is answered first: the connection closes once the reply has gone out
         if (BAD_CREDENTIALS.has(outcome) && this.strikes.strike(peer.remoteKey)) setTimeout(() => this.cutOff(peer.remoteKey), CUT_OFF_AFTER_MS).unref()
       }
-      const peer: Peer = new Peer(channel, { handlers: table, authorize: (k, d, raw, p) => this.authorize(k, d, raw, p), log: this.log, observe })
+      const peer: Peer = new Peer(channel, { handlers: table, authorize: (k, d, raw, p) => this.authorize(k, d, raw, p), log: this.log, observe, frames: this.frames })
       this.peers.add(peer)
       this.log.debug({ peer: peer.remoteKey.slice(0, 16) }, 'peer connected')
       channel.on('open', () => this.log.debug({ peer: peer.remoteKey.slice(0, 16) }, 'peer channel open'))
