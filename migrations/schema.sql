@@ -3,7 +3,7 @@
 -- tables and SQL functions read in one place. The numbered migrations stay the source of truth; this
 -- file is never applied, and test/schema.test.ts fails when it no longer matches them.
 --
--- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql, 007_admin_roles.sql, 008_network_worker_tokens.sql, 009_accounting_leases.sql, 013_safety.sql, 015_response_cache.sql, 016_learned_routing.sql, 017_idempotency.sql, 018_operators.sql, 019_usage_receipts.sql, 024_session_keys.sql
+-- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql, 007_admin_roles.sql, 008_network_worker_tokens.sql, 009_accounting_leases.sql, 013_safety.sql, 015_response_cache.sql, 016_learned_routing.sql, 017_idempotency.sql, 018_operators.sql, 019_usage_receipts.sql, 024_session_keys.sql, 025_idempotency_batches.sql
 
 
 -- Tables
@@ -554,6 +554,32 @@ BEGIN
     RETURN QUERY SELECT false, k.body_hash::text, k.state, k.gateway::text, k.response
       FROM idempotency_keys k WHERE k.scope = p_scope AND k.key = p_key;
   END IF;
+END $function$;
+
+CREATE OR REPLACE FUNCTION hi_idem_claim_many(p_scopes text[], p_keys text[], p_hashes text[], p_gateway text, ttl_ms bigint, stale_ms bigint)
+ RETURNS TABLE(i integer, claimed boolean, body_hash text, state text, gateway text, response jsonb)
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+  won int[];
+BEGIN
+  WITH input AS (
+    SELECT x.scope, x.key, x.hash, x.n::int AS n FROM unnest(p_scopes, p_keys, p_hashes) WITH ORDINALITY AS x(scope, key, hash, n)
+  ), ins AS (
+    INSERT INTO idempotency_keys AS k (scope, key, body_hash, state, gateway, expires_at)
+    SELECT input.scope, input.key, input.hash, 'running', p_gateway, now() + ttl_ms * interval '1 millisecond' FROM input
+    ON CONFLICT (scope, key) DO UPDATE
+      SET body_hash = excluded.body_hash, state = 'running', gateway = excluded.gateway, response = NULL,
+          created_at = now(), renewed_at = now(), expires_at = excluded.expires_at
+      WHERE k.expires_at < now() OR (k.state = 'running' AND (k.gateway = excluded.gateway OR k.renewed_at < now() - stale_ms * interval '1 millisecond'))
+    RETURNING k.scope, k.key
+  )
+  SELECT coalesce(array_agg(input.n), '{}') INTO won FROM input JOIN ins ON ins.scope = input.scope AND ins.key = input.key;
+  -- a statement of its own: it sees the rows other gateways committed while the insert waited on them
+  RETURN QUERY
+    SELECT x.n::int, x.n::int = ANY (won), k.body_hash::text, k.state, k.gateway::text, k.response
+    FROM unnest(p_scopes, p_keys) WITH ORDINALITY AS x(scope, key, n)
+    JOIN idempotency_keys k ON k.scope = x.scope AND k.key = x.key;
 END $function$;
 
 CREATE OR REPLACE FUNCTION hi_learned_merge(deltas jsonb, half_life_s double precision)

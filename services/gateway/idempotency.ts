@@ -5,6 +5,7 @@ import type { Logger } from '../../shared/log.ts'
 import { CONNECTION_CLOSED } from '../../shared/mesh/peer.ts'
 import { Cancellation, type CancelSignal } from '../../shared/mesh/cancel.ts'
 import type { TokenChunk } from '../../shared/protocol/inference.ts'
+import { GroupCommit } from '../../shared/group-commit.ts'
 
 // Idempotent requests. A request that carries an idempotency key (RPC `requestId`; the web passes
 // HTTP's Idempotency-Key as it) runs once per API key and idempotency key: a retry while it runs on
@@ -15,7 +16,9 @@ import type { TokenChunk } from '../../shared/protocol/inference.ts'
 //
 // Answers are kept here (bounded, oldest first out) and in PostgreSQL (migrations/017_idempotency.sql)
 // until `ttlMs`, so a retry that reaches another gateway, or this one after a restart, is answered
-// too. With the database out of reach the key is held here only. While a request runs, its row is
+// too. A key is claimed in PostgreSQL before its request runs; claims and answers go there in
+// batches (group commit, migrations/025): under load, the keys of every request that arrived while
+// the last batch was being written are claimed in one statement, not one round trip each. With the database out of reach the key is held here only. While a request runs, its row is
 // renewed every `renewMs`; a row nobody renewed for `staleMs` belongs to a gateway that died, and a
 // retry on another gateway takes it over and runs the request anew. On close, the answers still
 // being written reach the database before the gateway stops.
@@ -95,12 +98,29 @@ export class Idempotency {
   private readonly maxBytes: number
   private readonly writes = new Set<Promise<unknown>>()
   private renewTimer: NodeJS.Timeout | null = null
+  private readonly claims: GroupCommit<{ scope: string, key: string, hash: string }, ClaimRow | null> | null
+  private readonly answers: GroupCommit<{ scope: string, key: string, stored: Stored }, undefined> | null
+  private sweptAt = 0
 
   constructor (private readonly opts: IdempotencyOptions) {
     this.ttlMs = opts.ttlMs ?? 24 * 3600_000
     this.staleMs = opts.staleMs ?? 10_000
     this.maxEntries = opts.maxEntries ?? 10_000
     this.maxBytes = opts.maxBytes ?? 64 * 1024 * 1024
+    const pool = opts.pool
+    this.claims = pool ? new GroupCommit((items) => this.claimMany(pool, items)) : null
+    this.answers = pool
+      ? new GroupCommit(async (items) => {
+        await pool.query({
+          name: 'hi_idem_answers',
+          text: `UPDATE idempotency_keys k SET state = 'done', response = x.response, renewed_at = now()
+                 FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS x(scope, key, response)
+                 WHERE k.scope = x.scope AND k.key = x.key AND k.gateway = $4`,
+          values: [items.map((x) => x.scope), items.map((x) => x.key), items.map((x) => JSON.stringify(x.stored)), opts.gateway]
+        })
+        return items.map(() => undefined)
+      })
+      : null
   }
 
   /** Renew the rows of the running requests from now on. */
@@ -137,8 +157,11 @@ export class Idempotency {
    */
   async run<T> (scope: string, key: string, hash: string, caller: IdemCaller, exec: (caller: IdemCaller & { emit: (c: TokenChunk) => void }) => Promise<T>): Promise<T> {
     const id = scope + '\u0000' + key
-    this.sweep()
-    const local = this.entries.get(id)
+    const now = Date.now()
+    // the whole map is swept at most once a second; an answer found past its time is dropped here
+    if (now - this.sweptAt >= SWEEP_EVERY_MS) this.sweep(now)
+    let local = this.entries.get(id)
+    if (local && local.state === 'done' && local.until <= now) { this.entries.delete(id); this.bytes -= local.bytes; local = undefined }
     if (local) return this.attach(local, hash, caller) as Promise<T>
     const entry = this.begin(id, hash)
     let row: ClaimRow | null
@@ -253,28 +276,37 @@ export class Idempotency {
   }
 
   private sweep (now = Date.now()): void {
+    this.sweptAt = now
     for (const [id, e] of this.entries) {
       if (e.state === 'done' && e.until <= now) { this.entries.delete(id); this.bytes -= e.bytes }
     }
   }
 
   /** The key's row in PostgreSQL; null when the database is out of reach (the key is then held here only). */
-  private async claim (scope: string, key: string, hash: string): Promise<ClaimRow | null> {
-    if (!this.opts.pool) return null
+  private claim (scope: string, key: string, hash: string): Promise<ClaimRow | null> {
+    return this.claims ? this.claims.add({ scope, key, hash }) : Promise.resolve(null)
+  }
+
+  /** One batch of claims, each as hi_idem_claim would make it; all null when the database is out of reach. */
+  private async claimMany (pool: pg.Pool, items: Array<{ scope: string, key: string, hash: string }>): Promise<Array<ClaimRow | null>> {
+    const out: Array<ClaimRow | null> = items.map(() => null)
     try {
-      const { rows } = await this.opts.pool.query<ClaimRow>('SELECT * FROM hi_idem_claim($1, $2, $3, $4, $5, $6)', [scope, key, hash, this.opts.gateway, this.ttlMs, this.staleMs])
-      return rows[0] ?? null
+      const { rows } = await pool.query<ClaimRow & { i: number }>({
+        name: 'hi_idem_claim_many',
+        text: 'SELECT * FROM hi_idem_claim_many($1, $2, $3, $4, $5, $6)',
+        values: [items.map((x) => x.scope), items.map((x) => x.key), items.map((x) => x.hash), this.opts.gateway, this.ttlMs, this.staleMs]
+      })
+      for (const r of rows) out[r.i - 1] = r
     } catch (err) {
       if (!isDatabaseDown(err)) throw err
-      this.opts.log?.warn({ err: (err as Error).message }, 'idempotency key held on this gateway only: the database is out of reach')
-      return null
+      this.opts.log?.warn({ err: (err as Error).message, keys: items.length }, 'idempotency keys held on this gateway only: the database is out of reach')
     }
+    return out
   }
 
   private persist (scope: string, key: string, stored: Stored): void {
-    if (!this.opts.pool) return
-    this.track(this.opts.pool.query(`UPDATE idempotency_keys SET state = 'done', response = $3, renewed_at = now() WHERE scope = $1 AND key = $2 AND gateway = $4`,
-      [scope, key, JSON.stringify(stored), this.opts.gateway])
+    if (!this.answers) return
+    this.track(this.answers.add({ scope, key, stored })
       .catch((err) => this.opts.log?.warn({ err: (err as Error).message }, 'an idempotent answer is kept on this gateway only')))
   }
 
@@ -284,6 +316,9 @@ export class Idempotency {
       .catch((err) => this.opts.log?.warn({ err: (err as Error).message }, 'could not free a failed idempotency key; it frees itself when stale')))
   }
 }
+
+/** how often the map of kept answers is swept for those past their time */
+const SWEEP_EVERY_MS = 1000
 
 function mismatch (): MeshError {
   return new MeshError('IDEMPOTENCY_KEY_MISMATCH', 'this idempotency key was used with a different request; use a new key for a new request')
