@@ -112,8 +112,8 @@ export interface AccountingOptions {
   sweepEveryMs?: number
   /** the network's share of each charge, percent (0–100); the worker's owner is credited the rest */
   feePct?: number
-  /** countersigns a billed receipt when its record goes to PostgreSQL (receipts.ts) */
-  completeReceipt?: (r: StoredReceipt) => StoredReceipt
+  /** countersigns billed receipts when their records go to PostgreSQL (receipts.ts) */
+  completeReceipts?: (rs: StoredReceipt[]) => StoredReceipt[]
 }
 
 /**
@@ -158,7 +158,7 @@ export class Accounting {
     this.stall = new Promise((resolve) => { this.markStalled = resolve })
     this.store = new PgLeaseStore(pool, opts.gateway, opts.log)
     this.recorder = new Recorder(pool, opts.gateway, {
-      log: opts.log, delayMs: opts.recordDelayMs, onRecorded: (recs) => this.recorded(recs), onRetry: () => this.stalledOnDatabase(), completeReceipt: opts.completeReceipt
+      log: opts.log, delayMs: opts.recordDelayMs, onRecorded: (recs) => this.recorded(recs), onRetry: () => this.stalledOnDatabase(), completeReceipts: opts.completeReceipts
     })
     this.leases = new Leases(this.store, { log: opts.log, idleMs: opts.leaseIdleMs, flush: () => this.recorder.flushOrFail() })
     this.journal = new SettlementLog(opts.logDir, { sync: opts.sync, log: opts.log })

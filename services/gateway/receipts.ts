@@ -4,7 +4,7 @@ import { MeshError } from '../../shared/errors.ts'
 import type { KeyIdentity, PublicUser } from '../../shared/protocol/auth.ts'
 import type { HandlerBuilder } from '../../shared/mesh/peer.ts'
 import { RequestsProtocol, type RequestSummary } from '../../shared/protocol/requests.ts'
-import { chargeFor, countersign, RECEIPT_VERSION, workerReceipt, workerSignatureValid, type GatewayBill, type TokenPrice, type UsageReceipt, type WorkerReceipt } from '../../shared/receipt.ts'
+import { chargeFor, countersignAll, RECEIPT_VERSION, workerReceipt, workerSignatureValid, type Bill, type TokenPrice, type UsageReceipt, type WorkerReceipt } from '../../shared/receipt.ts'
 
 // Usage receipts at the gateway (the format: shared/receipt.ts). When a worker's answer settles, its
 // receipt is checked against what this gateway asked and received: signed by the worker it dialled,
@@ -24,7 +24,7 @@ export type ReceiptVerdict = { ok: true, receipt: WorkerReceipt } | { ok: false,
  * worker's receipt and the bill (`unsigned`), which the settlement log keeps, and from which the same
  * signature (Ed25519 signs deterministically) is made whenever it is made.
  */
-export interface StoredReceipt { status: 'settled' | 'disputed', dispute: string | null, doc: UsageReceipt | null, unsigned?: { worker: WorkerReceipt, bill: Omit<GatewayBill, 'signature'> } }
+export interface StoredReceipt { status: 'settled' | 'disputed', dispute: string | null, doc: UsageReceipt | null, unsigned?: { worker: WorkerReceipt, bill: Bill } }
 
 export interface ReceiptExpectation {
   requestId: string
@@ -58,7 +58,7 @@ export class ReceiptDesk {
     const price = expect.price ?? FREE
     const charge = chargeFor(w.priceNusdPerToken, w.tokensIn, w.tokensOut)
     if (w.workerKey !== expect.worker) return fail('the receipt is not signed by the worker that served the request')
-    if (!workerSignatureValid(w)) return fail('the worker\'s signature does not verify')
+    if (!workerSignatureValid(w, true)) return fail('the worker\'s signature does not verify')
     if (w.gatewayKey !== this.publicKey) return fail('the receipt names another gateway')
     if (w.requestId !== expect.requestId || w.model !== expect.model) return fail('the receipt is for another request')
     if (w.priceNusdPerToken.input !== price.input || w.priceNusdPerToken.output !== price.output) {
@@ -74,10 +74,12 @@ export class ReceiptDesk {
     return { status: 'settled', dispute: null, doc: null, unsigned: { worker: w, bill: { ...billed, time: new Date().toISOString() } } }
   }
 
-  /** A billed receipt with its countersignature; any other as it is. */
-  complete (r: StoredReceipt): StoredReceipt {
-    if (!r.unsigned) return r
-    return { status: r.status, dispute: r.dispute, doc: countersign(r.unsigned.worker, r.unsigned.bill, this.keyPair.secretKey) }
+  /** Billed receipts with their countersignature, one signature for all of them; any other as it is. */
+  completeAll (rs: StoredReceipt[]): StoredReceipt[] {
+    const billed = rs.flatMap((r) => r.unsigned ? [r.unsigned] : [])
+    const docs = countersignAll(billed, this.keyPair.secretKey)
+    let i = 0
+    return rs.map((r) => r.unsigned ? { status: r.status, dispute: r.dispute, doc: docs[i++]! } : r)
   }
 
   static disputed (reason: string, w: WorkerReceipt | null): StoredReceipt {

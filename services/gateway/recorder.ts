@@ -66,8 +66,8 @@ export interface RecorderOptions {
   onRecorded?: (records: EndRecord[]) => void
   /** a batch failed on something other than its data (the database out of reach) and will be tried again */
   onRetry?: (err: Error) => void
-  /** a billed receipt countersigned (receipts.ts ReceiptDesk.complete), before it is stored */
-  completeReceipt?: (r: StoredReceipt) => StoredReceipt
+  /** billed receipts countersigned (receipts.ts ReceiptDesk.completeAll), before they are stored */
+  completeReceipts?: (rs: StoredReceipt[]) => StoredReceipt[]
 }
 
 export class Recorder {
@@ -151,8 +151,9 @@ export class Recorder {
   private async record (items: EndRecord[]): Promise<boolean> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const complete = this.opts.completeReceipt
-        if (complete) for (const r of items) if (r.rc?.unsigned) r.rc = complete(r.rc)
+        // the batch's billed receipts share one countersignature
+        const unsigned = this.opts.completeReceipts ? items.filter((r) => r.rc?.unsigned) : []
+        if (unsigned.length > 0) this.opts.completeReceipts!(unsigned.map((r) => r.rc!)).forEach((rc, i) => { unsigned[i]!.rc = rc })
         this.recorded += await this.write(items)
         this.failing = null
         return true

@@ -142,7 +142,7 @@ export class GatewayService extends MeshService {
     this.disclosure = new Disclosure(this.sessions, (key) => this.isMeshMember(key))
     const desk = new ReceiptDesk(this.keyPair)
     this.accounting = new Accounting(this.pool, {
-      completeReceipt: (r) => desk.complete(r),
+      completeReceipts: (rs) => desk.completeAll(rs),
       log: this.log, gateway: this.publicKey, logDir: Accounting.logDir(opts.home ?? '.hyperinfer', opts.instance ?? 'gateway'),
       sync: opts.settlementSync, leaseIdleMs: opts.leaseIdleMs, recordDelayMs: opts.recordDelayMs, stuckAfterMs: opts.stuckAfterMs, sweepEveryMs: opts.sweepEveryMs,
       feePct: opts.networkFeePct
