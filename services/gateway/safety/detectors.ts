@@ -129,10 +129,13 @@ export function scan (text: string, opts: ScanOptions = {}): Finding[] {
   for (const rule of RULES) {
     if (opts.detectors && !opts.detectors.has(rule.detector)) continue
     if (rule.needs && !rule.needs(text)) continue
-    rule.re.lastIndex = 0
-    for (const m of text.matchAll(rule.re)) {
+    // exec on the rule's own (global) expression: matchAll would copy the expression on every call
+    const re = rule.re
+    re.lastIndex = 0
+    for (let m = re.exec(text); m !== null; m = re.exec(text)) {
       const start = m.index
       const end = start + m[0].length
+      if (end === start) re.lastIndex++ // a match of nothing: step past it, as matchAll does
       if (rule.valid && !rule.valid(m[0])) continue
       if (found.some((f) => start < f.end && end > f.start)) continue
       found.push({ detector: rule.detector, category: rule.category, start, end })
