@@ -73,6 +73,9 @@ const FINISH_REASONS = new Set<unknown>(['stop', 'length', 'cancelled'])
 export const IMAGE_TOKENS = 1500
 const GENERATION_KEYS = Object.keys(generationParams) as Array<keyof typeof generationParams>
 
+/** Resolves once the event loop has polled for I/O again (what was written meanwhile has gone out). */
+const afterNextPoll = () => new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)))
+
 /** The generation fields of a request, only those it gives: what goes to the worker. */
 function generation (req: InferRequest, messages: ChatMessage[]): GenerationRequest {
   const out: GenerationRequest = { messages }
@@ -266,6 +269,9 @@ export class RequestPipeline {
         signal: stop, onAttempt: (told) => { price = told; tokens.restart() }, onChunk: (c) => tokens.push(c), mayRetry: () => tokens.mayRetry(), traceparent: trace?.traceparent, cheapest
       })
       if (out.ok || tokens.truncated) await tokens.end()
+      // the frames relayed last (often the answer's last tokens, or its only one) reach the network only
+      // when the event loop next polls: let that happen before the settlement's work, not after it
+      if (streaming && tokens.delivered > 0) await afterNextPoll()
       return { out, tokens, price }
     } finally {
       detach()
