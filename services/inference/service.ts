@@ -15,8 +15,8 @@ import { countBackendError, trackWorkerLoad } from './metrics.ts'
 import type { Approval, WorkerStatus } from './status.ts'
 import { GatewayTrust, guardHandlers } from './gateway-trust.ts'
 import { workerJoinProof } from '../../shared/worker-proof.ts'
-import { chargeFor, signClaims, type WorkerClaim, type WorkerReceipt } from '../../shared/receipt.ts'
-import { GroupCommit } from '../../shared/group-commit.ts'
+import { chargeFor } from '../../shared/receipt.ts'
+import { ReceiptSigner } from './receipts.ts'
 
 // An inference worker: one or more backends behind the adapter interface. It dials the gateways it is
 // given and serves them over that same channel, so a worker behind NAT needs no open port; mesh
@@ -54,8 +54,7 @@ export class InferenceService extends MeshService {
   private refreshTimer: NodeJS.Timeout | null = null
   private heartbeatTimer: NodeJS.Timeout | null = null
   private draining = false
-  /** the receipts of the requests that end in the same turn of the event loop share one signature */
-  private readonly receipts = new GroupCommit<WorkerClaim, WorkerReceipt>(async (claims) => signClaims(claims, this.keyPair.secretKey))
+  private readonly receipts = new ReceiptSigner(this.keyPair.secretKey)
 
   constructor (opts: InferenceServiceOptions) {
     super({ ...opts, name: 'inference' })
@@ -281,7 +280,7 @@ export class InferenceService extends MeshService {
       this.metrics.countTokens(req.model, promptTokens, outTokens)
       if (ttftMs !== null) this.metrics.observeTtft(req.model, ttftMs / 1000)
       const price = req.price ?? { input: 0, output: 0 }
-      const receipt = await this.receipts.add({
+      const receipt = await this.receipts.sign({
         requestId: req.requestId, model: req.model, tokensIn: promptTokens, tokensOut: outTokens, outputSha256: output.digest('hex'),
         gatewayKey: ctx.remoteKey, workerKey: this.publicKey, time: new Date().toISOString(), priceNusdPerToken: price, chargeNusd: chargeFor(price, promptTokens, outTokens)
       })
