@@ -3,7 +3,7 @@
 -- tables and SQL functions read in one place. The numbered migrations stay the source of truth; this
 -- file is never applied, and test/schema.test.ts fails when it no longer matches them.
 --
--- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql, 007_admin_roles.sql, 008_network_worker_tokens.sql, 009_accounting_leases.sql, 013_safety.sql, 015_response_cache.sql, 016_learned_routing.sql, 017_idempotency.sql, 018_operators.sql, 019_usage_receipts.sql, 024_session_keys.sql, 025_idempotency_batches.sql
+-- Migrations: 001_init.sql, 002_accounting.sql, 003_sessions.sql, 004_accounting_sets.sql, 005_join_tokens.sql, 007_admin_roles.sql, 008_network_worker_tokens.sql, 009_accounting_leases.sql, 013_safety.sql, 015_response_cache.sql, 016_learned_routing.sql, 017_idempotency.sql, 018_operators.sql, 019_usage_receipts.sql, 024_session_keys.sql, 025_idempotency_batches.sql, 026_receipts_as_json.sql
 
 
 -- Tables
@@ -285,7 +285,7 @@ CREATE TABLE request_receipts (
   user_id    uuid NOT NULL,
   status     text NOT NULL,
   dispute    text,
-  receipt    jsonb,
+  receipt    json,
   created_at timestamp with time zone DEFAULT now() NOT NULL,
   CONSTRAINT request_receipts_pkey PRIMARY KEY (request_id),
   CONSTRAINT request_receipts_request_id_fkey FOREIGN KEY (request_id) REFERENCES request_logs(id) ON DELETE CASCADE,

@@ -71,7 +71,7 @@ if (unavailable) {
     // one stored receipt altered behind the gateway's back: the page must not call it verified
     const tampered = await rpc.inference({ model: 'synthetic', prompt: 'to be tampered with', maxTokens: 4 })
     await client.call(GatewayProtocol.usage, { token: erin.token }) // every answered request is recorded
-    await db.pool.query(`UPDATE request_receipts SET receipt = jsonb_set(receipt, '{worker,tokensOut}', to_jsonb((receipt->'worker'->>'tokensOut')::int + 1)) WHERE request_id = $1`, [tampered.id])
+    await db.pool.query(`UPDATE request_receipts SET receipt = jsonb_set(receipt::jsonb, '{worker,tokensOut}', to_jsonb((receipt->'worker'->>'tokensOut')::int + 1))::json WHERE request_id = $1`, [tampered.id])
     const { rows: logs } = await db.pool.query<{ id: string, cost_nusd: string, model_used: string }>("SELECT l.id, l.cost_nusd, l.model_used FROM request_logs l JOIN users u ON u.id = l.user_id WHERE u.username = 'erin'")
 
     // ---- the dashboard: requests, receipts, checks ---------------------------------------------------

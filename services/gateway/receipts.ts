@@ -88,19 +88,22 @@ export class ReceiptDesk {
 }
 
 /**
- * The records of a batch that carry a receipt, into request_receipts (migrations/019), in their
+ * The records of a batch that carry a receipt, into request_receipts (migrations/019, 026), in their
  * requests' transaction; a request already there is left as it is, and an account no longer there
  * gets none (its request row has no user either).
  */
 export async function storeReceipts (db: Pick<pg.PoolClient, 'query'>, records: Array<{ id: string, user: string, rc?: StoredReceipt }>): Promise<void> {
   const with_ = records.filter((r) => r.rc)
   if (with_.length === 0) return
+  // the documents go as one JSON array (one string to write, none to escape into an array literal)
   await db.query({
     name: 'hi_receipts',
     text: `INSERT INTO request_receipts (request_id, user_id, status, dispute, receipt)
-           SELECT x.* FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[]) x(id, user_id, status, dispute, receipt)
+           SELECT x.id, x.user_id, x.status, x.dispute, CASE WHEN json_typeof(d.doc) = 'null' THEN NULL ELSE d.doc END
+           FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[]) WITH ORDINALITY x(id, user_id, status, dispute, n)
+           JOIN json_array_elements($5::json) WITH ORDINALITY d(doc, n) ON d.n = x.n
            WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = x.user_id) ON CONFLICT (request_id) DO NOTHING`,
-    values: [with_.map((r) => r.id), with_.map((r) => r.user), with_.map((r) => r.rc!.status), with_.map((r) => r.rc!.dispute), with_.map((r) => r.rc!.doc && JSON.stringify(r.rc!.doc))]
+    values: [with_.map((r) => r.id), with_.map((r) => r.user), with_.map((r) => r.rc!.status), with_.map((r) => r.rc!.dispute), JSON.stringify(with_.map((r) => r.rc!.doc))]
   })
 }
 
