@@ -134,8 +134,8 @@ function claimOf (w: WorkerReceipt): WorkerClaim {
 
 const LEAF = Buffer.from([0])
 const NODE = Buffer.from([1])
-const leafHash = (bytes: Buffer): Buffer => hcrypto.hash(Buffer.concat([LEAF, bytes]))
-const nodeHash = (left: Buffer, right: Buffer): Buffer => hcrypto.hash(Buffer.concat([NODE, left, right]))
+const leafHash = (bytes: Buffer): Buffer => hcrypto.hash([LEAF, bytes])
+const nodeHash = (left: Buffer, right: Buffer): Buffer => hcrypto.hash([NODE, left, right])
 
 /** A Merkle tree over `leaves` (already hashed): its root, and each leaf's path to it. An odd node out goes up a level as it is. */
 function merkle (leaves: Buffer[]): { root: Buffer, paths: BatchProof['path'][] } {
