@@ -84,7 +84,7 @@ export async function generateWhole (req: FastifyRequest, reply: FastifyReply, g
 export async function generateStream (req: FastifyRequest, reply: FastifyReply, g: Generation, shape: EventShape, includeUsage: boolean): Promise<void> {
   // a client that hangs up cancels every choice all the way to the backend
   // (with an Idempotency-Key the answer runs on for the client's retry, which gets it whole)
-  const { cancel } = cancelOnHangUp(reply, g.idempotencyKey !== undefined)
+  const { cancel, detach } = cancelOnHangUp(reply, g.idempotencyKey !== undefined)
   let ignored: string[] = []
   let events: EventStream | null = null
   const start = (first?: TokenChunk): EventStream => {
@@ -139,6 +139,7 @@ export async function generateStream (req: FastifyRequest, reply: FastifyReply, 
     send(shape.error ? shape.error(safe) : { error: { message: safe.reason, type: 'server_error', code: safe.code } })
     start().end()
   } finally {
-    cancel.abort()
+    // a choice that failed has cancelled the others already; an answer that ended needs no cancelling
+    detach()
   }
 }
