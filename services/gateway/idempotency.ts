@@ -18,10 +18,11 @@ import { GroupCommit } from '../../shared/group-commit.ts'
 // until `ttlMs`, so a retry that reaches another gateway, or this one after a restart, is answered
 // too. A key is claimed in PostgreSQL before its request runs; claims and answers go there in
 // batches (group commit, migrations/025): under load, the keys of every request that arrived while
-// the last batch was being written are claimed in one statement, not one round trip each. With the database out of reach the key is held here only. While a request runs, its row is
-// renewed every `renewMs`; a row nobody renewed for `staleMs` belongs to a gateway that died, and a
-// retry on another gateway takes it over and runs the request anew. On close, the answers still
-// being written reach the database before the gateway stops.
+// the last batch was being written are claimed in one statement, not one round trip each. With the
+// database out of reach the key is held here only. While a request runs, its row is renewed every
+// `renewMs`; a row nobody renewed for `staleMs` belongs to a gateway that died, and a retry on
+// another gateway takes it over and runs the request anew. On close, the answers still being written
+// reach the database before the gateway stops.
 //
 // A caller whose connection drops does not stop an idempotent request: it runs to its end (bounded
 // by its max tokens) and waits for the retry. An explicit cancel does stop it.
@@ -111,12 +112,14 @@ export class Idempotency {
     this.claims = pool ? new GroupCommit((items) => this.claimMany(pool, items)) : null
     this.answers = pool
       ? new GroupCommit(async (items) => {
+        // the answers go as one JSON array (one string to write, none to escape into an array literal)
         await pool.query({
           name: 'hi_idem_answers',
-          text: `UPDATE idempotency_keys k SET state = 'done', response = x.response, renewed_at = now()
-                 FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS x(scope, key, response)
+          text: `UPDATE idempotency_keys k SET state = 'done', response = a.response, renewed_at = now()
+                 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY x(scope, key, n)
+                 JOIN jsonb_array_elements($3::jsonb) WITH ORDINALITY a(response, n) ON a.n = x.n
                  WHERE k.scope = x.scope AND k.key = x.key AND k.gateway = $4`,
-          values: [items.map((x) => x.scope), items.map((x) => x.key), items.map((x) => JSON.stringify(x.stored)), opts.gateway]
+          values: [items.map((x) => x.scope), items.map((x) => x.key), JSON.stringify(items.map((x) => x.stored)), opts.gateway]
         })
         return items.map(() => undefined)
       })
