@@ -216,11 +216,6 @@ export function countersignAll (bills: Array<{ worker: WorkerReceipt, bill: Bill
   return bills.map((b, i) => ({ version: RECEIPT_VERSION, worker: b.worker, gateway: { ...b.bill, signature, batch: { path: paths[i]! } } }))
 }
 
-/** One bill countersigned alone. */
-export function countersign (w: WorkerReceipt, bill: Bill, secretKey: Buffer): UsageReceipt {
-  return countersignAll([{ worker: w, bill }], secretKey)[0]!
-}
-
 /** The gateway's countersignature of a receipt, as its version made it. */
 function gatewaySignatureValid (r: UsageReceipt, g: GatewayBill): boolean {
   const { signature: sig, batch, ...bill } = g
