@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ChatMessage, ResponseFormat, TokenLogprob, ToolChoice } from '../../../shared/protocol/chat.ts'
 import type { InferResult } from '../../../shared/protocol/gateway.ts'
 import { chatCompletionSchema, unusedGiven, type ChatBody, type OpenAIMessage } from './chat-schema.ts'
-import { generateStream, generateWhole, type EventShape, type Generation, type InferBody } from './generate.ts'
+import { generateStream, generateWhole, SseText, type EventShape, type Generation, type InferBody } from './generate.ts'
 import { apiKeyOf, idempotencyKeyOf, parseBody } from './request.ts'
 
 // POST /v1/chat/completions: the OpenAI body translated onto the mesh's chat request (messages with
@@ -100,10 +100,13 @@ function finishOf (r: InferResult): string {
   return r.finishReason === 'cancelled' ? 'stop' : r.finishReason
 }
 
-function chatShape (model: string) {
+export function chatShape (model: string) {
   const id = 'chatcmpl-' + crypto.randomUUID()
   const created = Math.floor(Date.now() / 1000)
   const chunk = (choices: unknown[], extra: object = {}) => ({ id, object: 'chat.completion.chunk', created, model, system_fingerprint: null, choices, ...extra })
+  // a frame of text alone, the bulk of a stream, as the same JSON chunk() would give, built around the text
+  const head = `data: {"id":${JSON.stringify(id)},"object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(model)},"system_fingerprint":null,"choices":[{"index":`
+  const textFrame = (index: number, text: string) => new SseText(`${head}${index},"delta":{"content":${JSON.stringify(text)}},"logprobs":null,"finish_reason":null}]}\n\n`)
   const whole = (results: InferResult[]) => ({
     id, object: 'chat.completion', created, model: results[0]!.model, system_fingerprint: null,
     choices: results.map((r, index) => ({
@@ -122,6 +125,7 @@ function chatShape (model: string) {
   })
   const events: EventShape = {
     frame: (index, c, first) => {
+      if (!first && c.text && !c.toolCall && !c.logprobs) return textFrame(index, c.text)
       const delta: Record<string, unknown> = first ? { role: 'assistant', content: c.toolCall && !c.text ? null : c.text } : c.text ? { content: c.text } : {}
       if (c.toolCall) {
         const t = c.toolCall

@@ -27,6 +27,12 @@ const IDLE_TIMEOUT_MS = 60_000
 /** One event, several (an array, sent in order), or none (null). */
 export type Events = unknown | unknown[] | null
 
+/** An event a shape encoded itself, sent as this SSE text (the frequent token frames skip JSON.stringify of a whole object). */
+export class SseText {
+  readonly text: string
+  constructor (text: string) { this.text = text }
+}
+
 export interface EventShape {
   /** the event for one frame of choice `index`; `first`: the choice's first frame */
   frame (index: number, chunk: TokenChunk, first: boolean): Events
@@ -102,7 +108,7 @@ export async function generateStream (req: FastifyRequest, reply: FastifyReply, 
   const encode = shape.encode ?? ((obj: unknown) => `data: ${JSON.stringify(obj)}\n\n`)
   const send = (ev: Events): void => {
     if (Array.isArray(ev)) { for (const e of ev) send(e); return }
-    if (ev !== null && ev !== undefined) start().write(encode(ev))
+    if (ev !== null && ev !== undefined) start().write(ev instanceof SseText ? ev.text : encode(ev))
   }
   try {
     const results = await Promise.all(g.choices.map(async (choice, index) => {
