@@ -16,9 +16,9 @@ export function hasApiKeyShape (key: string): boolean {
 }
 
 export function hashApiKey (key: string): string {
-  return crypto.createHash('sha256').update(key).digest('hex')
+  return crypto.hash('sha256', key, 'hex')
 }
 
 export function sha256Hex (text: string): string {
-  return crypto.createHash('sha256').update(text).digest('hex')
+  return crypto.hash('sha256', text, 'hex')
 }

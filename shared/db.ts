@@ -71,7 +71,7 @@ export async function migrate (pool: pg.Pool, dir = MIGRATIONS_DIR, log?: Logger
       const done = new Map(rows.map((r) => [r.name, r.checksum]))
       for (const file of files) {
         const sql = fs.readFileSync(path.join(dir, file), 'utf8')
-        const checksum = crypto.createHash('sha256').update(sql).digest('hex')
+        const checksum = crypto.hash('sha256', sql, 'hex')
         const prior = done.get(file)
         if (prior !== undefined) {
           if (prior !== checksum) throw new Error(`migration ${file} was changed after it was applied (checksum mismatch)`)

@@ -76,7 +76,7 @@ function canonical (v: unknown): string {
 /** What a request asks, as a hash: the key, the idempotency key and the trace id do not count. */
 export function requestHash (kind: string, req: Record<string, unknown>): string {
   const { apiKey: _k, requestId: _r, traceId: _t, ...rest } = req
-  return crypto.createHash('sha256').update(kind + '\n' + canonical(rest)).digest('hex')
+  return crypto.hash('sha256', kind + '\n' + canonical(rest), 'hex')
 }
 
 /**

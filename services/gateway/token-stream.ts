@@ -44,6 +44,8 @@ export interface TokenStreamOptions {
   } | null
 }
 
+const EMPTY_SHA256 = crypto.hash('sha256', '', 'hex')
+
 export class TokenStream {
   delivered = 0
   /** UTF-8 bytes of the text and tool-call pieces delivered */
@@ -60,7 +62,8 @@ export class TokenStream {
   calls = 0
   firstTokenAt: number | null = null
   private attemptStarted = 0
-  private received = crypto.createHash('sha256')
+  /** SHA-256 of this attempt's text, begun with its first frame */
+  private received: crypto.Hash | null = null
   private logprobBytes = 0
   /** the id and name each tool call index got from its first piece */
   private readonly callHeads = new Map<number, { id: string, name: string }>()
@@ -76,7 +79,7 @@ export class TokenStream {
   /** A worker takes the request; an answer not streamed to the caller yet starts over. */
   restart (): void {
     this.attemptStarted = Date.now()
-    this.received = crypto.createHash('sha256')
+    this.received = null
     if (this.opts.forward) return
     this.text = ''; this.chunks = []; this.delivered = 0; this.bytes = 0; this.firstTokenAt = null
     this.toolCalls = []; this.logprobs = []; this.logprobBytes = 0; this.calls = 0; this.callHeads.clear()
@@ -86,14 +89,14 @@ export class TokenStream {
   /** Take one frame; returns the error that ends the attempt if the frame breaks the protocol. */
   push (chunk: TokenChunk): MeshError | null {
     if (typeof chunk?.text !== 'string') return null // a malformed frame is not a token
-    if (this.truncated) { if (chunk.text.length <= MAX_FRAME_BYTES) this.received.update(chunk.text); return null }
+    if (this.truncated) { if (chunk.text.length <= MAX_FRAME_BYTES) this.hash(chunk.text); return null }
     const call = chunk.toolCall === undefined ? null : checkToolCall(chunk.toolCall)
     if (typeof call === 'string') return MeshError.BACKEND_ERROR(`the worker sent ${call}`)
     // UTF-8 takes at least a byte per UTF-16 unit: a long string is refused before it is measured
     const chars = chunk.text.length + (call ? (call.arguments?.length ?? 0) + (call.id?.length ?? 0) + (call.name?.length ?? 0) : 0)
     const size = chars > MAX_FRAME_BYTES ? Infinity : Buffer.byteLength(chunk.text) + (call ? Buffer.byteLength(call.arguments ?? '') + (call.id?.length ?? 0) + (call.name?.length ?? 0) : 0)
     if (size > MAX_FRAME_BYTES) return MeshError.BACKEND_ERROR(`the worker sent a frame over ${MAX_FRAME_BYTES} bytes`)
-    this.received.update(chunk.text)
+    this.hash(chunk.text)
     // a backend that runs past the ceiling (or ignores maxTokens) is stopped there
     if (this.delivered >= this.opts.ceiling || this.bytes + size > this.maxBytes) { this.truncated = true; this.opts.stop(); return null }
     let toolCall: TokenChunk['toolCall']
@@ -165,7 +168,11 @@ export class TokenStream {
 
   /** SHA-256 (hex) of the text this attempt's worker sent so far */
   receivedSha256 (): string {
-    return this.received.copy().digest('hex')
+    return this.received ? this.received.copy().digest('hex') : EMPTY_SHA256
+  }
+
+  private hash (text: string): void {
+    (this.received ??= crypto.createHash('sha256')).update(text)
   }
 
   /** Once a frame reached a streaming caller, another worker would repeat it: fail instead of retrying. */

@@ -52,10 +52,10 @@ export function canonicalJson (v: unknown): string {
 
 /** The cache key: sha256 over the model, the normalized messages and the generation fields. */
 export function cacheKey (model: string, messages: readonly ChatMessage[], req: Record<string, unknown>): string {
-  return crypto.createHash('sha256').update(canonicalJson({ model, messages: normalizeMessages(messages), params: generationFields(req) })).digest('hex')
+  return crypto.hash('sha256', canonicalJson({ model, messages: normalizeMessages(messages), params: generationFields(req) }), 'hex')
 }
 
 /** The fingerprint semantic lookups must share: the same model and parameters, any wording. */
 export function paramsKey (model: string, req: Record<string, unknown>, system: string): string {
-  return crypto.createHash('sha256').update(canonicalJson({ model, system, params: generationFields(req) })).digest('hex')
+  return crypto.hash('sha256', canonicalJson({ model, system, params: generationFields(req) }), 'hex')
 }

@@ -119,7 +119,7 @@ class Generator {
       case 'time': return new Date(stamp).toISOString().slice(11, 19) + 'Z'
       case 'email': return `${this.draw.word()}@example.com`
       case 'uri': case 'url': return `https://example.com/${this.draw.word()}`
-      case 'uuid': return crypto.createHash('sha256').update(String(stamp)).digest('hex').replace(/^(.{8})(.{4}).(.{3}).(.{3})(.{12}).*$/, '$1-$2-4$3-8$4-$5')
+      case 'uuid': return crypto.hash('sha256', String(stamp), 'hex').replace(/^(.{8})(.{4}).(.{3}).(.{3})(.{12}).*$/, '$1-$2-4$3-8$4-$5')
       case 'ipv4': return `10.${this.draw.int(256)}.${this.draw.int(256)}.${this.draw.int(256)}`
       case 'hostname': return `${this.draw.word()}.example.com`
     }

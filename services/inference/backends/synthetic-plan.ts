@@ -65,7 +65,7 @@ export function syntheticPlan (req: GenerationRequest, count: number): Synthetic
     return {
       kind: 'tools',
       calls: calls.map((t, i) => ({
-        id: 'call_' + crypto.createHash('sha256').update(`${seed}\0${t.name}\0${i}`).digest('hex').slice(0, 24),
+        id: 'call_' + crypto.hash('sha256', `${seed}\0${t.name}\0${i}`, 'hex').slice(0, 24),
         name: t.name,
         arguments: JSON.stringify(exampleFor(t.parameters ?? { type: 'object', properties: {} }, `${seed}\0${t.name}`))
       }))

@@ -12,7 +12,7 @@ import { AuthProtocol, type SessionApiKey } from '../../../shared/protocol/auth.
 const RENEW_BEFORE_MS = 5 * 60_000
 const MAX_HELD = 10_000
 
-const digest = (token: string) => crypto.createHash('sha256').update(token).digest('hex')
+const digest = (token: string) => crypto.hash('sha256', token, 'hex')
 
 export class DashboardKeys {
   private readonly held = new Map<string, SessionApiKey>()

@@ -60,7 +60,7 @@ export function checkCsrf (req: FastifyRequest): void {
 }
 
 function digest (token: string): string {
-  return crypto.createHash('sha256').update(token).digest('hex')
+  return crypto.hash('sha256', token, 'hex')
 }
 
 /** When a token auth has already verified expires, ms: how long to remember it as logged out. */
