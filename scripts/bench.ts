@@ -18,6 +18,7 @@ import { benchHostile } from './bench-hostile.ts'
 import { benchLogin } from './bench-login.ts'
 import { benchRouting } from './bench-routing.ts'
 import { benchTtft } from './bench-ttft.ts'
+import { benchFloor } from './bench-floor.ts'
 import { benchTracing } from './bench-tracing.ts'
 import { benchSafety } from './bench-safety.ts'
 import { benchStartup } from './bench-startup.ts'
@@ -223,6 +224,7 @@ try {
     ['routing', 'routing', benchRouting], // the gateway with 1, 10 and 100 workers; a new worker's time to its first request
     ['hostile', 'event-loop delay during hostile prompts', benchHostile], // small requests alone and during 100k-character prompts
     ['login', 'real logins during a password flood', benchLogin], // a flood against one account; another user's logins
+    ['floor', 'the floor: the same call direct, through a relay only, and through the gateway', benchFloor], // c=1, c=100, TTFT
     ['ttft', 'time to first token: the gateway\'s share, and 10,000 streams at once', benchTtft], // first token after 20 ms direct vs gateway; a burst
     ['tracing', 'tracing off and on; each step of a request from its trace', benchTracing], // HTTP /v1 at c=1 and 100
     ['safety', 'the safety pre-check', benchSafety], // the same request with key safety off, flag and redact

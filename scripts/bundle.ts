@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { BUNDLE_DIR, DIST_DIR, PACKAGE_ROOT } from '../shared/package.ts'
 
-const PROGRAMS = ['cli/index', 'scripts/start', ...['auth', 'gateway', 'inference', 'metrics', 'web'].map((s) => `services/${s}/index`)]
+const PROGRAMS = ['cli/index', 'scripts/start', 'scripts/relay-floor', ...['auth', 'gateway', 'inference', 'metrics', 'web'].map((s) => `services/${s}/index`)]
 // tsc -b rewrites its build info only when it compiled something
 const BUILD_INFO = path.join(DIST_DIR, '.tsbuildinfo')
 
