@@ -23,7 +23,7 @@ import { bootstrapList } from '../shared/config.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import { InferenceProtocol } from '../shared/protocol/inference.ts'
 import { AIInferenceClient } from '../shared/sdk/index.ts'
-import { cpuSeconds, percentile, runStandalone, type Row } from './bench-lib.ts'
+import { cpuSeconds, percentile, runLoad, runStandalone, type Row } from './bench-lib.ts'
 
 /** peak resident memory of a process, MB (Linux; NaN elsewhere) */
 function peakRssMb (pid: number | undefined): number {
@@ -87,6 +87,10 @@ export async function benchTtft (scale: number): Promise<Row[]> {
     const viaGateway = (tokens: number) => (i: number, onFirst: () => void) => gateway.stream(GatewayProtocol.infer,
       { apiKey: key, model: 'synthetic', prompt: `ttft prompt ${i}`, maxTokens: tokens, stream: true }, { onChunk: onFirst, idleTimeout: 30_000 })
     const n = Math.max(50, Math.round(300 * scale))
+    // both paths warmed as a serving mesh is: under load until the JIT has compiled what they run
+    // (20 calls leave most of the gateway's path cold, and the direct path's little code hot)
+    const none = () => {}
+    for (const path of [direct(4), viaGateway(4)]) await runLoad(100, Math.max(500, Math.round(2000 * scale)), (i) => path(i, none))
     for (const [tokens, label] of [[4, 'TTFT, 4-token stream, first after 20 ms'], [1, 'TTFT, one-token answer after 20 ms']] as const) {
       await firstTokens(20, direct(tokens))
       await firstTokens(20, viaGateway(tokens))
