@@ -169,13 +169,15 @@ try {
     if (!res.body.endsWith('data: [DONE]\n\n')) throw new Error('stream did not finish')
   }
   const rpcWhole = (i: number) => gateway.stream(GatewayProtocol.infer, { apiKey: key, prompt: `bench prompt ${i}`, maxTokens: MAX_TOKENS, stream: false }, { onChunk: () => {}, idleTimeout: 60_000 })
-  // warm at the measured concurrency, so the HTTP client's connection pool is already open
-  await run('warmup', 100, 400, httpWhole)
-  await run('warmup', 100, 400, httpStream)
-  httpRows.push(await run('RPC, whole answer', 100, httpN, rpcWhole))
-  httpRows.push(await run('HTTP /v1, whole answer', 100, httpN, httpWhole))
-  httpRows.push(await run('RPC, streamed', 100, httpN, viaGateway))
-  httpRows.push(await run('HTTP /v1, streamed (SSE)', 100, httpN, httpStream))
+  // every compared path warmed as the paths above are (the web's code and the gateway's whole-answer
+  // path are not yet hot after a few hundred requests), at the measured concurrency, so the HTTP
+  // client's connection pool is already open
+  for (const path of [rpcWhole, httpWhole, httpStream]) await run('warmup', 100, Math.max(500, Math.round(3000 * SCALE)), path)
+  // each row on a quiet mesh, as above: a row would otherwise pay for the settlements the one before left
+  for (const [label, path] of [['RPC, whole answer', rpcWhole], ['HTTP /v1, whole answer', httpWhole], ['RPC, streamed', viaGateway], ['HTTP /v1, streamed (SSE)', httpStream]] as const) {
+    await settle()
+    httpRows.push(await run(label, 100, httpN, path))
+  }
   await http.close()
 
   const header = ['path', 'concurrency', 'requests', 'errors', 'p50 ms', 'p99 ms', 'req/s', 'gateway/direct rps', ...CPU_HEADER]
