@@ -38,6 +38,18 @@ export async function runLoad (concurrency: number, requests: number, once: (i: 
   return { p50: percentile(ms, 0.5), p99: percentile(ms, 0.99), rps: ms.length / seconds, errors, codes }
 }
 
+/** ms from the call to its first streamed chunk, for `n` calls one at a time */
+export async function firstTokens (n: number, open: (i: number, onFirst: () => void) => Promise<unknown>): Promise<number[]> {
+  const out: number[] = []
+  for (let i = 0; i < n; i++) {
+    const t0 = process.hrtime.bigint()
+    let first = 0
+    await open(i, () => { if (!first) first = Number(process.hrtime.bigint() - t0) / 1e6 })
+    out.push(first)
+  }
+  return out.sort((a, b) => a - b)
+}
+
 /** user + system CPU seconds of a process since `from` (Linux, clock ticks of 10 ms; NaN elsewhere) */
 export function cpuSeconds (pid: number | undefined, from: number): number {
   try {

@@ -23,7 +23,7 @@ import { bootstrapList } from '../shared/config.ts'
 import { GatewayProtocol } from '../shared/protocol/gateway.ts'
 import { InferenceProtocol } from '../shared/protocol/inference.ts'
 import { AIInferenceClient } from '../shared/sdk/index.ts'
-import { cpuSeconds, percentile, runLoad, runStandalone, type Row } from './bench-lib.ts'
+import { cpuSeconds, firstTokens, percentile, runLoad, runStandalone, type Row } from './bench-lib.ts'
 
 /** peak resident memory of a process, MB (Linux; NaN elsewhere) */
 function peakRssMb (pid: number | undefined): number {
@@ -31,18 +31,6 @@ function peakRssMb (pid: number | undefined): number {
     const line = fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmHWM:'))
     return line ? Number(line.split(/\s+/)[1]) / 1024 : NaN
   } catch { return NaN } // not Linux, or the process is gone: the column says so
-}
-
-/** ms from the call to its first streamed chunk, for `n` calls one at a time */
-async function firstTokens (n: number, open: (i: number, onFirst: () => void) => Promise<unknown>): Promise<number[]> {
-  const out: number[] = []
-  for (let i = 0; i < n; i++) {
-    const t0 = process.hrtime.bigint()
-    let first = 0
-    await open(i, () => { if (!first) first = Number(process.hrtime.bigint() - t0) / 1e6 })
-    out.push(first)
-  }
-  return out.sort((a, b) => a - b)
 }
 
 export async function benchTtft (scale: number): Promise<Row[]> {

@@ -21,6 +21,8 @@ export const UNLIMITED_TIERS = JSON.stringify({ default: UNLIMITED, premium: UNL
 export interface BenchMesh {
   mesh: LocalMesh
   rpc: RPC
+  /** the bench's own peer key (hex) */
+  self: string
   /** a client of the (first) gateway, open */
   gateway: MeshClient
   /** a client of any other member by its key */
@@ -55,7 +57,7 @@ export async function withBenchMesh<T> (name: string, opts: BenchMeshOptions, ru
     const client = (key: string, label: string) => new MeshClient(live, Buffer.from(key, 'hex'), { name: label })
     const gateway = client(mesh.gatewayKey, 'gateway')
     await gateway.waitOpen(15_000)
-    return await run({ mesh, rpc: live, gateway, client })
+    return await run({ mesh, rpc: live, self, gateway, client })
   } finally {
     // best effort: the section's figures are taken (or its failure thrown) already
     await rpc?.destroy({ force: true }).catch(() => {})
